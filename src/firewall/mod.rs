@@ -1,0 +1,166 @@
+//! Firewall backends: where a ban decision becomes dropped packets.
+//!
+//! Every backend implements [`Firewall`]. Calls take batches because start-up restores and
+//! reconciles move thousands of bans at once, and a batch is one netlink message or one
+//! D-Bus call, not one per address. Backends own only their own objects (the `inet banhound`
+//! table, the `banhound-*` ipsets) and never touch anything else.
+
+use ipnet::IpNet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which firewall a jail bans through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    Nftables,
+    Firewalld,
+    /// Decides and logs, touches no firewall: for trying a configuration safely.
+    LogOnly,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Nftables => "nftables",
+            BackendKind::Firewalld => "firewalld",
+            BackendKind::LogOnly => "log-only",
+        }
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nftables" => Ok(BackendKind::Nftables),
+            "firewalld" => Ok(BackendKind::Firewalld),
+            "log-only" => Ok(BackendKind::LogOnly),
+            other => Err(format!(
+                "unknown backend {other:?}: expected \"nftables\", \"firewalld\" or \"log-only\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to a banned address's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BlockType {
+    /// Silently discarded: the attacker waits for a timeout.
+    Drop,
+    /// Refused with a TCP reset / ICMP unreachable: fails fast, also for a mistaken ban.
+    Reject,
+}
+
+impl FromStr for BlockType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "drop" => Ok(BlockType::Drop),
+            "reject" => Ok(BlockType::Reject),
+            other => Err(format!(
+                "unknown blocktype {other:?}: expected \"drop\" or \"reject\""
+            )),
+        }
+    }
+}
+
+/// Transport protocols a jail's port rule applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// An inclusive range of ports; a single port is `first == last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.first == self.last {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// Which traffic from a banned address is blocked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Ports {
+    /// Everything, whatever the protocol or port.
+    All,
+    /// Only these ports, for these protocols.
+    Only {
+        protocols: Vec<Protocol>,
+        ports: Vec<PortRange>,
+    },
+}
+
+/// What a backend must set up for one jail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JailRules {
+    pub jail: String,
+    pub ports: Ports,
+    pub blocktype: BlockType,
+    /// Whether bans may be whole networks (IPv6 prefix grouping): nftables then needs
+    /// interval sets.
+    pub prefix_bans: bool,
+}
+
+/// One ban as a backend applies it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BanEntry {
+    pub jail: String,
+    pub target: IpNet,
+    /// Remaining time, carried into the kernel where the backend can; `None` is permanent.
+    pub timeout: Option<Duration>,
+}
+
+/// A backend failed. The daemon keeps the ban in its state and retries on reconcile.
+#[derive(Debug, thiserror::Error)]
+#[error("{backend} backend: {source}")]
+pub struct FirewallError {
+    pub backend: BackendKind,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// A firewall that can hold banhound's bans.
+///
+/// All calls are idempotent: setting up twice, banning an address already banned (which
+/// refreshes its timeout) or unbanning one that is not banned succeed.
+#[allow(async_fn_in_trait)] // used through an enum of backends, never `dyn`
+pub trait Firewall {
+    fn kind(&self) -> BackendKind;
+    /// Creates (or repairs) banhound's own objects for these jails; removes those of jails
+    /// no longer listed.
+    async fn setup(&mut self, jails: &[JailRules]) -> Result<(), FirewallError>;
+    /// Adds or refreshes bans, all in one batch.
+    async fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError>;
+    /// Removes bans of one jail, all in one batch.
+    async fn unban(&mut self, jail: &str, targets: &[IpNet]) -> Result<(), FirewallError>;
+    /// What the firewall holds now (timeouts as the kernel reports them), for reconciling.
+    async fn list(&mut self) -> Result<Vec<BanEntry>, FirewallError>;
+    /// Removes everything banhound created.
+    async fn teardown(&mut self) -> Result<(), FirewallError>;
+}

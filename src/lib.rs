@@ -1,0 +1,10 @@
+//! banhound: watches logs (the systemd journal first) for authentication failures and bans
+//! the offending addresses in the firewall, natively: sd-journal with a persisted cursor,
+//! nftables over netlink or firewalld over D-Bus, and control over D-Bus.
+//!
+//! The tree follows the architecture: [`engine`] is the pure core (no I/O), [`config`]
+//! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
+//! [`cli`] implements the subcommands. Only `main` decides exit codes.
+
+pub mod engine;
+pub mod firewall;

