@@ -6,4 +6,5 @@
 //! `banhound test-filter` and the daemon.
 
 pub mod address;
+pub mod filter;
 pub mod time;

@@ -1,0 +1,750 @@
+//! Filters: fail2ban-style regexes with tags, compiled for a hot path that runs per log line.
+//!
+//! A filter is a list of `failregex` (a line matching one is a failure), `ignoreregex` (a
+//! failure that also matches one is not), and an optional `prefregex` that every line must
+//! match first and whose `<F-CONTENT>` part is what the others see. Tags are translated into
+//! regex syntax: `<HOST>`, `<ADDR>`, `<IP4>`, `<IP6>`, `<DNS>` capture the peer, and
+//! `<F-NAME>…</F-NAME>` captures a named field (`<F-USER>` is the user name).
+//!
+//! Matching must stay cheap because log text is plentiful and attacker-controlled:
+//! - the `regex` crate never backtracks, so no line costs more than linear time;
+//! - before any regex runs, one Aho-Corasick pass looks for the literals each failregex
+//!   cannot match without (found by analysing the regex itself), so the lines that cannot
+//!   match — most of them — cost one scan;
+//! - captures go into reusable [`CaptureLocations`] held by a [`Matcher`], so a line that
+//!   matches allocates nothing either.
+
+use crate::engine::address::parse_address;
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
+use regex_syntax::hir::{Hir, HirKind};
+use std::fmt;
+use std::net::IpAddr;
+
+/// The regexes of a filter, as written (tags not yet translated).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterSpec {
+    pub prefregex: Option<String>,
+    pub failregex: Vec<String>,
+    pub ignoreregex: Vec<String>,
+}
+
+/// Which regex of a filter an error or a hit refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegexRole {
+    Pref,
+    Fail(usize),
+    Ignore(usize),
+}
+
+impl fmt::Display for RegexRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RegexRole::Pref => f.write_str("prefregex"),
+            RegexRole::Fail(i) => write!(f, "failregex #{i}"),
+            RegexRole::Ignore(i) => write!(f, "ignoreregex #{i}"),
+        }
+    }
+}
+
+/// Why a filter was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{role}: {kind}")]
+pub struct FilterError {
+    pub role: RegexRole,
+    pub kind: FilterErrorKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterErrorKind {
+    #[error("a filter needs at least one failregex")]
+    NoFailregex,
+    #[error("no address tag (<HOST>, <ADDR>, <IP4>, <IP6> or <DNS>): banhound could not tell whom to ban")]
+    NoAddressTag,
+    #[error("address tags belong in failregex or prefregex, not in ignoreregex")]
+    AddressTagInIgnore,
+    #[error("prefregex must capture the text the failregexes see with <F-CONTENT>…</F-CONTENT>")]
+    NoContent,
+    #[error("unknown tag <{0}> (known: HOST, ADDR, IP4, IP6, DNS, F-<NAME>…</F-NAME>)")]
+    UnknownTag(String),
+    #[error("tag <{0}> is not closed by </{0}>")]
+    Unclosed(String),
+    #[error("closing tag </{0}> without an opening <{0}>")]
+    Unopened(String),
+    #[error("field <{0}> appears twice")]
+    DuplicateField(String),
+    #[error("does not compile: {0}")]
+    Regex(String),
+}
+
+/// The peer a failure names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host<'a> {
+    Ip(IpAddr),
+    /// A host name; banhound does not resolve names (an attacker controls their DNS), so
+    /// these are reported but never banned.
+    Name(&'a [u8]),
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => ip.fmt(f),
+            Host::Name(n) => f.write_str(&String::from_utf8_lossy(n)),
+        }
+    }
+}
+
+/// What a filter made of one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// No failregex matched (or the prefregex did not).
+    Missed,
+    /// A failregex matched, and so did ignoreregex `ignore`.
+    Ignored {
+        regex: usize,
+        ignore: usize,
+    },
+    Failure(Failure<'a>),
+}
+
+/// A line that matched failregex `regex`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure<'a> {
+    pub regex: usize,
+    pub host: Host<'a>,
+    pub user: Option<&'a [u8]>,
+}
+
+// Tag patterns. Address text is validated by parsing after the match, so the patterns only
+// need to find the right span; they are kept simple so the DFA stays small.
+const IP4: &str = r"(?-u:\b)\d{1,3}(?:\.\d{1,3}){3}(?-u:\b)";
+const IP6: &str = r"\[?(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})(?:%[0-9A-Za-z_.\-]+)?\]?";
+const DNS: &str = r"[A-Za-z0-9](?:[A-Za-z0-9_\-]{0,62})(?:\.[A-Za-z0-9_\-]{1,63})*";
+
+const ADDRESS_GROUP_PREFIX: &str = "__addr";
+const FIELD_GROUP_PREFIX: &str = "F_";
+const CONTENT_FIELD: &str = "CONTENT";
+const USER_FIELD: &str = "USER";
+
+/// A failregex (or prefregex) after tag translation.
+#[derive(Debug)]
+struct CompiledRegex {
+    regex: Regex,
+    /// Capture group indexes of the address tags, in pattern order.
+    address_groups: Vec<usize>,
+    user_group: Option<usize>,
+    /// Custom `<F-NAME>` fields: (NAME, group index).
+    fields: Vec<(String, usize)>,
+    source: String,
+}
+
+/// Which failregexes a line could match, decided by literals alone.
+#[derive(Debug)]
+struct Prefilter {
+    automaton: AhoCorasick,
+    /// For each automaton pattern, the failregex it stands for.
+    pattern_regex: Vec<usize>,
+    /// Failregexes without a usable literal: always candidates.
+    always: Vec<usize>,
+}
+
+/// A compiled filter. Cheap to share; matching state lives in a [`Matcher`].
+#[derive(Debug)]
+pub struct Filter {
+    pref: Option<(CompiledRegex, usize)>,
+    fail: Vec<CompiledRegex>,
+    ignore: Vec<Regex>,
+    prefilter: Option<Prefilter>,
+}
+
+impl Filter {
+    pub fn compile(spec: &FilterSpec) -> Result<Filter, FilterError> {
+        if spec.failregex.is_empty() {
+            return Err(FilterError {
+                role: RegexRole::Fail(0),
+                kind: FilterErrorKind::NoFailregex,
+            });
+        }
+        let pref = match &spec.prefregex {
+            Some(p) => {
+                let compiled = compile_tagged(p).map_err(|kind| FilterError {
+                    role: RegexRole::Pref,
+                    kind,
+                })?;
+                let content = compiled
+                    .regex
+                    .capture_names()
+                    .position(|n| n == Some(&format!("{FIELD_GROUP_PREFIX}{CONTENT_FIELD}")))
+                    .ok_or(FilterError {
+                        role: RegexRole::Pref,
+                        kind: FilterErrorKind::NoContent,
+                    })?;
+                Some((compiled, content))
+            }
+            None => None,
+        };
+        let pref_has_address = pref
+            .as_ref()
+            .is_some_and(|(p, _)| !p.address_groups.is_empty());
+        let mut fail = Vec::with_capacity(spec.failregex.len());
+        for (i, pattern) in spec.failregex.iter().enumerate() {
+            let role = RegexRole::Fail(i);
+            let compiled = compile_tagged(pattern).map_err(|kind| FilterError { role, kind })?;
+            if compiled.address_groups.is_empty() && !pref_has_address {
+                return Err(FilterError {
+                    role,
+                    kind: FilterErrorKind::NoAddressTag,
+                });
+            }
+            fail.push(compiled);
+        }
+        let mut ignore = Vec::with_capacity(spec.ignoreregex.len());
+        for (i, pattern) in spec.ignoreregex.iter().enumerate() {
+            let role = RegexRole::Ignore(i);
+            let compiled = compile_tagged(pattern).map_err(|kind| FilterError { role, kind })?;
+            if !compiled.address_groups.is_empty() {
+                return Err(FilterError {
+                    role,
+                    kind: FilterErrorKind::AddressTagInIgnore,
+                });
+            }
+            ignore.push(compiled.regex);
+        }
+        let prefilter = build_prefilter(&fail);
+        Ok(Filter {
+            pref,
+            fail,
+            ignore,
+            prefilter,
+        })
+    }
+
+    pub fn failregex_count(&self) -> usize {
+        self.fail.len()
+    }
+
+    /// The failregex as written, for reports.
+    pub fn failregex_source(&self, i: usize) -> &str {
+        &self.fail[i].source
+    }
+
+    /// Whether the literal prefilter is in use (false when no failregex has a literal).
+    pub fn has_prefilter(&self) -> bool {
+        self.prefilter.is_some()
+    }
+
+    pub fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            filter: self,
+            pref_locations: self.pref.as_ref().map(|(p, _)| p.regex.capture_locations()),
+            fail_locations: self
+                .fail
+                .iter()
+                .map(|f| f.regex.capture_locations())
+                .collect(),
+            candidates: vec![false; self.fail.len()],
+        }
+    }
+}
+
+/// The per-thread state of matching: reusable capture slots, so matching never allocates.
+pub struct Matcher<'f> {
+    filter: &'f Filter,
+    pref_locations: Option<CaptureLocations>,
+    fail_locations: Vec<CaptureLocations>,
+    candidates: Vec<bool>,
+}
+
+impl<'f> Matcher<'f> {
+    /// Matches one message (a journal MESSAGE, or a file line's text after its header).
+    pub fn match_line<'a>(&mut self, message: &'a [u8]) -> Outcome<'a> {
+        let filter = self.filter;
+        if let Some(pre) = &filter.prefilter {
+            self.candidates.fill(false);
+            let mut any = false;
+            for &i in &pre.always {
+                self.candidates[i] = true;
+                any = true;
+            }
+            for m in pre.automaton.find_overlapping_iter(message) {
+                self.candidates[pre.pattern_regex[m.pattern().as_usize()]] = true;
+                any = true;
+            }
+            if !any {
+                return Outcome::Missed;
+            }
+        } else {
+            self.candidates.fill(true);
+        }
+
+        let (content, pref_user, pref_host) = match (&filter.pref, &mut self.pref_locations) {
+            (Some((pref, content_group)), Some(locs)) => {
+                if pref.regex.captures_read(locs, message).is_none() {
+                    return Outcome::Missed;
+                }
+                let Some((s, e)) = locs.get(*content_group) else {
+                    return Outcome::Missed;
+                };
+                let user = pref
+                    .user_group
+                    .and_then(|g| locs.get(g))
+                    .map(|(s, e)| &message[s..e]);
+                let host = first_address(pref, locs, message);
+                (&message[s..e], user, host)
+            }
+            _ => (message, None, None),
+        };
+
+        for (i, regex) in filter.fail.iter().enumerate() {
+            if !self.candidates[i] {
+                continue;
+            }
+            let locs = &mut self.fail_locations[i];
+            if regex.regex.captures_read(locs, content).is_none() {
+                continue;
+            }
+            let host = match first_address(regex, locs, content).or(pref_host) {
+                Some(h) => h,
+                // The span is not an address (e.g. 999.1.1.1): a miss, never a guess.
+                None => return Outcome::Missed,
+            };
+            if let Some(ignore) = filter.ignore.iter().position(|r| r.is_match(content)) {
+                return Outcome::Ignored { regex: i, ignore };
+            }
+            let user = regex
+                .user_group
+                .and_then(|g| locs.get(g))
+                .map(|(s, e)| &content[s..e])
+                .or(pref_user);
+            return Outcome::Failure(Failure {
+                regex: i,
+                host,
+                user,
+            });
+        }
+        Outcome::Missed
+    }
+
+    /// The custom `<F-NAME>` fields the last matching failregex `regex` captured in `message`
+    /// (the same slice given to [`Matcher::match_line`]; with a prefregex, the content part).
+    pub fn fields<'a>(
+        &'a self,
+        regex: usize,
+        text: &'a [u8],
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let compiled = &self.filter.fail[regex];
+        let locs = &self.fail_locations[regex];
+        compiled.fields.iter().filter_map(move |(name, g)| {
+            locs.get(*g)
+                .and_then(|(s, e)| text.get(s..e))
+                .map(|v| (name.as_str(), v))
+        })
+    }
+}
+
+fn first_address<'a>(
+    regex: &CompiledRegex,
+    locs: &CaptureLocations,
+    text: &'a [u8],
+) -> Option<Host<'a>> {
+    let (s, e) = regex.address_groups.iter().find_map(|&g| locs.get(g))?;
+    let span = &text[s..e];
+    let as_str = std::str::from_utf8(span).ok()?;
+    match parse_address(as_str) {
+        Some(ip) => Some(Host::Ip(ip)),
+        None if span.contains(&b':') || span.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
+            None
+        }
+        None => Some(Host::Name(span)),
+    }
+}
+
+/// Translates tags into regex syntax and compiles.
+fn compile_tagged(pattern: &str) -> Result<CompiledRegex, FilterErrorKind> {
+    let translated = translate_tags(pattern)?;
+    let regex = RegexBuilder::new(&translated.pattern)
+        // Log lines are bytes; `.` must not match a newline inside a journal MESSAGE, so a
+        // message with an embedded "\n" cannot smuggle a second line past an anchor.
+        .unicode(false)
+        .size_limit(32 << 20)
+        .build()
+        .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
+    let mut address_groups = Vec::new();
+    let mut user_group = None;
+    let mut fields = Vec::new();
+    for (i, name) in regex.capture_names().enumerate() {
+        let Some(name) = name else { continue };
+        if name.starts_with(ADDRESS_GROUP_PREFIX) {
+            address_groups.push(i);
+        } else if let Some(field) = name.strip_prefix(FIELD_GROUP_PREFIX) {
+            if field == USER_FIELD {
+                user_group = Some(i);
+            } else if field != CONTENT_FIELD {
+                fields.push((field.to_string(), i));
+            }
+        }
+    }
+    Ok(CompiledRegex {
+        regex,
+        address_groups,
+        user_group,
+        fields,
+        source: pattern.to_string(),
+    })
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+struct Translated {
+    pattern: String,
+}
+
+/// Rewrites `<HOST>`-style tags and `<F-NAME>…</F-NAME>` into named groups.
+fn translate_tags(pattern: &str) -> Result<Translated, FilterErrorKind> {
+    let mut out = String::with_capacity(pattern.len() + 128);
+    let mut open_fields: Vec<String> = Vec::new();
+    let mut seen_fields: Vec<String> = Vec::new();
+    let mut address_tags = 0usize;
+    let mut rest = pattern;
+    while let Some(pos) = rest.find(['\\', '<']) {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        if let Some(after) = tail.strip_prefix('\\') {
+            // An escape: copy it and the escaped character untouched.
+            let next = after.chars().next().map_or(0, char::len_utf8);
+            out.push_str(&tail[..1 + next]);
+            rest = &after[next..];
+            continue;
+        }
+        let Some(end) = tail.find('>') else {
+            out.push_str(tail);
+            rest = "";
+            break;
+        };
+        let tag = &tail[1..end];
+        let consumed = end + 1;
+        if let Some(field) = tag.strip_prefix("/F-") {
+            let name = field_name(field);
+            match open_fields.pop() {
+                Some(open) if open == name => out.push(')'),
+                _ => return Err(FilterErrorKind::Unopened(format!("F-{field}"))),
+            }
+        } else if let Some(field) = tag.strip_prefix("F-") {
+            let name = field_name(field);
+            if !is_tag_name(field) {
+                return Err(FilterErrorKind::UnknownTag(tag.to_string()));
+            }
+            if seen_fields.contains(&name) {
+                return Err(FilterErrorKind::DuplicateField(format!("F-{field}")));
+            }
+            out.push_str(&format!("(?P<{FIELD_GROUP_PREFIX}{name}>"));
+            seen_fields.push(name.clone());
+            open_fields.push(name);
+        } else if let Some(sub) = address_tag(tag) {
+            out.push_str(&format!("(?P<{ADDRESS_GROUP_PREFIX}{address_tags}>{sub})"));
+            address_tags += 1;
+        } else if is_tag_name(tag) && tag.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(FilterErrorKind::UnknownTag(tag.to_string()));
+        } else {
+            // Not a tag: a literal '<' in the regex (e.g. "<html>" or a lookbehind-free
+            // comparison); keep it verbatim.
+            out.push_str(&tail[..consumed]);
+        }
+        rest = &tail[consumed..];
+    }
+    out.push_str(rest);
+    if let Some(open) = open_fields.pop() {
+        return Err(FilterErrorKind::Unclosed(format!(
+            "F-{}",
+            open.replace('_', "-")
+        )));
+    }
+    Ok(Translated { pattern: out })
+}
+
+fn is_tag_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn field_name(s: &str) -> String {
+    s.replace('-', "_")
+}
+
+fn address_tag(tag: &str) -> Option<String> {
+    Some(match tag {
+        "HOST" => format!("{IP6}|{IP4}|{DNS}"),
+        "ADDR" => format!("{IP6}|{IP4}"),
+        "IP4" => IP4.to_string(),
+        "IP6" => IP6.to_string(),
+        "DNS" => DNS.to_string(),
+        _ => return None,
+    })
+}
+
+/// Shortest literal worth prefiltering on: shorter ones hit nearly every line.
+const MIN_LITERAL: usize = 3;
+
+fn build_prefilter(fail: &[CompiledRegex]) -> Option<Prefilter> {
+    let mut patterns: Vec<Vec<u8>> = Vec::new();
+    let mut pattern_regex = Vec::new();
+    let mut always = Vec::new();
+    for (i, compiled) in fail.iter().enumerate() {
+        let hir = regex_syntax::ParserBuilder::new()
+            .unicode(false)
+            .utf8(false)
+            .build()
+            .parse(compiled.regex.as_str())
+            .ok();
+        match hir.as_ref().and_then(required_literals) {
+            Some(set) if set.iter().all(|l| l.len() >= MIN_LITERAL) => {
+                for lit in set {
+                    patterns.push(lit);
+                    pattern_regex.push(i);
+                }
+            }
+            _ => always.push(i),
+        }
+    }
+    if patterns.is_empty() {
+        return None;
+    }
+    let automaton = AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .build(&patterns)
+        .ok()?;
+    Some(Prefilter {
+        automaton,
+        pattern_regex,
+        always,
+    })
+}
+
+/// A set of literals of which any match of `hir` contains at least one, preferring the set
+/// whose shortest member is longest (a longer literal rejects more lines).
+fn required_literals(hir: &Hir) -> Option<Vec<Vec<u8>>> {
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(vec![lit.0.to_vec()]),
+        HirKind::Capture(cap) => required_literals(&cap.sub),
+        HirKind::Repetition(rep) if rep.min >= 1 => required_literals(&rep.sub),
+        HirKind::Concat(subs) => subs
+            .iter()
+            .filter_map(required_literals)
+            .max_by_key(|set| set.iter().map(Vec::len).min().unwrap_or(0)),
+        HirKind::Alternation(subs) => {
+            let mut all = Vec::new();
+            for sub in subs {
+                all.extend(required_literals(sub)?);
+            }
+            Some(all)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(fail: &[&str]) -> Filter {
+        Filter::compile(&FilterSpec {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn host_of(f: &Filter, line: &str) -> Option<String> {
+        match f.matcher().match_line(line.as_bytes()) {
+            Outcome::Failure(fl) => Some(fl.host.to_string()),
+            _ => None,
+        }
+    }
+
+    const SSHD_PW: &str = r"^Failed (?:password|publickey) for (?:invalid user )?<F-USER>.*</F-USER> from <HOST> port \d+(?: ssh\d)?$";
+
+    #[test]
+    fn matches_host_and_user() {
+        let f = filter(&[SSHD_PW]);
+        let mut m = f.matcher();
+        let line = b"Failed password for invalid user admin from 198.51.100.4 port 4242 ssh2";
+        match m.match_line(line) {
+            Outcome::Failure(fl) => {
+                assert_eq!(fl.host, Host::Ip("198.51.100.4".parse().unwrap()));
+                assert_eq!(fl.user, Some(&b"admin"[..]));
+                assert_eq!(fl.regex, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn injected_address_in_user_name_is_not_the_peer() {
+        let f = filter(&[SSHD_PW]);
+        let line =
+            "Failed password for invalid user root from 203.0.113.9 from 198.51.100.4 port 22 ssh2";
+        assert_eq!(host_of(&f, line).as_deref(), Some("198.51.100.4"));
+        // A user name that tries to end the line early gains nothing either.
+        let line =
+            "Failed password for x from 203.0.113.9 port 22 ssh2 from 198.51.100.4 port 22 ssh2";
+        assert_eq!(host_of(&f, line).as_deref(), Some("198.51.100.4"));
+    }
+
+    #[test]
+    fn ipv6_and_mapped_addresses() {
+        let f = filter(&[SSHD_PW]);
+        let l6 = "Failed password for root from 2001:db8:1::7 port 22 ssh2";
+        assert_eq!(host_of(&f, l6).as_deref(), Some("2001:db8:1::7"));
+        let mapped = "Failed password for root from ::ffff:198.51.100.4 port 22 ssh2";
+        assert_eq!(host_of(&f, mapped).as_deref(), Some("198.51.100.4"));
+    }
+
+    #[test]
+    fn invalid_address_is_a_miss_not_a_guess() {
+        let f = filter(&[SSHD_PW]);
+        assert_eq!(
+            host_of(&f, "Failed password for root from 999.1.1.1 port 22 ssh2"),
+            None
+        );
+        assert_eq!(
+            host_of(&f, "Failed password for root from 1.2.3.4567 port 22 ssh2"),
+            None
+        );
+    }
+
+    #[test]
+    fn hostnames_are_reported_as_names() {
+        let f = filter(&[r"^Failed password for \S+ from <HOST> port \d+"]);
+        let mut m = f.matcher();
+        match m.match_line(b"Failed password for root from evil.example port 22") {
+            Outcome::Failure(fl) => assert_eq!(fl.host, Host::Name(b"evil.example")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_regex_without_address_tag() {
+        let err = Filter::compile(&FilterSpec {
+            failregex: vec!["^Failed password for root$".into()],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.role, RegexRole::Fail(0));
+        assert_eq!(err.kind, FilterErrorKind::NoAddressTag);
+    }
+
+    #[test]
+    fn reports_tag_and_syntax_errors() {
+        let compile = |p: &str| {
+            Filter::compile(&FilterSpec {
+                failregex: vec![p.into()],
+                ..Default::default()
+            })
+            .unwrap_err()
+            .kind
+        };
+        assert_eq!(
+            compile("from <HOSTNAME>"),
+            FilterErrorKind::UnknownTag("HOSTNAME".into())
+        );
+        assert_eq!(
+            compile("<F-USER>x <HOST>"),
+            FilterErrorKind::Unclosed("F-USER".into())
+        );
+        assert_eq!(
+            compile("x</F-USER> <HOST>"),
+            FilterErrorKind::Unopened("F-USER".into())
+        );
+        assert!(matches!(
+            compile("from <HOST> ("),
+            FilterErrorKind::Regex(_)
+        ));
+        assert!(matches!(
+            Filter::compile(&FilterSpec::default()).unwrap_err().kind,
+            FilterErrorKind::NoFailregex
+        ));
+    }
+
+    #[test]
+    fn prefregex_content_and_ignoreregex() {
+        let f = Filter::compile(&FilterSpec {
+            prefregex: Some(r"^(?:error: )?<F-CONTENT>.+</F-CONTENT>$".into()),
+            failregex: vec![
+                r"^Invalid user <F-USER>\S*</F-USER> from <HOST>(?: port \d+)?$".into(),
+                r"^PAM: Authentication failure for \S+ from <HOST>$".into(),
+            ],
+            ignoreregex: vec![r"^Invalid user nagios ".into()],
+        })
+        .unwrap();
+        let mut m = f.matcher();
+        assert!(matches!(
+            m.match_line(b"error: PAM: Authentication failure for root from 192.0.2.1"),
+            Outcome::Failure(Failure { regex: 1, .. })
+        ));
+        assert!(matches!(
+            m.match_line(b"Invalid user nagios from 192.0.2.1 port 1"),
+            Outcome::Ignored {
+                regex: 0,
+                ignore: 0
+            }
+        ));
+        assert_eq!(m.match_line(b"Accepted password for root"), Outcome::Missed);
+    }
+
+    #[test]
+    fn custom_fields() {
+        let f = filter(&[r"^auth failed method=<F-METHOD>\w+</F-METHOD> rip=<ADDR>$"]);
+        let mut m = f.matcher();
+        let line = b"auth failed method=PLAIN rip=192.0.2.5";
+        assert!(matches!(m.match_line(line), Outcome::Failure(_)));
+        let fields: Vec<_> = m.fields(0, line).collect();
+        assert_eq!(fields, vec![("METHOD", &b"PLAIN"[..])]);
+    }
+
+    #[test]
+    fn prefilter_finds_required_literals() {
+        let f = filter(&[
+            SSHD_PW,
+            r"^Invalid user \S* from <HOST>",
+            r"(?i)^bad from <HOST>",
+        ]);
+        let pre = f.prefilter.as_ref().unwrap();
+        // The case-insensitive regex has no literal: it always runs.
+        assert_eq!(pre.always, vec![2]);
+        assert!(pre.pattern_regex.contains(&0) && pre.pattern_regex.contains(&1));
+        assert_eq!(
+            host_of(&f, "BAD from 192.0.2.9").as_deref(),
+            Some("192.0.2.9")
+        );
+        assert_eq!(
+            host_of(&f, "Invalid user x from 192.0.2.9").as_deref(),
+            Some("192.0.2.9")
+        );
+    }
+
+    #[test]
+    fn newline_in_message_cannot_smuggle_a_line() {
+        let f = filter(&[SSHD_PW]);
+        let msg =
+            "Accepted password for bob\nFailed password for root from 203.0.113.9 port 22 ssh2";
+        assert_eq!(host_of(&f, msg), None);
+    }
+
+    #[test]
+    fn hostile_bytes_do_not_panic() {
+        let f = filter(&[SSHD_PW]);
+        let mut m = f.matcher();
+        let mut big = b"Failed password for ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 1 << 20));
+        big.extend_from_slice(b" from 198.51.100.4 port 22 ssh2");
+        assert!(matches!(m.match_line(&big), Outcome::Failure(_)));
+        let garbage = [0xff, 0xfe, 0, b'F', 0x80, b'\n', 0xc3];
+        assert_eq!(m.match_line(&garbage), Outcome::Missed);
+        let nonutf8 = b"Failed password for \xff\xfe from 198.51.100.4 port 22 ssh2";
+        assert!(matches!(m.match_line(nonutf8), Outcome::Failure(_)));
+    }
+}
