@@ -8,3 +8,4 @@
 pub mod address;
 pub mod filter;
 pub mod time;
+pub mod tracker;

@@ -1,0 +1,563 @@
+//! The per-jail decision state: failures counted in sliding windows, bans decided, expiries
+//! scheduled.
+//!
+//! A jail bans an address once `maxretry` failures fall within `findtime` of each other. Its
+//! ban lasts `bantime`, grown for repeat offenders when escalation is configured, capped by
+//! `maxtime`. The tracker also knows which bans are active and when each ends, so the daemon
+//! can sleep until exactly the next expiry instead of polling.
+//!
+//! Memory is bounded: at most `max_tracked` addresses have a failure window. When the table
+//! is full, windows whose failures all fell out of `findtime` go first; if that is not enough,
+//! the addresses whose last failure is oldest are forgotten (a tenth of the table at once, so
+//! the cost is amortised). A flood of spoofed sources therefore costs a fixed amount of memory
+//! and at worst delays counting for the quietest addresses, never bans an innocent one.
+
+use crate::engine::address::{ban_target, IgnoreList, IgnoreReason};
+use crate::engine::time::{BanTime, Timestamp};
+use ipnet::IpNet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// How ban times grow for an address banned before.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Growth {
+    /// The n-th ban lasts `bantime * factor^(n-1)`.
+    Factor(f64),
+    /// The n-th ban lasts `bantime * multipliers[n-1]` (the last one repeats).
+    Multipliers(Vec<f64>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Escalation {
+    pub growth: Growth,
+    /// No escalated ban lasts longer than this.
+    pub maxtime: Option<Duration>,
+    /// Bans older than this no longer count as previous offences.
+    pub forget_after: Duration,
+}
+
+impl Escalation {
+    /// The ban time of the `nth` ban (1 = first) for a base `bantime`.
+    pub fn bantime(&self, base: BanTime, nth: u32) -> BanTime {
+        let BanTime::For(base) = base else {
+            return BanTime::Permanent;
+        };
+        let step = nth.saturating_sub(1);
+        let multiplier = match &self.growth {
+            Growth::Factor(f) => f.powi(step.min(64) as i32),
+            Growth::Multipliers(m) => m.get(step as usize).or(m.last()).copied().unwrap_or(1.0),
+        };
+        let secs = (base.as_secs_f64() * multiplier).clamp(0.0, 10.0 * 366.0 * 86_400.0);
+        let grown = Duration::from_secs_f64(secs);
+        BanTime::For(match self.maxtime {
+            Some(max) => grown.min(max),
+            None => grown,
+        })
+    }
+}
+
+/// The settings of one jail that decide bans.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    pub maxretry: u32,
+    pub findtime: Duration,
+    pub bantime: BanTime,
+    pub escalation: Option<Escalation>,
+    /// IPv6 bans cover this prefix (128 = the address alone).
+    pub ipv6_prefix: u8,
+    pub ignore: IgnoreList,
+    /// At most this many addresses have a failure window at once.
+    pub max_tracked: usize,
+}
+
+/// A decision to ban.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BanDecision {
+    pub target: IpNet,
+    pub at: Timestamp,
+    pub bantime: BanTime,
+    /// Failures in the window that triggered it.
+    pub failures: u32,
+    /// 1 for a first offence, 2 for the second ban within `forget_after`, …
+    pub offence: u32,
+}
+
+impl BanDecision {
+    pub fn until(&self) -> Option<Timestamp> {
+        self.bantime.until(self.at)
+    }
+}
+
+/// What one failure led to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Never banned: loopback, ignoreip, own address.
+    Ignored(IgnoreReason),
+    /// Already banned (a line still in flight, or a ban the firewall does not cover).
+    AlreadyBanned,
+    /// Counted; `failures` within findtime so far.
+    Counted {
+        failures: u32,
+    },
+    Ban(BanDecision),
+}
+
+/// An active ban as the tracker knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveBan {
+    pub since: Timestamp,
+    pub until: Option<Timestamp>,
+    pub offence: u32,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    times: VecDeque<Timestamp>,
+}
+
+impl Window {
+    fn newest(&self) -> Timestamp {
+        self.times.back().copied().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct History {
+    offences: u32,
+    last: Timestamp,
+}
+
+/// Running totals for status reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub failures: u64,
+    pub bans: u64,
+    pub evicted: u64,
+}
+
+/// The decision state of one jail.
+#[derive(Debug)]
+pub struct Tracker {
+    policy: Policy,
+    windows: HashMap<IpNet, Window>,
+    history: HashMap<IpNet, History>,
+    active: HashMap<IpNet, ActiveBan>,
+    expiries: BTreeSet<(Timestamp, IpNet)>,
+    totals: Totals,
+}
+
+impl Tracker {
+    pub fn new(policy: Policy) -> Self {
+        Tracker {
+            policy,
+            windows: HashMap::new(),
+            history: HashMap::new(),
+            active: HashMap::new(),
+            expiries: BTreeSet::new(),
+            totals: Totals::default(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Replaces the policy (configuration reload), keeping windows and bans.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    /// Addresses with failures counted but not (yet) banned.
+    pub fn currently_failing(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn active_bans(&self) -> impl Iterator<Item = (&IpNet, &ActiveBan)> {
+        self.active.iter()
+    }
+
+    pub fn active_ban(&self, target: &IpNet) -> Option<&ActiveBan> {
+        self.active.get(target)
+    }
+
+    /// A failure of `addr` at `at`: counts it and decides.
+    pub fn failure(&mut self, addr: IpAddr, at: Timestamp) -> Verdict {
+        self.record(addr, at, true)
+    }
+
+    /// A failure replayed at start-up, from before the persisted position: it already had
+    /// its effect (any ban it caused is restored from state), so it only rebuilds the window.
+    pub fn replay_failure(&mut self, addr: IpAddr, at: Timestamp) {
+        self.record(addr, at, false);
+    }
+
+    fn record(&mut self, addr: IpAddr, at: Timestamp, decide: bool) -> Verdict {
+        let target = ban_target(addr, self.policy.ipv6_prefix);
+        if let Some(reason) = self.policy.ignore.check(&target) {
+            return Verdict::Ignored(reason);
+        }
+        if let Some(ban) = self.active.get(&target) {
+            if ban.until.is_none_or(|until| until > at) {
+                return Verdict::AlreadyBanned;
+            }
+        }
+        if decide {
+            self.totals.failures += 1;
+        }
+        if !self.windows.contains_key(&target) && self.windows.len() >= self.policy.max_tracked {
+            self.evict(at);
+        }
+        let findtime = self.policy.findtime;
+        let maxretry = self.policy.maxretry.max(1) as usize;
+        let window = self.windows.entry(target).or_default();
+        let horizon = at - findtime;
+        window.times.retain(|t| *t >= horizon);
+        window.times.push_back(at);
+        let failures = window.times.len() as u32;
+        if window.times.len() < maxretry {
+            return Verdict::Counted { failures };
+        }
+        // maxretry reached: the window is spent whether this is a live decision or a replay
+        // of one that was already made.
+        self.windows.remove(&target);
+        if !decide {
+            return Verdict::Counted { failures };
+        }
+        let offence = self.next_offence(&target, at);
+        let bantime = match &self.policy.escalation {
+            Some(esc) => esc.bantime(self.policy.bantime, offence),
+            None => self.policy.bantime,
+        };
+        let decision = BanDecision {
+            target,
+            at,
+            bantime,
+            failures,
+            offence,
+        };
+        self.activate(&decision);
+        Verdict::Ban(decision)
+    }
+
+    fn next_offence(&mut self, target: &IpNet, at: Timestamp) -> u32 {
+        let Some(esc) = &self.policy.escalation else {
+            return 1;
+        };
+        let previous = match self.history.get(target) {
+            Some(h) if at.since(h.last) <= esc.forget_after => h.offences,
+            _ => 0,
+        };
+        previous + 1
+    }
+
+    fn activate(&mut self, decision: &BanDecision) {
+        self.totals.bans += 1;
+        self.insert_ban(
+            decision.target,
+            ActiveBan {
+                since: decision.at,
+                until: decision.until(),
+                offence: decision.offence,
+            },
+        );
+    }
+
+    fn insert_ban(&mut self, target: IpNet, ban: ActiveBan) {
+        if let Some(old) = self.active.insert(target, ban) {
+            if let Some(until) = old.until {
+                self.expiries.remove(&(until, target));
+            }
+        }
+        if let Some(until) = ban.until {
+            self.expiries.insert((until, target));
+        }
+        if self.policy.escalation.is_some() {
+            self.history.insert(
+                target,
+                History {
+                    offences: ban.offence,
+                    last: ban.since,
+                },
+            );
+        }
+        self.windows.remove(&target);
+    }
+
+    /// A ban ordered from outside (an admin), checked against the ignore list.
+    pub fn ban_manually(
+        &mut self,
+        addr: IpAddr,
+        at: Timestamp,
+        bantime: Option<BanTime>,
+    ) -> Result<BanDecision, IgnoreReason> {
+        let target = ban_target(addr, self.policy.ipv6_prefix);
+        if let Some(reason) = self.policy.ignore.check(&target) {
+            return Err(reason);
+        }
+        let offence = self.next_offence(&target, at);
+        let bantime = bantime.unwrap_or(match &self.policy.escalation {
+            Some(esc) => esc.bantime(self.policy.bantime, offence),
+            None => self.policy.bantime,
+        });
+        let decision = BanDecision {
+            target,
+            at,
+            bantime,
+            failures: 0,
+            offence,
+        };
+        self.activate(&decision);
+        Ok(decision)
+    }
+
+    /// Re-installs a ban loaded from persistent state (not counted as a new ban).
+    pub fn restore_ban(&mut self, target: IpNet, ban: ActiveBan) {
+        self.insert_ban(target, ban);
+    }
+
+    /// Lifts a ban early; returns whether it was active.
+    pub fn unban(&mut self, target: &IpNet) -> bool {
+        match self.active.remove(target) {
+            Some(ban) => {
+                if let Some(until) = ban.until {
+                    self.expiries.remove(&(until, *target));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// When the next ban ends, for the daemon's single timer.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiries.first().map(|(t, _)| *t)
+    }
+
+    /// Removes and returns the bans that have ended by `now`.
+    pub fn take_expired(&mut self, now: Timestamp) -> Vec<IpNet> {
+        let mut done = Vec::new();
+        while let Some(&(until, target)) = self.expiries.first() {
+            if until > now {
+                break;
+            }
+            self.expiries.pop_first();
+            self.active.remove(&target);
+            done.push(target);
+        }
+        if let Some(esc) = &self.policy.escalation {
+            let keep = esc.forget_after;
+            self.history.retain(|_, h| now.since(h.last) <= keep);
+        }
+        done
+    }
+
+    fn evict(&mut self, now: Timestamp) {
+        let horizon = now - self.policy.findtime;
+        let before = self.windows.len();
+        self.windows.retain(|_, w| w.newest() >= horizon);
+        let cap = self.policy.max_tracked;
+        if self.windows.len() >= cap {
+            // Still full of live windows: forget the quietest tenth, deterministically
+            // (ties broken by address, not by hash order).
+            let mut by_age: Vec<(Timestamp, IpNet)> =
+                self.windows.iter().map(|(k, w)| (w.newest(), *k)).collect();
+            let drop = (cap / 10).max(1).min(by_age.len());
+            by_age.select_nth_unstable(drop - 1);
+            for (_, k) in &by_age[..drop] {
+                self.windows.remove(k);
+            }
+        }
+        self.totals.evicted += (before - self.windows.len()) as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            maxretry: 3,
+            findtime: Duration::from_secs(600),
+            bantime: BanTime::For(Duration::from_secs(600)),
+            escalation: None,
+            ipv6_prefix: 64,
+            ignore: IgnoreList::new(vec!["192.0.2.0/24".parse().unwrap()], vec![]),
+            max_tracked: 1000,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_secs(1_700_000_000 + s)
+    }
+
+    #[test]
+    fn bans_at_maxretry_within_findtime() {
+        let mut tr = Tracker::new(policy());
+        let a = ip("198.51.100.4");
+        assert_eq!(tr.failure(a, t(0)), Verdict::Counted { failures: 1 });
+        assert_eq!(tr.failure(a, t(100)), Verdict::Counted { failures: 2 });
+        let Verdict::Ban(d) = tr.failure(a, t(200)) else {
+            panic!()
+        };
+        assert_eq!(d.target.to_string(), "198.51.100.4/32");
+        assert_eq!(d.failures, 3);
+        assert_eq!(d.until(), Some(t(800)));
+        assert_eq!(tr.failure(a, t(300)), Verdict::AlreadyBanned);
+        assert_eq!(tr.next_expiry(), Some(t(800)));
+    }
+
+    #[test]
+    fn window_slides() {
+        let mut tr = Tracker::new(policy());
+        let a = ip("198.51.100.4");
+        tr.failure(a, t(0));
+        tr.failure(a, t(500));
+        // The first failure is now older than findtime.
+        assert_eq!(tr.failure(a, t(700)), Verdict::Counted { failures: 2 });
+        assert!(matches!(tr.failure(a, t(800)), Verdict::Ban(_)));
+    }
+
+    #[test]
+    fn ignores_listed_and_loopback() {
+        let mut tr = Tracker::new(policy());
+        for _ in 0..5 {
+            assert_eq!(
+                tr.failure(ip("192.0.2.9"), t(0)),
+                Verdict::Ignored(IgnoreReason::IgnoreIp)
+            );
+            assert_eq!(
+                tr.failure(ip("::1"), t(0)),
+                Verdict::Ignored(IgnoreReason::Loopback)
+            );
+        }
+        assert_eq!(
+            tr.ban_manually(ip("::ffff:127.0.0.1"), t(0), None),
+            Err(IgnoreReason::Loopback)
+        );
+        assert_eq!(tr.totals().bans, 0);
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_count_together() {
+        let mut tr = Tracker::new(policy());
+        tr.failure(ip("2001:db8:1:2::1"), t(0));
+        tr.failure(ip("2001:db8:1:2::2"), t(1));
+        let Verdict::Ban(d) = tr.failure(ip("2001:db8:1:2::3"), t(2)) else {
+            panic!()
+        };
+        assert_eq!(d.target.to_string(), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn escalates_and_caps() {
+        let mut p = policy();
+        p.escalation = Some(Escalation {
+            growth: Growth::Factor(2.0),
+            maxtime: Some(Duration::from_secs(1800)),
+            forget_after: Duration::from_secs(86_400),
+        });
+        let mut tr = Tracker::new(p);
+        let a = ip("203.0.113.5");
+        let mut lengths = Vec::new();
+        let mut now = 0;
+        for _ in 0..4 {
+            let v = (0..3).map(|_| tr.failure(a, t(now))).last().unwrap();
+            let Verdict::Ban(d) = v else { panic!("{v:?}") };
+            lengths.push((d.offence, d.bantime));
+            now += 2000;
+            assert_eq!(tr.take_expired(t(now)), vec![d.target]);
+        }
+        let secs = |s| BanTime::For(Duration::from_secs(s));
+        assert_eq!(
+            lengths,
+            vec![
+                (1, secs(600)),
+                (2, secs(1200)),
+                (3, secs(1800)),
+                (4, secs(1800))
+            ]
+        );
+    }
+
+    #[test]
+    fn multipliers_repeat_the_last() {
+        let esc = Escalation {
+            growth: Growth::Multipliers(vec![1.0, 5.0, 30.0]),
+            maxtime: None,
+            forget_after: Duration::from_secs(1),
+        };
+        let base = BanTime::For(Duration::from_secs(60));
+        assert_eq!(esc.bantime(base, 1), base);
+        assert_eq!(esc.bantime(base, 2), BanTime::For(Duration::from_secs(300)));
+        assert_eq!(
+            esc.bantime(base, 9),
+            BanTime::For(Duration::from_secs(1800))
+        );
+        assert_eq!(esc.bantime(BanTime::Permanent, 2), BanTime::Permanent);
+    }
+
+    #[test]
+    fn replay_rebuilds_windows_without_banning() {
+        let mut tr = Tracker::new(policy());
+        let a = ip("198.51.100.8");
+        tr.replay_failure(a, t(0));
+        tr.replay_failure(a, t(1));
+        assert_eq!(tr.totals(), Totals::default());
+        // The third failure is live: it completes the rebuilt window.
+        assert!(matches!(tr.failure(a, t(2)), Verdict::Ban(_)));
+        // A replayed window that reached maxretry had its ban already: it starts afresh.
+        let b = ip("198.51.100.9");
+        for s in 0..3 {
+            tr.replay_failure(b, t(s));
+        }
+        assert_eq!(tr.failure(b, t(4)), Verdict::Counted { failures: 1 });
+    }
+
+    #[test]
+    fn expiry_is_ordered_and_unban_cancels_it() {
+        let mut tr = Tracker::new(policy());
+        let d1 = tr.ban_manually(ip("198.51.100.1"), t(0), None).unwrap();
+        let d2 = tr
+            .ban_manually(
+                ip("198.51.100.2"),
+                t(0),
+                Some(BanTime::For(Duration::from_secs(60))),
+            )
+            .unwrap();
+        let d3 = tr
+            .ban_manually(ip("198.51.100.3"), t(0), Some(BanTime::Permanent))
+            .unwrap();
+        assert_eq!(tr.next_expiry(), Some(t(60)));
+        assert!(tr.unban(&d2.target));
+        assert!(!tr.unban(&d2.target));
+        assert_eq!(tr.next_expiry(), Some(t(600)));
+        assert_eq!(tr.take_expired(t(599)), vec![]);
+        assert_eq!(tr.take_expired(t(600)), vec![d1.target]);
+        assert!(tr.active_ban(&d3.target).is_some());
+        assert_eq!(tr.next_expiry(), None);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut p = policy();
+        p.max_tracked = 100;
+        p.maxretry = 1000;
+        let mut tr = Tracker::new(p);
+        for i in 0..10_000u32 {
+            let a = IpAddr::from(std::net::Ipv4Addr::from(0xC633_0000 + i));
+            tr.failure(a, t(i64::from(i % 50)));
+            assert!(tr.currently_failing() <= 100);
+        }
+        assert!(tr.totals().evicted >= 9_900);
+    }
+}
