@@ -6,5 +6,6 @@
 //! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
 //! [`cli`] implements the subcommands. Only `main` decides exit codes.
 
+pub mod config;
 pub mod engine;
 pub mod firewall;

@@ -1,0 +1,199 @@
+//! Filter definitions in TOML: shipped in `filters/NAME.toml`, given by path, or inline in a
+//! jail.
+//!
+//! A filter says which log records it is for (journal matches, syslog identifiers, the
+//! line format of files) and holds the regexes. Optional modes add regexes to the base set,
+//! so `mode = "aggressive"` extends the normal sshd filter instead of duplicating it.
+
+use crate::config::error::{ConfigError, SourceText};
+use crate::engine::filter::{Filter, FilterSpec, RegexRole};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// How a file line is laid out before the filter sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineFormat {
+    /// `DATE HOST IDENT[PID]: MESSAGE`: the regexes see MESSAGE (as for journal entries).
+    Syslog,
+    /// The regexes see the whole line (nginx and other application logs).
+    Plain,
+}
+
+/// A filter as written in TOML.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    pub description: Option<String>,
+    pub journalmatch: Option<Vec<String>>,
+    pub identifiers: Option<Vec<String>>,
+    pub format: Option<Spanned<String>>,
+    pub prefregex: Option<Spanned<String>>,
+    #[serde(default)]
+    pub failregex: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ignoreregex: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub mode: BTreeMap<String, RawMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMode {
+    #[serde(default)]
+    pub failregex: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub ignoreregex: Vec<Spanned<String>>,
+}
+
+/// A validated, compiled filter in one mode.
+#[derive(Debug)]
+pub struct FilterDefinition {
+    /// How it was named: "sshd", a path, or "inline".
+    pub name: String,
+    pub description: Option<String>,
+    pub journalmatch: Vec<String>,
+    pub identifiers: Vec<String>,
+    pub format: LineFormat,
+    pub mode: Option<String>,
+    pub modes: Vec<String>,
+    pub filter: Filter,
+}
+
+impl FilterDefinition {
+    /// Whether a syslog identifier (the program name of a line) is one this filter reads.
+    pub fn accepts_identifier(&self, ident: &[u8]) -> bool {
+        self.identifiers.is_empty() || self.identifiers.iter().any(|i| i.as_bytes() == ident)
+    }
+}
+
+/// Parses a filter file's text.
+pub fn parse_filter_file(src: &SourceText) -> Result<RawFilter, ConfigError> {
+    toml::from_str(&src.text).map_err(|e| src.error_at(e.span(), e.message()))
+}
+
+/// Validates and compiles `raw` (whose spans point into `src`) in `mode`.
+pub fn build_filter(
+    src: &SourceText,
+    raw: &RawFilter,
+    name: &str,
+    mode: Option<&Spanned<String>>,
+) -> Result<FilterDefinition, ConfigError> {
+    let format = match &raw.format {
+        None => LineFormat::Syslog,
+        Some(f) => match f.get_ref().as_str() {
+            "syslog" => LineFormat::Syslog,
+            "plain" => LineFormat::Plain,
+            other => {
+                return Err(src.error_at(
+                    Some(f.span()),
+                    format!("unknown format {other:?}: expected \"syslog\" or \"plain\""),
+                ))
+            }
+        },
+    };
+    let mut failregex: Vec<&Spanned<String>> = raw.failregex.iter().collect();
+    let mut ignoreregex: Vec<&Spanned<String>> = raw.ignoreregex.iter().collect();
+    let mode_name = match mode {
+        None => None,
+        Some(m) if m.get_ref() == "normal" => None,
+        Some(m) => match raw.mode.get(m.get_ref()) {
+            Some(extra) => {
+                failregex.extend(&extra.failregex);
+                ignoreregex.extend(&extra.ignoreregex);
+                Some(m.get_ref().clone())
+            }
+            None => {
+                let known: Vec<&str> = std::iter::once("normal")
+                    .chain(raw.mode.keys().map(String::as_str))
+                    .collect();
+                return Err(ConfigError::At {
+                    file: src.path.clone(),
+                    line: None,
+                    key: Some("mode".into()),
+                    message: format!(
+                        "filter {name} has no mode {:?}; its modes are: {}",
+                        m.get_ref(),
+                        known.join(", ")
+                    ),
+                });
+            }
+        },
+    };
+    let spec = FilterSpec {
+        prefregex: raw.prefregex.as_ref().map(|p| p.get_ref().clone()),
+        failregex: failregex.iter().map(|s| s.get_ref().clone()).collect(),
+        ignoreregex: ignoreregex.iter().map(|s| s.get_ref().clone()).collect(),
+    };
+    let filter = Filter::compile(&spec).map_err(|e| {
+        let span = match e.role {
+            RegexRole::Pref => raw.prefregex.as_ref().map(Spanned::span),
+            RegexRole::Fail(i) => failregex.get(i).map(|s| s.span()),
+            RegexRole::Ignore(i) => ignoreregex.get(i).map(|s| s.span()),
+        };
+        src.error_at(span, format!("filter {name}: {e}"))
+    })?;
+    Ok(FilterDefinition {
+        name: name.to_string(),
+        description: raw.description.clone(),
+        journalmatch: raw.journalmatch.clone().unwrap_or_default(),
+        identifiers: raw.identifiers.clone().unwrap_or_default(),
+        format,
+        mode: mode_name,
+        modes: raw.mode.keys().cloned().collect(),
+        filter,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> SourceText {
+        SourceText {
+            path: "f.toml".into(),
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn builds_with_mode_additions() {
+        let s = src(
+            "failregex = ['^a from <HOST>$']\n[mode.aggressive]\nfailregex = ['^b from <HOST>$']\n",
+        );
+        let raw = parse_filter_file(&s).unwrap();
+        let normal = build_filter(&s, &raw, "t", None).unwrap();
+        assert_eq!(normal.filter.failregex_count(), 1);
+        let mode = Spanned::new(0..0, "aggressive".to_string());
+        let aggressive = build_filter(&s, &raw, "t", Some(&mode)).unwrap();
+        assert_eq!(aggressive.filter.failregex_count(), 2);
+        let bad = Spanned::new(0..0, "nope".to_string());
+        let err = build_filter(&s, &raw, "t", Some(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("modes are: normal, aggressive"), "{err}");
+    }
+
+    #[test]
+    fn regex_errors_point_at_the_regex_line() {
+        let s = src(
+            "description = 'x'\nfailregex = [\n  '^ok from <HOST>$',\n  '^no host here$',\n]\n",
+        );
+        let raw = parse_filter_file(&s).unwrap();
+        let err = build_filter(&s, &raw, "t", None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("f.toml:4: failregex: filter t: failregex #1: no address tag"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let s = src("failregexes = ['x']\n");
+        let err = parse_filter_file(&s).unwrap_err().to_string();
+        assert!(
+            err.starts_with("f.toml:1: failregexes: unknown field `failregexes`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Configuration loading against real files in a temporary tree.
+
+use super::*;
+use std::fs;
+
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    fn new() -> Self {
+        let t = Tree {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        t.write(
+            "usr/filters/sshd.toml",
+            "journalmatch = ['_COMM=sshd']\nidentifiers = ['sshd']\nfailregex = ['^Failed password for \\S+ from <HOST> port \\d+$']\n[mode.aggressive]\nfailregex = ['^Unable to negotiate with <HOST> port \\d+']\n",
+        );
+        t.write(
+            "usr/banhound.toml",
+            "[defaults]\nbantime = \"10m\"\nmaxretry = 5\nignoreip = [\"192.0.2.0/24\"]\n\n[jail.sshd]\nenabled = true\nmaxretry = 4\n",
+        );
+        t
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.dir.path().join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn paths(&self) -> ConfigPaths {
+        ConfigPaths {
+            defaults_dir: self.dir.path().join("usr"),
+            config_dir: self.dir.path().join("etc"),
+            main_file: None,
+        }
+    }
+
+    fn load(&self) -> Result<Settings, String> {
+        load(&self.paths()).map_err(|e| {
+            e.to_string()
+                .replace(&format!("{}/", self.dir.path().display()), "")
+        })
+    }
+}
+
+#[test]
+fn shipped_defaults_alone() {
+    let t = Tree::new();
+    let s = t.load().unwrap();
+    let j = s.jail("sshd").unwrap();
+    assert!(j.enabled);
+    assert_eq!(j.policy.maxretry, 4);
+    assert_eq!(j.policy.bantime, BanTime::For(Duration::from_secs(600)));
+    assert_eq!(
+        j.source,
+        JailSource::Journal {
+            matches: vec!["_COMM=sshd".into()]
+        }
+    );
+    assert_eq!(j.backend, BackendKind::Nftables);
+    assert_eq!(j.filter.filter.failregex_count(), 1);
+}
+
+#[test]
+fn admin_layers_override_key_by_key() {
+    let t = Tree::new();
+    // An admin [defaults] does not beat the shipped [jail.sshd] maxretry...
+    t.write(
+        "etc/banhound.toml",
+        "[defaults]\nmaxretry = 9\nbantime = \"1h\"\nignoreip = [\"2001:db8::/32\"]\n",
+    );
+    // ...but a drop-in for the jail does, and later drop-ins beat earlier ones.
+    t.write(
+        "etc/jail.d/10-a.toml",
+        "[jail.sshd]\nmode = \"aggressive\"\nfindtime = \"1h\"\n",
+    );
+    t.write("etc/jail.d/20-b.toml", "[jail.sshd]\nfindtime = \"2h\"\n");
+    let s = t.load().unwrap();
+    let j = s.jail("sshd").unwrap();
+    assert_eq!(j.policy.maxretry, 4);
+    assert_eq!(j.policy.bantime, BanTime::For(Duration::from_secs(3600)));
+    assert_eq!(j.policy.findtime, Duration::from_secs(7200));
+    assert_eq!(j.filter.filter.failregex_count(), 2);
+    let ignored: Vec<String> = j.policy.ignoreip.iter().map(|n| n.to_string()).collect();
+    assert_eq!(ignored, vec!["192.0.2.0/24", "2001:db8::/32"]);
+    assert_eq!(s.files.len(), 4);
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let t = Tree::new();
+    t.write(
+        "etc/jail.d/x.toml",
+        "[jail.sshd]\nenabled = true\nmaxretires = 3\n",
+    );
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `escalation`, `ipv6_prefix`, `max_tracked`"
+    );
+}
+
+#[test]
+fn bad_values_name_their_line() {
+    let cases: [(&str, String); 12] = [
+        ("[jail.sshd]\nbantime = \"10 minuts\"\n", "etc/banhound.toml:2: jail.sshd.bantime: unknown unit \"minuts\"".into()),
+        ("[defaults]\nignoreip = [\n  \"192.0.2.1\",\n  \"10.0.0.0/33\",\n]\n", "etc/banhound.toml:4: defaults.ignoreip: invalid address or network \"10.0.0.0/33\"".into()),
+        ("[jail.sshd]\nmaxretry = 0\n", "etc/banhound.toml:2: jail.sshd.maxretry: maxretry must be at least 1".into()),
+        ("[jail.sshd]\nbackend = \"iptables\"\n", "etc/banhound.toml:2: jail.sshd.backend: unknown backend \"iptables\"".into()),
+        ("[jail.sshd]\nport = \"sshh\"\n", "etc/banhound.toml:2: jail.sshd.port: unknown service name \"sshh\"".into()),
+        ("[jail.sshd]\nipv6_prefix = 8\n", "etc/banhound.toml:2: jail.sshd.ipv6_prefix: ipv6_prefix 8 is out of range".into()),
+        ("[jail.sshd]\nenabled = \n", "etc/banhound.toml:2: jail.sshd.enabled: ".into()),
+        ("[jail.sshd]\nfilter = \"nope\"\n", "etc/banhound.toml:2: jail.sshd.filter: no filter named \"nope\"".into()),
+        ("[jail.sshd]\nmode = \"ddos\"\n", "mode: filter sshd has no mode \"ddos\"; its modes are: normal, aggressive".into()),
+        ("[jail.web]\nlogpath = [\"/var/log/x\"]\njournalmatch = [\"_COMM=x\"]\nfilter = \"sshd\"\n", "etc/banhound.toml:3: jail.web.journalmatch: jail web sets both journalmatch and logpath".into()),
+        ("[jail.\"bad name\"]\nfilter = \"sshd\"\n", "etc/banhound.toml:1: jail.\"bad name\": invalid jail name".into()),
+        ("[jail.sshd.escalation]\nfactor = 2\nmultipliers = [1, 2]\n", "etc/banhound.toml:1: jail.sshd.escalation: escalation sets both factor and multipliers".into()),
+    ];
+    for (text, expected) in cases {
+        let t = Tree::new();
+        t.write("etc/banhound.toml", text);
+        let err = match t.load() {
+            Ok(_) => panic!("config accepted:\n{text}"),
+            Err(e) => e,
+        };
+        let prefix = expected.trim_end();
+        assert!(
+            err.contains(prefix),
+            "config:\n{text}\nexpected to contain: {prefix}\ngot: {err}"
+        );
+    }
+}
+
+#[test]
+fn filter_without_address_tag_is_refused_at_its_line() {
+    let t = Tree::new();
+    t.write(
+        "etc/filters/custom.toml",
+        "description = 'x'\nfailregex = [\n  '^Login failed for root$',\n]\n",
+    );
+    t.write(
+        "etc/jail.d/c.toml",
+        "[jail.custom]\nenabled = true\nlogpath = [\"/var/log/app.log\"]\n",
+    );
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/filters/custom.toml:3: failregex: filter custom: failregex #0: no address tag (<HOST>, <ADDR>, <IP4>, <IP6> or <DNS>): banhound could not tell whom to ban"
+    );
+}
+
+#[test]
+fn inline_filter_and_ports() {
+    let t = Tree::new();
+    t.write(
+        "etc/jail.d/app.toml",
+        "[jail.app]\nenabled = true\nlogpath = [\"/var/log/app.log\"]\nport = [\"http\", \"https\"]\nprotocol = \"tcp,udp\"\nblocktype = \"reject\"\nipv6_prefix = 64\n[jail.app.filter]\nformat = \"plain\"\nfailregex = ['^<ADDR> login failed$']\n[jail.app.escalation]\nmultipliers = [1, 4, 16]\nmaxtime = \"1w\"\n",
+    );
+    let s = t.load().unwrap();
+    let j = s.jail("app").unwrap();
+    assert_eq!(j.filter.format, filter_file::LineFormat::Plain);
+    assert!(j.rules.prefix_bans);
+    assert_eq!(j.rules.blocktype, BlockType::Reject);
+    assert_eq!(
+        j.rules.ports,
+        crate::firewall::Ports::Only {
+            protocols: vec![Protocol::Tcp, Protocol::Udp],
+            ports: vec![
+                crate::firewall::PortRange {
+                    first: 80,
+                    last: 80
+                },
+                crate::firewall::PortRange {
+                    first: 443,
+                    last: 443
+                }
+            ]
+        }
+    );
+    let esc = j.policy.escalation.as_ref().unwrap();
+    assert_eq!(esc.maxtime, Some(Duration::from_secs(604_800)));
+}
+
+#[test]
+fn main_file_override_replaces_admin_dir() {
+    let t = Tree::new();
+    t.write("etc/banhound.toml", "[jail.sshd]\nmaxretry = 2\n");
+    t.write("test.toml", "[jail.sshd]\nmaxretry = 7\n");
+    let mut paths = t.paths();
+    paths.main_file = Some(t.dir.path().join("test.toml"));
+    let s = load(&paths).unwrap();
+    assert_eq!(s.jail("sshd").unwrap().policy.maxretry, 7);
+}
+
+#[test]
+fn malformed_toml_is_located() {
+    let t = Tree::new();
+    t.write(
+        "etc/banhound.toml",
+        "[jail.sshd]\nmaxretry = 3\nbantime = \"1h\n",
+    );
+    let err = t.load().unwrap_err();
+    assert!(err.starts_with("etc/banhound.toml:3:"), "{err}");
+}
