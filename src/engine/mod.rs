@@ -6,4 +6,6 @@
 //! `banhound test-filter` and the daemon.
 
 pub mod address;
+pub mod datetime;
+pub mod logline;
 pub mod time;
