@@ -393,7 +393,7 @@ mod tests {
             assert_eq!(split(line), None, "{line:?}");
         }
         // Nonsense spans are refused, not sliced.
-        assert_eq!(SyslogLine::parse(b"abc", 2..1), None);
+        assert_eq!(SyslogLine::parse(b"abc", Range { start: 2, end: 1 }), None);
         assert_eq!(SyslogLine::parse(b"abc", 1..9), None);
         // A prefix that looks almost like RFC 5424.
         assert_eq!(
