@@ -6,6 +6,8 @@
 //! `banhound test-filter` and the daemon.
 
 pub mod address;
+pub mod datetime;
 pub mod filter;
+pub mod logline;
 pub mod time;
 pub mod tracker;

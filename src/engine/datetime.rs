@@ -1,0 +1,1188 @@
+//! Finding and reading the timestamp of a log-file line.
+//!
+//! Journal entries carry their own timestamp, but plain log files only have the text of the
+//! line, and the time a failure happened (not the time we read it) decides whether it is
+//! still inside a jail's `findtime`. So every file line goes through [`DateDetector`] first.
+//!
+//! It runs on every line, so it is built for the common case: one file uses one format, the
+//! detector tries the template that matched last before the others, each template is a
+//! hand-written byte parser (no regex, no allocation), and converting a local wall-clock time
+//! to UTC usually hits a cached offset instead of asking the time zone database. Log text is
+//! attacker-influenced, so every parser is bounds-checked and returns `None` on anything odd
+//! rather than guessing.
+//!
+//! Templates and the names reported in statistics:
+//!
+//! | name          | example                                              | zone          |
+//! |---------------|------------------------------------------------------|---------------|
+//! | `iso8601`     | `2026-11-22T02:26:07.123+01:00`, `2026-11-22 02:26:07`| offset or local |
+//! | `syslog`      | `Nov 22 02:26:07`, `Nov  2 02:26:07` (no year)       | local         |
+//! | `rfc5424`     | `<34>1 2026-11-22T02:26:07.003Z host app - - - msg`  | offset or local |
+//! | `nginx-error` | `2015/10/01 12:46:34 [error] ...`                    | local         |
+//! | `epoch`       | `1443703594` or `1443703594.123456` at line start    | UTC           |
+//! | `clf`         | `... [01/Oct/2015:12:46:34 -0400] ...` anywhere      | offset or local |
+//! | `audit`       | `type=USER_AUTH msg=audit(1443703594.123:45): ...`   | UTC           |
+//!
+//! All templates except `clf` and `audit` are anchored at the start of the line (after
+//! optional blanks). Those two are searched for in the first [`SEARCH_WINDOW`] bytes only, so
+//! a megabyte-long line costs no more than a short one. The reported span covers the date
+//! text itself: without the brackets of `clf`, the `<PRI>VERSION` of `rfc5424` or the
+//! `audit(` of `audit`. A seconds field of 60 (a leap second, allowed by RFC 3339) is
+//! accepted and counts as the first second of the next minute.
+
+use std::ops::Range;
+
+use jiff::tz::TimeZone;
+
+use super::time::{civil_from_days, days_from_civil, Timestamp};
+
+/// How far into a line the unanchored templates look for a date, and how many leading blanks
+/// are skipped before the anchored ones: dates sit near the start of a line, and scanning
+/// further would make very long (possibly hostile) lines expensive.
+pub const SEARCH_WINDOW: usize = 512;
+
+/// How far in the future a year-less syslog date may be before it is taken to be from last
+/// year: a little clock skew between hosts must not throw a fresh line back a whole year.
+const SYSLOG_FUTURE_TOLERANCE_SECS: i64 = 2 * 86_400;
+
+/// One supported date format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Template {
+    Iso8601,
+    Syslog,
+    Rfc5424,
+    NginxError,
+    Epoch,
+    Clf,
+    Audit,
+}
+
+impl Template {
+    /// Every template, in the order they are tried after the last one that matched. The
+    /// anchored ones come first: they fail on the first few bytes, the unanchored ones scan.
+    pub const ALL: [Template; 7] = [
+        Template::Iso8601,
+        Template::Syslog,
+        Template::Rfc5424,
+        Template::NginxError,
+        Template::Epoch,
+        Template::Clf,
+        Template::Audit,
+    ];
+
+    /// The stable short name shown in statistics and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Template::Iso8601 => "iso8601",
+            Template::Syslog => "syslog",
+            Template::Rfc5424 => "rfc5424",
+            Template::NginxError => "nginx-error",
+            Template::Epoch => "epoch",
+            Template::Clf => "clf",
+            Template::Audit => "audit",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A date found in a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DetectedDate {
+    pub timestamp: Timestamp,
+    /// Byte range of the date text in the line.
+    pub span: Range<usize>,
+    pub template: Template,
+}
+
+/// Why a time zone setting was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneError {
+    #[error("empty time zone")]
+    Empty,
+    #[error("invalid UTC offset {0:?}: expected +HH:MM, +HHMM or +HH, at most 23:59")]
+    Offset(String),
+    #[error("unknown time zone {name:?}: {reason}")]
+    Unknown { name: String, reason: String },
+    #[error("cannot determine the system time zone: {0}")]
+    System(String),
+}
+
+/// How wall-clock times without an explicit offset are turned into instants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Zone {
+    Utc,
+    /// A constant offset, in seconds east of UTC.
+    Fixed(i32),
+    /// A zone with rules (DST), from the system time zone database.
+    Named(TimeZone),
+}
+
+impl Zone {
+    /// Accepts `UTC`, `local` (the system zone), `+02:00`, `-0400`, `+05` and IANA names
+    /// such as `Europe/Berlin`.
+    ///
+    /// `local` and IANA names read the system time zone database, once, here; detecting
+    /// dates afterwards does no I/O.
+    pub fn parse(input: &str) -> Result<Zone, ZoneError> {
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(ZoneError::Empty);
+        }
+        if s.eq_ignore_ascii_case("utc") || s.eq_ignore_ascii_case("gmt") || s == "Z" {
+            return Ok(Zone::Utc);
+        }
+        if s.eq_ignore_ascii_case("local") || s.eq_ignore_ascii_case("system") {
+            return TimeZone::try_system()
+                .map(Zone::Named)
+                .map_err(|e| ZoneError::System(e.to_string()));
+        }
+        if s.starts_with(['+', '-']) {
+            let bytes = s.as_bytes();
+            return match parse_offset(bytes, 0) {
+                Some((secs, end)) if end == bytes.len() => Ok(if secs == 0 {
+                    Zone::Utc
+                } else {
+                    Zone::Fixed(secs)
+                }),
+                _ => Err(ZoneError::Offset(input.to_string())),
+            };
+        }
+        TimeZone::get(s)
+            .map(Zone::Named)
+            .map_err(|e| ZoneError::Unknown {
+                name: s.to_string(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// Finds and parses line dates; create one per log file and feed it the file's lines.
+#[derive(Debug)]
+pub struct DateDetector {
+    clock: LocalClock,
+    last: Template,
+    hits: [u64; Template::ALL.len()],
+}
+
+impl DateDetector {
+    pub fn new(zone: Zone) -> DateDetector {
+        DateDetector {
+            clock: LocalClock::new(zone),
+            last: Template::ALL[0],
+            hits: [0; Template::ALL.len()],
+        }
+    }
+
+    /// The date of `line`, or `None` when no template matches.
+    ///
+    /// `now` is only used to infer the year of `syslog` dates: the year of `now` in the
+    /// configured zone, or the year before if that would put the line more than two days
+    /// after `now` (a December line read in January).
+    pub fn detect(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
+        let last = self.last;
+        if let Some(found) = self.try_template(last, line, now) {
+            self.hits[last.index()] += 1;
+            return Some(found);
+        }
+        for template in Template::ALL {
+            if template == last {
+                continue;
+            }
+            if let Some(found) = self.try_template(template, line, now) {
+                self.last = template;
+                self.hits[template.index()] += 1;
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// How many lines each template matched, by name, in [`Template::ALL`] order.
+    pub fn hit_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Template::ALL
+            .iter()
+            .map(|t| (t.name(), self.hits[t.index()]))
+    }
+
+    fn try_template(
+        &mut self,
+        template: Template,
+        line: &[u8],
+        now: Timestamp,
+    ) -> Option<DetectedDate> {
+        let start = skip_blanks(line);
+        let parsed = match template {
+            Template::Iso8601 => parse_iso8601(line, start),
+            Template::Syslog => return self.syslog(line, start, now),
+            Template::Rfc5424 => parse_rfc5424(line, start),
+            Template::NginxError => parse_nginx_error(line, start),
+            Template::Epoch => parse_epoch(line, start),
+            Template::Clf => find_clf(line),
+            Template::Audit => find_audit(line),
+        }?;
+        let micros = match parsed.time {
+            Parsed::Utc { micros } => micros,
+            Parsed::Wall(wall) => {
+                let local = wall.local_secs()?;
+                let utc = match wall.offset {
+                    Some(offset) => local - i64::from(offset),
+                    None => self.clock.utc_of_local(local)?,
+                };
+                utc.checked_mul(1_000_000)?
+                    .checked_add(i64::from(wall.micros))?
+            }
+        };
+        Some(DetectedDate {
+            timestamp: Timestamp::from_micros(micros),
+            span: parsed.span,
+            template,
+        })
+    }
+
+    fn syslog(&mut self, line: &[u8], start: usize, now: Timestamp) -> Option<DetectedDate> {
+        let (date, span) = parse_syslog(line, start)?;
+        let now_micros = now.as_micros();
+        let year = self.clock.local_year(now.as_secs())?;
+        for candidate in [year, year - 1] {
+            if date.day > days_in_month(candidate, date.month) {
+                continue;
+            }
+            let local = days_from_civil(candidate, date.month, date.day) * 86_400 + date.sod;
+            let utc = self.clock.utc_of_local(local)?;
+            let micros = utc
+                .checked_mul(1_000_000)?
+                .checked_add(i64::from(date.micros))?;
+            if candidate == year
+                && micros > now_micros.saturating_add(SYSLOG_FUTURE_TOLERANCE_SECS * 1_000_000)
+            {
+                continue;
+            }
+            return Some(DetectedDate {
+                timestamp: Timestamp::from_micros(micros),
+                span,
+                template: Template::Syslog,
+            });
+        }
+        None
+    }
+}
+
+/// Local wall-clock time to UTC, with the offset of the last local hour cached: log lines
+/// come in time order, so nearly every line falls into the same hour as the one before.
+#[derive(Debug)]
+struct LocalClock {
+    zone: Zone,
+    /// Local hour (local seconds / 3600) whose offset is cached; `i64::MIN` for none.
+    cached_hour: i64,
+    cached_offset: i64,
+    /// Instants `[start, end)` in which the local year is `year`, for syslog year inference.
+    year_start: i64,
+    year_end: i64,
+    year: i64,
+}
+
+impl LocalClock {
+    fn new(zone: Zone) -> LocalClock {
+        LocalClock {
+            zone,
+            cached_hour: i64::MIN,
+            cached_offset: 0,
+            year_start: 0,
+            year_end: 0,
+            year: 0,
+        }
+    }
+
+    /// `local` is the wall-clock time counted as if it were UTC seconds since the epoch.
+    /// Nonexistent times (DST gap) and repeated ones (DST fold) are resolved like jiff's
+    /// "compatible" strategy: both use the offset in force before the transition.
+    fn utc_of_local(&mut self, local: i64) -> Option<i64> {
+        let tz = match &self.zone {
+            Zone::Utc => return Some(local),
+            Zone::Fixed(offset) => return Some(local - i64::from(*offset)),
+            Zone::Named(tz) => tz,
+        };
+        let hour = local.div_euclid(3600);
+        if hour == self.cached_hour {
+            return Some(local - self.cached_offset);
+        }
+        let offset = named_offset_for_local(tz, local)?;
+        // Under "compatible" resolution the offset, as a function of local time, changes in
+        // a single step per transition; equal offsets at both ends of the hour mean no step
+        // inside it (zones do not have two transitions within one hour).
+        let hour_start = hour * 3600;
+        let first = named_offset_for_local(tz, hour_start)?;
+        let last = named_offset_for_local(tz, hour_start + 3599)?;
+        if first == last {
+            self.cached_hour = hour;
+            self.cached_offset = first;
+        }
+        Some(local - offset)
+    }
+
+    /// The calendar year of the instant `utc` (seconds) in this zone.
+    fn local_year(&mut self, utc: i64) -> Option<i64> {
+        if (self.year_start..self.year_end).contains(&utc) {
+            return Some(self.year);
+        }
+        let offset = match &self.zone {
+            Zone::Utc => 0,
+            Zone::Fixed(offset) => i64::from(*offset),
+            Zone::Named(tz) => {
+                let instant = jiff::Timestamp::from_second(utc).ok()?;
+                i64::from(tz.to_offset(instant).seconds())
+            }
+        };
+        let (year, _, _) = civil_from_days((utc + offset).div_euclid(86_400));
+        let start = self.utc_of_local(days_from_civil(year, 1, 1) * 86_400)?;
+        let end = self.utc_of_local(days_from_civil(year + 1, 1, 1) * 86_400)?;
+        self.year_start = start;
+        self.year_end = end;
+        self.year = year;
+        Some(year)
+    }
+}
+
+/// Offset (local minus UTC, seconds) that applies to the wall-clock time `local` in `tz`.
+fn named_offset_for_local(tz: &TimeZone, local: i64) -> Option<i64> {
+    let days = local.div_euclid(86_400);
+    let sod = local.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(year).ok()?,
+        month as i8,
+        day as i8,
+        (sod / 3600) as i8,
+        (sod / 60 % 60) as i8,
+        (sod % 60) as i8,
+        0,
+    )
+    .ok()?;
+    let utc = tz
+        .to_ambiguous_timestamp(civil)
+        .compatible()
+        .ok()?
+        .as_second();
+    Some(local - utc)
+}
+
+/// What a template parser found, before time zone conversion.
+struct Found {
+    time: Parsed,
+    span: Range<usize>,
+}
+
+enum Parsed {
+    /// An instant given directly (epoch seconds).
+    Utc {
+        micros: i64,
+    },
+    Wall(WallClock),
+}
+
+/// A full calendar date and time as written in the line; `offset` when the line gives one.
+struct WallClock {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: u32,
+    offset: Option<i32>,
+}
+
+impl WallClock {
+    /// Seconds since the epoch as if the wall clock were UTC, `None` for impossible dates.
+    fn local_secs(&self) -> Option<i64> {
+        if !(1..=12).contains(&self.month)
+            || self.day == 0
+            || self.day > days_in_month(self.year, self.month)
+            || self.hour > 23
+            || self.minute > 59
+            || self.second > 60
+        {
+            return None;
+        }
+        let sod = i64::from(self.hour * 3600 + self.minute * 60 + self.second);
+        Some(days_from_civil(self.year, self.month, self.day) * 86_400 + sod)
+    }
+}
+
+/// A syslog date: no year yet, that depends on `now`.
+struct SyslogDate {
+    month: u32,
+    day: u32,
+    sod: i64,
+    micros: u32,
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(year) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+fn skip_blanks(line: &[u8]) -> usize {
+    let window = &line[..line.len().min(SEARCH_WINDOW)];
+    window
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(window.len())
+}
+
+fn digit(b: &[u8], i: usize) -> Option<u32> {
+    match b.get(i) {
+        Some(c @ b'0'..=b'9') => Some(u32::from(c - b'0')),
+        _ => None,
+    }
+}
+
+fn is_digit_at(b: &[u8], i: usize) -> bool {
+    matches!(b.get(i), Some(b'0'..=b'9'))
+}
+
+fn num2(b: &[u8], i: usize) -> Option<u32> {
+    Some(digit(b, i)? * 10 + digit(b, i + 1)?)
+}
+
+fn num4(b: &[u8], i: usize) -> Option<u32> {
+    Some(num2(b, i)? * 100 + num2(b, i + 2)?)
+}
+
+fn expect(b: &[u8], i: usize, c: u8) -> Option<()> {
+    (b.get(i) == Some(&c)).then_some(())
+}
+
+/// `Jan`..`Dec` (as written by syslog and CLF) to 1..=12.
+fn month_abbrev(b: &[u8], i: usize) -> Option<u32> {
+    let m = b.get(i..i + 3)?;
+    Some(match m {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    })
+}
+
+/// `HH:MM:SS` at `i`, unvalidated.
+fn hms(b: &[u8], i: usize) -> Option<(u32, u32, u32)> {
+    let h = num2(b, i)?;
+    expect(b, i + 2, b':')?;
+    let m = num2(b, i + 3)?;
+    expect(b, i + 5, b':')?;
+    let s = num2(b, i + 6)?;
+    Some((h, m, s))
+}
+
+/// An optional `.ffffff` or `,fff` fraction at `i`: (microseconds, end). More than nine
+/// digits is refused rather than scanned, so a hostile run of digits stays cheap.
+fn fraction(b: &[u8], i: usize) -> Option<(u32, usize)> {
+    if !matches!(b.get(i), Some(b'.' | b',')) || !is_digit_at(b, i + 1) {
+        return Some((0, i));
+    }
+    let mut micros = 0;
+    let mut j = i + 1;
+    while let Some(d) = digit(b, j) {
+        let n = j - i;
+        if n > 9 {
+            return None;
+        }
+        if n <= 6 {
+            micros = micros * 10 + d;
+        }
+        j += 1;
+    }
+    for _ in (j - i)..=6 {
+        micros *= 10;
+    }
+    Some((micros, j))
+}
+
+/// `+HH:MM`, `+HHMM` or `+HH` (or `-`) at `i`: (seconds east of UTC, end).
+fn parse_offset(b: &[u8], i: usize) -> Option<(i32, usize)> {
+    let sign = match b.get(i) {
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        _ => return None,
+    };
+    let hours = num2(b, i + 1)?;
+    let (minutes, end) = match b.get(i + 3) {
+        Some(b':') => (num2(b, i + 4)?, i + 6),
+        Some(b'0'..=b'9') => (num2(b, i + 3)?, i + 5),
+        _ => (0, i + 3),
+    };
+    if hours > 23 || minutes > 59 || is_digit_at(b, end) {
+        return None;
+    }
+    Some((sign * (hours * 3600 + minutes * 60) as i32, end))
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|offset]` at `i`.
+fn parse_iso8601(b: &[u8], i: usize) -> Option<Found> {
+    let year = num4(b, i)?;
+    expect(b, i + 4, b'-')?;
+    let month = num2(b, i + 5)?;
+    expect(b, i + 7, b'-')?;
+    let day = num2(b, i + 8)?;
+    if !matches!(b.get(i + 10), Some(b'T' | b't' | b' ')) {
+        return None;
+    }
+    let (hour, minute, second) = hms(b, i + 11)?;
+    let (micros, j) = fraction(b, i + 19)?;
+    let (offset, end) = match b.get(j) {
+        Some(b'Z' | b'z') => (Some(0), j + 1),
+        Some(b'+' | b'-') => {
+            let (offset, end) = parse_offset(b, j)?;
+            (Some(offset), end)
+        }
+        _ => (None, j),
+    };
+    if is_digit_at(b, end) {
+        return None;
+    }
+    Some(Found {
+        time: Parsed::Wall(WallClock {
+            year: i64::from(year),
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+            offset,
+        }),
+        span: i..end,
+    })
+}
+
+/// `<PRI>VERSION TIMESTAMP` at `i`; the span is the timestamp only.
+fn parse_rfc5424(b: &[u8], i: usize) -> Option<Found> {
+    expect(b, i, b'<')?;
+    let mut j = i + 1;
+    let mut pri = 0;
+    while let Some(d) = digit(b, j) {
+        pri = pri * 10 + d;
+        j += 1;
+        if j - i > 4 {
+            return None;
+        }
+    }
+    if j == i + 1 || pri > 191 {
+        return None;
+    }
+    expect(b, j, b'>')?;
+    j += 1;
+    // VERSION is NONZERO-DIGIT 0*2DIGIT.
+    if !matches!(b.get(j), Some(b'1'..=b'9')) {
+        return None;
+    }
+    let version_start = j;
+    while is_digit_at(b, j) {
+        j += 1;
+        if j - version_start > 3 {
+            return None;
+        }
+    }
+    expect(b, j, b' ')?;
+    // RFC 3339 requires the `T` separator, unlike the looser ISO template.
+    if !matches!(b.get(j + 11), Some(b'T' | b't')) {
+        return None;
+    }
+    parse_iso8601(b, j + 1)
+}
+
+/// `Mon dd HH:MM:SS[.frac]` with `dd` as `22`, ` 2` or `2`.
+fn parse_syslog(b: &[u8], i: usize) -> Option<(SyslogDate, Range<usize>)> {
+    let month = month_abbrev(b, i)?;
+    expect(b, i + 3, b' ')?;
+    let (day, j) = match (b.get(i + 4), digit(b, i + 5)) {
+        (Some(b' '), Some(d)) => (d, i + 6),
+        (Some(b'0'..=b'9'), Some(d)) => (digit(b, i + 4)? * 10 + d, i + 6),
+        (Some(b'0'..=b'9'), None) => (digit(b, i + 4)?, i + 5),
+        _ => return None,
+    };
+    expect(b, j, b' ')?;
+    let (hour, minute, second) = hms(b, j + 1)?;
+    let (micros, end) = fraction(b, j + 9)?;
+    if is_digit_at(b, end) || day == 0 || day > 31 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let sod = i64::from(hour * 3600 + minute * 60 + second);
+    Some((
+        SyslogDate {
+            month,
+            day,
+            sod,
+            micros,
+        },
+        i..end,
+    ))
+}
+
+/// `YYYY/MM/DD HH:MM:SS` at `i` (nginx's error log, always local time).
+fn parse_nginx_error(b: &[u8], i: usize) -> Option<Found> {
+    let year = num4(b, i)?;
+    expect(b, i + 4, b'/')?;
+    let month = num2(b, i + 5)?;
+    expect(b, i + 7, b'/')?;
+    let day = num2(b, i + 8)?;
+    expect(b, i + 10, b' ')?;
+    let (hour, minute, second) = hms(b, i + 11)?;
+    let end = i + 19;
+    if is_digit_at(b, end) {
+        return None;
+    }
+    Some(Found {
+        time: Parsed::Wall(WallClock {
+            year: i64::from(year),
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros: 0,
+            offset: None,
+        }),
+        span: i..end,
+    })
+}
+
+/// Ten digits of Unix seconds and an optional fraction at `i`: (micros, end).
+fn epoch_at(b: &[u8], i: usize) -> Option<(i64, usize)> {
+    let mut secs: i64 = 0;
+    for k in 0..10 {
+        secs = secs * 10 + i64::from(digit(b, i + k)?);
+    }
+    let (micros, end) = match b.get(i + 10) {
+        Some(b'.') => fraction(b, i + 10)?,
+        _ => (0, i + 10),
+    };
+    if is_digit_at(b, end) {
+        return None;
+    }
+    Some((secs * 1_000_000 + i64::from(micros), end))
+}
+
+fn parse_epoch(b: &[u8], i: usize) -> Option<Found> {
+    let (micros, end) = epoch_at(b, i)?;
+    Some(Found {
+        time: Parsed::Utc { micros },
+        span: i..end,
+    })
+}
+
+/// `audit(SECONDS.FRAC:SERIAL)` anywhere in the search window.
+fn find_audit(b: &[u8]) -> Option<Found> {
+    const MARKER: &[u8] = b"audit(";
+    let window = &b[..b.len().min(SEARCH_WINDOW)];
+    for pos in memchr::memmem::find_iter(window, MARKER) {
+        let start = pos + MARKER.len();
+        if let Some((micros, end)) = epoch_at(b, start) {
+            if b.get(end) == Some(&b':') {
+                return Some(Found {
+                    time: Parsed::Utc { micros },
+                    span: start..end,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// `[dd/Mon/yyyy:HH:MM:SS[ +zzzz]]` anywhere in the search window; span without brackets.
+fn find_clf(b: &[u8]) -> Option<Found> {
+    let window = &b[..b.len().min(SEARCH_WINDOW)];
+    memchr::memchr_iter(b'[', window).find_map(|pos| parse_clf(b, pos + 1))
+}
+
+fn parse_clf(b: &[u8], i: usize) -> Option<Found> {
+    let day = num2(b, i)?;
+    expect(b, i + 2, b'/')?;
+    let month = month_abbrev(b, i + 3)?;
+    expect(b, i + 6, b'/')?;
+    let year = num4(b, i + 7)?;
+    expect(b, i + 11, b':')?;
+    let (hour, minute, second) = hms(b, i + 12)?;
+    let (offset, end) = match b.get(i + 20) {
+        // CLF always writes the offset as `+HHMM`.
+        Some(b' ') => match parse_offset(b, i + 21)? {
+            (offset, end) if end == i + 26 => (Some(offset), end),
+            _ => return None,
+        },
+        _ => (None, i + 20),
+    };
+    expect(b, end, b']')?;
+    Some(Found {
+        time: Parsed::Wall(WallClock {
+            year: i64::from(year),
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros: 0,
+            offset,
+        }),
+        span: i..end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seconds of a UTC civil time, independently of the detector's code path.
+    fn utc(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64) -> Timestamp {
+        Timestamp::from_secs(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+    }
+
+    fn now() -> Timestamp {
+        utc(2026, 11, 22, 12, 0, 0)
+    }
+
+    fn detect_with(zone: Zone, line: &str) -> Option<DetectedDate> {
+        DateDetector::new(zone).detect(line.as_bytes(), now())
+    }
+
+    fn detect(line: &str) -> Option<DetectedDate> {
+        detect_with(Zone::Utc, line)
+    }
+
+    fn micros(ts: Timestamp, us: i64) -> Timestamp {
+        Timestamp::from_micros(ts.as_micros() + us)
+    }
+
+    #[test]
+    fn syslog_dates() {
+        let line = "Nov 22 02:26:07 host sshd[1]: Failed password";
+        let d = detect(line).unwrap();
+        assert_eq!(d.template, Template::Syslog);
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 2, 26, 7));
+        assert_eq!(&line[d.span.clone()], "Nov 22 02:26:07");
+
+        let d = detect("Nov  2 02:26:07 host x: y").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 2, 2, 26, 7));
+        assert_eq!(d.span, 0..15);
+        let d = detect("Nov 2 02:26:07 host x: y").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 2, 2, 26, 7));
+        assert_eq!(d.span, 0..14);
+        let d = detect("  Nov 22 02:26:07.250 host x: y").unwrap();
+        assert_eq!(d.timestamp, micros(utc(2026, 11, 22, 2, 26, 7), 250_000));
+        assert_eq!(d.span, 2..21);
+    }
+
+    #[test]
+    fn syslog_year_inference() {
+        // A line from later in the year than `now` is from last year...
+        let d = detect("Dec 24 10:00:00 h x: y").unwrap();
+        assert_eq!(d.timestamp, utc(2025, 12, 24, 10, 0, 0));
+        // ...unless it is within the two days of tolerated clock skew.
+        let d = detect("Nov 24 10:00:00 h x: y").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 24, 10, 0, 0));
+        let d = detect("Nov 24 12:00:01 h x: y").unwrap();
+        assert_eq!(d.timestamp, utc(2025, 11, 24, 12, 0, 1));
+
+        // Across New Year: read ten minutes into 2027, the line is from 2026.
+        let new_year = utc(2027, 1, 1, 0, 10, 0);
+        let mut detector = DateDetector::new(Zone::Utc);
+        let d = detector
+            .detect(b"Dec 31 23:59:00 h x: y", new_year)
+            .unwrap();
+        assert_eq!(d.timestamp, utc(2026, 12, 31, 23, 59, 0));
+        let d = detector
+            .detect(b"Jan  1 00:09:00 h x: y", new_year)
+            .unwrap();
+        assert_eq!(d.timestamp, utc(2027, 1, 1, 0, 9, 0));
+
+        // The year boundary is the local one: at 23:30 UTC on Dec 31 it is already 2027 in
+        // Berlin, and a "Jan 1" line is from this (local) year, not 2026-01-01.
+        let zone = Zone::parse("Europe/Berlin").unwrap();
+        let mut detector = DateDetector::new(zone);
+        let d = detector
+            .detect(b"Jan  1 00:20:00 h x: y", utc(2026, 12, 31, 23, 30, 0))
+            .unwrap();
+        assert_eq!(d.timestamp, utc(2026, 12, 31, 23, 20, 0));
+
+        // Feb 29 only exists in leap years: in 2025 it is from 2024.
+        let d = DateDetector::new(Zone::Utc)
+            .detect(b"Feb 29 10:00:00 h x: y", utc(2025, 3, 5, 0, 0, 0))
+            .unwrap();
+        assert_eq!(d.timestamp, utc(2024, 2, 29, 10, 0, 0));
+        assert_eq!(detect("Feb 29 10:00:00 h x: y"), None);
+    }
+
+    #[test]
+    fn iso8601_dates() {
+        let d = detect("2026-11-22T02:26:07Z host sshd[1]: x").unwrap();
+        assert_eq!(d.template, Template::Iso8601);
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 2, 26, 7));
+        assert_eq!(d.span, 0..20);
+
+        let line = "2026-11-22T02:26:07.123456+01:00 host sshd[1]: x";
+        let d = detect(line).unwrap();
+        assert_eq!(d.timestamp, micros(utc(2026, 11, 22, 1, 26, 7), 123_456));
+        assert_eq!(&line[d.span], "2026-11-22T02:26:07.123456+01:00");
+
+        let d = detect("2026-11-22 02:26:07 host").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 2, 26, 7));
+        let d = detect("2026-11-22T02:26:07,123 host").unwrap();
+        assert_eq!(d.timestamp, micros(utc(2026, 11, 22, 2, 26, 7), 123_000));
+        let d = detect("2026-11-22T02:26:07-0430 x").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 6, 56, 7));
+        let d = detect("2026-11-22T02:26:07+05 x").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 21, 21, 26, 7));
+        // Nanoseconds are truncated to microseconds.
+        let d = detect("2026-11-22T02:26:07.123456789Z").unwrap();
+        assert_eq!(d.timestamp, micros(utc(2026, 11, 22, 2, 26, 7), 123_456));
+        // No offset: the configured zone.
+        let d = detect_with(Zone::Fixed(3600), "2026-11-22T02:26:07 h").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 1, 26, 7));
+        // An explicit offset wins over the zone.
+        let d = detect_with(Zone::Fixed(3600), "2026-11-22T02:26:07Z h").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 2, 26, 7));
+    }
+
+    #[test]
+    fn rfc5424_dates() {
+        let line = "<34>1 2026-11-22T02:26:07.003Z host app 123 - - msg";
+        let d = detect(line).unwrap();
+        assert_eq!(d.template, Template::Rfc5424);
+        assert_eq!(d.timestamp, micros(utc(2026, 11, 22, 2, 26, 7), 3_000));
+        assert_eq!(&line[d.span], "2026-11-22T02:26:07.003Z");
+        let d = detect("<165>1 2003-10-11T22:14:15.003000-07:00 h a - - - m").unwrap();
+        assert_eq!(d.timestamp, micros(utc(2003, 10, 12, 5, 14, 15), 3_000));
+        // NILVALUE timestamp, PRI out of range, version 0, space instead of `T`.
+        assert_eq!(detect("<34>1 - host app - - - msg"), None);
+        assert_eq!(detect("<192>1 2026-11-22T02:26:07Z h a - - - m"), None);
+        assert_eq!(detect("<34>0 2026-11-22T02:26:07Z h a - - - m"), None);
+        assert_eq!(detect("<34>1 2026-11-22 02:26:07Z h a - - - m"), None);
+    }
+
+    #[test]
+    fn clf_dates() {
+        let line = r#"203.0.113.9 - - [01/Oct/2015:12:46:34 -0400] "GET / HTTP/1.1" 404 1"#;
+        let d = detect(line).unwrap();
+        assert_eq!(d.template, Template::Clf);
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 16, 46, 34));
+        assert_eq!(&line[d.span], "01/Oct/2015:12:46:34 -0400");
+        // Earlier brackets that are not dates are skipped.
+        let d = detect("[x] [client] [01/Oct/2015:12:46:34 +0000]").unwrap();
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 12, 46, 34));
+        // Without an offset: local time.
+        let d = detect_with(Zone::Fixed(-3600), "a [01/Oct/2015:12:46:34] b").unwrap();
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 13, 46, 34));
+        // Beyond the search window it is not found.
+        let far = format!("{} [01/Oct/2015:12:46:34 +0000]", "x".repeat(SEARCH_WINDOW));
+        assert_eq!(detect(&far), None);
+    }
+
+    #[test]
+    fn nginx_error_dates() {
+        let line = "2015/10/01 12:46:34 [error] 1234#0: *5 open() failed";
+        let d = detect_with(Zone::Fixed(2 * 3600), line).unwrap();
+        assert_eq!(d.template, Template::NginxError);
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 10, 46, 34));
+        assert_eq!(&line[d.span], "2015/10/01 12:46:34");
+    }
+
+    #[test]
+    fn epoch_dates() {
+        let d = detect("1443703594 login failed").unwrap();
+        assert_eq!(d.template, Template::Epoch);
+        assert_eq!(d.timestamp, Timestamp::from_secs(1_443_703_594));
+        assert_eq!(d.span, 0..10);
+        let d = detect("1443703594.123456 x").unwrap();
+        assert_eq!(d.timestamp, Timestamp::from_micros(1_443_703_594_123_456));
+        assert_eq!(d.span, 0..17);
+        // Epoch is UTC whatever the zone.
+        let d = detect_with(Zone::Fixed(3600), "1443703594").unwrap();
+        assert_eq!(d.timestamp, Timestamp::from_secs(1_443_703_594));
+        assert_eq!(detect("14437035941 x"), None);
+        assert_eq!(detect("144370359 x"), None);
+
+        let line = "type=USER_AUTH msg=audit(1443703594.123:45): pid=1 res=failed";
+        let d = detect(line).unwrap();
+        assert_eq!(d.template, Template::Audit);
+        assert_eq!(d.timestamp, Timestamp::from_micros(1_443_703_594_123_000));
+        assert_eq!(&line[d.span], "1443703594.123");
+    }
+
+    #[test]
+    fn zones() {
+        assert_eq!(Zone::parse("UTC"), Ok(Zone::Utc));
+        assert_eq!(Zone::parse("+02:00"), Ok(Zone::Fixed(7200)));
+        assert_eq!(Zone::parse("-0400"), Ok(Zone::Fixed(-14_400)));
+        assert_eq!(Zone::parse("+05"), Ok(Zone::Fixed(18_000)));
+        assert_eq!(Zone::parse("+00:00"), Ok(Zone::Utc));
+        assert!(matches!(Zone::parse("local"), Ok(Zone::Named(_))));
+        assert!(matches!(Zone::parse("Europe/Berlin"), Ok(Zone::Named(_))));
+        assert!(matches!(
+            Zone::parse("Mars/Olympus"),
+            Err(ZoneError::Unknown { .. })
+        ));
+        assert!(matches!(Zone::parse("+25:00"), Err(ZoneError::Offset(_))));
+        assert!(matches!(Zone::parse("+02:00x"), Err(ZoneError::Offset(_))));
+        assert_eq!(Zone::parse(" "), Err(ZoneError::Empty));
+
+        let berlin = || Zone::parse("Europe/Berlin").unwrap();
+        // Summer: CEST, +02:00.
+        let d = detect_with(berlin(), "2026-07-01T12:00:00 x").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 7, 1, 10, 0, 0));
+        // Winter: CET, +01:00.
+        let d = detect_with(berlin(), "2026-01-15T12:00:00 x").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 1, 15, 11, 0, 0));
+    }
+
+    #[test]
+    fn dst_transitions_and_cache() {
+        // One detector, lines in order across the 2026 transitions in Berlin, so the hour
+        // cache is exercised: each result must match the offset of its own hour.
+        let mut detector = DateDetector::new(Zone::parse("Europe/Berlin").unwrap());
+        let mut at = |line: &str| detector.detect(line.as_bytes(), now()).unwrap().timestamp;
+        // Spring forward on 2026-03-29: 02:00 CET becomes 03:00 CEST.
+        assert_eq!(at("2026-03-29 01:59:59 x"), utc(2026, 3, 29, 0, 59, 59));
+        // 02:30 does not exist; "compatible" reads it with the old offset (= 03:30 CEST).
+        assert_eq!(at("2026-03-29 02:30:00 x"), utc(2026, 3, 29, 1, 30, 0));
+        assert_eq!(at("2026-03-29 03:00:00 x"), utc(2026, 3, 29, 1, 0, 0));
+        assert_eq!(at("2026-03-29 03:30:00 x"), utc(2026, 3, 29, 1, 30, 0));
+        // Fall back on 2026-10-25: 03:00 CEST becomes 02:00 CET; 02:30 happens twice and
+        // "compatible" picks the first (CEST).
+        assert_eq!(at("2026-10-25 01:30:00 x"), utc(2026, 10, 24, 23, 30, 0));
+        assert_eq!(at("2026-10-25 02:30:00 x"), utc(2026, 10, 25, 0, 30, 0));
+        assert_eq!(at("2026-10-25 02:45:00 x"), utc(2026, 10, 25, 0, 45, 0));
+        assert_eq!(at("2026-10-25 03:30:00 x"), utc(2026, 10, 25, 2, 30, 0));
+        // And back into summer: the cache must not keep the winter offset.
+        assert_eq!(at("2026-10-24 03:30:00 x"), utc(2026, 10, 24, 1, 30, 0));
+    }
+
+    #[test]
+    fn cached_offsets_agree_with_jiff() {
+        // Every local half hour of 2026, in order (cache hits) and the result compared with
+        // jiff directly. Lord Howe's DST is 30 minutes and starts at 02:00 local, so the
+        // offset changes in the middle of a local hour: the cache must notice and not cache.
+        for name in ["America/New_York", "Australia/Lord_Howe"] {
+            let tz = TimeZone::get(name).unwrap();
+            check_against_jiff(&tz);
+        }
+    }
+
+    fn check_against_jiff(tz: &TimeZone) {
+        let mut detector = DateDetector::new(Zone::Named(tz.clone()));
+        let start = days_from_civil(2026, 1, 1) * 86_400;
+        for step in 0..(366 * 48) {
+            let local = start + step * 1800;
+            let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+            let sod = local.rem_euclid(86_400);
+            let line = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:00 x",
+                sod / 3600,
+                sod / 60 % 60
+            );
+            let got = detector.detect(line.as_bytes(), now()).unwrap().timestamp;
+            let civil = jiff::civil::DateTime::new(
+                y as i16,
+                m as i8,
+                d as i8,
+                (sod / 3600) as i8,
+                (sod / 60 % 60) as i8,
+                0,
+                0,
+            )
+            .unwrap();
+            let want = tz
+                .to_ambiguous_timestamp(civil)
+                .compatible()
+                .unwrap()
+                .as_second();
+            assert_eq!(got, Timestamp::from_secs(want), "{line}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        for line in [
+            "Nov 22 02:2",
+            "Nov 22 02:26:0",
+            "Nov 22",
+            "Nov",
+            "Nox 22 02:26:07 h x: y",
+            "Nov 32 02:26:07 h x: y",
+            "Nov 00 02:26:07 h x: y",
+            "Nov 22 25:26:07 h x: y",
+            "Nov 22 02:61:07 h x: y",
+            "Nov 22 02:26:071 h x: y",
+            "2026-13-22T02:26:07Z",
+            "2026-02-30T02:26:07Z",
+            "2026-11-22T25:26:07Z",
+            "2026-11-22T02:26:07+24:00",
+            "2026-11-22T02:26:07+0x",
+            "2026-11-22T02:26:07.1234567890Z",
+            "2026-11-22T02:26",
+            "2026-11-2",
+            "2015/13/01 12:46:34 [error]",
+            "2015/10/01 12:46 [error]",
+            "x [01/Oct/2015:12:46:34 -0400",
+            "x [01/Foo/2015:12:46:34 -0400]",
+            "x [32/Oct/2015:12:46:34 -0400]",
+            "x [01/Oct/2015:12:46:34 -04]",
+            "audit(1443703594.123)",
+            "144370359",
+            "",
+            "   ",
+            "\0\0\0",
+        ] {
+            assert_eq!(detect(line), None, "{line:?}");
+        }
+        // Non-UTF-8 around a valid date is fine, and inside one is refused.
+        let mut line = b"Nov 22 02:26:07 \xff\xfe".to_vec();
+        assert!(DateDetector::new(Zone::Utc).detect(&line, now()).is_some());
+        line[4] = 0xff;
+        assert_eq!(DateDetector::new(Zone::Utc).detect(&line, now()), None);
+    }
+
+    #[test]
+    fn huge_lines_are_cheap_and_safe() {
+        let mut line = vec![b'['; 1 << 20];
+        assert_eq!(DateDetector::new(Zone::Utc).detect(&line, now()), None);
+        line.fill(b' ');
+        assert_eq!(DateDetector::new(Zone::Utc).detect(&line, now()), None);
+        line.fill(b'7');
+        assert_eq!(DateDetector::new(Zone::Utc).detect(&line, now()), None);
+        let mut iso = b"2026-11-22T02:26:07.".to_vec();
+        iso.resize(iso.len() + (1 << 20), b'1');
+        assert_eq!(DateDetector::new(Zone::Utc).detect(&iso, now()), None);
+    }
+
+    #[test]
+    fn last_hit_template_is_preferred() {
+        // This line holds two dates: an ISO one at the start and a CLF one later.
+        let both = b"2026-11-22T02:26:07Z x [01/Oct/2015:12:46:34 +0000]";
+        let mut detector = DateDetector::new(Zone::Utc);
+        assert_eq!(
+            detector.detect(both, now()).unwrap().template,
+            Template::Iso8601
+        );
+        detector
+            .detect(b"1.2.3.4 - - [01/Oct/2015:12:46:34 +0000] \"GET /\"", now())
+            .unwrap();
+        // After a CLF hit the CLF template is tried first and wins.
+        assert_eq!(
+            detector.detect(both, now()).unwrap().template,
+            Template::Clf
+        );
+        detector.detect(b"2026-11-22T02:26:07Z y", now()).unwrap();
+        assert_eq!(
+            detector.detect(both, now()).unwrap().template,
+            Template::Iso8601
+        );
+        assert_eq!(detector.detect(b"no date", now()), None);
+
+        let counts: Vec<_> = detector.hit_counts().collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("iso8601", 3),
+                ("syslog", 0),
+                ("rfc5424", 0),
+                ("nginx-error", 0),
+                ("epoch", 0),
+                ("clf", 2),
+                ("audit", 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // xorshift64*: deterministic, so a failure reproduces.
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        // Random bytes rarely look like a date, so half the inputs are mutations of real
+        // dates: that is where off-by-one reads would hide.
+        let seeds: [&[u8]; 8] = [
+            b"Nov 22 02:26:07 host sshd[1]: x",
+            b"2026-11-22T02:26:07.123456+01:00 h",
+            b"<34>1 2026-11-22T02:26:07.003Z h a - - - m",
+            b"a [01/Oct/2015:12:46:34 -0400] b",
+            b"2015/10/01 12:46:34 [error]",
+            b"1443703594.123456 x",
+            b"msg=audit(1443703594.123:45):",
+            b"Feb 29 23:59:60.999999",
+        ];
+        let alphabet = b"0123456789:-+./T Z[]<>,Nov\0\xff";
+        let zones = [
+            Zone::Utc,
+            Zone::Fixed(-3600),
+            Zone::parse("Europe/Berlin").unwrap(),
+        ];
+        let mut detectors: Vec<_> = zones.into_iter().map(DateDetector::new).collect();
+        let mut found = 0;
+        for round in 0..200_000 {
+            let r = next();
+            let mut line: Vec<u8> = if round % 2 == 0 {
+                let len = (r % 64) as usize;
+                (0..len)
+                    .map(|_| {
+                        let x = next();
+                        if x % 3 == 0 {
+                            x as u8
+                        } else {
+                            alphabet[(x >> 8) as usize % alphabet.len()]
+                        }
+                    })
+                    .collect()
+            } else {
+                seeds[(r % seeds.len() as u64) as usize].to_vec()
+            };
+            for _ in 0..(r >> 8) % 4 {
+                let x = next();
+                if line.is_empty() {
+                    break;
+                }
+                let at = (x % line.len() as u64) as usize;
+                match (x >> 32) % 3 {
+                    0 => line[at] = alphabet[(x >> 40) as usize % alphabet.len()],
+                    1 => line.truncate(at),
+                    _ => {
+                        line.remove(at);
+                    }
+                }
+            }
+            let now = Timestamp::from_secs((next() % 4_000_000_000) as i64);
+            for detector in &mut detectors {
+                if let Some(d) = detector.detect(&line, now) {
+                    assert!(d.span.start <= d.span.end && d.span.end <= line.len());
+                    found += 1;
+                }
+            }
+        }
+        // The mutations must leave many dates intact, or this test exercised nothing.
+        assert!(found > 50_000, "only {found} dates found");
+    }
+}
