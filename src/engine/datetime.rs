@@ -270,14 +270,17 @@ impl DateDetector {
     }
 }
 
-/// Local wall-clock time to UTC, with the offset of the last local hour cached: log lines
-/// come in time order, so nearly every line falls into the same hour as the one before.
+/// Local wall-clock time to UTC, with the offsets of the last two local hours cached: log
+/// lines come in time order, so nearly every line falls into the same hour as the one before.
+/// Two entries, because syslog year inference converts a date in two candidate years, and
+/// a file may interleave two hours around a rotation.
 #[derive(Debug)]
 struct LocalClock {
     zone: Zone,
-    /// Local hour (local seconds / 3600) whose offset is cached; `i64::MIN` for none.
-    cached_hour: i64,
-    cached_offset: i64,
+    /// (local hour = local seconds / 3600, its offset); `i64::MIN` marks an empty entry.
+    cached: [(i64, i64); 2],
+    /// The entry the next miss replaces.
+    replace_next: usize,
     /// Instants `[start, end)` in which the local year is `year`, for syslog year inference.
     year_start: i64,
     year_end: i64,
@@ -288,8 +291,8 @@ impl LocalClock {
     fn new(zone: Zone) -> LocalClock {
         LocalClock {
             zone,
-            cached_hour: i64::MIN,
-            cached_offset: 0,
+            cached: [(i64::MIN, 0); 2],
+            replace_next: 0,
             year_start: 0,
             year_end: 0,
             year: 0,
@@ -306,21 +309,23 @@ impl LocalClock {
             Zone::Named(tz) => tz,
         };
         let hour = local.div_euclid(3600);
-        if hour == self.cached_hour {
-            return Some(local - self.cached_offset);
+        for (cached_hour, offset) in self.cached {
+            if cached_hour == hour {
+                return Some(local - offset);
+            }
         }
-        let offset = named_offset_for_local(tz, local)?;
         // Under "compatible" resolution the offset, as a function of local time, changes in
         // a single step per transition; equal offsets at both ends of the hour mean no step
         // inside it (zones do not have two transitions within one hour).
         let hour_start = hour * 3600;
         let first = named_offset_for_local(tz, hour_start)?;
         let last = named_offset_for_local(tz, hour_start + 3599)?;
-        if first == last {
-            self.cached_hour = hour;
-            self.cached_offset = first;
+        if first != last {
+            return Some(local - named_offset_for_local(tz, local)?);
         }
-        Some(local - offset)
+        self.cached[self.replace_next] = (hour, first);
+        self.replace_next ^= 1;
+        Some(local - first)
     }
 
     /// The calendar year of the instant `utc` (seconds) in this zone.
