@@ -33,6 +33,7 @@
 use std::ops::Range;
 
 use jiff::tz::TimeZone;
+use memchr::memmem::Finder;
 
 use super::time::{civil_from_days, days_from_civil, Timestamp};
 
@@ -40,6 +41,9 @@ use super::time::{civil_from_days, days_from_civil, Timestamp};
 /// are skipped before the anchored ones: dates sit near the start of a line, and scanning
 /// further would make very long (possibly hostile) lines expensive.
 pub const SEARCH_WINDOW: usize = 512;
+
+/// What precedes the epoch seconds in Linux audit records.
+const AUDIT_MARKER: &[u8] = b"audit(";
 
 /// How far in the future a year-less syslog date may be before it is taken to be from last
 /// year: a little clock skew between hosts must not throw a fresh line back a whole year.
@@ -165,6 +169,8 @@ pub struct DateDetector {
     clock: LocalClock,
     last: Template,
     hits: [u64; Template::ALL.len()],
+    /// Built once: building a substring searcher costs more than running it on a line.
+    audit_marker: Finder<'static>,
 }
 
 impl DateDetector {
@@ -173,6 +179,7 @@ impl DateDetector {
             clock: LocalClock::new(zone),
             last: Template::ALL[0],
             hits: [0; Template::ALL.len()],
+            audit_marker: Finder::new(AUDIT_MARKER),
         }
     }
 
@@ -182,8 +189,9 @@ impl DateDetector {
     /// configured zone, or the year before if that would put the line more than two days
     /// after `now` (a December line read in January).
     pub fn detect(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
+        let start = skip_blanks(line);
         let last = self.last;
-        if let Some(found) = self.try_template(last, line, now) {
+        if let Some(found) = self.try_template(last, line, start, now) {
             self.hits[last.index()] += 1;
             return Some(found);
         }
@@ -191,7 +199,7 @@ impl DateDetector {
             if template == last {
                 continue;
             }
-            if let Some(found) = self.try_template(template, line, now) {
+            if let Some(found) = self.try_template(template, line, start, now) {
                 self.last = template;
                 self.hits[template.index()] += 1;
                 return Some(found);
@@ -211,9 +219,9 @@ impl DateDetector {
         &mut self,
         template: Template,
         line: &[u8],
+        start: usize,
         now: Timestamp,
     ) -> Option<DetectedDate> {
-        let start = skip_blanks(line);
         let parsed = match template {
             Template::Iso8601 => parse_iso8601(line, start),
             Template::Syslog => return self.syslog(line, start, now),
@@ -221,7 +229,7 @@ impl DateDetector {
             Template::NginxError => parse_nginx_error(line, start),
             Template::Epoch => parse_epoch(line, start),
             Template::Clf => find_clf(line),
-            Template::Audit => find_audit(line),
+            Template::Audit => find_audit(&self.audit_marker, line),
         }?;
         let micros = match parsed.time {
             Parsed::Utc { micros } => micros,
@@ -270,14 +278,17 @@ impl DateDetector {
     }
 }
 
-/// Local wall-clock time to UTC, with the offset of the last local hour cached: log lines
-/// come in time order, so nearly every line falls into the same hour as the one before.
+/// Local wall-clock time to UTC, with the offsets of the last two local hours cached: log
+/// lines come in time order, so nearly every line falls into the same hour as the one before.
+/// Two entries, because syslog year inference converts a date in two candidate years, and
+/// a file may interleave two hours around a rotation.
 #[derive(Debug)]
 struct LocalClock {
     zone: Zone,
-    /// Local hour (local seconds / 3600) whose offset is cached; `i64::MIN` for none.
-    cached_hour: i64,
-    cached_offset: i64,
+    /// (local hour = local seconds / 3600, its offset); `i64::MIN` marks an empty entry.
+    cached: [(i64, i64); 2],
+    /// The entry the next miss replaces.
+    replace_next: usize,
     /// Instants `[start, end)` in which the local year is `year`, for syslog year inference.
     year_start: i64,
     year_end: i64,
@@ -288,8 +299,8 @@ impl LocalClock {
     fn new(zone: Zone) -> LocalClock {
         LocalClock {
             zone,
-            cached_hour: i64::MIN,
-            cached_offset: 0,
+            cached: [(i64::MIN, 0); 2],
+            replace_next: 0,
             year_start: 0,
             year_end: 0,
             year: 0,
@@ -306,21 +317,23 @@ impl LocalClock {
             Zone::Named(tz) => tz,
         };
         let hour = local.div_euclid(3600);
-        if hour == self.cached_hour {
-            return Some(local - self.cached_offset);
+        for (cached_hour, offset) in self.cached {
+            if cached_hour == hour {
+                return Some(local - offset);
+            }
         }
-        let offset = named_offset_for_local(tz, local)?;
         // Under "compatible" resolution the offset, as a function of local time, changes in
         // a single step per transition; equal offsets at both ends of the hour mean no step
         // inside it (zones do not have two transitions within one hour).
         let hour_start = hour * 3600;
         let first = named_offset_for_local(tz, hour_start)?;
         let last = named_offset_for_local(tz, hour_start + 3599)?;
-        if first == last {
-            self.cached_hour = hour;
-            self.cached_offset = first;
+        if first != last {
+            return Some(local - named_offset_for_local(tz, local)?);
         }
-        Some(local - offset)
+        self.cached[self.replace_next] = (hour, first);
+        self.replace_next ^= 1;
+        Some(local - first)
     }
 
     /// The calendar year of the instant `utc` (seconds) in this zone.
@@ -693,11 +706,10 @@ fn parse_epoch(b: &[u8], i: usize) -> Option<Found> {
 }
 
 /// `audit(SECONDS.FRAC:SERIAL)` anywhere in the search window.
-fn find_audit(b: &[u8]) -> Option<Found> {
-    const MARKER: &[u8] = b"audit(";
+fn find_audit(marker: &Finder<'static>, b: &[u8]) -> Option<Found> {
     let window = &b[..b.len().min(SEARCH_WINDOW)];
-    for pos in memchr::memmem::find_iter(window, MARKER) {
-        let start = pos + MARKER.len();
+    for pos in marker.find_iter(window) {
+        let start = pos + AUDIT_MARKER.len();
         if let Some((micros, end)) = epoch_at(b, start) {
             if b.get(end) == Some(&b':') {
                 return Some(Found {
