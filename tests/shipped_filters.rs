@@ -107,8 +107,9 @@ impl FilterFile {
 /// RFC 3339 token. Deliberately simple and kept in one place: it stands in for the
 /// production line parser.
 fn split_syslog_header(line: &str) -> Option<(&str, &str)> {
-    let rest = if line.len() > 16 && line.as_bytes()[3] == b' ' && line.as_bytes()[15] == b' ' {
-        &line[16..]
+    let bytes = line.as_bytes();
+    let rest = if bytes.len() > 16 && bytes[3] == b' ' && bytes[15] == b' ' {
+        line.get(16..)?
     } else {
         let (date, rest) = line.split_once(' ')?;
         if !(date.len() >= 20 && date.as_bytes()[4] == b'-' && date.as_bytes()[10] == b'T') {
