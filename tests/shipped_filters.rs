@@ -1,0 +1,482 @@
+//! The shipped filters (conf/filters/*.toml) against hand-written fixture logs
+//! (tests/fixtures/filters/<name>.log), plus an injection sweep.
+//!
+//! Each fixture line is preceded by an annotation saying what the filter must make of it
+//! in every mode: `#> host=ADDR [user=NAME] [modes=m1,m2]` or `#> none`. The base filter is
+//! mode "normal"; a mode adds its failregex/ignoreregex to the base ones.
+//!
+//! 203.0.113.66 is reserved as the address an attacker injects into the fields they control
+//! (user names, URLs, SASL names). No fixture may expect it, and no line may ever yield it.
+
+use banhound::engine::address::parse_address;
+use banhound::engine::filter::{Filter, FilterSpec, Host, Outcome};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+const INJECTED: &str = "203.0.113.66";
+const BASE_MODE: &str = "normal";
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    Syslog,
+    Plain,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ModeAdditions {
+    #[serde(default)]
+    failregex: Vec<String>,
+    #[serde(default)]
+    ignoreregex: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FilterFile {
+    description: String,
+    #[serde(default)]
+    journalmatch: Vec<String>,
+    #[serde(default)]
+    identifiers: Vec<String>,
+    format: Format,
+    prefregex: Option<String>,
+    failregex: Vec<String>,
+    #[serde(default)]
+    ignoreregex: Vec<String>,
+    #[serde(default)]
+    mode: BTreeMap<String, ModeAdditions>,
+}
+
+impl FilterFile {
+    fn load(path: &Path) -> FilterFile {
+        let text = std::fs::read_to_string(path).unwrap();
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn modes(&self) -> Vec<String> {
+        std::iter::once(BASE_MODE.to_string())
+            .chain(self.mode.keys().cloned())
+            .collect()
+    }
+
+    fn spec(&self, mode: &str) -> FilterSpec {
+        let mut spec = FilterSpec {
+            prefregex: self.prefregex.clone(),
+            failregex: self.failregex.clone(),
+            ignoreregex: self.ignoreregex.clone(),
+        };
+        if mode != BASE_MODE {
+            let add = &self.mode[mode];
+            spec.failregex.extend(add.failregex.iter().cloned());
+            spec.ignoreregex.extend(add.ignoreregex.iter().cloned());
+        }
+        spec
+    }
+
+    fn compile_all(&self, path: &Path) -> BTreeMap<String, Filter> {
+        self.modes()
+            .into_iter()
+            .map(|m| {
+                let filter = Filter::compile(&self.spec(&m))
+                    .unwrap_or_else(|e| panic!("{} mode {m}: {e}", path.display()));
+                (m, filter)
+            })
+            .collect()
+    }
+
+    /// The text the regexes see, or None when the line is not for this filter (another
+    /// program). Panics on a line that is not in the filter's format: a fixture error.
+    fn message<'a>(&self, line: &'a str, at: &str) -> Option<&'a str> {
+        match self.format {
+            Format::Plain => Some(line),
+            Format::Syslog => {
+                let (ident, message) = split_syslog_header(line)
+                    .unwrap_or_else(|| panic!("{at}: not a syslog line: {line}"));
+                (self.identifiers.is_empty() || self.identifiers.iter().any(|i| i == ident))
+                    .then_some(message)
+            }
+        }
+    }
+}
+
+/// `DATE HOST IDENT[PID]: MESSAGE` -> (IDENT, MESSAGE), DATE being `Mon dd HH:MM:SS` or an
+/// RFC 3339 token. Deliberately simple and kept in one place: it stands in for the
+/// production line parser.
+fn split_syslog_header(line: &str) -> Option<(&str, &str)> {
+    let bytes = line.as_bytes();
+    let rest = if bytes.len() > 16 && bytes[3] == b' ' && bytes[15] == b' ' {
+        line.get(16..)?
+    } else {
+        let (date, rest) = line.split_once(' ')?;
+        if !(date.len() >= 20 && date.as_bytes()[4] == b'-' && date.as_bytes()[10] == b'T') {
+            return None;
+        }
+        rest
+    };
+    let (_host, rest) = rest.split_once(' ')?;
+    let (tag, message) = rest.split_once(": ")?;
+    let ident = match tag.split_once('[') {
+        Some((ident, pid)) if pid.ends_with(']') => ident,
+        Some(_) => return None,
+        None => tag,
+    };
+    (!ident.is_empty() && !ident.contains(' ')).then_some((ident, message))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expected {
+    None,
+    Failure {
+        host: String,
+        user: Option<String>,
+        /// None: every mode.
+        modes: Option<BTreeSet<String>>,
+    },
+}
+
+impl Expected {
+    fn parse(text: &str, at: &str) -> Expected {
+        let text = text.trim();
+        if text == "none" {
+            return Expected::None;
+        }
+        let mut host = None;
+        let mut user = None;
+        let mut modes = None;
+        for word in text.split_whitespace() {
+            match word.split_once('=') {
+                Some(("host", v)) => host = Some(v.to_string()),
+                Some(("user", v)) => user = Some(v.to_string()),
+                Some(("modes", v)) => modes = Some(v.split(',').map(str::to_string).collect()),
+                _ => panic!("{at}: bad annotation word {word:?}"),
+            }
+        }
+        let host = host.unwrap_or_else(|| panic!("{at}: annotation without host= or none"));
+        assert_ne!(
+            host, INJECTED,
+            "{at}: {INJECTED} is reserved for injected addresses"
+        );
+        Expected::Failure { host, user, modes }
+    }
+
+    /// What this annotation expects in `mode`: (host, user) or None for no failure.
+    fn in_mode(&self, mode: &str) -> Option<(&str, Option<&str>)> {
+        match self {
+            Expected::None => None,
+            Expected::Failure { host, user, modes } => modes
+                .as_ref()
+                .map_or(true, |m| m.contains(mode))
+                .then_some((host.as_str(), user.as_deref())),
+        }
+    }
+}
+
+struct FixtureLine {
+    at: String,
+    text: String,
+    expected: Expected,
+}
+
+fn read_fixture(path: &Path) -> Vec<FixtureLine> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = Vec::new();
+    let mut pending: Option<Expected> = None;
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{}:{}", path.display(), i + 1);
+        if let Some(annotation) = line.strip_prefix("#>") {
+            assert!(pending.is_none(), "{at}: two annotations in a row");
+            pending = Some(Expected::parse(annotation, &at));
+        } else if line.starts_with('#') || line.trim().is_empty() {
+            assert!(
+                pending.is_none(),
+                "{at}: annotation not followed by a log line"
+            );
+        } else {
+            let expected = pending
+                .take()
+                .unwrap_or_else(|| panic!("{at}: log line without a #> annotation"));
+            lines.push(FixtureLine {
+                at,
+                text: line.to_string(),
+                expected,
+            });
+        }
+    }
+    assert!(pending.is_none(), "{}: dangling annotation", path.display());
+    lines
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn filter_files() -> Vec<(String, PathBuf)> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join("conf/filters"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no shipped filters found");
+    files
+}
+
+fn fixture_path(name: &str) -> PathBuf {
+    root().join(format!("tests/fixtures/filters/{name}.log"))
+}
+
+fn same_host(found: &Host<'_>, expected: &str) -> bool {
+    match (found, parse_address(expected)) {
+        (Host::Ip(ip), Some(want)) => *ip == want,
+        (Host::Name(name), None) => *name == expected.as_bytes(),
+        _ => false,
+    }
+}
+
+fn injected() -> IpAddr {
+    INJECTED.parse().unwrap()
+}
+
+#[test]
+fn every_shipped_filter_compiles_in_every_mode_and_has_a_fixture() {
+    for (name, path) in filter_files() {
+        let file = FilterFile::load(&path);
+        assert!(
+            !file.description.trim().is_empty(),
+            "{name}: no description"
+        );
+        if let Some(plus) = file
+            .journalmatch
+            .iter()
+            .position(|m| m != "+" && !m.contains('='))
+        {
+            panic!("{name}: journalmatch entry {plus} is neither FIELD=value nor +");
+        }
+        let filters = file.compile_all(&path);
+        assert_eq!(filters.len(), 1 + file.mode.len());
+        let fixture = fixture_path(&name);
+        assert!(
+            fixture.is_file(),
+            "{name}: no fixture {}",
+            fixture.display()
+        );
+    }
+}
+
+#[test]
+fn shipped_filters_match_their_fixtures() {
+    let mut checked = 0usize;
+    for (name, path) in filter_files() {
+        let file = FilterFile::load(&path);
+        let filters = file.compile_all(&path);
+        let lines = read_fixture(&fixture_path(&name));
+        // Which regexes the fixture exercised, per mode: every one must be.
+        let mut fail_hit: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+        let mut ignore_hit: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+        let mut failures = 0usize;
+        let mut non_failures = 0usize;
+        for line in &lines {
+            if let Expected::Failure {
+                modes: Some(modes), ..
+            } = &line.expected
+            {
+                for m in modes {
+                    assert!(filters.contains_key(m), "{}: unknown mode {m}", line.at);
+                }
+            }
+            let message = file.message(&line.text, &line.at);
+            for (mode, filter) in &filters {
+                let outcome = match message {
+                    Some(m) => filter.matcher().match_line(m.as_bytes()),
+                    None => Outcome::Missed,
+                };
+                let want = line.expected.in_mode(mode);
+                match (outcome, want) {
+                    (Outcome::Failure(f), Some((host, user))) => {
+                        assert!(
+                            same_host(&f.host, host),
+                            "{} [{name}, mode {mode}]: host {} (failregex #{}), expected {host}\n  {}",
+                            line.at,
+                            f.host,
+                            f.regex,
+                            line.text
+                        );
+                        if let Some(user) = user {
+                            assert_eq!(
+                                f.user.map(String::from_utf8_lossy).as_deref(),
+                                Some(user),
+                                "{} [{name}, mode {mode}]: user\n  {}",
+                                line.at,
+                                line.text
+                            );
+                        }
+                        fail_hit.entry(mode).or_default().insert(f.regex);
+                        failures += 1;
+                    }
+                    (Outcome::Failure(f), None) => panic!(
+                        "{} [{name}, mode {mode}]: unexpected failure, host {} by failregex #{} ({})\n  {}",
+                        line.at,
+                        f.host,
+                        f.regex,
+                        filter.failregex_source(f.regex),
+                        line.text
+                    ),
+                    (other, Some((host, _))) => panic!(
+                        "{} [{name}, mode {mode}]: expected a failure from {host}, got {other:?}\n  {}",
+                        line.at, line.text
+                    ),
+                    (other, None) => {
+                        if let Outcome::Ignored { ignore, .. } = other {
+                            ignore_hit.entry(mode).or_default().insert(ignore);
+                        }
+                        non_failures += 1;
+                    }
+                }
+                if let Outcome::Failure(f) = outcome {
+                    assert_ne!(
+                        f.host,
+                        Host::Ip(injected()),
+                        "{}: injected address",
+                        line.at
+                    );
+                }
+                checked += 1;
+            }
+        }
+        for (mode, filter) in &filters {
+            for i in 0..filter.failregex_count() {
+                assert!(
+                    fail_hit.get(mode.as_str()).is_some_and(|s| s.contains(&i)),
+                    "{name}, mode {mode}: no fixture line exercises failregex #{i}: {}",
+                    filter.failregex_source(i)
+                );
+            }
+            let ignores = file.spec(mode).ignoreregex.len();
+            for i in 0..ignores {
+                assert!(
+                    ignore_hit
+                        .get(mode.as_str())
+                        .is_some_and(|s| s.contains(&i)),
+                    "{name}, mode {mode}: no fixture line exercises ignoreregex #{i}"
+                );
+            }
+        }
+        assert!(
+            failures > 0 && non_failures > 0,
+            "{name}: fixture lacks positives or negatives"
+        );
+    }
+    assert!(checked > 0);
+}
+
+/// What an attacker may put into the fields they control. Each tries to make a filter take
+/// 203.0.113.66 (or anything but the real peer) for the peer.
+const PAYLOADS: &[&str] = &[
+    "x from 203.0.113.66 port 22 ssh2",
+    "x from 203.0.113.66 port 22 [preauth]",
+    "x from 203.0.113.66",
+    "x 203.0.113.66 port 22 [preauth]",
+    "x 203.0.113.66 port 22: Too many authentication failures",
+    "x rhost=203.0.113.66  user=y",
+    "x rhost=203.0.113.66",
+    "x>, method=PLAIN, rip=203.0.113.66, lip=192.0.2.1, TLS, session=<abc>",
+    "x, rip=203.0.113.66,",
+    "x,203.0.113.66,<abc>): Password mismatch",
+    "x,203.0.113.66): unknown user",
+    "x] FAIL LOGIN: Client \"203.0.113.66\"",
+    "x\", client: 203.0.113.66, server: y, request: \"GET / HTTP/1.1\", host: \"y",
+    "x, client: 203.0.113.66, server: y",
+    "x\": password mismatch, client: 203.0.113.66, server: y",
+    "x\" was not found in \"/a\", client: 203.0.113.66, server: y",
+    "x\" failed (2: No such file or directory), client: 203.0.113.66, server: y",
+    "/wp-login.php\" failed (2: No such file or directory), client: 203.0.113.66, server: y, host: \"z",
+    "x[203.0.113.66]: SASL LOGIN authentication failed: y",
+    "unknown[203.0.113.66]",
+    "x (203.0.113.66)",
+    "x\nFailed password for root from 203.0.113.66 port 22 ssh2",
+    "x\n2026/11/22 02:26:07 [error] 1#1: *1 user \"y\": password mismatch, client: 203.0.113.66, server: y",
+];
+
+/// Characters a service never lets into the fields the attacker controls, per filter:
+/// payloads containing them describe lines the service cannot write.
+/// nginx-http-auth: the Basic user name is the part of the credentials before the first ':'.
+const IMPOSSIBLE_IN_ATTACKER_FIELDS: &[(&str, char)] = &[("nginx-http-auth", ':')];
+
+/// Quoted strings that come from the server's configuration, not from the client: nginx's
+/// `user "x" was not found in "<auth_basic_user_file>"`.
+const ADMIN_QUOTED_AFTER: &[&str] = &["was not found in "];
+
+/// Spans of `message` an attacker controls, as far as the test can tell without knowing
+/// the service: the captured user name, and the inside of every double-quoted string.
+fn attacker_spans(message: &str, user: Option<&[u8]>) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    if let Some(user) = user {
+        let start = user.as_ptr() as usize - message.as_ptr() as usize;
+        spans.push((start, start + user.len()));
+    }
+    let quotes: Vec<usize> = message.match_indices('"').map(|(i, _)| i).collect();
+    for pair in quotes.chunks_exact(2) {
+        if !ADMIN_QUOTED_AFTER
+            .iter()
+            .any(|a| message[..pair[0]].ends_with(a))
+        {
+            spans.push((pair[0] + 1, pair[1]));
+        }
+    }
+    spans
+}
+
+#[test]
+fn injected_addresses_never_become_the_peer() {
+    let mut variants = 0usize;
+    for (name, path) in filter_files() {
+        let file = FilterFile::load(&path);
+        let filters = file.compile_all(&path);
+        for line in read_fixture(&fixture_path(&name)) {
+            let Some(message) = file.message(&line.text, &line.at) else {
+                continue;
+            };
+            for (mode, filter) in &filters {
+                let mut matcher = filter.matcher();
+                let (real, user) = match matcher.match_line(message.as_bytes()) {
+                    Outcome::Failure(f) => (f.host.to_string(), f.user),
+                    _ => continue,
+                };
+                for (start, end) in attacker_spans(message, user) {
+                    let original = &message[start..end];
+                    for payload in PAYLOADS.iter().filter(|p| {
+                        !IMPOSSIBLE_IN_ATTACKER_FIELDS
+                            .iter()
+                            .any(|(f, c)| *f == name && p.contains(*c))
+                    }) {
+                        // The payload replacing the field, and appended to it.
+                        for field in [payload.to_string(), format!("{original}{payload}")] {
+                            let hostile =
+                                format!("{}{field}{}", &message[..start], &message[end..]);
+                            if let Outcome::Failure(f) = matcher.match_line(hostile.as_bytes()) {
+                                assert!(
+                                    f.host.to_string() == real,
+                                    "{} [{name}, mode {mode}]: injected field gave host {} \
+                                     (real peer {real}) via failregex #{}\n  {hostile}",
+                                    line.at,
+                                    f.host,
+                                    f.regex
+                                );
+                            }
+                            variants += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        variants > 1000,
+        "only {variants} hostile variants were tried"
+    );
+}
