@@ -6,6 +6,8 @@
 //! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
 //! [`cli`] implements the subcommands. Only `main` decides exit codes.
 
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod firewall;
+pub mod source;

@@ -1,3 +1,29 @@
-//! The `banhound` binary: parses the command line, runs a subcommand, maps errors to exit codes.
+//! The `banhound` binary: parses the command line, runs a subcommand, maps errors to exit
+//! codes (0 success, 1 failure while running, 2 invalid configuration, filter or arguments).
 
-fn main() {}
+use banhound::cli::{check_config, test_filter, Cli, Command, Exit, ExitCode};
+use clap::Parser;
+
+fn main() {
+    let cli = Cli::parse();
+    let paths = cli.config_paths();
+    let result = match &cli.command {
+        Command::TestFilter(args) => test_filter::run(&paths, args),
+        Command::CheckConfig(args) => check_config::run(&paths, args),
+    };
+    if let Err(err) = result {
+        let code = err
+            .chain()
+            .find_map(|e| e.downcast_ref::<Exit>())
+            .map_or(ExitCode::Failure, |e| e.0);
+        // One cause a line, outermost first; the exit-code marker is not a message.
+        let mut causes = err.chain().filter(|e| !e.is::<Exit>());
+        if let Some(first) = causes.next() {
+            eprintln!("banhound: {first}");
+        }
+        for cause in causes {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(code as i32);
+    }
+}

@@ -7,18 +7,10 @@
 
 use crate::config::error::{ConfigError, SourceText};
 use crate::engine::filter::{Filter, FilterSpec, RegexRole};
+use crate::engine::prepare::LineFormat;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;
-
-/// How a file line is laid out before the filter sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LineFormat {
-    /// `DATE HOST IDENT[PID]: MESSAGE`: the regexes see MESSAGE (as for journal entries).
-    Syslog,
-    /// The regexes see the whole line (nginx and other application logs).
-    Plain,
-}
 
 /// A filter as written in TOML.
 #[derive(Debug, Deserialize)]
@@ -58,13 +50,6 @@ pub struct FilterDefinition {
     pub mode: Option<String>,
     pub modes: Vec<String>,
     pub filter: Filter,
-}
-
-impl FilterDefinition {
-    /// Whether a syslog identifier (the program name of a line) is one this filter reads.
-    pub fn accepts_identifier(&self, ident: &[u8]) -> bool {
-        self.identifiers.is_empty() || self.identifiers.iter().any(|i| i.as_bytes() == ident)
-    }
 }
 
 /// Parses a filter file's text.

@@ -158,7 +158,7 @@ fn inline_filter_and_ports() {
     );
     let s = t.load().unwrap();
     let j = s.jail("app").unwrap();
-    assert_eq!(j.filter.format, filter_file::LineFormat::Plain);
+    assert_eq!(j.filter.format, crate::engine::prepare::LineFormat::Plain);
     assert!(j.rules.prefix_bans);
     assert_eq!(j.rules.blocktype, BlockType::Reject);
     assert_eq!(

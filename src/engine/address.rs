@@ -7,7 +7,7 @@
 //! just the address: banning a /64 that contains our own address would lock us out.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `::ffff:a.b.c.d` becomes `a.b.c.d`; everything else is returned as is.
 pub fn normalize(addr: IpAddr) -> IpAddr {
@@ -71,6 +71,25 @@ impl std::fmt::Display for IgnoreReason {
     }
 }
 
+const ALWAYS_IGNORED: [(IpNet, IgnoreReason); 4] = [
+    (
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
+        IgnoreReason::Loopback,
+    ),
+    (
+        IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128)),
+        IgnoreReason::Loopback,
+    ),
+    (
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 32)),
+        IgnoreReason::Unspecified,
+    ),
+    (
+        IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128)),
+        IgnoreReason::Unspecified,
+    ),
+];
+
 /// Networks that are never banned. Loopback and the unspecified address always are;
 /// the host's own addresses are given by the caller (the engine does no I/O).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -94,17 +113,9 @@ impl IgnoreList {
     /// Whether banning `target` would block something that must never be blocked.
     pub fn check(&self, target: &IpNet) -> Option<IgnoreReason> {
         let overlaps = |net: &IpNet| net.contains(target) || target.contains(net);
-        let always = [
-            ("127.0.0.0/8", IgnoreReason::Loopback),
-            ("::1/128", IgnoreReason::Loopback),
-            ("0.0.0.0/32", IgnoreReason::Unspecified),
-            ("::/128", IgnoreReason::Unspecified),
-        ];
-        for (net, reason) in always {
-            if let Ok(net) = net.parse::<IpNet>() {
-                if overlaps(&net) {
-                    return Some(reason);
-                }
+        for (net, reason) in &ALWAYS_IGNORED {
+            if overlaps(net) {
+                return Some(*reason);
             }
         }
         if self.networks.iter().any(overlaps) {

@@ -117,10 +117,11 @@ pub struct Failure<'a> {
 }
 
 // Tag patterns. Address text is validated by parsing after the match, so the patterns only
-// need to find the right span; they are kept simple so the DFA stays small.
-const IP4: &str = r"(?-u:\b)\d{1,3}(?:\.\d{1,3}){3}(?-u:\b)";
-const IP6: &str = r"\[?(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})(?:%[0-9A-Za-z_.\-]+)?\]?";
-const DNS: &str = r"[A-Za-z0-9](?:[A-Za-z0-9_\-]{0,62})(?:\.[A-Za-z0-9_\-]{1,63})*";
+// need to find the right span. They avoid counted repetitions (`{0,63}`), which multiply the
+// NFA's states and with them the cost of every capture.
+const IP4: &str = r"(?-u:\b)\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?-u:\b)";
+const IP6: &str = r"\[?[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z_.\-]+)?\]?";
+const DNS: &str = r"[A-Za-z0-9][A-Za-z0-9_.\-]*";
 
 const ADDRESS_GROUP_PREFIX: &str = "__addr";
 const FIELD_GROUP_PREFIX: &str = "F_";
@@ -153,6 +154,9 @@ struct Prefilter {
 #[derive(Debug)]
 pub struct Filter {
     pref: Option<(CompiledRegex, usize)>,
+    /// For the common prefregex shape `PREFIX<F-CONTENT>.+</F-CONTENT>$`: PREFIX alone, so
+    /// the content is found without running captures over the whole line.
+    pref_prefix: Option<PrefixOnly>,
     fail: Vec<CompiledRegex>,
     ignore: Vec<Regex>,
     prefilter: Option<Prefilter>,
@@ -212,8 +216,10 @@ impl Filter {
             ignore.push(compiled.regex);
         }
         let prefilter = build_prefilter(&fail);
+        let pref_prefix = spec.prefregex.as_deref().and_then(prefix_only);
         Ok(Filter {
             pref,
+            pref_prefix,
             fail,
             ignore,
             prefilter,
@@ -261,24 +267,28 @@ impl<'f> Matcher<'f> {
     pub fn match_line<'a>(&mut self, message: &'a [u8]) -> Outcome<'a> {
         let filter = self.filter;
         if let Some(pre) = &filter.prefilter {
+            // Most lines contain no literal at all: answer that with the automaton's fast
+            // (SIMD-accelerated) search before doing the slower overlapping one.
+            let literal_found = pre.automaton.is_match(message);
+            if !literal_found && pre.always.is_empty() {
+                return Outcome::Missed;
+            }
             self.candidates.fill(false);
-            let mut any = false;
             for &i in &pre.always {
                 self.candidates[i] = true;
-                any = true;
             }
-            for m in pre.automaton.find_overlapping_iter(message) {
-                self.candidates[pre.pattern_regex[m.pattern().as_usize()]] = true;
-                any = true;
-            }
-            if !any {
-                return Outcome::Missed;
+            if literal_found {
+                for m in pre.automaton.find_overlapping_iter(message) {
+                    self.candidates[pre.pattern_regex[m.pattern().as_usize()]] = true;
+                }
             }
         } else {
             self.candidates.fill(true);
         }
 
+        let fast_content = filter.pref_prefix.as_ref().and_then(|p| p.content(message));
         let (content, pref_user, pref_host) = match (&filter.pref, &mut self.pref_locations) {
+            _ if fast_content.is_some() => (fast_content.unwrap_or_default(), None, None),
             (Some((pref, content_group)), Some(locs)) => {
                 if pref.regex.captures_read(locs, message).is_none() {
                     return Outcome::Missed;
@@ -358,6 +368,50 @@ fn first_address<'a>(
         }
         None => Some(Host::Name(span)),
     }
+}
+
+/// The prefix of a prefregex `PREFIX<F-CONTENT>.+</F-CONTENT>$` (or `.*`), when PREFIX has
+/// no tags of its own.
+#[derive(Debug)]
+struct PrefixOnly {
+    prefix: Regex,
+    content_may_be_empty: bool,
+}
+
+impl PrefixOnly {
+    /// The content, when the shortcut gives exactly what the full prefregex would: the
+    /// prefix's own leftmost-first match is the full regex's choice as long as what follows
+    /// can be matched by `.+$`, i.e. is non-empty (for `.+`) and has no newline. Otherwise
+    /// `None`, and the caller runs the full prefregex.
+    fn content<'a>(&self, message: &'a [u8]) -> Option<&'a [u8]> {
+        let m = self.prefix.find(message)?;
+        if m.start() != 0 {
+            return None;
+        }
+        let rest = &message[m.end()..];
+        if (rest.is_empty() && !self.content_may_be_empty) || memchr::memchr(b'\n', rest).is_some()
+        {
+            return None;
+        }
+        Some(rest)
+    }
+}
+
+fn prefix_only(prefregex: &str) -> Option<PrefixOnly> {
+    let (prefix, may_be_empty) =
+        if let Some(p) = prefregex.strip_suffix("<F-CONTENT>.+</F-CONTENT>$") {
+            (p, false)
+        } else {
+            (prefregex.strip_suffix("<F-CONTENT>.*</F-CONTENT>$")?, true)
+        };
+    if !prefix.starts_with('^') || prefix.contains('<') || prefix.ends_with('\\') {
+        return None;
+    }
+    let prefix = RegexBuilder::new(prefix).unicode(false).build().ok()?;
+    Some(PrefixOnly {
+        prefix,
+        content_may_be_empty: may_be_empty,
+    })
 }
 
 /// Translates tags into regex syntax and compiles.

@@ -9,5 +9,6 @@ pub mod address;
 pub mod datetime;
 pub mod filter;
 pub mod logline;
+pub mod prepare;
 pub mod time;
 pub mod tracker;

@@ -1,0 +1,49 @@
+//! `banhound check-config`: loads and validates the whole configuration offline.
+
+use crate::cli::invalid;
+use crate::config::{self, ConfigPaths, JailSource};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Print only errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run(paths: &ConfigPaths, args: &CheckConfigArgs) -> anyhow::Result<()> {
+    let settings = config::load(paths).map_err(invalid)?;
+    if args.quiet {
+        return Ok(());
+    }
+    println!("configuration OK");
+    for f in &settings.files {
+        println!("  read {}", f.display());
+    }
+    for j in &settings.jails {
+        let source = match &j.source {
+            JailSource::Journal { matches } => format!("journal {}", matches.join(" ")),
+            JailSource::Files { paths } => format!(
+                "files {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        };
+        let mode = j.filter.mode.as_deref().unwrap_or("normal");
+        println!(
+            "  jail {} ({}): filter {} [{mode}], {}; maxretry {} in {}, bantime {}, backend {}",
+            j.name,
+            if j.enabled { "enabled" } else { "disabled" },
+            j.filter.name,
+            source,
+            j.policy.maxretry,
+            crate::engine::time::format_duration(j.policy.findtime),
+            j.policy.bantime,
+            j.backend,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! The command line: argument definitions and the subcommands that run without the daemon.
+//!
+//! Subcommands return `anyhow::Result`; only `main` turns errors into exit codes, through
+//! [`ExitCode`] carried in the error chain where a specific code matters.
+
+pub mod check_config;
+pub mod test_filter;
+
+use crate::config::ConfigPaths;
+use clap::{Parser, Subcommand};
+use std::fmt;
+use std::path::PathBuf;
+
+/// banhound: bans addresses that fail to authenticate, reading the systemd journal.
+#[derive(Debug, Parser)]
+#[command(name = "banhound", version, about, long_about = None)]
+pub struct Cli {
+    /// Use this file instead of /etc/banhound/banhound.toml and its jail.d/ drop-ins
+    /// (the shipped defaults still apply underneath).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The admin's configuration directory.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/etc/banhound"
+    )]
+    pub config_dir: PathBuf,
+    /// The shipped defaults (banhound.toml, jail.d/, filters/).
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "BANHOUND_DEFAULTS_DIR",
+        default_value = "/usr/lib/banhound"
+    )]
+    pub defaults_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn config_paths(&self) -> ConfigPaths {
+        ConfigPaths {
+            defaults_dir: self.defaults_dir.clone(),
+            config_dir: self.config_dir.clone(),
+            main_file: self.config.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a filter over a log file, a line or stdin and report what it finds (like
+    /// fail2ban-regex).
+    TestFilter(Box<test_filter::TestFilterArgs>),
+    /// Validate the configuration without starting anything (like `nginx -t`).
+    CheckConfig(check_config::CheckConfigArgs),
+}
+
+/// Exit codes, documented in the README.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Something failed while running (I/O, the system).
+    Failure = 1,
+    /// The configuration, a filter or the arguments are invalid.
+    Invalid = 2,
+}
+
+/// Marks an error with the exit code it should produce.
+#[derive(Debug)]
+pub struct Exit(pub ExitCode);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ExitCode::Failure => f.write_str("failed"),
+            ExitCode::Invalid => f.write_str("invalid input"),
+        }
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Wraps an error as invalid input (exit code 2).
+pub fn invalid(err: impl Into<anyhow::Error>) -> anyhow::Error {
+    err.into().context(Exit(ExitCode::Invalid))
+}

@@ -1,0 +1,150 @@
+//! From a raw log-file line to what a filter sees: its time and its message.
+//!
+//! Journal entries arrive already split into fields with their own timestamp; file lines
+//! have to be taken apart. A syslog-format filter sees only the MESSAGE of lines written by
+//! the programs it names (as it would in the journal), so "Failed password" logged by some
+//! other program never counts; a plain-format filter sees the whole line.
+
+use crate::engine::datetime::{DateDetector, Template};
+use crate::engine::logline::SyslogLine;
+use crate::engine::time::Timestamp;
+
+/// How a file line is laid out before the filter sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineFormat {
+    /// `DATE HOST IDENT[PID]: MESSAGE`: the regexes see MESSAGE (as for journal entries).
+    Syslog,
+    /// The regexes see the whole line (nginx and other application logs).
+    Plain,
+}
+
+/// A line ready for a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepared<'a> {
+    Message {
+        /// The line's own time, or `None` when it has no recognisable date.
+        time: Option<Timestamp>,
+        template: Option<Template>,
+        message: &'a [u8],
+    },
+    /// A syslog line from a program the filter does not read.
+    OtherProgram,
+    /// Not a syslog line although the filter expects syslog lines.
+    NotSyslog,
+}
+
+/// Prepares the lines of one file for one filter; keeps the date detector's state.
+#[derive(Debug)]
+pub struct LinePreparer {
+    detector: DateDetector,
+    format: LineFormat,
+    identifiers: Vec<Vec<u8>>,
+}
+
+impl LinePreparer {
+    pub fn new(detector: DateDetector, format: LineFormat, identifiers: &[String]) -> Self {
+        LinePreparer {
+            detector,
+            format,
+            identifiers: identifiers.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    pub fn detector(&self) -> &DateDetector {
+        &self.detector
+    }
+
+    /// `now` only serves to infer the year of year-less dates.
+    pub fn prepare<'a>(&mut self, line: &'a [u8], now: Timestamp) -> Prepared<'a> {
+        let line = trim_line_end(line);
+        let date = self.detector.detect(line, now);
+        let (time, template) = match &date {
+            Some(d) => (Some(d.timestamp), Some(d.template)),
+            None => (None, None),
+        };
+        match self.format {
+            LineFormat::Plain => Prepared::Message {
+                time,
+                template,
+                message: line,
+            },
+            LineFormat::Syslog => {
+                let Some(d) = date else {
+                    return Prepared::NotSyslog;
+                };
+                let Some(parsed) = SyslogLine::parse(line, d.span) else {
+                    return Prepared::NotSyslog;
+                };
+                if !self.identifiers.is_empty()
+                    && !self
+                        .identifiers
+                        .iter()
+                        .any(|i| i.as_slice() == parsed.ident)
+                {
+                    return Prepared::OtherProgram;
+                }
+                Prepared::Message {
+                    time,
+                    template,
+                    message: parsed.message,
+                }
+            }
+        }
+    }
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::datetime::Zone;
+
+    fn preparer(format: LineFormat, idents: &[&str]) -> LinePreparer {
+        let idents: Vec<String> = idents.iter().map(|s| s.to_string()).collect();
+        LinePreparer::new(DateDetector::new(Zone::Utc), format, &idents)
+    }
+
+    const NOW: Timestamp = Timestamp::from_secs(1_795_000_000); // 2026-11-18
+
+    #[test]
+    fn syslog_lines_give_their_message() {
+        let mut p = preparer(LineFormat::Syslog, &["sshd", "sshd-session"]);
+        let line = b"Nov 17 10:00:00 web1 sshd[42]: Failed password for root from 192.0.2.1 port 22 ssh2\n";
+        match p.prepare(line, NOW) {
+            Prepared::Message {
+                time,
+                message,
+                template,
+            } => {
+                assert_eq!(time.unwrap().to_rfc3339(), "2026-11-17T10:00:00Z");
+                assert_eq!(template, Some(Template::Syslog));
+                assert_eq!(
+                    message,
+                    b"Failed password for root from 192.0.2.1 port 22 ssh2"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let other =
+            b"Nov 17 10:00:00 web1 evil[1]: Failed password for root from 192.0.2.1 port 22 ssh2";
+        assert_eq!(p.prepare(other, NOW), Prepared::OtherProgram);
+        assert_eq!(p.prepare(b"no date here", NOW), Prepared::NotSyslog);
+    }
+
+    #[test]
+    fn plain_lines_are_whole() {
+        let mut p = preparer(LineFormat::Plain, &[]);
+        let line = b"192.0.2.1 - - [17/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 404 1\r\n";
+        match p.prepare(line, NOW) {
+            Prepared::Message { time, message, .. } => {
+                assert_eq!(time.unwrap().to_rfc3339(), "2026-11-17T10:00:00Z");
+                assert_eq!(message, &line[..line.len() - 2]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
