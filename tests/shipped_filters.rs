@@ -8,123 +8,65 @@
 //! 203.0.113.66 is reserved as the address an attacker injects into the fields they control
 //! (user names, URLs, SASL names). No fixture may expect it, and no line may ever yield it.
 
+use banhound::config::filter_file::FilterDefinition;
+use banhound::config::load_filter_file;
 use banhound::engine::address::parse_address;
-use banhound::engine::filter::{Filter, FilterSpec, Host, Outcome};
-use serde::Deserialize;
+use banhound::engine::datetime::{DateDetector, Zone};
+use banhound::engine::filter::{Filter, Host, Outcome};
+use banhound::engine::prepare::{LinePreparer, Prepared};
+use banhound::engine::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 const INJECTED: &str = "203.0.113.66";
 const BASE_MODE: &str = "normal";
 
-#[derive(Deserialize, Debug)]
-#[serde(rename_all = "lowercase")]
-enum Format {
-    Syslog,
-    Plain,
+/// A shipped filter, loaded by the production loader in every one of its modes.
+struct ShippedFilter {
+    modes: BTreeMap<String, FilterDefinition>,
 }
 
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct ModeAdditions {
-    #[serde(default)]
-    failregex: Vec<String>,
-    #[serde(default)]
-    ignoreregex: Vec<String>,
-}
-
-#[derive(Deserialize, Debug)]
-#[serde(deny_unknown_fields)]
-struct FilterFile {
-    description: String,
-    #[serde(default)]
-    journalmatch: Vec<String>,
-    #[serde(default)]
-    identifiers: Vec<String>,
-    format: Format,
-    prefregex: Option<String>,
-    failregex: Vec<String>,
-    #[serde(default)]
-    ignoreregex: Vec<String>,
-    #[serde(default)]
-    mode: BTreeMap<String, ModeAdditions>,
-}
-
-impl FilterFile {
-    fn load(path: &Path) -> FilterFile {
-        let text = std::fs::read_to_string(path).unwrap();
-        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
-
-    fn modes(&self) -> Vec<String> {
-        std::iter::once(BASE_MODE.to_string())
-            .chain(self.mode.keys().cloned())
-            .collect()
-    }
-
-    fn spec(&self, mode: &str) -> FilterSpec {
-        let mut spec = FilterSpec {
-            prefregex: self.prefregex.clone(),
-            failregex: self.failregex.clone(),
-            ignoreregex: self.ignoreregex.clone(),
-        };
-        if mode != BASE_MODE {
-            let add = &self.mode[mode];
-            spec.failregex.extend(add.failregex.iter().cloned());
-            spec.ignoreregex.extend(add.ignoreregex.iter().cloned());
+impl ShippedFilter {
+    fn load(name: &str, path: &Path) -> ShippedFilter {
+        let base = load_filter_file(path, name, None)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut modes = BTreeMap::new();
+        for mode in base.modes.clone() {
+            let spanned = Spanned::new(0..0, mode.clone());
+            let def = load_filter_file(path, name, Some(&spanned))
+                .unwrap_or_else(|e| panic!("{} mode {mode}: {e}", path.display()));
+            modes.insert(mode, def);
         }
-        spec
+        modes.insert(BASE_MODE.to_string(), base);
+        ShippedFilter { modes }
     }
 
-    fn compile_all(&self, path: &Path) -> BTreeMap<String, Filter> {
-        self.modes()
-            .into_iter()
-            .map(|m| {
-                let filter = Filter::compile(&self.spec(&m))
-                    .unwrap_or_else(|e| panic!("{} mode {m}: {e}", path.display()));
-                (m, filter)
-            })
-            .collect()
+    fn base(&self) -> &FilterDefinition {
+        &self.modes[BASE_MODE]
     }
 
-    /// The text the regexes see, or None when the line is not for this filter (another
-    /// program). Panics on a line that is not in the filter's format: a fixture error.
+    fn filters(&self) -> impl Iterator<Item = (&String, &Filter)> {
+        self.modes.iter().map(|(m, d)| (m, &d.filter))
+    }
+
+    /// The text the regexes see, through the production line preparation, or None when the
+    /// line is not for this filter (another program). Panics on a line that is not in the
+    /// filter's format: a fixture error.
     fn message<'a>(&self, line: &'a str, at: &str) -> Option<&'a str> {
-        match self.format {
-            Format::Plain => Some(line),
-            Format::Syslog => {
-                let (ident, message) = split_syslog_header(line)
-                    .unwrap_or_else(|| panic!("{at}: not a syslog line: {line}"));
-                (self.identifiers.is_empty() || self.identifiers.iter().any(|i| i == ident))
-                    .then_some(message)
-            }
+        let base = self.base();
+        let mut preparer =
+            LinePreparer::new(DateDetector::new(Zone::Utc), base.format, &base.identifiers);
+        match preparer.prepare(line.as_bytes(), Timestamp::from_secs(1_795_000_000)) {
+            Prepared::Message { message, .. } => Some(
+                std::str::from_utf8(message)
+                    .unwrap_or_else(|_| panic!("{at}: fixture is not UTF-8")),
+            ),
+            Prepared::OtherProgram => None,
+            Prepared::NotSyslog => panic!("{at}: not a syslog line: {line}"),
         }
     }
-}
-
-/// `DATE HOST IDENT[PID]: MESSAGE` -> (IDENT, MESSAGE), DATE being `Mon dd HH:MM:SS` or an
-/// RFC 3339 token. Deliberately simple and kept in one place: it stands in for the
-/// production line parser.
-fn split_syslog_header(line: &str) -> Option<(&str, &str)> {
-    let bytes = line.as_bytes();
-    let rest = if bytes.len() > 16 && bytes[3] == b' ' && bytes[15] == b' ' {
-        line.get(16..)?
-    } else {
-        let (date, rest) = line.split_once(' ')?;
-        if !(date.len() >= 20 && date.as_bytes()[4] == b'-' && date.as_bytes()[10] == b'T') {
-            return None;
-        }
-        rest
-    };
-    let (_host, rest) = rest.split_once(' ')?;
-    let (tag, message) = rest.split_once(": ")?;
-    let ident = match tag.split_once('[') {
-        Some((ident, pid)) if pid.ends_with(']') => ident,
-        Some(_) => return None,
-        None => tag,
-    };
-    (!ident.is_empty() && !ident.contains(' ')).then_some((ident, message))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,7 +111,7 @@ impl Expected {
             Expected::None => None,
             Expected::Failure { host, user, modes } => modes
                 .as_ref()
-                .map_or(true, |m| m.contains(mode))
+                .is_none_or(|m| m.contains(mode))
                 .then_some((host.as_str(), user.as_deref())),
         }
     }
@@ -245,20 +187,22 @@ fn injected() -> IpAddr {
 #[test]
 fn every_shipped_filter_compiles_in_every_mode_and_has_a_fixture() {
     for (name, path) in filter_files() {
-        let file = FilterFile::load(&path);
+        let shipped = ShippedFilter::load(&name, &path);
+        let base = shipped.base();
         assert!(
-            !file.description.trim().is_empty(),
+            base.description
+                .as_deref()
+                .is_some_and(|d| !d.trim().is_empty()),
             "{name}: no description"
         );
-        if let Some(plus) = file
+        if let Some(plus) = base
             .journalmatch
             .iter()
             .position(|m| m != "+" && !m.contains('='))
         {
             panic!("{name}: journalmatch entry {plus} is neither FIELD=value nor +");
         }
-        let filters = file.compile_all(&path);
-        assert_eq!(filters.len(), 1 + file.mode.len());
+        assert_eq!(shipped.modes.len(), 1 + base.modes.len());
         let fixture = fixture_path(&name);
         assert!(
             fixture.is_file(),
@@ -272,8 +216,8 @@ fn every_shipped_filter_compiles_in_every_mode_and_has_a_fixture() {
 fn shipped_filters_match_their_fixtures() {
     let mut checked = 0usize;
     for (name, path) in filter_files() {
-        let file = FilterFile::load(&path);
-        let filters = file.compile_all(&path);
+        let shipped = ShippedFilter::load(&name, &path);
+        let filters: BTreeMap<&String, &Filter> = shipped.filters().collect();
         let lines = read_fixture(&fixture_path(&name));
         // Which regexes the fixture exercised, per mode: every one must be.
         let mut fail_hit: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
@@ -286,10 +230,14 @@ fn shipped_filters_match_their_fixtures() {
             } = &line.expected
             {
                 for m in modes {
-                    assert!(filters.contains_key(m), "{}: unknown mode {m}", line.at);
+                    assert!(
+                        shipped.modes.contains_key(m),
+                        "{}: unknown mode {m}",
+                        line.at
+                    );
                 }
             }
-            let message = file.message(&line.text, &line.at);
+            let message = shipped.message(&line.text, &line.at);
             for (mode, filter) in &filters {
                 let outcome = match message {
                     Some(m) => filter.matcher().match_line(m.as_bytes()),
@@ -356,7 +304,7 @@ fn shipped_filters_match_their_fixtures() {
                     filter.failregex_source(i)
                 );
             }
-            let ignores = file.spec(mode).ignoreregex.len();
+            let ignores = filter.ignoreregex_count();
             for i in 0..ignores {
                 assert!(
                     ignore_hit
@@ -435,13 +383,12 @@ fn attacker_spans(message: &str, user: Option<&[u8]>) -> Vec<(usize, usize)> {
 fn injected_addresses_never_become_the_peer() {
     let mut variants = 0usize;
     for (name, path) in filter_files() {
-        let file = FilterFile::load(&path);
-        let filters = file.compile_all(&path);
+        let shipped = ShippedFilter::load(&name, &path);
         for line in read_fixture(&fixture_path(&name)) {
-            let Some(message) = file.message(&line.text, &line.at) else {
+            let Some(message) = shipped.message(&line.text, &line.at) else {
                 continue;
             };
-            for (mode, filter) in &filters {
+            for (mode, filter) in shipped.filters() {
                 let mut matcher = filter.matcher();
                 let (real, user) = match matcher.match_line(message.as_bytes()) {
                     Outcome::Failure(f) => (f.host.to_string(), f.user),

@@ -230,6 +230,10 @@ impl Filter {
         self.fail.len()
     }
 
+    pub fn ignoreregex_count(&self) -> usize {
+        self.ignore.len()
+    }
+
     /// The failregex as written, for reports.
     pub fn failregex_source(&self, i: usize) -> &str {
         &self.fail[i].source
