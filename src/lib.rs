@@ -8,3 +8,4 @@
 
 pub mod engine;
 pub mod firewall;
+pub mod source;
