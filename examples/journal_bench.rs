@@ -46,7 +46,10 @@ fn main() -> anyhow::Result<()> {
     if matches.is_empty() {
         matches.push("_COMM=sshd".to_string());
     }
-    anyhow::ensure!(!files.is_empty(), "usage: journal_bench [--syslog] FILE... [-- MATCH...]");
+    anyhow::ensure!(
+        !files.is_empty(),
+        "usage: journal_bench [--syslog] FILE... [-- MATCH...]"
+    );
     let expr = MatchExpr::parse(&matches)?;
     let filter = sshd_filter();
     let mut matcher = filter.matcher();
