@@ -8,10 +8,13 @@ use banhound::source::journal::{JailMatches, JournalReader, JournalSource, Match
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// A small sshd filter in the spirit of the shipped one (being written separately).
-fn sshd_filter() -> Filter {
+/// A small sshd filter in the spirit of the shipped one (being written separately). For
+/// syslog-rendered lines a prefregex strips `HOST sshd[PID]: ` first, so both modes find the
+/// same failures.
+fn sshd_filter(syslog: bool) -> Filter {
     let spec = FilterSpec {
-        prefregex: None,
+        prefregex: syslog
+            .then(|| r"^\S+ sshd(?:\[\d+\])?: <F-CONTENT>.+</F-CONTENT>$".to_string()),
         failregex: [
             r"^Failed (?:password|publickey) for (?:invalid user )?<F-USER>\S+</F-USER> from <HOST> port \d+",
             r"^Invalid user <F-USER>\S*</F-USER> from <HOST> port \d+",
@@ -51,7 +54,7 @@ fn main() -> anyhow::Result<()> {
         "usage: journal_bench [--syslog] FILE... [-- MATCH...]"
     );
     let expr = MatchExpr::parse(&matches)?;
-    let filter = sshd_filter();
+    let filter = sshd_filter(syslog);
     let mut matcher = filter.matcher();
     let started = Instant::now();
     let (mut reader, _) = JournalReader::open(

@@ -196,11 +196,18 @@ enum Ended {
 
 impl FollowLoop<'_> {
     fn run(&mut self, reader: &mut JournalReader) -> Result<(), JournalError> {
+        // The inotify watches must exist before the first drain: an entry written between the
+        // end of that drain and their creation would otherwise wait for the next write.
+        // SAFETY: the live handle owned by `reader`, on the thread that opened it.
+        let journal_fd = check(
+            unsafe { ffi::sd_journal_get_fd(reader.raw()) },
+            "sd_journal_get_fd",
+        )?;
         loop {
             if let Some(Ended::Stopped) = self.drain(reader)? {
                 return Ok(());
             }
-            if let Some(Ended::Stopped) = self.wait(reader)? {
+            if let Some(Ended::Stopped) = self.wait(reader, journal_fd)? {
                 return Ok(());
             }
         }
@@ -245,11 +252,14 @@ impl FollowLoop<'_> {
     }
 
     /// Sleeps until the journal changed (APPEND or INVALIDATE) or a stop is requested.
-    fn wait(&mut self, reader: &mut JournalReader) -> Result<Option<Ended>, JournalError> {
+    fn wait(
+        &mut self,
+        reader: &mut JournalReader,
+        journal_fd: libc::c_int,
+    ) -> Result<Option<Ended>, JournalError> {
         let j = reader.raw();
         // SAFETY (all ffi calls below): `j` is the live handle owned by `reader`, used on the
         // thread that opened it.
-        let journal_fd = check(unsafe { ffi::sd_journal_get_fd(j) }, "sd_journal_get_fd")?;
         loop {
             let events = check(
                 unsafe { ffi::sd_journal_get_events(j) },
