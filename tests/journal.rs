@@ -120,25 +120,46 @@ impl Journald {
         // Leftovers of an earlier, killed run would be read as this test's entries.
         let _ = std::fs::remove_dir_all(&run_dir);
         let _ = std::fs::remove_dir_all(&log_dir);
-        let child = Command::new(JOURNALD)
-            .arg(&name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("systemd-journald starts");
+        let child = spawn_journald(&name);
         let journald = Journald {
             name,
             child,
             dirs: vec![run_dir, log_dir],
             _serial: serial,
         };
+        journald.wait_ready();
+        journald
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !journald.socket().exists() || !journald.log_dir().join("system.journal").exists() {
+        while !self.socket().exists() || !self.log_dir().join("system.journal").exists() {
             assert!(Instant::now() < deadline, "journald did not come up");
             std::thread::sleep(Duration::from_millis(20));
         }
-        journald
+    }
+
+    /// Stops journald (by pid) and starts it again on the same namespace and files.
+    fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.socket());
+        self.child = spawn_journald(&self.name);
+        self.wait_ready();
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signals the child we spawned, by its pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn socket(&self) -> PathBuf {
@@ -225,20 +246,19 @@ impl Journald {
     }
 }
 
+fn spawn_journald(name: &str) -> Child {
+    Command::new(JOURNALD)
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-journald starts")
+}
+
 impl Drop for Journald {
     fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: signals the child we spawned, by its pid.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.stop();
         for dir in &self.dirs {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -661,8 +681,8 @@ fn live_follow_resumes_each_entry_exactly_once() {
 }
 
 #[test]
-fn live_rotation_and_vacuum_lose_and_repeat_nothing() {
-    let journald = Journald::start("rotate");
+fn live_rotation_restart_and_vacuum_lose_and_repeat_nothing() {
+    let mut journald = Journald::start("rotate");
     let state = tempfile::tempdir().unwrap();
     let store = CursorStore::new(state.path(), "journal");
     let jails = || vec![expr(&["SYSLOG_IDENTIFIER=bh-test"])];
@@ -691,15 +711,23 @@ fn live_rotation_and_vacuum_lose_and_repeat_nothing() {
         "rotation happened: {:?}",
         journald.journal_files()
     );
+
+    // journald restarts under the running follower.
+    journald.restart();
+    for i in 150..170 {
+        journald.send_message(&format!("rotate {i}"));
+    }
+    let (got, _) = collect(&follower, 20, Some(&store));
+    assert_eq!(messages(&got), numbered("rotate", 150..170));
     let stopped_at = store.load().unwrap().unwrap();
     follower.stop().unwrap();
 
     // While stopped: the cursor's file is archived and vacuumed, and more is logged.
     journald.journalctl(&["--rotate"]);
-    for i in 150..160 {
+    for i in 170..180 {
         journald.send_message(&format!("rotate {i}"));
     }
-    journald.wait_written(160);
+    journald.wait_written(180);
     journald.journalctl(&["--vacuum-files=1"]);
     assert_eq!(journald.journal_files(), ["system.journal"]);
     let follower = follow(
@@ -716,7 +744,7 @@ fn live_rotation_and_vacuum_lose_and_repeat_nothing() {
     };
     assert!(resumed_at >= cursor_time);
     let (got, _) = collect(&follower, 10, None);
-    assert_eq!(messages(&got), numbered("rotate", 150..160));
+    assert_eq!(messages(&got), numbered("rotate", 170..180));
     assert!(got.iter().all(|g| g.phase == Phase::New));
 }
 
@@ -785,10 +813,31 @@ fn live_follow_thread_sleeps_while_the_journal_is_quiet() {
     std::thread::sleep(Duration::from_secs(3));
     let quiet = voluntary_switches(tid) - before;
     assert!(quiet <= 1, "follow thread woke up {quiet} times in 3 s");
+    // A change in the journal directory that adds no entry wakes the thread, which then
+    // goes back to sleep instead of spinning.
+    let stray = journald.log_dir().join("not-a-journal");
+    std::fs::write(&stray, b"x").unwrap();
+    std::fs::remove_file(&stray).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let after_stray = voluntary_switches(tid);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        voluntary_switches(tid),
+        after_stray,
+        "follow thread kept waking up after a spurious event"
+    );
+    let stray_wakeups = after_stray - before - quiet;
+    assert!(
+        stray_wakeups <= 5,
+        "{stray_wakeups} wake-ups for one stray file"
+    );
     // The measure can fail: one entry logged wakes the thread up.
     journald.send_message("idle 1");
     let (got, _) = collect(&follower, 1, None);
     assert_eq!(messages(&got), ["idle 1"]);
-    assert!(voluntary_switches(tid) > before + quiet);
-    eprintln!("voluntary context switches of the follow thread in 3 quiet seconds: {quiet}");
+    assert!(voluntary_switches(tid) > after_stray);
+    eprintln!(
+        "follow thread voluntary context switches: {quiet} in 3 quiet seconds, \
+         {stray_wakeups} for a stray file"
+    );
 }
