@@ -511,9 +511,14 @@ fn two_file_directory(dir: &Path) {
         let mut export = Export::default();
         for i in 0..5 {
             let message = format!("{name}{i}");
+            let parity: &[u8] = if i % 2 == 1 { b"odd" } else { b"even" };
             export.entry(
                 T0 + (offset + i) * 1_000_000,
-                &[("_COMM", b"sshd"), ("MESSAGE", message.as_bytes())],
+                &[
+                    ("_COMM", b"sshd"),
+                    ("PARITY", parity),
+                    ("MESSAGE", message.as_bytes()),
+                ],
             );
         }
         export.write_journal(dir, name);
@@ -521,7 +526,15 @@ fn two_file_directory(dir: &Path) {
 }
 
 fn read_all(source: &JournalSource, start: &Start) -> (Vec<(Phase, String)>, StartReport, u64) {
-    let matches = JailMatches::new(vec![expr(&["_COMM=sshd"])]);
+    read_matching(source, start, &["_COMM=sshd"])
+}
+
+fn read_matching(
+    source: &JournalSource,
+    start: &Start,
+    jail: &[&str],
+) -> (Vec<(Phase, String)>, StartReport, u64) {
+    let matches = JailMatches::new(vec![expr(jail)]);
     let (mut reader, report) = JournalReader::open(source, matches, start).unwrap();
     let mut got = Vec::new();
     while let Some(e) = reader.next_entry().unwrap() {
@@ -596,6 +609,22 @@ fn resume_replays_up_to_the_cursor_and_survives_its_vacuum() {
         phases(&[], &["a3", "a4", "b0", "b1", "b2", "b3", "b4"])
     );
     assert_eq!(before_window, 1);
+
+    // The configuration changed: the cursor's entry (a2) is no longer selected. The position
+    // still holds, with or without a replay window.
+    let (got, report, _) = read_matching(
+        &source,
+        &resume(Timestamp::from_micros(T0 - 3_600_000_000)),
+        &["PARITY=odd"],
+    );
+    assert_eq!(report, StartReport::Resumed { cursor_time });
+    assert_eq!(got, phases(&["a1"], &["a3", "b1", "b3"]));
+    let (got, _, _) = read_matching(
+        &source,
+        &resume(Timestamp::from_micros(T0 + 50_000_000)),
+        &["PARITY=odd"],
+    );
+    assert_eq!(got, phases(&[], &["a3", "b1", "b3"]));
 
     // The file holding the cursor is vacuumed while banhound is stopped.
     std::fs::remove_file(journal_dir.join("a.journal")).unwrap();

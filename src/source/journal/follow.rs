@@ -189,9 +189,12 @@ struct FollowLoop<'a> {
     stop: &'a OwnedFd,
 }
 
-/// Why the loop ended without an error.
-enum Ended {
-    Stopped,
+/// Whether the follow loop goes on.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// A stop was requested, or the consumer is gone.
+    Stop,
 }
 
 impl FollowLoop<'_> {
@@ -204,10 +207,7 @@ impl FollowLoop<'_> {
             "sd_journal_get_fd",
         )?;
         loop {
-            if let Some(Ended::Stopped) = self.drain(reader)? {
-                return Ok(());
-            }
-            if let Some(Ended::Stopped) = self.wait(reader, journal_fd)? {
+            if self.drain(reader)? == Flow::Stop || self.wait(reader, journal_fd)? == Flow::Stop {
                 return Ok(());
             }
         }
@@ -220,7 +220,7 @@ impl FollowLoop<'_> {
     }
 
     /// Reads and sends everything available now.
-    fn drain(&mut self, reader: &mut JournalReader) -> Result<Option<Ended>, JournalError> {
+    fn drain(&mut self, reader: &mut JournalReader) -> Result<Flow, JournalError> {
         loop {
             let mut batch = self.fresh_batch();
             let before = reader.stats();
@@ -236,17 +236,17 @@ impl FollowLoop<'_> {
             }
             let after = reader.stats();
             if after.read == before.read {
-                return Ok(None);
+                return Ok(Flow::Continue);
             }
             batch.add_skipped_no_message(after.no_message - before.no_message);
             if let Some(cursor) = reader.cursor()? {
                 batch.set_cursor(cursor);
             }
             if self.batches.send(Ok(batch)).is_err() {
-                return Ok(Some(Ended::Stopped));
+                return Ok(Flow::Stop);
             }
             if !full {
-                return Ok(None);
+                return Ok(Flow::Continue);
             }
         }
     }
@@ -256,7 +256,7 @@ impl FollowLoop<'_> {
         &mut self,
         reader: &mut JournalReader,
         journal_fd: libc::c_int,
-    ) -> Result<Option<Ended>, JournalError> {
+    ) -> Result<Flow, JournalError> {
         let j = reader.raw();
         // SAFETY (all ffi calls below): `j` is the live handle owned by `reader`, used on the
         // thread that opened it.
@@ -295,11 +295,11 @@ impl FollowLoop<'_> {
                 });
             }
             if fds[1].revents != 0 {
-                return Ok(Some(Ended::Stopped));
+                return Ok(Flow::Stop);
             }
             let change = check(unsafe { ffi::sd_journal_process(j) }, "sd_journal_process")?;
             if change != ffi::SD_JOURNAL_NOP {
-                return Ok(None);
+                return Ok(Flow::Continue);
             }
         }
     }

@@ -197,11 +197,16 @@ pub struct ReadStats {
     pub before_window: u64,
 }
 
-/// While resuming: the stored cursor, until reading has passed it.
-struct ReplayBoundary {
-    cursor: CString,
-    cursor_time: Timestamp,
-    replay_since: Timestamp,
+/// While resuming: what the reader does until it has passed the stored cursor.
+enum Boundary {
+    /// Positioned on the cursor's own entry (nothing to replay): skip just that entry.
+    SkipCursor(CString),
+    /// Positioned at the start of the replay window: entries up to the cursor are replays.
+    Replay {
+        cursor: CString,
+        cursor_time: Timestamp,
+        replay_since: Timestamp,
+    },
 }
 
 /// A field value copied out of sd-journal (its pointers are only valid until the next call).
@@ -284,7 +289,7 @@ pub struct JournalReader {
     bufs: EntryBufs,
     term_hits: Vec<bool>,
     jails: Vec<usize>,
-    boundary: Option<ReplayBoundary>,
+    boundary: Option<Boundary>,
     stats: ReadStats,
     on_entry: bool,
 }
@@ -430,19 +435,21 @@ impl JournalReader {
         self.install_matches()?;
         self.on_entry = false;
         if found && replay_since > cursor_time {
-            // Nothing to replay: land on the cursor's entry, which the boundary then skips.
+            // Nothing to replay: land on the cursor's entry (the first one after seeking to
+            // it, if the matches select it) and skip it.
             check(
                 unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) },
                 "sd_journal_seek_cursor",
             )?;
+            self.boundary = Some(Boundary::SkipCursor(c_cursor));
         } else {
             self.seek_realtime(replay_since.min(cursor_time))?;
+            self.boundary = Some(Boundary::Replay {
+                cursor: c_cursor,
+                cursor_time,
+                replay_since,
+            });
         }
-        self.boundary = Some(ReplayBoundary {
-            cursor: c_cursor,
-            cursor_time,
-            replay_since,
-        });
         Ok(report)
     }
 
@@ -475,22 +482,34 @@ impl JournalReader {
 
     /// Where the reader is relative to the stored cursor; `None` means skip this entry.
     fn phase(&mut self) -> Result<Option<Phase>, JournalError> {
-        let Some(b) = &self.boundary else {
-            return Ok(Some(Phase::New));
+        let phase = match &self.boundary {
+            None => return Ok(Some(Phase::New)),
+            Some(Boundary::SkipCursor(cursor)) => {
+                let on_cursor = self.test_cursor(cursor)?;
+                self.boundary = None;
+                (!on_cursor).then_some(Phase::New)
+            }
+            Some(Boundary::Replay {
+                cursor,
+                cursor_time,
+                replay_since,
+            }) => {
+                let (cursor_time, replay_since) = (*cursor_time, *replay_since);
+                let realtime = self.realtime()?;
+                if self.test_cursor(cursor)? {
+                    self.boundary = None;
+                    (realtime >= replay_since).then_some(Phase::Replay)
+                } else if realtime > cursor_time {
+                    // Past the cursor without meeting it: it was vacuumed, or the current
+                    // matches do not select it. Either way everything from here on is new.
+                    self.boundary = None;
+                    Some(Phase::New)
+                } else {
+                    (realtime >= replay_since).then_some(Phase::Replay)
+                }
+            }
         };
-        let realtime = self.realtime()?;
-        if self.test_cursor(&b.cursor)? {
-            let in_window = realtime >= b.replay_since;
-            self.boundary = None;
-            return Ok(in_window.then_some(Phase::Replay));
-        }
-        if realtime > b.cursor_time {
-            // Past the cursor without meeting it: it was vacuumed, or the current matches do
-            // not select it. Either way everything from here on is new.
-            self.boundary = None;
-            return Ok(Some(Phase::New));
-        }
-        Ok((realtime >= b.replay_since).then_some(Phase::Replay))
+        Ok(phase)
     }
 
     /// Copies the used fields of the current entry and marks its match terms.
