@@ -1,7 +1,7 @@
 //! The journal source: sd-journal read once for every jail, followed live from a dedicated
 //! thread that sleeps until journald writes, positioned by a persisted cursor.
 //!
-//! - [`matches`]: journalctl-style match expressions per jail and the dispatch of entries;
+//! - [`matches`](mod@matches): journalctl-style match expressions per jail and the dispatch of entries;
 //! - [`reader`]: opening a source, start-up positioning (replay up to the cursor, then new),
 //!   reading entries without per-entry allocation;
 //! - [`follow`]: the follow thread (poll(2) on the journal fd and a stop eventfd);
