@@ -1,3 +1,5 @@
-//! Sources: where log records come from. Plain files here; the journal beside it.
+//! Sources: where log records come from. The systemd journal first (read natively through
+//! libsystemd, with a persisted cursor), and plain log files.
 
 pub mod file;
+pub mod journal;

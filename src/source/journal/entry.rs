@@ -1,0 +1,243 @@
+//! What a filter sees of a journal entry, and batches of entries handed between threads.
+//!
+//! A filter gets MESSAGE as bytes (journal values need not be UTF-8 and attackers choose
+//! them) with the entry's own timestamp, so no date is parsed. Filters written for syslog
+//! files can instead be fed the classic line `HOST IDENT[PID]: MESSAGE`, rendered into a
+//! buffer the caller reuses.
+
+use crate::engine::time::Timestamp;
+use std::ops::Range;
+
+/// Whether an entry was already acted upon before a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// At or before the stored cursor: already acted upon; the engine only counts it, so a
+    /// restart remembers recent failures without banning (or notifying) twice.
+    Replay,
+    /// After the stored cursor: not seen before.
+    New,
+}
+
+/// The fields of one entry that banhound uses, borrowed from the reader or a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryView<'a> {
+    /// `_SOURCE_REALTIME_TIMESTAMP` (when the sender logged it) if present and valid, else
+    /// `__REALTIME_TIMESTAMP` (when journald received it).
+    pub timestamp: Timestamp,
+    pub message: &'a [u8],
+    pub hostname: Option<&'a [u8]>,
+    pub syslog_identifier: Option<&'a [u8]>,
+    pub comm: Option<&'a [u8]>,
+    pub pid: Option<&'a [u8]>,
+}
+
+impl<'a> EntryView<'a> {
+    /// The program name as syslog shows it: SYSLOG_IDENTIFIER, else _COMM.
+    pub fn ident(&self) -> Option<&'a [u8]> {
+        self.syslog_identifier.or(self.comm)
+    }
+
+    /// Writes `HOST IDENT[PID]: MESSAGE` into `out` (cleared first), leaving out the parts
+    /// the entry lacks, so filters written for syslog lines apply unchanged.
+    pub fn render_syslog(&self, out: &mut Vec<u8>) {
+        out.clear();
+        if let Some(host) = self.hostname {
+            out.extend_from_slice(host);
+            out.push(b' ');
+        }
+        if let Some(ident) = self.ident() {
+            out.extend_from_slice(ident);
+            if let Some(pid) = self.pid {
+                out.push(b'[');
+                out.extend_from_slice(pid);
+                out.push(b']');
+            }
+            out.extend_from_slice(b": ");
+        }
+        out.extend_from_slice(self.message);
+    }
+}
+
+/// An entry as a reader yields it: which jails it goes to, and whether it is a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadEntry<'a> {
+    pub phase: Phase,
+    /// Indexes of the jails (as given to `JailMatches::new`) whose matches the entry satisfies.
+    pub jails: &'a [usize],
+    pub entry: EntryView<'a>,
+}
+
+type Span = Range<u32>;
+
+#[derive(Clone, Debug)]
+struct Record {
+    phase: Phase,
+    timestamp: Timestamp,
+    jails: Span,
+    message: Span,
+    hostname: Option<Span>,
+    syslog_identifier: Option<Span>,
+    comm: Option<Span>,
+    pid: Option<Span>,
+}
+
+/// Entries read together, stored flat in one arena so a batch costs a few allocations that
+/// are reused when the consumer hands the batch back ([`crate::source::journal::Follower::recycle`]).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    jails: Vec<usize>,
+    records: Vec<Record>,
+    cursor: Option<String>,
+    skipped_no_message: u64,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The cursor of the last entry read for this batch (including skipped ones): persist it
+    /// once every entry of the batch has been processed.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// Entries read for this batch but not delivered because they had no MESSAGE.
+    pub fn skipped_no_message(&self) -> u64 {
+        self.skipped_no_message
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = ReadEntry<'_>> + '_ {
+        self.records.iter().map(move |r| ReadEntry {
+            phase: r.phase,
+            jails: &self.jails[r.jails.start as usize..r.jails.end as usize],
+            entry: EntryView {
+                timestamp: r.timestamp,
+                message: self.slice(&r.message),
+                hostname: r.hostname.as_ref().map(|s| self.slice(s)),
+                syslog_identifier: r.syslog_identifier.as_ref().map(|s| self.slice(s)),
+                comm: r.comm.as_ref().map(|s| self.slice(s)),
+                pid: r.pid.as_ref().map(|s| self.slice(s)),
+            },
+        })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.jails.clear();
+        self.records.clear();
+        self.cursor = None;
+        self.skipped_no_message = 0;
+    }
+
+    /// Approximate payload size, to bound a batch by bytes as well as by count.
+    pub(crate) fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub(crate) fn set_cursor(&mut self, cursor: String) {
+        self.cursor = Some(cursor);
+    }
+
+    pub(crate) fn add_skipped_no_message(&mut self, n: u64) {
+        self.skipped_no_message += n;
+    }
+
+    pub(crate) fn push(&mut self, e: &ReadEntry<'_>) {
+        let jails_start = self.jails.len() as u32;
+        self.jails.extend_from_slice(e.jails);
+        let jails = jails_start..self.jails.len() as u32;
+        let message = self.store(e.entry.message);
+        let hostname = e.entry.hostname.map(|v| self.store(v));
+        let syslog_identifier = e.entry.syslog_identifier.map(|v| self.store(v));
+        let comm = e.entry.comm.map(|v| self.store(v));
+        let pid = e.entry.pid.map(|v| self.store(v));
+        self.records.push(Record {
+            phase: e.phase,
+            timestamp: e.entry.timestamp,
+            jails,
+            message,
+            hostname,
+            syslog_identifier,
+            comm,
+            pid,
+        });
+    }
+
+    fn store(&mut self, value: &[u8]) -> Span {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value);
+        start..self.bytes.len() as u32
+    }
+
+    fn slice(&self, span: &Span) -> &[u8] {
+        &self.bytes[span.start as usize..span.end as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(message: &[u8]) -> EntryView<'_> {
+        EntryView {
+            timestamp: Timestamp::from_secs(1),
+            message,
+            hostname: Some(b"host"),
+            syslog_identifier: Some(b"sshd"),
+            comm: Some(b"sshd-session"),
+            pid: Some(b"42"),
+        }
+    }
+
+    #[test]
+    fn renders_syslog_lines() {
+        let mut out = b"stale".to_vec();
+        view(b"Failed password").render_syslog(&mut out);
+        assert_eq!(out, b"host sshd[42]: Failed password");
+        let e = EntryView {
+            syslog_identifier: None,
+            pid: None,
+            hostname: None,
+            ..view(b"\xffx")
+        };
+        e.render_syslog(&mut out);
+        assert_eq!(out, b"sshd-session: \xffx");
+        let bare = EntryView { comm: None, ..e };
+        bare.render_syslog(&mut out);
+        assert_eq!(out, b"\xffx");
+    }
+
+    #[test]
+    fn batch_round_trips_entries() {
+        let mut batch = Batch::default();
+        let jails = [0usize, 2];
+        let first = ReadEntry {
+            phase: Phase::Replay,
+            jails: &jails,
+            entry: view(b"one"),
+        };
+        let second = ReadEntry {
+            phase: Phase::New,
+            jails: &jails[1..],
+            entry: EntryView {
+                hostname: None,
+                ..view(b"two\n\xfe")
+            },
+        };
+        batch.push(&first);
+        batch.push(&second);
+        batch.set_cursor("c".into());
+        let got: Vec<_> = batch.iter().collect();
+        assert_eq!(got, [first, second]);
+        assert_eq!(batch.cursor(), Some("c"));
+        batch.clear();
+        assert!(batch.is_empty());
+        assert_eq!(batch.cursor(), None);
+    }
+}

@@ -1,0 +1,614 @@
+//! Reading the journal through sd-journal: opening a source, installing the jails' matches,
+//! positioning from a stored cursor, and turning entries into [`ReadEntry`]s.
+//!
+//! The hot path calls libsystemd directly: one `sd_journal_enumerate_data` pass per entry
+//! copies the few fields banhound uses into buffers that live as long as the reader, and marks
+//! the match terms the entry carries, so reading allocates nothing per entry.
+//!
+//! Start-up positioning is where correctness lives (see [`Start`]): after a restart, entries
+//! up to the stored cursor are replayed flagged [`Phase::Replay`] (the engine counts them but
+//! does not act twice), later ones are [`Phase::New`]; a cursor whose entry was vacuumed is
+//! detected with `sd_journal_test_cursor` and reported with the time span that was lost.
+
+use super::cursor::{parse_cursor, CursorParseError};
+use super::entry::{EntryView, Phase, ReadEntry};
+use super::matches::JailMatches;
+use crate::engine::time::Timestamp;
+use foreign_types::ForeignType;
+use libsystemd_sys::journal as ffi;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+use systemd::journal::{OpenDirectoryOptions, OpenFilesOptions, OpenOptions};
+use systemd::Journal;
+
+/// Which journal to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JournalSource {
+    /// The local system journal (system services and the kernel, this machine only).
+    System,
+    /// A journal directory, e.g. `/var/log/journal/<machine-id>` or the output directory of
+    /// systemd-journal-remote.
+    Directory(PathBuf),
+    /// Specific journal files.
+    Files(Vec<PathBuf>),
+    /// A journald namespace (`systemd-journald@NAME`), without the default namespace.
+    Namespace(String),
+}
+
+impl fmt::Display for JournalSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalSource::System => f.write_str("the system journal"),
+            JournalSource::Directory(d) => write!(f, "journal directory {}", d.display()),
+            JournalSource::Files(files) => {
+                f.write_str("journal files")?;
+                for file in files {
+                    write!(f, " {}", file.display())?;
+                }
+                Ok(())
+            }
+            JournalSource::Namespace(ns) => write!(f, "journal namespace {ns:?}"),
+        }
+    }
+}
+
+/// A failure of the journal source.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open {what}: {source}")]
+    Open {
+        what: String,
+        source: systemd::Error,
+    },
+    #[error("{operation}: {source}")]
+    Call {
+        operation: &'static str,
+        source: io::Error,
+    },
+    #[error("cannot install journal match {term}: {source}")]
+    Match {
+        term: String,
+        source: systemd::Error,
+    },
+    #[error("the journal follow thread stopped unexpectedly")]
+    FollowThread,
+}
+
+pub(crate) fn check(
+    ret: libc::c_int,
+    operation: &'static str,
+) -> Result<libc::c_int, JournalError> {
+    if ret < 0 {
+        Err(JournalError::Call {
+            operation,
+            source: io::Error::from_raw_os_error(-ret),
+        })
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Where reading starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The oldest entry (for `test-filter` over a whole journal file).
+    Head,
+    /// The first entry at or after this instant; every entry is [`Phase::New`]. Used when
+    /// there is no stored cursor: `now - lookback`.
+    Since(Timestamp),
+    /// After a restart: entries from `replay_since` up to and including `cursor` come back as
+    /// [`Phase::Replay`], the ones after it as [`Phase::New`].
+    Resume {
+        cursor: String,
+        replay_since: Timestamp,
+    },
+}
+
+impl Start {
+    /// The daemon's start: resume after the stored cursor if any, else look back. `lookback`
+    /// is the largest findtime of the jails, so their failure windows are full again.
+    pub fn from_stored(stored: Option<String>, now: Timestamp, lookback: Duration) -> Start {
+        let replay_since = now - lookback;
+        match stored {
+            Some(cursor) => Start::Resume {
+                cursor,
+                replay_since,
+            },
+            None => Start::Since(replay_since),
+        }
+    }
+}
+
+/// How the start went; [`StartReport::warning`] says what an admin must hear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartReport {
+    Head,
+    Since(Timestamp),
+    /// The stored cursor's entry was found: reading continues right after it.
+    Resumed {
+        cursor_time: Timestamp,
+    },
+    /// The stored cursor's entry is no longer in the journal (vacuumed or rotated away):
+    /// reading continues with the oldest entry after the cursor's time; entries logged between
+    /// `cursor_time` and `resumed_at` were never seen.
+    CursorLost {
+        cursor_time: Timestamp,
+        /// The first entry still present after the cursor, `None` if there is none yet.
+        resumed_at: Option<Timestamp>,
+    },
+    /// The stored cursor could not be used at all; reading started at `since` instead.
+    CursorUnusable {
+        reason: String,
+        since: Timestamp,
+    },
+}
+
+impl StartReport {
+    /// The span of journal time that was lost, when the cursor's entry was gone.
+    pub fn skipped(&self) -> Option<Duration> {
+        match self {
+            StartReport::CursorLost {
+                cursor_time,
+                resumed_at: Some(at),
+            } => Some(at.since(*cursor_time)),
+            _ => None,
+        }
+    }
+
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            StartReport::CursorLost {
+                cursor_time,
+                resumed_at: Some(at),
+            } => Some(format!(
+                "the journal entry of the stored cursor ({cursor_time}) is gone (vacuumed?): \
+                 entries logged between {cursor_time} and {at} ({}s) were not seen; continuing at {at}",
+                at.since(*cursor_time).as_secs()
+            )),
+            StartReport::CursorLost {
+                cursor_time,
+                resumed_at: None,
+            } => Some(format!(
+                "the journal entry of the stored cursor ({cursor_time}) is gone and nothing \
+                 newer is left: continuing with new entries"
+            )),
+            StartReport::CursorUnusable { reason, since } => Some(format!(
+                "the stored journal cursor is unusable ({reason}): starting at {since}"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// How many entries were read but not delivered, and why.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Entries stepped over (delivered or not).
+    pub read: u64,
+    pub delivered: u64,
+    /// Entries without a MESSAGE field: nothing for a filter to see.
+    pub no_message: u64,
+    /// Entries sd-journal returned that no jail's expression accepts (should stay 0).
+    pub unmatched: u64,
+    /// Replayed entries older than the replay window (the stored cursor's own entry, mostly).
+    pub before_window: u64,
+}
+
+/// While resuming: what the reader does until it has passed the stored cursor.
+enum Boundary {
+    /// Positioned on the cursor's own entry (nothing to replay): skip just that entry.
+    SkipCursor(CString),
+    /// Positioned at the start of the replay window: entries up to the cursor are replays.
+    Replay {
+        cursor: CString,
+        cursor_time: Timestamp,
+        replay_since: Timestamp,
+    },
+}
+
+/// A field value copied out of sd-journal (its pointers are only valid until the next call).
+#[derive(Default)]
+struct FieldBuf {
+    value: Vec<u8>,
+    present: bool,
+}
+
+impl FieldBuf {
+    fn set(&mut self, value: &[u8]) {
+        if !self.present {
+            self.value.clear();
+            self.value.extend_from_slice(value);
+            self.present = true;
+        }
+    }
+
+    fn get(&self) -> Option<&[u8]> {
+        self.present.then_some(&self.value[..])
+    }
+}
+
+#[derive(Default)]
+struct EntryBufs {
+    message: FieldBuf,
+    hostname: FieldBuf,
+    syslog_identifier: FieldBuf,
+    comm: FieldBuf,
+    pid: FieldBuf,
+    source_realtime: Option<i64>,
+}
+
+impl EntryBufs {
+    fn reset(&mut self) {
+        for f in [
+            &mut self.message,
+            &mut self.hostname,
+            &mut self.syslog_identifier,
+            &mut self.comm,
+            &mut self.pid,
+        ] {
+            f.present = false;
+        }
+        self.source_realtime = None;
+    }
+
+    /// Copies `data` (`NAME=value`) if it is one of the fields banhound uses.
+    fn note(&mut self, data: &[u8]) {
+        let Some(eq) = memchr::memchr(b'=', data) else {
+            return;
+        };
+        let (name, value) = (&data[..eq], &data[eq + 1..]);
+        match name {
+            b"MESSAGE" => self.message.set(value),
+            b"_HOSTNAME" => self.hostname.set(value),
+            b"SYSLOG_IDENTIFIER" => self.syslog_identifier.set(value),
+            b"_COMM" => self.comm.set(value),
+            b"_PID" => self.pid.set(value),
+            b"_SOURCE_REALTIME_TIMESTAMP" if self.source_realtime.is_none() => {
+                self.source_realtime = parse_usec(value);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn parse_usec(value: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(value).ok()?;
+    text.parse::<i64>().ok().filter(|&v| v > 0)
+}
+
+/// A journal opened for reading, positioned, with the jails' matches installed.
+///
+/// Not `Send` (sd-journal objects belong to the thread that opened them): follow from a
+/// dedicated thread with [`super::Follower`].
+pub struct JournalReader {
+    journal: Journal,
+    matches: JailMatches,
+    bufs: EntryBufs,
+    term_hits: Vec<bool>,
+    jails: Vec<usize>,
+    boundary: Option<Boundary>,
+    stats: ReadStats,
+    on_entry: bool,
+}
+
+impl JournalReader {
+    /// Opens `source`, positions it at `start` and installs `matches`.
+    pub fn open(
+        source: &JournalSource,
+        matches: JailMatches,
+        start: &Start,
+    ) -> Result<(JournalReader, StartReport), JournalError> {
+        let journal = open_journal(source).map_err(|e| JournalError::Open {
+            what: source.to_string(),
+            source: e,
+        })?;
+        let mut reader = JournalReader {
+            journal,
+            term_hits: vec![false; matches.terms().len()],
+            matches,
+            bufs: EntryBufs::default(),
+            jails: Vec::new(),
+            boundary: None,
+            stats: ReadStats::default(),
+            on_entry: false,
+        };
+        let report = reader.position(start)?;
+        Ok((reader, report))
+    }
+
+    fn ptr(&self) -> *mut ffi::sd_journal {
+        self.journal.as_ptr()
+    }
+
+    fn install_matches(&mut self) -> Result<(), JournalError> {
+        let Some(groups) = self.matches.union() else {
+            return Ok(());
+        };
+        let groups = groups.to_vec();
+        for (i, group) in groups.iter().enumerate() {
+            if i > 0 {
+                self.journal
+                    .match_or()
+                    .map_err(|source| JournalError::Match {
+                        term: "+".into(),
+                        source,
+                    })?;
+            }
+            for term in group.terms() {
+                let ret = unsafe {
+                    ffi::sd_journal_add_match(
+                        self.ptr(),
+                        term.as_bytes().as_ptr().cast(),
+                        term.as_bytes().len(),
+                    )
+                };
+                if ret < 0 {
+                    return Err(JournalError::Match {
+                        term: term.to_string(),
+                        source: systemd::Error::from_raw_os_error(-ret),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn position(&mut self, start: &Start) -> Result<StartReport, JournalError> {
+        match start {
+            Start::Head => {
+                self.install_matches()?;
+                check(
+                    unsafe { ffi::sd_journal_seek_head(self.ptr()) },
+                    "sd_journal_seek_head",
+                )?;
+                Ok(StartReport::Head)
+            }
+            Start::Since(t) => {
+                self.install_matches()?;
+                self.seek_realtime(*t)?;
+                Ok(StartReport::Since(*t))
+            }
+            Start::Resume {
+                cursor,
+                replay_since,
+            } => self.resume(cursor, *replay_since),
+        }
+    }
+
+    fn seek_realtime(&mut self, t: Timestamp) -> Result<(), JournalError> {
+        let usec = u64::try_from(t.as_micros()).unwrap_or(0);
+        check(
+            unsafe { ffi::sd_journal_seek_realtime_usec(self.ptr(), usec) },
+            "sd_journal_seek_realtime_usec",
+        )
+        .map(drop)
+    }
+
+    fn resume(
+        &mut self,
+        cursor: &str,
+        replay_since: Timestamp,
+    ) -> Result<StartReport, JournalError> {
+        let unusable = |reason: String, this: &mut Self| -> Result<StartReport, JournalError> {
+            this.install_matches()?;
+            this.seek_realtime(replay_since)?;
+            Ok(StartReport::CursorUnusable {
+                reason,
+                since: replay_since,
+            })
+        };
+        let cursor_time = match parse_cursor(cursor) {
+            Ok(p) => p.realtime,
+            Err(CursorParseError { reason, .. }) => return unusable(reason.to_string(), self),
+        };
+        let Ok(c_cursor) = CString::new(cursor) else {
+            return unusable("it contains a NUL byte".into(), self);
+        };
+        // Whether the cursor's entry still exists is checked before matches are installed:
+        // with matches, an entry the current configuration no longer selects would look
+        // vacuumed.
+        let ret = unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) };
+        if ret < 0 {
+            return unusable(io::Error::from_raw_os_error(-ret).to_string(), self);
+        }
+        let found = if self.step()? {
+            self.test_cursor(&c_cursor)?
+        } else {
+            false
+        };
+        let report = if found {
+            StartReport::Resumed { cursor_time }
+        } else {
+            let resumed_at = if self.on_entry {
+                Some(self.realtime()?.max(cursor_time))
+            } else {
+                None
+            };
+            StartReport::CursorLost {
+                cursor_time,
+                resumed_at,
+            }
+        };
+        self.install_matches()?;
+        self.on_entry = false;
+        if found && replay_since > cursor_time {
+            // Nothing to replay: land on the cursor's entry (the first one after seeking to
+            // it, if the matches select it) and skip it.
+            check(
+                unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) },
+                "sd_journal_seek_cursor",
+            )?;
+            self.boundary = Some(Boundary::SkipCursor(c_cursor));
+        } else {
+            self.seek_realtime(replay_since.min(cursor_time))?;
+            self.boundary = Some(Boundary::Replay {
+                cursor: c_cursor,
+                cursor_time,
+                replay_since,
+            });
+        }
+        Ok(report)
+    }
+
+    fn step(&mut self) -> Result<bool, JournalError> {
+        let moved = check(
+            unsafe { ffi::sd_journal_next(self.ptr()) },
+            "sd_journal_next",
+        )? > 0;
+        self.on_entry |= moved;
+        Ok(moved)
+    }
+
+    fn test_cursor(&self, cursor: &CStr) -> Result<bool, JournalError> {
+        Ok(check(
+            unsafe { ffi::sd_journal_test_cursor(self.ptr(), cursor.as_ptr()) },
+            "sd_journal_test_cursor",
+        )? > 0)
+    }
+
+    fn realtime(&self) -> Result<Timestamp, JournalError> {
+        let mut usec = 0u64;
+        check(
+            unsafe { ffi::sd_journal_get_realtime_usec(self.ptr(), &mut usec) },
+            "sd_journal_get_realtime_usec",
+        )?;
+        Ok(Timestamp::from_micros(
+            i64::try_from(usec).unwrap_or(i64::MAX),
+        ))
+    }
+
+    /// Where the reader is relative to the stored cursor; `None` means skip this entry.
+    fn phase(&mut self) -> Result<Option<Phase>, JournalError> {
+        let phase = match &self.boundary {
+            None => return Ok(Some(Phase::New)),
+            Some(Boundary::SkipCursor(cursor)) => {
+                let on_cursor = self.test_cursor(cursor)?;
+                self.boundary = None;
+                (!on_cursor).then_some(Phase::New)
+            }
+            Some(Boundary::Replay {
+                cursor,
+                cursor_time,
+                replay_since,
+            }) => {
+                let (cursor_time, replay_since) = (*cursor_time, *replay_since);
+                let realtime = self.realtime()?;
+                if self.test_cursor(cursor)? {
+                    self.boundary = None;
+                    (realtime >= replay_since).then_some(Phase::Replay)
+                } else if realtime > cursor_time {
+                    // Past the cursor without meeting it: it was vacuumed, or the current
+                    // matches do not select it. Either way everything from here on is new.
+                    self.boundary = None;
+                    Some(Phase::New)
+                } else {
+                    (realtime >= replay_since).then_some(Phase::Replay)
+                }
+            }
+        };
+        Ok(phase)
+    }
+
+    /// Copies the used fields of the current entry and marks its match terms.
+    fn collect_fields(&mut self) -> Result<(), JournalError> {
+        self.bufs.reset();
+        self.term_hits.iter_mut().for_each(|h| *h = false);
+        let j = self.ptr();
+        unsafe { ffi::sd_journal_restart_data(j) };
+        loop {
+            let mut data: *const u8 = std::ptr::null();
+            let mut len: libc::size_t = 0;
+            let ret = unsafe { ffi::sd_journal_enumerate_data(j, &mut data, &mut len) };
+            if check(ret, "sd_journal_enumerate_data")? == 0 {
+                return Ok(());
+            }
+            // SAFETY: sd-journal returned a valid pointer to `len` bytes, valid until the next
+            // call on this journal; both uses below copy or compare before that.
+            let item = unsafe { std::slice::from_raw_parts(data, len) };
+            self.bufs.note(item);
+            self.matches.note_data(item, &mut self.term_hits);
+        }
+    }
+
+    /// The next entry for at least one jail, or `None` at the end of the journal (for now:
+    /// after [`super::Follower`]'s wake-up there may be more).
+    pub fn next_entry(&mut self) -> Result<Option<ReadEntry<'_>>, JournalError> {
+        loop {
+            if !self.step()? {
+                return Ok(None);
+            }
+            self.stats.read += 1;
+            let Some(phase) = self.phase()? else {
+                self.stats.before_window += 1;
+                continue;
+            };
+            self.collect_fields()?;
+            if !self.bufs.message.present {
+                self.stats.no_message += 1;
+                continue;
+            }
+            self.jails.clear();
+            self.matches.dispatch(&self.term_hits, &mut self.jails);
+            if self.jails.is_empty() {
+                self.stats.unmatched += 1;
+                continue;
+            }
+            let timestamp = match self.bufs.source_realtime {
+                Some(us) => Timestamp::from_micros(us),
+                None => self.realtime()?,
+            };
+            self.stats.delivered += 1;
+            let b = &self.bufs;
+            return Ok(Some(ReadEntry {
+                phase,
+                jails: &self.jails,
+                entry: EntryView {
+                    timestamp,
+                    message: &b.message.value,
+                    hostname: b.hostname.get(),
+                    syslog_identifier: b.syslog_identifier.get(),
+                    comm: b.comm.get(),
+                    pid: b.pid.get(),
+                },
+            }));
+        }
+    }
+
+    /// The cursor of the last entry read (delivered or skipped), `None` before the first.
+    pub fn cursor(&self) -> Result<Option<String>, JournalError> {
+        if !self.on_entry {
+            return Ok(None);
+        }
+        self.journal
+            .cursor()
+            .map(Some)
+            .map_err(|e| JournalError::Call {
+                operation: "sd_journal_get_cursor",
+                source: io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EIO)),
+            })
+    }
+
+    pub fn stats(&self) -> ReadStats {
+        self.stats
+    }
+
+    /// The raw handle, for the follow loop's poll(2) calls.
+    pub(crate) fn raw(&self) -> *mut ffi::sd_journal {
+        self.ptr()
+    }
+}
+
+fn open_journal(source: &JournalSource) -> Result<Journal, systemd::Error> {
+    match source {
+        JournalSource::System => OpenOptions::default().system(true).local_only(true).open(),
+        JournalSource::Directory(dir) => {
+            OpenDirectoryOptions::default().open_directory(dir.as_os_str().as_encoded_bytes())
+        }
+        JournalSource::Files(files) => OpenFilesOptions::default()
+            .open_files(files.iter().map(|f| f.as_os_str().as_encoded_bytes())),
+        JournalSource::Namespace(ns) => OpenOptions::default().open_namespace(ns.as_str()),
+    }
+}
