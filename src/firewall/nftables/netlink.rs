@@ -11,7 +11,7 @@
 use super::shim::{self, ElemOp};
 use super::NftError;
 use nftnl::FinalizedBatch;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
@@ -295,20 +295,22 @@ impl NetlinkSocket {
         // Sequence numbers of messages expecting an ack; the batch markers only get one
         // on kernels that ack them (nftnl decides, 6.10+), and their numbers are in `seqs`.
         let first = seqs.start;
+        // Our messages follow the begin marker, which has a number only if it is acked.
+        let markers_acked = seqs.len() > infos.len();
+        let first_message = if markers_acked { first + 1 } else { first };
+        let end_marker = markers_acked.then(|| seqs.end - 1);
         let describe = |seq: u32| -> MessageInfo {
-            // Message infos are in sequence order after the begin marker, if it has a
-            // number; either way the elements/objects are the last `infos.len()` numbers
-            // before a possible end marker.
-            let count = infos.len() as u32;
-            let markers = (seqs.end - seqs.start).saturating_sub(count);
-            let offset = if markers > 0 { 1 } else { 0 };
-            seq.checked_sub(first + offset)
+            seq.checked_sub(first_message)
                 .and_then(|i| infos.get(i as usize).cloned())
                 .unwrap_or(MessageInfo::Batch)
         };
-        let mut pending: BTreeMap<u32, ()> = seqs.clone().map(|s| (s, ())).collect();
+        let mut pending: BTreeSet<u32> = seqs.clone().collect();
         let mut rejections: Vec<Rejection> = Vec::new();
-        while !pending.is_empty() {
+        // A failed batch is aborted, and the kernel does not ack its end marker.
+        let done = |pending: &BTreeSet<u32>, failed: bool| {
+            pending.is_empty() || (failed && pending.iter().all(|s| Some(*s) == end_marker))
+        };
+        while !done(&pending, !rejections.is_empty()) {
             let n = match self.recv() {
                 Ok(n) => n,
                 // After a failure the kernel may skip the remaining acks (e.g. ENOMEM
@@ -320,7 +322,7 @@ impl NetlinkSocket {
                 let Reply::Ack { seq, errno, element, detail } = reply else {
                     continue;
                 };
-                if pending.remove(&seq).is_none() {
+                if !pending.remove(&seq) {
                     continue;
                 }
                 if errno != 0 {
