@@ -205,10 +205,26 @@ impl Lab {
         let attacker = Netns::new("atk");
         let friend = Netns::new("frd");
         for (peer, link, v4_server, v4_peer, v6_server, v6_peer) in [
-            (&attacker, "lnka", "192.0.2.1/24", "192.0.2.2/24", "2001:db8:a::1/64", "2001:db8:a::2/64"),
-            (&friend, "lnkf", "198.51.100.1/24", "198.51.100.2/24", "2001:db8:f::1/64", "2001:db8:f::2/64"),
+            (
+                &attacker,
+                "lnka",
+                "192.0.2.1/24",
+                "192.0.2.2/24",
+                "2001:db8:a::1/64",
+                "2001:db8:a::2/64",
+            ),
+            (
+                &friend,
+                "lnkf",
+                "198.51.100.1/24",
+                "198.51.100.2/24",
+                "2001:db8:f::1/64",
+                "2001:db8:f::2/64",
+            ),
         ] {
-            server.ip(&["link", "add", link, "type", "veth", "peer", "name", link, "netns", &peer.name]);
+            server.ip(&[
+                "link", "add", link, "type", "veth", "peer", "name", link, "netns", &peer.name,
+            ]);
             for (ns, v4, v6) in [(&server, v4_server, v6_server), (peer, v4_peer, v6_peer)] {
                 ns.ip(&["addr", "add", v4, "dev", link]);
                 // nodad: the address is usable at once instead of after duplicate detection.
@@ -216,7 +232,15 @@ impl Lab {
                 ns.ip(&["link", "set", link, "up"]);
             }
         }
-        attacker.ip(&["-6", "addr", "add", "2001:db8:a::3/64", "dev", "lnka", "nodad"]);
+        attacker.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:a::3/64",
+            "dev",
+            "lnka",
+            "nodad",
+        ]);
         let listener = Listener::start(&server);
         let lab = Lab {
             _listener: listener,
@@ -241,24 +265,33 @@ impl Lab {
 
     fn connect(&self, from: &Netns, to: &str) -> Outcome {
         let addr = SocketAddr::new(to.parse().unwrap(), PORT);
-        in_netns(&from.name, || match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-            Ok(mut s) => {
-                let mut buf = [0u8; 2];
-                s.set_read_timeout(Some(CONNECT_TIMEOUT)).unwrap();
-                s.read_exact(&mut buf).unwrap();
-                assert_eq!(&buf, b"hi");
-                Outcome::Connected
+        in_netns(&from.name, || {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(mut s) => {
+                    let mut buf = [0u8; 2];
+                    s.set_read_timeout(Some(CONNECT_TIMEOUT)).unwrap();
+                    s.read_exact(&mut buf).unwrap();
+                    assert_eq!(&buf, b"hi");
+                    Outcome::Connected
+                }
+                Err(e) if e.kind() == ErrorKind::TimedOut => Outcome::TimedOut,
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Outcome::Refused,
+                Err(e) => panic!("connect {addr}: {e}"),
             }
-            Err(e) if e.kind() == ErrorKind::TimedOut => Outcome::TimedOut,
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Outcome::Refused,
-            Err(e) => panic!("connect {addr}: {e}"),
         })
     }
 
     /// Makes the attacker's IPv6 connections to the server come from `source`.
     fn attacker_v6_source(&self, source: &str) {
         self.attacker.ip(&[
-            "-6", "route", "replace", "2001:db8:a::1/128", "dev", "lnka", "src", source,
+            "-6",
+            "route",
+            "replace",
+            "2001:db8:a::1/128",
+            "dev",
+            "lnka",
+            "src",
+            source,
         ]);
     }
 
@@ -308,7 +341,10 @@ fn ban(jail: &str, target: &str, timeout: Option<Duration>) -> BanEntry {
 }
 
 fn attacker_bans(jail: &str, timeout: Option<Duration>) -> Vec<BanEntry> {
-    vec![ban(jail, ATTACKER_V4, timeout), ban(jail, ATTACKER_V6, timeout)]
+    vec![
+        ban(jail, ATTACKER_V4, timeout),
+        ban(jail, ATTACKER_V6, timeout),
+    ]
 }
 
 fn listed(backend: &mut NftablesBackend) -> Vec<BanEntry> {
@@ -341,12 +377,18 @@ fn drop_blocks_the_attacker_but_not_the_friend_until_unbanned() {
     );
     for b in &bans {
         let left = b.timeout.unwrap();
-        assert!(left <= timeout && left > timeout - Duration::from_secs(30), "{b:?}");
+        assert!(
+            left <= timeout && left > timeout - Duration::from_secs(30),
+            "{b:?}"
+        );
     }
     let ruleset = lab.server.nft(&["list", "table", "inet", "banhound"]);
     assert!(ruleset.contains("192.0.2.2 timeout 10m"), "{ruleset}");
     assert!(ruleset.contains("2001:db8:a::2 timeout 10m"), "{ruleset}");
-    assert!(ruleset.contains("hook input priority filter - 10; policy accept;"), "{ruleset}");
+    assert!(
+        ruleset.contains("hook input priority filter - 10; policy accept;"),
+        "{ruleset}"
+    );
     assert!(ruleset.contains("ip saddr @sshd-v4"), "{ruleset}");
     assert!(ruleset.contains("tcp dport 8080 drop"), "{ruleset}");
 
@@ -379,13 +421,22 @@ fn reject_refuses_at_once_for_all_traffic() {
     let started = Instant::now();
     assert_eq!(lab.outcomes(), [Refused, Refused, Connected, Connected]);
     // A reset comes back at once; a drop would have cost two connect timeouts.
-    assert!(started.elapsed() < CONNECT_TIMEOUT, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < CONNECT_TIMEOUT,
+        "{:?}",
+        started.elapsed()
+    );
     // Permanent bans have no timeout.
     assert!(listed(&mut fw).iter().all(|b| b.timeout.is_none()));
-    let ruleset = lab.server.nft(&["list", "chain", "inet", "banhound", "input"]);
+    let ruleset = lab
+        .server
+        .nft(&["list", "chain", "inet", "banhound", "input"]);
     assert!(ruleset.contains("reject with tcp reset"), "{ruleset}");
     // nft prints `reject with icmpx port-unreachable`, the inet default, as plain `reject`.
-    assert!(ruleset.contains("ip6 saddr @recidive-v6 reject\n"), "{ruleset}");
+    assert!(
+        ruleset.contains("ip6 saddr @recidive-v6 reject\n"),
+        "{ruleset}"
+    );
     run(fw.teardown()).unwrap();
     assert_eq!(lab.outcomes(), [Connected, Connected, Connected, Connected]);
     // Tearing down twice is fine.
@@ -415,13 +466,21 @@ fn prefix_ban_blocks_every_address_of_the_64() {
     let lab = Lab::new();
     let mut fw = lab.backend();
     run(fw.setup(&[jail("sshd", tcp_port(PORT), BlockType::Reject, true)])).unwrap();
-    run(fw.ban(&[ban("sshd", "2001:db8:a::/64", Some(Duration::from_secs(600)))])).unwrap();
+    run(fw.ban(&[ban(
+        "sshd",
+        "2001:db8:a::/64",
+        Some(Duration::from_secs(600)),
+    )]))
+    .unwrap();
     lab.attacker_v6_source(ATTACKER_V6);
     assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6), Refused);
     lab.attacker_v6_source(ATTACKER_V6_OTHER);
     assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6), Refused);
     // IPv4 and the friend are untouched.
-    assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V4), Connected);
+    assert_eq!(
+        lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V4),
+        Connected
+    );
     assert_eq!(lab.connect(&lab.friend, SERVER_VIA_FRIEND_V6), Connected);
 
     let bans = listed(&mut fw);
@@ -429,18 +488,29 @@ fn prefix_ban_blocks_every_address_of_the_64() {
     assert_eq!(bans[0].target, net("2001:db8:a::/64"));
     assert!(bans[0].timeout.unwrap() <= Duration::from_secs(600));
     // Refreshing an interval works like a host.
-    run(fw.ban(&[ban("sshd", "2001:db8:a::/64", Some(Duration::from_secs(900)))])).unwrap();
+    run(fw.ban(&[ban(
+        "sshd",
+        "2001:db8:a::/64",
+        Some(Duration::from_secs(900)),
+    )]))
+    .unwrap();
     assert!(listed(&mut fw)[0].timeout.unwrap() > Duration::from_secs(600));
 
     run(fw.unban("sshd", &[net("2001:db8:a::/64")])).unwrap();
-    assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6), Connected);
+    assert_eq!(
+        lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6),
+        Connected
+    );
     assert!(listed(&mut fw).is_empty());
 
     // Networks are refused for a jail without prefix bans, before reaching the kernel.
     run(fw.setup(&[jail("hosts", tcp_port(PORT), BlockType::Drop, false)])).unwrap();
     let err = run(fw.ban(&[ban("hosts", "2001:db8:a::/64", None)])).unwrap_err();
     assert!(
-        matches!(err.source.downcast_ref::<NftError>(), Some(NftError::NeedsPrefixBans { .. })),
+        matches!(
+            err.source.downcast_ref::<NftError>(),
+            Some(NftError::NeedsPrefixBans { .. })
+        ),
         "{err}"
     );
 }
@@ -459,10 +529,21 @@ fn prefix_bans_expire_with_their_interval_end() {
     assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6), Refused);
     assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V4), Refused);
     std::thread::sleep(Duration::from_millis(2500).saturating_sub(banned_at.elapsed()));
-    assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6), Connected);
-    assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V4), Connected);
+    assert_eq!(
+        lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6),
+        Connected
+    );
+    assert_eq!(
+        lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V4),
+        Connected
+    );
     // The same networks can be banned again (no stale interval end left behind).
-    run(fw.ban(&[ban("sshd", "2001:db8:a::/64", Some(Duration::from_secs(60)))])).unwrap();
+    run(fw.ban(&[ban(
+        "sshd",
+        "2001:db8:a::/64",
+        Some(Duration::from_secs(60)),
+    )]))
+    .unwrap();
     assert_eq!(lab.connect(&lab.attacker, SERVER_VIA_ATTACKER_V6), Refused);
 }
 
@@ -476,7 +557,10 @@ fn refresh_and_unban_work_on_every_kernel_path() {
     ]))
     .unwrap();
     let probed = fw.kernel_features().unwrap();
-    eprintln!("kernel {} features: {probed:?}", sh(&["uname", "-r"]).trim());
+    eprintln!(
+        "kernel {} features: {probed:?}",
+        sh(&["uname", "-r"]).trim()
+    );
     let paths = [
         probed,
         // 6.3 .. before timeout updates: destroy, then add.
@@ -502,22 +586,41 @@ fn refresh_and_unban_work_on_every_kernel_path() {
                 ban("nets", "198.51.100.0/24", timeout),
             ]
         };
+        // Bystanders: bans that no call below touches must survive all of them.
+        let bystanders = [
+            ban("hosts", "203.0.113.77", None),
+            ban("nets", "2001:db8:77::/64", None),
+            ban("nets", "203.0.113.0/28", None),
+        ];
+        run(fw.ban(&bystanders)).unwrap();
         run(fw.ban(&bans(short))).unwrap();
-        assert!(listed(&mut fw).iter().all(|b| b.timeout.unwrap() <= Duration::from_secs(5)));
+        let all = listed(&mut fw);
+        assert_eq!(all.len(), 7, "{features:?}: {all:?}");
+        for b in all.iter().filter(|b| !bystanders.contains(b)) {
+            assert!(b.timeout.unwrap() <= Duration::from_secs(5), "{b:?}");
+        }
         // Refresh: same elements, longer timeouts, in one batch with a new one.
         let mut refresh = bans(long);
         refresh.push(ban("hosts", "203.0.113.5", long));
         run(fw.ban(&refresh)).unwrap();
         let after = listed(&mut fw);
-        assert_eq!(after.len(), 5, "{features:?}: {after:?}");
-        for b in &after {
-            assert!(b.timeout.unwrap() > Duration::from_secs(3000), "{features:?}: {b:?}");
+        assert_eq!(after.len(), 8, "{features:?}: {after:?}");
+        for b in after.iter().filter(|b| !bystanders.contains(b)) {
+            assert!(
+                b.timeout.unwrap() > Duration::from_secs(3000),
+                "{features:?}: {b:?}"
+            );
         }
         // Unban a mix of present and missing targets.
-        run(fw.unban("hosts", &[net(ATTACKER_V4), net(ATTACKER_V6), net("203.0.113.5"), net("203.0.113.6")]))
-            .unwrap();
-        run(fw.unban("nets", &[net("2001:db8:a::/64"), net("198.51.100.0/24"), net("2001:db8:b::/64")]))
-            .unwrap();
+        let hosts = [ATTACKER_V4, ATTACKER_V6, "203.0.113.5", "203.0.113.6"].map(net);
+        run(fw.unban("hosts", &hosts)).unwrap();
+        let nets = ["2001:db8:a::/64", "198.51.100.0/24", "2001:db8:b::/64"].map(net);
+        run(fw.unban("nets", &nets)).unwrap();
+        let mut want = bystanders.to_vec();
+        want.sort_by(|a, b| (&a.jail, a.target).cmp(&(&b.jail, b.target)));
+        assert_eq!(listed(&mut fw), want, "{features:?}");
+        run(fw.unban("hosts", &[net("203.0.113.77")])).unwrap();
+        run(fw.unban("nets", &[net("2001:db8:77::/64"), net("203.0.113.0/28")])).unwrap();
         assert!(listed(&mut fw).is_empty(), "{features:?}");
     }
 }
@@ -527,9 +630,16 @@ fn setup_is_idempotent_and_never_touches_other_tables() {
     let lab = Lab::new();
     lab.server.nft(&["add", "table", "inet", "admin"]);
     lab.server.nft(&[
-        "add", "chain", "inet", "admin", "input", "{ type filter hook input priority 0; policy accept; }",
+        "add",
+        "chain",
+        "inet",
+        "admin",
+        "input",
+        "{ type filter hook input priority 0; policy accept; }",
     ]);
-    lab.server.nft(&["add", "rule", "inet", "admin", "input", "tcp", "dport", "22", "counter", "accept"]);
+    lab.server.nft(&[
+        "add", "rule", "inet", "admin", "input", "tcp", "dport", "22", "counter", "accept",
+    ]);
     let admin_before = lab.server.nft(&["list", "table", "inet", "admin"]);
 
     let mut fw = lab.backend();
@@ -565,14 +675,22 @@ fn setup_is_idempotent_and_never_touches_other_tables() {
     // A jail switching prefix bans on gets interval sets (its bans are re-applied by the
     // daemon's reconcile; the kernel cannot change set flags in place).
     run(fw.setup(&[jail("sshd", tcp_port(PORT), BlockType::Drop, true)])).unwrap();
-    let after = lab.server.nft(&["list", "set", "inet", "banhound", "sshd-v6"]);
+    let after = lab
+        .server
+        .nft(&["list", "set", "inet", "banhound", "sshd-v6"]);
     assert!(after.contains("flags interval,timeout"), "{after}");
 
-    assert_eq!(lab.server.nft(&["list", "table", "inet", "admin"]), admin_before);
+    assert_eq!(
+        lab.server.nft(&["list", "table", "inet", "admin"]),
+        admin_before
+    );
     run(fw.teardown()).unwrap();
     let tables = lab.server.nft(&["list", "tables"]);
     assert_eq!(tables.trim(), "table inet admin");
-    assert_eq!(lab.server.nft(&["list", "table", "inet", "admin"]), admin_before);
+    assert_eq!(
+        lab.server.nft(&["list", "table", "inet", "admin"]),
+        admin_before
+    );
 }
 
 #[test]
@@ -590,24 +708,37 @@ fn kernel_rejections_name_the_message_and_element() {
     .unwrap_err();
     // The failure is reported as soon as the kernel answers, not after the receive timeout
     // (a failed batch's end marker is never acked; waiting for it would cost 5 s).
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
     let text = err.to_string();
     eprintln!("{text}");
     let Some(NftError::Rejected(rejections)) = err.source.downcast_ref::<NftError>() else {
         panic!("{err:?}");
     };
-    assert!(text.contains("add 2 element(s) of set nets-v6: File exists"), "{text}");
+    assert!(
+        text.contains("add 2 element(s) of set nets-v6: File exists"),
+        "{text}"
+    );
     // The extended ack points into the element list, at the start or the end element of
     // the colliding interval (2001:db8::/32 is [2001:db8::, 2001:db9::)).
     let element = rejections[0].element.map(|a| a.to_string());
-    assert!(matches!(element.as_deref(), Some("2001:db8::" | "2001:db9::")), "{text}");
+    assert!(
+        matches!(element.as_deref(), Some("2001:db8::" | "2001:db9::")),
+        "{text}"
+    );
     assert!(rejections.iter().all(|r| r.errno != 0));
     // The whole batch was refused: the valid IPv4 network is not there either.
     assert_eq!(listed(&mut fw).len(), 1);
     // Unknown jails are a typed error too.
     let err = run(fw.ban(&[ban("nope", ATTACKER_V4, None)])).unwrap_err();
     assert!(
-        matches!(err.source.downcast_ref::<NftError>(), Some(NftError::UnknownJail(_))),
+        matches!(
+            err.source.downcast_ref::<NftError>(),
+            Some(NftError::UnknownJail(_))
+        ),
         "{err}"
     );
 }
@@ -623,7 +754,8 @@ fn bench_targets(n: usize) -> Vec<IpNet> {
                 let a = u32::from(std::net::Ipv4Addr::new(198, 18, 0, 0)) + (i / 2) as u32;
                 IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(a)))
             } else {
-                let a = u128::from("2001:db8:b::".parse::<std::net::Ipv6Addr>().unwrap()) + i as u128;
+                let a =
+                    u128::from("2001:db8:b::".parse::<std::net::Ipv6Addr>().unwrap()) + i as u128;
                 IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(a)))
             }
         })
@@ -651,16 +783,24 @@ fn bench_nftables_backend() {
     let jails = [jail("bench", tcp_port(22), BlockType::Drop, false)];
     run(fw.setup(&jails)).unwrap();
     let features = fw.kernel_features().unwrap();
-    println!("kernel {}, probed {features:?}", sh(&["uname", "-r"]).trim());
-    let targets = bench_targets(N);
-    let bans: Vec<BanEntry> = targets
-        .iter()
-        .map(|t| BanEntry {
-            jail: "bench".into(),
-            target: *t,
-            timeout: Some(Duration::from_secs(3600)),
-        })
-        .collect();
+    println!(
+        "kernel {}, probed {features:?}",
+        sh(&["uname", "-r"]).trim()
+    );
+    let mut targets = bench_targets(N + SINGLE);
+    let extra_targets = targets.split_off(N);
+    let to_bans = |targets: &[IpNet]| -> Vec<BanEntry> {
+        targets
+            .iter()
+            .map(|t| BanEntry {
+                jail: "bench".into(),
+                target: *t,
+                timeout: Some(Duration::from_secs(3600)),
+            })
+            .collect()
+    };
+    let bans = to_bans(&targets);
+    let extra = to_bans(&extra_targets);
 
     let paths = [
         ("probed kernel path", features),
@@ -694,6 +834,34 @@ fn bench_nftables_backend() {
             stats.bytes,
             t.as_secs_f64()
         );
+        // Single bans while the 100,000 are in the set: the steady state of a busy host.
+        let mut latencies = Vec::with_capacity(SINGLE);
+        for b in &extra {
+            let ((), t) = timed(|| run(fw.ban(std::slice::from_ref(b))).unwrap());
+            latencies.push(t);
+        }
+        latencies.sort();
+        assert_eq!(run(fw.list()).unwrap().len(), N + SINGLE);
+        println!(
+            "single ban x{SINGLE} into a set of {N}: p50 {:?}, p99 {:?}, max {:?}",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies[SINGLE - 1]
+        );
+        let mut latencies = Vec::with_capacity(SINGLE);
+        for b in &extra {
+            let ((), t) =
+                timed(|| run(fw.unban("bench", std::slice::from_ref(&b.target))).unwrap());
+            latencies.push(t);
+        }
+        latencies.sort();
+        println!(
+            "single unban x{SINGLE} from a set of {N}: p50 {:?}, p99 {:?}, max {:?}",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            latencies[SINGLE - 1]
+        );
+
         let ((), t) = timed(|| run(fw.unban("bench", &targets)).unwrap());
         let stats = fw.last_batch();
         println!(
@@ -703,26 +871,16 @@ fn bench_nftables_backend() {
             t.as_secs_f64()
         );
         assert!(run(fw.list()).unwrap().is_empty());
-
-        let mut latencies = Vec::with_capacity(SINGLE);
-        for b in bans.iter().take(SINGLE) {
-            let ((), t) = timed(|| run(fw.ban(std::slice::from_ref(b))).unwrap());
-            latencies.push(t);
-        }
-        latencies.sort();
-        println!(
-            "single ban x{SINGLE}: p50 {:?}, p99 {:?}, max {:?}",
-            percentile(&latencies, 0.50),
-            percentile(&latencies, 0.99),
-            latencies[SINGLE - 1]
-        );
-        run(fw.unban("bench", &targets[..SINGLE])).unwrap();
     }
 
     // For scale: one `nft` process per address, as a shell-out backend would do it.
     let (_, t) = timed(|| {
         in_netns(&ns.name, || {
-            for t in targets.iter().filter(|t| matches!(t, IpNet::V4(_))).take(SINGLE) {
+            for t in targets
+                .iter()
+                .filter(|t| matches!(t, IpNet::V4(_)))
+                .take(SINGLE)
+            {
                 let element = format!("{{ {} timeout 1h }}", t.addr());
                 let status = Command::new("nft")
                     .args(["add", "element", "inet", "banhound", "bench-v4", &element])

@@ -54,6 +54,9 @@ const PROBE_SET_C: &CStr = c"banhound-probe";
 /// How often a refresh or unban is retried when an element expired between reading the
 /// set and deleting from it (the kernel then fails the batch with ENOENT).
 const EXPIRY_RACE_RETRIES: usize = 3;
+/// Up to this many hosts, the older-kernel path asks the kernel about each (cost grows with
+/// the number of missing hosts); beyond, it reads the whole set (cost grows with the set).
+const ASK_PER_ELEMENT_UP_TO: usize = 64;
 
 const INET: u16 = ProtoFamily::Inet as u16;
 
@@ -91,7 +94,9 @@ impl NftError {
     /// The errno of the first message the kernel refused, or of the failed system call.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            NftError::Socket(e) | NftError::Receive(e) | NftError::Send { source: e, .. } => e.raw_os_error(),
+            NftError::Socket(e) | NftError::Receive(e) | NftError::Send { source: e, .. } => {
+                e.raw_os_error()
+            }
             NftError::Rejected(r) => r.first().map(|r| r.errno),
             NftError::Timeout(_) => Some(libc::ETIMEDOUT),
             _ => None,
@@ -127,6 +132,13 @@ pub struct KernelFeatures {
     pub timeout_update: bool,
     /// `NFT_MSG_DESTROYSETELEM` exists (delete, succeeding if missing).
     pub destroy_element: bool,
+}
+
+/// The targets of one call that go to one set.
+struct SetChange {
+    interval: bool,
+    /// Target -> timeout (for bans).
+    targets: BTreeMap<IpNet, Option<Duration>>,
 }
 
 /// The nftables backend. See the module documentation.
@@ -186,7 +198,8 @@ impl NftablesBackend {
     fn probe(&mut self) -> Result<KernelFeatures, NftError> {
         let table = Table::new(TABLE_C, ProtoFamily::Inet);
         let id = self.set_id();
-        let mut set = nftnl::set::Set::<Ipv4Addr>::new_named(PROBE_SET_C, id, &table, ProtoFamily::Inet);
+        let mut set =
+            nftnl::set::Set::<Ipv4Addr>::new_named(PROBE_SET_C, id, &table, ProtoFamily::Inet);
         shim::set_flags(&mut set, shim::SET_FLAG_TIMEOUT);
         let probe_elem = |secs| NewElem {
             key: vec![192, 0, 2, 1],
@@ -197,7 +210,14 @@ impl NftablesBackend {
 
         let mut batch = BatchBuilder::new();
         batch.add(&set, MsgType::Add, info());
-        netlink::add_elements(&mut batch, TABLE_C, PROBE_SET, INET, ElemOp::Add, &[probe_elem(60)])?;
+        netlink::add_elements(
+            &mut batch,
+            TABLE_C,
+            PROBE_SET,
+            INET,
+            ElemOp::Add,
+            &[probe_elem(60)],
+        )?;
         self.socket.transact(batch)?;
 
         let result = self.probe_with_set(&probe_elem);
@@ -209,15 +229,26 @@ impl NftablesBackend {
         Ok(features)
     }
 
-    fn probe_with_set(&mut self, elem: &dyn Fn(u64) -> NewElem) -> Result<KernelFeatures, NftError> {
+    fn probe_with_set(
+        &mut self,
+        elem: &dyn Fn(u64) -> NewElem,
+    ) -> Result<KernelFeatures, NftError> {
         // Re-add with a longer timeout: did the kernel take it?
         let mut batch = BatchBuilder::new();
-        netlink::add_elements(&mut batch, TABLE_C, PROBE_SET, INET, ElemOp::Add, &[elem(3600)])?;
+        netlink::add_elements(
+            &mut batch,
+            TABLE_C,
+            PROBE_SET,
+            INET,
+            ElemOp::Add,
+            &[elem(3600)],
+        )?;
         self.socket.transact(batch)?;
         let elems = self.dump_elements(PROBE_SET)?;
-        let timeout_update = elems
-            .iter()
-            .any(|e| e.expiration.is_some_and(|left| left > Duration::from_secs(60)));
+        let timeout_update = elems.iter().any(|e| {
+            e.expiration
+                .is_some_and(|left| left > Duration::from_secs(60))
+        });
 
         // Destroy a missing element: unknown message types fail (EINVAL, or EOPNOTSUPP).
         let missing = NewElem {
@@ -226,7 +257,14 @@ impl NftablesBackend {
             timeout: None,
         };
         let mut batch = BatchBuilder::new();
-        netlink::add_elements(&mut batch, TABLE_C, PROBE_SET, INET, ElemOp::Destroy, &[missing])?;
+        netlink::add_elements(
+            &mut batch,
+            TABLE_C,
+            PROBE_SET,
+            INET,
+            ElemOp::Destroy,
+            &[missing],
+        )?;
         let destroy_element = match self.socket.transact(batch) {
             Ok(()) => true,
             Err(e) if e.is_only(libc::EINVAL) || e.is_only(libc::EOPNOTSUPP) => false,
@@ -249,13 +287,16 @@ impl NftablesBackend {
             },
         )?;
         if malformed {
-            return Err(NftError::Malformed("a set in the dump could not be parsed".into()));
+            return Err(NftError::Malformed(
+                "a set in the dump could not be parsed".into(),
+            ));
         }
         Ok(sets)
     }
 
     fn dump_elements(&mut self, set: &str) -> Result<Vec<shim::RawElem>, NftError> {
-        let c_set = shim::c_name(set).ok_or_else(|| NftError::Malformed(format!("set name {set:?}")))?;
+        let c_set =
+            shim::c_name(set).ok_or_else(|| NftError::Malformed(format!("set name {set:?}")))?;
         let mut elems = Vec::new();
         let mut malformed = false;
         self.socket.dump(
@@ -266,7 +307,9 @@ impl NftablesBackend {
             },
         )?;
         if malformed {
-            return Err(NftError::Malformed(format!("elements of set {set} could not be parsed")));
+            return Err(NftError::Malformed(format!(
+                "elements of set {set} could not be parsed"
+            )));
         }
         Ok(elems)
     }
@@ -295,7 +338,8 @@ impl NftablesBackend {
         let mut wanted: BTreeMap<String, (&JailRules, u32)> = BTreeMap::new();
         for jail in jails {
             for family in [Family::V4, Family::V6] {
-                let name = sets::set_name(&jail.jail, family).ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
+                let name = sets::set_name(&jail.jail, family)
+                    .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
                 let mut flags = shim::SET_FLAG_TIMEOUT;
                 if jail.prefix_bans {
                     flags |= shim::SET_FLAG_INTERVAL;
@@ -311,7 +355,11 @@ impl NftablesBackend {
         let existing = self.dump_sets()?;
         let doomed: Vec<&str> = existing
             .iter()
-            .filter(|s| wanted.get(&s.name).is_none_or(|(_, flags)| *flags != s.flags))
+            .filter(|s| {
+                wanted
+                    .get(&s.name)
+                    .map_or(true, |(_, flags)| *flags != s.flags)
+            })
             .map(|s| s.name.as_str())
             .collect();
 
@@ -322,39 +370,77 @@ impl NftablesBackend {
         chain.set_policy(Policy::Accept);
 
         let mut batch = BatchBuilder::new();
-        batch.add(&table, MsgType::Add, MessageInfo::Object(format!("table inet {TABLE}")));
-        batch.add(&chain, MsgType::Add, MessageInfo::Object(format!("chain {CHAIN}")));
+        batch.add(
+            &table,
+            MsgType::Add,
+            MessageInfo::Object(format!("table inet {TABLE}")),
+        );
+        batch.add(
+            &chain,
+            MsgType::Add,
+            MessageInfo::Object(format!("chain {CHAIN}")),
+        );
         // Without a handle, deleting a rule flushes the chain: the rules are rebuilt below,
         // in the same transaction, so there is no moment without them.
-        batch.add(&nftnl::Rule::new(&chain), MsgType::Del, MessageInfo::Object(format!("flush chain {CHAIN}")));
+        batch.add(
+            &nftnl::Rule::new(&chain),
+            MsgType::Del,
+            MessageInfo::Object(format!("flush chain {CHAIN}")),
+        );
         let mut doomed_sets = Vec::new();
         for name in &doomed {
-            let c_name = shim::c_name(name).ok_or_else(|| NftError::Malformed(format!("set name {name:?}")))?;
+            let c_name = shim::c_name(name)
+                .ok_or_else(|| NftError::Malformed(format!("set name {name:?}")))?;
             // The key type does not matter for a deletion.
-            doomed_sets.push((name, nftnl::set::Set::<Ipv4Addr>::new_named(&c_name, 0, &table, ProtoFamily::Inet)));
+            doomed_sets.push((
+                name,
+                nftnl::set::Set::<Ipv4Addr>::new_named(&c_name, 0, &table, ProtoFamily::Inet),
+            ));
         }
         for (name, set) in &doomed_sets {
-            batch.add(set, MsgType::Del, MessageInfo::Object(format!("delete set {name}")));
+            batch.add(
+                set,
+                MsgType::Del,
+                MessageInfo::Object(format!("delete set {name}")),
+            );
         }
         for jail in jails {
-            let v4_name = sets::set_name(&jail.jail, Family::V4).ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
-            let v6_name = sets::set_name(&jail.jail, Family::V6).ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
+            let v4_name = sets::set_name(&jail.jail, Family::V4)
+                .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
+            let v6_name = sets::set_name(&jail.jail, Family::V6)
+                .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
             let c = |n: &str| shim::c_name(n).ok_or_else(|| NftError::JailName(jail.jail.clone()));
             let (c4, c6) = (c(&v4_name)?, c(&v6_name)?);
-            let flags = wanted.get(&v4_name).map_or(shim::SET_FLAG_TIMEOUT, |(_, f)| *f);
+            let flags = wanted
+                .get(&v4_name)
+                .map_or(shim::SET_FLAG_TIMEOUT, |(_, f)| *f);
             let (id4, id6) = (self.set_id(), self.set_id());
-            let mut set4 = nftnl::set::Set::<Ipv4Addr>::new_named(&c4, id4, &table, ProtoFamily::Inet);
-            let mut set6 = nftnl::set::Set::<Ipv6Addr>::new_named(&c6, id6, &table, ProtoFamily::Inet);
+            let mut set4 =
+                nftnl::set::Set::<Ipv4Addr>::new_named(&c4, id4, &table, ProtoFamily::Inet);
+            let mut set6 =
+                nftnl::set::Set::<Ipv6Addr>::new_named(&c6, id6, &table, ProtoFamily::Inet);
             shim::set_flags(&mut set4, flags);
             shim::set_flags(&mut set6, flags);
-            batch.add(&set4, MsgType::Add, MessageInfo::Object(format!("set {v4_name}")));
-            batch.add(&set6, MsgType::Add, MessageInfo::Object(format!("set {v6_name}")));
+            batch.add(
+                &set4,
+                MsgType::Add,
+                MessageInfo::Object(format!("set {v4_name}")),
+            );
+            batch.add(
+                &set6,
+                MsgType::Add,
+                MessageInfo::Object(format!("set {v6_name}")),
+            );
             for spec in rules::jail_rules(&jail.ports, jail.blocktype) {
                 let rule = match spec.family {
                     Family::V4 => rules::build(&chain, &set4, &spec),
                     Family::V6 => rules::build(&chain, &set6, &spec),
                 };
-                batch.add(&rule, MsgType::Add, MessageInfo::Object(format!("rule of jail {} ({spec:?})", jail.jail)));
+                batch.add(
+                    &rule,
+                    MsgType::Add,
+                    MessageInfo::Object(format!("rule of jail {} ({spec:?})", jail.jail)),
+                );
             }
         }
         self.socket.transact(batch)?;
@@ -366,8 +452,12 @@ impl NftablesBackend {
     }
 
     /// Groups targets by set, checking each fits its set; later duplicates win.
-    fn group(&mut self, entries: impl IntoIterator<Item = (String, IpNet, Option<Duration>)>, allow_unknown: bool) -> Result<BTreeMap<String, (bool, BTreeMap<IpNet, Option<Duration>>)>, NftError> {
-        let mut by_set: BTreeMap<String, (bool, BTreeMap<IpNet, Option<Duration>>)> = BTreeMap::new();
+    fn group(
+        &mut self,
+        entries: impl IntoIterator<Item = (String, IpNet, Option<Duration>)>,
+        allow_unknown: bool,
+    ) -> Result<BTreeMap<String, SetChange>, NftError> {
+        let mut by_set: BTreeMap<String, SetChange> = BTreeMap::new();
         let mut interval_of: HashMap<String, Option<bool>> = HashMap::new();
         for (jail, target, timeout) in entries {
             let interval = match interval_of.get(&jail) {
@@ -388,51 +478,147 @@ impl NftablesBackend {
             if !interval && target.prefix_len() != target.max_prefix_len() {
                 return Err(NftError::NeedsPrefixBans { jail, target });
             }
-            let name = sets::set_name(&jail, Family::of(&target)).ok_or_else(|| NftError::JailName(jail.clone()))?;
+            let name = sets::set_name(&jail, Family::of(&target))
+                .ok_or_else(|| NftError::JailName(jail.clone()))?;
             by_set
                 .entry(name)
-                .or_insert_with(|| (interval, BTreeMap::new()))
-                .1
+                .or_insert_with(|| SetChange {
+                    interval,
+                    targets: BTreeMap::new(),
+                })
+                .targets
                 .insert(target, timeout);
         }
         Ok(by_set)
     }
 
-    /// Which of `targets` are in `set` now.
-    fn present(&mut self, set: &str, interval: bool) -> Result<BTreeSet<IpNet>, NftError> {
-        let (bans, _) = sets::decode(self.dump_elements(set)?, interval);
-        Ok(bans.into_iter().map(|d| d.target).collect())
+    /// Which of `targets` are in `set` now. A few hosts are asked for one by one (a round
+    /// trip per missing one, whatever the size of the set); many targets, or networks, by
+    /// reading the whole set.
+    fn present<'t>(
+        &mut self,
+        set: &str,
+        interval: bool,
+        targets: impl Iterator<Item = &'t IpNet> + Clone,
+    ) -> Result<BTreeSet<IpNet>, NftError> {
+        if interval || targets.clone().count() > ASK_PER_ELEMENT_UP_TO {
+            let wanted: BTreeSet<&IpNet> = targets.collect();
+            let (bans, _) = sets::decode(self.dump_elements(set)?, interval);
+            return Ok(bans
+                .into_iter()
+                .map(|d| d.target)
+                .filter(|t| wanted.contains(t))
+                .collect());
+        }
+        let c_set =
+            shim::c_name(set).ok_or_else(|| NftError::Malformed(format!("set name {set:?}")))?;
+        let mut remaining: Vec<(Vec<u8>, IpNet)> = targets
+            .map(|t| (sets::encode(t, false, None).remove(0).key, *t))
+            .collect();
+        let mut present = BTreeSet::new();
+        while !remaining.is_empty() {
+            let keys: Vec<Vec<u8>> = remaining.iter().map(|(k, _)| k.clone()).collect();
+            let mut found: BTreeSet<Vec<u8>> = BTreeSet::new();
+            let mut malformed = false;
+            let all_found = self.socket.dump(
+                |seq| shim::get_elems_of_request(TABLE_C, &c_set, INET, seq, &keys),
+                |msg| match shim::parse_elems(msg) {
+                    Some(elems) => found.extend(elems.into_iter().map(|e| e.key)),
+                    None => malformed = true,
+                },
+            )?;
+            if malformed {
+                return Err(NftError::Malformed(format!(
+                    "elements of set {set} could not be parsed"
+                )));
+            }
+            // The kernel answered in order and stopped at the first missing key.
+            let stop = remaining.iter().position(|(k, _)| !found.contains(k));
+            present.extend(
+                remaining
+                    .iter()
+                    .filter(|(k, _)| found.contains(k))
+                    .map(|(_, t)| *t),
+            );
+            match stop {
+                Some(missing) if !all_found => remaining.drain(..=missing),
+                _ => break,
+            };
+        }
+        Ok(present)
+    }
+
+    /// The messages removing `change`'s targets from `set`, if present: a destroy where the
+    /// kernel has it, else a delete of those that the kernel says are there.
+    fn removal(
+        &mut self,
+        batch: &mut BatchBuilder,
+        set: &str,
+        change: &SetChange,
+        features: KernelFeatures,
+    ) -> Result<(), NftError> {
+        let (op, targets): (ElemOp, Vec<IpNet>) = if features.destroy_element {
+            (ElemOp::Destroy, change.targets.keys().copied().collect())
+        } else {
+            let present = self.present(set, change.interval, change.targets.keys())?;
+            (ElemOp::Delete, present.into_iter().collect())
+        };
+        let elems: Vec<NewElem> = targets
+            .iter()
+            .flat_map(|t| sets::encode(t, change.interval, None))
+            .collect();
+        netlink::add_elements(batch, TABLE_C, set, INET, op, &elems)
+    }
+
+    /// Builds and sends a batch, building it afresh when it failed only because an element
+    /// to delete was gone (it expired after we looked). Destroys never fail that way.
+    fn transact_retrying(
+        &mut self,
+        features: KernelFeatures,
+        mut build: impl FnMut(&mut Self, &mut BatchBuilder) -> Result<(), NftError>,
+    ) -> Result<(), NftError> {
+        let mut attempt = 0;
+        loop {
+            let mut batch = BatchBuilder::new();
+            build(self, &mut batch)?;
+            match self.socket.transact(batch) {
+                Err(e)
+                    if e.is_only(libc::ENOENT)
+                        && !features.destroy_element
+                        && attempt < EXPIRY_RACE_RETRIES =>
+                {
+                    attempt += 1
+                }
+                result => return result,
+            }
+        }
     }
 
     fn do_ban(&mut self, bans: &[BanEntry]) -> Result<(), NftError> {
         if bans.is_empty() {
             return Ok(());
         }
-        let by_set = self.group(bans.iter().map(|b| (b.jail.clone(), b.target, b.timeout)), false)?;
+        let by_set = self.group(
+            bans.iter().map(|b| (b.jail.clone(), b.target, b.timeout)),
+            false,
+        )?;
         let features = self.kernel_features()?;
-        let mut attempt = 0;
-        loop {
-            let mut batch = BatchBuilder::new();
-            for (set, (interval, targets)) in &by_set {
-                let adds: Vec<NewElem> = targets.iter().flat_map(|(t, timeout)| sets::encode(t, *interval, *timeout)).collect();
+        self.transact_retrying(features, |this, batch| {
+            for (set, change) in &by_set {
                 if !features.timeout_update {
-                    // The kernel keeps an existing element's old timeout: remove it first.
-                    let (op, old): (ElemOp, Vec<NewElem>) = if features.destroy_element {
-                        (ElemOp::Destroy, targets.keys().flat_map(|t| sets::encode(t, *interval, None)).collect())
-                    } else {
-                        let present = self.present(set, *interval)?;
-                        let old = targets.keys().filter(|t| present.contains(t)).flat_map(|t| sets::encode(t, *interval, None)).collect();
-                        (ElemOp::Delete, old)
-                    };
-                    netlink::add_elements(&mut batch, TABLE_C, set, INET, op, &old)?;
+                    // The kernel would keep an existing element's old timeout: remove it
+                    // first, in the same transaction, so there is no unbanned moment.
+                    this.removal(batch, set, change, features)?;
                 }
-                netlink::add_elements(&mut batch, TABLE_C, set, INET, ElemOp::Add, &adds)?;
+                let adds: Vec<NewElem> = change
+                    .targets
+                    .iter()
+                    .flat_map(|(t, timeout)| sets::encode(t, change.interval, *timeout))
+                    .collect();
+                netlink::add_elements(batch, TABLE_C, set, INET, ElemOp::Add, &adds)?;
             }
-            match self.socket.transact(batch) {
-                Err(e) if e.is_only(libc::ENOENT) && !features.destroy_element && attempt < EXPIRY_RACE_RETRIES => attempt += 1,
-                result => return result,
-            }
-        }
+            Ok(())
+        })
     }
 
     fn do_unban(&mut self, jail: &str, targets: &[IpNet]) -> Result<(), NftError> {
@@ -445,24 +631,12 @@ impl NftablesBackend {
             return Ok(());
         }
         let features = self.kernel_features()?;
-        let mut attempt = 0;
-        loop {
-            let mut batch = BatchBuilder::new();
-            for (set, (interval, targets)) in &by_set {
-                let (op, elems): (ElemOp, Vec<NewElem>) = if features.destroy_element {
-                    (ElemOp::Destroy, targets.keys().flat_map(|t| sets::encode(t, *interval, None)).collect())
-                } else {
-                    let present = self.present(set, *interval)?;
-                    let elems = targets.keys().filter(|t| present.contains(t)).flat_map(|t| sets::encode(t, *interval, None)).collect();
-                    (ElemOp::Delete, elems)
-                };
-                netlink::add_elements(&mut batch, TABLE_C, set, INET, op, &elems)?;
+        self.transact_retrying(features, |this, batch| {
+            for (set, change) in &by_set {
+                this.removal(batch, set, change, features)?;
             }
-            match self.socket.transact(batch) {
-                Err(e) if e.is_only(libc::ENOENT) && !features.destroy_element && attempt < EXPIRY_RACE_RETRIES => attempt += 1,
-                result => return result,
-            }
-        }
+            Ok(())
+        })
     }
 
     fn do_list(&mut self) -> Result<Vec<BanEntry>, NftError> {
@@ -493,7 +667,11 @@ impl NftablesBackend {
     fn do_teardown(&mut self) -> Result<(), NftError> {
         let table = Table::new(TABLE_C, ProtoFamily::Inet);
         let mut batch = BatchBuilder::new();
-        batch.add(&table, MsgType::Del, MessageInfo::Object(format!("delete table inet {TABLE}")));
+        batch.add(
+            &table,
+            MsgType::Del,
+            MessageInfo::Object(format!("delete table inet {TABLE}")),
+        );
         self.jails.clear();
         match self.socket.transact(batch) {
             // No table: nothing to remove.

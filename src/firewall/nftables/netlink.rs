@@ -43,7 +43,11 @@ pub enum MessageInfo {
     /// A table, chain, set or rule operation.
     Object(String),
     /// An element message of one set.
-    Elements { set: String, op: ElemOp, count: usize },
+    Elements {
+        set: String,
+        op: ElemOp,
+        count: usize,
+    },
 }
 
 impl std::fmt::Display for MessageInfo {
@@ -178,7 +182,12 @@ impl NetlinkSocket {
         self.last_batch
     }
 
-    fn setsockopt(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    fn setsockopt(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
         // SAFETY: `value` is a live c_int for the duration of the call; the fd is ours.
         let rc = unsafe {
             libc::setsockopt(
@@ -198,7 +207,12 @@ impl NetlinkSocket {
 
     /// Raises a socket buffer: the FORCE variant (CAP_NET_ADMIN, which we need anyway)
     /// ignores `net.core.[rw]mem_max`; the plain one is the fallback.
-    fn set_buffer(&self, force: libc::c_int, plain: libc::c_int, size: usize) -> Result<(), NftError> {
+    fn set_buffer(
+        &self,
+        force: libc::c_int,
+        plain: libc::c_int,
+        size: usize,
+    ) -> Result<(), NftError> {
         let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
         self.setsockopt(libc::SOL_SOCKET, force, size)
             .or_else(|_| self.setsockopt(libc::SOL_SOCKET, plain, size))
@@ -231,12 +245,7 @@ impl NetlinkSocket {
     fn recv(&mut self) -> Result<usize, NftError> {
         match self.socket.recv_raw(&mut self.buf) {
             Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EAGAIN)
-                ) =>
-            {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN)) => {
                 Err(NftError::Timeout(self.timeout))
             }
             Err(e) => Err(NftError::Receive(e)),
@@ -319,7 +328,13 @@ impl NetlinkSocket {
                 Err(e) => return Err(e),
             };
             for reply in parse_replies(&self.buf[..n]) {
-                let Reply::Ack { seq, errno, element, detail } = reply else {
+                let Reply::Ack {
+                    seq,
+                    errno,
+                    element,
+                    detail,
+                } = reply
+                else {
                     continue;
                 };
                 if !pending.remove(&seq) {
@@ -344,7 +359,11 @@ impl NetlinkSocket {
 
     /// Runs a dump request and hands each answer message to `each`. `Ok(false)` if the
     /// kernel answered ENOENT (no such table or set).
-    pub fn dump(&mut self, request: impl FnOnce(u32) -> Vec<u8>, mut each: impl FnMut(&[u8])) -> Result<bool, NftError> {
+    pub fn dump(
+        &mut self,
+        request: impl FnOnce(u32) -> Vec<u8>,
+        mut each: impl FnMut(&[u8]),
+    ) -> Result<bool, NftError> {
         self.drain();
         self.dump_seq = self.dump_seq.wrapping_add(1);
         let seq = self.dump_seq;
@@ -390,7 +409,6 @@ impl NetlinkSocket {
             }
         }
     }
-
 }
 
 /// An answer of the kernel to one of our messages.
@@ -454,7 +472,10 @@ fn parse_reply(msg: &[u8]) -> Reply {
         (None, msg.get(36..).unwrap_or(&[]))
     } else {
         let end = (20 + request_len).min(msg.len());
-        (Some(&msg[20..end]), msg.get((end + 3) & !3..).unwrap_or(&[]))
+        (
+            Some(&msg[20..end]),
+            msg.get((end + 3) & !3..).unwrap_or(&[]),
+        )
     };
     let mut element = None;
     let mut detail = None;
@@ -534,7 +555,8 @@ pub fn add_elements(
     op: ElemOp,
     elems: &[shim::NewElem],
 ) -> Result<(), NftError> {
-    let c_set = shim::c_name(set_name).ok_or_else(|| NftError::Malformed(format!("set name {set_name:?}")))?;
+    let c_set = shim::c_name(set_name)
+        .ok_or_else(|| NftError::Malformed(format!("set name {set_name:?}")))?;
     for chunk in elems.chunks(ELEMS_PER_MESSAGE) {
         let mut list = shim::ElemList::new(table, &c_set, family, op);
         for e in chunk {
@@ -578,7 +600,12 @@ mod tests {
     #[test]
     fn error_reply_names_the_failing_element() {
         // The request: header, nfgenmsg, a list with two elements; the second one fails.
-        let elem = |ip: &[u8]| attr(1 | 0x8000, &attr(NFTA_SET_ELEM_KEY | 0x8000, &attr(NFTA_DATA_VALUE, ip)));
+        let elem = |ip: &[u8]| {
+            attr(
+                1 | 0x8000,
+                &attr(NFTA_SET_ELEM_KEY | 0x8000, &attr(NFTA_DATA_VALUE, ip)),
+            )
+        };
         let first = elem(&[192, 0, 2, 1]);
         let second = elem(&[198, 51, 100, 7]);
         let list = attr(3 | 0x8000, &[first.clone(), second].concat());
@@ -593,7 +620,12 @@ mod tests {
         .concat();
         let payload = [(-libc::EEXIST).to_ne_bytes().to_vec(), request, tlvs].concat();
         let reply = [
-            header(16 + payload.len(), libc::NLMSG_ERROR as u16, NLM_F_ACK_TLVS, 42),
+            header(
+                16 + payload.len(),
+                libc::NLMSG_ERROR as u16,
+                NLM_F_ACK_TLVS,
+                42,
+            ),
             payload,
         ]
         .concat();
@@ -612,12 +644,29 @@ mod tests {
     fn plain_acks_and_other_messages() {
         let ack = |seq| {
             let payload = [0i32.to_ne_bytes().to_vec(), header(20, 0x0a0c, 0, seq)].concat();
-            [header(16 + payload.len(), libc::NLMSG_ERROR as u16, NLM_F_CAPPED, seq), payload].concat()
+            [
+                header(
+                    16 + payload.len(),
+                    libc::NLMSG_ERROR as u16,
+                    NLM_F_CAPPED,
+                    seq,
+                ),
+                payload,
+            ]
+            .concat()
         };
         let done = header(20, libc::NLMSG_DONE as u16, 0, 9);
         let buf = [ack(7), done, vec![0; 4], ack(8)].concat();
         let replies = parse_replies(&buf);
-        assert_eq!(replies[0], Reply::Ack { seq: 7, errno: 0, element: None, detail: None });
+        assert_eq!(
+            replies[0],
+            Reply::Ack {
+                seq: 7,
+                errno: 0,
+                element: None,
+                detail: None
+            }
+        );
         assert_eq!(replies[1], Reply::Other);
         // A truncated tail (here: a 4-byte NLMSG_DONE payload counted into the length) stops
         // parsing rather than reading garbage.
@@ -638,7 +687,13 @@ mod tests {
         assert_eq!(batch.message_count(), 3);
         let (finalized, infos) = batch.finalize();
         assert_eq!(
-            infos.iter().map(|i| match i { MessageInfo::Elements { count, .. } => *count, _ => 0 }).collect::<Vec<_>>(),
+            infos
+                .iter()
+                .map(|i| match i {
+                    MessageInfo::Elements { count, .. } => *count,
+                    _ => 0,
+                })
+                .collect::<Vec<_>>(),
             vec![512, 512, 76]
         );
         // Each element message stays well inside one 64 KiB list attribute.

@@ -10,8 +10,8 @@
 use super::sets::Family;
 use crate::firewall::{BlockType, PortRange, Ports, Protocol};
 use nftnl::expr::{
-    Cmp, CmpOp, IcmpCode, Ipv4HeaderField, Ipv6HeaderField, Lookup, Meta, NetworkHeaderField, Payload,
-    RejectionType, TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
+    Cmp, CmpOp, IcmpCode, Ipv4HeaderField, Ipv6HeaderField, Lookup, Meta, NetworkHeaderField,
+    Payload, RejectionType, TcpHeaderField, TransportHeaderField, UdpHeaderField, Verdict,
 };
 use nftnl::{Chain, Rule};
 
@@ -79,7 +79,11 @@ fn l4proto(protocol: Protocol) -> u8 {
 }
 
 /// Turns a [`RuleSpec`] into a rule of `chain` matching addresses in `set`.
-pub fn build<'c, K>(chain: &'c Chain<'_>, set: &nftnl::set::Set<'_, K>, spec: &RuleSpec) -> Rule<'c> {
+pub fn build<'c, K>(
+    chain: &'c Chain<'_>,
+    set: &nftnl::set::Set<'_, K>,
+    spec: &RuleSpec,
+) -> Rule<'c> {
     let mut rule = Rule::new(chain);
     let nfproto = match spec.family {
         Family::V4 => libc::NFPROTO_IPV4 as u8,
@@ -133,7 +137,9 @@ mod tests {
     fn all_ports_drop_is_one_rule_per_family() {
         let rules = jail_rules(&Ports::All, BlockType::Drop);
         assert_eq!(rules.len(), 2);
-        assert!(rules.iter().all(|r| r.protocol.is_none() && r.verdict == RuleVerdict::Drop));
+        assert!(rules
+            .iter()
+            .all(|r| r.protocol.is_none() && r.verdict == RuleVerdict::Drop));
         assert_eq!(rules[0].family, Family::V4);
         assert_eq!(rules[1].family, Family::V6);
     }
@@ -143,8 +149,14 @@ mod tests {
         let rules = jail_rules(&Ports::All, BlockType::Reject);
         let v4: Vec<_> = rules.iter().filter(|r| r.family == Family::V4).collect();
         assert_eq!(v4.len(), 2);
-        assert_eq!((v4[0].protocol, v4[0].verdict), (Some(Protocol::Tcp), RuleVerdict::TcpReset));
-        assert_eq!((v4[1].protocol, v4[1].verdict), (None, RuleVerdict::PortUnreachable));
+        assert_eq!(
+            (v4[0].protocol, v4[0].verdict),
+            (Some(Protocol::Tcp), RuleVerdict::TcpReset)
+        );
+        assert_eq!(
+            (v4[1].protocol, v4[1].verdict),
+            (None, RuleVerdict::PortUnreachable)
+        );
     }
 
     #[test]

@@ -179,10 +179,8 @@ pub struct Decoded {
 pub fn decode(mut elems: Vec<RawElem>, interval: bool) -> (Vec<Decoded>, Vec<Vec<u8>>) {
     let mut bans = Vec::new();
     let mut bad = Vec::new();
-    let remaining = |e: &RawElem| match e.timeout {
-        Some(_) => Some(e.expiration.unwrap_or(Duration::ZERO)),
-        None => None,
-    };
+    // An element with a timeout always has an expiration in a dump; zero if it is due.
+    let remaining = |e: &RawElem| e.timeout.map(|_| e.expiration.unwrap_or(Duration::ZERO));
     if !interval {
         for e in elems {
             match addr_of(&e.key) {
@@ -198,9 +196,9 @@ pub fn decode(mut elems: Vec<RawElem>, interval: bool) -> (Vec<Decoded>, Vec<Vec
     // Keys are big-endian, so byte order is address order; at equal keys, an end (which
     // closes the interval below) sorts before a start (which opens the next one).
     elems.sort_by(|a, b| {
-        a.key
-            .cmp(&b.key)
-            .then_with(|| (b.flags & ELEM_FLAG_INTERVAL_END).cmp(&(a.flags & ELEM_FLAG_INTERVAL_END)))
+        a.key.cmp(&b.key).then_with(|| {
+            (b.flags & ELEM_FLAG_INTERVAL_END).cmp(&(a.flags & ELEM_FLAG_INTERVAL_END))
+        })
     });
     let mut i = 0;
     while i < elems.len() {
@@ -243,12 +241,19 @@ mod tests {
     #[test]
     fn set_names_are_readable_and_reversible() {
         assert_eq!(set_name("sshd", Family::V4).unwrap(), "sshd-v4");
-        assert_eq!(set_name("nginx-http_auth", Family::V6).unwrap(), "nginx-http_auth-v6");
+        assert_eq!(
+            set_name("nginx-http_auth", Family::V6).unwrap(),
+            "nginx-http_auth-v6"
+        );
         assert_eq!(set_name("a b/ü", Family::V4).unwrap(), "a.20b.2f.c3.bc-v4");
         for jail in ["sshd", "nginx-http_auth", "a b/ü", "x.y", "-v4", ".."] {
             for family in [Family::V4, Family::V6] {
                 let name = set_name(jail, family).unwrap();
-                assert_eq!(parse_set_name(&name), Some((jail.to_string(), family)), "{name}");
+                assert_eq!(
+                    parse_set_name(&name),
+                    Some((jail.to_string(), family)),
+                    "{name}"
+                );
             }
         }
         assert_eq!(set_name("", Family::V4), None);
@@ -262,7 +267,14 @@ mod tests {
     fn hosts_are_one_element() {
         let t = Some(Duration::from_secs(5));
         let e = encode(&net("192.0.2.7/32"), false, t);
-        assert_eq!(e, vec![NewElem { key: vec![192, 0, 2, 7], flags: 0, timeout: t }]);
+        assert_eq!(
+            e,
+            vec![NewElem {
+                key: vec![192, 0, 2, 7],
+                flags: 0,
+                timeout: t
+            }]
+        );
     }
 
     #[test]
@@ -294,7 +306,13 @@ mod tests {
     #[test]
     fn decoding_inverts_encoding() {
         let left = Some(Duration::from_millis(1234));
-        let targets = ["2001:db8:a::/64", "2001:db8:a:1::/64", "2001:db8::5/128", "ffff::/16", "::/0"];
+        let targets = [
+            "2001:db8:a::/64",
+            "2001:db8:a:1::/64",
+            "2001:db8::5/128",
+            "ffff::/16",
+            "::/0",
+        ];
         for interval in [true, false] {
             let mut elems = Vec::new();
             let mut want = Vec::new();
@@ -332,9 +350,24 @@ mod tests {
     fn foreign_shapes_are_reported_not_guessed() {
         // [192.0.2.1, 192.0.2.4) is no network.
         let elems = vec![
-            RawElem { key: vec![192, 0, 2, 1], flags: 0, timeout: None, expiration: None },
-            RawElem { key: vec![192, 0, 2, 4], flags: ELEM_FLAG_INTERVAL_END, timeout: None, expiration: None },
-            RawElem { key: vec![1, 2, 3], flags: 0, timeout: None, expiration: None },
+            RawElem {
+                key: vec![192, 0, 2, 1],
+                flags: 0,
+                timeout: None,
+                expiration: None,
+            },
+            RawElem {
+                key: vec![192, 0, 2, 4],
+                flags: ELEM_FLAG_INTERVAL_END,
+                timeout: None,
+                expiration: None,
+            },
+            RawElem {
+                key: vec![1, 2, 3],
+                flags: 0,
+                timeout: None,
+                expiration: None,
+            },
         ];
         let (got, bad) = decode(elems, true);
         assert!(got.is_empty());

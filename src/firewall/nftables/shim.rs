@@ -116,7 +116,11 @@ impl ElemList {
         unsafe {
             sys::nftnl_set_set_str(set.as_ptr(), sys::NFTNL_SET_TABLE as u16, table.as_ptr());
             sys::nftnl_set_set_str(set.as_ptr(), sys::NFTNL_SET_NAME as u16, set_name.as_ptr());
-            sys::nftnl_set_set_u32(set.as_ptr(), sys::NFTNL_SET_FAMILY as u16, u32::from(family));
+            sys::nftnl_set_set_u32(
+                set.as_ptr(),
+                sys::NFTNL_SET_FAMILY as u16,
+                u32::from(family),
+            );
         }
         ElemList {
             set,
@@ -220,6 +224,43 @@ pub fn get_elems_request(table: &CStr, set_name: &CStr, family: u16, seq: u32) -
     buf
 }
 
+/// A request for specific elements of one set (`NFT_MSG_GETSETELEM` without `NLM_F_DUMP`).
+/// The kernel answers with one element message per key, in order, and stops with `ENOENT`
+/// at the first key that is not in the set.
+pub fn get_elems_of_request(
+    table: &CStr,
+    set_name: &CStr,
+    family: u16,
+    seq: u32,
+    keys: &[Vec<u8>],
+) -> Vec<u8> {
+    let mut list = ElemList::new(table, set_name, family, ElemOp::Add);
+    for key in keys {
+        list.push(&NewElem {
+            key: key.clone(),
+            flags: 0,
+            timeout: None,
+        });
+    }
+    // Header, names (at most 2 x 256 bytes) and per key at most 32 bytes of attributes.
+    let mut buf = vec![0u8; 1024 + 32 * keys.len()];
+    // SAFETY: the buffer is sized for everything written (see above); the set pointer is
+    // live. The returned length is read from the header written there.
+    let len = unsafe {
+        let header = sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast::<c_char>(),
+            libc::NFT_MSG_GETSETELEM as u16,
+            family,
+            libc::NLM_F_ACK as u16,
+            seq,
+        );
+        sys::nftnl_set_elems_nlmsg_build_payload(header, list.set.as_ptr());
+        (*header).nlmsg_len as usize
+    };
+    buf.truncate(len);
+    buf
+}
+
 /// A request to dump the sets of one table (`NFT_MSG_GETSET`, `NLM_F_DUMP`).
 pub fn get_sets_request(table: &CStr, family: u16, seq: u32) -> Vec<u8> {
     // SAFETY: a fresh set or NULL, handled below.
@@ -275,7 +316,11 @@ fn whole_message(msg: &[u8]) -> Option<*const libc::nlmsghdr> {
     if len > msg.len() || len < std::mem::size_of::<libc::nlmsghdr>() {
         return None;
     }
-    if msg.as_ptr().align_offset(std::mem::align_of::<libc::nlmsghdr>()) != 0 {
+    if msg
+        .as_ptr()
+        .align_offset(std::mem::align_of::<libc::nlmsghdr>())
+        != 0
+    {
         return None;
     }
     Some(msg.as_ptr().cast())
@@ -288,7 +333,8 @@ pub fn parse_elems(msg: &[u8]) -> Option<Vec<RawElem>> {
     let set = NonNull::new(unsafe { sys::nftnl_set_alloc() })?;
     // SAFETY: `header` points at one complete, aligned message (checked above) that
     // libnftnl only reads; `set` is live until freed below, after the walk.
-    let ok = unsafe { sys::nftnl_set_elems_nlmsg_parse(header.cast_mut().cast(), set.as_ptr()) } >= 0;
+    let ok =
+        unsafe { sys::nftnl_set_elems_nlmsg_parse(header.cast_mut().cast(), set.as_ptr()) } >= 0;
     let mut out = Vec::new();
     if ok {
         for_each_elem(set, |e| out.push(e));
@@ -478,7 +524,11 @@ mod tests {
             // begin, our message, end
             assert_eq!(msgs.len(), 3, "{op:?}");
             let (got_ty, flags, _) = &msgs[1];
-            assert_eq!(*got_ty, (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | ty, "{op:?}");
+            assert_eq!(
+                *got_ty,
+                (libc::NFNL_SUBSYS_NFTABLES as u16) << 8 | ty,
+                "{op:?}"
+            );
             assert_ne!(flags & libc::NLM_F_ACK as u16, 0);
             assert_eq!(flags & libc::NLM_F_EXCL as u16 != 0, excl);
         }
@@ -531,6 +581,21 @@ mod tests {
         assert_ne!(flags & libc::NLM_F_DUMP as u16, 0);
         let text = String::from_utf8_lossy(&req);
         assert!(text.contains("banhound") && text.contains("sshd-v4"));
+        let keys = vec![vec![192, 0, 2, 1], vec![0x20; 16]];
+        let req = get_elems_of_request(c"banhound", c"sshd-v4", ProtoFamily::Inet as u16, 9, &keys);
+        let flags = u16::from_ne_bytes(req[6..8].try_into().unwrap());
+        assert_eq!(flags & libc::NLM_F_DUMP as u16, 0);
+        assert_eq!(
+            u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize,
+            req.len()
+        );
+        let mut got: Vec<Vec<u8>> = parse_elems(&req)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        got.sort();
+        assert_eq!(got, keys);
         let req = get_sets_request(c"banhound", ProtoFamily::Inet as u16, 8);
         assert_eq!(
             u16::from_ne_bytes(req[4..6].try_into().unwrap()) & 0xff,
