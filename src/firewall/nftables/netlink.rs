@@ -674,6 +674,29 @@ mod tests {
     }
 
     #[test]
+    fn receiving_gives_up_after_the_timeout() {
+        // Nothing was sent, so the kernel will never answer: the wait must end.
+        let mut socket = NetlinkSocket::open(Duration::from_millis(50)).unwrap();
+        let started = std::time::Instant::now();
+        match socket.recv() {
+            Err(NftError::Timeout(t)) => assert_eq!(t, Duration::from_millis(50)),
+            other => panic!("{other:?}"),
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn sockets_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<NetlinkSocket>();
+        assert_send::<super::super::NftablesBackend>();
+    }
+
+    #[test]
     fn element_chunks_respect_the_message_limit() {
         let mut batch = BatchBuilder::new();
         let elems: Vec<shim::NewElem> = (0..1100u32)
