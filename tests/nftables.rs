@@ -406,9 +406,33 @@ fn drop_blocks_the_attacker_but_not_the_friend_until_unbanned() {
 
     // Other ports of a ports-only jail stay open to a banned address: here, a jail for
     // another port bans the attacker, and 8080 still answers.
-    run(fw.setup(&[jail("web", tcp_port(443), BlockType::Drop, false)])).unwrap();
+    let range = |first, last| Ports::Only {
+        protocols: vec![Protocol::Udp, Protocol::Tcp],
+        ports: vec![PortRange { first, last }],
+    };
+    run(fw.setup(&[
+        jail("web", tcp_port(443), BlockType::Drop, false),
+        jail("high", range(9000, 9100), BlockType::Drop, false),
+        jail("around", range(8000, 8100), BlockType::Reject, false),
+    ]))
+    .unwrap();
     run(fw.ban(&attacker_bans("web", None))).unwrap();
+    run(fw.ban(&attacker_bans("high", None))).unwrap();
     assert_eq!(lab.outcomes(), [Connected, Connected, Connected, Connected]);
+    // A port range containing 8080 does block it.
+    run(fw.ban(&attacker_bans("around", None))).unwrap();
+    assert_eq!(lab.outcomes(), [Refused, Refused, Connected, Connected]);
+    let ruleset = lab
+        .server
+        .nft(&["list", "chain", "inet", "banhound", "input"]);
+    assert!(
+        ruleset.contains("ip saddr @around-v4 tcp dport 8000-8100 reject with tcp reset"),
+        "{ruleset}"
+    );
+    assert!(
+        ruleset.contains("ip6 saddr @around-v6 udp dport 8000-8100 reject"),
+        "{ruleset}"
+    );
     run(fw.teardown()).unwrap();
 }
 
@@ -611,6 +635,21 @@ fn refresh_and_unban_work_on_every_kernel_path() {
                 "{features:?}: {b:?}"
             );
         }
+        // A permanent ban becoming timed and back again.
+        let host = |timeout| [ban("hosts", "203.0.113.88", timeout)];
+        let timeout_of = |fw: &mut NftablesBackend| {
+            let all = listed(fw);
+            all.iter()
+                .find(|b| b.target == net("203.0.113.88"))
+                .unwrap()
+                .timeout
+        };
+        run(fw.ban(&host(None))).unwrap();
+        run(fw.ban(&host(long))).unwrap();
+        assert!(timeout_of(&mut fw).is_some(), "{features:?}");
+        run(fw.ban(&host(None))).unwrap();
+        assert_eq!(timeout_of(&mut fw), None, "{features:?}");
+        run(fw.unban("hosts", &[net("203.0.113.88")])).unwrap();
         // Unban a mix of present and missing targets.
         let hosts = [ATTACKER_V4, ATTACKER_V6, "203.0.113.5", "203.0.113.6"].map(net);
         run(fw.unban("hosts", &hosts)).unwrap();
