@@ -35,7 +35,7 @@ use shim::NewElem;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::CStr;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// The table banhound owns.
@@ -202,7 +202,7 @@ impl NftablesBackend {
             nftnl::set::Set::<Ipv4Addr>::new_named(PROBE_SET_C, id, &table, ProtoFamily::Inet);
         shim::set_flags(&mut set, shim::SET_FLAG_TIMEOUT);
         let probe_elem = |secs| NewElem {
-            key: vec![192, 0, 2, 1],
+            key: IpAddr::from([192, 0, 2, 1]),
             flags: 0,
             timeout: Some(Duration::from_secs(secs)),
         };
@@ -252,7 +252,7 @@ impl NftablesBackend {
 
         // Destroy a missing element: unknown message types fail (EINVAL, or EOPNOTSUPP).
         let missing = NewElem {
-            key: vec![192, 0, 2, 2],
+            key: IpAddr::from([192, 0, 2, 2]),
             flags: 0,
             timeout: None,
         };
@@ -512,12 +512,11 @@ impl NftablesBackend {
         }
         let c_set =
             shim::c_name(set).ok_or_else(|| NftError::Malformed(format!("set name {set:?}")))?;
-        let mut remaining: Vec<(Vec<u8>, IpNet)> = targets
-            .map(|t| (sets::encode(t, false, None).remove(0).key, *t))
-            .collect();
+        // Hosts only here: the key of a host is its address.
+        let mut remaining: Vec<IpNet> = targets.copied().collect();
         let mut present = BTreeSet::new();
         while !remaining.is_empty() {
-            let keys: Vec<Vec<u8>> = remaining.iter().map(|(k, _)| k.clone()).collect();
+            let keys: Vec<IpAddr> = remaining.iter().map(|t| t.network()).collect();
             let mut found: BTreeSet<Vec<u8>> = BTreeSet::new();
             let mut malformed = false;
             let all_found = self.socket.dump(
@@ -533,13 +532,9 @@ impl NftablesBackend {
                 )));
             }
             // The kernel answered in order and stopped at the first missing key.
-            let stop = remaining.iter().position(|(k, _)| !found.contains(k));
-            present.extend(
-                remaining
-                    .iter()
-                    .filter(|(k, _)| found.contains(k))
-                    .map(|(_, t)| *t),
-            );
+            let is_found = |t: &IpNet| found.contains(&shim::octets(t.network()));
+            let stop = remaining.iter().position(|t| !is_found(t));
+            present.extend(remaining.iter().filter(|t| is_found(t)));
             match stop {
                 Some(missing) if !all_found => remaining.drain(..=missing),
                 _ => break,

@@ -701,7 +701,9 @@ mod tests {
         let mut batch = BatchBuilder::new();
         let elems: Vec<shim::NewElem> = (0..1100u32)
             .map(|i| shim::NewElem {
-                key: [&[0x20, 0x01, 0x0d, 0xb8][..], &[0; 8], &i.to_be_bytes()].concat(),
+                key: IpAddr::from(std::net::Ipv6Addr::from(
+                    0x2001_0db8_u128 << 96 | u128::from(i),
+                )),
                 flags: 0,
                 timeout: Some(Duration::from_secs(60)),
             })

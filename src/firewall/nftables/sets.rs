@@ -78,13 +78,6 @@ pub fn parse_set_name(name: &str) -> Option<(String, Family)> {
     (set_name(&jail, family).as_deref() == Some(name)).then_some((jail, family))
 }
 
-fn key(addr: IpAddr) -> Vec<u8> {
-    match addr {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
 /// The first address after `net`, `None` if `net` reaches the top of its address space.
 fn after(net: &IpNet) -> Option<IpAddr> {
     match net {
@@ -102,7 +95,7 @@ fn after(net: &IpNet) -> Option<IpAddr> {
 pub fn encode(target: &IpNet, interval: bool, timeout: Option<Duration>) -> Vec<NewElem> {
     let target = target.trunc();
     let mut elems = vec![NewElem {
-        key: key(target.network()),
+        key: target.network(),
         flags: 0,
         timeout,
     }];
@@ -110,7 +103,7 @@ pub fn encode(target: &IpNet, interval: bool, timeout: Option<Duration>) -> Vec<
         if let Some(end) = after(&target) {
             // The kernel refuses a timeout on an interval end; it goes with its start.
             elems.push(NewElem {
-                key: key(end),
+                key: end,
                 flags: ELEM_FLAG_INTERVAL_END,
                 timeout: None,
             });
@@ -232,6 +225,7 @@ pub fn decode(mut elems: Vec<RawElem>, interval: bool) -> (Vec<Decoded>, Vec<Vec
 
 #[cfg(test)]
 mod tests {
+    use super::super::shim::octets;
     use super::*;
 
     fn net(s: &str) -> IpNet {
@@ -270,7 +264,7 @@ mod tests {
         assert_eq!(
             e,
             vec![NewElem {
-                key: vec![192, 0, 2, 7],
+                key: IpAddr::from([192, 0, 2, 7]),
                 flags: 0,
                 timeout: t
             }]
@@ -282,13 +276,13 @@ mod tests {
         let t = Some(Duration::from_secs(5));
         let e = encode(&net("2001:db8:a::99/64"), true, t);
         assert_eq!(e.len(), 2);
-        assert_eq!(e[0].key, key("2001:db8:a::".parse().unwrap()));
+        assert_eq!(e[0].key, "2001:db8:a::".parse::<IpAddr>().unwrap());
         assert_eq!(e[0].timeout, t);
-        assert_eq!(e[1].key, key("2001:db8:a:1::".parse().unwrap()));
+        assert_eq!(e[1].key, "2001:db8:a:1::".parse::<IpAddr>().unwrap());
         assert_eq!((e[1].flags, e[1].timeout), (ELEM_FLAG_INTERVAL_END, None));
         // A host in an interval set is the interval [a, a+1).
         let e = encode(&net("198.51.100.255/32"), true, None);
-        assert_eq!(e[1].key, vec![198, 51, 101, 0]);
+        assert_eq!(e[1].key, IpAddr::from([198, 51, 101, 0]));
         // Up to the end of the address space: no end element.
         assert_eq!(encode(&net("ffff::/16"), true, None).len(), 1);
         assert_eq!(encode(&net("255.255.255.255/32"), true, None).len(), 1);
@@ -296,7 +290,7 @@ mod tests {
 
     fn raw(e: &NewElem, expiration: Option<Duration>) -> RawElem {
         RawElem {
-            key: e.key.clone(),
+            key: octets(e.key),
             flags: e.flags,
             timeout: e.timeout,
             expiration: e.timeout.and(expiration),

@@ -11,6 +11,7 @@ use nftnl::nftnl_sys as sys;
 use nftnl::set::Set;
 use nftnl::{MsgType, NlMsg};
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::net::IpAddr;
 use std::ptr::NonNull;
 use std::time::Duration;
 
@@ -53,10 +54,19 @@ pub fn timeout_ms(timeout: Duration) -> u64 {
         .clamp(1, MAX_TIMEOUT_MS)
 }
 
+/// The key bytes of an address: network byte order, 4 or 16 bytes.
+pub fn octets(addr: IpAddr) -> Vec<u8> {
+    match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
 /// One set element as banhound writes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewElem {
-    pub key: Vec<u8>,
+    /// An address, so at most 16 bytes: libnftnl copies keys into a fixed 64-byte buffer.
+    pub key: IpAddr,
     /// `ELEM_FLAG_INTERVAL_END` or 0.
     pub flags: u32,
     /// `None` leaves the element without timeout: permanent.
@@ -140,15 +150,16 @@ impl ElemList {
         let Some(e) = NonNull::new(raw) else {
             std::process::abort();
         };
-        let key_len = u32::try_from(elem.key.len()).unwrap_or(u32::MAX);
-        // SAFETY: `e` is valid; nftnl_set_elem_set copies `key_len` bytes from the key slice
-        // (at most 16 for our keys, within its NFT_DATA_VALUE_MAXLEN buffer). After
+        let key = octets(elem.key);
+        let key_len = key.len() as u32;
+        // SAFETY: `e` is valid; nftnl_set_elem_set copies `key_len` bytes from `key` (4 or
+        // 16, within its NFT_DATA_VALUE_MAXLEN = 64 byte buffer). After
         // nftnl_set_elem_add the set owns `e` and frees it with the set.
         unsafe {
             sys::nftnl_set_elem_set(
                 e.as_ptr(),
                 sys::NFTNL_SET_ELEM_KEY as u16,
-                elem.key.as_ptr().cast::<c_void>(),
+                key.as_ptr().cast::<c_void>(),
                 key_len,
             );
             if elem.flags != 0 {
@@ -232,12 +243,12 @@ pub fn get_elems_of_request(
     set_name: &CStr,
     family: u16,
     seq: u32,
-    keys: &[Vec<u8>],
+    keys: &[IpAddr],
 ) -> Vec<u8> {
     let mut list = ElemList::new(table, set_name, family, ElemOp::Add);
     for key in keys {
         list.push(&NewElem {
-            key: key.clone(),
+            key: *key,
             flags: 0,
             timeout: None,
         });
@@ -455,9 +466,13 @@ mod tests {
         out
     }
 
-    fn elem(key: &[u8], flags: u32, timeout: Option<Duration>) -> NewElem {
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn elem(key: &str, flags: u32, timeout: Option<Duration>) -> NewElem {
         NewElem {
-            key: key.to_vec(),
+            key: ip(key),
             flags,
             timeout,
         }
@@ -477,9 +492,17 @@ mod tests {
         let v6: Vec<u8> = (0..16).collect();
         let list = list_with(
             &[
-                elem(&v6, 0, Some(Duration::from_millis(2500))),
-                elem(&[1; 16], ELEM_FLAG_INTERVAL_END, None),
-                elem(&[192, 0, 2, 1], 0, Some(Duration::ZERO)),
+                elem(
+                    "1:203:405:607:809:a0b:c0d:e0f",
+                    0,
+                    Some(Duration::from_millis(2500)),
+                ),
+                elem(
+                    "101:101:101:101:101:101:101:101",
+                    ELEM_FLAG_INTERVAL_END,
+                    None,
+                ),
+                elem("192.0.2.1", 0, Some(Duration::ZERO)),
             ],
             ElemOp::Add,
         );
@@ -514,7 +537,7 @@ mod tests {
 
     #[test]
     fn message_headers_per_operation() {
-        let e = [elem(&[192, 0, 2, 1], 0, Some(Duration::from_secs(1)))];
+        let e = [elem("192.0.2.1", 0, Some(Duration::from_secs(1)))];
         for (op, ty, excl) in [
             (ElemOp::Add, libc::NFT_MSG_NEWSETELEM as u16, false),
             (ElemOp::Delete, libc::NFT_MSG_DELSETELEM as u16, false),
@@ -539,10 +562,10 @@ mod tests {
         // The element we send is encoded as a dump returns it, so libnftnl's dump parser
         // reads it back. (Its builder numbers list entries 1, 2, ...; the kernel accepts any
         // number but dumps and the parser use NFTA_LIST_ELEM = 1, hence one per message.)
-        let v6: Vec<u8> = (0..16).rev().collect();
         for sent in [
-            elem(&v6, 0, Some(Duration::from_millis(90_000))),
-            elem(&[9; 16], ELEM_FLAG_INTERVAL_END, None),
+            elem("2001:db8::1", 0, Some(Duration::from_millis(90_000))),
+            elem("2001:db8::2", ELEM_FLAG_INTERVAL_END, None),
+            elem("192.0.2.255", 0, None),
         ] {
             let bytes = render(&list_with(std::slice::from_ref(&sent), ElemOp::Add));
             // Skip the batch-begin message (20 bytes: header + nfgenmsg).
@@ -552,7 +575,7 @@ mod tests {
             assert_eq!(
                 got,
                 vec![RawElem {
-                    key: sent.key.clone(),
+                    key: octets(sent.key),
                     flags: sent.flags,
                     timeout: sent.timeout,
                     expiration: None
@@ -581,7 +604,7 @@ mod tests {
         assert_ne!(flags & libc::NLM_F_DUMP as u16, 0);
         let text = String::from_utf8_lossy(&req);
         assert!(text.contains("banhound") && text.contains("sshd-v4"));
-        let keys = vec![vec![192, 0, 2, 1], vec![0x20; 16]];
+        let keys = [ip("192.0.2.1"), ip("2020:2020::2020")];
         let req = get_elems_of_request(c"banhound", c"sshd-v4", ProtoFamily::Inet as u16, 9, &keys);
         let flags = u16::from_ne_bytes(req[6..8].try_into().unwrap());
         assert_eq!(flags & libc::NLM_F_DUMP as u16, 0);
@@ -590,11 +613,11 @@ mod tests {
             req.len()
         );
         // (libnftnl's parser only reads dump-style lists, so look for the keys directly.)
-        for key in &keys {
+        for key in keys.map(octets) {
             assert!(req.windows(key.len()).any(|w| w == &key[..]), "{key:?}");
         }
         let one = get_elems_of_request(c"banhound", c"sshd-v4", 1, 9, &keys[..1]);
-        assert_eq!(parse_elems(&one).unwrap()[0].key, keys[0]);
+        assert_eq!(parse_elems(&one).unwrap()[0].key, octets(keys[0]));
         let req = get_sets_request(c"banhound", ProtoFamily::Inet as u16, 8);
         assert_eq!(
             u16::from_ne_bytes(req[4..6].try_into().unwrap()) & 0xff,
