@@ -156,7 +156,9 @@ impl NetlinkSocket {
         Ok(this)
     }
 
-    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), NftError> {
+    fn set_timeout(&mut self, timeout: Duration) -> Result<(), NftError> {
+        // A zero SO_RCVTIMEO would mean "wait forever".
+        let timeout = timeout.max(Duration::from_millis(1));
         let tv = libc::timeval {
             tv_sec: timeout.as_secs().try_into().unwrap_or(libc::time_t::MAX),
             tv_usec: timeout.subsec_micros().into(),
@@ -242,13 +244,18 @@ impl NetlinkSocket {
         }
     }
 
+    /// One receive, bounded by the socket timeout (a signal restarts it, which can stretch
+    /// the wait by one timeout per signal).
     fn recv(&mut self) -> Result<usize, NftError> {
-        match self.socket.recv_raw(&mut self.buf) {
-            Ok(n) => Ok(n),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN)) => {
-                Err(NftError::Timeout(self.timeout))
-            }
-            Err(e) => Err(NftError::Receive(e)),
+        loop {
+            return match self.socket.recv_raw(&mut self.buf) {
+                Ok(n) => Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
+                    Err(NftError::Timeout(self.timeout))
+                }
+                Err(e) => Err(NftError::Receive(e)),
+            };
         }
     }
 
