@@ -13,7 +13,9 @@
 //! property of the thread, and sockets (the backend's netlink socket, the listener, the
 //! clients) stay in the namespace they were created in. So the backend runs in-process,
 //! in the server namespace, with no helper binary; `nft` (used only to inspect) is spawned
-//! from such a thread and inherits its namespace. Guards delete every namespace (which also
+//! from such a thread and inherits its namespace. The one test that needs banhound gone
+//! entirely (bans expiring in the kernel) runs its banning half in a child process: this
+//! test binary again, under `ip netns exec`, selected with `--exact` and an env variable. Guards delete every namespace (which also
 //! removes the veths and the ruleset) and stop the listener thread, also when a test fails.
 //!
 //! Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns) and `ip`/`nft`.
@@ -467,18 +469,33 @@ fn reject_refuses_at_once_for_all_traffic() {
     run(fw.teardown()).unwrap();
 }
 
+/// Set in the child process of the test below.
+const BAN_AND_EXIT_ENV: &str = "BANHOUND_TEST_BAN_AND_EXIT";
+
 #[test]
-fn bans_expire_in_the_kernel_after_the_backend_is_gone() {
-    let lab = Lab::new();
-    {
-        let mut fw = lab.backend();
+fn bans_expire_in_the_kernel_after_banhound_exited() {
+    const NAME: &str = "bans_expire_in_the_kernel_after_banhound_exited";
+    if std::env::var_os(BAN_AND_EXIT_ENV).is_some() {
+        // The child: this test binary again, started by `ip netns exec` inside the server
+        // namespace. It bans and exits; nothing of banhound runs after that.
+        let mut fw = NftablesBackend::new().unwrap();
         run(fw.setup(&[jail("sshd", tcp_port(PORT), BlockType::Reject, false)])).unwrap();
         run(fw.ban(&attacker_bans("sshd", Some(Duration::from_secs(2))))).unwrap();
-        // The backend (and its socket) is dropped here: no banhound code runs any more.
+        return;
     }
-    let banned_at = Instant::now();
+    let lab = Lab::new();
+    let status = Command::new("ip")
+        .args(["netns", "exec", &lab.server.name])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+        .env(BAN_AND_EXIT_ENV, "1")
+        .status()
+        .unwrap();
+    // `status` waited for the child: no process is left that could lift the bans.
+    assert!(status.success(), "child: {status}");
+    let exited_at = Instant::now();
     assert_eq!(lab.outcomes(), [Refused, Refused, Connected, Connected]);
-    std::thread::sleep(Duration::from_millis(2500).saturating_sub(banned_at.elapsed()));
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(exited_at.elapsed()));
     assert_eq!(lab.outcomes(), [Connected, Connected, Connected, Connected]);
     // Only the elements went; the table and its rules are still there.
     let ruleset = lab.server.nft(&["list", "table", "inet", "banhound"]);
