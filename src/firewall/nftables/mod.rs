@@ -1,0 +1,712 @@
+//! The nftables backend: bans as elements of kernel sets with kernel timeouts, over netlink.
+//!
+//! banhound owns one table, `inet banhound`, and nothing else: per jail an IPv4 and an IPv6
+//! set (`flags timeout`, plus `interval` for jails with prefix bans), and a base chain
+//! `input` (filter, hook input, priority -10 so it runs before the usual filter chains at 0,
+//! policy accept) with each jail's `saddr @set ... drop|reject` rules. A ban is a set
+//! element whose timeout is the ban's remaining time, so bans expire in the kernel even
+//! while banhound is down, and a restart only has to reconcile.
+//!
+//! We talk netlink directly (libnftnl/libmnl) instead of running `nft`: a batch of any size
+//! is one atomic transaction costing milliseconds, where a process per ban costs
+//! milliseconds each. Kernel differences are probed at run time, not guessed from the
+//! version (distribution kernels backport): whether re-adding an element updates its timeout
+//! (newer kernels), and whether `DESTROYSETELEM` (delete-if-present, 6.3+) exists. Without
+//! either (RHEL 9's 5.14, Debian 12's 6.1), a refresh or unban first reads which elements
+//! exist, because deleting a missing element fails the whole batch.
+//!
+//! The socket belongs to the network namespace of the thread that created the backend, so
+//! the backend works in whatever namespace it was made in (the tests rely on this).
+
+mod netlink;
+mod rules;
+mod sets;
+mod shim;
+
+pub use netlink::{BatchStats, MessageInfo, Rejection};
+pub use shim::ElemOp;
+
+use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules};
+use ipnet::IpNet;
+use netlink::{BatchBuilder, NetlinkSocket};
+use nftnl::{Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Table};
+use sets::Family;
+use shim::NewElem;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::CStr;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// The table banhound owns.
+pub const TABLE: &str = "banhound";
+const TABLE_C: &CStr = c"banhound";
+/// The base chain in it.
+pub const CHAIN: &str = "input";
+const CHAIN_C: &CStr = c"input";
+/// Ahead of the conventional filter priority (0), so a ban wins over an accept there.
+pub const CHAIN_PRIORITY: i32 = -10;
+/// Default bound on every wait for the kernel.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A set only the feature probe uses; its name is no jail's, so setup removes a leftover.
+const PROBE_SET: &str = "banhound-probe";
+const PROBE_SET_C: &CStr = c"banhound-probe";
+/// How often a refresh or unban is retried when an element expired between reading the
+/// set and deleting from it (the kernel then fails the batch with ENOENT).
+const EXPIRY_RACE_RETRIES: usize = 3;
+/// Up to this many hosts, the older-kernel path asks the kernel about each (cost grows with
+/// the number of missing hosts); beyond, it reads the whole set (cost grows with the set).
+const ASK_PER_ELEMENT_UP_TO: usize = 64;
+
+const INET: u16 = ProtoFamily::Inet as u16;
+
+/// Why an nftables operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot open a netfilter netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("cannot send a batch of {messages} message(s), {bytes} bytes: {source}")]
+    Send {
+        bytes: usize,
+        messages: usize,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot receive from the kernel: {0}")]
+    Receive(#[source] io::Error),
+    #[error("the kernel did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the kernel refused the batch (nothing of it was applied): {}", describe_rejections(.0))]
+    Rejected(Vec<Rejection>),
+    #[error("jail name {0:?} cannot be turned into an nftables set name")]
+    JailName(String),
+    #[error("jail {0:?} has no protocol or no port to block")]
+    NoPorts(String),
+    #[error("jail {0:?} is not set up in the nftables backend")]
+    UnknownJail(String),
+    #[error("{target} is a network, but jail {jail:?} is not set up for prefix bans")]
+    NeedsPrefixBans { jail: String, target: IpNet },
+    #[error("unexpected data from the kernel: {0}")]
+    Malformed(String),
+}
+
+impl NftError {
+    /// The errno of the first message the kernel refused, or of the failed system call.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NftError::Socket(e) | NftError::Receive(e) | NftError::Send { source: e, .. } => {
+                e.raw_os_error()
+            }
+            NftError::Rejected(r) => r.first().map(|r| r.errno),
+            NftError::Timeout(_) => Some(libc::ETIMEDOUT),
+            _ => None,
+        }
+    }
+
+    fn is_only(&self, errno: i32) -> bool {
+        matches!(self, NftError::Rejected(r) if !r.is_empty() && r.iter().all(|r| r.errno == errno))
+    }
+}
+
+fn describe_rejections(rejections: &[Rejection]) -> String {
+    let parts: Vec<String> = rejections
+        .iter()
+        .map(|r| {
+            let mut s = format!("{}: {}", r.message, io::Error::from_raw_os_error(r.errno));
+            if let Some(addr) = r.element {
+                s.push_str(&format!(" (element {addr})"));
+            }
+            if let Some(detail) = &r.detail {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        })
+        .collect();
+    parts.join("; ")
+}
+
+/// What the running kernel can do, probed once per backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelFeatures {
+    /// Re-adding an existing element updates its timeout.
+    pub timeout_update: bool,
+    /// `NFT_MSG_DESTROYSETELEM` exists (delete, succeeding if missing).
+    pub destroy_element: bool,
+}
+
+/// The targets of one call that go to one set.
+struct SetChange {
+    interval: bool,
+    /// Target -> timeout (for bans).
+    targets: BTreeMap<IpNet, Option<Duration>>,
+}
+
+/// The nftables backend. See the module documentation.
+pub struct NftablesBackend {
+    socket: NetlinkSocket,
+    features: Option<KernelFeatures>,
+    /// Jail name -> whether its sets are interval sets; from setup, or read from the kernel.
+    jails: HashMap<String, bool>,
+    next_set_id: u32,
+}
+
+impl NftablesBackend {
+    /// Opens the backend in the calling thread's network namespace, with the default
+    /// bound on waits for the kernel.
+    pub fn new() -> Result<Self, NftError> {
+        Self::with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// As [`NftablesBackend::new`], waiting at most `timeout` for each kernel answer.
+    pub fn with_timeout(timeout: Duration) -> Result<Self, NftError> {
+        Ok(NftablesBackend {
+            socket: NetlinkSocket::open(timeout)?,
+            features: None,
+            jails: HashMap::new(),
+            next_set_id: 1,
+        })
+    }
+
+    /// Size of the last batch sent to the kernel.
+    pub fn last_batch(&self) -> BatchStats {
+        self.socket.last_batch()
+    }
+
+    /// What the kernel supports, probing it on first use (needs the table: call after
+    /// setup). Probing creates and removes a scratch set in banhound's table.
+    pub fn kernel_features(&mut self) -> Result<KernelFeatures, NftError> {
+        if let Some(f) = self.features {
+            return Ok(f);
+        }
+        let features = self.probe()?;
+        self.features = Some(features);
+        Ok(features)
+    }
+
+    /// Overrides the probed features: to run the code paths for older kernels on a newer
+    /// one (tests), or to work around a misdetection. Claiming a feature the kernel lacks
+    /// makes bans fail.
+    pub fn assume_kernel_features(&mut self, features: KernelFeatures) {
+        self.features = Some(features);
+    }
+
+    fn set_id(&mut self) -> u32 {
+        self.next_set_id = self.next_set_id.wrapping_add(1);
+        self.next_set_id
+    }
+
+    fn probe(&mut self) -> Result<KernelFeatures, NftError> {
+        let table = Table::new(TABLE_C, ProtoFamily::Inet);
+        let id = self.set_id();
+        let mut set =
+            nftnl::set::Set::<Ipv4Addr>::new_named(PROBE_SET_C, id, &table, ProtoFamily::Inet);
+        shim::set_flags(&mut set, shim::SET_FLAG_TIMEOUT);
+        let probe_elem = |secs| NewElem {
+            key: IpAddr::from([192, 0, 2, 1]),
+            flags: 0,
+            timeout: Some(Duration::from_secs(secs)),
+        };
+        let info = || MessageInfo::Object(format!("probe set {PROBE_SET}"));
+
+        let mut batch = BatchBuilder::new();
+        batch.add(&set, MsgType::Add, info());
+        netlink::add_elements(
+            &mut batch,
+            TABLE_C,
+            PROBE_SET,
+            INET,
+            ElemOp::Add,
+            &[probe_elem(60)],
+        )?;
+        self.socket.transact(batch)?;
+
+        let result = self.probe_with_set(&probe_elem);
+        let mut cleanup = BatchBuilder::new();
+        cleanup.add(&set, MsgType::Del, info());
+        let cleaned = self.socket.transact(cleanup);
+        let features = result?;
+        cleaned?;
+        Ok(features)
+    }
+
+    fn probe_with_set(
+        &mut self,
+        elem: &dyn Fn(u64) -> NewElem,
+    ) -> Result<KernelFeatures, NftError> {
+        // Re-add with a longer timeout: did the kernel take it?
+        let mut batch = BatchBuilder::new();
+        netlink::add_elements(
+            &mut batch,
+            TABLE_C,
+            PROBE_SET,
+            INET,
+            ElemOp::Add,
+            &[elem(3600)],
+        )?;
+        self.socket.transact(batch)?;
+        let elems = self.dump_elements(PROBE_SET)?;
+        let timeout_update = elems.iter().any(|e| {
+            e.expiration
+                .is_some_and(|left| left > Duration::from_secs(60))
+        });
+
+        // Destroy a missing element: unknown message types fail (EINVAL, or EOPNOTSUPP).
+        let missing = NewElem {
+            key: IpAddr::from([192, 0, 2, 2]),
+            flags: 0,
+            timeout: None,
+        };
+        let mut batch = BatchBuilder::new();
+        netlink::add_elements(
+            &mut batch,
+            TABLE_C,
+            PROBE_SET,
+            INET,
+            ElemOp::Destroy,
+            &[missing],
+        )?;
+        let destroy_element = match self.socket.transact(batch) {
+            Ok(()) => true,
+            Err(e) if e.is_only(libc::EINVAL) || e.is_only(libc::EOPNOTSUPP) => false,
+            Err(e) => return Err(e),
+        };
+        Ok(KernelFeatures {
+            timeout_update,
+            destroy_element,
+        })
+    }
+
+    fn dump_sets(&mut self) -> Result<Vec<shim::RawSet>, NftError> {
+        let mut sets = Vec::new();
+        let mut malformed = false;
+        self.socket.dump(
+            |seq| shim::get_sets_request(TABLE_C, INET, seq),
+            |msg| match shim::parse_set(msg) {
+                Some(s) => sets.push(s),
+                None => malformed = true,
+            },
+        )?;
+        if malformed {
+            return Err(NftError::Malformed(
+                "a set in the dump could not be parsed".into(),
+            ));
+        }
+        Ok(sets)
+    }
+
+    fn dump_elements(&mut self, set: &str) -> Result<Vec<shim::RawElem>, NftError> {
+        let c_set =
+            shim::c_name(set).ok_or_else(|| NftError::Malformed(format!("set name {set:?}")))?;
+        let mut elems = Vec::new();
+        let mut malformed = false;
+        self.socket.dump(
+            |seq| shim::get_elems_request(TABLE_C, &c_set, INET, seq),
+            |msg| match shim::parse_elems(msg) {
+                Some(mut e) => elems.append(&mut e),
+                None => malformed = true,
+            },
+        )?;
+        if malformed {
+            return Err(NftError::Malformed(format!(
+                "elements of set {set} could not be parsed"
+            )));
+        }
+        Ok(elems)
+    }
+
+    /// The jails whose sets exist in the kernel, with their interval flag.
+    fn jails_in_kernel(&mut self) -> Result<HashMap<String, bool>, NftError> {
+        let mut jails = HashMap::new();
+        for set in self.dump_sets()? {
+            if let Some((jail, _)) = sets::parse_set_name(&set.name) {
+                jails.insert(jail, set.flags & shim::SET_FLAG_INTERVAL != 0);
+            }
+        }
+        Ok(jails)
+    }
+
+    /// Whether `jail`'s sets are interval sets; `None` if it has none.
+    fn jail_interval(&mut self, jail: &str) -> Result<Option<bool>, NftError> {
+        if let Some(&interval) = self.jails.get(jail) {
+            return Ok(Some(interval));
+        }
+        self.jails = self.jails_in_kernel()?;
+        Ok(self.jails.get(jail).copied())
+    }
+
+    fn do_setup(&mut self, jails: &[JailRules]) -> Result<(), NftError> {
+        let mut wanted: BTreeMap<String, (&JailRules, u32)> = BTreeMap::new();
+        for jail in jails {
+            for family in [Family::V4, Family::V6] {
+                let name = sets::set_name(&jail.jail, family)
+                    .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
+                let mut flags = shim::SET_FLAG_TIMEOUT;
+                if jail.prefix_bans {
+                    flags |= shim::SET_FLAG_INTERVAL;
+                }
+                wanted.insert(name, (jail, flags));
+            }
+            if rules::jail_rules(&jail.ports, jail.blocktype).is_empty() {
+                return Err(NftError::NoPorts(jail.jail.clone()));
+            }
+        }
+        // Sets that must go: of jails no longer configured, or with the wrong flags (a jail
+        // that switched prefix bans on or off; the kernel cannot change a set's flags).
+        let existing = self.dump_sets()?;
+        let doomed: Vec<&str> = existing
+            .iter()
+            .filter(|s| {
+                wanted
+                    .get(&s.name)
+                    .map_or(true, |(_, flags)| *flags != s.flags)
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+
+        let table = Table::new(TABLE_C, ProtoFamily::Inet);
+        let mut chain = Chain::new(CHAIN_C, &table);
+        chain.set_type(ChainType::Filter);
+        chain.set_hook(Hook::In, CHAIN_PRIORITY);
+        chain.set_policy(Policy::Accept);
+
+        let mut batch = BatchBuilder::new();
+        batch.add(
+            &table,
+            MsgType::Add,
+            MessageInfo::Object(format!("table inet {TABLE}")),
+        );
+        batch.add(
+            &chain,
+            MsgType::Add,
+            MessageInfo::Object(format!("chain {CHAIN}")),
+        );
+        // Without a handle, deleting a rule flushes the chain: the rules are rebuilt below,
+        // in the same transaction, so there is no moment without them.
+        batch.add(
+            &nftnl::Rule::new(&chain),
+            MsgType::Del,
+            MessageInfo::Object(format!("flush chain {CHAIN}")),
+        );
+        let mut doomed_sets = Vec::new();
+        for name in &doomed {
+            let c_name = shim::c_name(name)
+                .ok_or_else(|| NftError::Malformed(format!("set name {name:?}")))?;
+            // The key type does not matter for a deletion.
+            doomed_sets.push((
+                name,
+                nftnl::set::Set::<Ipv4Addr>::new_named(&c_name, 0, &table, ProtoFamily::Inet),
+            ));
+        }
+        for (name, set) in &doomed_sets {
+            batch.add(
+                set,
+                MsgType::Del,
+                MessageInfo::Object(format!("delete set {name}")),
+            );
+        }
+        for jail in jails {
+            let v4_name = sets::set_name(&jail.jail, Family::V4)
+                .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
+            let v6_name = sets::set_name(&jail.jail, Family::V6)
+                .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
+            let c = |n: &str| shim::c_name(n).ok_or_else(|| NftError::JailName(jail.jail.clone()));
+            let (c4, c6) = (c(&v4_name)?, c(&v6_name)?);
+            let flags = wanted
+                .get(&v4_name)
+                .map_or(shim::SET_FLAG_TIMEOUT, |(_, f)| *f);
+            let (id4, id6) = (self.set_id(), self.set_id());
+            let mut set4 =
+                nftnl::set::Set::<Ipv4Addr>::new_named(&c4, id4, &table, ProtoFamily::Inet);
+            let mut set6 =
+                nftnl::set::Set::<Ipv6Addr>::new_named(&c6, id6, &table, ProtoFamily::Inet);
+            shim::set_flags(&mut set4, flags);
+            shim::set_flags(&mut set6, flags);
+            batch.add(
+                &set4,
+                MsgType::Add,
+                MessageInfo::Object(format!("set {v4_name}")),
+            );
+            batch.add(
+                &set6,
+                MsgType::Add,
+                MessageInfo::Object(format!("set {v6_name}")),
+            );
+            for spec in rules::jail_rules(&jail.ports, jail.blocktype) {
+                let rule = match spec.family {
+                    Family::V4 => rules::build(&chain, &set4, &spec),
+                    Family::V6 => rules::build(&chain, &set6, &spec),
+                };
+                batch.add(
+                    &rule,
+                    MsgType::Add,
+                    MessageInfo::Object(format!("rule of jail {} ({spec:?})", jail.jail)),
+                );
+            }
+        }
+        self.socket.transact(batch)?;
+        self.jails = jails
+            .iter()
+            .map(|j| (j.jail.clone(), j.prefix_bans))
+            .collect();
+        Ok(())
+    }
+
+    /// Groups targets by set, checking each fits its set; later duplicates win.
+    fn group(
+        &mut self,
+        entries: impl IntoIterator<Item = (String, IpNet, Option<Duration>)>,
+        allow_unknown: bool,
+    ) -> Result<BTreeMap<String, SetChange>, NftError> {
+        let mut by_set: BTreeMap<String, SetChange> = BTreeMap::new();
+        let mut interval_of: HashMap<String, Option<bool>> = HashMap::new();
+        for (jail, target, timeout) in entries {
+            let interval = match interval_of.get(&jail) {
+                Some(i) => *i,
+                None => {
+                    let i = self.jail_interval(&jail)?;
+                    interval_of.insert(jail.clone(), i);
+                    i
+                }
+            };
+            let Some(interval) = interval else {
+                if allow_unknown {
+                    continue;
+                }
+                return Err(NftError::UnknownJail(jail));
+            };
+            let target = target.trunc();
+            if !interval && target.prefix_len() != target.max_prefix_len() {
+                return Err(NftError::NeedsPrefixBans { jail, target });
+            }
+            let name = sets::set_name(&jail, Family::of(&target))
+                .ok_or_else(|| NftError::JailName(jail.clone()))?;
+            by_set
+                .entry(name)
+                .or_insert_with(|| SetChange {
+                    interval,
+                    targets: BTreeMap::new(),
+                })
+                .targets
+                .insert(target, timeout);
+        }
+        Ok(by_set)
+    }
+
+    /// Which of `targets` are in `set` now. A few hosts are asked for one by one (a round
+    /// trip per missing one, whatever the size of the set); many targets, or networks, by
+    /// reading the whole set.
+    fn present<'t>(
+        &mut self,
+        set: &str,
+        interval: bool,
+        targets: impl Iterator<Item = &'t IpNet> + Clone,
+    ) -> Result<BTreeSet<IpNet>, NftError> {
+        if interval || targets.clone().count() > ASK_PER_ELEMENT_UP_TO {
+            let wanted: BTreeSet<&IpNet> = targets.collect();
+            let (bans, _) = sets::decode(self.dump_elements(set)?, interval);
+            return Ok(bans
+                .into_iter()
+                .map(|d| d.target)
+                .filter(|t| wanted.contains(t))
+                .collect());
+        }
+        let c_set =
+            shim::c_name(set).ok_or_else(|| NftError::Malformed(format!("set name {set:?}")))?;
+        // Hosts only here: the key of a host is its address.
+        let mut remaining: Vec<IpNet> = targets.copied().collect();
+        let mut present = BTreeSet::new();
+        while !remaining.is_empty() {
+            let keys: Vec<IpAddr> = remaining.iter().map(|t| t.network()).collect();
+            let mut found: BTreeSet<Vec<u8>> = BTreeSet::new();
+            let mut malformed = false;
+            let all_found = self.socket.dump(
+                |seq| shim::get_elems_of_request(TABLE_C, &c_set, INET, seq, &keys),
+                |msg| match shim::parse_elems(msg) {
+                    Some(elems) => found.extend(elems.into_iter().map(|e| e.key)),
+                    None => malformed = true,
+                },
+            )?;
+            if malformed {
+                return Err(NftError::Malformed(format!(
+                    "elements of set {set} could not be parsed"
+                )));
+            }
+            // The kernel answered in order and stopped at the first missing key.
+            let is_found = |t: &IpNet| found.contains(&shim::octets(t.network()));
+            let stop = remaining.iter().position(|t| !is_found(t));
+            present.extend(remaining.iter().filter(|t| is_found(t)));
+            match stop {
+                Some(missing) if !all_found => remaining.drain(..=missing),
+                _ => break,
+            };
+        }
+        Ok(present)
+    }
+
+    /// The messages removing `change`'s targets from `set`, if present: a destroy where the
+    /// kernel has it, else a delete of those that the kernel says are there.
+    fn removal(
+        &mut self,
+        batch: &mut BatchBuilder,
+        set: &str,
+        change: &SetChange,
+        features: KernelFeatures,
+    ) -> Result<(), NftError> {
+        let (op, targets): (ElemOp, Vec<IpNet>) = if features.destroy_element {
+            (ElemOp::Destroy, change.targets.keys().copied().collect())
+        } else {
+            let present = self.present(set, change.interval, change.targets.keys())?;
+            (ElemOp::Delete, present.into_iter().collect())
+        };
+        let elems: Vec<NewElem> = targets
+            .iter()
+            .flat_map(|t| sets::encode(t, change.interval, None))
+            .collect();
+        netlink::add_elements(batch, TABLE_C, set, INET, op, &elems)
+    }
+
+    /// Builds and sends a batch, building it afresh when it failed only because an element
+    /// to delete was gone (it expired after we looked). Destroys never fail that way.
+    fn transact_retrying(
+        &mut self,
+        features: KernelFeatures,
+        mut build: impl FnMut(&mut Self, &mut BatchBuilder) -> Result<(), NftError>,
+    ) -> Result<(), NftError> {
+        let mut attempt = 0;
+        loop {
+            let mut batch = BatchBuilder::new();
+            build(self, &mut batch)?;
+            match self.socket.transact(batch) {
+                Err(e)
+                    if e.is_only(libc::ENOENT)
+                        && !features.destroy_element
+                        && attempt < EXPIRY_RACE_RETRIES =>
+                {
+                    attempt += 1
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn do_ban(&mut self, bans: &[BanEntry]) -> Result<(), NftError> {
+        if bans.is_empty() {
+            return Ok(());
+        }
+        let by_set = self.group(
+            bans.iter().map(|b| (b.jail.clone(), b.target, b.timeout)),
+            false,
+        )?;
+        let features = self.kernel_features()?;
+        self.transact_retrying(features, |this, batch| {
+            for (set, change) in &by_set {
+                if !features.timeout_update {
+                    // The kernel would keep an existing element's old timeout: remove it
+                    // first, in the same transaction, so there is no unbanned moment.
+                    this.removal(batch, set, change, features)?;
+                }
+                let adds: Vec<NewElem> = change
+                    .targets
+                    .iter()
+                    .flat_map(|(t, timeout)| sets::encode(t, change.interval, *timeout))
+                    .collect();
+                netlink::add_elements(batch, TABLE_C, set, INET, ElemOp::Add, &adds)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn do_unban(&mut self, jail: &str, targets: &[IpNet]) -> Result<(), NftError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        // A jail without sets has nothing banned: unbanning succeeds.
+        let by_set = self.group(targets.iter().map(|t| (jail.to_string(), *t, None)), true)?;
+        if by_set.is_empty() {
+            return Ok(());
+        }
+        let features = self.kernel_features()?;
+        self.transact_retrying(features, |this, batch| {
+            for (set, change) in &by_set {
+                this.removal(batch, set, change, features)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn do_list(&mut self) -> Result<Vec<BanEntry>, NftError> {
+        let mut out = Vec::new();
+        for set in self.dump_sets()? {
+            let Some((jail, _)) = sets::parse_set_name(&set.name) else {
+                continue;
+            };
+            let interval = set.flags & shim::SET_FLAG_INTERVAL != 0;
+            let (bans, bad) = sets::decode(self.dump_elements(&set.name)?, interval);
+            if !bad.is_empty() {
+                return Err(NftError::Malformed(format!(
+                    "set {} holds {} element(s) banhound did not write, first key {:02x?}",
+                    set.name,
+                    bad.len(),
+                    bad[0]
+                )));
+            }
+            out.extend(bans.into_iter().map(|d| BanEntry {
+                jail: jail.clone(),
+                target: d.target,
+                timeout: d.remaining,
+            }));
+        }
+        Ok(out)
+    }
+
+    fn do_teardown(&mut self) -> Result<(), NftError> {
+        let table = Table::new(TABLE_C, ProtoFamily::Inet);
+        let mut batch = BatchBuilder::new();
+        batch.add(
+            &table,
+            MsgType::Del,
+            MessageInfo::Object(format!("delete table inet {TABLE}")),
+        );
+        self.jails.clear();
+        match self.socket.transact(batch) {
+            // No table: nothing to remove.
+            Err(e) if e.is_only(libc::ENOENT) => Ok(()),
+            result => result,
+        }
+    }
+}
+
+fn wrap(e: NftError) -> FirewallError {
+    FirewallError {
+        backend: BackendKind::Nftables,
+        source: Box::new(e),
+    }
+}
+
+/// The calls block for at most the kernel timeout each (netlink answers in microseconds to
+/// milliseconds); they do not yield to the executor.
+impl Firewall for NftablesBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Nftables
+    }
+
+    async fn setup(&mut self, jails: &[JailRules]) -> Result<(), FirewallError> {
+        self.do_setup(jails).map_err(wrap)
+    }
+
+    async fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError> {
+        self.do_ban(bans).map_err(wrap)
+    }
+
+    async fn unban(&mut self, jail: &str, targets: &[IpNet]) -> Result<(), FirewallError> {
+        self.do_unban(jail, targets).map_err(wrap)
+    }
+
+    async fn list(&mut self) -> Result<Vec<BanEntry>, FirewallError> {
+        self.do_list().map_err(wrap)
+    }
+
+    async fn teardown(&mut self) -> Result<(), FirewallError> {
+        self.do_teardown().map_err(wrap)
+    }
+}
