@@ -358,7 +358,7 @@ impl NftablesBackend {
             .filter(|s| {
                 wanted
                     .get(&s.name)
-                    .map_or(true, |(_, flags)| *flags != s.flags)
+                    .is_none_or(|(_, flags)| *flags != s.flags)
             })
             .map(|s| s.name.as_str())
             .collect();
