@@ -1,0 +1,214 @@
+//! The `banhound` binary as a user runs it: `test-filter` and `check-config`, with good and
+//! bad input. Exit codes: 0 success, 1 failure while running, 2 invalid input.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `banhound` with the repository's shipped defaults and no admin configuration.
+fn banhound(admin_dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_banhound"));
+    c.arg("--defaults-dir")
+        .arg(root().join("conf"))
+        .arg("--config-dir")
+        .arg(admin_dir);
+    c
+}
+
+fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn banhound");
+    // Feed stdin from another thread: the child may fill its stdout pipe before it has
+    // read all of its input.
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.unwrap_or_default().to_vec();
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The JSON objects printed for matched lines.
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+const NOW: &str = "2026-11-22T12:00:00Z";
+
+#[test]
+fn test_filter_reports_matches_as_json_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    fs::write(
+        &log,
+        "Nov 22 10:00:01 web1 sshd[100]: Failed password for invalid user admin from 198.51.100.4 port 4242 ssh2\n\
+         Nov 22 10:00:02 web1 sshd[100]: Accepted publickey for bob from 192.0.2.10 port 5000 ssh2: ED25519 SHA256:abc\n\
+         Nov 22 10:00:03 web1 cron[7]: Failed password for root from 198.51.100.9 port 1 ssh2\n\
+         2026-11-22T10:00:04.250000+01:00 web1 sshd[101]: Invalid user oracle from 2001:db8::7 port 22\n",
+    )
+    .unwrap();
+    let out = run(
+        banhound(dir.path()).args(["test-filter", "sshd"]).arg(&log).args([
+            "--json",
+            "--timezone",
+            "UTC",
+            "--now",
+            NOW,
+        ]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let matches = json_lines(&out);
+    assert_eq!(matches.len(), 2, "{matches:?}");
+    assert_eq!(matches[0]["line"], 1);
+    assert_eq!(matches[0]["host"], "198.51.100.4");
+    assert_eq!(matches[0]["user"], "admin");
+    assert_eq!(matches[0]["time"], "2026-11-22T10:00:01Z");
+    assert_eq!(matches[1]["line"], 4);
+    assert_eq!(matches[1]["host"], "2001:db8::7");
+    assert_eq!(matches[1]["time"], "2026-11-22T09:00:04.250000Z");
+    let summary = text(&out.stderr);
+    assert!(summary.contains("4 read: 2 matched, 0 ignored, 2 missed"), "{summary}");
+    assert!(summary.contains("1 from other programs"), "{summary}");
+    assert!(summary.contains("syslog"), "{summary}");
+    assert!(summary.contains("iso8601"), "{summary}");
+}
+
+#[test]
+fn test_filter_decides_bans_with_jail_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = String::new();
+    for i in 0..6 {
+        log.push_str(&format!(
+            "Nov 22 10:00:0{i} web1 sshd[100]: Failed password for root from 203.0.113.5 port 22 ssh2\n"
+        ));
+        log.push_str(&format!(
+            "Nov 22 10:0{i}:00 web1 sshd[100]: Failed password for root from 198.51.100.77 port 22 ssh2\n"
+        ));
+    }
+    let out = run(
+        banhound(dir.path())
+            .args(["test-filter", "sshd", "-", "--timezone", "UTC", "--now", NOW])
+            .args(["--maxretry", "3", "--findtime", "1m"]),
+        Some(log.as_bytes()),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    // 6 failures within seconds: banned at the 3rd, the 4th-6th fall in the ban.
+    assert!(s.contains("Would ban (maxretry 3 within 1m, bantime 10m): 1 addresses, 1 bans"), "{s}");
+    assert!(s.contains("203.0.113.5"), "{s}");
+    // One failure a minute never fills a 1-minute window of 3.
+    assert!(!s.contains("198.51.100.77                            first"), "{s}");
+}
+
+#[test]
+fn hostile_lines_never_yield_the_injected_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = "Nov 22 10:00:01 web1 sshd[100]: Failed password for invalid user root from 203.0.113.9 from 198.51.100.4 port 22 ssh2";
+    let out = run(
+        banhound(dir.path())
+            .args(["test-filter", "sshd", line, "--json", "--timezone", "UTC", "--now", NOW]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = json_lines(&out);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0]["host"], "198.51.100.4");
+    assert_eq!(m[0]["user"], "root from 203.0.113.9");
+}
+
+#[test]
+fn binary_garbage_huge_lines_and_nuls_are_missed_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input: Vec<u8> = Vec::new();
+    input.extend_from_slice(b"Nov 22 10:00:01 web1 sshd[1]: Failed password for \xff\xfe\x00 from 198.51.100.4 port 22 ssh2\n");
+    input.extend_from_slice(b"\x00\x00\x00\xff\xc3\x28 garbage\n");
+    // A 1 MiB line, and one over the reader's 4 MiB limit.
+    input.extend_from_slice(b"Nov 22 10:00:02 web1 sshd[1]: Failed password for ");
+    input.extend(std::iter::repeat_n(b'a', 1 << 20));
+    input.extend_from_slice(b" from 198.51.100.5 port 22 ssh2\n");
+    input.extend(std::iter::repeat_n(b'b', 5 << 20));
+    input.extend_from_slice(b"\nNov 22 10:00:03 web1 sshd[1]: Invalid user x from 198.51.100.6 port 2\n");
+    let out = run(
+        banhound(dir.path()).args(["test-filter", "sshd", "-", "--json", "--timezone", "UTC", "--now", NOW]),
+        Some(&input),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let hosts: Vec<String> = json_lines(&out)
+        .iter()
+        .map(|m| m["host"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(hosts, vec!["198.51.100.4", "198.51.100.5", "198.51.100.6"]);
+    let summary = text(&out.stderr);
+    assert!(summary.contains("5 read: 3 matched, 0 ignored, 2 missed"), "{summary}");
+    assert!(summary.contains("1 too long"), "{summary}");
+}
+
+#[test]
+fn regex_filters_need_an_address_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        banhound(dir.path()).args(["test-filter", "Failed password for (.*)", "x y z"]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("failregex #0: no address tag"), "{err}");
+
+    let out = run(
+        banhound(dir.path()).args(["test-filter", "from <HOST> port \\d+", "Failed password for x from 192.0.2.44 port 22", "--json"]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["host"], "192.0.2.44");
+
+    let out = run(banhound(dir.path()).args(["test-filter", "sshdd", "x"]), None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no filter \"sshdd\""), "{}", text(&out.stderr));
+}
+
+#[test]
+fn config_errors_name_file_line_and_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[jail.sshd]\nbantime = \"1 fortnight\"\n", "banhound.toml:2: jail.sshd.bantime: unknown unit \"fortnight\""),
+        ("[jail.sshd]\nmaxretries = 3\n", "banhound.toml:2: jail.sshd.maxretries: unknown field `maxretries`"),
+        ("[defaults]\nignoreip = [\"192.0.2.0/24\",\n  \"10.1.2.3/40\"]\n", "banhound.toml:3: defaults.ignoreip: invalid address or network \"10.1.2.3/40\""),
+        ("[jail.sshd\nenabled = true\n", "banhound.toml:1:"),
+        ("[jail.x]\nenabled = true\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login failed$']\n", "banhound.toml:5: jail.x.filter.failregex: filter inline in jail x: failregex #0: no address tag"),
+        ("[jail.x]\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login (failed from <HOST>$']\n", "banhound.toml:4: jail.x.filter.failregex: filter inline in jail x: failregex #0: does not compile"),
+    ];
+    for (config, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("banhound.toml"), config).unwrap();
+        let out = run(banhound(dir.path()).arg("check-config"), None);
+        assert_eq!(out.status.code(), Some(2), "accepted:\n{config}");
+        let err = text(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "one line expected:\n{err}");
+        assert!(err.contains(expected), "config:\n{config}\nexpected: {expected}\ngot: {err}");
+        assert!(err.starts_with(&format!("banhound: {}", dir.path().display())), "{err}");
+    }
+}
+
+#[test]
+fn shipped_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(banhound(dir.path()).arg("check-config"), None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    assert!(s.contains("jail sshd (enabled): filter sshd [normal], journal"), "{s}");
+    assert!(s.contains("jail recidive (disabled)"), "{s}");
+}
