@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn normalises_mapped_and_bracketed() {
-        assert_eq!(parse_address("::ffff:198.51.100.4"), Some(ip("198.51.100.4")));
+        assert_eq!(
+            parse_address("::ffff:198.51.100.4"),
+            Some(ip("198.51.100.4"))
+        );
         assert_eq!(parse_address("[2001:db8::1]"), Some(ip("2001:db8::1")));
         assert_eq!(parse_address("fe80::1%eth0"), Some(ip("fe80::1")));
         assert_eq!(parse_address("999.1.1.1"), None);
@@ -138,9 +141,18 @@ mod tests {
     fn groups_ipv6_by_prefix() {
         let t = ban_target(ip("2001:db8:1:2:aaaa::5"), 64);
         assert_eq!(t.to_string(), "2001:db8:1:2::/64");
-        assert_eq!(ban_target(ip("2001:db8::5"), 128).to_string(), "2001:db8::5/128");
-        assert_eq!(ban_target(ip("203.0.113.7"), 64).to_string(), "203.0.113.7/32");
-        assert_eq!(ban_target(ip("::ffff:203.0.113.7"), 64).to_string(), "203.0.113.7/32");
+        assert_eq!(
+            ban_target(ip("2001:db8::5"), 128).to_string(),
+            "2001:db8::5/128"
+        );
+        assert_eq!(
+            ban_target(ip("203.0.113.7"), 64).to_string(),
+            "203.0.113.7/32"
+        );
+        assert_eq!(
+            ban_target(ip("::ffff:203.0.113.7"), 64).to_string(),
+            "203.0.113.7/32"
+        );
     }
 
     #[test]

@@ -205,7 +205,13 @@ pub fn format_duration(d: Duration) -> String {
         return format!("{}ms", d.as_millis());
     }
     let mut out = String::new();
-    for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+    for (unit, size) in [
+        ("w", 604_800),
+        ("d", 86_400),
+        ("h", 3600),
+        ("m", 60),
+        ("s", 1),
+    ] {
         if secs >= size {
             out.push_str(&format!("{}{unit}", secs / size));
             secs %= size;
@@ -229,7 +235,17 @@ mod tests {
 
     #[test]
     fn civil_round_trip() {
-        for days in [-800_000i64, -1, 0, 1, 365, 10_957, 19_000, 20_779, 2_000_000] {
+        for days in [
+            -800_000i64,
+            -1,
+            0,
+            1,
+            365,
+            10_957,
+            19_000,
+            20_779,
+            2_000_000,
+        ] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days, "{y}-{m}-{d}");
         }
@@ -255,19 +271,34 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2 days"), Ok(Duration::from_secs(172_800)));
-        assert!(matches!(parse_duration("10x"), Err(DurationError::Unit { .. })));
+        assert!(matches!(
+            parse_duration("10x"),
+            Err(DurationError::Unit { .. })
+        ));
         assert!(matches!(parse_duration("m"), Err(DurationError::Syntax(_))));
-        assert!(matches!(parse_duration("10 5"), Err(DurationError::Syntax(_))));
+        assert!(matches!(
+            parse_duration("10 5"),
+            Err(DurationError::Syntax(_))
+        ));
         assert!(matches!(parse_duration(""), Err(DurationError::Empty)));
-        assert!(matches!(parse_duration("-5m"), Err(DurationError::Negative(_))));
-        assert!(matches!(parse_duration("99999w"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse_duration("-5m"),
+            Err(DurationError::Negative(_))
+        ));
+        assert!(matches!(
+            parse_duration("99999w"),
+            Err(DurationError::Overflow(_))
+        ));
     }
 
     #[test]
     fn ban_times() {
         assert_eq!(BanTime::parse("-1"), Ok(BanTime::Permanent));
         assert_eq!(BanTime::parse("permanent"), Ok(BanTime::Permanent));
-        assert_eq!(BanTime::parse("1d"), Ok(BanTime::For(Duration::from_secs(86_400))));
+        assert_eq!(
+            BanTime::parse("1d"),
+            Ok(BanTime::For(Duration::from_secs(86_400)))
+        );
         assert_eq!(BanTime::For(Duration::from_secs(5400)).to_string(), "1h30m");
         assert_eq!(BanTime::Permanent.until(Timestamp::from_secs(5)), None);
         assert_eq!(

@@ -5,6 +5,8 @@
 //! D-Bus call, not one per address. Backends own only their own objects (the `inet banhound`
 //! table, the `banhound-*` ipsets) and never touch anything else.
 
+pub mod firewalld;
+
 use ipnet::IpNet;
 use std::fmt;
 use std::str::FromStr;
