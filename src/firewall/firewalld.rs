@@ -50,7 +50,7 @@ use zbus::proxy::CacheProperties;
 /// Up to this many addresses per set, a batch is sent one `addEntry`/`removeEntry` call each;
 /// above it, one `setEntries` with the whole set. Each single call costs firewalld a scan of
 /// the set's entries for overlaps, so `setEntries` wins early for large sets.
-const SINGLE_CALL_LIMIT: usize = 16;
+const SINGLE_CALL_LIMIT: usize = 6;
 /// A `setEntries` of 100,000 addresses takes firewalld tens of seconds; anything longer
 /// means it is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
