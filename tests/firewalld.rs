@@ -392,6 +392,7 @@ impl Lab {
         let mut rules: Vec<String> = self
             .firewall_cmd(&args)
             .lines()
+            .filter(|l| !l.is_empty())
             .map(str::to_owned)
             .collect();
         rules.sort();
@@ -777,6 +778,30 @@ async fn setup_follows_configuration_changes_and_overlapping_bans() {
         sorted_targets(&restarted.list().await.unwrap(), "sshd"),
         ["2001:db8:1::2/128"]
     );
+
+    // Another zone (one without interfaces here): the rules move along, runtime and
+    // permanent, and the attacker gets through the default zone again.
+    let mut elsewhere = lab.backend(Some("work")).await;
+    elsewhere
+        .setup(&[ssh_jail("sshd", BlockType::Drop)])
+        .await
+        .unwrap();
+    assert!(lab.rich_rules(&[]).is_empty());
+    assert!(lab.rich_rules(&["--permanent"]).is_empty());
+    assert_eq!(lab.rich_rules(&["--zone=work"]).len(), 2);
+    assert_eq!(lab.rich_rules(&["--permanent", "--zone=work"]).len(), 2);
+    assert_eq!(lab.reachability().await, [true; 4]);
+
+    // Dropping every jail from a backend configured for the default zone also clears the
+    // rules left in "work": otherwise they would name deleted ipsets and break reloads.
+    restarted.setup(&[]).await.unwrap();
+    assert!(lab.rich_rules(&["--permanent", "--zone=work"]).is_empty());
+    assert!(!lab
+        .firewall_cmd(&["--permanent", "--get-ipsets"])
+        .contains("banhound"));
+    lab.firewall_cmd(&["--reload"]);
+    assert_eq!(lab.firewall_cmd(&["--state"]).trim(), "running");
+
     restarted.teardown().await.unwrap();
     assert_eq!(lab.reachability().await, [true; 4]);
     assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());

@@ -316,7 +316,7 @@ impl Shared {
         let mut attempt = 1;
         loop {
             let mut state = self.state.lock().await;
-            match self.repair(&mut state).await {
+            match self.repair(&mut state, false).await {
                 Ok(()) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
                 Err(error) if attempt >= REAPPLY_ATTEMPTS => return Err(error),
                 Err(_) => {}
@@ -373,7 +373,11 @@ impl Shared {
     /// `state.jails`, the same rules at runtime, and every set holding exactly our bans.
     /// Entries firewalld holds that we did not know of are adopted, so a daemon restart does
     /// not unban anything before the daemon reconciles.
-    async fn repair(&self, state: &mut State) -> Result<(), FirewalldError> {
+    ///
+    /// `sweep_all_zones` also removes our rules from every other zone (setup does, to be
+    /// safe against a zone change while the daemon was not running); a re-apply only moves
+    /// them out of the zone it used last, to stay fast.
+    async fn repair(&self, state: &mut State, sweep_all_zones: bool) -> Result<(), FirewalldError> {
         let zone = self.resolve_zone().await?;
         let mut wanted_sets = BTreeMap::new();
         let mut wanted_rules = BTreeSet::new();
@@ -387,10 +391,12 @@ impl Shared {
             }
         }
 
-        if let Some(previous) = state.zone.take() {
-            if previous != zone {
-                self.sync_rules(&previous, &BTreeSet::new()).await?;
-            }
+        let previous_zone = state.zone.take();
+        if sweep_all_zones {
+            self.remove_rules_outside(Some(&zone)).await?;
+        } else if let Some(previous) = previous_zone.filter(|p| *p != zone) {
+            self.sync_rules(&previous, &BTreeSet::new()).await?;
+            self.remove_permanent_rules(&previous).await?;
         }
 
         // Permanent ipsets first: rules may only reference sets that exist.
@@ -495,6 +501,42 @@ impl Shared {
         Ok(())
     }
 
+    /// Removes our permanent rules from `zone`.
+    async fn remove_permanent_rules(&self, zone: &str) -> Result<(), FirewalldError> {
+        let zone_config = self.config_zone(zone).await?;
+        let rules = zone_config
+            .get_rich_rules()
+            .await
+            .map_err(call_failed(format!("config getRichRules({zone})")))?;
+        for rule in rules.iter().filter(|r| objects::is_our_rich_rule(r)) {
+            tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED")
+                .map_err(call_failed(format!("config removeRichRule({rule})")))?;
+        }
+        Ok(())
+    }
+
+    /// Removes our rules, runtime then permanent, from every zone but `keep`. A rule left
+    /// in another zone that names an ipset we delete would make firewalld's next reload fail.
+    async fn remove_rules_outside(&self, keep: Option<&str>) -> Result<(), FirewalldError> {
+        let runtime_zones = self
+            .zones
+            .get_zones()
+            .await
+            .map_err(call_failed("getZones"))?;
+        for zone in runtime_zones.iter().filter(|z| Some(z.as_str()) != keep) {
+            self.sync_rules(zone, &BTreeSet::new()).await?;
+        }
+        let permanent_zones = self
+            .config
+            .get_zone_names()
+            .await
+            .map_err(call_failed("getZoneNames"))?;
+        for zone in permanent_zones.iter().filter(|z| Some(z.as_str()) != keep) {
+            self.remove_permanent_rules(zone).await?;
+        }
+        Ok(())
+    }
+
     /// Makes our runtime rules in `zone` exactly `wanted`.
     async fn sync_rules(
         &self,
@@ -583,7 +625,7 @@ impl Firewall for FirewalldBackend {
             .flat_map(|j| Family::BOTH.map(|family| objects::ipset_name(&j.jail, family)))
             .collect();
         state.bans.retain(|name, _| kept.contains(name));
-        Ok(self.shared.repair(&mut state).await?)
+        Ok(self.shared.repair(&mut state, true).await?)
     }
 
     async fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError> {
@@ -686,15 +728,8 @@ impl Firewall for FirewalldBackend {
     async fn teardown(&mut self) -> Result<(), FirewallError> {
         let shared = &self.shared;
         let mut state = shared.state.lock().await;
-        // Runtime rules first: from here on nothing of ours blocks traffic.
-        let zones = shared
-            .zones
-            .get_zones()
-            .await
-            .map_err(call_failed("getZones"))?;
-        for zone in &zones {
-            shared.sync_rules(zone, &BTreeSet::new()).await?;
-        }
+        // Rules first: from here on nothing of ours blocks traffic.
+        shared.remove_rules_outside(None).await?;
         let runtime_sets = shared
             .ipsets
             .get_ipsets()
@@ -705,23 +740,6 @@ impl Firewall for FirewalldBackend {
             .filter(|n| objects::parse_ipset_name(n).is_some())
         {
             shared.set_entries(name, &[]).await?;
-        }
-
-        let permanent_zones = shared
-            .config
-            .get_zone_names()
-            .await
-            .map_err(call_failed("getZoneNames"))?;
-        for zone in &permanent_zones {
-            let zone_config = shared.config_zone(zone).await?;
-            let rules = zone_config
-                .get_rich_rules()
-                .await
-                .map_err(call_failed(format!("config getRichRules({zone})")))?;
-            for rule in rules.iter().filter(|r| objects::is_our_rich_rule(r)) {
-                tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED")
-                    .map_err(call_failed(format!("config removeRichRule({rule})")))?;
-            }
         }
         let permanent_sets = shared
             .config
