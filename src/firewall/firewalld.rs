@@ -198,6 +198,9 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// Whether `setup` ran (and no `teardown` since): before that a re-apply has nothing
+    /// to restore and must not delete the sets of jails it has not been told about yet.
+    set_up: bool,
     jails: Vec<JailRules>,
     /// The zone our rules were last put in, to move them if the default zone changes.
     zone: Option<String>,
@@ -316,6 +319,9 @@ impl Shared {
         let mut attempt = 1;
         loop {
             let mut state = self.state.lock().await;
+            if !state.set_up {
+                return Ok(0);
+            }
             match self.repair(&mut state, false).await {
                 Ok(()) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
                 Err(error) if attempt >= REAPPLY_ATTEMPTS => return Err(error),
@@ -625,6 +631,7 @@ impl Firewall for FirewalldBackend {
             .flat_map(|j| Family::BOTH.map(|family| objects::ipset_name(&j.jail, family)))
             .collect();
         state.bans.retain(|name, _| kept.contains(name));
+        state.set_up = true;
         Ok(self.shared.repair(&mut state, true).await?)
     }
 
