@@ -6,6 +6,7 @@
 //! table, the `banhound-*` ipsets) and never touch anything else.
 
 pub mod nftables;
+pub mod firewalld;
 
 use ipnet::IpNet;
 use std::fmt;

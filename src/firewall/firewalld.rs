@@ -1,0 +1,779 @@
+//! The firewalld backend: bans as entries of banhound-owned ipsets, over firewalld's D-Bus API.
+//!
+//! On hosts where firewalld manages the firewall, writing nftables rules beside it is fragile
+//! (a `firewall-cmd --reload` rebuilds its own table, and admins expect to see every rule in
+//! firewalld), so bans go through firewalld itself. Its real limits shape the design:
+//!
+//! - ipsets exist only in the permanent configuration. [`Firewall::setup`] creates one set per
+//!   jail and family (`banhound-<jail>-v4` / `-v6`, `hash:net`) once, and reloads firewalld
+//!   only when it had to create, change or delete one.
+//! - A set with a `timeout` option can neither be listed nor have entries removed, and
+//!   `addEntry` takes no per-entry timeout. Our sets have no timeout: the daemon schedules
+//!   unbans itself, and [`BanEntry::timeout`] is ignored here ([`Firewall::list`] reports
+//!   `None`).
+//! - Entries are runtime state. They are never written to the permanent configuration (that
+//!   rewrites an XML file per ban), so a reload or restart of firewalld empties the sets.
+//!   The backend therefore keeps its own view of the current bans and puts them back when
+//!   firewalld says it reloaded or came back: see [`FirewalldBackend::watch_reloads`].
+//! - The only bulk entry operation is the runtime `setEntries`, which replaces a whole set.
+//!   Small batches use `addEntry`/`removeEntry` per address; larger ones send the whole set
+//!   once (firewalld applies it in chunks of 1000 elements, and bans of the set are briefly
+//!   absent between its flush and the re-add).
+//! - firewalld refuses overlapping entries (a /64 and an address inside it): an entry inside
+//!   a banned network is kept in our view but not sent, since the network already blocks it.
+//!
+//! Each set is referenced by rich rules (one per protocol and port range, or one for
+//! `Ports::All`) in one zone - the default zone or the one given to the constructor - both in
+//! the permanent configuration (so the rules survive reloads) and at runtime (so no reload is
+//! needed to start blocking). Rules of ours are recognised by `source ipset="banhound-`.
+
+mod objects;
+mod proxies;
+
+pub use objects::JailNameError;
+
+use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Ports};
+use futures_util::StreamExt;
+use ipnet::IpNet;
+use objects::Family;
+use proxies::{
+    ConfigIpSetProxy, ConfigProxy, ConfigZoneProxy, FirewalldProxy, RuntimeIpSetsProxy,
+    RuntimeZonesProxy,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use zbus::proxy::CacheProperties;
+
+/// Up to this many new bans per set, a batch is sent one `addEntry` call each; above it,
+/// one `setEntries` with the whole set. firewalld checks every `addEntry` against all
+/// entries of the set for overlaps, so both grow with the set size; measured with firewalld
+/// 1.3 and 10,000 entries, one `addEntry` took 0.15-0.22 s and a `setEntries` 1.3-1.8 s.
+const SINGLE_ADD_LIMIT: usize = 6;
+/// The same for unbans: `removeEntry` does no overlap check (55 ms at 10,000 entries), while
+/// `setEntries` costs by the entries that remain.
+const SINGLE_REMOVE_LIMIT: usize = 16;
+/// A `setEntries` of 100,000 addresses took firewalld 40-63 s here; anything much longer
+/// means it is stuck.
+const CALL_TIMEOUT: Duration = Duration::from_secs(300);
+/// After a reload or restart firewalld may briefly refuse calls (it is still starting up):
+/// re-applying is retried with doubling delays starting here.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
+const REAPPLY_ATTEMPTS: u32 = 8;
+/// Re-apply reports the daemon has not read yet; older ones are dropped, not queued forever.
+const REPORT_BACKLOG: usize = 16;
+
+/// Which D-Bus bus firewalld is on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// The system bus, where firewalld normally runs.
+    System,
+    /// A bus by address (`unix:path=...`), for tests with a private firewalld.
+    Address(String),
+}
+
+/// What went wrong talking to firewalld.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewalldError {
+    #[error("cannot connect to the D-Bus bus")]
+    Connect(#[source] Box<zbus::Error>),
+    #[error("firewalld call {operation} failed")]
+    Call {
+        operation: String,
+        #[source]
+        source: Box<zbus::Error>,
+    },
+    #[error(transparent)]
+    JailName(#[from] JailNameError),
+    #[error("jail {0:?} blocks specific ports but lists no ports or no protocols")]
+    NoPorts(String),
+    #[error("jail {0:?} is not set up in firewalld")]
+    UnknownJail(String),
+    #[error("firewalld holds entry {entry:?} in ipset {ipset}, which is not an address")]
+    BadEntry { ipset: String, entry: String },
+}
+
+impl From<FirewalldError> for FirewallError {
+    fn from(error: FirewalldError) -> Self {
+        FirewallError {
+            backend: BackendKind::Firewalld,
+            source: Box::new(error),
+        }
+    }
+}
+
+/// Names the failed call in the error, e.g. `addEntry(banhound-sshd-v4)`.
+fn call_failed(operation: impl Into<String>) -> impl FnOnce(zbus::Error) -> FirewalldError {
+    let operation = operation.into();
+    move |source| FirewalldError::Call {
+        operation,
+        source: Box::new(source),
+    }
+}
+
+fn connect_failed(source: zbus::Error) -> FirewalldError {
+    FirewalldError::Connect(Box::new(source))
+}
+
+/// firewalld reports its errors as `CODE: detail` in the D-Bus error message; the code
+/// tells "already there"/"not there" (which idempotent calls ignore) from real failures.
+fn firewalld_error_code(error: &zbus::Error) -> Option<&str> {
+    match error {
+        zbus::Error::MethodError(_, Some(message), _) => message.split(':').next().map(str::trim),
+        _ => None,
+    }
+}
+
+/// Treats firewalld's "already so" answer (`code`) as success.
+fn tolerate(result: zbus::Result<()>, code: &str) -> zbus::Result<()> {
+    match result {
+        Err(error) if firewalld_error_code(&error) == Some(code) => Ok(()),
+        other => other,
+    }
+}
+
+fn tolerate_string(result: zbus::Result<String>, code: &str) -> zbus::Result<()> {
+    tolerate(result.map(drop), code)
+}
+
+/// What caused a re-apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReapplyTrigger {
+    /// firewalld emitted `Reloaded` (`firewall-cmd --reload`, also `--complete-reload`).
+    Reloaded,
+    /// firewalld's bus name got a new owner: it was (re)started.
+    Restarted,
+}
+
+/// The outcome of one re-apply, for the daemon to log.
+#[derive(Debug)]
+pub struct Reapplied {
+    pub trigger: ReapplyTrigger,
+    /// From receiving the signal to all bans being back (or giving up).
+    pub elapsed: Duration,
+    /// How many bans were re-applied.
+    pub result: Result<usize, FirewallError>,
+}
+
+/// The running re-apply task of [`FirewalldBackend::watch_reloads`]. Dropping it stops the
+/// task.
+pub struct ReloadWatcher {
+    task: JoinHandle<()>,
+    reports: mpsc::Receiver<Reapplied>,
+}
+
+impl ReloadWatcher {
+    /// The next re-apply report; `None` once the task ended (the bus connection closed).
+    pub async fn next_report(&mut self) -> Option<Reapplied> {
+        self.reports.recv().await
+    }
+}
+
+impl Drop for ReloadWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Bans through firewalld. See the module documentation for how objects are laid out.
+pub struct FirewalldBackend {
+    shared: Arc<Shared>,
+}
+
+/// What the trait methods and the re-apply task share.
+struct Shared {
+    connection: zbus::Connection,
+    firewalld: FirewalldProxy<'static>,
+    ipsets: RuntimeIpSetsProxy<'static>,
+    zones: RuntimeZonesProxy<'static>,
+    config: ConfigProxy<'static>,
+    /// `None`: firewalld's default zone, looked up at every setup and re-apply.
+    configured_zone: Option<String>,
+    /// One lock for every change, so a re-apply after a reload cannot interleave with a ban
+    /// (its `setEntries` would drop the ban) and batches reach firewalld whole.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether `setup` ran (and no `teardown` since): before that a re-apply has nothing
+    /// to restore and must not delete the sets of jails it has not been told about yet.
+    set_up: bool,
+    jails: Vec<JailRules>,
+    /// The zone our rules were last put in, to move them if the default zone changes.
+    zone: Option<String>,
+    /// Current bans by ipset name, as truncated networks: what a re-apply puts back.
+    bans: BTreeMap<String, BTreeSet<IpNet>>,
+}
+
+impl FirewalldBackend {
+    /// Connects to firewalld on `bus`. `zone` is where the ban rules go; `None` means
+    /// firewalld's default zone. Nothing is changed until [`Firewall::setup`].
+    pub async fn connect(bus: &Bus, zone: Option<String>) -> Result<Self, FirewallError> {
+        let builder = match bus {
+            Bus::System => zbus::connection::Builder::system(),
+            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
+        }
+        .map_err(connect_failed)?;
+        let connection = builder
+            .method_timeout(CALL_TIMEOUT)
+            .build()
+            .await
+            .map_err(connect_failed)?;
+        Ok(Self::with_connection(connection, zone).await?)
+    }
+
+    /// Uses an existing bus connection (the daemon's own, for example).
+    pub async fn with_connection(
+        connection: zbus::Connection,
+        zone: Option<String>,
+    ) -> Result<Self, FirewalldError> {
+        let shared = Shared {
+            firewalld: FirewalldProxy::builder(&connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .map_err(connect_failed)?,
+            ipsets: RuntimeIpSetsProxy::builder(&connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .map_err(connect_failed)?,
+            zones: RuntimeZonesProxy::builder(&connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .map_err(connect_failed)?,
+            config: ConfigProxy::builder(&connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .map_err(connect_failed)?,
+            connection,
+            configured_zone: zone,
+            state: Mutex::new(State::default()),
+        };
+        Ok(FirewalldBackend {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Starts a task that puts every current ban back after firewalld reloads (`Reloaded`
+    /// signal) or restarts (a new owner of its bus name), retrying briefly while firewalld
+    /// is still starting. The subscriptions are in place when this returns, so no reload
+    /// after it is missed.
+    ///
+    /// The daemon calls this once after the first [`Firewall::setup`] and keeps the returned
+    /// [`ReloadWatcher`] alive for as long as it runs, reading [`ReloadWatcher::next_report`]
+    /// to log each re-apply (unread reports beyond a small backlog are dropped; the re-apply
+    /// happens regardless). A re-apply also repairs the ipsets and rules, like `setup`.
+    pub async fn watch_reloads(&self) -> Result<ReloadWatcher, FirewallError> {
+        let mut reloaded = self
+            .shared
+            .firewalld
+            .receive_reloaded()
+            .await
+            .map_err(call_failed("subscribe Reloaded"))?;
+        let bus = zbus::fdo::DBusProxy::new(&self.shared.connection)
+            .await
+            .map_err(connect_failed)?;
+        let mut owner_changes = bus
+            .receive_name_owner_changed_with_args(&[(0, proxies::SERVICE)])
+            .await
+            .map_err(call_failed("subscribe NameOwnerChanged"))?;
+        let (report_sender, reports) = mpsc::channel(REPORT_BACKLOG);
+        let shared = Arc::clone(&self.shared);
+        let task = tokio::spawn(async move {
+            loop {
+                let trigger = tokio::select! {
+                    Some(_) = reloaded.next() => ReapplyTrigger::Reloaded,
+                    Some(change) = owner_changes.next() => {
+                        // Losing the name (firewalld stopping) leaves nothing to apply to.
+                        match change.args() {
+                            Ok(args) if args.new_owner().is_some() => ReapplyTrigger::Restarted,
+                            _ => continue,
+                        }
+                    }
+                    else => break,
+                };
+                let started = Instant::now();
+                let result = shared.reapply().await.map_err(FirewallError::from);
+                let report = Reapplied {
+                    trigger,
+                    elapsed: started.elapsed(),
+                    result,
+                };
+                // A full backlog means nobody reads reports; the ban is back either way.
+                let _ = report_sender.try_send(report);
+            }
+        });
+        Ok(ReloadWatcher { task, reports })
+    }
+}
+
+impl Shared {
+    async fn reapply(&self) -> Result<usize, FirewalldError> {
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut attempt = 1;
+        loop {
+            let mut state = self.state.lock().await;
+            if !state.set_up {
+                return Ok(0);
+            }
+            match self.repair(&mut state, false).await {
+                Ok(()) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
+                Err(error) if attempt >= REAPPLY_ATTEMPTS => return Err(error),
+                Err(_) => {}
+            }
+            drop(state);
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            attempt += 1;
+        }
+    }
+
+    async fn resolve_zone(&self) -> Result<String, FirewalldError> {
+        match &self.configured_zone {
+            Some(zone) => Ok(zone.clone()),
+            None => self
+                .firewalld
+                .get_default_zone()
+                .await
+                .map_err(call_failed("getDefaultZone")),
+        }
+    }
+
+    async fn config_ipset(&self, name: &str) -> Result<ConfigIpSetProxy<'static>, FirewalldError> {
+        let path = self
+            .config
+            .get_ipset_by_name(name)
+            .await
+            .map_err(call_failed(format!("getIPSetByName({name})")))?;
+        ConfigIpSetProxy::builder(&self.connection)
+            .path(path)
+            .map_err(connect_failed)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(connect_failed)
+    }
+
+    async fn config_zone(&self, zone: &str) -> Result<ConfigZoneProxy<'static>, FirewalldError> {
+        let path = self
+            .config
+            .get_zone_by_name(zone)
+            .await
+            .map_err(call_failed(format!("getZoneByName({zone})")))?;
+        ConfigZoneProxy::builder(&self.connection)
+            .path(path)
+            .map_err(connect_failed)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(connect_failed)
+    }
+
+    /// Makes firewalld match `state`: our permanent ipsets and rules exactly for
+    /// `state.jails`, the same rules at runtime, and every set holding exactly our bans.
+    /// Entries firewalld holds that we did not know of are adopted, so a daemon restart does
+    /// not unban anything before the daemon reconciles.
+    ///
+    /// `sweep_all_zones` also removes our rules from every other zone (setup does, to be
+    /// safe against a zone change while the daemon was not running); a re-apply only moves
+    /// them out of the zone it used last, to stay fast.
+    async fn repair(&self, state: &mut State, sweep_all_zones: bool) -> Result<(), FirewalldError> {
+        let zone = self.resolve_zone().await?;
+        let mut wanted_sets = BTreeMap::new();
+        let mut wanted_rules = BTreeSet::new();
+        for jail in &state.jails {
+            for family in Family::BOTH {
+                wanted_sets.insert(
+                    objects::ipset_name(&jail.jail, family),
+                    objects::ipset_settings(&jail.jail, family),
+                );
+                wanted_rules.extend(objects::rich_rules(jail, family));
+            }
+        }
+
+        let previous_zone = state.zone.take();
+        if sweep_all_zones {
+            self.remove_rules_outside(Some(&zone)).await?;
+        } else if let Some(previous) = previous_zone.filter(|p| *p != zone) {
+            self.sync_rules(&previous, &BTreeSet::new()).await?;
+            self.remove_permanent_rules(&previous).await?;
+        }
+
+        // Permanent ipsets first: rules may only reference sets that exist.
+        let mut permanent_changed = false;
+        let existing: BTreeSet<String> = self
+            .config
+            .get_ipset_names()
+            .await
+            .map_err(call_failed("getIPSetNames"))?
+            .into_iter()
+            .filter(|name| objects::parse_ipset_name(name).is_some())
+            .collect();
+        for (name, settings) in &wanted_sets {
+            if existing.contains(name) {
+                let ipset = self.config_ipset(name).await?;
+                let found = ipset
+                    .get_settings()
+                    .await
+                    .map_err(call_failed(format!("getSettings({name})")))?;
+                if !objects::ipset_settings_match(&found, settings) {
+                    ipset
+                        .update(settings)
+                        .await
+                        .map_err(call_failed(format!("update({name})")))?;
+                    permanent_changed = true;
+                }
+            } else {
+                self.config
+                    .add_ipset(name, settings)
+                    .await
+                    .map_err(call_failed(format!("addIPSet({name})")))?;
+                permanent_changed = true;
+            }
+        }
+        let zone_config = self.config_zone(&zone).await?;
+        let permanent_rules: BTreeSet<String> = zone_config
+            .get_rich_rules()
+            .await
+            .map_err(call_failed(format!("config getRichRules({zone})")))?
+            .into_iter()
+            .filter(|rule| objects::is_our_rich_rule(rule))
+            .collect();
+        for rule in permanent_rules.difference(&wanted_rules) {
+            tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED")
+                .map_err(call_failed(format!("config removeRichRule({rule})")))?;
+        }
+        for rule in wanted_rules.difference(&permanent_rules) {
+            tolerate(zone_config.add_rich_rule(rule).await, "ALREADY_ENABLED")
+                .map_err(call_failed(format!("config addRichRule({rule})")))?;
+        }
+        for name in existing.iter().filter(|n| !wanted_sets.contains_key(*n)) {
+            self.config_ipset(name)
+                .await?
+                .remove()
+                .await
+                .map_err(call_failed(format!("remove ipset {name}")))?;
+            permanent_changed = true;
+        }
+
+        // A set that exists only permanently (a run interrupted before its reload) needs
+        // a reload too, or setEntries fails.
+        let runtime_sets: BTreeSet<String> = self
+            .ipsets
+            .get_ipsets()
+            .await
+            .map_err(call_failed("getIPSets"))?
+            .into_iter()
+            .collect();
+        if permanent_changed || wanted_sets.keys().any(|name| !runtime_sets.contains(name)) {
+            self.firewalld
+                .reload()
+                .await
+                .map_err(call_failed("reload"))?;
+        }
+
+        self.sync_rules(&zone, &wanted_rules).await?;
+        state.zone = Some(zone);
+
+        for name in wanted_sets.keys() {
+            let runtime = self
+                .ipsets
+                .get_entries(name)
+                .await
+                .map_err(call_failed(format!("getEntries({name})")))?;
+            let bans = state.bans.entry(name.clone()).or_default();
+            let mut runtime_entries = BTreeSet::new();
+            for entry in runtime {
+                let net = objects::parse_entry(&entry).ok_or_else(|| FirewalldError::BadEntry {
+                    ipset: name.clone(),
+                    entry: entry.clone(),
+                })?;
+                bans.insert(net);
+                runtime_entries.insert(objects::format_entry(&net));
+            }
+            let wanted = objects::collapsed_entries(bans);
+            if wanted.len() != runtime_entries.len()
+                || wanted.iter().any(|entry| !runtime_entries.contains(entry))
+            {
+                self.set_entries(name, &wanted).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes our permanent rules from `zone`.
+    async fn remove_permanent_rules(&self, zone: &str) -> Result<(), FirewalldError> {
+        let zone_config = self.config_zone(zone).await?;
+        let rules = zone_config
+            .get_rich_rules()
+            .await
+            .map_err(call_failed(format!("config getRichRules({zone})")))?;
+        for rule in rules.iter().filter(|r| objects::is_our_rich_rule(r)) {
+            tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED")
+                .map_err(call_failed(format!("config removeRichRule({rule})")))?;
+        }
+        Ok(())
+    }
+
+    /// Removes our rules, runtime then permanent, from every zone but `keep`. A rule left
+    /// in another zone that names an ipset we delete would make firewalld's next reload fail.
+    async fn remove_rules_outside(&self, keep: Option<&str>) -> Result<(), FirewalldError> {
+        let runtime_zones = self
+            .zones
+            .get_zones()
+            .await
+            .map_err(call_failed("getZones"))?;
+        for zone in runtime_zones.iter().filter(|z| Some(z.as_str()) != keep) {
+            self.sync_rules(zone, &BTreeSet::new()).await?;
+        }
+        let permanent_zones = self
+            .config
+            .get_zone_names()
+            .await
+            .map_err(call_failed("getZoneNames"))?;
+        for zone in permanent_zones.iter().filter(|z| Some(z.as_str()) != keep) {
+            self.remove_permanent_rules(zone).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes our runtime rules in `zone` exactly `wanted`.
+    async fn sync_rules(
+        &self,
+        zone: &str,
+        wanted: &BTreeSet<String>,
+    ) -> Result<(), FirewalldError> {
+        let present: BTreeSet<String> = self
+            .zones
+            .get_rich_rules(zone)
+            .await
+            .map_err(call_failed(format!("getRichRules({zone})")))?
+            .into_iter()
+            .filter(|rule| objects::is_our_rich_rule(rule))
+            .collect();
+        for rule in present.difference(wanted) {
+            tolerate_string(self.zones.remove_rich_rule(zone, rule).await, "NOT_ENABLED")
+                .map_err(call_failed(format!("removeRichRule({rule})")))?;
+        }
+        for rule in wanted.difference(&present) {
+            tolerate_string(
+                self.zones.add_rich_rule(zone, rule, 0).await,
+                "ALREADY_ENABLED",
+            )
+            .map_err(call_failed(format!("addRichRule({rule})")))?;
+        }
+        Ok(())
+    }
+
+    async fn set_entries(&self, ipset: &str, entries: &[String]) -> Result<(), FirewalldError> {
+        self.ipsets
+            .set_entries(ipset, entries)
+            .await
+            .map_err(call_failed(format!(
+                "setEntries({ipset}, {} entries)",
+                entries.len()
+            )))
+    }
+}
+
+/// Checks what `setup` cannot represent before anything is changed.
+fn check_jail(jail: &JailRules) -> Result<(), FirewalldError> {
+    objects::check_jail_name(&jail.jail)?;
+    if let Ports::Only { protocols, ports } = &jail.ports {
+        if protocols.is_empty() || ports.is_empty() {
+            return Err(FirewalldError::NoPorts(jail.jail.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Targets grouped by the ipset they go to, truncated (firewalld stores networks truncated).
+fn group_by_ipset<'a>(
+    targets: impl Iterator<Item = (&'a str, &'a IpNet)>,
+) -> BTreeMap<String, BTreeSet<IpNet>> {
+    let mut groups: BTreeMap<String, BTreeSet<IpNet>> = BTreeMap::new();
+    for (jail, target) in targets {
+        groups
+            .entry(objects::ipset_name(jail, Family::of(target)))
+            .or_default()
+            .insert(target.trunc());
+    }
+    groups
+}
+
+fn ensure_set_up(state: &State, jail: &str) -> Result<(), FirewalldError> {
+    if state.jails.iter().any(|j| j.jail == jail) {
+        Ok(())
+    } else {
+        Err(FirewalldError::UnknownJail(jail.to_owned()))
+    }
+}
+
+impl Firewall for FirewalldBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Firewalld
+    }
+
+    async fn setup(&mut self, jails: &[JailRules]) -> Result<(), FirewallError> {
+        for jail in jails {
+            check_jail(jail)?;
+        }
+        let mut state = self.shared.state.lock().await;
+        state.jails = jails.to_vec();
+        let kept: BTreeSet<String> = jails
+            .iter()
+            .flat_map(|j| Family::BOTH.map(|family| objects::ipset_name(&j.jail, family)))
+            .collect();
+        state.bans.retain(|name, _| kept.contains(name));
+        state.set_up = true;
+        Ok(self.shared.repair(&mut state, true).await?)
+    }
+
+    async fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError> {
+        let shared = &self.shared;
+        let mut state = shared.state.lock().await;
+        for ban in bans {
+            ensure_set_up(&state, &ban.jail)?;
+        }
+        let groups = group_by_ipset(bans.iter().map(|b| (b.jail.as_str(), &b.target)));
+        for (ipset, targets) in groups {
+            let view = state.bans.entry(ipset.clone()).or_default();
+            view.extend(targets.iter().copied());
+            let one_by_one = targets.len() <= SINGLE_ADD_LIMIT
+                && !targets.iter().any(|t| objects::overlaps_other(t, view));
+            if one_by_one {
+                for target in &targets {
+                    let entry = objects::format_entry(target);
+                    tolerate(
+                        shared.ipsets.add_entry(&ipset, &entry).await,
+                        "ALREADY_ENABLED",
+                    )
+                    .map_err(call_failed(format!("addEntry({ipset}, {entry})")))?;
+                }
+            } else {
+                let entries = objects::collapsed_entries(view);
+                shared.set_entries(&ipset, &entries).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn unban(&mut self, jail: &str, targets: &[IpNet]) -> Result<(), FirewallError> {
+        let shared = &self.shared;
+        let mut state = shared.state.lock().await;
+        ensure_set_up(&state, jail)?;
+        let groups = group_by_ipset(targets.iter().map(|t| (jail, t)));
+        for (ipset, targets) in groups {
+            let view = state.bans.entry(ipset.clone()).or_default();
+            // Removing a network can uncover bans inside it that were never sent.
+            let one_by_one = targets.len() <= SINGLE_REMOVE_LIMIT
+                && !targets.iter().any(|t| objects::overlaps_other(t, view));
+            for target in &targets {
+                view.remove(target);
+            }
+            if one_by_one {
+                for target in &targets {
+                    let entry = objects::format_entry(target);
+                    tolerate(
+                        shared.ipsets.remove_entry(&ipset, &entry).await,
+                        "NOT_ENABLED",
+                    )
+                    .map_err(call_failed(format!("removeEntry({ipset}, {entry})")))?;
+                }
+            } else {
+                let entries = objects::collapsed_entries(view);
+                shared.set_entries(&ipset, &entries).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The entries of all our runtime ipsets (including jails not set up in this process),
+    /// each with `timeout: None` since our sets carry no timeouts.
+    async fn list(&mut self) -> Result<Vec<BanEntry>, FirewallError> {
+        let shared = &self.shared;
+        let names = shared
+            .ipsets
+            .get_ipsets()
+            .await
+            .map_err(call_failed("getIPSets"))?;
+        let mut bans = Vec::new();
+        for name in &names {
+            let Some((jail, _family)) = objects::parse_ipset_name(name) else {
+                continue;
+            };
+            let entries = shared
+                .ipsets
+                .get_entries(name)
+                .await
+                .map_err(call_failed(format!("getEntries({name})")))?;
+            for entry in entries {
+                let target =
+                    objects::parse_entry(&entry).ok_or_else(|| FirewalldError::BadEntry {
+                        ipset: name.clone(),
+                        entry: entry.clone(),
+                    })?;
+                bans.push(BanEntry {
+                    jail: jail.to_owned(),
+                    target,
+                    timeout: None,
+                });
+            }
+        }
+        Ok(bans)
+    }
+
+    /// Removes our rules from every zone and our ipsets, runtime and permanent. Removing a
+    /// runtime ipset takes a firewalld reload, which also drops other runtime-only changes
+    /// made with `firewall-cmd` without `--permanent`.
+    async fn teardown(&mut self) -> Result<(), FirewallError> {
+        let shared = &self.shared;
+        let mut state = shared.state.lock().await;
+        // Rules first: from here on nothing of ours blocks traffic.
+        shared.remove_rules_outside(None).await?;
+        let runtime_sets = shared
+            .ipsets
+            .get_ipsets()
+            .await
+            .map_err(call_failed("getIPSets"))?;
+        for name in runtime_sets
+            .iter()
+            .filter(|n| objects::parse_ipset_name(n).is_some())
+        {
+            shared.set_entries(name, &[]).await?;
+        }
+        let permanent_sets = shared
+            .config
+            .get_ipset_names()
+            .await
+            .map_err(call_failed("getIPSetNames"))?;
+        let mut removed_any = false;
+        for name in permanent_sets
+            .iter()
+            .filter(|n| objects::parse_ipset_name(n).is_some())
+        {
+            shared
+                .config_ipset(name)
+                .await?
+                .remove()
+                .await
+                .map_err(call_failed(format!("remove ipset {name}")))?;
+            removed_any = true;
+        }
+        if removed_any {
+            shared
+                .firewalld
+                .reload()
+                .await
+                .map_err(call_failed("reload"))?;
+        }
+        *state = State::default();
+        Ok(())
+    }
+}

@@ -1,0 +1,908 @@
+//! The firewalld backend against a real firewalld and real packets.
+//!
+//! Each test builds a lab: a private dbus-daemon (its own config and socket in a temp dir), a
+//! network namespace "server" where firewalld runs on that bus with a private permanent
+//! configuration directory (`--system-config`, so /etc/firewalld is never written), and
+//! namespaces "attacker" and "friend" joined to it by veth pairs with IPv4 and IPv6
+//! addresses. A TCP listener on port 22 in the server namespace is the service under
+//! protection; connection attempts from the other namespaces are the proof that a ban
+//! blocks or does not. The backend under test runs in the test process and only speaks
+//! D-Bus. Everything is removed by the lab's Drop, also when an assertion fails.
+//!
+//! Labs run one at a time (a shared lock): two firewalld instances starting at once on a
+//! 2-core machine would skew the measured timings. `BANHOUND_FIREWALLD_BULK` sets the size
+//! of the bulk test (default 10000).
+
+use banhound::firewall::firewalld::{Bus, FirewalldBackend, ReapplyTrigger, ReloadWatcher};
+use banhound::firewall::{BanEntry, BlockType, Firewall, JailRules, PortRange, Ports, Protocol};
+use ipnet::IpNet;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const SERVER_V4_TO_ATTACKER: &str = "192.0.2.1";
+const ATTACKER_V4: &str = "192.0.2.2";
+const SERVER_V6_TO_ATTACKER: &str = "2001:db8:1::1";
+const ATTACKER_V6: &str = "2001:db8:1::2";
+const SERVER_V4_TO_FRIEND: &str = "198.51.100.1";
+const FRIEND_V4: &str = "198.51.100.2";
+const SERVER_V6_TO_FRIEND: &str = "2001:db8:2::1";
+const FRIEND_V6: &str = "2001:db8:2::2";
+const SERVICE_PORT: u16 = 22;
+const BOTH_FAMILIES: &[&str] = &[SERVER_V4_TO_ATTACKER, SERVER_V6_TO_ATTACKER];
+
+fn run(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `f` on a thread that has entered network namespace `ns`; sockets it creates stay
+/// in that namespace.
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap();
+        // SAFETY: setns on a valid namespace fd; it only changes this thread's namespace.
+        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A listener in the server namespace that accepts (and drops) connections until stopped,
+/// so the backlog never fills and a refused connect always means the firewall.
+struct Service {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Service {
+    fn start(ns: &str) -> Service {
+        let listener = in_netns(ns, || {
+            TcpListener::bind(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                SERVICE_PORT,
+            ))
+            .unwrap()
+        });
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !stop_flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        });
+        Service {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Kills a child by pid and reaps it.
+fn stop_child(child: &mut Child) {
+    // SAFETY: plain kill(2) on the pid of our own, not yet reaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    Connected,
+    /// Failed before the timeout: an IPv4 reject rule answered.
+    Refused,
+    TimedOut,
+}
+
+struct Lab {
+    dir: tempfile::TempDir,
+    namespaces: Vec<String>,
+    bus_address: String,
+    dbus: Option<Child>,
+    firewalld: Option<Child>,
+    service: Option<Service>,
+    server: String,
+    attacker: String,
+    friend: String,
+}
+
+impl Lab {
+    async fn start(name: &str) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let tag = format!("bhfw{}{name}", std::process::id());
+        let mut lab = Lab {
+            bus_address: format!("unix:path={}", dir.path().join("bus.sock").display()),
+            dir,
+            namespaces: Vec::new(),
+            dbus: None,
+            firewalld: None,
+            service: None,
+            server: format!("{tag}-srv"),
+            attacker: format!("{tag}-att"),
+            friend: format!("{tag}-fri"),
+        };
+        lab.start_bus();
+        lab.build_network();
+        lab.service = Some(Service::start(&lab.server));
+        lab.start_firewalld().await;
+        lab
+    }
+
+    fn start_bus(&mut self) {
+        let config = self.dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>{}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+</busconfig>
+"#,
+                self.bus_address
+            ),
+        )
+        .unwrap();
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(self.dir.path().join("dbus.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.dbus = Some(child);
+        let socket = self.dir.path().join("bus.sock");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "dbus-daemon did not create its socket"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn build_network(&mut self) {
+        for ns in [&self.server, &self.attacker, &self.friend] {
+            run("ip", &["netns", "add", ns]);
+            self.namespaces.push(ns.clone());
+            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        // The kernel rate-limits the ICMP errors a reject sends (a burst, then one per
+        // second per peer); probing in a loop would then see timeouts instead of refusals.
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.server,
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.icmp_ratelimit=0",
+                "net.ipv6.icmp.ratelimit=0",
+            ],
+        );
+        let links = [
+            (
+                &self.attacker,
+                "srv-att",
+                (SERVER_V4_TO_ATTACKER, SERVER_V6_TO_ATTACKER),
+                (ATTACKER_V4, ATTACKER_V6),
+            ),
+            (
+                &self.friend,
+                "srv-fri",
+                (SERVER_V4_TO_FRIEND, SERVER_V6_TO_FRIEND),
+                (FRIEND_V4, FRIEND_V6),
+            ),
+        ];
+        for (peer_ns, server_if, (server_v4, server_v6), (peer_v4, peer_v6)) in links {
+            let server = self.server.as_str();
+            run(
+                "ip",
+                &[
+                    "-n", server, "link", "add", server_if, "type", "veth", "peer", "name", "eth0",
+                    "netns", peer_ns,
+                ],
+            );
+            for (ns, ifname, v4, v6) in [
+                (server, server_if, server_v4, server_v6),
+                (peer_ns.as_str(), "eth0", peer_v4, peer_v6),
+            ] {
+                run(
+                    "ip",
+                    &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname],
+                );
+                run(
+                    "ip",
+                    &[
+                        "-n",
+                        ns,
+                        "addr",
+                        "add",
+                        &format!("{v6}/64"),
+                        "dev",
+                        ifname,
+                        "nodad",
+                    ],
+                );
+                run("ip", &["-n", ns, "link", "set", ifname, "up"]);
+            }
+        }
+    }
+
+    fn system_config(&self) -> PathBuf {
+        self.dir.path().join("firewalld-etc")
+    }
+
+    /// Starts firewalld in the server namespace and waits until it answers on the bus.
+    async fn start_firewalld(&mut self) {
+        let etc = self.system_config();
+        if !etc.exists() {
+            std::fs::create_dir(&etc).unwrap();
+            std::fs::copy("/etc/firewalld/firewalld.conf", etc.join("firewalld.conf")).unwrap();
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("firewalld.log"))
+            .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.server, "env"])
+            .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address))
+            .args([
+                "firewalld",
+                "--nofork",
+                "--nopid",
+                "--log-target",
+                "console",
+            ])
+            .arg("--system-config")
+            .arg(&etc)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.firewalld = Some(child);
+        self.wait_for_firewalld().await;
+    }
+
+    async fn wait_for_firewalld(&self) {
+        let connection = zbus::connection::Builder::address(self.bus_address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let bus = zbus::fdo::DBusProxy::new(&connection).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let name = "org.fedoraproject.FirewallD1".try_into().unwrap();
+            if bus.name_has_owner(name).await.unwrap() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "firewalld did not start: {}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Calls queue until firewalld has finished starting; this returns once it has.
+        let reply = connection
+            .call_method(
+                Some("org.fedoraproject.FirewallD1"),
+                "/org/fedoraproject/FirewallD1",
+                Some("org.fedoraproject.FirewallD1"),
+                "getDefaultZone",
+                &(),
+            )
+            .await;
+        assert!(
+            reply.is_ok(),
+            "firewalld not usable: {reply:?}\n{}",
+            self.log()
+        );
+    }
+
+    fn stop_firewalld(&mut self) {
+        if let Some(mut child) = self.firewalld.take() {
+            stop_child(&mut child);
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("firewalld.log")).unwrap_or_default()
+    }
+
+    /// firewall-cmd inside the server namespace on our bus (for inspection and reloads).
+    fn firewall_cmd(&self, args: &[&str]) -> String {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.server, "env"])
+            .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address))
+            .arg("firewall-cmd")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "firewall-cmd {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `--list-rich-rules` (plus `extra` options), sorted: firewalld lists in no fixed order.
+    fn rich_rules(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = extra.to_vec();
+        args.push("--list-rich-rules");
+        let mut rules: Vec<String> = self
+            .firewall_cmd(&args)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        rules.sort();
+        rules
+    }
+
+    fn nft_ruleset(&self) -> String {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.server, "nft", "list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nft list ruleset: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    async fn backend(&self, zone: Option<&str>) -> FirewalldBackend {
+        FirewalldBackend::connect(
+            &Bus::Address(self.bus_address.clone()),
+            zone.map(str::to_owned),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Tries a TCP connection from namespace `from` to `server_address`.
+    async fn probe(&self, from: &str, server_address: &str) -> Probe {
+        let from = from.to_owned();
+        let target = SocketAddr::new(server_address.parse().unwrap(), SERVICE_PORT);
+        tokio::task::spawn_blocking(move || {
+            in_netns(&from, move || {
+                match TcpStream::connect_timeout(&target, Duration::from_millis(400)) {
+                    Ok(_) => Probe::Connected,
+                    Err(e) if e.kind() == ErrorKind::TimedOut => Probe::TimedOut,
+                    Err(_) => Probe::Refused,
+                }
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Whether a TCP connection from namespace `from` to `server_address` gets through.
+    async fn connects(&self, from: &str, server_address: &str) -> bool {
+        self.probe(from, server_address).await == Probe::Connected
+    }
+
+    /// [attacker v4, attacker v6, friend v4, friend v6] connection results.
+    async fn reachability(&self) -> [bool; 4] {
+        [
+            self.connects(&self.attacker, SERVER_V4_TO_ATTACKER).await,
+            self.connects(&self.attacker, SERVER_V6_TO_ATTACKER).await,
+            self.connects(&self.friend, SERVER_V4_TO_FRIEND).await,
+            self.connects(&self.friend, SERVER_V6_TO_FRIEND).await,
+        ]
+    }
+
+    /// Polls until no connection from the attacker to any of `server_addresses` gets
+    /// through; returns when the first fully blocked round of probes started (a blocked
+    /// IPv6 probe only ends with its timeout: Linux does not abort an IPv6 connect on the
+    /// ICMPv6 error a reject sends, IPv4 ones fail at once).
+    async fn wait_until_attacker_blocked(
+        &self,
+        server_addresses: &[&str],
+        limit: Duration,
+    ) -> Option<Duration> {
+        let started = Instant::now();
+        'poll: while started.elapsed() < limit {
+            let round = started.elapsed();
+            for address in server_addresses {
+                if self.connects(&self.attacker, address).await {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue 'poll;
+                }
+            }
+            return Some(round);
+        }
+        None
+    }
+
+    /// Files in the private permanent configuration that mention banhound.
+    fn permanent_traces(&self) -> Vec<PathBuf> {
+        files_mentioning_banhound(&self.system_config())
+    }
+}
+
+fn files_mentioning_banhound(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_mentioning_banhound(&path));
+        } else if path.extension().is_some_and(|e| e == "xml")
+            && std::fs::read_to_string(&path).is_ok_and(|text| text.contains("banhound"))
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.service.take();
+        self.stop_firewalld();
+        if let Some(mut dbus) = self.dbus.take() {
+            stop_child(&mut dbus);
+        }
+        for ns in self.namespaces.drain(..) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        if std::thread::panicking() {
+            eprintln!("firewalld log:\n{}", self.log());
+        }
+    }
+}
+
+fn ssh_jail(name: &str, blocktype: BlockType) -> JailRules {
+    JailRules {
+        jail: name.into(),
+        ports: Ports::Only {
+            protocols: vec![Protocol::Tcp],
+            ports: vec![PortRange {
+                first: SERVICE_PORT,
+                last: SERVICE_PORT,
+            }],
+        },
+        blocktype,
+        prefix_bans: true,
+    }
+}
+
+fn ban(jail: &str, target: &str) -> BanEntry {
+    BanEntry {
+        jail: jail.into(),
+        target: net(target),
+        timeout: Some(Duration::from_secs(600)),
+    }
+}
+
+fn net(text: &str) -> IpNet {
+    match text.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => IpNet::from(text.parse::<IpAddr>().unwrap()),
+    }
+}
+
+async fn next_report(
+    watcher: &mut ReloadWatcher,
+    limit: Duration,
+) -> (ReapplyTrigger, Duration, usize) {
+    let report = tokio::time::timeout(limit, watcher.next_report())
+        .await
+        .expect("no re-apply report in time")
+        .expect("watcher ended");
+    let count = report
+        .result
+        .unwrap_or_else(|e| panic!("re-apply failed: {e:?}"));
+    (report.trigger, report.elapsed, count)
+}
+
+fn sorted_targets(bans: &[BanEntry], jail: &str) -> Vec<String> {
+    let mut targets: Vec<String> = bans
+        .iter()
+        .filter(|b| b.jail == jail)
+        .map(|b| b.target.to_string())
+        .collect();
+    targets.sort();
+    targets
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_block_real_traffic_and_survive_reload_and_restart() {
+    let _one_lab = ONE_LAB_AT_A_TIME.lock().await;
+    let host_traces_before = files_mentioning_banhound(Path::new("/etc/firewalld"));
+    let mut lab = Lab::start("main").await;
+    assert_eq!(
+        lab.reachability().await,
+        [true; 4],
+        "lab broken before any ban"
+    );
+
+    let mut backend = lab.backend(None).await;
+    let jails = [ssh_jail("sshd", BlockType::Reject)];
+    backend.setup(&jails).await.unwrap();
+    let rules_once = lab.rich_rules(&[]);
+    backend.setup(&jails).await.unwrap();
+    assert_eq!(lab.rich_rules(&[]), rules_once, "setup not idempotent");
+    assert_eq!(
+        rules_once,
+        [
+            r#"rule source ipset="banhound-sshd-v4" port port="22" protocol="tcp" reject"#,
+            r#"rule source ipset="banhound-sshd-v6" port port="22" protocol="tcp" reject"#,
+        ]
+    );
+    assert_eq!(
+        lab.rich_rules(&["--permanent"]),
+        rules_once,
+        "rules must be permanent too, to survive reloads"
+    );
+    let mut watcher = backend.watch_reloads().await.unwrap();
+
+    // Ban: the attacker is refused on both families, the friend is not.
+    let bans = [ban("sshd", ATTACKER_V4), ban("sshd", ATTACKER_V6)];
+    backend.ban(&bans).await.unwrap();
+    backend.ban(&bans).await.unwrap(); // refreshing an existing ban is fine
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+    // A reject jail: IPv4 connects fail at once instead of timing out.
+    assert_eq!(
+        lab.probe(&lab.attacker, SERVER_V4_TO_ATTACKER).await,
+        Probe::Refused
+    );
+    let listed = backend.list().await.unwrap();
+    assert_eq!(
+        sorted_targets(&listed, "sshd"),
+        ["192.0.2.2/32", "2001:db8:1::2/128"]
+    );
+    assert!(listed.iter().all(|b| b.timeout.is_none()));
+    assert_eq!(
+        lab.firewall_cmd(&["--ipset=banhound-sshd-v4", "--get-entries"])
+            .trim(),
+        ATTACKER_V4
+    );
+
+    // Unban: through again; unbanning twice is fine.
+    let attacker = [net(ATTACKER_V4), net(ATTACKER_V6)];
+    backend.unban("sshd", &attacker).await.unwrap();
+    backend.unban("sshd", &attacker).await.unwrap();
+    assert_eq!(lab.reachability().await, [true; 4]);
+    assert!(backend.list().await.unwrap().is_empty());
+
+    // Ban again, then reload firewalld behind our back: the ban is back within 1 s.
+    backend.ban(&bans).await.unwrap();
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+    let reload_started = Instant::now();
+    lab.firewall_cmd(&["--reload"]);
+    let reload_returned = reload_started.elapsed();
+    let blocked_after = lab
+        .wait_until_attacker_blocked(BOTH_FAMILIES, Duration::from_secs(1))
+        .await;
+    let (trigger, reapply, count) = next_report(&mut watcher, Duration::from_secs(5)).await;
+    eprintln!(
+        "reload: firewall-cmd --reload took {reload_returned:?}; attacker blocked again \
+         {blocked_after:?} after it returned; re-apply of {count} bans took {reapply:?}"
+    );
+    assert_eq!(trigger, ReapplyTrigger::Reloaded);
+    assert_eq!(count, 2);
+    assert!(
+        blocked_after.is_some(),
+        "ban not back within 1 s of the reload"
+    );
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+
+    // Restart firewalld: the ban is back once it is.
+    lab.stop_firewalld();
+    let restart_started = Instant::now();
+    lab.start_firewalld().await;
+    let firewalld_ready = restart_started.elapsed();
+    let blocked_after = lab
+        .wait_until_attacker_blocked(BOTH_FAMILIES, Duration::from_secs(1))
+        .await;
+    let (trigger, reapply, count) = next_report(&mut watcher, Duration::from_secs(5)).await;
+    eprintln!(
+        "restart: firewalld answered {firewalld_ready:?} after start; attacker blocked again \
+         {blocked_after:?} after that; re-apply of {count} bans took {reapply:?}"
+    );
+    assert_eq!(trigger, ReapplyTrigger::Restarted);
+    assert!(
+        blocked_after.is_some(),
+        "ban not back within 1 s of firewalld answering"
+    );
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+
+    // The Reloaded subscription follows firewalld's new instance.
+    lab.firewall_cmd(&["--reload"]);
+    assert!(lab
+        .wait_until_attacker_blocked(BOTH_FAMILIES, Duration::from_secs(1))
+        .await
+        .is_some());
+    let (trigger, _, _) = next_report(&mut watcher, Duration::from_secs(5)).await;
+    assert_eq!(trigger, ReapplyTrigger::Reloaded);
+
+    // Teardown removes everything of ours, runtime and permanent; traffic flows.
+    drop(watcher);
+    backend.teardown().await.unwrap();
+    assert_eq!(lab.reachability().await, [true; 4]);
+    assert!(!lab.firewall_cmd(&["--get-ipsets"]).contains("banhound"));
+    assert!(!lab
+        .firewall_cmd(&["--permanent", "--get-ipsets"])
+        .contains("banhound"));
+    assert!(!lab
+        .firewall_cmd(&["--list-rich-rules"])
+        .contains("banhound"));
+    assert!(!lab.nft_ruleset().contains("banhound"));
+    assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_mentioning_banhound(Path::new("/etc/firewalld")),
+        host_traces_before,
+        "the host's firewalld configuration was touched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_follows_configuration_changes_and_overlapping_bans() {
+    let _one_lab = ONE_LAB_AT_A_TIME.lock().await;
+    let lab = Lab::start("cfg").await;
+    let mut backend = lab.backend(Some("public")).await;
+
+    // Two jails; the "web" one blocks everything, with drop.
+    let web = JailRules {
+        jail: "web".into(),
+        ports: Ports::All,
+        blocktype: BlockType::Drop,
+        prefix_bans: true,
+    };
+    backend
+        .setup(&[ssh_jail("sshd", BlockType::Reject), web.clone()])
+        .await
+        .unwrap();
+    backend.ban(&[ban("web", ATTACKER_V4)]).await.unwrap();
+    assert_eq!(lab.reachability().await, [false, true, true, true]);
+    assert_eq!(
+        lab.probe(&lab.attacker, SERVER_V4_TO_ATTACKER).await,
+        Probe::TimedOut,
+        "a drop jail must not answer"
+    );
+
+    // A /64 and an address inside it: firewalld refuses overlapping entries, the backend
+    // sends only the /64, and unbanning the /64 uncovers the address.
+    let prefix = "2001:db8:1::/64";
+    backend
+        .ban(&[ban("sshd", ATTACKER_V6), ban("sshd", prefix)])
+        .await
+        .unwrap();
+    assert_eq!(
+        lab.firewall_cmd(&["--ipset=banhound-sshd-v6", "--get-entries"])
+            .trim(),
+        prefix
+    );
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+    backend.unban("sshd", &[net(prefix)]).await.unwrap();
+    assert_eq!(
+        lab.firewall_cmd(&["--ipset=banhound-sshd-v6", "--get-entries"])
+            .trim(),
+        ATTACKER_V6
+    );
+    backend.unban("sshd", &[net(ATTACKER_V6)]).await.unwrap();
+    assert_eq!(lab.reachability().await, [false, true, true, true]);
+
+    // Dropping the "web" jail removes its sets and rules and with them its ban; sshd stays.
+    backend.ban(&[ban("sshd", ATTACKER_V6)]).await.unwrap();
+    backend
+        .setup(&[ssh_jail("sshd", BlockType::Drop)])
+        .await
+        .unwrap();
+    let ipsets = lab.firewall_cmd(&["--get-ipsets"]);
+    assert_eq!(ipsets.trim(), "banhound-sshd-v4 banhound-sshd-v6");
+    assert_eq!(lab.firewall_cmd(&["--permanent", "--get-ipsets"]), ipsets);
+    let rules = lab.firewall_cmd(&["--list-rich-rules"]);
+    assert!(
+        !rules.contains("web") && !rules.contains("reject"),
+        "{rules}"
+    );
+    assert_eq!(rules.lines().count(), 2, "{rules}");
+    // The setup's reload (a set was removed) did not lose the sshd ban.
+    assert_eq!(lab.reachability().await, [true, false, true, true]);
+    assert!(backend.ban(&[ban("web", ATTACKER_V4)]).await.is_err());
+
+    // A new backend (a daemon restart) adopts what firewalld holds instead of unbanning.
+    let mut restarted = lab.backend(Some("public")).await;
+    restarted
+        .setup(&[ssh_jail("sshd", BlockType::Drop)])
+        .await
+        .unwrap();
+    assert_eq!(lab.reachability().await, [true, false, true, true]);
+    assert_eq!(
+        sorted_targets(&restarted.list().await.unwrap(), "sshd"),
+        ["2001:db8:1::2/128"]
+    );
+
+    // Another zone (one without interfaces here): the rules move along, runtime and
+    // permanent, and the attacker gets through the default zone again.
+    let mut elsewhere = lab.backend(Some("work")).await;
+    elsewhere
+        .setup(&[ssh_jail("sshd", BlockType::Drop)])
+        .await
+        .unwrap();
+    assert!(lab.rich_rules(&[]).is_empty());
+    assert!(lab.rich_rules(&["--permanent"]).is_empty());
+    assert_eq!(lab.rich_rules(&["--zone=work"]).len(), 2);
+    assert_eq!(lab.rich_rules(&["--permanent", "--zone=work"]).len(), 2);
+    assert_eq!(lab.reachability().await, [true; 4]);
+
+    // Dropping every jail from a backend configured for the default zone also clears the
+    // rules left in "work": otherwise they would name deleted ipsets and break reloads.
+    restarted.setup(&[]).await.unwrap();
+    assert!(lab.rich_rules(&["--permanent", "--zone=work"]).is_empty());
+    assert!(!lab
+        .firewall_cmd(&["--permanent", "--get-ipsets"])
+        .contains("banhound"));
+    lab.firewall_cmd(&["--reload"]);
+    assert_eq!(lab.firewall_cmd(&["--state"]).trim(), "running");
+
+    restarted.teardown().await.unwrap();
+    assert_eq!(lab.reachability().await, [true; 4]);
+    assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());
+}
+
+/// `count` distinct IPv4 hosts from 198.18.0.0/15 (benchmarking range), from 198.18.0.1.
+fn bulk_addresses(count: usize) -> Vec<IpNet> {
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 1));
+    (0..count as u32)
+        .map(|i| IpNet::from(IpAddr::V4(Ipv4Addr::from(base + i))))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_ban_and_unban() {
+    let count: usize = std::env::var("BANHOUND_FIREWALLD_BULK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let _one_lab = ONE_LAB_AT_A_TIME.lock().await;
+    let lab = Lab::start("bulk").await;
+    let mut backend = lab.backend(None).await;
+    backend
+        .setup(&[ssh_jail("bulk", BlockType::Reject)])
+        .await
+        .unwrap();
+    let mut watcher = backend.watch_reloads().await.unwrap();
+
+    // The attacker's address is one of the many.
+    let mut targets = bulk_addresses(count - 1);
+    targets.push(net(ATTACKER_V4));
+    let bans: Vec<BanEntry> = targets
+        .iter()
+        .map(|t| BanEntry {
+            jail: "bulk".into(),
+            target: *t,
+            timeout: None,
+        })
+        .collect();
+    let started = Instant::now();
+    backend.ban(&bans).await.unwrap();
+    let ban_time = started.elapsed();
+    assert_eq!(lab.reachability().await, [false, true, true, true]);
+    let started = Instant::now();
+    let listed = backend.list().await.unwrap();
+    let list_time = started.elapsed();
+    assert_eq!(listed.len(), count);
+    let ruleset = lab.nft_ruleset();
+    let nft_elements = ruleset.matches("198.18.").count() + ruleset.matches("198.19.").count();
+    assert_eq!(
+        nft_elements,
+        count - 1,
+        "kernel set does not hold every ban"
+    );
+
+    // One more ban on top of a full set takes the single-entry path.
+    let started = Instant::now();
+    backend.ban(&[ban("bulk", "203.0.113.9")]).await.unwrap();
+    let single_time = started.elapsed();
+    let started = Instant::now();
+    backend.unban("bulk", &[net("203.0.113.9")]).await.unwrap();
+    let single_unban_time = started.elapsed();
+    backend.ban(&[ban("bulk", "203.0.113.9")]).await.unwrap();
+
+    let reload_started = Instant::now();
+    lab.firewall_cmd(&["--reload"]);
+    let reload_returned = reload_started.elapsed();
+    let (trigger, reapply, reapplied) = next_report(&mut watcher, Duration::from_secs(60)).await;
+    let blocked_after = lab
+        .wait_until_attacker_blocked(&[SERVER_V4_TO_ATTACKER], Duration::from_secs(5))
+        .await;
+    assert_eq!(trigger, ReapplyTrigger::Reloaded);
+    assert_eq!(reapplied, count + 1);
+    assert!(
+        blocked_after.is_some(),
+        "not blocked after re-apply; firewalld holds {} entries; nft ruleset:\n{}",
+        lab.firewall_cmd(&["--ipset=banhound-bulk-v4", "--get-entries"])
+            .lines()
+            .count(),
+        lab.nft_ruleset()
+            .lines()
+            .filter(|l| !l.contains("198.18.") && !l.contains("198.19."))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    let started = Instant::now();
+    backend.unban("bulk", &targets).await.unwrap();
+    let unban_time = started.elapsed();
+    assert_eq!(lab.reachability().await, [true; 4]);
+    assert_eq!(
+        sorted_targets(&backend.list().await.unwrap(), "bulk"),
+        ["203.0.113.9/32"]
+    );
+    eprintln!(
+        "bulk of {count}: ban in one call {ban_time:?}; list {list_time:?}; one more ban on \
+         top {single_time:?}, its unban {single_unban_time:?}; firewall-cmd --reload took {reload_returned:?}, re-apply of \
+         {reapplied} bans {reapply:?} (attacker blocked {blocked_after:?} after the report); \
+         unban of {count} in one call {unban_time:?}"
+    );
+    drop(watcher);
+    backend.teardown().await.unwrap();
+    assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());
+}
