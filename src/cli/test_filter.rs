@@ -411,7 +411,8 @@ enum Provenance {
     Lines {
         name: String,
         format: LineFormat,
-        preparer: LinePreparer,
+        /// Boxed: its date detector is large, and the summary is built once.
+        preparer: Box<LinePreparer>,
     },
     Journal {
         source: JournalSource,
@@ -539,7 +540,7 @@ fn read_lines<W: Write>(
     Ok(Provenance::Lines {
         name,
         format: subject.format,
-        preparer,
+        preparer: Box::new(preparer),
     })
 }
 
