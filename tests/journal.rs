@@ -810,3 +810,51 @@ fn live_follow_thread_sleeps_while_the_journal_is_quiet() {
          {stray_wakeups} for a stray file"
     );
 }
+
+/// `banhound test-filter sshd --journal-namespace NAME`: the shipped sshd filter's own
+/// journalmatch selects, in a live namespace, the entry of a process journald knows as sshd
+/// (trusted _COMM), and not a look-alike line from another program.
+#[test]
+fn live_namespace_through_test_filter() {
+    let journald = Journald::start("tf");
+    journald.send_message("Failed password for root from 198.51.100.9 port 22 ssh2");
+    let helper = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket,sys\n\
+             open('/proc/self/comm','w').write('sshd')\n\
+             s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n\
+             s.sendto(b'MESSAGE=Failed password for root from 192.0.2.9 port 22 ssh2\\n',sys.argv[1])",
+        )
+        .arg(journald.socket())
+        .status()
+        .unwrap();
+    assert!(helper.success());
+    journald.wait_written(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stdout = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
+            .arg("--defaults-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+            .args(["test-filter", "sshd", "--json", "--journal-namespace"])
+            .arg(&journald.name)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.stdout.is_empty() || Instant::now() > deadline {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let found: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{stdout}");
+    assert_eq!(found[0]["host"], "192.0.2.9");
+    assert_eq!(found[0]["entry"], 1);
+}
