@@ -10,7 +10,7 @@
 
 use crate::cli::invalid;
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
-use crate::engine::datetime::{DateDetector, Zone};
+use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{Filter, FilterSpec, Host, Matcher, Outcome};
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
@@ -270,15 +270,39 @@ fn resolve_policy(
     Ok(policy)
 }
 
-/// An RFC 3339 time given as `flag`.
+/// An RFC 3339 time given as `flag`. Only ISO 8601 dates with an explicit zone are taken:
+/// the detector also knows year-less syslog dates, whose year would be guessed from 1970.
 fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
     let mut d = DateDetector::new(Zone::Utc);
     match d.detect(s.as_bytes(), Timestamp::default()) {
-        Some(found) if found.span == (0..s.len()) => Ok(found.timestamp),
+        Some(found)
+            if found.span == (0..s.len())
+                && found.template == Template::Iso8601
+                && has_explicit_zone(s) =>
+        {
+            Ok(found.timestamp)
+        }
         _ => Err(invalid(anyhow!(
             "{flag} {s:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z"
         ))),
     }
+}
+
+/// Ends with "Z" or a numeric offset ("+02:00", "-0500").
+fn has_explicit_zone(s: &str) -> bool {
+    if s.ends_with(['Z', 'z']) {
+        return true;
+    }
+    let b = s.as_bytes();
+    let offset = |len: usize| {
+        b.len() > len
+            && matches!(b[b.len() - len], b'+' | b'-')
+            && b[b.len() - len + 1..]
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_digit() || (len == 6 && i == 2 && *c == b':'))
+    };
+    offset(6) || offset(5)
 }
 
 fn parse_now(arg: Option<&str>) -> anyhow::Result<Timestamp> {
@@ -902,4 +926,77 @@ fn render_summary(
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(words: &[&str]) -> TestFilterArgs {
+        let cli = Cli::try_parse_from([&["banhound", "test-filter"], words].concat()).unwrap();
+        match cli.command {
+            Command::TestFilter(a) => *a,
+            Command::CheckConfig(_) => unreachable!("parsed test-filter"),
+        }
+    }
+
+    #[test]
+    fn journal_flags_choose_one_source() {
+        let a = args(&["sshd", "--journal-file", "a", "--journal-file", "b"]);
+        assert_eq!(a.source, None);
+        assert_eq!(
+            a.journal.source().unwrap(),
+            Some(JournalSource::Files(vec!["a".into(), "b".into()]))
+        );
+        let a = args(&["sshd", "--journal-namespace", "ns"]);
+        assert_eq!(
+            a.journal.source().unwrap(),
+            Some(JournalSource::Namespace("ns".into()))
+        );
+        assert_eq!(args(&["sshd", "x"]).journal.source().unwrap(), None);
+        assert!(args(&["sshd", "--journal", "--journal-dir", "d"])
+            .journal
+            .source()
+            .is_err());
+    }
+
+    #[test]
+    fn match_takes_plus_as_a_value() {
+        let a = args(&[
+            "sshd",
+            "--journal",
+            "--match",
+            "_COMM=a",
+            "--match",
+            "+",
+            "--match",
+            "_COMM=b",
+        ]);
+        assert_eq!(a.journal.matches, ["_COMM=a", "+", "_COMM=b"]);
+        assert_eq!(a.journal.journal_only_option(), Some("--match"));
+        assert_eq!(args(&["sshd", "x"]).journal.journal_only_option(), None);
+        let a = args(&["sshd", "x", "--journal-render", "syslog"]);
+        assert_eq!(a.journal.journal_only_option(), Some("--journal-render"));
+    }
+
+    #[test]
+    fn times_are_rfc3339_only() {
+        assert_eq!(
+            parse_time("--since", "2023-11-14T22:13:20Z").unwrap(),
+            Timestamp::from_secs(1_700_000_000)
+        );
+        assert_eq!(
+            parse_time("--since", "2023-11-15T00:13:20.5+02:00").unwrap(),
+            Timestamp::from_micros(1_700_000_000_500_000)
+        );
+        assert!(parse_time("--until", "Nov 14 22:13:20").is_err());
+        assert!(parse_time("--until", "2023-11-14T22:13:20Z trailing").is_err());
+        assert!(parse_time("--until", "2023-11-14 22:13:20").is_err());
+        assert_eq!(
+            parse_time("--now", "2023-11-14T17:13:20-0500").unwrap(),
+            Timestamp::from_secs(1_700_000_000)
+        );
+    }
 }
