@@ -15,9 +15,9 @@ fn main() {
         let code = err
             .chain()
             .find_map(|e| e.downcast_ref::<Exit>())
-            .map_or(ExitCode::Failure, |e| e.0);
-        // One cause a line, outermost first; the exit-code marker is not a message.
-        let mut causes = err.chain().filter(|e| !e.is::<Exit>());
+            .map_or(ExitCode::Failure, |e| e.code);
+        // One cause a line, outermost first.
+        let mut causes = err.chain();
         if let Some(first) = causes.next() {
             eprintln!("banhound: {first}");
         }

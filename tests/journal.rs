@@ -11,18 +11,17 @@ use banhound::source::journal::{
     CursorStore, FollowOptions, Follower, JailMatches, JournalReader, JournalSource, MatchExpr,
     Phase, Start, StartReport,
 };
-use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+mod common;
+
+use common::{Export, T0};
+
 const JOURNALD: &str = "/lib/systemd/systemd-journald";
-const BOOT_ID: &str = "5a1d8c3e9f0b4e6d8a7c2b1e0f9d8c7b";
-/// 2023-11-14T22:13:20Z: journal-file entries are placed around here.
-const T0: i64 = 1_700_000_000_000_000;
 
 fn now() -> Timestamp {
     let us = SystemTime::now()
@@ -34,65 +33,6 @@ fn now() -> Timestamp {
 
 fn expr(words: &[&str]) -> MatchExpr {
     MatchExpr::parse(words).unwrap()
-}
-
-/// A field value needs the binary-safe form when it is not plain single-line text.
-fn needs_binary_form(value: &[u8]) -> bool {
-    std::str::from_utf8(value).is_err() || value.iter().any(|&b| b < 0x20 || b == 0x7f)
-}
-
-/// Journal export format (the input of systemd-journal-remote), binary-safe.
-#[derive(Default)]
-struct Export(Vec<u8>);
-
-impl Export {
-    fn entry(&mut self, realtime: i64, fields: &[(&str, &[u8])]) -> &mut Self {
-        let monotonic = realtime - T0 + 1_000_000;
-        write!(
-            self.0,
-            "__REALTIME_TIMESTAMP={realtime}\n__MONOTONIC_TIMESTAMP={monotonic}\n_BOOT_ID={BOOT_ID}\n"
-        )
-        .unwrap();
-        for (name, value) in fields {
-            if needs_binary_form(value) {
-                self.0.extend_from_slice(name.as_bytes());
-                self.0.push(b'\n');
-                self.0
-                    .extend_from_slice(&(value.len() as u64).to_le_bytes());
-                self.0.extend_from_slice(value);
-                self.0.push(b'\n');
-            } else {
-                self.0.extend_from_slice(name.as_bytes());
-                self.0.push(b'=');
-                self.0.extend_from_slice(value);
-                self.0.push(b'\n');
-            }
-        }
-        self.0.push(b'\n');
-        self
-    }
-
-    /// Writes `dir/name.journal` with systemd-journal-remote.
-    fn write_journal(&self, dir: &Path, name: &str) -> PathBuf {
-        let path = dir.join(format!("{name}.journal"));
-        let mut child = Command::new(JOURNAL_REMOTE)
-            .arg("-o")
-            .arg(&path)
-            .arg("-")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("systemd-journal-remote runs");
-        child.stdin.take().unwrap().write_all(&self.0).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "journal-remote: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
-    }
 }
 
 /// Live tests run one at a time: sd-journal also watches /var/log/journal itself (for new
@@ -869,4 +809,52 @@ fn live_follow_thread_sleeps_while_the_journal_is_quiet() {
         "follow thread voluntary context switches: {quiet} in 3 quiet seconds, \
          {stray_wakeups} for a stray file"
     );
+}
+
+/// `banhound test-filter sshd --journal-namespace NAME`: the shipped sshd filter's own
+/// journalmatch selects, in a live namespace, the entry of a process journald knows as sshd
+/// (trusted _COMM), and not a look-alike line from another program.
+#[test]
+fn live_namespace_through_test_filter() {
+    let journald = Journald::start("tf");
+    journald.send_message("Failed password for root from 198.51.100.9 port 22 ssh2");
+    let helper = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import socket,sys\n\
+             open('/proc/self/comm','w').write('sshd')\n\
+             s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n\
+             s.sendto(b'MESSAGE=Failed password for root from 192.0.2.9 port 22 ssh2\\n',sys.argv[1])",
+        )
+        .arg(journald.socket())
+        .status()
+        .unwrap();
+    assert!(helper.success());
+    journald.wait_written(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stdout = loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
+            .arg("--defaults-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+            .args(["test-filter", "sshd", "--json", "--journal-namespace"])
+            .arg(&journald.name)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.stdout.is_empty() || Instant::now() > deadline {
+            break String::from_utf8(out.stdout).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let found: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1, "{stdout}");
+    assert_eq!(found[0]["host"], "192.0.2.9");
+    assert_eq!(found[0]["entry"], 1);
 }

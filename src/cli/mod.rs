@@ -68,22 +68,32 @@ pub enum ExitCode {
     Invalid = 2,
 }
 
-/// Marks an error with the exit code it should produce.
+/// An error marked with the exit code it should produce. It displays as the error it wraps
+/// and continues with that error's causes, so the marker adds no line to the message.
+/// (A marker added as anyhow context would be invisible to `chain()` downcasts, and every
+/// invalid input would exit 1.)
 #[derive(Debug)]
-pub struct Exit(pub ExitCode);
+pub struct Exit {
+    pub code: ExitCode,
+    error: anyhow::Error,
+}
 
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            ExitCode::Failure => f.write_str("failed"),
-            ExitCode::Invalid => f.write_str("invalid input"),
-        }
+        fmt::Display::fmt(&self.error, f)
     }
 }
 
-impl std::error::Error for Exit {}
+impl std::error::Error for Exit {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.chain().nth(1)
+    }
+}
 
 /// Wraps an error as invalid input (exit code 2).
 pub fn invalid(err: impl Into<anyhow::Error>) -> anyhow::Error {
-    err.into().context(Exit(ExitCode::Invalid))
+    anyhow::Error::new(Exit {
+        code: ExitCode::Invalid,
+        error: err.into(),
+    })
 }

@@ -1,19 +1,24 @@
-//! `banhound test-filter FILTER SOURCE`: the `fail2ban-regex` of banhound.
+//! `banhound test-filter FILTER [SOURCE]`: the `fail2ban-regex` of banhound.
 //!
-//! Runs a filter over a file, stdin or one line, exactly as the daemon would (same line
-//! preparation, same matcher, same tracker), and reports what it found: lines matched,
-//! ignored and missed, hits per regex, the date formats seen, the addresses and which of
-//! them a jail would ban. It streams: memory depends on the number of distinct addresses,
-//! not on the size of the input.
+//! Runs a filter over a file, stdin, one line or the journal, exactly as the daemon would
+//! (same line preparation or journal reader, same matcher, same tracker), and reports what it
+//! found: records matched, ignored and missed, hits per regex, the date formats seen, the
+//! addresses and which of them a jail would ban. Lines and journal entries differ only in how
+//! a record is obtained (a file line is split and its date parsed; an entry gives MESSAGE
+//! and its own timestamp), so both feed one [`Run::process`]. It streams: memory depends on
+//! the number of distinct addresses, not on the size of the input.
 
 use crate::cli::invalid;
-use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy};
-use crate::engine::datetime::{DateDetector, Zone};
+use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
+use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{Filter, FilterSpec, Host, Matcher, Outcome};
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{Tracker, Verdict};
 use crate::source::file::{Line, LineReader};
+use crate::source::journal::{
+    JailMatches, JournalError, JournalReader, JournalSource, MatchExpr, Start,
+};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use ipnet::IpNet;
@@ -22,7 +27,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
@@ -31,17 +36,18 @@ pub struct TestFilterArgs {
     /// A filter name ("sshd"), a filter file, or a failregex with an address tag
     /// ('Failed password for .* from <HOST>').
     pub filter: String,
-    /// A log file, "-" for standard input, or a single log line.
-    pub source: String,
+    /// A log file, "-" for standard input, or a single log line; omit it to read the journal
+    /// (--journal, --journal-dir, --journal-file or --journal-namespace).
+    pub source: Option<String>,
     /// Filter mode (e.g. "aggressive"); modes add regexes to the normal set.
     #[arg(long)]
     pub mode: Option<String>,
     /// How lines are split when FILTER is a regex: "plain" (the regex sees the whole line)
-    /// or "syslog" (it sees the message after "DATE HOST IDENT[PID]: ").
+    /// or "syslog" (it sees the message after "DATE HOST IDENT[PID]: "). Files only.
     #[arg(long, value_parser = ["plain", "syslog"])]
     pub format: Option<String>,
     /// Decide bans with this jail's settings from the configuration (maxretry, findtime,
-    /// bantime, ignoreip, escalation).
+    /// bantime, ignoreip, escalation); on the journal, also use its journalmatch.
     #[arg(long)]
     pub jail: Option<String>,
     #[arg(long)]
@@ -56,6 +62,8 @@ pub struct TestFilterArgs {
     /// The current time (RFC 3339), for the year of syslog dates; default: the clock.
     #[arg(long)]
     pub now: Option<String>,
+    #[command(flatten)]
+    pub journal: JournalArgs,
     /// Print one JSON object per matched line on stdout (the summary goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -65,6 +73,78 @@ pub struct TestFilterArgs {
     /// Also list every regex (with 0 hits) and the missed lines (up to --top).
     #[arg(long, short)]
     pub verbose: bool,
+}
+
+/// Reading the journal instead of SOURCE.
+#[derive(Debug, Default, Args)]
+pub struct JournalArgs {
+    /// Read the local system journal.
+    #[arg(long = "journal")]
+    pub system: bool,
+    /// Read the journal files of this directory (e.g. systemd-journal-remote's output).
+    #[arg(long = "journal-dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Read this journal file (repeatable).
+    #[arg(long = "journal-file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Read this journald namespace.
+    #[arg(long = "journal-namespace", value_name = "NAME")]
+    pub namespace: Option<String>,
+    /// Select entries with these matches instead of the filter's (or --jail's) journalmatch,
+    /// as journalctl does: FIELD=VALUE (repeatable; the same field twice is OR, different
+    /// fields AND), and a separate "+" between OR groups.
+    #[arg(long = "match", value_name = "FIELD=VALUE")]
+    pub matches: Vec<String>,
+    /// Read entries received at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Read entries received at or before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// What the regexes see of an entry: "message" (MESSAGE) or "syslog" (the line
+    /// "HOST IDENT[PID]: MESSAGE", for regexes written for such lines).
+    #[arg(long = "journal-render", value_parser = ["message", "syslog"], default_value = "message")]
+    pub render: String,
+}
+
+impl JournalArgs {
+    /// The journal to read, if one was asked for; more than one is an error.
+    fn source(&self) -> anyhow::Result<Option<JournalSource>> {
+        let mut chosen = Vec::new();
+        if self.system {
+            chosen.push(JournalSource::System);
+        }
+        if let Some(dir) = &self.dir {
+            chosen.push(JournalSource::Directory(dir.clone()));
+        }
+        if !self.files.is_empty() {
+            chosen.push(JournalSource::Files(self.files.clone()));
+        }
+        if let Some(ns) = &self.namespace {
+            chosen.push(JournalSource::Namespace(ns.clone()));
+        }
+        if chosen.len() > 1 {
+            return Err(invalid(anyhow!(
+                "give one of --journal, --journal-dir, --journal-file and --journal-namespace"
+            )));
+        }
+        Ok(chosen.pop())
+    }
+
+    /// The options that only make sense on the journal, if any was given.
+    fn journal_only_option(&self) -> Option<&'static str> {
+        if !self.matches.is_empty() {
+            Some("--match")
+        } else if self.since.is_some() {
+            Some("--since")
+        } else if self.until.is_some() {
+            Some("--until")
+        } else if self.render != "message" {
+            Some("--journal-render")
+        } else {
+            None
+        }
+    }
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -81,6 +161,8 @@ struct Subject {
     filter: Filter,
     format: LineFormat,
     identifiers: Vec<String>,
+    /// The filter file's default journal matches (empty for a regex).
+    journalmatch: Vec<String>,
 }
 
 fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<Subject> {
@@ -110,6 +192,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
             filter: def.filter,
             format,
             identifiers: def.identifiers,
+            journalmatch: def.journalmatch,
         });
     }
     let looks_like_name = arg
@@ -139,17 +222,26 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
             _ => LineFormat::Plain,
         },
         identifiers: Vec::new(),
+        journalmatch: Vec::new(),
     })
 }
 
-fn resolve_policy(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<JailPolicy> {
-    let mut policy = match &args.jail {
-        Some(name) => {
-            let settings = config::load(paths).map_err(invalid)?;
-            let jail = settings.jails.into_iter().find(|j| &j.name == name);
-            jail.ok_or_else(|| invalid(anyhow!("no jail {name:?} in the configuration")))?
-                .policy
-        }
+fn load_jail(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<Option<JailSettings>> {
+    let Some(name) = &args.jail else {
+        return Ok(None);
+    };
+    let settings = config::load(paths).map_err(invalid)?;
+    let jail = settings.jails.into_iter().find(|j| &j.name == name);
+    jail.map(Some)
+        .ok_or_else(|| invalid(anyhow!("no jail {name:?} in the configuration")))
+}
+
+fn resolve_policy(
+    jail: Option<&JailSettings>,
+    args: &TestFilterArgs,
+) -> anyhow::Result<JailPolicy> {
+    let mut policy = match jail {
+        Some(jail) => jail.policy.clone(),
         None => JailPolicy {
             maxretry: 5,
             findtime: Duration::from_secs(600),
@@ -178,6 +270,41 @@ fn resolve_policy(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
     Ok(policy)
 }
 
+/// An RFC 3339 time given as `flag`. Only ISO 8601 dates with an explicit zone are taken:
+/// the detector also knows year-less syslog dates, whose year would be guessed from 1970.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {
+    let mut d = DateDetector::new(Zone::Utc);
+    match d.detect(s.as_bytes(), Timestamp::default()) {
+        Some(found)
+            if found.span == (0..s.len())
+                && found.template == Template::Iso8601
+                && has_explicit_zone(s) =>
+        {
+            Ok(found.timestamp)
+        }
+        _ => Err(invalid(anyhow!(
+            "{flag} {s:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z"
+        ))),
+    }
+}
+
+/// Ends with "Z" or a numeric offset ("+02:00", "-0500").
+fn has_explicit_zone(s: &str) -> bool {
+    if s.ends_with(['Z', 'z']) {
+        return true;
+    }
+    let b = s.as_bytes();
+    let offset = |len: usize| {
+        b.len() > len
+            && matches!(b[b.len() - len], b'+' | b'-')
+            && b[b.len() - len + 1..]
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_digit() || (len == 6 && i == 2 && *c == b':'))
+    };
+    offset(6) || offset(5)
+}
+
 fn parse_now(arg: Option<&str>) -> anyhow::Result<Timestamp> {
     match arg {
         None => {
@@ -186,22 +313,14 @@ fn parse_now(arg: Option<&str>) -> anyhow::Result<Timestamp> {
                 .context("the system clock is before 1970")?;
             Ok(Timestamp::from_micros(since_epoch.as_micros() as i64))
         }
-        Some(s) => {
-            let mut d = DateDetector::new(Zone::Utc);
-            match d.detect(s.as_bytes(), Timestamp::default()) {
-                Some(found) if found.span == (0..s.len()) => Ok(found.timestamp),
-                _ => Err(invalid(anyhow!(
-                    "--now {s:?} is not an RFC 3339 time such as 2026-11-22T10:00:00Z"
-                ))),
-            }
-        }
+        Some(s) => parse_time("--now", s),
     }
 }
 
-/// Counters of one run.
+/// Counters of one run. A record is a line of a file or an entry of the journal.
 #[derive(Default)]
 struct Report {
-    lines: u64,
+    records: u64,
     matched: u64,
     ignored: u64,
     missed: u64,
@@ -209,6 +328,7 @@ struct Report {
     not_syslog: u64,
     too_long: u64,
     no_date: u64,
+    no_message: u64,
     hostnames: u64,
     fail_hits: Vec<u64>,
     ignore_hits: BTreeMap<usize, u64>,
@@ -218,9 +338,13 @@ struct Report {
     missed_samples: Vec<(u64, String)>,
 }
 
+/// One matched record on stdout: `line` for files, `entry` for the journal.
 #[derive(Serialize)]
 struct JsonMatch<'a> {
-    line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entry: Option<u64>,
     time: Option<String>,
     host: String,
     regex: usize,
@@ -229,48 +353,178 @@ struct JsonMatch<'a> {
     fields: BTreeMap<&'a str, Cow<'a, str>>,
 }
 
+/// What the records come from.
+enum Input {
+    Lines { reader: Box<dyn Read>, name: String },
+    Journal(JournalSource),
+}
+
+fn choose_input(args: &TestFilterArgs) -> anyhow::Result<Input> {
+    let journal = args.journal.source()?;
+    let source = match (&args.source, journal) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(anyhow!(
+                "give either SOURCE or a journal (--journal, --journal-dir, --journal-file, --journal-namespace), not both"
+            )))
+        }
+        (None, None) => {
+            return Err(invalid(anyhow!(
+                "nothing to read: give SOURCE (a file, \"-\" or a line) or a journal (--journal, --journal-dir, --journal-file, --journal-namespace)"
+            )))
+        }
+        (None, Some(journal)) => {
+            if args.format.is_some() {
+                return Err(invalid(anyhow!(
+                    "--format applies to files; on the journal the regexes see MESSAGE (or, with --journal-render syslog, \"HOST IDENT[PID]: MESSAGE\")"
+                )));
+            }
+            return Ok(Input::Journal(journal));
+        }
+        (Some(source), None) => source,
+    };
+    if let Some(flag) = args.journal.journal_only_option() {
+        return Err(invalid(anyhow!(
+            "{flag} applies to the journal, not to SOURCE"
+        )));
+    }
+    Ok(if source == "-" {
+        Input::Lines {
+            reader: Box::new(io::stdin().lock()),
+            name: "standard input".into(),
+        }
+    } else if Path::new(source).is_file() {
+        let f = std::fs::File::open(source).with_context(|| format!("cannot open {source}"))?;
+        Input::Lines {
+            reader: Box::new(f),
+            name: source.clone(),
+        }
+    } else if source.starts_with('/') || source.starts_with("./") {
+        bail!("no such file: {source}");
+    } else {
+        Input::Lines {
+            reader: Box::new(io::Cursor::new(source.clone().into_bytes())),
+            name: "the line given".into(),
+        }
+    })
+}
+
+/// The journal matches to read with: --match, else the jail's, else the filter's; and where
+/// they come from, for the summary.
+fn journal_matches(
+    args: &TestFilterArgs,
+    subject: &Subject,
+    jail: Option<&JailSettings>,
+) -> anyhow::Result<(MatchExpr, &'static str)> {
+    let (words, origin): (&[String], _) = if !args.journal.matches.is_empty() {
+        (&args.journal.matches, "--match")
+    } else if let Some(JailSettings {
+        source: JailSource::Journal { matches },
+        ..
+    }) = jail
+    {
+        (matches, "the jail's journalmatch")
+    } else if !subject.journalmatch.is_empty() {
+        (&subject.journalmatch, "the filter's journalmatch")
+    } else {
+        (&[], "no journalmatch: every entry")
+    };
+    let expr = MatchExpr::parse(words).map_err(|e| invalid(anyhow!("journal matches: {e}")))?;
+    Ok((expr, origin))
+}
+
+/// How the records were read, for the summary.
+enum Provenance {
+    Lines {
+        name: String,
+        format: LineFormat,
+        /// Boxed: its date detector is large, and the summary is built once.
+        preparer: Box<LinePreparer>,
+    },
+    Journal {
+        source: JournalSource,
+        matches: Vec<String>,
+        origin: &'static str,
+        render: JournalRender,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JournalRender {
+    Message,
+    Syslog,
+}
+
+/// The state every record passes through, whatever its source.
+struct Run<'f, W: Write> {
+    report: Report,
+    matcher: Matcher<'f>,
+    tracker: Tracker,
+    out: W,
+    json: bool,
+    verbose: bool,
+    top: usize,
+}
+
 pub fn run(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<()> {
     let subject = resolve_filter(paths, args)?;
-    let policy = resolve_policy(paths, args)?;
+    let jail = load_jail(paths, args)?;
+    let policy = resolve_policy(jail.as_ref(), args)?;
+    let input = choose_input(args)?;
+
+    let stdout = io::stdout();
+    let mut run = Run {
+        report: Report {
+            fail_hits: vec![0; subject.filter.failregex_count()],
+            ..Report::default()
+        },
+        matcher: subject.filter.matcher(),
+        tracker: Tracker::new(policy.to_policy(&[])),
+        out: BufWriter::with_capacity(64 << 10, stdout.lock()),
+        json: args.json,
+        verbose: args.verbose,
+        top: args.top,
+    };
+    let provenance = match input {
+        Input::Lines { reader, name } => read_lines(&mut run, args, &subject, reader, name)?,
+        Input::Journal(source) => read_journal(&mut run, args, &subject, jail.as_ref(), source)?,
+    };
+    run.out.flush()?;
+    let Run { report, out, .. } = run;
+    drop(out);
+
+    let summary = render_summary(&report, &subject, &provenance, &policy, args);
+    if args.json {
+        eprint!("{summary}");
+    } else {
+        print!("{summary}");
+    }
+    Ok(())
+}
+
+fn read_lines<W: Write>(
+    run: &mut Run<'_, W>,
+    args: &TestFilterArgs,
+    subject: &Subject,
+    input: Box<dyn Read>,
+    name: String,
+) -> anyhow::Result<Provenance> {
     let zone = Zone::parse(&args.timezone)
         .map_err(|e| invalid(anyhow!("--timezone {:?}: {e}", args.timezone)))?;
     let now = parse_now(args.now.as_deref())?;
-
-    let (input, source_name): (Box<dyn Read>, String) = if args.source == "-" {
-        (Box::new(io::stdin().lock()), "standard input".into())
-    } else if Path::new(&args.source).is_file() {
-        let f = std::fs::File::open(&args.source)
-            .with_context(|| format!("cannot open {}", args.source))?;
-        (Box::new(f), args.source.clone())
-    } else if args.source.starts_with('/') || args.source.starts_with("./") {
-        bail!("no such file: {}", args.source);
-    } else {
-        (
-            Box::new(io::Cursor::new(args.source.clone().into_bytes())),
-            "the line given".into(),
-        )
-    };
-
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(64 << 10, stdout.lock());
-    let mut report = Report {
-        fail_hits: vec![0; subject.filter.failregex_count()],
-        ..Report::default()
-    };
-    let mut tracker = Tracker::new(policy.to_policy(&[]));
     let mut preparer = LinePreparer::new(
         DateDetector::new(zone),
         subject.format,
         &subject.identifiers,
     );
-    let mut matcher = subject.filter.matcher();
     let mut reader = LineReader::new(input);
     let mut last_time = None;
     while let Some(line) = reader
         .next_line()
-        .with_context(|| format!("reading {source_name}"))?
+        .with_context(|| format!("reading {name}"))?
     {
-        report.lines += 1;
+        let report = &mut run.report;
+        report.records += 1;
+        let number = report.records;
         let text = match line {
             Line::Text(t) => t,
             Line::TooLong(_) => {
@@ -302,88 +556,169 @@ pub fn run(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<()> {
                 None
             }
         };
-        process(
-            &mut report,
-            &mut matcher,
-            &mut tracker,
-            &mut out,
-            args,
+        run.process(
+            Record::Line(number),
             message,
             time,
             last_time.unwrap_or(now),
         )?;
     }
-    out.flush()?;
-    drop(out);
-
-    let summary = render_summary(&report, &subject, &preparer, &policy, &source_name, args);
-    if args.json {
-        eprint!("{summary}");
-    } else {
-        print!("{summary}");
-    }
-    Ok(())
+    Ok(Provenance::Lines {
+        name,
+        format: subject.format,
+        preparer: Box::new(preparer),
+    })
 }
 
-#[allow(clippy::too_many_arguments)] // the loop's state, passed down rather than bundled
-fn process(
-    report: &mut Report,
-    matcher: &mut Matcher<'_>,
-    tracker: &mut Tracker,
-    out: &mut impl Write,
+fn read_journal<W: Write>(
+    run: &mut Run<'_, W>,
     args: &TestFilterArgs,
-    message: &[u8],
-    time: Option<Timestamp>,
-    effective_time: Timestamp,
-) -> anyhow::Result<()> {
-    match matcher.match_line(message) {
-        Outcome::Missed => {
-            report.missed += 1;
-            if args.verbose && report.missed_samples.len() < args.top {
-                report
-                    .missed_samples
-                    .push((report.lines, String::from_utf8_lossy(message).into_owned()));
-            }
-        }
-        Outcome::Ignored { ignore, .. } => {
-            report.ignored += 1;
-            *report.ignore_hits.entry(ignore).or_default() += 1;
-        }
-        Outcome::Failure(failure) => {
-            report.matched += 1;
-            report.fail_hits[failure.regex] += 1;
-            match failure.host {
-                Host::Ip(ip) => {
-                    *report.addresses.entry(ip).or_default() += 1;
-                    match tracker.failure(ip, effective_time) {
-                        Verdict::Ban(d) => {
-                            let e = report.bans.entry(d.target).or_insert((d.at, 0));
-                            e.1 += 1;
-                        }
-                        Verdict::Ignored(_) => report.ignored_addresses += 1,
-                        Verdict::AlreadyBanned | Verdict::Counted { .. } => {}
-                    }
-                }
-                Host::Name(_) => report.hostnames += 1,
-            }
-            if args.json {
-                let record = JsonMatch {
-                    line: report.lines,
-                    time: time.map(Timestamp::to_rfc3339),
-                    host: failure.host.to_string(),
-                    regex: failure.regex,
-                    user: failure.user.map(String::from_utf8_lossy),
-                    fields: matcher
-                        .fields(failure.regex, message)
-                        .map(|(k, v)| (k, String::from_utf8_lossy(v)))
-                        .collect(),
-                };
-                serde_json::to_writer(&mut *out, &record)?;
-                out.write_all(b"\n")?;
-            }
-        }
+    subject: &Subject,
+    jail: Option<&JailSettings>,
+    source: JournalSource,
+) -> anyhow::Result<Provenance> {
+    let (expr, origin) = journal_matches(args, subject, jail)?;
+    let matches: Vec<String> = expr
+        .groups()
+        .iter()
+        .map(|g| {
+            g.terms()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let start = match &args.journal.since {
+        Some(s) => Start::Since(parse_time("--since", s)?),
+        None => Start::Head,
+    };
+    let until = args
+        .journal
+        .until
+        .as_deref()
+        .map(|s| parse_time("--until", s))
+        .transpose()?;
+    let render = match args.journal.render.as_str() {
+        "syslog" => JournalRender::Syslog,
+        _ => JournalRender::Message,
+    };
+    let (mut reader, _) = JournalReader::open(&source, JailMatches::new(vec![expr]), &start)
+        .map_err(|e| match e {
+            JournalError::Match { .. } => invalid(e),
+            e => anyhow::Error::new(e),
+        })?;
+    if let Some(until) = until {
+        reader.set_until(until);
     }
-    Ok(())
+    // The entry is copied out (MESSAGE, or its syslog rendering) so that the reader's
+    // statistics, which number the entries, can be read while the filter runs on it.
+    let mut text = Vec::new();
+    loop {
+        let time = {
+            let Some(read) = reader
+                .next_entry()
+                .with_context(|| format!("reading {source}"))?
+            else {
+                break;
+            };
+            match render {
+                JournalRender::Message => {
+                    text.clear();
+                    text.extend_from_slice(read.entry.message);
+                }
+                JournalRender::Syslog => read.entry.render_syslog(&mut text),
+            }
+            read.entry.timestamp
+        };
+        let number = reader.stats().read;
+        run.report.records += 1;
+        run.process(Record::Entry(number), &text, Some(time), time)?;
+    }
+    let stats = reader.stats();
+    // Every entry the matches selected is a record; those without MESSAGE are missed.
+    run.report.records = stats.read;
+    run.report.no_message = stats.no_message;
+    run.report.missed += stats.no_message + stats.unmatched;
+    Ok(Provenance::Journal {
+        source,
+        matches,
+        origin,
+        render,
+    })
+}
+
+/// Which record a match came from: a line number or an entry number (1-based).
+#[derive(Clone, Copy)]
+enum Record {
+    Line(u64),
+    Entry(u64),
+}
+
+impl<W: Write> Run<'_, W> {
+    fn process(
+        &mut self,
+        record: Record,
+        message: &[u8],
+        time: Option<Timestamp>,
+        effective_time: Timestamp,
+    ) -> anyhow::Result<()> {
+        let report = &mut self.report;
+        match self.matcher.match_line(message) {
+            Outcome::Missed => {
+                report.missed += 1;
+                if self.verbose && report.missed_samples.len() < self.top {
+                    let (Record::Line(n) | Record::Entry(n)) = record;
+                    report
+                        .missed_samples
+                        .push((n, String::from_utf8_lossy(message).into_owned()));
+                }
+            }
+            Outcome::Ignored { ignore, .. } => {
+                report.ignored += 1;
+                *report.ignore_hits.entry(ignore).or_default() += 1;
+            }
+            Outcome::Failure(failure) => {
+                report.matched += 1;
+                report.fail_hits[failure.regex] += 1;
+                match failure.host {
+                    Host::Ip(ip) => {
+                        *report.addresses.entry(ip).or_default() += 1;
+                        match self.tracker.failure(ip, effective_time) {
+                            Verdict::Ban(d) => {
+                                let e = report.bans.entry(d.target).or_insert((d.at, 0));
+                                e.1 += 1;
+                            }
+                            Verdict::Ignored(_) => report.ignored_addresses += 1,
+                            Verdict::AlreadyBanned | Verdict::Counted { .. } => {}
+                        }
+                    }
+                    Host::Name(_) => report.hostnames += 1,
+                }
+                if self.json {
+                    let (line, entry) = match record {
+                        Record::Line(n) => (Some(n), None),
+                        Record::Entry(n) => (None, Some(n)),
+                    };
+                    let json = JsonMatch {
+                        line,
+                        entry,
+                        time: time.map(Timestamp::to_rfc3339),
+                        host: failure.host.to_string(),
+                        regex: failure.regex,
+                        user: failure.user.map(String::from_utf8_lossy),
+                        fields: self
+                            .matcher
+                            .fields(failure.regex, message)
+                            .map(|(k, v)| (k, String::from_utf8_lossy(v)))
+                            .collect(),
+                    };
+                    serde_json::to_writer(&mut self.out, &json)?;
+                    self.out.write_all(b"\n")?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn thousands(n: u64) -> String {
@@ -401,29 +736,61 @@ fn thousands(n: u64) -> String {
 fn render_summary(
     r: &Report,
     subject: &Subject,
-    preparer: &LinePreparer,
+    provenance: &Provenance,
     policy: &JailPolicy,
-    source: &str,
     args: &TestFilterArgs,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let format = match subject.format {
-        LineFormat::Syslog => "syslog lines, regexes see the message",
-        LineFormat::Plain => "plain lines, regexes see the whole line",
-    };
     let _ = writeln!(s, "Filter:  {}", subject.description);
-    let _ = writeln!(s, "Source:  {source} ({format})");
+    let unit = match provenance {
+        Provenance::Lines { name, format, .. } => {
+            let format = match format {
+                LineFormat::Syslog => "syslog lines, regexes see the message",
+                LineFormat::Plain => "plain lines, regexes see the whole line",
+            };
+            let _ = writeln!(s, "Source:  {name} ({format})");
+            ("Lines:  ", "lines")
+        }
+        Provenance::Journal {
+            source,
+            matches,
+            origin,
+            render,
+        } => {
+            let source = match source {
+                JournalSource::Files(files) if files.len() == 1 => {
+                    format!("journal file {}", files[0].display())
+                }
+                other => other.to_string(),
+            };
+            let matches = if matches.is_empty() {
+                origin.to_string()
+            } else {
+                format!("matches {} from {origin}", matches.join(" + "))
+            };
+            let seen = match render {
+                JournalRender::Message => "regexes see MESSAGE",
+                JournalRender::Syslog => "regexes see \"HOST IDENT[PID]: MESSAGE\"",
+            };
+            let _ = writeln!(s, "Source:  {source} ({matches}; {seen})");
+            ("Entries:", "entries")
+        }
+    };
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "Lines:   {} read: {} matched, {} ignored, {} missed",
-        thousands(r.lines),
+        "{} {} read: {} matched, {} ignored, {} missed",
+        unit.0,
+        thousands(r.records),
         thousands(r.matched),
         thousands(r.ignored),
         thousands(r.missed)
     );
     let mut reasons = Vec::new();
+    if r.no_message > 0 {
+        reasons.push(format!("{} without MESSAGE", thousands(r.no_message)));
+    }
     if r.other_program > 0 {
         reasons.push(format!(
             "{} from other programs",
@@ -442,8 +809,9 @@ fn render_summary(
     if r.no_date > 0 {
         let _ = writeln!(
             s,
-            "         {} lines had no recognisable date (the previous line's time was used)",
-            thousands(r.no_date)
+            "         {} {} had no recognisable date (the previous line's time was used)",
+            thousands(r.no_date),
+            unit.1
         );
     }
     let _ = writeln!(s);
@@ -464,16 +832,23 @@ fn render_summary(
             let _ = writeln!(s, "  #{i:<3} {:>12}", thousands(*hits));
         }
     }
-    let _ = writeln!(s, "Date templates:");
-    let mut any_date = false;
-    for (name, hits) in preparer.detector().hit_counts() {
-        if hits > 0 {
-            any_date = true;
-            let _ = writeln!(s, "  {name:<12} {:>12}", thousands(hits));
+    match provenance {
+        Provenance::Lines { preparer, .. } => {
+            let _ = writeln!(s, "Date templates:");
+            let mut any_date = false;
+            for (name, hits) in preparer.detector().hit_counts() {
+                if hits > 0 {
+                    any_date = true;
+                    let _ = writeln!(s, "  {name:<12} {:>12}", thousands(hits));
+                }
+            }
+            if !any_date {
+                let _ = writeln!(s, "  (none)");
+            }
         }
-    }
-    if !any_date {
-        let _ = writeln!(s, "  (none)");
+        Provenance::Journal { .. } => {
+            let _ = writeln!(s, "Timestamps: from the journal");
+        }
     }
     let _ = writeln!(s);
 
@@ -545,10 +920,83 @@ fn render_summary(
     }
     if args.verbose && !r.missed_samples.is_empty() {
         let _ = writeln!(s);
-        let _ = writeln!(s, "Missed lines (first {}):", r.missed_samples.len());
+        let _ = writeln!(s, "Missed {} (first {}):", unit.1, r.missed_samples.len());
         for (n, text) in &r.missed_samples {
             let _ = writeln!(s, "  {n:>8}: {text}");
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn args(words: &[&str]) -> TestFilterArgs {
+        let cli = Cli::try_parse_from([&["banhound", "test-filter"], words].concat()).unwrap();
+        match cli.command {
+            Command::TestFilter(a) => *a,
+            Command::CheckConfig(_) => unreachable!("parsed test-filter"),
+        }
+    }
+
+    #[test]
+    fn journal_flags_choose_one_source() {
+        let a = args(&["sshd", "--journal-file", "a", "--journal-file", "b"]);
+        assert_eq!(a.source, None);
+        assert_eq!(
+            a.journal.source().unwrap(),
+            Some(JournalSource::Files(vec!["a".into(), "b".into()]))
+        );
+        let a = args(&["sshd", "--journal-namespace", "ns"]);
+        assert_eq!(
+            a.journal.source().unwrap(),
+            Some(JournalSource::Namespace("ns".into()))
+        );
+        assert_eq!(args(&["sshd", "x"]).journal.source().unwrap(), None);
+        assert!(args(&["sshd", "--journal", "--journal-dir", "d"])
+            .journal
+            .source()
+            .is_err());
+    }
+
+    #[test]
+    fn match_takes_plus_as_a_value() {
+        let a = args(&[
+            "sshd",
+            "--journal",
+            "--match",
+            "_COMM=a",
+            "--match",
+            "+",
+            "--match",
+            "_COMM=b",
+        ]);
+        assert_eq!(a.journal.matches, ["_COMM=a", "+", "_COMM=b"]);
+        assert_eq!(a.journal.journal_only_option(), Some("--match"));
+        assert_eq!(args(&["sshd", "x"]).journal.journal_only_option(), None);
+        let a = args(&["sshd", "x", "--journal-render", "syslog"]);
+        assert_eq!(a.journal.journal_only_option(), Some("--journal-render"));
+    }
+
+    #[test]
+    fn times_are_rfc3339_only() {
+        assert_eq!(
+            parse_time("--since", "2023-11-14T22:13:20Z").unwrap(),
+            Timestamp::from_secs(1_700_000_000)
+        );
+        assert_eq!(
+            parse_time("--since", "2023-11-15T00:13:20.5+02:00").unwrap(),
+            Timestamp::from_micros(1_700_000_000_500_000)
+        );
+        assert!(parse_time("--until", "Nov 14 22:13:20").is_err());
+        assert!(parse_time("--until", "2023-11-14T22:13:20Z trailing").is_err());
+        assert!(parse_time("--until", "2023-11-14 22:13:20").is_err());
+        assert_eq!(
+            parse_time("--now", "2023-11-14T17:13:20-0500").unwrap(),
+            Timestamp::from_secs(1_700_000_000)
+        );
+    }
 }

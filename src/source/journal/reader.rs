@@ -292,6 +292,9 @@ pub struct JournalReader {
     boundary: Option<Boundary>,
     stats: ReadStats,
     on_entry: bool,
+    /// Entries received after this instant end the reading (`test-filter --until`).
+    until: Option<Timestamp>,
+    past_until: bool,
 }
 
 impl JournalReader {
@@ -314,6 +317,8 @@ impl JournalReader {
             boundary: None,
             stats: ReadStats::default(),
             on_entry: false,
+            until: None,
+            past_until: false,
         };
         let report = reader.position(start)?;
         Ok((reader, report))
@@ -453,12 +458,28 @@ impl JournalReader {
         Ok(report)
     }
 
+    /// Ends the reading at the first entry journald received after `until`, as
+    /// `journalctl --until` does: the receive time (`__REALTIME_TIMESTAMP`) orders the journal,
+    /// not the sender's own `_SOURCE_REALTIME_TIMESTAMP`, so stopping there skips nothing later.
+    pub fn set_until(&mut self, until: Timestamp) {
+        self.until = Some(until);
+    }
+
     fn step(&mut self) -> Result<bool, JournalError> {
+        if self.past_until {
+            return Ok(false);
+        }
         let moved = check(
             unsafe { ffi::sd_journal_next(self.ptr()) },
             "sd_journal_next",
         )? > 0;
         self.on_entry |= moved;
+        if let (true, Some(until)) = (moved, self.until) {
+            if self.realtime()? > until {
+                self.past_until = true;
+                return Ok(false);
+            }
+        }
         Ok(moved)
     }
 
