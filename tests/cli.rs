@@ -62,13 +62,10 @@ fn test_filter_reports_matches_as_json_and_summary() {
     )
     .unwrap();
     let out = run(
-        banhound(dir.path()).args(["test-filter", "sshd"]).arg(&log).args([
-            "--json",
-            "--timezone",
-            "UTC",
-            "--now",
-            NOW,
-        ]),
+        banhound(dir.path())
+            .args(["test-filter", "sshd"])
+            .arg(&log)
+            .args(["--json", "--timezone", "UTC", "--now", NOW]),
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -82,7 +79,10 @@ fn test_filter_reports_matches_as_json_and_summary() {
     assert_eq!(matches[1]["host"], "2001:db8::7");
     assert_eq!(matches[1]["time"], "2026-11-22T09:00:04.250000Z");
     let summary = text(&out.stderr);
-    assert!(summary.contains("4 read: 2 matched, 0 ignored, 2 missed"), "{summary}");
+    assert!(
+        summary.contains("4 read: 2 matched, 0 ignored, 2 missed"),
+        "{summary}"
+    );
     assert!(summary.contains("1 from other programs"), "{summary}");
     assert!(summary.contains("syslog"), "{summary}");
     assert!(summary.contains("iso8601"), "{summary}");
@@ -102,17 +102,31 @@ fn test_filter_decides_bans_with_jail_settings() {
     }
     let out = run(
         banhound(dir.path())
-            .args(["test-filter", "sshd", "-", "--timezone", "UTC", "--now", NOW])
+            .args([
+                "test-filter",
+                "sshd",
+                "-",
+                "--timezone",
+                "UTC",
+                "--now",
+                NOW,
+            ])
             .args(["--maxretry", "3", "--findtime", "1m"]),
         Some(log.as_bytes()),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
     // 6 failures within seconds: banned at the 3rd, the 4th-6th fall in the ban.
-    assert!(s.contains("Would ban (maxretry 3 within 1m, bantime 10m): 1 addresses, 1 bans"), "{s}");
+    assert!(
+        s.contains("Would ban (maxretry 3 within 1m, bantime 10m): 1 addresses, 1 bans"),
+        "{s}"
+    );
     assert!(s.contains("203.0.113.5"), "{s}");
     // One failure a minute never fills a 1-minute window of 3.
-    assert!(!s.contains("198.51.100.77                            first"), "{s}");
+    assert!(
+        !s.contains("198.51.100.77                            first"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -120,8 +134,16 @@ fn hostile_lines_never_yield_the_injected_address() {
     let dir = tempfile::tempdir().unwrap();
     let line = "Nov 22 10:00:01 web1 sshd[100]: Failed password for invalid user root from 203.0.113.9 from 198.51.100.4 port 22 ssh2";
     let out = run(
-        banhound(dir.path())
-            .args(["test-filter", "sshd", line, "--json", "--timezone", "UTC", "--now", NOW]),
+        banhound(dir.path()).args([
+            "test-filter",
+            "sshd",
+            line,
+            "--json",
+            "--timezone",
+            "UTC",
+            "--now",
+            NOW,
+        ]),
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -142,9 +164,20 @@ fn binary_garbage_huge_lines_and_nuls_are_missed_not_fatal() {
     input.extend(std::iter::repeat_n(b'a', 1 << 20));
     input.extend_from_slice(b" from 198.51.100.5 port 22 ssh2\n");
     input.extend(std::iter::repeat_n(b'b', 5 << 20));
-    input.extend_from_slice(b"\nNov 22 10:00:03 web1 sshd[1]: Invalid user x from 198.51.100.6 port 2\n");
+    input.extend_from_slice(
+        b"\nNov 22 10:00:03 web1 sshd[1]: Invalid user x from 198.51.100.6 port 2\n",
+    );
     let out = run(
-        banhound(dir.path()).args(["test-filter", "sshd", "-", "--json", "--timezone", "UTC", "--now", NOW]),
+        banhound(dir.path()).args([
+            "test-filter",
+            "sshd",
+            "-",
+            "--json",
+            "--timezone",
+            "UTC",
+            "--now",
+            NOW,
+        ]),
         Some(&input),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -154,7 +187,10 @@ fn binary_garbage_huge_lines_and_nuls_are_missed_not_fatal() {
         .collect();
     assert_eq!(hosts, vec!["198.51.100.4", "198.51.100.5", "198.51.100.6"]);
     let summary = text(&out.stderr);
-    assert!(summary.contains("5 read: 3 matched, 0 ignored, 2 missed"), "{summary}");
+    assert!(
+        summary.contains("5 read: 3 matched, 0 ignored, 2 missed"),
+        "{summary}"
+    );
     assert!(summary.contains("1 too long"), "{summary}");
 }
 
@@ -170,15 +206,27 @@ fn regex_filters_need_an_address_tag() {
     assert!(err.contains("failregex #0: no address tag"), "{err}");
 
     let out = run(
-        banhound(dir.path()).args(["test-filter", "from <HOST> port \\d+", "Failed password for x from 192.0.2.44 port 22", "--json"]),
+        banhound(dir.path()).args([
+            "test-filter",
+            "from <HOST> port \\d+",
+            "Failed password for x from 192.0.2.44 port 22",
+            "--json",
+        ]),
         None,
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(json_lines(&out)[0]["host"], "192.0.2.44");
 
-    let out = run(banhound(dir.path()).args(["test-filter", "sshdd", "x"]), None);
+    let out = run(
+        banhound(dir.path()).args(["test-filter", "sshdd", "x"]),
+        None,
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("no filter \"sshdd\""), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no filter \"sshdd\""),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -198,8 +246,14 @@ fn config_errors_name_file_line_and_key() {
         assert_eq!(out.status.code(), Some(2), "accepted:\n{config}");
         let err = text(&out.stderr);
         assert_eq!(err.lines().count(), 1, "one line expected:\n{err}");
-        assert!(err.contains(expected), "config:\n{config}\nexpected: {expected}\ngot: {err}");
-        assert!(err.starts_with(&format!("banhound: {}", dir.path().display())), "{err}");
+        assert!(
+            err.contains(expected),
+            "config:\n{config}\nexpected: {expected}\ngot: {err}"
+        );
+        assert!(
+            err.starts_with(&format!("banhound: {}", dir.path().display())),
+            "{err}"
+        );
     }
 }
 
@@ -209,6 +263,9 @@ fn shipped_configuration_is_valid() {
     let out = run(banhound(dir.path()).arg("check-config"), None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let s = text(&out.stdout);
-    assert!(s.contains("jail sshd (enabled): filter sshd [normal], journal"), "{s}");
+    assert!(
+        s.contains("jail sshd (enabled): filter sshd [normal], journal"),
+        "{s}"
+    );
     assert!(s.contains("jail recidive (disabled)"), "{s}");
 }

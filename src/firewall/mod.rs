@@ -5,8 +5,8 @@
 //! D-Bus call, not one per address. Backends own only their own objects (the `inet banhound`
 //! table, the `banhound-*` ipsets) and never touch anything else.
 
-pub mod nftables;
 pub mod firewalld;
+pub mod nftables;
 
 use ipnet::IpNet;
 use std::fmt;
