@@ -778,10 +778,14 @@ fn live_follow_thread_sleeps_while_the_journal_is_quiet() {
     let (got, _) = collect(&follower, 1, None);
     assert_eq!(messages(&got), ["idle 0"]);
     let tid = follower.thread_id();
+    // Let journald finish its own start-up writes (they wake the follower legitimately).
+    std::thread::sleep(Duration::from_secs(1));
     let before = voluntary_switches(tid);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(5));
     let quiet = voluntary_switches(tid) - before;
-    assert!(quiet <= 1, "follow thread woke up {quiet} times in 3 s");
+    // A poll loop, even at 1 Hz, would wake 5 times or more; a stray inotify event from
+    // another journal starting under /var/log/journal may account for one or two.
+    assert!(quiet <= 2, "follow thread woke up {quiet} times in 5 s");
     // A change in the journal directory that adds no entry wakes the thread, which then
     // goes back to sleep instead of spinning.
     let stray = journald.log_dir().join("not-a-journal");
