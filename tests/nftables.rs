@@ -800,7 +800,7 @@ fn kernel_rejections_name_the_message_and_element() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Benchmark (ignored by default; see bench/README-nftables.md).
+// Benchmark (ignored by default; see docs/bench-nftables.md).
 
 fn bench_targets(n: usize) -> Vec<IpNet> {
     // Half IPv4 from the benchmarking range 198.18.0.0/15, half IPv6 from 2001:db8::/32.
