@@ -58,20 +58,23 @@ impl<'a> SyslogLine<'a> {
     }
 
     /// Writes `HOST IDENT[PID]: MESSAGE` into `buf`, replacing what it held; the host and
-    /// its space are left out when the host is empty, `[PID]` when there is no pid.
+    /// its space are left out when the host is empty, `[PID]` when there is no pid, and
+    /// `IDENT[PID]: ` when there is no ident.
     pub fn render_into(&self, buf: &mut Vec<u8>) {
         buf.clear();
         if !self.host.is_empty() {
             buf.extend_from_slice(self.host);
             buf.push(b' ');
         }
-        buf.extend_from_slice(self.ident);
-        if let Some(pid) = self.pid {
-            buf.push(b'[');
-            buf.extend_from_slice(pid);
-            buf.push(b']');
+        if !self.ident.is_empty() {
+            buf.extend_from_slice(self.ident);
+            if let Some(pid) = self.pid {
+                buf.push(b'[');
+                buf.extend_from_slice(pid);
+                buf.push(b']');
+            }
+            buf.extend_from_slice(b": ");
         }
-        buf.extend_from_slice(b": ");
         buf.extend_from_slice(self.message);
     }
 }

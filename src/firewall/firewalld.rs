@@ -32,10 +32,10 @@ mod proxies;
 
 pub use objects::JailNameError;
 
+use crate::firewall::Family;
 use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Ports};
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use objects::Family;
 use proxies::{
     ConfigIpSetProxy, ConfigProxy, ConfigZoneProxy, FirewalldProxy, RuntimeIpSetsProxy,
     RuntimeZonesProxy,

@@ -139,6 +139,32 @@ pub struct BanEntry {
     pub timeout: Option<Duration>,
 }
 
+/// An address family: sets and ipsets hold one family each, named `<jail>-v4` / `<jail>-v6`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn of(net: &IpNet) -> Family {
+        match net {
+            IpNet::V4(_) => Family::V4,
+            IpNet::V6(_) => Family::V6,
+        }
+    }
+
+    /// The suffix of a set's name for this family.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "-v4",
+            Family::V6 => "-v6",
+        }
+    }
+}
+
 /// A backend failed. The daemon keeps the ban in its state and retries on reconcile.
 #[derive(Debug, thiserror::Error)]
 #[error("{backend} backend: {source}")]

@@ -6,7 +6,7 @@
 //! `setup` would add a rule that is already there.
 
 use super::proxies::IpSetSettings;
-use crate::firewall::{BlockType, JailRules, Ports};
+use crate::firewall::{BlockType, Family, JailRules, Ports};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -16,30 +16,7 @@ pub(super) const IPSET_PREFIX: &str = "banhound-";
 /// firewalld (like the kernel's ipset) limits set names to 32 characters.
 const IPSET_MAX_NAME_LEN: usize = 32;
 
-/// Address family of one ipset: firewalld sets hold one family only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) enum Family {
-    V4,
-    V6,
-}
-
 impl Family {
-    pub(super) const BOTH: [Family; 2] = [Family::V4, Family::V6];
-
-    pub(super) fn of(net: &IpNet) -> Family {
-        match net {
-            IpNet::V4(_) => Family::V4,
-            IpNet::V6(_) => Family::V6,
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Family::V4 => "-v4",
-            Family::V6 => "-v6",
-        }
-    }
-
     /// The `family` option of firewalld.ipset(5).
     fn ipset_family(self) -> &'static str {
         match self {

@@ -12,30 +12,10 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+pub use crate::firewall::Family;
+
 /// The kernel's limit for set names (`NFT_SET_MAXNAMELEN`, including the NUL).
 const MAX_SET_NAME: usize = 255;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(net: &IpNet) -> Family {
-        match net {
-            IpNet::V4(_) => Family::V4,
-            IpNet::V6(_) => Family::V6,
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Family::V4 => "-v4",
-            Family::V6 => "-v6",
-        }
-    }
-}
 
 /// The set of `jail` for one address family: `<jail>-v4` / `<jail>-v6`. Characters other
 /// than ASCII letters, digits, `_` and `-` are written as `.xx` (hex of each UTF-8 byte),

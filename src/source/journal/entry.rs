@@ -5,6 +5,7 @@
 //! files can instead be fed the classic line `HOST IDENT[PID]: MESSAGE`, rendered into a
 //! buffer the caller reuses.
 
+use crate::engine::logline::SyslogLine;
 use crate::engine::time::Timestamp;
 use std::ops::Range;
 
@@ -40,21 +41,13 @@ impl<'a> EntryView<'a> {
     /// Writes `HOST IDENT[PID]: MESSAGE` into `out` (cleared first), leaving out the parts
     /// the entry lacks, so filters written for syslog lines apply unchanged.
     pub fn render_syslog(&self, out: &mut Vec<u8>) {
-        out.clear();
-        if let Some(host) = self.hostname {
-            out.extend_from_slice(host);
-            out.push(b' ');
+        SyslogLine {
+            host: self.hostname.unwrap_or_default(),
+            ident: self.ident().unwrap_or_default(),
+            pid: self.pid,
+            message: self.message,
         }
-        if let Some(ident) = self.ident() {
-            out.extend_from_slice(ident);
-            if let Some(pid) = self.pid {
-                out.push(b'[');
-                out.extend_from_slice(pid);
-                out.push(b']');
-            }
-            out.extend_from_slice(b": ");
-        }
-        out.extend_from_slice(self.message);
+        .render_into(out);
     }
 }
 
