@@ -5,6 +5,7 @@
 //! D-Bus call, not one per address. Backends own only their own objects (the `inet banhound`
 //! table, the `banhound-*` ipsets) and never touch anything else.
 
+pub mod log_only;
 pub mod nftables;
 
 use ipnet::IpNet;

@@ -1,0 +1,629 @@
+//! `banhound daemon`: follows the journal, decides bans, applies them, survives restarts.
+//!
+//! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
+//! state database); the journal feed and the timers only send it events, so no lock guards
+//! ban state and every decision is made in order. Unbans are driven by one `sleep_until`
+//! on the earliest expiry of all trackers, never by polling.
+//!
+//! Durability: each journal batch is processed whole, then its bans and its cursor are
+//! committed in one SQLite transaction ([`state`]), then the bans go to the firewall. After a
+//! crash, bans committed are restored with their remaining time and entries up to the
+//! committed cursor are replayed count-only (they rebuild failure windows, never ban twice).
+//!
+//! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
+//! batch), journal positioned, then READY=1. SIGHUP reloads in place (bans kept); a
+//! configuration that does not load is refused and the running one kept. The shutdown
+//! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
+//! kernel with their timeouts unless `flush_on_stop`.
+
+pub mod backends;
+pub mod feed;
+pub mod host;
+pub mod logging;
+pub mod state;
+
+use crate::config::error::ConfigError;
+use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
+use crate::engine::filter::{Host, Matcher, Outcome};
+use crate::engine::time::{BanTime, Timestamp};
+use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::firewall::{BackendKind, BanEntry, FirewallError};
+use crate::source::journal::{
+    Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
+};
+use backends::Backends;
+use feed::Feed;
+use ipnet::IpNet;
+use sd_notify::NotifyState;
+use state::{StateDb, StateError, StoredBan};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
+/// How the daemon is run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: ConfigPaths,
+    /// Where the state database lives (`/var/lib/banhound`).
+    pub state_dir: PathBuf,
+    /// Which journal the journal jails read.
+    pub journal: JournalSource,
+    /// Remove banhound's firewall objects (and so every ban) when stopping.
+    pub flush_on_stop: bool,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("jail {jail}: invalid journalmatch: {source}")]
+    Match { jail: String, source: MatchError },
+    #[error("jail {jail}: the {backend} backend is not available in this build")]
+    UnsupportedBackend { jail: String, backend: BackendKind },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot handle signals: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    /// Whether the error is in the configuration (as opposed to the running system).
+    pub fn is_invalid_configuration(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Config(_)
+                | DaemonError::Match { .. }
+                | DaemonError::UnsupportedBackend { .. }
+        )
+    }
+}
+
+/// The wall clock, the only one bans are expressed in (the engine never reads it).
+fn wall_now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A ban target as people write it: the bare address for a single host, CIDR for a network.
+pub fn display_target(target: &IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
+/// The jails the daemon runs, validated against what this daemon supports, before anything
+/// running is touched (so a reload can refuse them without side effects).
+struct Prepared {
+    jails: Vec<JailSettings>,
+    matches: Vec<MatchExpr>,
+}
+
+fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
+    let mut jails = Vec::new();
+    let mut matches = Vec::new();
+    for jail in settings.jails.into_iter().filter(|j| j.enabled) {
+        if jail.backend == BackendKind::Firewalld {
+            return Err(DaemonError::UnsupportedBackend {
+                jail: jail.name,
+                backend: jail.backend,
+            });
+        }
+        match &jail.source {
+            JailSource::Files { paths } => {
+                tracing::warn!(
+                    JAIL = %jail.name,
+                    "jail {} reads files ({}); the daemon follows only the journal so far: jail skipped",
+                    jail.name,
+                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            JailSource::Journal { matches: words } => {
+                let expr = MatchExpr::parse(words).map_err(|source| DaemonError::Match {
+                    jail: jail.name.clone(),
+                    source,
+                })?;
+                matches.push(expr);
+                jails.push(jail);
+            }
+        }
+    }
+    Ok(Prepared { jails, matches })
+}
+
+/// The key of the journal position in the state database.
+fn source_key(source: &JournalSource) -> String {
+    match source {
+        JournalSource::System => "journal:system".into(),
+        JournalSource::Namespace(ns) => format!("journal:namespace:{ns}"),
+        JournalSource::Directory(dir) => format!("journal:directory:{}", dir.display()),
+        JournalSource::Files(files) => format!(
+            "journal:files:{}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        ),
+    }
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// The ban state and everything that changes it. Owned by one task.
+struct Daemon {
+    options: Options,
+    source_key: String,
+    jails: Vec<JailSettings>,
+    matches: Vec<MatchExpr>,
+    trackers: HashMap<String, Tracker>,
+    backends: Backends,
+    db: StateDb,
+    own_addresses: Vec<IpAddr>,
+    following: bool,
+}
+
+/// Runs the daemon until `shutdown` completes. See the module documentation.
+pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let prepared = prepare(config::load(&options.config)?)?;
+    let db = StateDb::open(&options.state_dir)?;
+    let own_addresses = host::own_addresses();
+    let mut daemon = Daemon {
+        source_key: source_key(&options.journal),
+        trackers: prepared
+            .jails
+            .iter()
+            .map(|j| {
+                (
+                    j.name.clone(),
+                    Tracker::new(j.policy.to_policy(&own_addresses)),
+                )
+            })
+            .collect(),
+        jails: prepared.jails,
+        matches: prepared.matches,
+        backends: Backends::default(),
+        db,
+        own_addresses,
+        following: false,
+        options,
+    };
+    daemon.configure_backends().await?;
+    daemon.restore().await?;
+    let mut feed = daemon.start_feed(false)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
+
+    notify(&[NotifyState::Ready, NotifyState::Status(&daemon.status())]);
+    tracing::info!("banhound started: {}", daemon.status());
+
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = daemon.next_deadline();
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            _ = hangup.recv() => daemon.reload(&mut feed).await,
+            () = sleep_until_some(deadline) => daemon.expire().await,
+            message = next_batch(&mut feed) => match message {
+                Some(Ok(batch)) => daemon.process(batch).await,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(JournalError::FollowThread.into()),
+            },
+            () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
+        }
+    }
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    // Unprocessed batches are dropped: their entries are after the committed cursor.
+    drop(feed);
+    if daemon.options.flush_on_stop {
+        daemon.backends.teardown().await?;
+        tracing::info!("flushed banhound's firewall objects (--flush-on-stop); bans stay in the state database");
+    }
+    tracing::info!("banhound stopped: {} bans in force", daemon.banned());
+    Ok(())
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_batch(feed: &mut Option<Feed>) -> Option<Result<Batch, JournalError>> {
+    match feed {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    fn banned(&self) -> usize {
+        self.trackers
+            .values()
+            .map(|t| t.active_bans().count())
+            .sum()
+    }
+
+    fn status(&self) -> String {
+        let jails = self.jails.len();
+        format!(
+            "{jails} jail{}, {} banned, {}",
+            if jails == 1 { "" } else { "s" },
+            self.banned(),
+            if self.following {
+                "following journal"
+            } else {
+                "NOT following the journal"
+            }
+        )
+    }
+
+    fn update_status(&self) {
+        notify(&[NotifyState::Status(&self.status())]);
+    }
+
+    async fn configure_backends(&mut self) -> Result<(), FirewallError> {
+        let rules: Vec<(BackendKind, _)> = self
+            .jails
+            .iter()
+            .map(|j| (j.backend, j.rules.clone()))
+            .collect();
+        self.backends.configure(&rules).await
+    }
+
+    /// Positions the journal: after the committed cursor (replaying the lookback window
+    /// count-only) at start-up; right after it, without replay, on reload (the trackers
+    /// already hold those failures).
+    fn start_feed(&mut self, reload: bool) -> Result<Option<Feed>, DaemonError> {
+        self.following = false;
+        if self.jails.is_empty() {
+            tracing::warn!("no enabled journal jail: nothing to follow");
+            return Ok(None);
+        }
+        let now = wall_now();
+        let lookback = self
+            .jails
+            .iter()
+            .map(|j| j.policy.findtime)
+            .max()
+            .unwrap_or_default();
+        let stored = self.db.cursor(&self.source_key)?;
+        let start = match (stored, reload) {
+            (Some(cursor), true) => Start::Resume {
+                cursor,
+                replay_since: now,
+            },
+            (stored, _) => Start::from_stored(stored, now, lookback),
+        };
+        let (feed, report) =
+            Feed::start(self.options.journal.clone(), self.matches.clone(), start)?;
+        if let Some(warning) = report.warning() {
+            tracing::warn!("{warning}");
+        }
+        tracing::info!("following {}: {:?}", self.options.journal, report);
+        self.following = true;
+        Ok(Some(feed))
+    }
+
+    /// Puts the stored, unexpired bans back in place with their remaining time, in one batch.
+    async fn restore(&mut self) -> Result<(), DaemonError> {
+        let now = wall_now();
+        let mut entries = Vec::new();
+        let mut ended: BTreeMap<(String, &'static str), Vec<IpNet>> = BTreeMap::new();
+        for ban in self.db.bans()? {
+            let Some(tracker) = self.trackers.get_mut(&ban.jail) else {
+                ended
+                    .entry((ban.jail.clone(), "jail removed"))
+                    .or_default()
+                    .push(ban.target);
+                continue;
+            };
+            if ban.until.is_some_and(|until| until <= now) {
+                ended
+                    .entry((ban.jail.clone(), "expired while stopped"))
+                    .or_default()
+                    .push(ban.target);
+                continue;
+            }
+            tracker.restore_ban(ban.target, ban.active());
+            let timeout = ban.until.map(|until| until.since(now));
+            tracing::info!(
+                JAIL = %ban.jail,
+                IP = %display_target(&ban.target),
+                "Restored ban of {} in jail {} ({} left)",
+                display_target(&ban.target),
+                ban.jail,
+                timeout.map_or_else(|| "permanent".to_string(), |t| BanTime::For(t).to_string())
+            );
+            entries.push(BanEntry {
+                jail: ban.jail,
+                target: ban.target,
+                timeout,
+            });
+        }
+        for ((jail, reason), targets) in ended {
+            self.db.end_bans(&jail, &targets, reason, now)?;
+            for target in &targets {
+                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
+            }
+        }
+        self.backends.ban(&entries).await?;
+        tracing::info!("restored {} ban(s)", entries.len());
+        Ok(())
+    }
+
+    /// One batch: match, count, decide; commit bans with the cursor; then block.
+    async fn process(&mut self, batch: Batch) {
+        let now = wall_now();
+        let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
+        {
+            let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
+            for entry in batch.iter() {
+                for &j in entry.jails {
+                    let Some(jail) = self.jails.get(j) else {
+                        continue;
+                    };
+                    let matcher = matchers[j].get_or_insert_with(|| jail.filter.filter.matcher());
+                    let Outcome::Failure(failure) = matcher.match_line(entry.entry.message) else {
+                        continue;
+                    };
+                    let Host::Ip(ip) = failure.host else {
+                        continue;
+                    };
+                    let Some(tracker) = self.trackers.get_mut(&jail.name) else {
+                        continue;
+                    };
+                    let at = entry.entry.timestamp;
+                    match entry.phase {
+                        Phase::Replay => tracker.replay_failure(ip, at),
+                        Phase::New => match tracker.failure(ip, at) {
+                            Verdict::Ban(decision) => decisions.push((j, decision)),
+                            Verdict::Counted { failures } => tracing::debug!(
+                                JAIL = %jail.name,
+                                IP = %ip,
+                                FAILURES = failures,
+                                "Found {ip} in jail {} ({failures} failure(s))",
+                                jail.name
+                            ),
+                            Verdict::Ignored(reason) => tracing::debug!(
+                                JAIL = %jail.name,
+                                IP = %ip,
+                                "Ignored {ip} in jail {} ({})",
+                                jail.name,
+                                reason.as_str()
+                            ),
+                            Verdict::AlreadyBanned => {}
+                        },
+                    }
+                }
+            }
+        }
+        let stored: Vec<StoredBan> = decisions
+            .iter()
+            .map(|(j, d)| StoredBan {
+                jail: self.jails[*j].name.clone(),
+                target: d.target,
+                since: d.at,
+                until: d.until(),
+                offence: d.offence,
+                failures: d.failures,
+            })
+            .collect();
+        let position = batch.cursor().map(|c| (self.source_key.as_str(), c));
+        if let Err(e) = self.db.commit_batch(&stored, position, now) {
+            // Blocking matters more than remembering: ban anyway, and say so loudly.
+            tracing::error!(
+                "cannot persist {} ban(s) and the journal position: {e}",
+                stored.len()
+            );
+        }
+        if decisions.is_empty() {
+            return;
+        }
+        let entries: Vec<BanEntry> = stored
+            .iter()
+            .filter_map(|b| {
+                let timeout = match b.until {
+                    None => None,
+                    Some(until) if until > now => Some(until.since(now)),
+                    // Already over (an old entry): the expiry timer lifts it at once.
+                    Some(_) => return None,
+                };
+                Some(BanEntry {
+                    jail: b.jail.clone(),
+                    target: b.target,
+                    timeout,
+                })
+            })
+            .collect();
+        if let Err(e) = self.backends.ban(&entries).await {
+            tracing::error!("cannot apply {} ban(s): {e}", entries.len());
+        }
+        for (j, d) in &decisions {
+            let jail = &self.jails[*j].name;
+            let target = display_target(&d.target);
+            tracing::info!(
+                JAIL = %jail,
+                IP = %target,
+                BANTIME = %d.bantime,
+                FAILURES = d.failures,
+                OFFENCE = d.offence,
+                "Banned {target} in jail {jail} for {} after {} failures",
+                d.bantime,
+                d.failures
+            );
+        }
+        self.update_status();
+    }
+
+    /// When the earliest ban of any jail ends, as a point on tokio's clock.
+    fn next_deadline(&self) -> Option<Instant> {
+        let next = self
+            .trackers
+            .values()
+            .filter_map(Tracker::next_expiry)
+            .min()?;
+        Some(Instant::now() + next.since(wall_now()))
+    }
+
+    /// Lifts the bans that have ended.
+    async fn expire(&mut self) {
+        let now = wall_now();
+        let mut lifted = 0;
+        for (jail, tracker) in &mut self.trackers {
+            let expired = tracker.take_expired(now);
+            if expired.is_empty() {
+                continue;
+            }
+            lifted += expired.len();
+            // The kernel has usually dropped them already (element timeouts); this covers
+            // backends without timeouts and bans whose timeout was refreshed.
+            if let Err(e) = self.backends.unban(jail, &expired).await {
+                tracing::error!(JAIL = %jail, "cannot lift {} ban(s): {e}", expired.len());
+            }
+            if let Err(e) = self.db.end_bans(jail, &expired, "expired", now) {
+                tracing::error!(JAIL = %jail, "cannot record the end of {} ban(s): {e}", expired.len());
+            }
+            for target in &expired {
+                let target = display_target(target);
+                tracing::info!(JAIL = %jail, IP = %target, "Unbanned {target} in jail {jail} (expired)");
+            }
+        }
+        if lifted > 0 {
+            if let Err(e) = self.db.purge_history(now) {
+                tracing::warn!("cannot purge ban history: {e}");
+            }
+            self.update_status();
+        }
+    }
+
+    /// SIGHUP: RELOADING=1, apply the new configuration or refuse it, READY=1.
+    async fn reload(&mut self, feed: &mut Option<Feed>) {
+        let mut states = vec![NotifyState::Reloading];
+        if let Ok(now) = NotifyState::monotonic_usec_now() {
+            states.push(now);
+        }
+        notify(&states);
+        tracing::info!("reloading the configuration");
+        match prepare_settings(&self.options.config) {
+            Err(e) => tracing::error!(
+                "configuration reload refused, the running configuration stays in force: {e}"
+            ),
+            Ok(prepared) => {
+                if let Err(e) = self.apply(prepared, feed).await {
+                    tracing::error!("configuration reload failed: {e}");
+                } else {
+                    tracing::info!("configuration reloaded: {}", self.status());
+                }
+            }
+        }
+        notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
+    }
+
+    async fn apply(
+        &mut self,
+        prepared: Prepared,
+        feed: &mut Option<Feed>,
+    ) -> Result<(), DaemonError> {
+        let now = wall_now();
+        // Batches not processed yet are read again from the committed cursor by the new feed.
+        *feed = None;
+        self.own_addresses = host::own_addresses();
+        let kept: HashMap<&str, BackendKind> = prepared
+            .jails
+            .iter()
+            .map(|j| (j.name.as_str(), j.backend))
+            .collect();
+        let old_jails: Vec<(String, BackendKind)> = self
+            .jails
+            .iter()
+            .map(|j| (j.name.clone(), j.backend))
+            .collect();
+        for (name, old_backend) in old_jails {
+            let Some(tracker) = self.trackers.get(&name) else {
+                continue;
+            };
+            let targets: Vec<IpNet> = tracker.active_bans().map(|(t, _)| *t).collect();
+            match kept.get(name.as_str()) {
+                Some(new_backend) if *new_backend == old_backend => continue,
+                // Moving to another backend: lift here, re-applied there below.
+                Some(_) => {
+                    self.backends.unban(&name, &targets).await?;
+                }
+                None => {
+                    self.backends.unban(&name, &targets).await?;
+                    self.db.end_bans(&name, &targets, "jail removed", now)?;
+                    self.trackers.remove(&name);
+                    for target in &targets {
+                        let target = display_target(target);
+                        tracing::info!(JAIL = %name, IP = %target, "Unbanned {target} in jail {name} (jail removed)");
+                    }
+                    tracing::info!(JAIL = %name, "jail {name} removed");
+                }
+            }
+        }
+        for jail in &prepared.jails {
+            let policy = jail.policy.to_policy(&self.own_addresses);
+            match self.trackers.get_mut(&jail.name) {
+                Some(tracker) => tracker.set_policy(policy),
+                None => {
+                    tracing::info!(JAIL = %jail.name, "jail {} added", jail.name);
+                    self.trackers
+                        .insert(jail.name.clone(), Tracker::new(policy));
+                }
+            }
+        }
+        self.jails = prepared.jails;
+        self.matches = prepared.matches;
+        self.configure_backends().await?;
+        // Idempotent: refreshes every ban, which also repairs sets that were recreated.
+        let entries: Vec<BanEntry> = self
+            .trackers
+            .iter()
+            .flat_map(|(jail, tracker)| {
+                tracker.active_bans().map(move |(target, ban)| BanEntry {
+                    jail: jail.clone(),
+                    target: *target,
+                    timeout: ban.until.map(|until| until.since(now)),
+                })
+            })
+            .filter(|e| e.timeout != Some(Duration::ZERO))
+            .collect();
+        self.backends.ban(&entries).await?;
+        *feed = self.start_feed(true)?;
+        Ok(())
+    }
+}
+
+fn prepare_settings(paths: &ConfigPaths) -> Result<Prepared, DaemonError> {
+    prepare(config::load(paths)?)
+}
