@@ -142,7 +142,9 @@ section "A burst of failed sshd logins from $attacker_v4 (and one from the frien
         echo "Failed password for invalid user admin$i from $attacker_v4 port $((40000 + i)) ssh2"
     done
     echo "Failed password for alice from $friend_v4 port 50000 ssh2"
-} | tee /dev/stderr | python3 "$here/tests/support/fake-sshd.py" "$journal_run/socket"
+} > "$tmp/burst.txt"
+sed 's/^/  sshd: /' "$tmp/burst.txt"
+python3 "$here/tests/support/fake-sshd.py" "$journal_run/socket" < "$tmp/burst.txt"
 for _ in $(seq 100); do grep -q "Banned $attacker_v4" "$tmp/daemon.log" && break; sleep 0.05; done
 
 section "banhound's log"
@@ -155,5 +157,8 @@ section "Connections to port $port"
 echo "attacker ($attacker_v4) -> $(connect "$ns_attacker" "$server_v4")"
 echo "friend   ($friend_v4) -> $(connect "$ns_friend" "$friend_server_v4")"
 
-section "State kept in $tmp/state"
+section "Stopping banhound (SIGTERM): bans stay in the kernel, state is on disk"
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+tail -n 1 "$tmp/daemon.log"
+ip netns exec "$ns_server" nft list set inet banhound sshd-v4 | grep elements
 ls -l "$tmp/state"

@@ -524,3 +524,51 @@ fn sighup_applies_a_changed_jail_and_refuses_a_broken_config() {
     assert_eq!(banned, [FRIEND, ATTACKER, "203.0.113.88"]);
     assert!(daemon.stop());
 }
+
+#[test]
+fn bans_are_lifted_when_they_expire() {
+    let mut lab = Lab::new("expire", &config(2, "3s"));
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "3s", 2), 1);
+    assert!(lab.is_banned(ATTACKER));
+    assert!(!lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
+    daemon.wait_log(&format!("Unbanned {ATTACKER} in jail sshd (expired)"), 1);
+    assert!(!lab.is_banned(ATTACKER));
+    assert!(lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
+    assert!(daemon.stop());
+    let state = StateDb::open(&lab.state_dir()).unwrap();
+    assert!(state.bans().unwrap().is_empty());
+    assert_eq!(state.history_len().unwrap(), 1);
+}
+
+#[test]
+fn a_killed_daemon_loses_no_ban_and_bans_nothing_twice() {
+    let mut lab = Lab::new("kill", &config(3, "1h"));
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 3);
+    daemon.wait_log(&ban_line(ATTACKER, "1h", 3), 1);
+    // No chance to clean up: whatever was committed is all there is.
+    daemon.signal(libc::SIGKILL);
+    drop(daemon);
+    in_netns(&lab.server.0, || {
+        sh(&["nft", "delete", "table", "inet", "banhound"])
+    });
+
+    let daemon = lab.start();
+    daemon.wait_log(&format!("Restored ban of {ATTACKER} in jail sshd"), 1);
+    assert!(lab.is_banned(ATTACKER));
+    assert!(!lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
+    // Give a wrongly replayed entry the time to be acted upon, then check it was not.
+    lab.fail_logins(FRIEND, 1);
+    daemon.wait_log(&format!("Found {FRIEND} in jail sshd (1 failure(s))"), 1);
+    assert!(!daemon.log().contains("Banned "), "{}", daemon.log());
+    assert!(daemon.stop());
+    assert_eq!(
+        StateDb::open(&lab.state_dir())
+            .unwrap()
+            .history_len()
+            .unwrap(),
+        1
+    );
+}

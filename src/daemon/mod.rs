@@ -29,7 +29,7 @@ use crate::engine::time::{BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
-    Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
+    Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start, StartReport,
 };
 use backends::Backends;
 use feed::Feed;
@@ -102,6 +102,16 @@ pub fn display_target(target: &IpNet) -> String {
     } else {
         target.to_string()
     }
+}
+
+/// The MESSAGE of a ban: a fixed format, because the shipped recidive filter reads it.
+pub fn ban_message(jail: &str, decision: &BanDecision) -> String {
+    format!(
+        "Banned {} in jail {jail} for {} after {} failures",
+        display_target(&decision.target),
+        decision.bantime,
+        decision.failures
+    )
 }
 
 /// The jails the daemon runs, validated against what this daemon supports, before anything
@@ -329,7 +339,14 @@ impl Daemon {
         if let Some(warning) = report.warning() {
             tracing::warn!("{warning}");
         }
-        tracing::info!("following {}: {:?}", self.options.journal, report);
+        let from = match &report {
+            StartReport::Resumed { cursor_time } => {
+                format!("after the stored position ({cursor_time})")
+            }
+            StartReport::Since(t) => format!("from {t} (no stored position)"),
+            other => format!("{other:?}"),
+        };
+        tracing::info!("following {} {from}", self.options.journal);
         self.following = true;
         Ok(Some(feed))
     }
@@ -470,16 +487,14 @@ impl Daemon {
         }
         for (j, d) in &decisions {
             let jail = &self.jails[*j].name;
-            let target = display_target(&d.target);
             tracing::info!(
                 JAIL = %jail,
-                IP = %target,
+                IP = %display_target(&d.target),
                 BANTIME = %d.bantime,
                 FAILURES = d.failures,
                 OFFENCE = d.offence,
-                "Banned {target} in jail {jail} for {} after {} failures",
-                d.bantime,
-                d.failures
+                "{}",
+                ban_message(jail, d)
             );
         }
         self.update_status();
@@ -626,4 +641,81 @@ impl Daemon {
 
 fn prepare_settings(paths: &ConfigPaths) -> Result<Prepared, DaemonError> {
     prepare(config::load(paths)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_filter_file;
+    use crate::engine::filter::{Host, Outcome};
+    use std::path::Path;
+
+    fn decision(target: &str, bantime: BanTime, failures: u32) -> BanDecision {
+        BanDecision {
+            target: target.parse().unwrap(),
+            at: Timestamp::from_secs(1_700_000_000),
+            bantime,
+            failures,
+            offence: 1,
+        }
+    }
+
+    #[test]
+    fn ban_messages_have_the_documented_form_and_feed_recidive() {
+        let v4 = decision("198.51.100.4/32", BanTime::For(Duration::from_secs(600)), 5);
+        let v6 = decision(
+            "2001:db8:1:2::/64",
+            BanTime::For(Duration::from_secs(5400)),
+            3,
+        );
+        let forever = decision("203.0.113.9/32", BanTime::Permanent, 1);
+        assert_eq!(
+            ban_message("sshd", &v4),
+            "Banned 198.51.100.4 in jail sshd for 10m after 5 failures"
+        );
+        assert_eq!(
+            ban_message("sshd", &v6),
+            "Banned 2001:db8:1:2::/64 in jail sshd for 1h30m after 3 failures"
+        );
+        assert_eq!(
+            ban_message("nginx-http-auth", &forever),
+            "Banned 203.0.113.9 in jail nginx-http-auth for permanent after 1 failures"
+        );
+
+        let recidive = load_filter_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/filters/recidive.toml"),
+            "recidive",
+            None,
+        )
+        .unwrap();
+        let mut matcher = recidive.filter.matcher();
+        for (d, addr) in [
+            (&v4, "198.51.100.4"),
+            (&v6, "2001:db8:1:2::"),
+            (&forever, "203.0.113.9"),
+        ] {
+            let message = ban_message("sshd", d);
+            match matcher.match_line(message.as_bytes()) {
+                Outcome::Failure(f) => {
+                    assert_eq!(f.host, Host::Ip(addr.parse().unwrap()), "{message}")
+                }
+                other => panic!("recidive does not read {message:?}: {other:?}"),
+            }
+        }
+        // Its own bans do not feed it again.
+        let own = ban_message("recidive", &v4);
+        assert!(matches!(
+            matcher.match_line(own.as_bytes()),
+            Outcome::Ignored { .. }
+        ));
+    }
+
+    #[test]
+    fn positions_are_keyed_by_source() {
+        assert_eq!(source_key(&JournalSource::System), "journal:system");
+        assert_eq!(
+            source_key(&JournalSource::Namespace("web".into())),
+            "journal:namespace:web"
+        );
+    }
 }

@@ -78,3 +78,54 @@ impl Firewall for LogOnlyBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{BlockType, Ports};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn rules(jail: &str) -> JailRules {
+        JailRules {
+            jail: jail.into(),
+            ports: Ports::All,
+            blocktype: BlockType::Drop,
+            prefix_bans: false,
+        }
+    }
+
+    #[test]
+    fn remembers_bans_like_a_backend_and_forgets_removed_jails() {
+        block_on(async {
+            let mut b = LogOnlyBackend::new();
+            b.setup(&[rules("sshd"), rules("web")]).await.unwrap();
+            let ban = |jail: &str, t: &str, timeout| BanEntry {
+                jail: jail.into(),
+                target: t.parse().unwrap(),
+                timeout,
+            };
+            b.ban(&[
+                ban("sshd", "198.51.100.4/32", Some(Duration::from_secs(600))),
+                ban("web", "203.0.113.9/32", None),
+                ban("sshd", "198.51.100.5/32", Some(Duration::ZERO)),
+            ])
+            .await
+            .unwrap();
+            let listed = b.list().await.unwrap();
+            assert_eq!(listed.len(), 2, "the zero-timeout ban is over: {listed:?}");
+            assert!(listed[0].timeout.unwrap() > Duration::from_secs(590));
+            b.unban("sshd", &["198.51.100.4/32".parse().unwrap()])
+                .await
+                .unwrap();
+            b.setup(&[rules("sshd")]).await.unwrap();
+            assert!(b.list().await.unwrap().is_empty());
+        });
+    }
+}
