@@ -11,10 +11,11 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -200,6 +201,48 @@ impl Drop for Listener {
     }
 }
 
+/// A NOTIFY_SOCKET read by a thread, stopped on drop.
+struct NotifyReader {
+    received: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NotifyReader {
+    fn start(path: &Path) -> NotifyReader {
+        let socket = UnixDatagram::bind(path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sink, flag) = (received.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let message = String::from_utf8_lossy(&buf[..n]).trim_end().to_string();
+                    sink.lock().unwrap().push(message);
+                }
+            }
+        });
+        NotifyReader {
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NotifyReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A running `banhound daemon` (inside the server namespace), stopped by pid on drop.
 struct Daemon {
     child: Child,
@@ -261,6 +304,9 @@ struct Lab {
     attacker: Netns,
     friend: Netns,
     journald: Journald,
+    /// What the daemon told its NOTIFY_SOCKET (read continuously, as the service manager
+    /// does: an unread socket fills up and blocks the sender).
+    notify: NotifyReader,
     dir: tempfile::TempDir,
     starts: usize,
 }
@@ -286,12 +332,14 @@ impl Lab {
         }
         let listener = Listener::start(&server.0);
         let dir = tempfile::tempdir().unwrap();
+        let notify = NotifyReader::start(&dir.path().join("notify.sock"));
         let lab = Lab {
             _listener: listener,
             server,
             attacker,
             friend,
             journald,
+            notify,
             dir,
             starts: 0,
         };
@@ -327,7 +375,10 @@ impl Lab {
             .arg("--state-dir")
             .arg(self.state_dir())
             .env("BANHOUND_LOG", "debug")
-            .env_remove("NOTIFY_SOCKET")
+            .env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"))
+            // Pings every 150 ms (half the interval), from the owner task.
+            .env("WATCHDOG_USEC", "300000")
+            .env_remove("WATCHDOG_PID")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
@@ -389,6 +440,11 @@ impl Lab {
                 Err(e) => panic!("connect {addr}: {e}"),
             }
         })
+    }
+
+    /// The sd_notify messages received since the last call, one string per datagram.
+    fn notifications(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notify.received.lock().unwrap())
     }
 
     fn fail_logins(&self, addr: &str, n: usize) {
@@ -571,4 +627,50 @@ fn a_killed_daemon_loses_no_ban_and_bans_nothing_twice() {
             .unwrap(),
         1
     );
+}
+
+#[test]
+fn tells_the_service_manager_ready_status_reloading_and_watchdog() {
+    let mut lab = Lab::new("notify", &config(2, "10m"));
+    let daemon = lab.start();
+    let got = lab.notifications();
+    assert!(
+        got.iter()
+            .any(|m| m.contains("READY=1")
+                && m.contains("STATUS=1 jail, 0 banned, following journal")),
+        "{got:?}"
+    );
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "10m", 2), 1);
+    std::thread::sleep(Duration::from_millis(600));
+    let got = lab.notifications();
+    assert!(
+        got.iter()
+            .any(|m| m == "STATUS=1 jail, 1 banned, following journal"),
+        "{got:?}"
+    );
+    // 600 ms at one ping per 150 ms; allow for a slow machine.
+    let pings = got.iter().filter(|m| m.as_str() == "WATCHDOG=1").count();
+    assert!(pings >= 2, "{pings} watchdog pings: {got:?}");
+
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let got: Vec<String> = lab
+        .notifications()
+        .into_iter()
+        .filter(|m| m != "WATCHDOG=1")
+        .collect();
+    let reloading = got
+        .iter()
+        .position(|m| m.starts_with("RELOADING=1"))
+        .expect("RELOADING=1");
+    assert!(got[reloading].contains("MONOTONIC_USEC="), "{got:?}");
+    let ready = got
+        .iter()
+        .position(|m| m.contains("READY=1"))
+        .expect("READY=1");
+    assert!(reloading < ready, "{got:?}");
+    assert!(daemon.stop());
+    assert!(lab.notifications().iter().any(|m| m.contains("STOPPING=1")));
 }
