@@ -59,6 +59,16 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// `journalctl --namespace=NAME ARGS` as text.
+fn journal_text(namespace: &str, args: &[&str]) -> String {
+    let out = Command::new("journalctl")
+        .arg(format!("--namespace={namespace}"))
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A network namespace, deleted on drop.
 struct Netns(String);
 
@@ -136,13 +146,8 @@ impl Journald {
     }
 
     fn count_sshd(&self) -> usize {
-        let out = Command::new("journalctl")
-            .arg(format!("--namespace={}", self.name))
-            .args(["_COMM=sshd", "-o", "cat"])
-            .output()
-            .unwrap();
-        out.stdout
-            .split(|&b| b == b'\n')
+        journal_text(&self.name, &["_COMM=sshd", "-o", "cat"])
+            .lines()
             .filter(|l| !l.is_empty())
             .count()
     }
@@ -246,7 +251,15 @@ impl Drop for NotifyReader {
 /// A running `banhound daemon` (inside the server namespace), stopped by pid on drop.
 struct Daemon {
     child: Child,
-    log: PathBuf,
+    log: DaemonLog,
+}
+
+/// Where the daemon's log lines are read back from.
+enum DaemonLog {
+    /// Its stderr, in this file.
+    File(PathBuf),
+    /// The journal namespace it logged to (`SYSLOG_IDENTIFIER=banhound`).
+    Journal(String),
 }
 
 impl Daemon {
@@ -255,7 +268,12 @@ impl Daemon {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        match &self.log {
+            DaemonLog::File(path) => std::fs::read_to_string(path).unwrap_or_default(),
+            DaemonLog::Journal(namespace) => {
+                journal_text(namespace, &["SYSLOG_IDENTIFIER=banhound", "-o", "cat"])
+            }
+        }
     }
 
     fn wait_log(&self, needle: &str, occurrences: usize) {
@@ -361,16 +379,42 @@ impl Lab {
 
     /// Starts the daemon and waits until it is ready (bans restored, journal followed).
     fn start(&mut self) -> Daemon {
+        self.start_logging(false)
+    }
+
+    /// As [`Lab::start`]; with `to_journal`, the daemon logs through the journal socket, which
+    /// in its private mount namespace is the test journald's (so its entries are readable).
+    fn start_logging(&mut self, to_journal: bool) -> Daemon {
         self.starts += 1;
         let log = self.dir.path().join(format!("daemon-{}.log", self.starts));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.server.0])
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.server.0]);
+        if to_journal {
+            let stash = self.dir.path().join("journal-socket-dir");
+            std::fs::create_dir_all(&stash).unwrap();
+            command
+                .args(["unshare", "--mount", "--propagation", "private", "sh", "-c"])
+                .arg(
+                    "set -e; mount --bind \"$1\" \"$2\"; mount -t tmpfs tmpfs /run/systemd; \
+                     mkdir /run/systemd/journal; mount --bind \"$2\" /run/systemd/journal; \
+                     shift 2; exec \"$@\"",
+                )
+                .arg("sh")
+                .arg(&self.journald.dirs[0])
+                .arg(&stash);
+        }
+        let child = command
             .arg(env!("CARGO_BIN_EXE_banhound"))
             .arg("--defaults-dir")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
             .arg("--config")
             .arg(self.config_path())
-            .args(["daemon", "--log-target", "stderr", "--journal-namespace"])
+            .args([
+                "daemon",
+                "--log-target",
+                if to_journal { "journal" } else { "stderr" },
+            ])
+            .arg("--journal-namespace")
             .arg(&self.journald.name)
             .arg("--state-dir")
             .arg(self.state_dir())
@@ -384,6 +428,11 @@ impl Lab {
             .stderr(File::create(&log).unwrap())
             .spawn()
             .unwrap();
+        let log = if to_journal {
+            DaemonLog::Journal(self.journald.name.clone())
+        } else {
+            DaemonLog::File(log)
+        };
         let daemon = Daemon { child, log };
         daemon.wait_log("banhound started", 1);
         daemon
@@ -578,7 +627,28 @@ fn sighup_applies_a_changed_jail_and_refuses_a_broken_config() {
     daemon.wait_log(&ban_line("203.0.113.88", "20m", 2), 1);
     let banned: Vec<String> = lab.banned().into_iter().map(|(a, _)| a).collect();
     assert_eq!(banned, [FRIEND, ATTACKER, "203.0.113.88"]);
+
+    // The jail moves to the log-only backend: its bans leave the kernel, stay in force.
+    lab.write_config(&format!("{}backend = \"log-only\"\n", config(2, "20m")));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 2);
+    assert!(lab.banned().is_empty());
+    assert!(lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
+    daemon.wait_log(&format!("log-only backend: would block {ATTACKER}/32"), 1);
+
+    // The jail is removed: its bans end.
+    lab.write_config("[jail.sshd]\nenabled = false\n");
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 3);
+    for addr in [FRIEND, ATTACKER, "203.0.113.88"] {
+        daemon.wait_log(&format!("Unbanned {addr} in jail sshd (jail removed)"), 1);
+    }
     assert!(daemon.stop());
+    assert!(StateDb::open(&lab.state_dir())
+        .unwrap()
+        .bans()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -673,4 +743,57 @@ fn tells_the_service_manager_ready_status_reloading_and_watchdog() {
     assert!(reloading < ready, "{got:?}");
     assert!(daemon.stop());
     assert!(lab.notifications().iter().any(|m| m.contains("STOPPING=1")));
+}
+
+#[test]
+fn logs_structured_ban_lines_to_the_journal_that_recidive_reads_back() {
+    // sshd bans for 2 s; a recidive jail (journalmatch adjusted: _SYSTEMD_UNIT cannot be set
+    // outside systemd) bans an address banhound banned twice.
+    let mut lab = Lab::new(
+        "journal",
+        &format!(
+            "{}\n[jail.recidive]\nenabled = true\njournalmatch = [\"_COMM=banhound\"]\nmaxretry = 2\nbantime = \"1h\"\n",
+            config(2, "2s")
+        ),
+    );
+    let daemon = lab.start_logging(true);
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "2s", 2), 1);
+    let fields = journal_text(
+        &lab.journald.name,
+        &[
+            "SYSLOG_IDENTIFIER=banhound",
+            "JAIL=sshd",
+            "IP=203.0.113.66",
+            "-o",
+            "json",
+        ],
+    );
+    let entry: serde_json::Value = fields
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Banned"))
+        })
+        .expect("a ban entry with JAIL= and IP= fields");
+    assert_eq!(entry["MESSAGE"], ban_line(ATTACKER, "2s", 2));
+    assert_eq!(entry["BANTIME"], "2s");
+    assert_eq!(entry["FAILURES"], "2");
+    assert_eq!(entry["PRIORITY"], "6");
+
+    daemon.wait_log(&format!("Unbanned {ATTACKER} in jail sshd (expired)"), 1);
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "2s", 2), 2);
+    // The second ban line is banhound's own journal entry: recidive reads it and bans.
+    daemon.wait_log(
+        &format!("Banned {ATTACKER} in jail recidive for 1h after 2 failures"),
+        1,
+    );
+    let recidive_set = in_netns(&lab.server.0, || {
+        sh(&["nft", "list", "set", "inet", "banhound", "recidive-v4"])
+    });
+    assert!(recidive_set.contains(ATTACKER), "{recidive_set}");
+    assert!(daemon.stop());
 }

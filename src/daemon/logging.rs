@@ -5,6 +5,7 @@
 //! ban lines is a fixed format that the shipped recidive filter reads.
 
 use std::path::Path;
+use tracing_journald::{Priority, PriorityMappings};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
@@ -32,7 +33,15 @@ pub fn init(target: LogTarget) -> Result<LogTarget, std::io::Error> {
     if use_journal {
         match tracing_journald::layer() {
             Ok(layer) => {
-                let layer = layer.with_field_prefix(None);
+                // journalctl -p info shows ban lines; debug ("Found ...") stays below it.
+                let layer =
+                    layer
+                        .with_field_prefix(None)
+                        .with_priority_mappings(PriorityMappings {
+                            info: Priority::Informational,
+                            debug: Priority::Debug,
+                            ..PriorityMappings::new()
+                        });
                 let _ = tracing_subscriber::registry()
                     .with(filter)
                     .with(layer)
