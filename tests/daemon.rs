@@ -379,12 +379,12 @@ impl Lab {
 
     /// Starts the daemon and waits until it is ready (bans restored, journal followed).
     fn start(&mut self) -> Daemon {
-        self.start_logging(false)
+        self.start_with(false, &[])
     }
 
-    /// As [`Lab::start`]; with `to_journal`, the daemon logs through the journal socket, which
+    /// As [`Lab::start`], with more daemon arguments; with `to_journal`, the daemon logs through the journal socket, which
     /// in its private mount namespace is the test journald's (so its entries are readable).
-    fn start_logging(&mut self, to_journal: bool) -> Daemon {
+    fn start_with(&mut self, to_journal: bool, extra_args: &[&str]) -> Daemon {
         self.starts += 1;
         let log = self.dir.path().join(format!("daemon-{}.log", self.starts));
         let mut command = Command::new("ip");
@@ -418,6 +418,7 @@ impl Lab {
             .arg(&self.journald.name)
             .arg("--state-dir")
             .arg(self.state_dir())
+            .args(extra_args)
             .env("BANHOUND_LOG", "debug")
             .env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"))
             // Pings every 150 ms (half the interval), from the owner task.
@@ -756,7 +757,7 @@ fn logs_structured_ban_lines_to_the_journal_that_recidive_reads_back() {
             config(2, "2s")
         ),
     );
-    let daemon = lab.start_logging(true);
+    let daemon = lab.start_with(true, &[]);
     lab.fail_logins(ATTACKER, 2);
     daemon.wait_log(&ban_line(ATTACKER, "2s", 2), 1);
     let fields = journal_text(
@@ -795,5 +796,22 @@ fn logs_structured_ban_lines_to_the_journal_that_recidive_reads_back() {
         sh(&["nft", "list", "set", "inet", "banhound", "recidive-v4"])
     });
     assert!(recidive_set.contains(ATTACKER), "{recidive_set}");
+    assert!(daemon.stop());
+}
+
+#[test]
+fn flush_on_stop_removes_the_bans_from_the_kernel_and_restart_puts_them_back() {
+    let mut lab = Lab::new("flush", &config(2, "1h"));
+    let daemon = lab.start_with(false, &["--flush-on-stop"]);
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "1h", 2), 1);
+    assert!(lab.is_banned(ATTACKER));
+    assert!(daemon.stop());
+    let tables = in_netns(&lab.server.0, || sh(&["nft", "list", "tables"]));
+    assert!(!tables.contains("banhound"), "{tables}");
+    assert!(lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
+    let daemon = lab.start();
+    assert!(lab.is_banned(ATTACKER));
+    assert!(!lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
     assert!(daemon.stop());
 }

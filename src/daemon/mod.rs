@@ -400,6 +400,7 @@ impl Daemon {
 
     /// One batch: match, count, decide; commit bans with the cursor; then block.
     async fn process(&mut self, batch: Batch) {
+        let started = std::time::Instant::now();
         let now = wall_now();
         let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
         {
@@ -463,6 +464,13 @@ impl Daemon {
                 stored.len()
             );
         }
+        tracing::debug!(
+            target: "banhound::batch",
+            "batch of {} entries: {} ban(s), committed in {} us",
+            batch.len(),
+            decisions.len(),
+            started.elapsed().as_micros()
+        );
         if decisions.is_empty() {
             return;
         }
