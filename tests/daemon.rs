@@ -815,3 +815,22 @@ fn flush_on_stop_removes_the_bans_from_the_kernel_and_restart_puts_them_back() {
     assert!(!lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
     assert!(daemon.stop());
 }
+
+#[test]
+fn escalation_remembers_ended_bans_across_a_restart() {
+    let mut lab = Lab::new(
+        "escalate",
+        &format!("{}escalation = {{ factor = 2.0 }}\n", config(2, "2s")),
+    );
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "2s", 2), 1);
+    daemon.wait_log(&format!("Unbanned {ATTACKER} in jail sshd (expired)"), 1);
+    assert!(daemon.stop());
+
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 2);
+    // Second offence: twice the ban time, although the first ban ended before the restart.
+    daemon.wait_log(&ban_line(ATTACKER, "4s", 2), 1);
+    assert!(daemon.stop());
+}

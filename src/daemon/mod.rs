@@ -354,6 +354,12 @@ impl Daemon {
     /// Puts the stored, unexpired bans back in place with their remaining time, in one batch.
     async fn restore(&mut self) -> Result<(), DaemonError> {
         let now = wall_now();
+        // Offence counts first: a restored active ban then overrides its own entry.
+        for (jail, target, offences, last) in self.db.offences()? {
+            if let Some(tracker) = self.trackers.get_mut(&jail) {
+                tracker.restore_offences(target, offences, last);
+            }
+        }
         let mut entries = Vec::new();
         let mut ended: BTreeMap<(String, &'static str), Vec<IpNet>> = BTreeMap::new();
         for ban in self.db.bans()? {

@@ -186,6 +186,30 @@ impl StateDb {
         Ok(bans)
     }
 
+    /// Per (jail, target): the highest offence number and the start of the latest ban, from
+    /// the history (ended bans included), for escalation across restarts.
+    pub fn offences(&self) -> Result<Vec<(String, IpNet, u32, Timestamp)>, StateError> {
+        let mut stmt = self.wrap(self.conn.prepare(
+            "SELECT jail, target, MAX(offence), MAX(started_us) FROM ban_history GROUP BY jail, target ORDER BY jail, target",
+        ))?;
+        let rows = self.wrap(stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, u32>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        }))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, target, offence, last) = self.wrap(row)?;
+            if let Ok(target) = target.parse::<IpNet>() {
+                out.push((jail, target, offence, Timestamp::from_micros(last)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Records new bans and the source position they were derived up to, atomically.
     pub fn commit_batch(
         &mut self,
@@ -344,6 +368,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(db.bans().unwrap(), [bans[1].clone()]);
+        let offences = db.offences().unwrap();
+        assert_eq!(offences.len(), 2);
+        assert_eq!(offences[0].2, 1);
+        assert_eq!(offences[0].3, Timestamp::from_secs(100));
         let ended: (i64, String) = db
             .conn
             .query_row(
