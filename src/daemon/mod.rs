@@ -191,6 +191,8 @@ struct Daemon {
 
 /// Runs the daemon until `shutdown` completes. See the module documentation.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    // Installed first: SIGHUP's default action would end the process during start-up.
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let prepared = prepare(config::load(&options.config)?)?;
     let db = StateDb::open(&options.state_dir)?;
     let own_addresses = host::own_addresses();
@@ -217,7 +219,6 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     daemon.configure_backends().await?;
     daemon.restore().await?;
     let mut feed = daemon.start_feed(false)?;
-    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
 
