@@ -834,3 +834,69 @@ fn escalation_remembers_ended_bans_across_a_restart() {
     daemon.wait_log(&ban_line(ATTACKER, "4s", 2), 1);
     assert!(daemon.stop());
 }
+
+/// Appends sshd syslog lines (local time, as syslog writes) to a log file.
+fn append_syslog_failures(path: &Path, addr: &str, n: usize) {
+    use std::io::Write;
+    let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    for i in 0..n {
+        writeln!(
+            file,
+            "{stamp} server sshd[{}]: Failed password for root from {addr} port {} ssh2",
+            1000 + i,
+            41000 + i
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn file_jails_follow_appends_rotation_and_resume_after_restart() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let auth = log_dir.path().join("auth.log");
+    std::fs::write(&auth, "").unwrap();
+    let mut lab = Lab::new(
+        "files",
+        &format!(
+            "[jail.sshd]\nenabled = false\n\n[jail.sshd-file]\nenabled = true\nfilter = \"sshd\"\nlogpath = [\"{}\"]\nport = \"{PORT}\"\nmaxretry = 3\n",
+            auth.display()
+        ),
+    );
+    let line = |addr: &str| format!("Banned {addr} in jail sshd-file for 10m after 3 failures");
+    let banned_in_file_jail = |lab: &Lab, addr: &str| {
+        in_netns(&lab.server.0, || {
+            sh(&["nft", "list", "set", "inet", "banhound", "sshd-file-v4"])
+        })
+        .contains(addr)
+    };
+    let daemon = lab.start();
+    append_syslog_failures(&auth, ATTACKER, 3);
+    daemon.wait_log(&line(ATTACKER), 1);
+    assert!(banned_in_file_jail(&lab, ATTACKER));
+    assert!(!lab.connects(&lab.attacker, SERVER_ATTACKER_SIDE));
+
+    // logrotate: renamed away, a new file created.
+    std::fs::rename(&auth, log_dir.path().join("auth.log.1")).unwrap();
+    append_syslog_failures(&auth, "203.0.113.77", 3);
+    daemon.wait_log(&line("203.0.113.77"), 1);
+    // Counted (below maxretry) before the stop: must not be read again after it.
+    append_syslog_failures(&auth, "203.0.113.99", 2);
+    daemon.wait_log("Found 203.0.113.99 in jail sshd-file (2 failure(s))", 1);
+    assert!(daemon.stop());
+
+    // Written while banhound is down: read once after the restart, nothing before it again.
+    append_syslog_failures(&auth, FRIEND, 3);
+    let daemon = lab.start();
+    daemon.wait_log(&line(FRIEND), 1);
+    assert!(banned_in_file_jail(&lab, FRIEND));
+    assert!(!lab.connects(&lab.friend, SERVER_FRIEND_SIDE));
+    let log = daemon.log();
+    assert_eq!(log.matches("Banned ").count(), 1, "{log}");
+    assert!(!log.contains("Found 203.0.113.99"), "{log}");
+    assert!(daemon.stop());
+}

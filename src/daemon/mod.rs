@@ -18,13 +18,16 @@
 
 pub mod backends;
 pub mod feed;
+pub mod files;
 pub mod host;
 pub mod logging;
 pub mod state;
 
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
+use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher, Outcome};
+use crate::engine::prepare::{LinePreparer, Prepared as PreparedLine};
 use crate::engine::time::{BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -33,13 +36,14 @@ use crate::source::journal::{
 };
 use backends::Backends;
 use feed::Feed;
+use files::{FileChunk, FileError, FileFeed, FilePosition};
 use ipnet::IpNet;
 use sd_notify::NotifyState;
 use state::{StateDb, StateError, StoredBan};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
@@ -71,6 +75,8 @@ pub enum DaemonError {
     Firewall(#[from] FirewallError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("cannot handle signals: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -104,6 +110,27 @@ pub fn display_target(target: &IpNet) -> String {
     }
 }
 
+/// A live failure: counts it and returns the ban it leads to, if any.
+fn judge(tracker: &mut Tracker, jail: &str, ip: IpAddr, at: Timestamp) -> Option<BanDecision> {
+    match tracker.failure(ip, at) {
+        Verdict::Ban(decision) => return Some(decision),
+        Verdict::Counted { failures } => tracing::debug!(
+            JAIL = %jail,
+            IP = %ip,
+            FAILURES = failures,
+            "Found {ip} in jail {jail} ({failures} failure(s))"
+        ),
+        Verdict::Ignored(reason) => tracing::debug!(
+            JAIL = %jail,
+            IP = %ip,
+            "Ignored {ip} in jail {jail} ({})",
+            reason.as_str()
+        ),
+        Verdict::AlreadyBanned => {}
+    }
+    None
+}
+
 /// The MESSAGE of a ban: a fixed format, because the shipped recidive filter reads it.
 pub fn ban_message(jail: &str, decision: &BanDecision) -> String {
     format!(
@@ -118,12 +145,18 @@ pub fn ban_message(jail: &str, decision: &BanDecision) -> String {
 /// running is touched (so a reload can refuse them without side effects).
 struct Prepared {
     jails: Vec<JailSettings>,
+    /// The journal matches of the journal jails, and for each the index of its jail.
     matches: Vec<MatchExpr>,
+    journal_jails: Vec<usize>,
+    /// Each followed file, with the indexes of the jails reading it.
+    files: Vec<(PathBuf, Vec<usize>)>,
 }
 
 fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
     let mut jails = Vec::new();
     let mut matches = Vec::new();
+    let mut journal_jails = Vec::new();
+    let mut files: Vec<(PathBuf, Vec<usize>)> = Vec::new();
     for jail in settings.jails.into_iter().filter(|j| j.enabled) {
         if jail.backend == BackendKind::Firewalld {
             return Err(DaemonError::UnsupportedBackend {
@@ -131,14 +164,15 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
                 backend: jail.backend,
             });
         }
+        let index = jails.len();
         match &jail.source {
             JailSource::Files { paths } => {
-                tracing::warn!(
-                    JAIL = %jail.name,
-                    "jail {} reads files ({}); the daemon follows only the journal so far: jail skipped",
-                    jail.name,
-                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-                );
+                for path in paths {
+                    match files.iter_mut().find(|(p, _)| p == path) {
+                        Some((_, readers)) => readers.push(index),
+                        None => files.push((path.clone(), vec![index])),
+                    }
+                }
             }
             JailSource::Journal { matches: words } => {
                 let expr = MatchExpr::parse(words).map_err(|source| DaemonError::Match {
@@ -146,11 +180,29 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
                     source,
                 })?;
                 matches.push(expr);
-                jails.push(jail);
+                journal_jails.push(index);
             }
         }
+        jails.push(jail);
     }
-    Ok(Prepared { jails, matches })
+    Ok(Prepared {
+        jails,
+        matches,
+        journal_jails,
+        files,
+    })
+}
+
+/// The key of a file's position in the state database.
+fn file_key(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+/// The running sources; replaced as a whole on reload.
+#[derive(Default)]
+struct Feeds {
+    journal: Option<Feed>,
+    files: Option<FileFeed>,
 }
 
 /// The key of the journal position in the state database.
@@ -182,11 +234,23 @@ struct Daemon {
     source_key: String,
     jails: Vec<JailSettings>,
     matches: Vec<MatchExpr>,
+    journal_jails: Vec<usize>,
+    files: Vec<(PathBuf, Vec<usize>)>,
+    /// Per (jail, file): the date detector state of that file for that jail's filter.
+    preparers: HashMap<(usize, usize), LinePreparer>,
+    zone: Zone,
     trackers: HashMap<String, Tracker>,
     backends: Backends,
     db: StateDb,
     own_addresses: Vec<IpAddr>,
-    following: bool,
+    following: Following,
+}
+
+/// What the daemon reads, for STATUS=.
+#[derive(Clone, Copy, Debug, Default)]
+struct Following {
+    journal: bool,
+    files: usize,
 }
 
 /// Runs the daemon until `shutdown` completes. See the module documentation.
@@ -210,15 +274,20 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             .collect(),
         jails: prepared.jails,
         matches: prepared.matches,
+        journal_jails: prepared.journal_jails,
+        files: prepared.files,
+        preparers: HashMap::new(),
+        // Dates without a zone in files are local time, as syslog writes them.
+        zone: Zone::parse("local").unwrap_or(Zone::Utc),
         backends: Backends::default(),
         db,
         own_addresses,
-        following: false,
+        following: Following::default(),
         options,
     };
     daemon.configure_backends().await?;
     daemon.restore().await?;
-    let mut feed = daemon.start_feed(false)?;
+    let mut feeds = daemon.start_feeds(false)?;
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
 
@@ -231,20 +300,25 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         tokio::select! {
             biased;
             () = &mut shutdown => break,
-            _ = hangup.recv() => daemon.reload(&mut feed).await,
+            _ = hangup.recv() => daemon.reload(&mut feeds).await,
             () = sleep_until_some(deadline) => daemon.expire().await,
-            message = next_batch(&mut feed) => match message {
+            message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(JournalError::FollowThread.into()),
+            },
+            message = next_chunk(&mut feeds.files) => match message {
+                Some(Ok(chunk)) => daemon.process_file_chunk(chunk).await,
+                Some(Err(e)) => return Err(e.into()),
+                None => feeds.files = None,
             },
             () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
         }
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
-    // Unprocessed batches are dropped: their entries are after the committed cursor.
-    drop(feed);
+    // Unprocessed batches are dropped: their entries are after the committed positions.
+    drop(feeds);
     if daemon.options.flush_on_stop {
         daemon.backends.teardown().await?;
         tracing::info!("flushed banhound's firewall objects (--flush-on-stop); bans stay in the state database");
@@ -263,6 +337,13 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 async fn next_batch(feed: &mut Option<Feed>) -> Option<Result<Batch, JournalError>> {
     match feed {
         Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_chunk(files: &mut Option<FileFeed>) -> Option<Result<FileChunk, FileError>> {
+    match files {
+        Some(files) => files.next().await,
         None => std::future::pending().await,
     }
 }
@@ -290,10 +371,11 @@ impl Daemon {
             "{jails} jail{}, {} banned, {}",
             if jails == 1 { "" } else { "s" },
             self.banned(),
-            if self.following {
-                "following journal"
-            } else {
-                "NOT following the journal"
+            match (self.following.journal, self.following.files) {
+                (true, 0) => "following journal".to_string(),
+                (true, n) => format!("following journal and {n} file(s)"),
+                (false, 0) => "following nothing".to_string(),
+                (false, n) => format!("following {n} file(s)"),
             }
         )
     }
@@ -314,17 +396,53 @@ impl Daemon {
     /// Positions the journal: after the committed cursor (replaying the lookback window
     /// count-only) at start-up; right after it, without replay, on reload (the trackers
     /// already hold those failures).
-    fn start_feed(&mut self, reload: bool) -> Result<Option<Feed>, DaemonError> {
-        self.following = false;
-        if self.jails.is_empty() {
-            tracing::warn!("no enabled journal jail: nothing to follow");
+    fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
+        self.following = Following::default();
+        self.preparers.clear();
+        let journal = self.start_journal(reload)?;
+        let files = self.start_files()?;
+        if journal.is_none() && files.is_none() {
+            tracing::warn!("no enabled jail: nothing to follow");
+        }
+        Ok(Feeds { journal, files })
+    }
+
+    /// Files continue at their stored position (same inode), else from their start; lines
+    /// older than their jail's findtime are skipped when read.
+    fn start_files(&mut self) -> Result<Option<FileFeed>, DaemonError> {
+        if self.files.is_empty() {
+            return Ok(None);
+        }
+        let mut list = Vec::new();
+        for (path, _) in &self.files {
+            let stored = self
+                .db
+                .cursor(&file_key(path))?
+                .and_then(|p| FilePosition::decode(&p));
+            tracing::info!(
+                "following {} {}",
+                path.display(),
+                stored.map_or("from its start".to_string(), |p| format!(
+                    "from offset {} (inode {})",
+                    p.offset, p.inode
+                ))
+            );
+            list.push((path.clone(), stored));
+        }
+        let feed = FileFeed::start(list)?;
+        self.following.files = self.files.len();
+        Ok(Some(feed))
+    }
+
+    fn start_journal(&mut self, reload: bool) -> Result<Option<Feed>, DaemonError> {
+        if self.journal_jails.is_empty() {
             return Ok(None);
         }
         let now = wall_now();
         let lookback = self
-            .jails
+            .journal_jails
             .iter()
-            .map(|j| j.policy.findtime)
+            .map(|&j| self.jails[j].policy.findtime)
             .max()
             .unwrap_or_default();
         let stored = self.db.cursor(&self.source_key)?;
@@ -348,7 +466,7 @@ impl Daemon {
             other => format!("{other:?}"),
         };
         tracing::info!("following {} {from}", self.options.journal);
-        self.following = true;
+        self.following.journal = true;
         Ok(Some(feed))
     }
 
@@ -413,10 +531,11 @@ impl Daemon {
         {
             let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
             for entry in batch.iter() {
-                for &j in entry.jails {
-                    let Some(jail) = self.jails.get(j) else {
+                for &m in entry.jails {
+                    let Some(&j) = self.journal_jails.get(m) else {
                         continue;
                     };
+                    let jail = &self.jails[j];
                     let matcher = matchers[j].get_or_insert_with(|| jail.filter.filter.matcher());
                     let Outcome::Failure(failure) = matcher.match_line(entry.entry.message) else {
                         continue;
@@ -430,28 +549,82 @@ impl Daemon {
                     let at = entry.entry.timestamp;
                     match entry.phase {
                         Phase::Replay => tracker.replay_failure(ip, at),
-                        Phase::New => match tracker.failure(ip, at) {
-                            Verdict::Ban(decision) => decisions.push((j, decision)),
-                            Verdict::Counted { failures } => tracing::debug!(
-                                JAIL = %jail.name,
-                                IP = %ip,
-                                FAILURES = failures,
-                                "Found {ip} in jail {} ({failures} failure(s))",
-                                jail.name
-                            ),
-                            Verdict::Ignored(reason) => tracing::debug!(
-                                JAIL = %jail.name,
-                                IP = %ip,
-                                "Ignored {ip} in jail {} ({})",
-                                jail.name,
-                                reason.as_str()
-                            ),
-                            Verdict::AlreadyBanned => {}
-                        },
+                        Phase::New => {
+                            if let Some(decision) = judge(tracker, &jail.name, ip, at) {
+                                decisions.push((j, decision));
+                            }
+                        }
                     }
                 }
             }
         }
+        let position = batch
+            .cursor()
+            .map(|c| (self.source_key.clone(), c.to_string()));
+        self.conclude(decisions, position, batch.len(), started, now)
+            .await;
+    }
+
+    /// Lines of a file: prepared (date, program, message) per jail, matched, counted.
+    async fn process_file_chunk(&mut self, chunk: FileChunk) {
+        let started = std::time::Instant::now();
+        let now = wall_now();
+        let Some((path, readers)) = self.files.get(chunk.file) else {
+            return;
+        };
+        let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
+        let mut lines = 0;
+        for &j in readers {
+            let jail = &self.jails[j];
+            let horizon = now - jail.policy.findtime;
+            let mut matcher = jail.filter.filter.matcher();
+            let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
+                LinePreparer::new(
+                    DateDetector::new(self.zone.clone()),
+                    jail.filter.format,
+                    &jail.filter.identifiers,
+                )
+            });
+            let Some(tracker) = self.trackers.get_mut(&jail.name) else {
+                continue;
+            };
+            for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
+                lines += 1;
+                let PreparedLine::Message { time, message, .. } = preparer.prepare(line, now)
+                else {
+                    continue;
+                };
+                let at = time.unwrap_or(now);
+                // Read from the start of a file: what is older than the window cannot count.
+                if at < horizon {
+                    continue;
+                }
+                let Outcome::Failure(failure) = matcher.match_line(message) else {
+                    continue;
+                };
+                let Host::Ip(ip) = failure.host else {
+                    continue;
+                };
+                if let Some(decision) = judge(tracker, &jail.name, ip, at) {
+                    decisions.push((j, decision));
+                }
+            }
+        }
+        let position = Some((file_key(path), chunk.position.encode()));
+        self.conclude(decisions, position, lines, started, now)
+            .await;
+    }
+
+    /// After a batch or chunk: its bans and its source position in one transaction, then
+    /// the firewall, then the ban lines.
+    async fn conclude(
+        &mut self,
+        decisions: Vec<(usize, BanDecision)>,
+        position: Option<(String, String)>,
+        records: usize,
+        started: std::time::Instant,
+        now: Timestamp,
+    ) {
         let stored: Vec<StoredBan> = decisions
             .iter()
             .map(|(j, d)| StoredBan {
@@ -463,18 +636,18 @@ impl Daemon {
                 failures: d.failures,
             })
             .collect();
-        let position = batch.cursor().map(|c| (self.source_key.as_str(), c));
+        let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         if let Err(e) = self.db.commit_batch(&stored, position, now) {
             // Blocking matters more than remembering: ban anyway, and say so loudly.
             tracing::error!(
-                "cannot persist {} ban(s) and the journal position: {e}",
+                "cannot persist {} ban(s) and the source position: {e}",
                 stored.len()
             );
         }
         tracing::debug!(
             target: "banhound::batch",
             "batch of {} entries: {} ban(s), committed in {} us",
-            batch.len(),
+            records,
             decisions.len(),
             started.elapsed().as_micros()
         );
@@ -557,7 +730,7 @@ impl Daemon {
     }
 
     /// SIGHUP: RELOADING=1, apply the new configuration or refuse it, READY=1.
-    async fn reload(&mut self, feed: &mut Option<Feed>) {
+    async fn reload(&mut self, feeds: &mut Feeds) {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
@@ -569,7 +742,7 @@ impl Daemon {
                 "configuration reload refused, the running configuration stays in force: {e}"
             ),
             Ok(prepared) => {
-                if let Err(e) = self.apply(prepared, feed).await {
+                if let Err(e) = self.apply(prepared, feeds).await {
                     tracing::error!("configuration reload failed: {e}");
                 } else {
                     tracing::info!("configuration reloaded: {}", self.status());
@@ -579,14 +752,10 @@ impl Daemon {
         notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
     }
 
-    async fn apply(
-        &mut self,
-        prepared: Prepared,
-        feed: &mut Option<Feed>,
-    ) -> Result<(), DaemonError> {
+    async fn apply(&mut self, prepared: Prepared, feeds: &mut Feeds) -> Result<(), DaemonError> {
         let now = wall_now();
-        // Batches not processed yet are read again from the committed cursor by the new feed.
-        *feed = None;
+        // What was not processed yet is read again from the committed positions.
+        *feeds = Feeds::default();
         self.own_addresses = host::own_addresses();
         let kept: HashMap<&str, BackendKind> = prepared
             .jails
@@ -634,6 +803,8 @@ impl Daemon {
         }
         self.jails = prepared.jails;
         self.matches = prepared.matches;
+        self.journal_jails = prepared.journal_jails;
+        self.files = prepared.files;
         self.configure_backends().await?;
         // Idempotent: refreshes every ban, which also repairs sets that were recreated.
         let entries: Vec<BanEntry> = self
@@ -649,7 +820,7 @@ impl Daemon {
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
         self.backends.ban(&entries).await?;
-        *feed = self.start_feed(true)?;
+        *feeds = self.start_feeds(true)?;
         Ok(())
     }
 }
