@@ -1,17 +1,22 @@
-//! `banhound daemon`: follows the journal, decides bans, applies them, survives restarts.
+//! `banhound daemon`: follows the journal and log files, decides bans, applies them,
+//! survives restarts.
 //!
 //! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
-//! state database); the journal feed and the timers only send it events, so no lock guards
-//! ban state and every decision is made in order. Unbans are driven by one `sleep_until`
+//! state database); the source feeds ([`feed`] for the journal, [`files`] for log files) and
+//! the timers only send it events, so no lock guards ban state and every decision is made
+//! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling.
 //!
-//! Durability: each journal batch is processed whole, then its bans and its cursor are
-//! committed in one SQLite transaction ([`state`]), then the bans go to the firewall. After a
-//! crash, bans committed are restored with their remaining time and entries up to the
-//! committed cursor are replayed count-only (they rebuild failure windows, never ban twice).
+//! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
+//! position (journal cursor, or file inode and offset) are committed in one SQLite
+//! transaction ([`state`]), then the bans go to the firewall. After a crash, bans committed
+//! are restored with their remaining time and journal entries up to the committed cursor are
+//! replayed count-only (they rebuild failure windows, never ban twice). Files continue after
+//! their committed offset; their failure windows are not rebuilt (lines before the offset
+//! are not read again).
 //!
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
-//! batch), journal positioned, then READY=1. SIGHUP reloads in place (bans kept); a
+//! batch), sources positioned, then READY=1. SIGHUP reloads in place (bans kept); a
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
@@ -309,7 +314,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             },
             message = next_chunk(&mut feeds.files) => match message {
                 Some(Ok(chunk)) => daemon.process_file_chunk(chunk).await,
-                Some(Err(e)) => return Err(e.into()),
+                // One unreadable file must not stop the protection given by the others.
+                Some(Err(e)) => {
+                    tracing::error!("{e}; this file is no longer followed (fix it, then reload)");
+                    daemon.following.files = daemon.following.files.saturating_sub(1);
+                    daemon.update_status();
+                }
                 None => feeds.files = None,
             },
             () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
