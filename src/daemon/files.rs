@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 /// How much is read at once; a chunk is at most this plus one partial line.
-const READ_SIZE: usize = 256 << 10;
+pub const READ_SIZE: usize = 256 << 10;
 /// A line longer than this is cut (hostile writers must not make us buffer without bound).
 const MAX_LINE: usize = 64 << 10;
 

@@ -37,7 +37,8 @@ use crate::engine::time::{BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
-    Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start, StartReport,
+    Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
+    StartReport,
 };
 use backends::Backends;
 use feed::Feed;
@@ -249,7 +250,15 @@ struct Daemon {
     db: StateDb,
     own_addresses: Vec<IpAddr>,
     following: Following,
+    /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
+    catching_up: bool,
 }
+
+/// While catching up, expiries wait until sources have been quiet this long: lifting a past
+/// ban (by the wall clock) before the old entries logged during it were read would make
+/// those entries count anew, and the outcome would depend on thread scheduling. The kernel
+/// lifts nftables bans on time regardless (element timeouts).
+const CATCH_UP_GRACE: Duration = Duration::from_secs(1);
 
 /// What the daemon reads, for STATUS=.
 #[derive(Clone, Copy, Debug, Default)]
@@ -288,6 +297,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         db,
         own_addresses,
         following: Following::default(),
+        catching_up: false,
         options,
     };
     daemon.configure_backends().await?;
@@ -303,10 +313,13 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     loop {
         let deadline = daemon.next_deadline();
         tokio::select! {
+            // In this order: the watchdog is never starved by a flood of entries; expiries
+            // wait while entries are pending, so catching up on old entries does not lift a
+            // past ban before the failures logged during it were seen (they would count anew).
             biased;
             () = &mut shutdown => break,
             _ = hangup.recv() => daemon.reload(&mut feeds).await,
-            () = sleep_until_some(deadline) => daemon.expire().await,
+            () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
@@ -322,7 +335,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 }
                 None => feeds.files = None,
             },
-            () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
+            () = sleep_until_some(deadline) => daemon.expire().await,
         }
     }
 
@@ -537,6 +550,7 @@ impl Daemon {
     async fn process(&mut self, batch: Batch) {
         let started = std::time::Instant::now();
         let now = wall_now();
+        self.catching_up = batch.len() >= FollowOptions::default().batch_entries;
         let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
         {
             let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
@@ -579,6 +593,8 @@ impl Daemon {
     async fn process_file_chunk(&mut self, chunk: FileChunk) {
         let started = std::time::Instant::now();
         let now = wall_now();
+        // A read fills READ_SIZE when more is waiting; the chunk is that minus a partial line.
+        self.catching_up = chunk.lines.len() >= files::READ_SIZE / 2;
         let Some((path, readers)) = self.files.get(chunk.file) else {
             return;
         };
@@ -705,7 +721,12 @@ impl Daemon {
             .values()
             .filter_map(Tracker::next_expiry)
             .min()?;
-        Some(Instant::now() + next.since(wall_now()))
+        let at = Instant::now() + next.since(wall_now());
+        Some(if self.catching_up {
+            at.max(Instant::now() + CATCH_UP_GRACE)
+        } else {
+            at
+        })
     }
 
     /// Lifts the bans that have ended.

@@ -230,6 +230,14 @@ impl StateDb {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(wrap)?;
+            // A new ban of a target still banned (a replayed history, an admin's ban) replaces
+            // the old one: its history row ends where the new one starts.
+            let mut replaced = tx
+                .prepare_cached(
+                    "UPDATE ban_history SET ended_us = ?3, end_reason = 'replaced by a new ban'
+                     WHERE jail = ?1 AND target = ?2 AND ended_us IS NULL",
+                )
+                .map_err(wrap)?;
             let mut history = tx
                 .prepare_cached(
                     "INSERT INTO ban_history (jail, target, started_us, expires_us, offence, failures)
@@ -245,6 +253,13 @@ impl StateDb {
                     ban.offence,
                     ban.failures
                 ];
+                replaced
+                    .execute(params![
+                        ban.jail,
+                        ban.target.to_string(),
+                        ban.since.as_micros()
+                    ])
+                    .map_err(wrap)?;
                 insert.execute(values).map_err(wrap)?;
                 history.execute(values).map_err(wrap)?;
             }
@@ -381,6 +396,30 @@ mod tests {
             )
             .unwrap();
         assert_eq!(ended, (700_000_000, "expired".to_string()));
+    }
+
+    #[test]
+    fn a_replacing_ban_closes_the_history_of_the_one_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(dir.path()).unwrap();
+        let first = ban("198.51.100.4/32", Some(700));
+        let mut second = first.clone();
+        second.since = Timestamp::from_secs(800);
+        second.until = Some(Timestamp::from_secs(1400));
+        db.commit_batch(&[first], None, Timestamp::from_secs(100))
+            .unwrap();
+        db.commit_batch(&[second.clone()], None, Timestamp::from_secs(800))
+            .unwrap();
+        assert_eq!(db.bans().unwrap(), [second]);
+        let open: i64 = db
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM ban_history WHERE ended_us IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((db.history_len().unwrap(), open), (2, 1));
     }
 
     #[test]
