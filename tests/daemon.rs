@@ -884,9 +884,14 @@ fn file_jails_follow_appends_rotation_and_resume_after_restart() {
     std::fs::rename(&auth, log_dir.path().join("auth.log.1")).unwrap();
     append_syslog_failures(&auth, "203.0.113.77", 3);
     daemon.wait_log(&line("203.0.113.77"), 1);
-    // Counted (below maxretry) before the stop: must not be read again after it.
-    append_syslog_failures(&auth, "203.0.113.99", 2);
+    // Counted (below maxretry) across a reload: the window is kept, no line is read twice.
+    append_syslog_failures(&auth, "203.0.113.99", 1);
+    daemon.wait_log("Found 203.0.113.99 in jail sshd-file (1 failure(s))", 1);
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    append_syslog_failures(&auth, "203.0.113.99", 1);
     daemon.wait_log("Found 203.0.113.99 in jail sshd-file (2 failure(s))", 1);
+    // ... and not read again after a restart either.
     assert!(daemon.stop());
 
     // Written while banhound is down: read once after the restart, nothing before it again.
