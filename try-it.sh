@@ -1,43 +1,164 @@
-#!/usr/bin/env bash
-# Try banhound in one command (root, Debian 12): builds it, writes a throwaway sshd log with
-# a brute-force attack in it, and shows what banhound's sshd filter finds and would ban.
+#!/bin/bash
+# Try banhound in one command, on a fresh Debian 12 machine, as root.
+#
+# Builds banhound, then brings up a throwaway sandbox that touches nothing of the host's
+# own logging or firewall: a journald namespace for the logs, and three network namespaces,
+# "server", "attacker" and "friend" (documentation addresses), joined by veth pairs.
+# banhound runs inside "server", reading that journal namespace; a helper process named
+# sshd writes failed logins "from" the attacker; banhound bans it in the server's nftables.
+# Everything is removed on exit, whatever happens.
 set -euo pipefail
-cd "$(dirname "$0")"
-.ci/install-packages build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev python3
-command -v cargo >/dev/null || .ci/install-packages cargo
-echo "== building banhound (release)"
-cargo build --release --quiet
-bin=target/release/banhound
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
 
-echo "== writing a sample auth.log: one attacker guessing passwords, users logging in normally"
-python3 - "$work/auth.log" <<'PY'
-import random, sys, time
-rng = random.Random(7)
-t = time.time() - 3600
-out = open(sys.argv[1], "w")
-def line(msg, ident="sshd"):
-    global t
-    t += rng.uniform(0.5, 4)
-    out.write(time.strftime("%b %d %H:%M:%S", time.gmtime(t)) + " web1 %s[%d]: %s\n" % (ident, rng.randrange(1000, 9999), msg))
-for i in range(400):
-    r = rng.random()
-    if r < 0.3:
-        user = rng.choice(["root", "admin", "oracle", "test"])
-        line("Failed password for invalid user %s from 203.0.113.50 port %d ssh2" % (user, rng.randrange(1024, 65535)))
-    elif r < 0.35:
-        line("Invalid user guest from 2001:db8:bad::7 port %d" % rng.randrange(1024, 65535))
-    elif r < 0.37:
-        # An attacker-chosen user name that names someone else's address: never believed.
-        line("Failed password for invalid user root from 192.0.2.1 from 198.51.100.23 port 22 ssh2")
-    elif r < 0.7:
-        line("Accepted publickey for alice from 192.0.2.10 port %d ssh2: ED25519 SHA256:q4Sx" % rng.randrange(1024, 65535))
-    else:
-        line("pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)", "CRON")
-PY
-echo
-echo "== banhound test-filter sshd auth.log"
-"$bin" --defaults-dir conf test-filter sshd "$work/auth.log" --timezone UTC --top 5
-echo "== the same, as JSON (first 3 matches)"
-"$bin" --defaults-dir conf test-filter sshd "$work/auth.log" --timezone UTC --json 2>/dev/null | head -n 3
+here="$(cd "$(dirname "$0")" && pwd)"
+tag="bhtry$$"
+ns_server="$tag-server" ns_attacker="$tag-attacker" ns_friend="$tag-friend"
+server_v4=203.0.113.1 attacker_v4=203.0.113.66
+friend_server_v4=198.51.100.1 friend_v4=198.51.100.7
+port=22
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "try-it.sh needs root (network namespaces, nftables, a journald namespace)" >&2
+    exit 1
+fi
+
+section "Installing build and runtime dependencies"
+missing=()
+for pkg in build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev libsqlite3-dev \
+           nftables iproute2 systemd-journal-remote curl python3; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+else
+    echo "all present"
+fi
+if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] || curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+section "Building banhound (release)"
+(cd "$here" && cargo build --release --quiet)
+banhound="$here/target/release/banhound"
+ls -l "$banhound"
+
+# --- everything below is undone by cleanup ---------------------------------------------------
+tmp="$(mktemp -d /tmp/banhound-try.XXXXXX)"
+journald_pid="" daemon_pid="" listener_pid=""
+machine_id="$(cat /etc/machine-id)"
+journal_run="/run/systemd/journal.$tag"
+journal_log="/var/log/journal/$machine_id.$tag"
+
+cleanup() {
+    set +e
+    section "Cleaning up"
+    [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+    [ -n "$listener_pid" ] && kill "$listener_pid" 2>/dev/null && wait "$listener_pid" 2>/dev/null
+    [ -n "$journald_pid" ] && kill "$journald_pid" 2>/dev/null && wait "$journald_pid" 2>/dev/null
+    for ns in "$ns_server" "$ns_attacker" "$ns_friend"; do ip netns del "$ns" 2>/dev/null; done
+    rm -rf "$journal_run" "$journal_log" "$tmp"
+    echo "removed namespaces $ns_server $ns_attacker $ns_friend, journal namespace $tag, $tmp"
+}
+trap cleanup EXIT
+
+section "Sandbox: journald namespace $tag"
+/lib/systemd/systemd-journald "$tag" >/dev/null 2>&1 &
+journald_pid=$!
+for _ in $(seq 100); do [ -S "$journal_run/socket" ] && break; sleep 0.05; done
+[ -S "$journal_run/socket" ] || { echo "journald namespace did not come up" >&2; exit 1; }
+echo "journald pid $journald_pid, socket $journal_run/socket"
+
+section "Sandbox: network namespaces"
+for ns in "$ns_server" "$ns_attacker" "$ns_friend"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+ip -n "$ns_server" link add veth-a type veth peer name veth-s netns "$ns_attacker"
+ip -n "$ns_server" link add veth-f type veth peer name veth-s netns "$ns_friend"
+ip -n "$ns_server" addr add "$server_v4/24" dev veth-a
+ip -n "$ns_server" addr add "$friend_server_v4/24" dev veth-f
+ip -n "$ns_attacker" addr add "$attacker_v4/24" dev veth-s
+ip -n "$ns_friend" addr add "$friend_v4/24" dev veth-s
+for pair in "$ns_server veth-a" "$ns_server veth-f" "$ns_attacker veth-s" "$ns_friend veth-s"; do
+    set -- $pair
+    ip -n "$1" link set "$2" up
+done
+echo "server   $server_v4 (to attacker), $friend_server_v4 (to friend)"
+echo "attacker $attacker_v4"
+echo "friend   $friend_v4"
+
+# A TCP "service" on port $port in the server namespace: answers every connection with a line.
+ip netns exec "$ns_server" python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
+while True:
+    c, _ = s.accept(); c.sendall(b"SSH-2.0-pretend\r\n"); c.close()
+' "$port" &
+listener_pid=$!
+
+connect() { # NS ADDRESS -> prints the outcome
+    ip netns exec "$1" python3 -c '
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    print("connected:", c.recv(64).decode().strip())
+except socket.timeout:
+    print("timed out (dropped)")
+except OSError as e:
+    print("failed:", e)
+' "$2" "$port"
+}
+sleep 0.3
+echo "before any ban: attacker -> $(connect "$ns_attacker" "$server_v4"); friend -> $(connect "$ns_friend" "$friend_server_v4")"
+
+section "Configuration (written to $tmp/banhound.toml)"
+cat > "$tmp/banhound.toml" <<TOML
+# On top of the shipped defaults in conf/ (sshd jail enabled, nftables backend).
+[jail.sshd]
+enabled = true
+maxretry = 3
+findtime = "10m"
+bantime = "10m"
+TOML
+cat "$tmp/banhound.toml"
+"$banhound" --defaults-dir "$here/conf" --config "$tmp/banhound.toml" check-config
+
+section "Starting banhound daemon inside the server namespace"
+ip netns exec "$ns_server" "$banhound" --defaults-dir "$here/conf" --config "$tmp/banhound.toml" \
+    daemon --state-dir "$tmp/state" --journal-namespace "$tag" --log-target stderr \
+    2> "$tmp/daemon.log" &
+daemon_pid=$!
+for _ in $(seq 100); do grep -q "banhound started" "$tmp/daemon.log" && break; sleep 0.05; done
+grep -q "banhound started" "$tmp/daemon.log" || { cat "$tmp/daemon.log"; exit 1; }
+echo "banhound pid $daemon_pid is up"
+
+section "A burst of failed sshd logins from $attacker_v4 (and one from the friend)"
+{
+    for i in 1 2 3 4 5; do
+        echo "Failed password for invalid user admin$i from $attacker_v4 port $((40000 + i)) ssh2"
+    done
+    echo "Failed password for alice from $friend_v4 port 50000 ssh2"
+} > "$tmp/burst.txt"
+sed 's/^/  sshd: /' "$tmp/burst.txt"
+python3 "$here/tests/support/fake-sshd.py" "$journal_run/socket" < "$tmp/burst.txt"
+for _ in $(seq 100); do grep -q "Banned $attacker_v4" "$tmp/daemon.log" && break; sleep 0.05; done
+
+section "banhound's log"
+cat "$tmp/daemon.log"
+
+section "nft list table inet banhound (server namespace)"
+ip netns exec "$ns_server" nft list table inet banhound
+
+section "Connections to port $port"
+echo "attacker ($attacker_v4) -> $(connect "$ns_attacker" "$server_v4")"
+echo "friend   ($friend_v4) -> $(connect "$ns_friend" "$friend_server_v4")"
+
+section "Stopping banhound (SIGTERM): bans stay in the kernel, state is on disk"
+kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""
+tail -n 1 "$tmp/daemon.log"
+ip netns exec "$ns_server" nft list set inet banhound sshd-v4 | grep elements
+ls -l "$tmp/state"

@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod firewall;
 pub mod source;

@@ -4,6 +4,7 @@
 //! [`ExitCode`] carried in the error chain where a specific code matters.
 
 pub mod check_config;
+pub mod daemon;
 pub mod test_filter;
 
 use crate::config::ConfigPaths;
@@ -57,6 +58,8 @@ pub enum Command {
     TestFilter(Box<test_filter::TestFilterArgs>),
     /// Validate the configuration without starting anything (like `nginx -t`).
     CheckConfig(check_config::CheckConfigArgs),
+    /// Run the service: follow the journal, ban offenders, restore bans across restarts.
+    Daemon(daemon::DaemonArgs),
 }
 
 /// Exit codes, documented in the README.

@@ -320,6 +320,22 @@ impl Tracker {
         self.insert_ban(target, ban);
     }
 
+    /// Re-installs how many times `target` was banned, the last ban starting at `last`
+    /// (from persistent history, for bans that have ended), so escalation survives restarts.
+    /// Ignored without escalation, and when the tracker already knows a later ban.
+    pub fn restore_offences(&mut self, target: IpNet, offences: u32, last: Timestamp) {
+        if self.policy.escalation.is_none() {
+            return;
+        }
+        let known = self
+            .history
+            .entry(target)
+            .or_insert(History { offences, last });
+        if last > known.last {
+            *known = History { offences, last };
+        }
+    }
+
     /// Lifts a ban early; returns whether it was active.
     pub fn unban(&mut self, target: &IpNet) -> bool {
         match self.active.remove(target) {
@@ -504,6 +520,26 @@ mod tests {
             BanTime::For(Duration::from_secs(1800))
         );
         assert_eq!(esc.bantime(BanTime::Permanent, 2), BanTime::Permanent);
+    }
+
+    #[test]
+    fn restored_offences_escalate_the_next_ban() {
+        let mut p = policy();
+        p.escalation = Some(Escalation {
+            growth: Growth::Factor(2.0),
+            maxtime: None,
+            forget_after: Duration::from_secs(86_400),
+        });
+        let mut tr = Tracker::new(p);
+        let a = ip("198.51.100.7");
+        tr.restore_offences(ban_target(a, 64), 2, t(0));
+        let d = tr.ban_manually(a, t(1000), None).unwrap();
+        assert_eq!(d.offence, 3);
+        assert_eq!(d.bantime, BanTime::For(Duration::from_secs(2400)));
+        // Without escalation there is nothing to remember.
+        let mut plain = Tracker::new(policy());
+        plain.restore_offences(ban_target(a, 64), 2, t(0));
+        assert_eq!(plain.ban_manually(a, t(1000), None).unwrap().offence, 1);
     }
 
     #[test]

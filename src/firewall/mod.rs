@@ -6,6 +6,7 @@
 //! table, the `banhound-*` ipsets) and never touch anything else.
 
 pub mod firewalld;
+pub mod log_only;
 pub mod nftables;
 
 use ipnet::IpNet;

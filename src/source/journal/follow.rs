@@ -153,6 +153,13 @@ impl Follower {
         self.thread_id
     }
 
+    /// A handle that asks the thread to stop from anywhere, e.g. while another thread is
+    /// blocked receiving from [`Follower::batches`] (the receive then fails: the thread's
+    /// sender is gone).
+    pub fn stopper(&self) -> FollowStopper {
+        FollowStopper(Arc::clone(&self.stop))
+    }
+
     /// Stops the thread and returns what it read in total.
     pub fn stop(mut self) -> Result<ReadStats, JournalError> {
         self.shut_down().ok_or(JournalError::FollowThread)
@@ -160,19 +167,30 @@ impl Follower {
 
     fn shut_down(&mut self) -> Option<ReadStats> {
         let thread = self.thread.take()?;
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
-        unsafe {
-            libc::write(
-                self.stop.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        self.stopper().stop();
         // The thread may be blocked sending to a full queue: dropping the receiver frees it.
         let (_, idle) = mpsc::sync_channel(0);
         drop(std::mem::replace(&mut self.batches, idle));
         thread.join().ok()
+    }
+}
+
+/// Asks a follow thread to stop; see [`Follower::stopper`].
+#[derive(Clone, Debug)]
+pub struct FollowStopper(Arc<OwnedFd>);
+
+impl FollowStopper {
+    /// Signals the thread; it stops at its next wake-up (at once when idle in poll(2)).
+    pub fn stop(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to the follower's eventfd.
+        unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
 }
 

@@ -16,6 +16,6 @@ pub mod reader;
 
 pub use cursor::{parse_cursor, CursorStore, CursorStoreError};
 pub use entry::{Batch, EntryView, Phase, ReadEntry};
-pub use follow::{FollowOptions, Follower};
+pub use follow::{FollowOptions, FollowStopper, Follower};
 pub use matches::{JailMatches, MatchError, MatchExpr, MatchTerm};
 pub use reader::{JournalError, JournalReader, JournalSource, ReadStats, Start, StartReport};

@@ -1,0 +1,75 @@
+//! `banhound daemon`: the service. Builds the runtime, wires SIGTERM/SIGINT to the daemon's
+//! shutdown future and turns its errors into exit codes.
+
+use crate::cli::invalid;
+use crate::config::ConfigPaths;
+use crate::daemon::logging::{self, LogTarget};
+use crate::daemon::{self, Options};
+use crate::source::journal::JournalSource;
+use anyhow::Context;
+use std::path::PathBuf;
+use tokio::signal::unix::{signal, SignalKind};
+
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Where bans, their history and the journal position are kept (systemd's
+    /// StateDirectory= sets STATE_DIRECTORY).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "STATE_DIRECTORY",
+        default_value = "/var/lib/banhound"
+    )]
+    pub state_dir: PathBuf,
+    /// Read this journald namespace (systemd-journald@NAME) instead of the system journal.
+    #[arg(long, value_name = "NAME", conflicts_with = "journal_directory")]
+    pub journal_namespace: Option<String>,
+    /// Read the journal files in this directory instead of the system journal.
+    #[arg(long, value_name = "DIR")]
+    pub journal_directory: Option<PathBuf>,
+    /// Remove banhound's firewall objects, and so every ban, when stopping (they are
+    /// restored from the state database at the next start).
+    #[arg(long)]
+    pub flush_on_stop: bool,
+    /// Where logs go.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub log_target: LogTarget,
+}
+
+pub fn run(paths: &ConfigPaths, args: &DaemonArgs) -> anyhow::Result<()> {
+    logging::init(args.log_target).context("cannot set up logging")?;
+    let journal = match (&args.journal_namespace, &args.journal_directory) {
+        (Some(ns), _) => JournalSource::Namespace(ns.clone()),
+        (None, Some(dir)) => JournalSource::Directory(dir.clone()),
+        (None, None) => JournalSource::System,
+    };
+    let options = Options {
+        config: paths.clone(),
+        state_dir: args.state_dir.clone(),
+        journal,
+        flush_on_stop: args.flush_on_stop,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = int.recv() => tracing::info!("SIGINT: stopping"),
+            }
+        };
+        Ok::<_, anyhow::Error>(daemon::run(options, shutdown).await)
+    })?;
+    result.map_err(|e| {
+        tracing::error!("{e}");
+        if e.is_invalid_configuration() {
+            invalid(e)
+        } else {
+            anyhow::Error::from(e)
+        }
+    })
+}

@@ -1,0 +1,419 @@
+//! File sources: log files followed like `tail -F`, one thread per file, positions persisted.
+//!
+//! Each thread reads whole lines from its file and hands them to the owner task in chunks,
+//! each with the position (inode and byte offset) just after its last line; the owner
+//! commits that position together with the chunk's bans, exactly as for journal cursors. A
+//! line still being written (no `\n` yet) is left for the next read.
+//!
+//! The thread sleeps in poll(2) on an inotify descriptor and a stop eventfd: it wakes when
+//! the file is written, replaced (rotation: renamed away and created anew, read to its end
+//! first) or truncated (`copytruncate`: read again from the start), never on a timer. A
+//! missing file is waited for through its directory.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tokio::sync::mpsc;
+
+/// How much is read at once; a chunk is at most this plus one partial line.
+pub const READ_SIZE: usize = 256 << 10;
+/// A line longer than this is cut (hostile writers must not make us buffer without bound).
+const MAX_LINE: usize = 64 << 10;
+
+/// Where a file was read up to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilePosition {
+    pub inode: u64,
+    pub offset: u64,
+}
+
+impl FilePosition {
+    /// As stored in the state database: `INODE:OFFSET`.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.inode, self.offset)
+    }
+
+    pub fn decode(text: &str) -> Option<FilePosition> {
+        let (inode, offset) = text.split_once(':')?;
+        Some(FilePosition {
+            inode: inode.parse().ok()?,
+            offset: offset.parse().ok()?,
+        })
+    }
+}
+
+/// Whole lines read from one file.
+#[derive(Debug)]
+pub struct FileChunk {
+    /// Index of the file in the list given to [`FileFeed::start`].
+    pub file: usize,
+    /// Lines, each ending with `\n`.
+    pub lines: Vec<u8>,
+    /// The position right after the last line.
+    pub position: FilePosition,
+}
+
+/// Why following a file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("following {path}: {source}")]
+pub struct FileError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// The threads following the files; dropping it stops them.
+pub struct FileFeed {
+    chunks: mpsc::Receiver<Result<FileChunk, FileError>>,
+    stop: Arc<OwnedFd>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl FileFeed {
+    /// Starts one thread per file, each from its stored position (same inode, offset not
+    /// past the end), else from the start of the file.
+    pub fn start(files: Vec<(PathBuf, Option<FilePosition>)>) -> Result<FileFeed, FileError> {
+        let stop = Arc::new(eventfd().map_err(|source| FileError {
+            path: PathBuf::new(),
+            source,
+        })?);
+        let (tx, chunks) = mpsc::channel(4);
+        let mut threads = Vec::new();
+        for (index, (path, stored)) in files.into_iter().enumerate() {
+            let mut follower = FileFollower {
+                index,
+                path: path.clone(),
+                stop: Arc::clone(&stop),
+                tx: tx.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name("file-follow".into())
+                .spawn(move || {
+                    if let Err(source) = follower.run(stored) {
+                        let _ = follower.tx.blocking_send(Err(FileError {
+                            path: follower.path.clone(),
+                            source,
+                        }));
+                    }
+                })
+                .map_err(|source| FileError { path, source })?;
+            threads.push(thread);
+        }
+        Ok(FileFeed {
+            chunks,
+            stop,
+            threads,
+        })
+    }
+
+    /// The next chunk of any file; `None` once every thread has ended.
+    pub async fn next(&mut self) -> Option<Result<FileChunk, FileError>> {
+        self.chunks.recv().await
+    }
+}
+
+impl Drop for FileFeed {
+    fn drop(&mut self) {
+        signal(&self.stop);
+        // Unblocks threads waiting to hand over a chunk; the chunk is read again later.
+        self.chunks.close();
+        while self.chunks.try_recv().is_ok() {}
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn signal(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a valid u64 to an eventfd.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// What the follower is told by a wake-up.
+enum Wake {
+    Changed,
+    Stop,
+}
+
+struct FileFollower {
+    index: usize,
+    path: PathBuf,
+    stop: Arc<OwnedFd>,
+    tx: mpsc::Sender<Result<FileChunk, FileError>>,
+}
+
+/// An open file and how far it has been handed over.
+struct Open {
+    file: File,
+    inode: u64,
+    /// Offset of the first byte not handed over (the start of a partial line, if any).
+    offset: u64,
+    pending: Vec<u8>,
+}
+
+impl FileFollower {
+    fn run(&mut self, stored: Option<FilePosition>) -> io::Result<()> {
+        let inotify = Inotify::new()?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        inotify.watch(dir, libc::IN_CREATE | libc::IN_MOVED_TO)?;
+        let mut current = self.open(stored, &inotify)?;
+        loop {
+            if let Some(open) = &mut current {
+                if !self.drain(open)? {
+                    return Ok(());
+                }
+            }
+            match self.wait(&inotify)? {
+                Wake::Stop => return Ok(()),
+                Wake::Changed => {}
+            }
+            inotify.discard_events();
+            // Replaced or truncated? The old file is read to its end first.
+            let now_inode = std::fs::metadata(&self.path).ok().map(|m| m.ino());
+            match (&mut current, now_inode) {
+                (Some(open), Some(inode)) if inode == open.inode => {
+                    let len = open.file.metadata()?.len();
+                    if len < open.offset {
+                        tracing::info!(
+                            "{} was truncated: reading it from the start",
+                            self.path.display()
+                        );
+                        open.offset = 0;
+                        open.pending.clear();
+                        open.file.seek(SeekFrom::Start(0))?;
+                    }
+                }
+                (Some(open), Some(_)) => {
+                    if !self.drain(open)? {
+                        return Ok(());
+                    }
+                    tracing::info!(
+                        "{} was replaced (rotated): following the new file",
+                        self.path.display()
+                    );
+                    current = self.open(None, &inotify)?;
+                }
+                (None, Some(_)) => current = self.open(None, &inotify)?,
+                (_, None) => {}
+            }
+        }
+    }
+
+    /// Opens the file if it exists, positioned at `stored` when that still applies.
+    fn open(&self, stored: Option<FilePosition>, inotify: &Inotify) -> io::Result<Option<Open>> {
+        let mut file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        let offset = match stored {
+            Some(p) if p.inode == meta.ino() && p.offset <= meta.len() => p.offset,
+            _ => 0,
+        };
+        file.seek(SeekFrom::Start(offset))?;
+        inotify.watch(&self.path, libc::IN_MODIFY | libc::IN_ATTRIB)?;
+        Ok(Some(Open {
+            file,
+            inode: meta.ino(),
+            offset,
+            pending: Vec::new(),
+        }))
+    }
+
+    /// Hands over every whole line available; false if the owner is gone.
+    fn drain(&self, open: &mut Open) -> io::Result<bool> {
+        let mut buf = vec![0u8; READ_SIZE];
+        loop {
+            let n = open.file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(true);
+            }
+            open.pending.extend_from_slice(&buf[..n]);
+            let Some(last_newline) = memchr::memrchr(b'\n', &open.pending) else {
+                if open.pending.len() > MAX_LINE {
+                    // A line without end: hand over what we have as one (cut) line.
+                    open.pending.push(b'\n');
+                    let len = open.pending.len() as u64 - 1;
+                    if !self.send(open, len)? {
+                        return Ok(false);
+                    }
+                }
+                continue;
+            };
+            let whole = last_newline + 1;
+            if !self.send(open, whole as u64)? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Sends the first `consumed` bytes of `pending` (whole lines) and advances.
+    fn send(&self, open: &mut Open, consumed: u64) -> io::Result<bool> {
+        let keep = open
+            .pending
+            .split_off((consumed as usize).min(open.pending.len()));
+        let lines = std::mem::replace(&mut open.pending, keep);
+        open.offset += consumed;
+        let chunk = FileChunk {
+            file: self.index,
+            lines,
+            position: FilePosition {
+                inode: open.inode,
+                offset: open.offset,
+            },
+        };
+        Ok(self.tx.blocking_send(Ok(chunk)).is_ok())
+    }
+
+    fn wait(&self, inotify: &Inotify) -> io::Result<Wake> {
+        let mut fds = [
+            libc::pollfd {
+                fd: inotify.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: two valid pollfds.
+            let ret = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if ret < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if fds[1].revents != 0 {
+                return Ok(Wake::Stop);
+            }
+            return Ok(Wake::Changed);
+        }
+    }
+}
+
+/// An inotify instance (non-blocking; woken through poll).
+struct Inotify {
+    fd: OwnedFd,
+}
+
+impl Inotify {
+    fn new() -> io::Result<Inotify> {
+        // SAFETY: plain syscall; checked.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new descriptor owned by nobody else.
+        Ok(Inotify {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn watch(&self, path: &Path, mask: u32) -> io::Result<()> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        // SAFETY: a valid inotify fd and NUL-terminated path.
+        if unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Empties the event queue: the follower re-checks the file itself, so which events
+    /// arrived does not matter, only that some did.
+    fn discard_events(&self) {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a valid buffer from our non-blocking fd until it is empty.
+        while unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn next(feed: &mut FileFeed, rt: &tokio::runtime::Runtime) -> FileChunk {
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), feed.next())
+                .await
+                .expect("a chunk within 5 s")
+                .expect("feed open")
+                .expect("no error")
+        })
+    }
+
+    #[test]
+    fn follows_appends_partial_lines_rotation_and_truncation() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.log");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"one\ntw").unwrap();
+        let mut feed = FileFeed::start(vec![(path.clone(), None)]).unwrap();
+        let c = next(&mut feed, &rt);
+        assert_eq!(c.lines, b"one\n");
+        assert_eq!(c.position.offset, 4);
+        f.write_all(b"o\nthree\n").unwrap();
+        let c = next(&mut feed, &rt);
+        assert_eq!(c.lines, b"two\nthree\n");
+        assert_eq!(c.position.offset, 14);
+
+        // Rotation: the old file gets a last line, then is renamed; a new one appears.
+        f.write_all(b"last\n").unwrap();
+        std::fs::rename(&path, dir.path().join("auth.log.1")).unwrap();
+        let mut g = File::create(&path).unwrap();
+        g.write_all(b"fresh\n").unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"fresh\n") {
+            got.extend(next(&mut feed, &rt).lines);
+        }
+        assert_eq!(got, b"last\nfresh\n");
+
+        // Truncation (copytruncate) starts over.
+        g.set_len(0).unwrap();
+        let mut g = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        g.write_all(b"x\n").unwrap();
+        let c = next(&mut feed, &rt);
+        assert_eq!(c.lines, b"x\n");
+        assert_eq!(c.position.offset, 2);
+        let resume = c.position;
+        drop(feed);
+
+        // A restart continues at the stored position.
+        g.write_all(b"y\n").unwrap();
+        let mut feed = FileFeed::start(vec![(path.clone(), Some(resume))]).unwrap();
+        assert_eq!(next(&mut feed, &rt).lines, b"y\n");
+        assert_eq!(FilePosition::decode(&resume.encode()), Some(resume));
+    }
+}

@@ -1,0 +1,938 @@
+//! `banhound daemon`: follows the journal and log files, decides bans, applies them,
+//! survives restarts.
+//!
+//! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
+//! state database); the source feeds ([`feed`] for the journal, [`files`] for log files) and
+//! the timers only send it events, so no lock guards ban state and every decision is made
+//! in order. Unbans are driven by one `sleep_until`
+//! on the earliest expiry of all trackers, never by polling.
+//!
+//! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
+//! position (journal cursor, or file inode and offset) are committed in one SQLite
+//! transaction ([`state`]), then the bans go to the firewall. After a crash, bans committed
+//! are restored with their remaining time and journal entries up to the committed cursor are
+//! replayed count-only (they rebuild failure windows, never ban twice). Files continue after
+//! their committed offset; their failure windows are not rebuilt (lines before the offset
+//! are not read again).
+//!
+//! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
+//! batch), sources positioned, then READY=1. SIGHUP reloads in place (bans kept); a
+//! configuration that does not load is refused and the running one kept. The shutdown
+//! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
+//! kernel with their timeouts unless `flush_on_stop`.
+
+pub mod backends;
+pub mod feed;
+pub mod files;
+pub mod host;
+pub mod logging;
+pub mod state;
+
+use crate::config::error::ConfigError;
+use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
+use crate::engine::datetime::{DateDetector, Zone};
+use crate::engine::filter::{Host, Matcher, Outcome};
+use crate::engine::prepare::{LinePreparer, Prepared as PreparedLine};
+use crate::engine::time::{BanTime, Timestamp};
+use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::firewall::{BackendKind, BanEntry, FirewallError};
+use crate::source::journal::{
+    Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
+    StartReport,
+};
+use backends::Backends;
+use feed::Feed;
+use files::{FileChunk, FileError, FileFeed, FilePosition};
+use ipnet::IpNet;
+use sd_notify::NotifyState;
+use state::{StateDb, StateError, StoredBan};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::Instant;
+
+/// How the daemon is run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config: ConfigPaths,
+    /// Where the state database lives (`/var/lib/banhound`).
+    pub state_dir: PathBuf,
+    /// Which journal the journal jails read.
+    pub journal: JournalSource,
+    /// Remove banhound's firewall objects (and so every ban) when stopping.
+    pub flush_on_stop: bool,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("jail {jail}: invalid journalmatch: {source}")]
+    Match { jail: String, source: MatchError },
+    #[error("jail {jail}: the {backend} backend is not available in this build")]
+    UnsupportedBackend { jail: String, backend: BackendKind },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Firewall(#[from] FirewallError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("cannot handle signals: {0}")]
+    Signal(#[source] std::io::Error),
+}
+
+impl DaemonError {
+    /// Whether the error is in the configuration (as opposed to the running system).
+    pub fn is_invalid_configuration(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Config(_)
+                | DaemonError::Match { .. }
+                | DaemonError::UnsupportedBackend { .. }
+        )
+    }
+}
+
+/// The wall clock, the only one bans are expressed in (the engine never reads it).
+fn wall_now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A ban target as people write it: the bare address for a single host, CIDR for a network.
+pub fn display_target(target: &IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
+/// A live failure: counts it and returns the ban it leads to, if any.
+fn judge(tracker: &mut Tracker, jail: &str, ip: IpAddr, at: Timestamp) -> Option<BanDecision> {
+    match tracker.failure(ip, at) {
+        Verdict::Ban(decision) => return Some(decision),
+        Verdict::Counted { failures } => tracing::debug!(
+            JAIL = %jail,
+            IP = %ip,
+            FAILURES = failures,
+            "Found {ip} in jail {jail} ({failures} failure(s))"
+        ),
+        Verdict::Ignored(reason) => tracing::debug!(
+            JAIL = %jail,
+            IP = %ip,
+            "Ignored {ip} in jail {jail} ({})",
+            reason.as_str()
+        ),
+        Verdict::AlreadyBanned => {}
+    }
+    None
+}
+
+/// The MESSAGE of a ban: a fixed format, because the shipped recidive filter reads it.
+pub fn ban_message(jail: &str, decision: &BanDecision) -> String {
+    format!(
+        "Banned {} in jail {jail} for {} after {} failures",
+        display_target(&decision.target),
+        decision.bantime,
+        decision.failures
+    )
+}
+
+/// The jails the daemon runs, validated against what this daemon supports, before anything
+/// running is touched (so a reload can refuse them without side effects).
+struct Prepared {
+    jails: Vec<JailSettings>,
+    /// The journal matches of the journal jails, and for each the index of its jail.
+    matches: Vec<MatchExpr>,
+    journal_jails: Vec<usize>,
+    /// Each followed file, with the indexes of the jails reading it.
+    files: Vec<(PathBuf, Vec<usize>)>,
+}
+
+fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
+    let mut jails = Vec::new();
+    let mut matches = Vec::new();
+    let mut journal_jails = Vec::new();
+    let mut files: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    for jail in settings.jails.into_iter().filter(|j| j.enabled) {
+        if jail.backend == BackendKind::Firewalld {
+            return Err(DaemonError::UnsupportedBackend {
+                jail: jail.name,
+                backend: jail.backend,
+            });
+        }
+        let index = jails.len();
+        match &jail.source {
+            JailSource::Files { paths } => {
+                for path in paths {
+                    match files.iter_mut().find(|(p, _)| p == path) {
+                        Some((_, readers)) => readers.push(index),
+                        None => files.push((path.clone(), vec![index])),
+                    }
+                }
+            }
+            JailSource::Journal { matches: words } => {
+                let expr = MatchExpr::parse(words).map_err(|source| DaemonError::Match {
+                    jail: jail.name.clone(),
+                    source,
+                })?;
+                matches.push(expr);
+                journal_jails.push(index);
+            }
+        }
+        jails.push(jail);
+    }
+    Ok(Prepared {
+        jails,
+        matches,
+        journal_jails,
+        files,
+    })
+}
+
+/// The key of a file's position in the state database.
+fn file_key(path: &Path) -> String {
+    format!("file:{}", path.display())
+}
+
+/// The running sources; replaced as a whole on reload.
+#[derive(Default)]
+struct Feeds {
+    journal: Option<Feed>,
+    files: Option<FileFeed>,
+}
+
+/// The key of the journal position in the state database.
+fn source_key(source: &JournalSource) -> String {
+    match source {
+        JournalSource::System => "journal:system".into(),
+        JournalSource::Namespace(ns) => format!("journal:namespace:{ns}"),
+        JournalSource::Directory(dir) => format!("journal:directory:{}", dir.display()),
+        JournalSource::Files(files) => format!(
+            "journal:files:{}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(":")
+        ),
+    }
+}
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// The ban state and everything that changes it. Owned by one task.
+struct Daemon {
+    options: Options,
+    source_key: String,
+    jails: Vec<JailSettings>,
+    matches: Vec<MatchExpr>,
+    journal_jails: Vec<usize>,
+    files: Vec<(PathBuf, Vec<usize>)>,
+    /// Per (jail, file): the date detector state of that file for that jail's filter.
+    preparers: HashMap<(usize, usize), LinePreparer>,
+    zone: Zone,
+    trackers: HashMap<String, Tracker>,
+    backends: Backends,
+    db: StateDb,
+    own_addresses: Vec<IpAddr>,
+    following: Following,
+    /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
+    catching_up: bool,
+}
+
+/// While catching up, expiries wait until sources have been quiet this long: lifting a past
+/// ban (by the wall clock) before the old entries logged during it were read would make
+/// those entries count anew, and the outcome would depend on thread scheduling. The kernel
+/// lifts nftables bans on time regardless (element timeouts).
+const CATCH_UP_GRACE: Duration = Duration::from_secs(1);
+
+/// What the daemon reads, for STATUS=.
+#[derive(Clone, Copy, Debug, Default)]
+struct Following {
+    journal: bool,
+    files: usize,
+}
+
+/// Runs the daemon until `shutdown` completes. See the module documentation.
+pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    // Installed first: SIGHUP's default action would end the process during start-up.
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let prepared = prepare(config::load(&options.config)?)?;
+    let db = StateDb::open(&options.state_dir)?;
+    let own_addresses = host::own_addresses();
+    let mut daemon = Daemon {
+        source_key: source_key(&options.journal),
+        trackers: prepared
+            .jails
+            .iter()
+            .map(|j| {
+                (
+                    j.name.clone(),
+                    Tracker::new(j.policy.to_policy(&own_addresses)),
+                )
+            })
+            .collect(),
+        jails: prepared.jails,
+        matches: prepared.matches,
+        journal_jails: prepared.journal_jails,
+        files: prepared.files,
+        preparers: HashMap::new(),
+        // Dates without a zone in files are local time, as syslog writes them.
+        zone: Zone::parse("local").unwrap_or(Zone::Utc),
+        backends: Backends::default(),
+        db,
+        own_addresses,
+        following: Following::default(),
+        catching_up: false,
+        options,
+    };
+    daemon.configure_backends().await?;
+    daemon.restore().await?;
+    let mut feeds = daemon.start_feeds(false)?;
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
+
+    notify(&[NotifyState::Ready, NotifyState::Status(&daemon.status())]);
+    tracing::info!("banhound started: {}", daemon.status());
+
+    tokio::pin!(shutdown);
+    loop {
+        let deadline = daemon.next_deadline();
+        tokio::select! {
+            // In this order: the watchdog is never starved by a flood of entries; expiries
+            // wait while entries are pending, so catching up on old entries does not lift a
+            // past ban before the failures logged during it were seen (they would count anew).
+            biased;
+            () = &mut shutdown => break,
+            _ = hangup.recv() => daemon.reload(&mut feeds).await,
+            () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
+            message = next_batch(&mut feeds.journal) => match message {
+                Some(Ok(batch)) => daemon.process(batch).await,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(JournalError::FollowThread.into()),
+            },
+            message = next_chunk(&mut feeds.files) => match message {
+                Some(Ok(chunk)) => daemon.process_file_chunk(chunk).await,
+                // One unreadable file must not stop the protection given by the others.
+                Some(Err(e)) => {
+                    tracing::error!("{e}; this file is no longer followed (fix it, then reload)");
+                    daemon.following.files = daemon.following.files.saturating_sub(1);
+                    daemon.update_status();
+                }
+                None => feeds.files = None,
+            },
+            () = sleep_until_some(deadline) => daemon.expire().await,
+        }
+    }
+
+    notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    // Unprocessed batches are dropped: their entries are after the committed positions.
+    drop(feeds);
+    if daemon.options.flush_on_stop {
+        daemon.backends.teardown().await?;
+        tracing::info!("flushed banhound's firewall objects (--flush-on-stop); bans stay in the state database");
+    }
+    tracing::info!("banhound stopped: {} bans in force", daemon.banned());
+    Ok(())
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_batch(feed: &mut Option<Feed>) -> Option<Result<Batch, JournalError>> {
+    match feed {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_chunk(files: &mut Option<FileFeed>) -> Option<Result<FileChunk, FileError>> {
+    match files {
+        Some(files) => files.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    fn banned(&self) -> usize {
+        self.trackers
+            .values()
+            .map(|t| t.active_bans().count())
+            .sum()
+    }
+
+    fn status(&self) -> String {
+        let jails = self.jails.len();
+        format!(
+            "{jails} jail{}, {} banned, {}",
+            if jails == 1 { "" } else { "s" },
+            self.banned(),
+            match (self.following.journal, self.following.files) {
+                (true, 0) => "following journal".to_string(),
+                (true, n) => format!("following journal and {n} file(s)"),
+                (false, 0) => "following nothing".to_string(),
+                (false, n) => format!("following {n} file(s)"),
+            }
+        )
+    }
+
+    fn update_status(&self) {
+        notify(&[NotifyState::Status(&self.status())]);
+    }
+
+    async fn configure_backends(&mut self) -> Result<(), FirewallError> {
+        let rules: Vec<(BackendKind, _)> = self
+            .jails
+            .iter()
+            .map(|j| (j.backend, j.rules.clone()))
+            .collect();
+        self.backends.configure(&rules).await
+    }
+
+    /// Positions the journal: after the committed cursor (replaying the lookback window
+    /// count-only) at start-up; right after it, without replay, on reload (the trackers
+    /// already hold those failures).
+    fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
+        self.following = Following::default();
+        self.preparers.clear();
+        let journal = self.start_journal(reload)?;
+        let files = self.start_files()?;
+        if journal.is_none() && files.is_none() {
+            tracing::warn!("no enabled jail: nothing to follow");
+        }
+        Ok(Feeds { journal, files })
+    }
+
+    /// Files continue at their stored position (same inode), else from their start; lines
+    /// older than their jail's findtime are skipped when read.
+    fn start_files(&mut self) -> Result<Option<FileFeed>, DaemonError> {
+        if self.files.is_empty() {
+            return Ok(None);
+        }
+        let mut list = Vec::new();
+        for (path, _) in &self.files {
+            let stored = self
+                .db
+                .cursor(&file_key(path))?
+                .and_then(|p| FilePosition::decode(&p));
+            tracing::info!(
+                "following {} {}",
+                path.display(),
+                stored.map_or("from its start".to_string(), |p| format!(
+                    "from offset {} (inode {})",
+                    p.offset, p.inode
+                ))
+            );
+            list.push((path.clone(), stored));
+        }
+        let feed = FileFeed::start(list)?;
+        self.following.files = self.files.len();
+        Ok(Some(feed))
+    }
+
+    fn start_journal(&mut self, reload: bool) -> Result<Option<Feed>, DaemonError> {
+        if self.journal_jails.is_empty() {
+            return Ok(None);
+        }
+        let now = wall_now();
+        let lookback = self
+            .journal_jails
+            .iter()
+            .map(|&j| self.jails[j].policy.findtime)
+            .max()
+            .unwrap_or_default();
+        let stored = self.db.cursor(&self.source_key)?;
+        let start = match (stored, reload) {
+            (Some(cursor), true) => Start::Resume {
+                cursor,
+                replay_since: now,
+            },
+            (stored, _) => Start::from_stored(stored, now, lookback),
+        };
+        let (feed, report) =
+            Feed::start(self.options.journal.clone(), self.matches.clone(), start)?;
+        if let Some(warning) = report.warning() {
+            tracing::warn!("{warning}");
+        }
+        let from = match &report {
+            StartReport::Resumed { cursor_time } => {
+                format!("after the stored position ({cursor_time})")
+            }
+            StartReport::Since(t) => format!("from {t} (no stored position)"),
+            other => format!("{other:?}"),
+        };
+        tracing::info!("following {} {from}", self.options.journal);
+        self.following.journal = true;
+        Ok(Some(feed))
+    }
+
+    /// Puts the stored, unexpired bans back in place with their remaining time, in one batch.
+    async fn restore(&mut self) -> Result<(), DaemonError> {
+        let now = wall_now();
+        // Offence counts first: a restored active ban then overrides its own entry.
+        for (jail, target, offences, last) in self.db.offences()? {
+            if let Some(tracker) = self.trackers.get_mut(&jail) {
+                tracker.restore_offences(target, offences, last);
+            }
+        }
+        let mut entries = Vec::new();
+        let mut ended: BTreeMap<(String, &'static str), Vec<IpNet>> = BTreeMap::new();
+        for ban in self.db.bans()? {
+            let Some(tracker) = self.trackers.get_mut(&ban.jail) else {
+                ended
+                    .entry((ban.jail.clone(), "jail removed"))
+                    .or_default()
+                    .push(ban.target);
+                continue;
+            };
+            if ban.until.is_some_and(|until| until <= now) {
+                ended
+                    .entry((ban.jail.clone(), "expired while stopped"))
+                    .or_default()
+                    .push(ban.target);
+                continue;
+            }
+            tracker.restore_ban(ban.target, ban.active());
+            let timeout = ban.until.map(|until| until.since(now));
+            tracing::info!(
+                JAIL = %ban.jail,
+                IP = %display_target(&ban.target),
+                "Restored ban of {} in jail {} ({} left)",
+                display_target(&ban.target),
+                ban.jail,
+                timeout.map_or_else(|| "permanent".to_string(), |t| BanTime::For(t).to_string())
+            );
+            entries.push(BanEntry {
+                jail: ban.jail,
+                target: ban.target,
+                timeout,
+            });
+        }
+        for ((jail, reason), targets) in ended {
+            self.db.end_bans(&jail, &targets, reason, now)?;
+            for target in &targets {
+                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
+            }
+        }
+        self.backends.ban(&entries).await?;
+        tracing::info!("restored {} ban(s)", entries.len());
+        Ok(())
+    }
+
+    /// One batch: match, count, decide; commit bans with the cursor; then block.
+    async fn process(&mut self, batch: Batch) {
+        let started = std::time::Instant::now();
+        let now = wall_now();
+        self.catching_up = batch.len() >= FollowOptions::default().batch_entries;
+        let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
+        {
+            let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
+            for entry in batch.iter() {
+                for &m in entry.jails {
+                    let Some(&j) = self.journal_jails.get(m) else {
+                        continue;
+                    };
+                    let jail = &self.jails[j];
+                    let matcher = matchers[j].get_or_insert_with(|| jail.filter.filter.matcher());
+                    let Outcome::Failure(failure) = matcher.match_line(entry.entry.message) else {
+                        continue;
+                    };
+                    let Host::Ip(ip) = failure.host else {
+                        continue;
+                    };
+                    let Some(tracker) = self.trackers.get_mut(&jail.name) else {
+                        continue;
+                    };
+                    let at = entry.entry.timestamp;
+                    match entry.phase {
+                        Phase::Replay => tracker.replay_failure(ip, at),
+                        Phase::New => {
+                            if let Some(decision) = judge(tracker, &jail.name, ip, at) {
+                                decisions.push((j, decision));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let position = batch
+            .cursor()
+            .map(|c| (self.source_key.clone(), c.to_string()));
+        self.conclude(decisions, position, batch.len(), started, now)
+            .await;
+    }
+
+    /// Lines of a file: prepared (date, program, message) per jail, matched, counted.
+    async fn process_file_chunk(&mut self, chunk: FileChunk) {
+        let started = std::time::Instant::now();
+        let now = wall_now();
+        // A read fills READ_SIZE when more is waiting; the chunk is that minus a partial line.
+        self.catching_up = chunk.lines.len() >= files::READ_SIZE / 2;
+        let Some((path, readers)) = self.files.get(chunk.file) else {
+            return;
+        };
+        let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
+        let mut lines = 0;
+        for &j in readers {
+            let jail = &self.jails[j];
+            let horizon = now - jail.policy.findtime;
+            let mut matcher = jail.filter.filter.matcher();
+            let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
+                LinePreparer::new(
+                    DateDetector::new(self.zone.clone()),
+                    jail.filter.format,
+                    &jail.filter.identifiers,
+                )
+            });
+            let Some(tracker) = self.trackers.get_mut(&jail.name) else {
+                continue;
+            };
+            for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
+                lines += 1;
+                let PreparedLine::Message { time, message, .. } = preparer.prepare(line, now)
+                else {
+                    continue;
+                };
+                let at = time.unwrap_or(now);
+                // Read from the start of a file: what is older than the window cannot count.
+                if at < horizon {
+                    continue;
+                }
+                let Outcome::Failure(failure) = matcher.match_line(message) else {
+                    continue;
+                };
+                let Host::Ip(ip) = failure.host else {
+                    continue;
+                };
+                if let Some(decision) = judge(tracker, &jail.name, ip, at) {
+                    decisions.push((j, decision));
+                }
+            }
+        }
+        let position = Some((file_key(path), chunk.position.encode()));
+        self.conclude(decisions, position, lines, started, now)
+            .await;
+    }
+
+    /// After a batch or chunk: its bans and its source position in one transaction, then
+    /// the firewall, then the ban lines.
+    async fn conclude(
+        &mut self,
+        decisions: Vec<(usize, BanDecision)>,
+        position: Option<(String, String)>,
+        records: usize,
+        started: std::time::Instant,
+        now: Timestamp,
+    ) {
+        let stored: Vec<StoredBan> = decisions
+            .iter()
+            .map(|(j, d)| StoredBan {
+                jail: self.jails[*j].name.clone(),
+                target: d.target,
+                since: d.at,
+                until: d.until(),
+                offence: d.offence,
+                failures: d.failures,
+            })
+            .collect();
+        let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
+        if let Err(e) = self.db.commit_batch(&stored, position, now) {
+            // Blocking matters more than remembering: ban anyway, and say so loudly.
+            tracing::error!(
+                "cannot persist {} ban(s) and the source position: {e}",
+                stored.len()
+            );
+        }
+        tracing::debug!(
+            target: "banhound::batch",
+            "batch of {} entries: {} ban(s), committed in {} us",
+            records,
+            decisions.len(),
+            started.elapsed().as_micros()
+        );
+        if decisions.is_empty() {
+            return;
+        }
+        let entries: Vec<BanEntry> = stored
+            .iter()
+            .filter_map(|b| {
+                let timeout = match b.until {
+                    None => None,
+                    Some(until) if until > now => Some(until.since(now)),
+                    // Already over (an old entry): the expiry timer lifts it at once.
+                    Some(_) => return None,
+                };
+                Some(BanEntry {
+                    jail: b.jail.clone(),
+                    target: b.target,
+                    timeout,
+                })
+            })
+            .collect();
+        if let Err(e) = self.backends.ban(&entries).await {
+            tracing::error!("cannot apply {} ban(s): {e}", entries.len());
+        }
+        for (j, d) in &decisions {
+            let jail = &self.jails[*j].name;
+            tracing::info!(
+                JAIL = %jail,
+                IP = %display_target(&d.target),
+                BANTIME = %d.bantime,
+                FAILURES = d.failures,
+                OFFENCE = d.offence,
+                "{}",
+                ban_message(jail, d)
+            );
+        }
+        self.update_status();
+    }
+
+    /// When the earliest ban of any jail ends, as a point on tokio's clock.
+    fn next_deadline(&self) -> Option<Instant> {
+        let next = self
+            .trackers
+            .values()
+            .filter_map(Tracker::next_expiry)
+            .min()?;
+        let at = Instant::now() + next.since(wall_now());
+        Some(if self.catching_up {
+            at.max(Instant::now() + CATCH_UP_GRACE)
+        } else {
+            at
+        })
+    }
+
+    /// Lifts the bans that have ended.
+    async fn expire(&mut self) {
+        let now = wall_now();
+        let mut lifted = 0;
+        for (jail, tracker) in &mut self.trackers {
+            let expired = tracker.take_expired(now);
+            if expired.is_empty() {
+                continue;
+            }
+            lifted += expired.len();
+            // The kernel has usually dropped them already (element timeouts); this covers
+            // backends without timeouts and bans whose timeout was refreshed.
+            if let Err(e) = self.backends.unban(jail, &expired).await {
+                tracing::error!(JAIL = %jail, "cannot lift {} ban(s): {e}", expired.len());
+            }
+            if let Err(e) = self.db.end_bans(jail, &expired, "expired", now) {
+                tracing::error!(JAIL = %jail, "cannot record the end of {} ban(s): {e}", expired.len());
+            }
+            for target in &expired {
+                let target = display_target(target);
+                tracing::info!(JAIL = %jail, IP = %target, "Unbanned {target} in jail {jail} (expired)");
+            }
+        }
+        if lifted > 0 {
+            if let Err(e) = self.db.purge_history(now) {
+                tracing::warn!("cannot purge ban history: {e}");
+            }
+            self.update_status();
+        }
+    }
+
+    /// SIGHUP: RELOADING=1, apply the new configuration or refuse it, READY=1.
+    async fn reload(&mut self, feeds: &mut Feeds) {
+        let mut states = vec![NotifyState::Reloading];
+        if let Ok(now) = NotifyState::monotonic_usec_now() {
+            states.push(now);
+        }
+        notify(&states);
+        tracing::info!("reloading the configuration");
+        match prepare_settings(&self.options.config) {
+            Err(e) => tracing::error!(
+                "configuration reload refused, the running configuration stays in force: {e}"
+            ),
+            Ok(prepared) => {
+                if let Err(e) = self.apply(prepared, feeds).await {
+                    tracing::error!("configuration reload failed: {e}");
+                } else {
+                    tracing::info!("configuration reloaded: {}", self.status());
+                }
+            }
+        }
+        notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
+    }
+
+    async fn apply(&mut self, prepared: Prepared, feeds: &mut Feeds) -> Result<(), DaemonError> {
+        let now = wall_now();
+        // What was not processed yet is read again from the committed positions.
+        *feeds = Feeds::default();
+        self.own_addresses = host::own_addresses();
+        let kept: HashMap<&str, BackendKind> = prepared
+            .jails
+            .iter()
+            .map(|j| (j.name.as_str(), j.backend))
+            .collect();
+        let old_jails: Vec<(String, BackendKind)> = self
+            .jails
+            .iter()
+            .map(|j| (j.name.clone(), j.backend))
+            .collect();
+        for (name, old_backend) in old_jails {
+            let Some(tracker) = self.trackers.get(&name) else {
+                continue;
+            };
+            let targets: Vec<IpNet> = tracker.active_bans().map(|(t, _)| *t).collect();
+            match kept.get(name.as_str()) {
+                Some(new_backend) if *new_backend == old_backend => continue,
+                // Moving to another backend: lift here, re-applied there below.
+                Some(_) => {
+                    self.backends.unban(&name, &targets).await?;
+                }
+                None => {
+                    self.backends.unban(&name, &targets).await?;
+                    self.db.end_bans(&name, &targets, "jail removed", now)?;
+                    self.trackers.remove(&name);
+                    for target in &targets {
+                        let target = display_target(target);
+                        tracing::info!(JAIL = %name, IP = %target, "Unbanned {target} in jail {name} (jail removed)");
+                    }
+                    tracing::info!(JAIL = %name, "jail {name} removed");
+                }
+            }
+        }
+        for jail in &prepared.jails {
+            let policy = jail.policy.to_policy(&self.own_addresses);
+            match self.trackers.get_mut(&jail.name) {
+                Some(tracker) => tracker.set_policy(policy),
+                None => {
+                    tracing::info!(JAIL = %jail.name, "jail {} added", jail.name);
+                    self.trackers
+                        .insert(jail.name.clone(), Tracker::new(policy));
+                }
+            }
+        }
+        self.jails = prepared.jails;
+        self.matches = prepared.matches;
+        self.journal_jails = prepared.journal_jails;
+        self.files = prepared.files;
+        self.configure_backends().await?;
+        // Idempotent: refreshes every ban, which also repairs sets that were recreated.
+        let entries: Vec<BanEntry> = self
+            .trackers
+            .iter()
+            .flat_map(|(jail, tracker)| {
+                tracker.active_bans().map(move |(target, ban)| BanEntry {
+                    jail: jail.clone(),
+                    target: *target,
+                    timeout: ban.until.map(|until| until.since(now)),
+                })
+            })
+            .filter(|e| e.timeout != Some(Duration::ZERO))
+            .collect();
+        self.backends.ban(&entries).await?;
+        *feeds = self.start_feeds(true)?;
+        Ok(())
+    }
+}
+
+fn prepare_settings(paths: &ConfigPaths) -> Result<Prepared, DaemonError> {
+    prepare(config::load(paths)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load_filter_file;
+    use crate::engine::filter::{Host, Outcome};
+    use std::path::Path;
+
+    fn decision(target: &str, bantime: BanTime, failures: u32) -> BanDecision {
+        BanDecision {
+            target: target.parse().unwrap(),
+            at: Timestamp::from_secs(1_700_000_000),
+            bantime,
+            failures,
+            offence: 1,
+        }
+    }
+
+    #[test]
+    fn ban_messages_have_the_documented_form_and_feed_recidive() {
+        let v4 = decision("198.51.100.4/32", BanTime::For(Duration::from_secs(600)), 5);
+        let v6 = decision(
+            "2001:db8:1:2::/64",
+            BanTime::For(Duration::from_secs(5400)),
+            3,
+        );
+        let forever = decision("203.0.113.9/32", BanTime::Permanent, 1);
+        assert_eq!(
+            ban_message("sshd", &v4),
+            "Banned 198.51.100.4 in jail sshd for 10m after 5 failures"
+        );
+        assert_eq!(
+            ban_message("sshd", &v6),
+            "Banned 2001:db8:1:2::/64 in jail sshd for 1h30m after 3 failures"
+        );
+        assert_eq!(
+            ban_message("nginx-http-auth", &forever),
+            "Banned 203.0.113.9 in jail nginx-http-auth for permanent after 1 failures"
+        );
+
+        let recidive = load_filter_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/filters/recidive.toml"),
+            "recidive",
+            None,
+        )
+        .unwrap();
+        let mut matcher = recidive.filter.matcher();
+        for (d, addr) in [
+            (&v4, "198.51.100.4"),
+            (&v6, "2001:db8:1:2::"),
+            (&forever, "203.0.113.9"),
+        ] {
+            let message = ban_message("sshd", d);
+            match matcher.match_line(message.as_bytes()) {
+                Outcome::Failure(f) => {
+                    assert_eq!(f.host, Host::Ip(addr.parse().unwrap()), "{message}")
+                }
+                other => panic!("recidive does not read {message:?}: {other:?}"),
+            }
+        }
+        // Its own bans do not feed it again.
+        let own = ban_message("recidive", &v4);
+        assert!(matches!(
+            matcher.match_line(own.as_bytes()),
+            Outcome::Ignored { .. }
+        ));
+    }
+
+    #[test]
+    fn positions_are_keyed_by_source() {
+        assert_eq!(source_key(&JournalSource::System), "journal:system");
+        assert_eq!(
+            source_key(&JournalSource::Namespace("web".into())),
+            "journal:namespace:web"
+        );
+    }
+}
