@@ -6,6 +6,7 @@
 //! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
 //! [`cli`] implements the subcommands. Only `main` decides exit codes.
 
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod engine;
