@@ -51,6 +51,15 @@ pub fn jail_path(name: &str) -> String {
     path
 }
 
+/// A ban target as the bus shows it: a host as its bare address, a prefix in CIDR form.
+pub fn target_text(target: &IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
 /// A jail as the owner reports it: settings in force and counters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JailSnapshot {
@@ -101,7 +110,7 @@ pub enum ControlError {
     #[error("invalid address {0:?}: expected an IPv4 or IPv6 address")]
     InvalidAddress(String),
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
-    #[error("{target} is never banned: {reason}")]
+    #[error("{} is never banned: {reason}", target_text(target))]
     Ignored { target: IpNet, reason: String },
     #[error("invalid duration: {0}")]
     InvalidDuration(String),

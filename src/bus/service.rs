@@ -10,8 +10,8 @@
 //! out, or a permissive bus, must not let anyone but root change bans.
 
 use super::{
-    jail_path, BanInfo, ControlError, Event, JailSnapshot, Request, JAIL_INTERFACE, MANAGER_PATH,
-    SERVICE_NAME,
+    jail_path, target_text, BanInfo, ControlError, Event, JailSnapshot, Request, JAIL_INTERFACE,
+    MANAGER_PATH, SERVICE_NAME,
 };
 use crate::engine::address::parse_address;
 use crate::engine::time::{BanTime, Timestamp};
@@ -257,7 +257,7 @@ fn until_secs(until: Option<Timestamp>) -> u64 {
 
 fn ban_record(ban: &BanInfo) -> (String, u64, u64, u32) {
     (
-        ban.target.to_string(),
+        target_text(&ban.target),
         unix_secs(ban.since),
         until_secs(ban.until),
         ban.offence,
@@ -778,14 +778,14 @@ async fn forward_events(
                 Manager::banned(
                     &manager,
                     &jail,
-                    &target.to_string(),
+                    &target_text(&target),
                     until_secs(until),
                     &reason,
                 )
                 .await
             }
             Ok(Event::Unbanned { jail, target, why }) => {
-                Manager::unbanned(&manager, &jail, &target.to_string(), &why).await
+                Manager::unbanned(&manager, &jail, &target_text(&target), &why).await
             }
             Ok(Event::JailChanged { snapshot }) => {
                 let mut known = jails.lock().await;

@@ -116,7 +116,13 @@ impl DbusDaemon {
         };
         if daemon.address.is_empty() {
             let mut err = String::new();
-            daemon.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            daemon
+                .child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             panic!("dbus-daemon did not start: {err}");
         }
         daemon
@@ -190,9 +196,13 @@ impl Harness {
                     }
                 }
             });
-            Service::start(Bus::Address(bus.address.clone()), requests, events.subscribe())
-                .await
-                .expect("service starts")
+            Service::start(
+                Bus::Address(bus.address.clone()),
+                requests,
+                events.subscribe(),
+            )
+            .await
+            .expect("service starts")
         });
         Harness {
             service: Some(service),
@@ -243,10 +253,25 @@ impl Harness {
 
     /// `busctl --json=short call` and its "data" array.
     fn call(&self, path: &str, iface: &str, method: &str, sig_and_args: &[&str]) -> Value {
-        let mut args = vec!["--json=short", "call", "org.banhound.Banhound1", path, iface, method];
+        let mut args = vec![
+            "--json=short",
+            "call",
+            "org.banhound.Banhound1",
+            path,
+            iface,
+            method,
+        ];
         args.extend_from_slice(sig_and_args);
         let out = self.busctl(&args);
-        assert!(out.status.success(), "busctl {args:?}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "busctl {args:?}: {}",
+            text(&out.stderr)
+        );
+        if out.stdout.is_empty() {
+            // A method without out arguments.
+            return Value::Null;
+        }
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["data"].clone()
     }
@@ -260,7 +285,11 @@ impl Harness {
             JAIL_INTERFACE,
             name,
         ]);
-        assert!(out.status.success(), "get-property {name}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "get-property {name}: {}",
+            text(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["data"].clone()
     }
@@ -301,7 +330,12 @@ fn error_name<T: std::fmt::Debug>(result: zbus::Result<T>) -> String {
     }
 }
 
-async fn manager(h: &Harness) -> (zbus::Connection, banhound::bus::proxy::ManagerProxy<'static>) {
+async fn manager(
+    h: &Harness,
+) -> (
+    zbus::Connection,
+    banhound::bus::proxy::ManagerProxy<'static>,
+) {
     let conn = zbus::connection::Builder::address(h.bus.address.as_str())
         .unwrap()
         .build()
@@ -340,7 +374,12 @@ fn served_introspection_is_what_dbus_xml_documents() {
         (jail_path("nginx-http-auth"), JAIL_INTERFACE),
     ] {
         // busctl as nobody: introspection is open to everyone under the shipped policy.
-        let out = h.busctl_as_nobody(&["introspect", "--xml-interface", "org.banhound.Banhound1", &path]);
+        let out = h.busctl_as_nobody(&[
+            "introspect",
+            "--xml-interface",
+            "org.banhound.Banhound1",
+            &path,
+        ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         let served = interface_block(&text(&out.stdout), iface);
         let file = root().join(format!("dbus/{iface}.xml"));
@@ -353,9 +392,286 @@ fn served_introspection_is_what_dbus_xml_documents() {
         }
         let documented = interface_block(&std::fs::read_to_string(&file).unwrap(), iface);
         assert_eq!(
-            served, documented,
+            served,
+            documented,
             "{} differs from the served interface (BANHOUND_BLESS_DBUS_XML=1 rewrites it)",
             file.display()
         );
     }
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        code(out),
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[test]
+fn cli_drives_every_method_as_root() {
+    let h = Harness::start(BusPolicy::Shipped);
+
+    let status = json(&h.cli(&["status", "--json"]));
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    let jails: Vec<&str> = status["jails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect();
+    assert!(
+        jails.contains(&"sshd") && jails.contains(&"nginx-http-auth"),
+        "{jails:?}"
+    );
+    assert_eq!(status["currently_banned"], 0);
+
+    // Ban with the jail's ban time, and with --for.
+    let out = h.cli(&["ban", "sshd", "198.51.100.4"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("banned 198.51.100.4 in sshd until "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = h.cli(&["ban", "nginx-http-auth", "2001:db8::7", "--for", "2d"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // ipv6_prefix = 64: the /64 is what is blocked.
+    assert!(
+        text(&out.stdout).contains("banned 2001:db8::/64 in nginx-http-auth"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let sshd = json(&h.cli(&["status", "sshd", "--json"]));
+    assert_eq!(sshd["currently_banned"], 1);
+    assert_eq!(sshd["total_banned"], 1);
+    assert_eq!(sshd["maxretry"], 3);
+    assert_eq!(sshd["findtime"], 600);
+    assert_eq!(sshd["bantime"], 3600);
+    assert_eq!(sshd["backend"], "log-only");
+    assert_eq!(sshd["filter"], "sshd");
+    assert_eq!(sshd["ignoreip"], serde_json::json!(["203.0.113.0/24"]));
+    assert_eq!(sshd["bans"][0]["target"], "198.51.100.4");
+    assert_eq!(sshd["bans"][0]["offence"], 1);
+    let nginx = json(&h.cli(&["status", "nginx-http-auth", "--json"]));
+    assert_eq!(nginx["bantime"], -1);
+    let since = nginx["bans"][0]["since"].as_str().unwrap().to_string();
+    let until = nginx["bans"][0]["until"].as_str().unwrap().to_string();
+    assert!(until > since, "{since} {until}");
+
+    // The tree output names the same facts.
+    let out = h.cli(&["status", "sshd"]);
+    let tree = text(&out.stdout);
+    assert!(tree.starts_with("Status for the jail: sshd\n"), "{tree}");
+    assert!(tree.contains("`- Banned IP list:   198.51.100.4"), "{tree}");
+    assert!(
+        tree.contains("Ban after:        3 failures within 10m"),
+        "{tree}"
+    );
+    let out = h.cli(&["status"]);
+    assert!(
+        text(&out.stdout).contains("Currently banned: 2"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // banned: all, and by address (an address inside the banned /64 counts).
+    let all = json(&h.cli(&["banned", "--json"]));
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    let one = json(&h.cli(&["banned", "2001:db8::1234", "--json"]));
+    assert_eq!(one[0]["jail"], "nginx-http-auth");
+    assert_eq!(one[0]["target"], "2001:db8::/64");
+    let none = h.cli(&["banned", "192.0.2.99"]);
+    assert_eq!(text(&none.stdout), "192.0.2.99 is not banned\n");
+
+    // unban in one jail; unban of something not banned is exit 1 with the reason.
+    let out = h.cli(&["unban", "198.51.100.4", "--jail", "sshd"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "unbanned 198.51.100.4 in sshd\n");
+    let out = h.cli(&["unban", "198.51.100.4"]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("198.51.100.4 is not banned"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // unban --all JAIL and unban --all.
+    h.cli(&["ban", "sshd", "198.51.100.5"]);
+    h.cli(&["ban", "sshd", "198.51.100.6"]);
+    let out = h.cli(&["unban", "--all", "sshd"]);
+    assert_eq!(
+        text(&out.stdout),
+        "lifted 2 bans in sshd\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = h.cli(&["unban", "--all"]);
+    assert_eq!(
+        text(&out.stdout),
+        "lifted 1 bans in every jail\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(json(&h.cli(&["banned", "--json"])), serde_json::json!([]));
+
+    // reload: a jail added to the configuration gets its object.
+    let mut config = std::fs::read_to_string(&h.config).unwrap();
+    config.push_str("\n[jail.vsftpd]\nenabled = true\nmaxretry = 7\n");
+    std::fs::write(&h.config, config).unwrap();
+    let out = h.cli(&["reload"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(h.property("vsftpd", "MaxRetry"), 7);
+    assert_eq!(json(&h.cli(&["status", "vsftpd", "--json"]))["maxretry"], 7);
+    // An invalid configuration is refused and the running one stays.
+    std::fs::write(&h.config, "[jail.sshd]\nmaxretry = \"many\"\n").unwrap();
+    let out = h.cli(&["reload"]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("maxretry"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(h.property("sshd", "MaxRetry"), 3);
+}
+
+#[test]
+fn busctl_reaches_every_method_and_property() {
+    let h = Harness::start(BusPolicy::Shipped);
+    let m = MANAGER_INTERFACE;
+    let jails = h.call(MANAGER_PATH, m, "ListJails", &[]);
+    let listed: Vec<(String, String)> = jails[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j[0].as_str().unwrap().to_string(),
+                j[1].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.contains(&(
+            "nginx-http-auth".into(),
+            "/org/banhound/Banhound1/jail/nginx_2dhttp_2dauth".into()
+        )),
+        "{listed:?}"
+    );
+
+    let ban = h.call(
+        MANAGER_PATH,
+        m,
+        "Ban",
+        &["sss", "sshd", "::ffff:198.51.100.9", "90m"],
+    );
+    assert_eq!(ban[0], "198.51.100.9");
+    let (since, until) = (ban[1].as_u64().unwrap(), ban[2].as_u64().unwrap());
+    assert_eq!(until - since, 5400);
+    assert_eq!(ban[3], 1);
+    let ban = h.call(
+        &jail_path("nginx-http-auth"),
+        JAIL_INTERFACE,
+        "Ban",
+        &["ss", "192.0.2.1", ""],
+    );
+    assert_eq!(ban[2], 0, "the jail's ban time is permanent: until 0");
+
+    let status = h.call(MANAGER_PATH, m, "GetStatus", &[]);
+    assert_eq!(status[0], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status[5], 2, "currently banned: {status}");
+    assert_eq!(status[6], 2, "total banned: {status}");
+
+    let is = h.call(MANAGER_PATH, m, "IsBanned", &["s", "198.51.100.9"]);
+    assert_eq!(is[0][0][0], "sshd");
+    assert_eq!(is[0][0][1], "198.51.100.9");
+    let bans = h.bans("sshd");
+    assert_eq!(bans[0][0], "198.51.100.9");
+    assert_eq!(bans[0][1].as_u64().unwrap(), since);
+
+    for (name, expected) in [
+        ("Name", Value::from("sshd")),
+        ("Enabled", Value::from(true)),
+        ("CurrentlyFailed", Value::from(0)),
+        ("TotalFailed", Value::from(0)),
+        ("CurrentlyBanned", Value::from(1)),
+        ("TotalBanned", Value::from(1)),
+        ("FindTime", Value::from(600)),
+        ("MaxRetry", Value::from(3)),
+        ("BanTime", Value::from(3600)),
+        ("Filter", Value::from("sshd")),
+        ("Backend", Value::from("log-only")),
+        ("IgnoreIP", serde_json::json!(["203.0.113.0/24"])),
+    ] {
+        assert_eq!(h.property("sshd", name), expected, "{name}");
+    }
+
+    // Runtime ignore list.
+    let jail = jail_path("sshd");
+    assert_eq!(
+        h.call(&jail, JAIL_INTERFACE, "AddIgnoreIP", &["s", "192.0.2.0/28"])[0],
+        true
+    );
+    assert_eq!(
+        h.call(&jail, JAIL_INTERFACE, "AddIgnoreIP", &["s", "192.0.2.7/28"])[0],
+        false
+    );
+    assert_eq!(
+        h.property("sshd", "IgnoreIP"),
+        serde_json::json!(["203.0.113.0/24", "192.0.2.0/28"])
+    );
+    let out = h.busctl(&[
+        "call",
+        "org.banhound.Banhound1",
+        &jail,
+        JAIL_INTERFACE,
+        "Ban",
+        "ss",
+        "192.0.2.3",
+        "",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("192.0.2.3 is never banned: listed in ignoreip"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        h.call(
+            &jail,
+            JAIL_INTERFACE,
+            "RemoveIgnoreIP",
+            &["s", "192.0.2.0/28"]
+        )[0],
+        true
+    );
+    assert_eq!(
+        h.call(
+            &jail,
+            JAIL_INTERFACE,
+            "RemoveIgnoreIP",
+            &["s", "192.0.2.0/28"]
+        )[0],
+        false
+    );
+    assert_eq!(
+        h.call(&jail, JAIL_INTERFACE, "Ban", &["ss", "192.0.2.3", "1m"])[0],
+        "192.0.2.3"
+    );
+
+    // Unban in the jail, Unban everywhere, UnbanAll, Reload.
+    h.call(&jail, JAIL_INTERFACE, "Unban", &["s", "192.0.2.3"]);
+    let lifted = h.call(MANAGER_PATH, m, "Unban", &["ss", "198.51.100.9", ""]);
+    assert_eq!(lifted[0], serde_json::json!(["sshd"]));
+    assert_eq!(h.call(MANAGER_PATH, m, "UnbanAll", &["s", ""])[0], 1);
+    assert_eq!(h.property("nginx-http-auth", "CurrentlyBanned"), 0);
+    h.call(MANAGER_PATH, m, "Reload", &[]);
+    assert_eq!(
+        h.property("sshd", "TotalBanned"),
+        2,
+        "counters survive a reload"
+    );
 }

@@ -59,7 +59,8 @@ impl Owner {
     /// Loads (or reloads) the configuration: new jails get a tracker, kept ones a new
     /// policy with their bans intact, removed ones lose their bans.
     fn load(&mut self) -> Result<(), ControlError> {
-        let settings = config::load(&self.paths).map_err(|e| ControlError::Failed(e.to_string()))?;
+        let settings =
+            config::load(&self.paths).map_err(|e| ControlError::Failed(e.to_string()))?;
         let mut jails = BTreeMap::new();
         for js in settings.jails {
             let policy = js.policy.to_policy(&[]);
@@ -272,8 +273,11 @@ impl Owner {
                 let result = self.scope(jail).map(|names| {
                     let mut count = 0;
                     for name in names {
-                        let targets: Vec<IpNet> =
-                            self.jails[&name].tracker.active_bans().map(|(t, _)| *t).collect();
+                        let targets: Vec<IpNet> = self.jails[&name]
+                            .tracker
+                            .active_bans()
+                            .map(|(t, _)| *t)
+                            .collect();
                         for target in &targets {
                             self.lift(&name, *target, unban_reason::MANUAL);
                         }
@@ -396,9 +400,15 @@ impl Owner {
     /// The owner loop: one task, all state, requests and expiries in order.
     pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
         loop {
-            let next = self.jails.values().filter_map(|j| j.tracker.next_expiry()).min();
+            let next = self
+                .jails
+                .values()
+                .filter_map(|j| j.tracker.next_expiry())
+                .min();
             let sleep = next.map(|t| {
-                Duration::from_micros(u64::try_from((t.as_micros() - now().as_micros()).max(0)).unwrap())
+                Duration::from_micros(
+                    u64::try_from((t.as_micros() - now().as_micros()).max(0)).unwrap(),
+                )
             });
             tokio::select! {
                 input = inputs.recv() => match input {
