@@ -675,3 +675,324 @@ fn busctl_reaches_every_method_and_property() {
         "counters survive a reload"
     );
 }
+
+/// Every mutating call, as (CLI args) and as (busctl object, interface, method, signature,
+/// args). Each would change state if it went through: sshd has a ban on 198.51.100.4.
+fn mutating_cli_calls() -> Vec<Vec<&'static str>> {
+    vec![
+        vec!["ban", "sshd", "198.51.100.50"],
+        vec!["ban", "sshd", "198.51.100.51", "--for", "1h"],
+        vec!["unban", "198.51.100.4"],
+        vec!["unban", "198.51.100.4", "--jail", "sshd"],
+        vec!["unban", "--all"],
+        vec!["unban", "--all", "sshd"],
+        vec!["reload"],
+    ]
+}
+
+fn mutating_busctl_calls() -> Vec<Vec<String>> {
+    let jail = jail_path("sshd");
+    let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        m(&[
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "Ban",
+            "sss",
+            "sshd",
+            "198.51.100.50",
+            "",
+        ]),
+        m(&[
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "Unban",
+            "ss",
+            "198.51.100.4",
+            "",
+        ]),
+        m(&[MANAGER_PATH, MANAGER_INTERFACE, "UnbanAll", "s", ""]),
+        m(&[MANAGER_PATH, MANAGER_INTERFACE, "Reload"]),
+        m(&[&jail, JAIL_INTERFACE, "Ban", "ss", "198.51.100.52", "1h"]),
+        m(&[&jail, JAIL_INTERFACE, "Unban", "s", "198.51.100.4"]),
+        m(&[&jail, JAIL_INTERFACE, "AddIgnoreIP", "s", "198.51.100.0/24"]),
+        m(&[
+            &jail,
+            JAIL_INTERFACE,
+            "RemoveIgnoreIP",
+            "s",
+            "203.0.113.0/24",
+        ]),
+        m(&[
+            &jail,
+            "org.freedesktop.DBus.Properties",
+            "Set",
+            "ssv",
+            JAIL_INTERFACE,
+            "MaxRetry",
+            "u",
+            "1",
+        ]),
+    ]
+}
+
+/// What an unprivileged caller must not be able to change.
+fn observable_state(h: &Harness) -> (Value, Value, Value) {
+    (
+        h.bans("sshd"),
+        h.property("sshd", "IgnoreIP"),
+        h.property("sshd", "TotalBanned"),
+    )
+}
+
+/// `cli_message` and `busctl_message`: what each client shows for the refusal (busctl shows
+/// only "Access denied" for a bus policy refusal, the CLI the bus's full explanation).
+fn refuses_unprivileged_callers(policy: BusPolicy, cli_message: &str, busctl_message: &str) {
+    let h = Harness::start(policy);
+    h.cli(&["ban", "sshd", "198.51.100.4"]);
+    let before = observable_state(&h);
+    assert_eq!(before.0[0][0], "198.51.100.4");
+
+    for args in mutating_cli_calls() {
+        let out = h.cli_as_nobody(&args);
+        assert_eq!(code(&out), 4, "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(cli_message),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    for call in mutating_busctl_calls() {
+        let mut args = vec!["call", "org.banhound.Banhound1"];
+        args.extend(call.iter().map(String::as_str));
+        let out = h.busctl_as_nobody(&args);
+        assert!(!out.status.success(), "{call:?} went through");
+        let err = text(&out.stderr);
+        // Properties.Set has no writable property to reach even when the bus lets it through.
+        let refused = err.contains(busctl_message)
+            || (policy == BusPolicy::Permissive && call[2] == "Set" && err.contains("MaxRetry"));
+        assert!(refused, "{call:?}: {err}");
+    }
+    assert_eq!(observable_state(&h), before);
+
+    // Reading stays open to everyone.
+    let status = h.cli_as_nobody(&["status", "sshd", "--json"]);
+    assert_eq!(json(&status)["bans"][0]["target"], "198.51.100.4");
+    assert!(h.cli_as_nobody(&["status"]).status.success());
+    assert_eq!(
+        json(&h.cli_as_nobody(&["banned", "198.51.100.4", "--json"]))[0]["jail"],
+        "sshd"
+    );
+    assert_eq!(
+        json(&h.cli_as_nobody(&["banned", "--json"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let out = h.busctl_as_nobody(&[
+        "get-property",
+        "org.banhound.Banhound1",
+        &jail_path("sshd"),
+        JAIL_INTERFACE,
+        "MaxRetry",
+    ]);
+    assert_eq!(text(&out.stdout), "u 3\n", "{}", text(&out.stderr));
+    let out = h.busctl_as_nobody(&[
+        "call",
+        "org.banhound.Banhound1",
+        MANAGER_PATH,
+        MANAGER_INTERFACE,
+        "GetStatus",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn shipped_policy_refuses_unprivileged_mutations() {
+    // dbus-daemon's own refusal: the call never reaches the service.
+    refuses_unprivileged_callers(
+        BusPolicy::Shipped,
+        "access denied by the D-Bus policy: only root may do this (Rejected send message",
+        "Call failed: Access denied",
+    );
+}
+
+#[test]
+fn service_refuses_unprivileged_mutations_on_a_permissive_bus() {
+    // With the bus letting everything through, the service's UID check is what refuses.
+    let message = "only root may change bans or settings (caller uid 65534)";
+    refuses_unprivileged_callers(BusPolicy::Permissive, message, message);
+}
+
+#[test]
+fn malformed_arguments_give_typed_errors_and_change_nothing() {
+    let h = Harness::start(BusPolicy::Shipped);
+    h.cli(&["ban", "sshd", "198.51.100.4"]);
+    let before = observable_state(&h);
+    let prefix = "org.banhound.Banhound1.Error";
+    h.runtime.block_on(async {
+        let (_conn, m) = manager(&h).await;
+        for (result, name) in [
+            (m.ban("sshd", "198.51.100.300", "").await, "InvalidAddress"),
+            (m.ban("sshd", "not-an-address", "").await, "InvalidAddress"),
+            (m.ban("nope", "198.51.100.7", "").await, "NoSuchJail"),
+            (
+                m.ban("sshd", "198.51.100.7", "999w").await,
+                "InvalidDuration",
+            ),
+            (
+                m.ban("sshd", "198.51.100.7", "-5m").await,
+                "InvalidDuration",
+            ),
+            (
+                m.ban("sshd", "198.51.100.7", "ten minutes").await,
+                "InvalidDuration",
+            ),
+            (m.ban("sshd", "127.0.0.1", "").await, "Ignored"),
+            (m.ban("sshd", "::", "").await, "Ignored"),
+            (m.ban("sshd", "203.0.113.9", "").await, "Ignored"),
+        ] {
+            assert_eq!(error_name(result), format!("{prefix}.{name}"));
+        }
+        assert_eq!(
+            error_name(m.unban("198.51.100.4", "nope").await),
+            format!("{prefix}.NoSuchJail")
+        );
+        assert_eq!(
+            error_name(m.unban("1.2.3", "").await),
+            format!("{prefix}.InvalidAddress")
+        );
+        assert_eq!(
+            error_name(m.unban("198.51.100.8", "").await),
+            format!("{prefix}.NotBanned")
+        );
+        assert_eq!(
+            error_name(m.unban_all("nope").await),
+            format!("{prefix}.NoSuchJail")
+        );
+        assert_eq!(
+            error_name(m.is_banned("x").await),
+            format!("{prefix}.InvalidAddress")
+        );
+    });
+    // The CLI: invalid input is exit 2, with the service's message.
+    for (args, message) in [
+        (
+            vec!["ban", "sshd", "198.51.100.300"],
+            "invalid address \"198.51.100.300\"",
+        ),
+        (
+            vec!["ban", "nope", "198.51.100.7"],
+            "no jail named \"nope\"",
+        ),
+        (
+            vec!["ban", "sshd", "198.51.100.7", "--for", "999w"],
+            "invalid duration: duration \"999w\" is too large",
+        ),
+        (
+            vec!["ban", "sshd", "127.0.0.1"],
+            "127.0.0.1 is never banned: loopback address",
+        ),
+        (
+            vec!["ban", "sshd", "203.0.113.9"],
+            "203.0.113.9 is never banned: listed in ignoreip",
+        ),
+        (vec!["unban", "--all", "nope"], "no jail named \"nope\""),
+        (vec!["status", "nope"], "no jail named \"nope\""),
+        (vec!["banned", "x"], "invalid address \"x\""),
+    ] {
+        let out = h.cli(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!("banhound: {message}")),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    // busctl shows the same message.
+    let out = h.busctl(&[
+        "call",
+        "org.banhound.Banhound1",
+        MANAGER_PATH,
+        MANAGER_INTERFACE,
+        "Ban",
+        "sss",
+        "sshd",
+        "10.0.0.1",
+        "forever and a day",
+    ]);
+    assert!(
+        text(&out.stderr).contains("invalid duration"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(observable_state(&h), before);
+    assert_eq!(h.property("nginx-http-auth", "TotalBanned"), 0);
+}
+
+#[test]
+fn daemon_not_running_is_exit_3() {
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    for args in [
+        vec!["status"],
+        vec!["ban", "sshd", "198.51.100.4"],
+        vec!["monitor"],
+        vec!["banned"],
+    ] {
+        let out = run(Command::new(env!("CARGO_BIN_EXE_banhound"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+            .args(&args));
+        assert_eq!(code(&out), 3, "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr),
+            "banhound: banhound is not running (nothing owns org.banhound.Banhound1 on the bus)\n",
+            "{args:?}"
+        );
+    }
+    let out = run(Command::new(env!("CARGO_BIN_EXE_banhound")).args([
+        "--bus-address",
+        "unix:path=/nonexistent/bus",
+        "status",
+    ]));
+    assert_eq!(code(&out), 3, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("banhound: cannot connect to unix:path=/nonexistent/bus"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_second_service_cannot_take_the_name() {
+    let h = Harness::start(BusPolicy::Shipped);
+    let (events, _) = broadcast::channel::<Event>(4);
+    let (requests, mut request_rx) = mpsc::channel::<Request>(4);
+    let result = h.runtime.block_on(async {
+        // Answers the one Status the second service asks for before it connects.
+        tokio::spawn(async move {
+            while let Some(r) = request_rx.recv().await {
+                if let Request::Status { reply } = r {
+                    let _ = reply.send(banhound::bus::ServerStatus {
+                        started: owner::now(),
+                        jails: vec![],
+                    });
+                }
+            }
+        });
+        Service::start(
+            Bus::Address(h.bus.address.clone()),
+            requests,
+            events.subscribe(),
+        )
+        .await
+    });
+    assert!(
+        matches!(result, Err(StartError::NameTaken)),
+        "{:?}",
+        result.err()
+    );
+    // The first one still answers.
+    assert!(h.cli(&["status"]).status.success());
+}
