@@ -16,7 +16,7 @@ use owner::{Input, Owner};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
@@ -995,4 +995,208 @@ fn a_second_service_cannot_take_the_name() {
     );
     // The first one still answers.
     assert!(h.cli(&["status"]).status.success());
+}
+
+/// A child process killed (by pid) when dropped, its output lines delivered on channels.
+struct Running {
+    child: Child,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = |pipe: Box<dyn Read + Send>| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().unwrap()));
+        let stderr = lines(Box::new(child.stderr.take().unwrap()));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn signals_reach_monitor_and_properties_changed_subscribers() {
+    let h = Harness::start(BusPolicy::Shipped);
+    // The monitor runs as nobody: signals are for everyone.
+    let monitor = Running::spawn(as_nobody().arg(env!("CARGO_BIN_EXE_banhound")).args([
+        "--bus-address",
+        &h.bus.address,
+        "monitor",
+        "--json",
+    ]));
+    let ready = monitor
+        .stderr
+        .recv_timeout(WAIT)
+        .expect("monitor says it listens");
+    assert!(
+        ready.contains("listening for Banned and Unbanned"),
+        "{ready}"
+    );
+
+    // A subscriber to PropertiesChanged on the sshd object, living in the runtime: it
+    // collects the changed values until CurrentlyBanned drops back to 0.
+    let (subscribed, ready) = tokio::sync::oneshot::channel();
+    let address = h.bus.address.clone();
+    let collector = h.runtime.spawn(async move {
+        let conn = zbus::connection::Builder::address(address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let props = zbus::fdo::PropertiesProxy::builder(&conn)
+            .destination("org.banhound.Banhound1")
+            .unwrap()
+            .path(jail_path("sshd"))
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let mut changes = props.receive_properties_changed().await.unwrap();
+        subscribed.send(()).unwrap();
+        let mut seen: Vec<(String, Value)> = Vec::new();
+        let collect = async {
+            while let Some(signal) = changes.next().await {
+                let args = signal.args().unwrap();
+                assert_eq!(args.interface_name.as_str(), JAIL_INTERFACE);
+                for (name, value) in args.changed_properties() {
+                    let value = match value {
+                        zbus::zvariant::Value::U32(v) => Value::from(*v),
+                        zbus::zvariant::Value::U64(v) => Value::from(*v),
+                        other => Value::from(format!("{other:?}")),
+                    };
+                    seen.push((name.to_string(), value));
+                }
+                if seen.iter().any(|(n, v)| n == "CurrentlyBanned" && *v == 0) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(WAIT, collect).await;
+        seen
+    });
+    h.runtime.block_on(ready).unwrap();
+
+    // Three failures from the logs (through the owner) ban by the jail's maxretry.
+    for _ in 0..3 {
+        h.failure("sshd", "198.51.100.20");
+    }
+    // A manual ban that expires by itself.
+    let out = h.cli(&["ban", "nginx-http-auth", "192.0.2.50", "--for", "1s"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = h.cli(&["unban", "198.51.100.20"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let mut events = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while events.len() < 4 && Instant::now() < deadline {
+        if let Ok(line) = monitor.stdout.recv_timeout(Duration::from_millis(200)) {
+            events.push(serde_json::from_str::<Value>(&line).unwrap());
+        }
+    }
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert_eq!(events[0]["event"], "banned");
+    assert_eq!(events[0]["jail"], "sshd");
+    assert_eq!(events[0]["address"], "198.51.100.20");
+    assert_eq!(events[0]["reason"], "3 failures within 10m");
+    assert!(events[0]["until"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(events[1]["event"], "banned");
+    assert_eq!(events[1]["address"], "192.0.2.50");
+    assert_eq!(events[1]["reason"], "manual (uid 0)");
+    assert_eq!(
+        events[2],
+        serde_json::json!({"event": "unbanned", "jail": "sshd", "address": "198.51.100.20", "why": "manual"})
+    );
+    assert_eq!(
+        events[3],
+        serde_json::json!({"event": "unbanned", "jail": "nginx-http-auth", "address": "192.0.2.50", "why": "expired"})
+    );
+
+    // PropertiesChanged on the sshd object, with the new values: failures counted, the ban,
+    // its lifting.
+    let seen = h.runtime.block_on(collector).unwrap();
+    let values = |name: &str| -> Vec<Value> {
+        seen.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(
+        values("TotalFailed"),
+        [1, 2, 3].map(Value::from),
+        "{seen:?}"
+    );
+    assert_eq!(
+        values("CurrentlyFailed"),
+        [1, 0].map(Value::from),
+        "{seen:?}"
+    );
+    assert_eq!(
+        values("CurrentlyBanned"),
+        [1, 0].map(Value::from),
+        "{seen:?}"
+    );
+    assert_eq!(values("TotalBanned"), [1].map(Value::from), "{seen:?}");
+    assert!(
+        values("MaxRetry").is_empty(),
+        "unchanged properties are not announced: {seen:?}"
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_clap_definitions() {
+    let bin = env!("CARGO_BIN_EXE_banhound");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(Command::new(bin).args(["generate", "completions", shell]));
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for word in ["status", "unban", "monitor", "bus-address"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(Command::new(bin).args(["generate", "man"]).arg(dir.path()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let page = std::fs::read_to_string(dir.path().join("banhound-ban.1")).unwrap();
+    assert!(page.contains(".TH banhound-ban 1"), "{page}");
+    assert!(page.contains("DURATION"), "{page}");
+    assert!(dir.path().join("banhound.1").exists());
+    assert!(
+        !dir.path().join("banhound-generate.1").exists(),
+        "generate is hidden"
+    );
+    // Hidden from --help too.
+    let help = text(&run(Command::new(bin).arg("--help")).stdout);
+    assert!(
+        help.contains("monitor") && !help.contains("generate"),
+        "{help}"
+    );
 }
