@@ -539,6 +539,49 @@ fn cli_drives_every_method_as_root() {
 }
 
 #[test]
+fn reload_adds_and_removes_jail_objects() {
+    let h = Harness::start(BusPolicy::Shipped);
+    let config = std::fs::read_to_string(&h.config).unwrap();
+    std::fs::write(
+        &h.config,
+        format!("{config}\n[jail.extra_1]\nenabled = true\nfilter = \"sshd\"\n"),
+    )
+    .unwrap();
+    h.call(MANAGER_PATH, MANAGER_INTERFACE, "Reload", &[]);
+    assert_eq!(h.property("extra_1", "Filter"), "sshd");
+    // `_` is escaped too, so extra_1 and extra-1 could never share a path.
+    assert!(jail_path("extra_1").ends_with("/jail/extra_5f1"));
+    h.cli(&["ban", "extra_1", "198.51.100.77"]);
+
+    let monitor = Running::spawn(Command::new(env!("CARGO_BIN_EXE_banhound")).args([
+        "--bus-address",
+        &h.bus.address,
+        "monitor",
+    ]));
+    monitor
+        .stderr
+        .recv_timeout(WAIT)
+        .expect("monitor says it listens");
+    std::fs::write(&h.config, config).unwrap();
+    h.call(MANAGER_PATH, MANAGER_INTERFACE, "Reload", &[]);
+    let out = h.busctl(&[
+        "get-property",
+        "org.banhound.Banhound1",
+        &jail_path("extra_1"),
+        JAIL_INTERFACE,
+        "Filter",
+    ]);
+    assert!(!out.status.success(), "the object is gone");
+    let jails = h.call(MANAGER_PATH, MANAGER_INTERFACE, "ListJails", &[]);
+    assert!(!jails.to_string().contains("extra_1"), "{jails}");
+    let line = monitor
+        .stdout
+        .recv_timeout(WAIT)
+        .expect("an Unbanned signal");
+    assert_eq!(line, "unbanned extra_1 198.51.100.77 (jail-removed)");
+}
+
+#[test]
 fn busctl_reaches_every_method_and_property() {
     let h = Harness::start(BusPolicy::Shipped);
     let m = MANAGER_INTERFACE;
