@@ -384,11 +384,10 @@ fn served_introspection_is_what_dbus_xml_documents() {
         let served = interface_block(&text(&out.stdout), iface);
         let file = root().join(format!("dbus/{iface}.xml"));
         if std::env::var_os("BANHOUND_BLESS_DBUS_XML").is_some() {
-            let doc = format!(
-                "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n{}\n</node>\n",
-                served.join("\n")
-            );
-            std::fs::write(&file, doc).unwrap();
+            // Replaces the interface element and keeps the file's header comment.
+            let old = std::fs::read_to_string(&file).unwrap();
+            let block = interface_block(&old, iface).join("\n");
+            std::fs::write(&file, old.replace(&block, &served.join("\n"))).unwrap();
         }
         let documented = interface_block(&std::fs::read_to_string(&file).unwrap(), iface);
         assert_eq!(
