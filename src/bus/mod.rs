@@ -178,7 +178,8 @@ pub enum Request {
         reply: oneshot::Sender<Result<Vec<BanInfo>, ControlError>>,
     },
     /// Re-reads the configuration. After it answers, the bus re-lists the jails and adds or
-    /// removes jail objects to match.
+    /// removes jail objects to match (as it does on [`Event::JailsChanged`], which the owner
+    /// sends after any reload).
     Reload {
         caller_uid: u32,
         reply: oneshot::Sender<Result<(), ControlError>>,
@@ -217,10 +218,15 @@ pub enum Event {
         target: IpNet,
         why: String,
     },
-    /// A jail's counters or settings changed, or a jail appeared. The bus emits
-    /// `PropertiesChanged` for the properties that differ from the last snapshot it saw.
-    /// The owner may coalesce these (one per batch of log lines is plenty).
+    /// A jail's counters or settings changed. The bus emits `PropertiesChanged` for the
+    /// properties that differ from the last snapshot it saw. The owner may coalesce these
+    /// (one per batch of log lines is plenty). A snapshot of a jail the bus does not know is
+    /// ignored: jail objects come and go only with [`Event::JailsChanged`].
     JailChanged { snapshot: JailSnapshot },
+    /// The set of jails may have changed (a reload, however it was triggered: SIGHUP,
+    /// `systemctl reload` or the bus). The bus asks for [`Request::Status`] and adds and
+    /// removes jail objects to match.
+    JailsChanged,
 }
 
 #[cfg(test)]

@@ -86,8 +86,8 @@ pub enum Bus {
     Address(String),
 }
 
-/// The running service. Dropping it leaves the connection to the background tasks; call
-/// [`Service::stop`] to release the name and stop emitting.
+/// The running service. The connection serves method calls from zbus's own tasks until it
+/// is closed; [`Service::stop`] releases the name and stops the signal task.
 pub struct Service {
     connection: Connection,
     events: JoinHandle<()>,
@@ -680,8 +680,7 @@ fn changing_properties(s: &JailSnapshot) -> Vec<(&'static str, Value<'static>)> 
     ]
 }
 
-/// Emits PropertiesChanged for what differs between `old` and `new` (everything if `old`
-/// is unknown is not needed: a new object's properties are read, not announced).
+/// Emits PropertiesChanged, with the new values, for what differs between `old` and `new`.
 async fn announce_changes(
     connection: &Connection,
     old: &JailSnapshot,
@@ -706,15 +705,19 @@ async fn announce_changes(
     .await
 }
 
-/// Registers an object for a jail the bus has not seen, announces changes for one it has.
+/// Announces changes of a jail the bus knows; with `register`, registers an object for one
+/// it does not know (only a re-listing may: a late JailChanged of a jail just removed by a
+/// reload must not bring its object back).
 async fn update_jail(
     connection: &Connection,
     owner: &Owner,
     known: &mut BTreeMap<String, JailSnapshot>,
     snapshot: JailSnapshot,
+    register: bool,
 ) -> zbus::Result<()> {
     match known.get(&snapshot.name) {
         Some(old) => announce_changes(connection, old, &snapshot).await?,
+        None if !register => return Ok(()),
         None => {
             let jail = Jail {
                 name: snapshot.name.clone(),
@@ -751,7 +754,7 @@ async fn sync_jails(
         known.remove(&name);
     }
     for snapshot in status.jails {
-        update_jail(connection, owner, &mut known, snapshot).await?;
+        update_jail(connection, owner, &mut known, snapshot, true).await?;
     }
     Ok(())
 }
@@ -789,8 +792,11 @@ async fn forward_events(
             }
             Ok(Event::JailChanged { snapshot }) => {
                 let mut known = jails.lock().await;
-                update_jail(&connection, &owner, &mut known, snapshot).await
+                update_jail(&connection, &owner, &mut known, snapshot, false).await
             }
+            Ok(Event::JailsChanged) => sync_jails(&connection, &owner, &jails)
+                .await
+                .map_err(|e| zbus::Error::Failure(e.to_string())),
             // Missed events: re-read everything, so properties are right again (the missed
             // Banned/Unbanned signals are lost, as any signal of a lagging peer would be).
             Err(broadcast::error::RecvError::Lagged(_)) => sync_jails(&connection, &owner, &jails)

@@ -561,7 +561,7 @@ fn reload_adds_and_removes_jail_objects() {
         .stderr
         .recv_timeout(WAIT)
         .expect("monitor says it listens");
-    std::fs::write(&h.config, config).unwrap();
+    std::fs::write(&h.config, &config).unwrap();
     h.call(MANAGER_PATH, MANAGER_INTERFACE, "Reload", &[]);
     let out = h.busctl(&[
         "get-property",
@@ -578,6 +578,28 @@ fn reload_adds_and_removes_jail_objects() {
         .recv_timeout(WAIT)
         .expect("an Unbanned signal");
     assert_eq!(line, "unbanned extra_1 198.51.100.77 (jail-removed)");
+
+    // A reload the bus did not ask for (SIGHUP): the JailsChanged event brings the object.
+    std::fs::write(
+        &h.config,
+        format!("{config}\n[jail.extra_2]\nenabled = true\nfilter = \"sshd\"\n"),
+    )
+    .unwrap();
+    h.runtime.block_on(h.inputs.send(Input::Reload)).unwrap();
+    let deadline = Instant::now() + WAIT;
+    let path = jail_path("extra_2");
+    let get = [
+        "get-property",
+        "org.banhound.Banhound1",
+        &path,
+        JAIL_INTERFACE,
+        "Name",
+    ];
+    while !h.busctl(&get).status.success() {
+        assert!(Instant::now() < deadline, "extra_2 never appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(text(&h.busctl(&get).stdout), "s \"extra_2\"\n");
 }
 
 #[test]

@@ -22,7 +22,12 @@ use tokio::sync::{broadcast, mpsc};
 /// What the owner reacts to: the bus, or a failure as a log source would report it.
 pub enum Input {
     Bus(Request),
-    Failure { jail: String, addr: IpAddr },
+    Failure {
+        jail: String,
+        addr: IpAddr,
+    },
+    /// A reload the bus did not ask for (SIGHUP, `systemctl reload`).
+    Reload,
 }
 
 struct OwnedJail {
@@ -91,6 +96,7 @@ impl Owner {
             }
         }
         self.jails = jails;
+        self.emit(Event::JailsChanged);
         Ok(())
     }
 
@@ -180,6 +186,7 @@ impl Owner {
                 }
                 self.changed(&jail);
             }
+            Input::Reload => self.load().expect("test configuration reloads"),
             Input::Bus(request) => self.request(request),
         }
     }
