@@ -98,7 +98,7 @@ impl DbusDaemon {
         );
         let config_path = dir.path().join("bus.conf");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new("dbus-daemon")
+        let mut child = die_with_test(&mut Command::new("dbus-daemon"))
             .arg(format!("--config-file={}", config_path.display()))
             .args(["--nofork", "--print-address=1"])
             .stdout(Stdio::piped())
@@ -304,6 +304,22 @@ impl Drop for Harness {
         if let Some(service) = self.service.take() {
             self.runtime.block_on(service.stop());
         }
+    }
+}
+
+/// The drop guards kill children by pid; this also kills them if the test process dies
+/// without unwinding (an abort), when no destructor runs.
+fn die_with_test(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        })
     }
 }
 
@@ -1070,7 +1086,7 @@ struct Running {
 
 impl Running {
     fn spawn(cmd: &mut Command) -> Running {
-        let mut child = cmd
+        let mut child = die_with_test(cmd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
