@@ -154,9 +154,10 @@ pub fn bus_error(e: zbus::Error) -> anyhow::Error {
     match (name.as_str(), short) {
         ("org.freedesktop.DBus.Error.ServiceUnknown", _)
         | ("org.freedesktop.DBus.Error.NameHasNoOwner", _) => not_running(),
+        // The bus's message is a dump of the matched rule; the point is who may do this.
         ("org.freedesktop.DBus.Error.AccessDenied", _) => exit_with(
             ExitCode::AccessDenied,
-            anyhow!("access denied by the D-Bus policy: only root may do this ({message})"),
+            anyhow!("access denied by the D-Bus policy: only root may do this"),
         ),
         (_, Some("AccessDenied")) => exit_with(ExitCode::AccessDenied, anyhow!("{message}")),
         (_, Some("NoSuchJail" | "InvalidAddress" | "InvalidDuration" | "Ignored")) => {
@@ -250,10 +251,12 @@ async fn status(
             } else {
                 println!("Status");
                 println!("|- Version:          {version}");
-                println!(
-                    "|- Uptime:           {}",
-                    format_duration(Duration::from_secs(uptime))
-                );
+                // format_duration shows sub-second durations in ms; uptime counts seconds.
+                let uptime = match uptime {
+                    0 => "0s".to_string(),
+                    s => format_duration(Duration::from_secs(s)),
+                };
+                println!("|- Uptime:           {uptime}");
                 println!("|- Currently failed: {failed}\tTotal failed: {total_failed}");
                 println!("|- Currently banned: {banned}\tTotal banned: {total_banned}");
                 println!("|- Number of jails:  {count}");

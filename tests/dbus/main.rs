@@ -893,7 +893,7 @@ fn shipped_policy_refuses_unprivileged_mutations() {
     // dbus-daemon's own refusal: the call never reaches the service.
     refuses_unprivileged_callers(
         BusPolicy::Shipped,
-        "access denied by the D-Bus policy: only root may do this (Rejected send message",
+        "banhound: access denied by the D-Bus policy: only root may do this\n",
         "Call failed: Access denied",
     );
 }
@@ -902,7 +902,11 @@ fn shipped_policy_refuses_unprivileged_mutations() {
 fn service_refuses_unprivileged_mutations_on_a_permissive_bus() {
     // With the bus letting everything through, the service's UID check is what refuses.
     let message = "only root may change bans or settings (caller uid 65534)";
-    refuses_unprivileged_callers(BusPolicy::Permissive, message, message);
+    refuses_unprivileged_callers(
+        BusPolicy::Permissive,
+        &format!("banhound: {message}\n"),
+        message,
+    );
 }
 
 #[test]
