@@ -18,6 +18,7 @@ fn main() {
         Command::Unban(args) => control(&cli, Action::Unban(args)),
         Command::Banned(args) => control(&cli, Action::Banned(args)),
         Command::Reload => control(&cli, Action::Reload),
+        Command::Ignore(args) => control(&cli, Action::Ignore(args)),
         Command::Monitor(args) => control(&cli, Action::Monitor(args)),
     };
     if let Err(err) = result {

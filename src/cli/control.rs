@@ -1,5 +1,5 @@
 //! The subcommands that control the running daemon: `status`, `ban`, `unban`, `banned`,
-//! `reload`, `monitor`.
+//! `reload`, `ignore`, `monitor`.
 //!
 //! They talk to the daemon only through its D-Bus interface ([`crate::bus::proxy`]), the same
 //! one any other client uses, so the CLI can do nothing a script with busctl could not, and
@@ -66,6 +66,23 @@ pub struct BannedArgs {
     pub json: bool,
 }
 
+/// What `banhound ignore` does to the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IgnoreChange {
+    Add,
+    Remove,
+}
+
+/// `banhound ignore add|remove JAIL NETWORK`
+#[derive(Debug, Args)]
+pub struct IgnoreArgs {
+    pub change: IgnoreChange,
+    pub jail: String,
+    /// An address or a network in CIDR form.
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+}
+
 /// `banhound monitor`
 #[derive(Debug, Args)]
 pub struct MonitorArgs {
@@ -82,6 +99,7 @@ pub enum Action<'a> {
     Unban(&'a UnbanArgs),
     Banned(&'a BannedArgs),
     Reload,
+    Ignore(&'a IgnoreArgs),
     Monitor(&'a MonitorArgs),
 }
 
@@ -108,6 +126,7 @@ pub fn run(bus_address: Option<&str>, action: Action<'_>) -> anyhow::Result<()> 
                 println!("configuration reloaded");
                 Ok(())
             }
+            Action::Ignore(args) => ignore(&connection, &manager, args).await,
             Action::Monitor(args) => monitor(&connection, &manager, args).await,
         }
     })
@@ -408,6 +427,32 @@ async fn banned(
             time(*since),
             until_text(*until)
         );
+    }
+    Ok(())
+}
+
+async fn ignore(
+    connection: &Connection,
+    manager: &ManagerProxy<'_>,
+    args: &IgnoreArgs,
+) -> anyhow::Result<()> {
+    let jail = jail_proxy(connection, manager, &args.jail).await?;
+    let (name, network) = (&args.jail, &args.network);
+    match args.change {
+        IgnoreChange::Add => {
+            if jail.add_ignore_ip(network).await.map_err(bus_error)? {
+                println!("{name} now ignores {network} (until the next reload)");
+            } else {
+                println!("{name} already ignores {network}");
+            }
+        }
+        IgnoreChange::Remove => {
+            if jail.remove_ignore_ip(network).await.map_err(bus_error)? {
+                println!("{name} no longer ignores {network} (until the next reload)");
+            } else {
+                println!("{network} was not on {name}'s ignore list");
+            }
+        }
     }
     Ok(())
 }

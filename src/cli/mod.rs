@@ -79,6 +79,8 @@ pub enum Command {
     Banned(control::BannedArgs),
     /// Make the daemon re-read its configuration.
     Reload,
+    /// Add a network to a jail's ignore list, or remove it, until the next reload.
+    Ignore(control::IgnoreArgs),
     /// Print bans and unbans as they happen.
     Monitor(control::MonitorArgs),
     /// Generate shell completions or man pages.

@@ -533,6 +533,35 @@ fn cli_drives_every_method_as_root() {
     );
     assert_eq!(json(&h.cli(&["banned", "--json"])), serde_json::json!([]));
 
+    // ignore: the runtime list, and what it does to a ban.
+    let out = h.cli(&["ignore", "add", "sshd", "192.0.2.0/28"]);
+    assert_eq!(
+        text(&out.stdout),
+        "sshd now ignores 192.0.2.0/28 (until the next reload)\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = h.cli(&["ignore", "add", "sshd", "192.0.2.0/28"]);
+    assert_eq!(text(&out.stdout), "sshd already ignores 192.0.2.0/28\n");
+    assert_eq!(code(&h.cli(&["ban", "sshd", "192.0.2.1"])), 2);
+    let out = h.cli(&["ignore", "remove", "sshd", "192.0.2.0/28"]);
+    assert_eq!(
+        text(&out.stdout),
+        "sshd no longer ignores 192.0.2.0/28 (until the next reload)\n"
+    );
+    let out = h.cli(&["ignore", "remove", "sshd", "192.0.2.0/28"]);
+    assert_eq!(
+        text(&out.stdout),
+        "192.0.2.0/28 was not on sshd's ignore list\n"
+    );
+    let out = h.cli(&["ignore", "add", "sshd", "192.0.2.0/33"]);
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(h
+        .cli(&["ban", "sshd", "192.0.2.1", "--for", "1m"])
+        .status
+        .success());
+    h.cli(&["unban", "192.0.2.1"]);
+
     // reload: a jail added to the configuration gets its object.
     let mut config = std::fs::read_to_string(&h.config).unwrap();
     config.push_str("\n[jail.vsftpd]\nenabled = true\nmaxretry = 7\n");
@@ -767,6 +796,8 @@ fn mutating_cli_calls() -> Vec<Vec<&'static str>> {
         vec!["unban", "--all"],
         vec!["unban", "--all", "sshd"],
         vec!["reload"],
+        vec!["ignore", "add", "sshd", "198.51.100.0/24"],
+        vec!["ignore", "remove", "sshd", "203.0.113.0/24"],
     ]
 }
 
