@@ -4,8 +4,10 @@
 //!
 //! The tree follows the architecture: [`engine`] is the pure core (no I/O), [`config`]
 //! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
-//! [`cli`] implements the subcommands. Only `main` decides exit codes.
+//! [`bus`] serves the D-Bus control interface, [`cli`] implements the subcommands. Only
+//! `main` decides exit codes.
 
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod daemon;

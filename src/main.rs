@@ -1,7 +1,9 @@
 //! The `banhound` binary: parses the command line, runs a subcommand, maps errors to exit
-//! codes (0 success, 1 failure while running, 2 invalid configuration, filter or arguments).
+//! codes (0 success, 1 failure while running, 2 invalid configuration, filter or arguments,
+//! 3 daemon not running, 4 access denied).
 
-use banhound::cli::{check_config, daemon, test_filter, Cli, Command, Exit, ExitCode};
+use banhound::cli::control::{self, Action};
+use banhound::cli::{check_config, daemon, generate, test_filter, Cli, Command, Exit, ExitCode};
 use clap::Parser;
 
 fn main() {
@@ -11,6 +13,14 @@ fn main() {
         Command::TestFilter(args) => test_filter::run(&paths, args),
         Command::CheckConfig(args) => check_config::run(&paths, args),
         Command::Daemon(args) => daemon::run(&paths, args),
+        Command::Generate(args) => generate::run(args),
+        Command::Status(args) => control(&cli, Action::Status(args)),
+        Command::Ban(args) => control(&cli, Action::Ban(args)),
+        Command::Unban(args) => control(&cli, Action::Unban(args)),
+        Command::Banned(args) => control(&cli, Action::Banned(args)),
+        Command::Reload => control(&cli, Action::Reload),
+        Command::Ignore(args) => control(&cli, Action::Ignore(args)),
+        Command::Monitor(args) => control(&cli, Action::Monitor(args)),
     };
     if let Err(err) = result {
         let code = err
@@ -27,4 +37,8 @@ fn main() {
         }
         std::process::exit(code as i32);
     }
+}
+
+fn control(cli: &Cli, action: Action<'_>) -> anyhow::Result<()> {
+    control::run(cli.bus_address.as_deref(), action)
 }

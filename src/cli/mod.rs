@@ -1,10 +1,13 @@
-//! The command line: argument definitions and the subcommands that run without the daemon.
+//! The command line: argument definitions, the subcommands that run without the daemon, and
+//! those that control it over D-Bus ([`control`]).
 //!
 //! Subcommands return `anyhow::Result`; only `main` turns errors into exit codes, through
 //! [`ExitCode`] carried in the error chain where a specific code matters.
 
 pub mod check_config;
+pub mod control;
 pub mod daemon;
+pub mod generate;
 pub mod test_filter;
 
 use crate::config::ConfigPaths;
@@ -37,6 +40,15 @@ pub struct Cli {
         default_value = "/usr/lib/banhound"
     )]
     pub defaults_dir: PathBuf,
+    /// Reach the daemon on this D-Bus address instead of the system bus
+    /// (e.g. unix:path=/run/dbus/system_bus_socket).
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDRESS",
+        env = "DBUS_SYSTEM_BUS_ADDRESS"
+    )]
+    pub bus_address: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +72,23 @@ pub enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Run the service: follow the journal, ban offenders, restore bans across restarts.
     Daemon(daemon::DaemonArgs),
+    /// Show the daemon's status, or one jail's in detail.
+    Status(control::StatusArgs),
+    /// Ban an address in a jail.
+    Ban(control::BanArgs),
+    /// Lift a ban (in every jail unless --jail), or every ban with --all.
+    Unban(control::UnbanArgs),
+    /// List active bans, or the bans covering one address.
+    Banned(control::BannedArgs),
+    /// Make the daemon re-read its configuration.
+    Reload,
+    /// Add a network to a jail's ignore list, or remove it, until the next reload.
+    Ignore(control::IgnoreArgs),
+    /// Print bans and unbans as they happen.
+    Monitor(control::MonitorArgs),
+    /// Generate shell completions or man pages.
+    #[command(hide = true, subcommand)]
+    Generate(generate::GenerateArgs),
 }
 
 /// Exit codes, documented in the README.
@@ -67,8 +96,13 @@ pub enum Command {
 pub enum ExitCode {
     /// Something failed while running (I/O, the system).
     Failure = 1,
-    /// The configuration, a filter or the arguments are invalid.
+    /// The configuration, a filter or the arguments are invalid (for control commands: no
+    /// such jail, bad address or duration, or an address that is never banned).
     Invalid = 2,
+    /// The daemon is not running (nothing owns its D-Bus name) or the bus cannot be reached.
+    NotRunning = 3,
+    /// The caller may not do this (only root may change bans).
+    AccessDenied = 4,
 }
 
 /// An error marked with the exit code it should produce. It displays as the error it wraps
@@ -95,8 +129,13 @@ impl std::error::Error for Exit {
 
 /// Wraps an error as invalid input (exit code 2).
 pub fn invalid(err: impl Into<anyhow::Error>) -> anyhow::Error {
+    exit_with(ExitCode::Invalid, err)
+}
+
+/// Wraps an error with the exit code it should produce.
+pub fn exit_with(code: ExitCode, err: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(Exit {
-        code: ExitCode::Invalid,
+        code,
         error: err.into(),
     })
 }

@@ -1,0 +1,250 @@
+//! The D-Bus control interface: the `org.banhound.Banhound1` service, its proxies, and the
+//! boundary between the bus and the daemon's state.
+//!
+//! The daemon keeps all ban state (trackers, firewall backends, persisted state) in one owner
+//! task, so nothing here touches that state directly. The bus side turns method calls into
+//! [`Request`]s sent over a tokio mpsc channel and waits for the owner's answer on a oneshot;
+//! the owner sends [`Event`]s on a broadcast channel, which become the `Banned`/`Unbanned`
+//! signals and `PropertiesChanged`. That keeps the owner single-threaded and lock-free, and
+//! keeps D-Bus (types, errors, access checks, object paths) out of the daemon.
+//!
+//! Input arriving over the bus is parsed here, before it becomes a [`Request`]: addresses,
+//! networks and durations reach the owner typed. What only the owner can judge (does the jail
+//! exist, is the address ignored) comes back as a [`ControlError`].
+
+pub mod proxy;
+pub mod service;
+
+use crate::engine::time::{BanTime, Timestamp};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// The well-known name the daemon owns on the system bus.
+pub const SERVICE_NAME: &str = "org.banhound.Banhound1";
+/// The manager object.
+pub const MANAGER_PATH: &str = "/org/banhound/Banhound1";
+pub const MANAGER_INTERFACE: &str = "org.banhound.Banhound1.Manager";
+pub const JAIL_INTERFACE: &str = "org.banhound.Banhound1.Jail";
+/// Prefix of the D-Bus error names of [`ControlError`].
+pub const ERROR_PREFIX: &str = "org.banhound.Banhound1.Error";
+
+/// The object path of a jail: `/org/banhound/Banhound1/jail/<escaped name>`.
+///
+/// Object path elements allow only `[A-Za-z0-9_]`, and jail names may contain `-`. Every other
+/// byte becomes `_xx` (lower-case hex), as systemd escapes unit names, so the mapping is
+/// reversible and `_` itself is escaped too (`a_b` and `a-b` must not collide).
+pub fn jail_path(name: &str) -> String {
+    let mut path = format!("{MANAGER_PATH}/jail/");
+    if name.is_empty() {
+        path.push('_');
+        return path;
+    }
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() {
+            path.push(char::from(b));
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
+/// A ban target as the bus shows it: a host as its bare address, a prefix in CIDR form.
+pub fn target_text(target: &IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
+/// A jail as the owner reports it: settings in force and counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JailSnapshot {
+    pub name: String,
+    pub enabled: bool,
+    /// Addresses with failures counted and not banned.
+    pub currently_failed: u32,
+    pub total_failed: u64,
+    pub currently_banned: u32,
+    pub total_banned: u64,
+    pub findtime: Duration,
+    pub maxretry: u32,
+    pub bantime: BanTime,
+    /// The filter's name ("sshd", a path, or "inline").
+    pub filter: String,
+    /// The firewall backend ("nftables", "firewalld", "log-only").
+    pub backend: String,
+    /// The runtime ignore list (configured `ignoreip` plus `AddIgnoreIP`).
+    pub ignoreip: Vec<IpNet>,
+}
+
+/// The daemon as a whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerStatus {
+    /// When the daemon started, for the uptime.
+    pub started: Timestamp,
+    pub jails: Vec<JailSnapshot>,
+}
+
+/// One active ban.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanInfo {
+    /// What is blocked: the address, or the jail's IPv6 prefix around it.
+    pub target: IpNet,
+    pub since: Timestamp,
+    /// `None`: permanent.
+    pub until: Option<Timestamp>,
+    /// How many times this target has been banned (1 for a first offence).
+    pub offence: u32,
+}
+
+/// Why a control request was refused. Each variant is a D-Bus error named
+/// `org.banhound.Banhound1.Error.<Variant>`, with this message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    #[error("no jail named {0:?}")]
+    NoSuchJail(String),
+    #[error("invalid address {0:?}: expected an IPv4 or IPv6 address")]
+    InvalidAddress(String),
+    /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
+    #[error("{} is never banned: {reason}", target_text(target))]
+    Ignored { target: IpNet, reason: String },
+    #[error("invalid duration: {0}")]
+    InvalidDuration(String),
+    #[error("{0} is not banned")]
+    NotBanned(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Why a ban was lifted, as the `Unbanned` signal tells it.
+pub mod unban_reason {
+    /// The ban time ran out.
+    pub const EXPIRED: &str = "expired";
+    /// An administrator lifted it (Unban, UnbanAll).
+    pub const MANUAL: &str = "manual";
+    /// The jail was removed or disabled by a reload.
+    pub const JAIL_REMOVED: &str = "jail-removed";
+}
+
+/// A request from the bus to the owner of the ban state. Every request carries its own reply
+/// channel; a dropped reply sender is answered on the bus as `Failed`. Mutating requests carry
+/// the caller's UID (already checked to be root) for the owner's log.
+#[derive(Debug)]
+pub enum Request {
+    Status {
+        reply: oneshot::Sender<ServerStatus>,
+    },
+    JailStatus {
+        jail: String,
+        reply: oneshot::Sender<Result<JailSnapshot, ControlError>>,
+    },
+    /// Bans `addr` in `jail` (its target per the jail's IPv6 prefix), for `duration` or the
+    /// jail's ban time (with escalation). Refused with `Ignored` for addresses never banned.
+    /// The owner emits [`Event::Banned`] for it like for any other ban.
+    Ban {
+        jail: String,
+        addr: IpAddr,
+        duration: Option<BanTime>,
+        caller_uid: u32,
+        reply: oneshot::Sender<Result<BanInfo, ControlError>>,
+    },
+    /// Lifts the ban covering `addr` in `jail`, or in every jail. Answers the jails it was
+    /// lifted in; `NotBanned` when none.
+    Unban {
+        addr: IpAddr,
+        jail: Option<String>,
+        caller_uid: u32,
+        reply: oneshot::Sender<Result<Vec<String>, ControlError>>,
+    },
+    /// Lifts every ban of `jail`, or of every jail. Answers how many were lifted.
+    UnbanAll {
+        jail: Option<String>,
+        caller_uid: u32,
+        reply: oneshot::Sender<Result<u32, ControlError>>,
+    },
+    /// The bans covering `addr`, by jail name.
+    IsBanned {
+        addr: IpAddr,
+        reply: oneshot::Sender<Vec<(String, BanInfo)>>,
+    },
+    GetBans {
+        jail: String,
+        reply: oneshot::Sender<Result<Vec<BanInfo>, ControlError>>,
+    },
+    /// Re-reads the configuration. After it answers, the bus re-lists the jails and adds or
+    /// removes jail objects to match (as it does on [`Event::JailsChanged`], which the owner
+    /// sends after any reload).
+    Reload {
+        caller_uid: u32,
+        reply: oneshot::Sender<Result<(), ControlError>>,
+    },
+    /// Adds `net` to the jail's runtime ignore list; answers false when already listed.
+    /// Existing bans are not lifted.
+    AddIgnore {
+        jail: String,
+        net: IpNet,
+        caller_uid: u32,
+        reply: oneshot::Sender<Result<bool, ControlError>>,
+    },
+    /// Removes `net` from the jail's runtime ignore list; answers false when not listed.
+    RemoveIgnore {
+        jail: String,
+        net: IpNet,
+        caller_uid: u32,
+        reply: oneshot::Sender<Result<bool, ControlError>>,
+    },
+}
+
+/// What the owner tells the bus, on a `tokio::sync::broadcast` channel.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A ban took effect (decided from the logs or ordered over the bus).
+    Banned {
+        jail: String,
+        target: IpNet,
+        until: Option<Timestamp>,
+        /// Free text: "5 failures within 10m", "manual (uid 0)".
+        reason: String,
+    },
+    /// A ban was lifted; `why` is one of [`unban_reason`].
+    Unbanned {
+        jail: String,
+        target: IpNet,
+        why: String,
+    },
+    /// A jail's counters or settings changed. The bus emits `PropertiesChanged` for the
+    /// properties that differ from the last snapshot it saw. The owner may coalesce these
+    /// (one per batch of log lines is plenty). A snapshot of a jail the bus does not know is
+    /// ignored: jail objects come and go only with [`Event::JailsChanged`].
+    JailChanged { snapshot: JailSnapshot },
+    /// The set of jails may have changed (a reload, however it was triggered: SIGHUP,
+    /// `systemctl reload` or the bus). The bus asks for [`Request::Status`] and adds and
+    /// removes jail objects to match.
+    JailsChanged,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jail_paths_are_valid_and_distinct() {
+        let names = ["sshd", "nginx-http-auth", "a_b", "a-b", "", "x2d"];
+        let paths: Vec<String> = names.iter().map(|n| jail_path(n)).collect();
+        for p in &paths {
+            zbus::zvariant::ObjectPath::try_from(p.as_str()).expect(p);
+        }
+        assert_eq!(paths[0], "/org/banhound/Banhound1/jail/sshd");
+        assert_eq!(paths[1], "/org/banhound/Banhound1/jail/nginx_2dhttp_2dauth");
+        let mut unique = paths.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), paths.len());
+    }
+}

@@ -1,0 +1,850 @@
+//! The `org.banhound.Banhound1` service: the manager object, one object per jail, and the
+//! task that turns the owner's [`Event`]s into signals.
+//!
+//! Objects are registered before the name is requested, so a client that sees the name owned
+//! never finds a missing object. The name is requested without queueing: a second daemon
+//! must fail to start, not wait silently behind the first.
+//!
+//! Access control is the bus policy's job (dbus/org.banhound.Banhound1.conf), and every
+//! mutating method checks the caller's UID again (GetConnectionUnixUser): a policy file left
+//! out, or a permissive bus, must not let anyone but root change bans.
+
+use super::{
+    jail_path, target_text, BanInfo, ControlError, Event, JailSnapshot, Request, JAIL_INTERFACE,
+    MANAGER_PATH, SERVICE_NAME,
+};
+use crate::engine::address::parse_address;
+use crate::engine::time::{BanTime, Timestamp};
+use ipnet::IpNet;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
+use zbus::message::Header;
+use zbus::names::InterfaceName;
+use zbus::object_server::SignalEmitter;
+use zbus::proxy::CacheProperties;
+use zbus::zvariant::{OwnedObjectPath, Value};
+use zbus::{interface, Connection};
+
+/// The only UID allowed to change state.
+const ROOT_UID: u32 = 0;
+
+/// The D-Bus form of [`ControlError`], plus bus failures.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.banhound.Banhound1.Error")]
+pub enum BusError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NoSuchJail(String),
+    InvalidAddress(String),
+    Ignored(String),
+    InvalidDuration(String),
+    NotBanned(String),
+    AccessDenied(String),
+    Failed(String),
+}
+
+impl From<ControlError> for BusError {
+    fn from(e: ControlError) -> Self {
+        let message = e.to_string();
+        match e {
+            ControlError::NoSuchJail(_) => BusError::NoSuchJail(message),
+            ControlError::InvalidAddress(_) => BusError::InvalidAddress(message),
+            ControlError::Ignored { .. } => BusError::Ignored(message),
+            ControlError::InvalidDuration(_) => BusError::InvalidDuration(message),
+            ControlError::NotBanned(_) => BusError::NotBanned(message),
+            ControlError::AccessDenied(_) => BusError::AccessDenied(message),
+            ControlError::Failed(_) => BusError::Failed(message),
+        }
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot connect to the bus: {0}")]
+    Connect(#[source] zbus::Error),
+    #[error("the daemon's state task did not answer")]
+    OwnerGone,
+    #[error("cannot request the name {SERVICE_NAME}: {0}")]
+    RequestName(#[source] zbus::Error),
+    #[error("the name {SERVICE_NAME} is already owned (is another banhound running?)")]
+    NameTaken,
+}
+
+/// Which bus to serve on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set, as libdbus does).
+    System,
+    /// A bus at this D-Bus address (`unix:path=...`), for tests and private buses.
+    Address(String),
+}
+
+/// The running service. The connection serves method calls from zbus's own tasks until it
+/// is closed; [`Service::stop`] releases the name and stops the signal task.
+pub struct Service {
+    connection: Connection,
+    events: JoinHandle<()>,
+}
+
+impl Service {
+    /// Connects, registers the manager and one object per jail the owner reports, then
+    /// requests the name, and starts forwarding `events` as signals.
+    pub async fn start(
+        bus: Bus,
+        requests: mpsc::Sender<Request>,
+        events: broadcast::Receiver<Event>,
+    ) -> Result<Service, StartError> {
+        let owner = Owner { requests };
+        let status = owner
+            .ask(|reply| Request::Status { reply })
+            .await
+            .map_err(|_| StartError::OwnerGone)?;
+        let builder = match &bus {
+            Bus::System => zbus::connection::Builder::system(),
+            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
+        }
+        .map_err(StartError::Connect)?;
+        let jails = Arc::new(Mutex::new(BTreeMap::new()));
+        let mut builder = builder
+            .serve_at(
+                MANAGER_PATH,
+                Manager {
+                    owner: owner.clone(),
+                    jails: jails.clone(),
+                    started: status.started,
+                },
+            )
+            .map_err(StartError::Connect)?;
+        {
+            let mut known = jails.lock().await;
+            for snapshot in status.jails {
+                builder = builder
+                    .serve_at(
+                        jail_path(&snapshot.name),
+                        Jail {
+                            name: snapshot.name.clone(),
+                            owner: owner.clone(),
+                        },
+                    )
+                    .map_err(StartError::Connect)?;
+                known.insert(snapshot.name.clone(), snapshot);
+            }
+        }
+        let connection = builder.build().await.map_err(StartError::Connect)?;
+        let reply = connection
+            .request_name_with_flags(SERVICE_NAME, RequestNameFlags::DoNotQueue.into())
+            .await
+            .map_err(|e| match e {
+                zbus::Error::NameTaken => StartError::NameTaken,
+                other => StartError::RequestName(other),
+            })?;
+        if !matches!(
+            reply,
+            RequestNameReply::PrimaryOwner | RequestNameReply::AlreadyOwner
+        ) {
+            return Err(StartError::NameTaken);
+        }
+        let events = tokio::spawn(forward_events(connection.clone(), owner, jails, events));
+        Ok(Service { connection, events })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Releases the name and stops forwarding events.
+    pub async fn stop(self) {
+        self.events.abort();
+        // The bus drops the name with the connection anyway; releasing first makes the
+        // hand-over to a restarted daemon immediate.
+        let _ = self.connection.release_name(SERVICE_NAME).await;
+    }
+}
+
+/// The sending half towards the owner task.
+#[derive(Clone)]
+struct Owner {
+    requests: mpsc::Sender<Request>,
+}
+
+impl Owner {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Request,
+    ) -> Result<T, BusError> {
+        let gone = || BusError::Failed("the daemon's state task is not running".into());
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(make(reply)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
+
+    /// [`ask`](Self::ask) for requests whose answer may be a [`ControlError`].
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ControlError>>) -> Request,
+    ) -> Result<T, BusError> {
+        self.ask(make).await?.map_err(BusError::from)
+    }
+}
+
+/// The caller's UID, if it is root; `AccessDenied` otherwise.
+async fn require_root(connection: &Connection, header: &Header<'_>) -> Result<u32, BusError> {
+    let sender = header
+        .sender()
+        .ok_or_else(|| BusError::AccessDenied("the call names no sender".into()))?;
+    let dbus = DBusProxy::builder(connection)
+        .cache_properties(CacheProperties::No)
+        .build()
+        .await?;
+    let uid = dbus
+        .get_connection_unix_user(sender.clone().into())
+        .await
+        .map_err(|e| BusError::AccessDenied(format!("cannot tell who is calling: {e}")))?;
+    if uid != ROOT_UID {
+        return Err(BusError::AccessDenied(format!(
+            "only root may change bans or settings (caller uid {uid})"
+        )));
+    }
+    Ok(uid)
+}
+
+fn address(text: &str) -> Result<IpAddr, BusError> {
+    // A network as `GetBans` lists it ("2001:db8::/64") names its first address, which
+    // lies in the same ban target.
+    parse_address(text)
+        .or_else(|| text.trim().parse::<IpNet>().ok().map(|n| n.network()))
+        .ok_or_else(|| ControlError::InvalidAddress(text.to_string()).into())
+}
+
+fn network(text: &str) -> Result<IpNet, BusError> {
+    text.trim()
+        .parse::<IpNet>()
+        .map(|n| n.trunc())
+        .ok()
+        .or_else(|| parse_address(text).map(IpNet::from))
+        .ok_or_else(|| ControlError::InvalidAddress(text.to_string()).into())
+}
+
+/// "" is the jail's own ban time.
+fn duration(text: &str) -> Result<Option<BanTime>, BusError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    BanTime::parse(text)
+        .map(Some)
+        .map_err(|e| ControlError::InvalidDuration(e.to_string()).into())
+}
+
+/// "" is every jail.
+fn optional_jail(jail: &str) -> Option<String> {
+    (!jail.is_empty()).then(|| jail.to_string())
+}
+
+fn unix_secs(t: Timestamp) -> u64 {
+    u64::try_from(t.as_secs()).unwrap_or(0)
+}
+
+fn until_secs(until: Option<Timestamp>) -> u64 {
+    until.map_or(0, unix_secs)
+}
+
+fn ban_record(ban: &BanInfo) -> (String, u64, u64, u32) {
+    (
+        target_text(&ban.target),
+        unix_secs(ban.since),
+        until_secs(ban.until),
+        ban.offence,
+    )
+}
+
+/// The manager object, `/org/banhound/Banhound1`.
+struct Manager {
+    owner: Owner,
+    jails: Arc<Mutex<BTreeMap<String, JailSnapshot>>>,
+    started: Timestamp,
+}
+
+/// Control of the whole daemon. Times are Unix seconds; an until of 0 means permanent.
+/// Mutating methods (Ban, Unban, UnbanAll, Reload) are for root only.
+#[interface(name = "org.banhound.Banhound1.Manager")]
+impl Manager {
+    /// ListJails: every configured jail as (name, object path of its
+    /// org.banhound.Banhound1.Jail object).
+    #[zbus(out_args("jails"))]
+    async fn list_jails(&self) -> Result<Vec<(String, OwnedObjectPath)>, BusError> {
+        let status = self.owner.ask(|reply| Request::Status { reply }).await?;
+        status
+            .jails
+            .iter()
+            .map(|j| {
+                let path = OwnedObjectPath::try_from(jail_path(&j.name))
+                    .map_err(|e| BusError::Failed(e.to_string()))?;
+                Ok((j.name.clone(), path))
+            })
+            .collect()
+    }
+
+    /// GetStatus: the daemon's version, uptime in seconds, number of jails, and the sums
+    /// over all jails of the jail counters.
+    #[zbus(out_args(
+        "version",
+        "uptime",
+        "jails",
+        "currently_failed",
+        "total_failed",
+        "currently_banned",
+        "total_banned"
+    ))]
+    async fn get_status(&self) -> Result<(String, u64, u32, u32, u64, u32, u64), BusError> {
+        let status = self.owner.ask(|reply| Request::Status { reply }).await?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let uptime = now.saturating_sub(unix_secs(self.started));
+        let jails = &status.jails;
+        Ok((
+            env!("CARGO_PKG_VERSION").to_string(),
+            uptime,
+            u32::try_from(jails.len()).unwrap_or(u32::MAX),
+            jails.iter().map(|j| j.currently_failed).sum(),
+            jails.iter().map(|j| j.total_failed).sum(),
+            jails.iter().map(|j| j.currently_banned).sum(),
+            jails.iter().map(|j| j.total_banned).sum(),
+        ))
+    }
+
+    /// Ban: bans address in jail for duration ("10m", "1h30m", "permanent"; "" for the
+    /// jail's ban time). Answers what is blocked (the address, or the jail's IPv6 prefix
+    /// around it), since, until and the offence count. Errors: NoSuchJail, InvalidAddress,
+    /// InvalidDuration, Ignored (loopback, ignoreip, own address), AccessDenied.
+    #[zbus(out_args("target", "since", "until", "offence"))]
+    async fn ban(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        jail: &str,
+        address: &str,
+        duration: &str,
+    ) -> Result<(String, u64, u64, u32), BusError> {
+        ban(&self.owner, connection, &header, jail, address, duration).await
+    }
+
+    /// Unban: lifts the ban covering address in jail, or in every jail when jail is "".
+    /// Answers the jails it was lifted in. Errors: NotBanned, NoSuchJail, InvalidAddress,
+    /// AccessDenied.
+    #[zbus(out_args("jails"))]
+    async fn unban(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        address: &str,
+        jail: &str,
+    ) -> Result<Vec<String>, BusError> {
+        let caller_uid = require_root(connection, &header).await?;
+        let addr = self::address(address)?;
+        let jail = optional_jail(jail);
+        self.owner
+            .call(|reply| Request::Unban {
+                addr,
+                jail,
+                caller_uid,
+                reply,
+            })
+            .await
+    }
+
+    /// UnbanAll: lifts every ban of jail, or of every jail when jail is "". Answers how
+    /// many bans were lifted. Errors: NoSuchJail, AccessDenied.
+    #[zbus(out_args("count"))]
+    async fn unban_all(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        jail: &str,
+    ) -> Result<u32, BusError> {
+        let caller_uid = require_root(connection, &header).await?;
+        let jail = optional_jail(jail);
+        self.owner
+            .call(|reply| Request::UnbanAll {
+                jail,
+                caller_uid,
+                reply,
+            })
+            .await
+    }
+
+    /// Reload: re-reads the configuration; jail objects appear and disappear to match.
+    /// Errors: Failed (the configuration is invalid; the running one stays), AccessDenied.
+    async fn reload(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<(), BusError> {
+        let caller_uid = require_root(connection, &header).await?;
+        self.owner
+            .call(|reply| Request::Reload { caller_uid, reply })
+            .await?;
+        sync_jails(connection, &self.owner, &self.jails).await
+    }
+
+    /// IsBanned: the bans covering address, as (jail, target, since, until, offence);
+    /// empty when it is not banned. Errors: InvalidAddress.
+    #[zbus(out_args("bans"))]
+    async fn is_banned(
+        &self,
+        address: &str,
+    ) -> Result<Vec<(String, String, u64, u64, u32)>, BusError> {
+        let addr = self::address(address)?;
+        let bans = self
+            .owner
+            .ask(|reply| Request::IsBanned { addr, reply })
+            .await?;
+        Ok(bans
+            .iter()
+            .map(|(jail, ban)| {
+                let (target, since, until, offence) = ban_record(ban);
+                (jail.clone(), target, since, until, offence)
+            })
+            .collect())
+    }
+
+    /// Banned: a ban took effect in jail; address is the blocked target, until 0 means
+    /// permanent, reason says why ("5 failures within 10m", "manual").
+    #[zbus(signal)]
+    async fn banned(
+        emitter: &SignalEmitter<'_>,
+        jail: &str,
+        address: &str,
+        until: u64,
+        reason: &str,
+    ) -> zbus::Result<()>;
+
+    /// Unbanned: a ban was lifted; why is "expired", "manual" or "jail-removed".
+    #[zbus(signal)]
+    async fn unbanned(
+        emitter: &SignalEmitter<'_>,
+        jail: &str,
+        address: &str,
+        why: &str,
+    ) -> zbus::Result<()>;
+}
+
+async fn ban(
+    owner: &Owner,
+    connection: &Connection,
+    header: &Header<'_>,
+    jail: &str,
+    address: &str,
+    duration: &str,
+) -> Result<(String, u64, u64, u32), BusError> {
+    let caller_uid = require_root(connection, header).await?;
+    let addr = self::address(address)?;
+    let duration = self::duration(duration)?;
+    let jail = jail.to_string();
+    let ban = owner
+        .call(|reply| Request::Ban {
+            jail,
+            addr,
+            duration,
+            caller_uid,
+            reply,
+        })
+        .await?;
+    Ok(ban_record(&ban))
+}
+
+/// One jail's object, `/org/banhound/Banhound1/jail/<escaped name>`.
+struct Jail {
+    name: String,
+    owner: Owner,
+}
+
+impl Jail {
+    async fn snapshot(&self) -> zbus::fdo::Result<JailSnapshot> {
+        let jail = self.name.clone();
+        self.owner
+            .call(|reply| Request::JailStatus { jail, reply })
+            .await
+            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))
+    }
+}
+
+/// One jail: its settings and counters as properties (PropertiesChanged is emitted when
+/// they change), its bans, and runtime changes. Times are Unix seconds (durations in
+/// seconds); an until of 0 means permanent. Mutating methods (Ban, Unban, AddIgnoreIP,
+/// RemoveIgnoreIP) are for root only.
+#[interface(name = "org.banhound.Banhound1.Jail")]
+impl Jail {
+    /// GetBans: the jail's active bans as (target, since, until, offence).
+    #[zbus(out_args("bans"))]
+    async fn get_bans(&self) -> Result<Vec<(String, u64, u64, u32)>, BusError> {
+        let jail = self.name.clone();
+        let bans = self
+            .owner
+            .call(|reply| Request::GetBans { jail, reply })
+            .await?;
+        Ok(bans.iter().map(ban_record).collect())
+    }
+
+    /// Ban: as Manager.Ban, in this jail.
+    #[zbus(out_args("target", "since", "until", "offence"))]
+    async fn ban(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        address: &str,
+        duration: &str,
+    ) -> Result<(String, u64, u64, u32), BusError> {
+        ban(
+            &self.owner,
+            connection,
+            &header,
+            &self.name,
+            address,
+            duration,
+        )
+        .await
+    }
+
+    /// Unban: lifts the ban covering address in this jail. Errors: NotBanned,
+    /// InvalidAddress, AccessDenied.
+    async fn unban(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        address: &str,
+    ) -> Result<(), BusError> {
+        let caller_uid = require_root(connection, &header).await?;
+        let addr = self::address(address)?;
+        let jail = Some(self.name.clone());
+        self.owner
+            .call(|reply| Request::Unban {
+                addr,
+                jail,
+                caller_uid,
+                reply,
+            })
+            .await
+            .map(drop)
+    }
+
+    /// AddIgnoreIP: never ban network (an address or CIDR) in this jail until the next
+    /// reload. Existing bans are not lifted. Answers false when it was already listed.
+    #[zbus(name = "AddIgnoreIP", out_args("added"))]
+    async fn add_ignore_ip(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        network: &str,
+    ) -> Result<bool, BusError> {
+        let caller_uid = require_root(connection, &header).await?;
+        let net = self::network(network)?;
+        let jail = self.name.clone();
+        self.owner
+            .call(|reply| Request::AddIgnore {
+                jail,
+                net,
+                caller_uid,
+                reply,
+            })
+            .await
+    }
+
+    /// RemoveIgnoreIP: takes network off this jail's ignore list until the next reload.
+    /// Answers false when it was not listed.
+    #[zbus(name = "RemoveIgnoreIP", out_args("removed"))]
+    async fn remove_ignore_ip(
+        &self,
+        #[zbus(connection)] connection: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        network: &str,
+    ) -> Result<bool, BusError> {
+        let caller_uid = require_root(connection, &header).await?;
+        let net = self::network(network)?;
+        let jail = self.name.clone();
+        self.owner
+            .call(|reply| Request::RemoveIgnore {
+                jail,
+                net,
+                caller_uid,
+                reply,
+            })
+            .await
+    }
+
+    /// Name: the jail's name.
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// Enabled: whether the jail watches its logs.
+    #[zbus(property)]
+    async fn enabled(&self) -> zbus::fdo::Result<bool> {
+        Ok(self.snapshot().await?.enabled)
+    }
+
+    /// CurrentlyFailed: addresses with failures counted and not banned.
+    #[zbus(property)]
+    async fn currently_failed(&self) -> zbus::fdo::Result<u32> {
+        Ok(self.snapshot().await?.currently_failed)
+    }
+
+    /// TotalFailed: failures counted since the daemon started.
+    #[zbus(property)]
+    async fn total_failed(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.snapshot().await?.total_failed)
+    }
+
+    /// CurrentlyBanned: active bans.
+    #[zbus(property)]
+    async fn currently_banned(&self) -> zbus::fdo::Result<u32> {
+        Ok(self.snapshot().await?.currently_banned)
+    }
+
+    /// TotalBanned: bans since the daemon started.
+    #[zbus(property)]
+    async fn total_banned(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.snapshot().await?.total_banned)
+    }
+
+    /// FindTime: the window for MaxRetry failures, in seconds.
+    #[zbus(property)]
+    async fn find_time(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.snapshot().await?.findtime.as_secs())
+    }
+
+    /// MaxRetry: failures within FindTime that lead to a ban.
+    #[zbus(property)]
+    async fn max_retry(&self) -> zbus::fdo::Result<u32> {
+        Ok(self.snapshot().await?.maxretry)
+    }
+
+    /// BanTime: the base ban time in seconds, -1 for permanent.
+    #[zbus(property)]
+    async fn ban_time(&self) -> zbus::fdo::Result<i64> {
+        Ok(ban_time_secs(self.snapshot().await?.bantime))
+    }
+
+    /// Filter: the filter's name.
+    #[zbus(property)]
+    async fn filter(&self) -> zbus::fdo::Result<String> {
+        Ok(self.snapshot().await?.filter)
+    }
+
+    /// Backend: the firewall backend (nftables, firewalld, log-only).
+    #[zbus(property)]
+    async fn backend(&self) -> zbus::fdo::Result<String> {
+        Ok(self.snapshot().await?.backend)
+    }
+
+    /// IgnoreIP: networks never banned by this jail (configuration plus AddIgnoreIP).
+    #[zbus(property, name = "IgnoreIP")]
+    async fn ignore_ip(&self) -> zbus::fdo::Result<Vec<String>> {
+        Ok(ignore_strings(&self.snapshot().await?))
+    }
+}
+
+fn ban_time_secs(bantime: BanTime) -> i64 {
+    match bantime {
+        BanTime::For(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        BanTime::Permanent => -1,
+    }
+}
+
+fn ignore_strings(snapshot: &JailSnapshot) -> Vec<String> {
+    snapshot.ignoreip.iter().map(IpNet::to_string).collect()
+}
+
+/// The jail properties that change, by name, as PropertiesChanged carries them.
+fn changing_properties(s: &JailSnapshot) -> Vec<(&'static str, Value<'static>)> {
+    vec![
+        ("Enabled", Value::from(s.enabled)),
+        ("CurrentlyFailed", Value::from(s.currently_failed)),
+        ("TotalFailed", Value::from(s.total_failed)),
+        ("CurrentlyBanned", Value::from(s.currently_banned)),
+        ("TotalBanned", Value::from(s.total_banned)),
+        ("FindTime", Value::from(s.findtime.as_secs())),
+        ("MaxRetry", Value::from(s.maxretry)),
+        ("BanTime", Value::from(ban_time_secs(s.bantime))),
+        ("Filter", Value::from(s.filter.clone())),
+        ("Backend", Value::from(s.backend.clone())),
+        ("IgnoreIP", Value::from(ignore_strings(s))),
+    ]
+}
+
+/// Emits PropertiesChanged, with the new values, for what differs between `old` and `new`.
+async fn announce_changes(
+    connection: &Connection,
+    old: &JailSnapshot,
+    new: &JailSnapshot,
+) -> zbus::Result<()> {
+    let changed: HashMap<&str, Value<'_>> = changing_properties(old)
+        .into_iter()
+        .zip(changing_properties(new))
+        .filter(|((_, before), (_, now))| before != now)
+        .map(|(_, changed)| changed)
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let emitter = SignalEmitter::new(connection, jail_path(&new.name))?;
+    zbus::fdo::Properties::properties_changed(
+        &emitter,
+        InterfaceName::from_static_str_unchecked(JAIL_INTERFACE),
+        changed,
+        Cow::Borrowed(&[]),
+    )
+    .await
+}
+
+/// Announces changes of a jail the bus knows; with `register`, registers an object for one
+/// it does not know (only a re-listing may: a late JailChanged of a jail just removed by a
+/// reload must not bring its object back).
+async fn update_jail(
+    connection: &Connection,
+    owner: &Owner,
+    known: &mut BTreeMap<String, JailSnapshot>,
+    snapshot: JailSnapshot,
+    register: bool,
+) -> zbus::Result<()> {
+    match known.get(&snapshot.name) {
+        Some(old) => announce_changes(connection, old, &snapshot).await?,
+        None if !register => return Ok(()),
+        None => {
+            let jail = Jail {
+                name: snapshot.name.clone(),
+                owner: owner.clone(),
+            };
+            connection
+                .object_server()
+                .at(jail_path(&snapshot.name), jail)
+                .await?;
+        }
+    }
+    known.insert(snapshot.name.clone(), snapshot);
+    Ok(())
+}
+
+/// Makes the jail objects match the owner's jails (after a reload, or lost events).
+async fn sync_jails(
+    connection: &Connection,
+    owner: &Owner,
+    jails: &Mutex<BTreeMap<String, JailSnapshot>>,
+) -> Result<(), BusError> {
+    let status = owner.ask(|reply| Request::Status { reply }).await?;
+    let mut known = jails.lock().await;
+    let gone: Vec<String> = known
+        .keys()
+        .filter(|name| !status.jails.iter().any(|j| &j.name == *name))
+        .cloned()
+        .collect();
+    for name in gone {
+        connection
+            .object_server()
+            .remove::<Jail, _>(jail_path(&name))
+            .await?;
+        known.remove(&name);
+    }
+    for snapshot in status.jails {
+        update_jail(connection, owner, &mut known, snapshot, true).await?;
+    }
+    Ok(())
+}
+
+async fn forward_events(
+    connection: Connection,
+    owner: Owner,
+    jails: Arc<Mutex<BTreeMap<String, JailSnapshot>>>,
+    mut events: broadcast::Receiver<Event>,
+) {
+    let Ok(manager) = SignalEmitter::new(&connection, MANAGER_PATH) else {
+        return;
+    };
+    loop {
+        // A failed emission (the bus went away) loses one signal; the next may succeed,
+        // and the state itself lives in the owner, so there is nothing to roll back.
+        let _ = match events.recv().await {
+            Ok(Event::Banned {
+                jail,
+                target,
+                until,
+                reason,
+            }) => {
+                Manager::banned(
+                    &manager,
+                    &jail,
+                    &target_text(&target),
+                    until_secs(until),
+                    &reason,
+                )
+                .await
+            }
+            Ok(Event::Unbanned { jail, target, why }) => {
+                Manager::unbanned(&manager, &jail, &target_text(&target), &why).await
+            }
+            Ok(Event::JailChanged { snapshot }) => {
+                let mut known = jails.lock().await;
+                update_jail(&connection, &owner, &mut known, snapshot, false).await
+            }
+            Ok(Event::JailsChanged) => sync_jails(&connection, &owner, &jails)
+                .await
+                .map_err(|e| zbus::Error::Failure(e.to_string())),
+            // Missed events: re-read everything, so properties are right again (the missed
+            // Banned/Unbanned signals are lost, as any signal of a lagging peer would be).
+            Err(broadcast::error::RecvError::Lagged(_)) => sync_jails(&connection, &owner, &jails)
+                .await
+                .map_err(|e| zbus::Error::Failure(e.to_string())),
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::ERROR_PREFIX;
+    use zbus::DBusError;
+
+    #[test]
+    fn control_errors_keep_their_names_and_messages() {
+        let e = BusError::from(ControlError::NoSuchJail("nope".into()));
+        assert_eq!(e.name().as_str(), format!("{ERROR_PREFIX}.NoSuchJail"));
+        assert_eq!(e.description(), Some("no jail named \"nope\""));
+        let e = BusError::from(ControlError::InvalidDuration("x".into()));
+        assert_eq!(e.name().as_str(), format!("{ERROR_PREFIX}.InvalidDuration"));
+    }
+
+    #[test]
+    fn bus_input_is_parsed_before_the_owner_sees_it() {
+        assert_eq!(
+            address("::ffff:192.0.2.1").unwrap(),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            address("2001:db8::/64").unwrap(),
+            "2001:db8::".parse::<IpAddr>().unwrap()
+        );
+        assert!(matches!(
+            address("300.1.1.1"),
+            Err(BusError::InvalidAddress(_))
+        ));
+        assert_eq!(
+            network("192.0.2.7/24").unwrap(),
+            "192.0.2.0/24".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(duration("").unwrap(), None);
+        assert_eq!(duration("permanent").unwrap(), Some(BanTime::Permanent));
+        assert!(matches!(
+            duration("99999w"),
+            Err(BusError::InvalidDuration(_))
+        ));
+    }
+}
