@@ -43,7 +43,7 @@ cleanup() {
     # the programs it starts (a recorded pid may have been reused by then).
     for pid in $(cat "$PIDS" 2>/dev/null); do
         case "$(cat "/proc/$pid/comm" 2>/dev/null)" in
-        banhound | nft | sshd) kill -KILL "$pid" 2>/dev/null || true ;;
+        banhound | nft | journalctl | sshd) kill -KILL "$pid" 2>/dev/null || true ;;
         esac
     done
     if [ -n "$JOURNALD_PID" ]; then
