@@ -109,6 +109,7 @@ pub fn build_filter(
         prefregex: raw.prefregex.as_ref().map(|p| p.get_ref().clone()),
         failregex: failregex.iter().map(|s| s.get_ref().clone()).collect(),
         ignoreregex: ignoreregex.iter().map(|s| s.get_ref().clone()).collect(),
+        allow_hostless: false,
     };
     let filter = Filter::compile(&spec).map_err(|e| {
         let span = match e.role {

@@ -14,6 +14,7 @@
 //! names the file, the line and the key.
 
 pub mod error;
+pub mod fail2ban;
 pub mod filter_file;
 pub mod values;
 
