@@ -37,10 +37,20 @@ pub struct FilterSpec {
     pub prefregex: Option<String>,
     pub failregex: Vec<String>,
     pub ignoreregex: Vec<String>,
-    /// Allow failregexes without an address tag: fail2ban's multi-line filters have them,
-    /// counting on another line with the same `<F-MLFID>` to name the host. Matched on
-    /// their own, such lines are no failure ([`Outcome::NoFailure`]).
-    pub allow_hostless: bool,
+    pub dialect: Dialect,
+}
+
+/// Whose rules a filter's regexes follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// banhound's own filters: unknown tags and failregexes without an address are errors.
+    #[default]
+    Banhound,
+    /// fail2ban's filters, taken as fail2ban takes them: an unknown `<TAG>` is text; a
+    /// failregex may lack an address tag (a multi-line helper, counting on another line
+    /// with the same `<F-MLFID>` to name the host; on its own such a line is
+    /// [`Outcome::NoFailure`]); ignoreregex may contain address tags.
+    Fail2ban,
 }
 
 /// Which regex of a filter an error or a hit refers to.
@@ -307,7 +317,7 @@ impl Filter {
         }
         let pref = match &spec.prefregex {
             Some(p) => {
-                let compiled = compile_tagged(p).map_err(|kind| FilterError {
+                let compiled = compile_tagged(p, spec.dialect).map_err(|kind| FilterError {
                     role: RegexRole::Pref,
                     kind,
                 })?;
@@ -331,8 +341,12 @@ impl Filter {
         let mut fail = Vec::with_capacity(spec.failregex.len());
         for (i, pattern) in spec.failregex.iter().enumerate() {
             let role = RegexRole::Fail(i);
-            let compiled = compile_tagged(pattern).map_err(|kind| FilterError { role, kind })?;
-            if compiled.address_groups.is_empty() && !pref_has_address && !spec.allow_hostless {
+            let compiled =
+                compile_tagged(pattern, spec.dialect).map_err(|kind| FilterError { role, kind })?;
+            if compiled.address_groups.is_empty()
+                && !pref_has_address
+                && spec.dialect == Dialect::Banhound
+            {
                 return Err(FilterError {
                     role,
                     kind: FilterErrorKind::NoAddressTag,
@@ -343,8 +357,9 @@ impl Filter {
         let mut ignore = Vec::with_capacity(spec.ignoreregex.len());
         for (i, pattern) in spec.ignoreregex.iter().enumerate() {
             let role = RegexRole::Ignore(i);
-            let compiled = compile_tagged(pattern).map_err(|kind| FilterError { role, kind })?;
-            if !compiled.address_groups.is_empty() {
+            let compiled =
+                compile_tagged(pattern, spec.dialect).map_err(|kind| FilterError { role, kind })?;
+            if !compiled.address_groups.is_empty() && spec.dialect == Dialect::Banhound {
                 return Err(FilterError {
                     role,
                     kind: FilterErrorKind::AddressTagInIgnore,
@@ -353,7 +368,10 @@ impl Filter {
             ignore.push(compiled.regex);
         }
         let prefilter = build_prefilter(&fail);
-        let pref_prefix = spec.prefregex.as_deref().and_then(prefix_only);
+        let pref_prefix = spec
+            .prefregex
+            .as_deref()
+            .and_then(|p| prefix_only(p, spec.dialect));
         Ok(Filter {
             pref,
             pref_prefix,
@@ -563,7 +581,7 @@ impl PrefixOnly {
     }
 }
 
-fn prefix_only(prefregex: &str) -> Option<PrefixOnly> {
+fn prefix_only(prefregex: &str, dialect: Dialect) -> Option<PrefixOnly> {
     let (prefix, may_be_empty) =
         if let Some(p) = prefregex.strip_suffix("<F-CONTENT>.+</F-CONTENT>$") {
             (p, false)
@@ -575,7 +593,7 @@ fn prefix_only(prefregex: &str) -> Option<PrefixOnly> {
     if !prefix.starts_with('^') || prefix.ends_with('\\') {
         return None;
     }
-    let translated = translate_tags(&prefix, EngineKind::Linear).ok()?;
+    let translated = translate_tags(&prefix, EngineKind::Linear, dialect).ok()?;
     if translated.needs_backtracking {
         return None;
     }
@@ -594,10 +612,10 @@ fn prefix_only(prefregex: &str) -> Option<PrefixOnly> {
 }
 
 /// Translates tags into regex syntax and compiles.
-fn compile_tagged(pattern: &str) -> Result<CompiledRegex, FilterErrorKind> {
-    let mut translated = translate_tags(pattern, EngineKind::Linear)?;
+fn compile_tagged(pattern: &str, dialect: Dialect) -> Result<CompiledRegex, FilterErrorKind> {
+    let mut translated = translate_tags(pattern, EngineKind::Linear, dialect)?;
     if translated.needs_backtracking {
-        translated = translate_tags(pattern, EngineKind::Backtracking)?;
+        translated = translate_tags(pattern, EngineKind::Backtracking, dialect)?;
     }
     let regex = if translated.needs_backtracking {
         let regex = fancy_regex::RegexBuilder::new(&translated.pattern)
@@ -661,16 +679,88 @@ struct Translated {
 }
 
 /// Rewrites `<HOST>`-style tags and `<F-NAME>…</F-NAME>` into named groups.
-fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, FilterErrorKind> {
+fn translate_tags(
+    pattern: &str,
+    engine: EngineKind,
+    dialect: Dialect,
+) -> Result<Translated, FilterErrorKind> {
     let mut out = String::with_capacity(pattern.len() + 128);
     let mut open_fields: Vec<String> = Vec::new();
     let mut seen_fields: Vec<String> = Vec::new();
     let mut address_tags = 0usize;
     let mut needs_backtracking = false;
+    let mut in_class = false;
     let mut rest = pattern;
-    while let Some(pos) = rest.find(['\\', '<', '(']) {
+    // A group named in a backreference or a condition: fail2ban names the group of
+    // `<F-USER>` "user", banhound "F_USER".
+    let group_alias = |name: &str, seen: &[String]| -> String {
+        match seen.iter().find(|f| f.eq_ignore_ascii_case(name)) {
+            Some(f) => format!("{FIELD_GROUP_PREFIX}{f}"),
+            None => name.to_string(),
+        }
+    };
+    loop {
+        let specials: &[char] = if in_class {
+            &['\\', '[', ']', '&', '~']
+        } else {
+            &['\\', '<', '(', '[', '{']
+        };
+        let Some(pos) = rest.find(specials) else {
+            break;
+        };
         out.push_str(&rest[..pos]);
         let tail = &rest[pos..];
+        if in_class && !tail.starts_with('\\') {
+            // Python takes '[', '&&', '~~' in a class literally; the regex crate would read
+            // a nested class or a set operation.
+            match tail.as_bytes()[0] {
+                b']' => {
+                    in_class = false;
+                    out.push(']');
+                }
+                c => {
+                    out.push('\\');
+                    out.push(char::from(c));
+                }
+            }
+            rest = &tail[1..];
+            continue;
+        }
+        if let Some(class) = tail.strip_prefix('[') {
+            in_class = true;
+            out.push('[');
+            let mut class = class;
+            if let Some(c) = class.strip_prefix('^') {
+                out.push('^');
+                class = c;
+            }
+            // A ']' first in a class is a literal.
+            if let Some(c) = class.strip_prefix(']') {
+                out.push_str("\\]");
+                class = c;
+            }
+            rest = class;
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('{') {
+            // Python reads `{,n}` as `{0,n}` and a brace that is no quantifier literally.
+            match after.find('}').map(|e| &after[..e]) {
+                Some(q) if is_quantifier(q) => {
+                    out.push('{');
+                    if q.starts_with(',') {
+                        out.push('0');
+                    }
+                    out.push_str(q);
+                    out.push('}');
+                    rest = &after[q.len() + 1..];
+                }
+                _ => {
+                    out.push_str("\\{");
+                    rest = after;
+                }
+            }
+            continue;
+        }
         if let Some(after) = tail.strip_prefix('\\') {
             let next = after.chars().next().map_or(0, char::len_utf8);
             match after.as_bytes().first() {
@@ -686,11 +776,11 @@ fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, Filte
             rest = &after[next..];
             continue;
         }
-        if tail.starts_with('(') {
+        if let Some(after_paren) = tail.strip_prefix('(') {
             if let Some(name) = tail.strip_prefix("(?P=") {
                 // Python's named backreference.
                 let end = name.find(')').unwrap_or(name.len());
-                out.push_str(&format!("\\k<{}>", &name[..end]));
+                out.push_str(&format!("\\k<{}>", group_alias(&name[..end], &seen_fields)));
                 needs_backtracking = true;
                 rest = name.get(end + 1..).unwrap_or("");
                 continue;
@@ -703,7 +793,7 @@ fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, Filte
                 if name.bytes().all(|b| b.is_ascii_digit()) || name.starts_with('<') {
                     out.push_str(&tail[..3 + end + 1]);
                 } else {
-                    out.push_str(&format!("(?(<{name}>)"));
+                    out.push_str(&format!("(?(<{}>)", group_alias(name, &seen_fields)));
                 }
                 rest = cond.get(end + 1..).unwrap_or("");
                 continue;
@@ -714,7 +804,7 @@ fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, Filte
                 }
             }
             out.push('(');
-            rest = &tail[1..];
+            rest = after_paren;
             continue;
         }
         let Some(end) = tail.find('>') else {
@@ -730,7 +820,15 @@ fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, Filte
             rest = &tail[1..];
             continue;
         }
-        if let Some(field) = tag.strip_prefix("/F-") {
+        if let Some(field) = tag.strip_prefix("F-").and_then(|t| t.strip_suffix('/')) {
+            // fail2ban's self-closing field: one word.
+            let name = field_name(field);
+            if !is_tag_name(field) || seen_fields.contains(&name) {
+                return Err(FilterErrorKind::UnknownTag(tag.to_string()));
+            }
+            out.push_str(&format!("(?P<{FIELD_GROUP_PREFIX}{name}>\\S+)"));
+            seen_fields.push(name);
+        } else if let Some(field) = tag.strip_prefix("/F-") {
             let name = field_name(field);
             match open_fields.pop() {
                 Some(open) if open == name => out.push(')'),
@@ -759,7 +857,12 @@ fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, Filte
                 out.push_str(&format!("(?:/{CIDR})?"));
             }
             address_tags += 1;
-        } else if is_tag_name(tag) && tag.chars().any(|c| c.is_ascii_uppercase()) {
+        } else if dialect == Dialect::Banhound
+            && is_tag_name(tag)
+            && tag.chars().any(|c| c.is_ascii_uppercase())
+        {
+            // fail2ban keeps unknown tags as text (haproxy logs a literal "<NOSRV>");
+            // banhound's own filters are checked for typos instead.
             return Err(FilterErrorKind::UnknownTag(tag.to_string()));
         } else {
             // Not a tag: a literal '<' in the regex (e.g. "<html>" or a lookbehind-free
@@ -781,6 +884,15 @@ fn translate_tags(pattern: &str, engine: EngineKind) -> Result<Translated, Filte
     })
 }
 
+/// `n`, `n,`, `n,m` or `,m`: the inside of a counted repetition.
+fn is_quantifier(q: &str) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match q.split_once(',') {
+        None => !q.is_empty() && digits(q),
+        Some((a, b)) => digits(a) && digits(b) && !(a.is_empty() && b.is_empty()),
+    }
+}
+
 /// A pattern that matches at least everything `pattern` (a backtracking one) matches, in
 /// the `regex` crate's syntax, for literal analysis: lookarounds dropped, conditionals made
 /// alternations, backreferences made "anything". Literals it requires, `pattern` requires.
@@ -790,7 +902,7 @@ fn relax_for_literals(pattern: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let rest = &pattern[i..];
-        if rest.starts_with('\\') {
+        if let Some(escaped) = rest.strip_prefix('\\') {
             match bytes.get(i + 1) {
                 Some(b'1'..=b'9') => {
                     out.push_str("(?:.*)");
@@ -802,7 +914,7 @@ fn relax_for_literals(pattern: &str) -> String {
                     i += end;
                 }
                 _ => {
-                    let len = rest[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+                    let len = escaped.chars().next().map_or(1, |c| 1 + c.len_utf8());
                     out.push_str(&rest[..len]);
                     i += len;
                 }
@@ -1078,6 +1190,7 @@ mod tests {
                 r"^PAM: Authentication failure for \S+ from <HOST>$".into(),
             ],
             ignoreregex: vec![r"^Invalid user nagios ".into()],
+            dialect: Dialect::Banhound,
         })
         .unwrap();
         let mut m = f.matcher();

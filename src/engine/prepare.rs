@@ -17,7 +17,7 @@ pub enum LineFormat {
     /// The regexes see the whole line (nginx and other application logs).
     Plain,
     /// The regexes see the line with its date cut out (the text before and after it,
-    /// joined, trimmed): what fail2ban's filters expect, whose regexes begin with
+    /// concatenated, trimmed): what fail2ban's filters expect, whose regexes begin with
     /// `^%(__prefix_line)s` to match `HOST IDENT[PID]: ` themselves. A line without a date
     /// is given whole.
     AfterDate,
@@ -79,19 +79,20 @@ impl LinePreparer {
                 message: line,
             },
             LineFormat::AfterDate => {
+                // As fail2ban does: the text before the date and the text after it, put
+                // together as they are (its regexes expect "[]" where a bracketed date was).
                 let message = match &date {
                     None => line.trim_ascii(),
                     Some(d) => {
-                        let before = line[..d.span.start].trim_ascii();
-                        let after = line[d.span.end..].trim_ascii();
+                        let before = line[..d.span.start].trim_ascii_start();
+                        let after = line[d.span.end..].trim_ascii_end();
                         if before.is_empty() {
-                            after
+                            after.trim_ascii_start()
                         } else if after.is_empty() {
-                            before
+                            before.trim_ascii_end()
                         } else {
                             self.joined.clear();
                             self.joined.extend_from_slice(before);
-                            self.joined.push(b' ');
                             self.joined.extend_from_slice(after);
                             &self.joined
                         }

@@ -16,7 +16,7 @@
 
 use super::ini::{Ini, IniError};
 use crate::config::filter_file::FilterDefinition;
-use crate::engine::filter::{Filter, FilterError, FilterSpec};
+use crate::engine::filter::{Dialect, Filter, FilterError, FilterSpec};
 use crate::engine::prepare::LineFormat;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -220,8 +220,7 @@ fn resolve(
             prefregex,
             failregex,
             ignoreregex,
-            // Hostless failregexes are fail2ban's multi-line helpers (see FilterSpec).
-            allow_hostless: true,
+            dialect: Dialect::Fail2ban,
         },
         journalmatch,
         datepattern,

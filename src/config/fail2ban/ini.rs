@@ -136,11 +136,17 @@ impl Ini {
     }
 
     /// The raw value of `key` in `section`, falling back to `[DEFAULT]` like configparser.
+    /// `known/KEY` not overridden in the section is the `[DEFAULT]` value it shadows.
     pub fn raw(&self, section: &str, key: &str) -> Option<&str> {
+        let defaults = self.sections.get("DEFAULT");
         self.sections
             .get(section)
             .and_then(|s| s.get(key))
-            .or_else(|| self.sections.get("DEFAULT").and_then(|s| s.get(key)))
+            .or_else(|| defaults.and_then(|s| s.get(key)))
+            .or_else(|| {
+                let shadowed = key.strip_prefix("known/")?;
+                defaults.and_then(|s| s.get(shadowed))
+            })
             .map(String::as_str)
     }
 

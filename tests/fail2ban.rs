@@ -1,0 +1,208 @@
+//! fail2ban's own filters, as installed (`/etc/fail2ban`, Debian's fail2ban package), run
+//! under banhound: every stock filter must load, and the stock sshd.conf must find what
+//! the hand-written, annotated sample log says in each of its modes.
+//!
+//! The filters are read from the installed package at test time; nothing of fail2ban is in
+//! this repository. Without fail2ban installed these tests say so and pass (test.sh
+//! installs it).
+
+use banhound::config::fail2ban::{self, FilterReference};
+use banhound::engine::datetime::{DateDetector, Zone};
+use banhound::engine::filter::{EngineKind, Outcome};
+use banhound::engine::prepare::{LinePreparer, Prepared};
+use banhound::engine::time::Timestamp;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const FAIL2BAN_DIR: &str = "/etc/fail2ban";
+
+fn installed() -> Option<PathBuf> {
+    let dir = Path::new(FAIL2BAN_DIR);
+    if dir.join("filter.d/sshd.conf").is_file() {
+        Some(dir.to_path_buf())
+    } else {
+        eprintln!("SKIPPED: fail2ban is not installed ({FAIL2BAN_DIR}/filter.d/sshd.conf missing); test.sh installs it");
+        None
+    }
+}
+
+#[test]
+fn every_stock_filter_loads() {
+    let Some(dir) = installed() else { return };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("filter.d"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    files.sort();
+    let mut failures = Vec::new();
+    let (mut loaded, mut libraries) = (0, Vec::new());
+    let mut backtracking = Vec::new();
+    let mut notes = 0;
+    for path in &files {
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let f = match fail2ban::load(path, &BTreeMap::new()) {
+            Ok(f) => f,
+            Err(fail2ban::Fail2banFilterError::NoDefinition(_)) => {
+                libraries.push(name);
+                continue;
+            }
+            // Shared parts (selinux-common.conf) need a value their includer provides.
+            Err(e) if name.ends_with("-common") => {
+                eprintln!("include-only {name}: {e}");
+                libraries.push(name);
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        // Files with no failregex are included by others (common.conf, apache-common.conf).
+        if f.spec.failregex.is_empty() {
+            libraries.push(name);
+            continue;
+        }
+        match f.to_definition(&name) {
+            Ok(def) => {
+                loaded += 1;
+                notes += usize::from(!f.notes.is_empty());
+                let n = (0..def.filter.failregex_count())
+                    .filter(|&i| def.filter.failregex_engine(i) == EngineKind::Backtracking)
+                    .count();
+                let pref = def.filter.prefregex_engine() == Some(EngineKind::Backtracking);
+                let ign = (0..def.filter.ignoreregex_count())
+                    .filter(|&i| def.filter.ignoreregex_engine(i) == EngineKind::Backtracking)
+                    .count();
+                if n + ign > 0 || pref {
+                    backtracking.push(format!(
+                        "{name} ({n}/{} failregex{}{})",
+                        def.filter.failregex_count(),
+                        if pref { ", prefregex" } else { "" },
+                        if ign > 0 {
+                            format!(", {ign} ignoreregex")
+                        } else {
+                            String::new()
+                        }
+                    ));
+                }
+            }
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    eprintln!(
+        "{} files: {loaded} filters loaded, {} include-only ({}), {notes} with notes on unsupported settings",
+        files.len(),
+        libraries.len(),
+        libraries.join(", ")
+    );
+    eprintln!(
+        "{} need the backtracking engine: {}",
+        backtracking.len(),
+        backtracking.join("; ")
+    );
+    assert!(
+        failures.is_empty(),
+        "filters that failed:\n{}",
+        failures.join("\n")
+    );
+    assert!(loaded > 50, "only {loaded} filters loaded");
+    assert!(backtracking.iter().any(|b| b.starts_with("sshd ")));
+}
+
+/// One annotated line of the sample log.
+struct Expected {
+    line: String,
+    modes: Vec<String>,
+    address: Option<String>,
+    time: Option<String>,
+}
+
+fn sample(name: &str) -> Vec<Expected> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fail2ban")
+        .join(name);
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = Vec::new();
+    let mut pending: Option<(Vec<String>, Option<String>, Option<String>)> = None;
+    for line in text.lines() {
+        if let Some(a) = line.strip_prefix("#> ") {
+            let parts: Vec<&str> = a.split_whitespace().collect();
+            assert_eq!(parts.len(), 3, "bad annotation {a:?}");
+            let opt = |s: &str| (s != "-").then(|| s.to_string());
+            let modes = match parts[0] {
+                "-" => Vec::new(),
+                m => m.split(',').map(str::to_string).collect(),
+            };
+            pending = Some((modes, opt(parts[1]), opt(parts[2])));
+        } else if line.starts_with('#') || line.is_empty() {
+            continue;
+        } else {
+            let (modes, address, time) = pending.take().expect("log line without annotation");
+            out.push(Expected {
+                line: line.to_string(),
+                modes,
+                address,
+                time,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn stock_sshd_in_every_mode_finds_the_annotated_failures() {
+    let Some(dir) = installed() else { return };
+    let lines = sample("sshd.log");
+    assert!(lines.len() >= 20);
+    let now = Timestamp::from_secs(1_795_000_000); // 2026-11-18, for the year of syslog dates
+    for mode in ["normal", "ddos", "extra", "aggressive"] {
+        let reference = FilterReference::parse(&format!("sshd[mode={mode}]")).unwrap();
+        let loaded = fail2ban::load_by_reference(&dir, &reference).unwrap();
+        let def = loaded.to_definition("sshd").unwrap();
+        let mut matcher = def.filter.matcher();
+        let mut preparer = LinePreparer::new(DateDetector::new(Zone::Utc), def.format, &[]);
+        let mut failures = 0;
+        for (n, e) in lines.iter().enumerate() {
+            let Prepared::Message { time, message, .. } = preparer.prepare(e.line.as_bytes(), now)
+            else {
+                panic!("line {n} not prepared: {}", e.line);
+            };
+            let got = match matcher.match_line(message) {
+                Outcome::Failure(f) => Some((f.host.to_string(), time.map(|t| t.to_rfc3339()))),
+                _ => None,
+            };
+            let want = e
+                .modes
+                .iter()
+                .any(|m| m == mode)
+                .then(|| (e.address.clone().unwrap(), e.time.clone()));
+            assert_eq!(got, want, "mode {mode}, sample line {}: {}", n + 1, e.line);
+            failures += usize::from(got.is_some());
+        }
+        eprintln!(
+            "sshd[mode={mode}]: {failures} failures in {} lines, as annotated",
+            lines.len()
+        );
+    }
+}
+
+#[test]
+fn publickey_parameter_changes_what_counts() {
+    let Some(dir) = installed() else { return };
+    let line =
+        b"web1 sshd[1]: Failed publickey for alice from 203.0.113.17 port 1 ssh2: RSA SHA256:x";
+    let outcome = |params: &str| {
+        let r = FilterReference::parse(&format!("sshd[{params}]")).unwrap();
+        let def = fail2ban::load_by_reference(&dir, &r)
+            .unwrap()
+            .to_definition("sshd")
+            .unwrap();
+        let mut m = def.filter.matcher();
+        matches!(m.match_line(line), Outcome::Failure(_))
+    };
+    // Default (publickey=nofail): a failed key is how clients probe keys, not a failure.
+    assert!(!outcome("mode=normal"));
+    assert!(outcome("publickey=any"));
+    assert!(!outcome("publickey=ignore"));
+}
