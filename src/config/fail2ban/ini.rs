@@ -53,17 +53,32 @@ impl Ini {
         Ok(ini)
     }
 
+    /// Reads several files in order, each with its includes but without `.local`
+    /// companions: jail files, whose `.local`s fail2ban reads at their own place in the order.
+    pub fn load_files(paths: &[PathBuf]) -> Result<Ini, IniError> {
+        let mut ini = Ini::default();
+        for p in paths {
+            ini.load_one(p, 0, false)?;
+        }
+        Ok(ini)
+    }
+
     fn load_layered(&mut self, path: &Path, depth: usize) -> Result<(), IniError> {
+        self.load_one(path, depth, true)
+    }
+
+    fn load_one(&mut self, path: &Path, depth: usize, companion: bool) -> Result<(), IniError> {
         if depth > MAX_DEPTH {
             return Err(IniError::IncludeLoop(path.to_path_buf()));
         }
         let own = parse_file(path)?;
         let local_path = path.with_extension("local");
-        let local = if path.extension().is_some_and(|e| e == "conf") && local_path.is_file() {
-            Some(parse_file(&local_path)?)
-        } else {
-            None
-        };
+        let local =
+            if companion && path.extension().is_some_and(|e| e == "conf") && local_path.is_file() {
+                Some(parse_file(&local_path)?)
+            } else {
+                None
+            };
         let includes = |key: &str| -> Vec<PathBuf> {
             let dir = path.parent().unwrap_or(Path::new("."));
             [Some(&own), local.as_ref()]

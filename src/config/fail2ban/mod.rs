@@ -7,6 +7,7 @@
 
 pub mod filter;
 pub mod ini;
+pub mod jail;
 
 pub use filter::{
     find_filter_file, load, load_by_reference, Fail2banFilter, Fail2banFilterError, FilterReference,
