@@ -1,7 +1,7 @@
 //! The `banhound` binary: parses the command line, runs a subcommand, maps errors to exit
 //! codes (0 success, 1 failure while running, 2 invalid configuration, filter or arguments).
 
-use banhound::cli::{check_config, test_filter, Cli, Command, Exit, ExitCode};
+use banhound::cli::{check_config, import_fail2ban, test_filter, Cli, Command, Exit, ExitCode};
 use clap::Parser;
 
 fn main() {
@@ -10,6 +10,7 @@ fn main() {
     let result = match &cli.command {
         Command::TestFilter(args) => test_filter::run(&paths, args),
         Command::CheckConfig(args) => check_config::run(&paths, args),
+        Command::ImportFail2ban(args) => import_fail2ban::run(&paths, args),
     };
     if let Err(err) = result {
         let code = err

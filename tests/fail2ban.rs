@@ -206,3 +206,127 @@ fn publickey_parameter_changes_what_counts() {
     assert!(outcome("publickey=any"));
     assert!(!outcome("publickey=ignore"));
 }
+
+fn banhound(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn import_writes_configuration_that_loads() {
+    let Some(dir) = installed() else { return };
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("conf");
+    let (ok, report) = banhound(&[
+        "import-fail2ban",
+        dir.to_str().unwrap(),
+        "--all",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert!(ok, "{report}");
+    let (jails, _) = fail2ban::jail::load_jails(&dir).unwrap();
+    assert!(
+        report.contains(&format!(
+            "The written configuration loads: {} jails.",
+            jails.len()
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains("[sshd] -> filter fail2ban:sshd[mode=normal]"),
+        "{report}"
+    );
+    // The daemon's loader agrees, through the ordinary command.
+    let none = out.path().join("no-defaults");
+    let (ok, check) = banhound(&[
+        "--config-dir",
+        target.to_str().unwrap(),
+        "--defaults-dir",
+        none.to_str().unwrap(),
+        "check-config",
+    ]);
+    assert!(ok, "{check}");
+    assert!(check.contains("jail sshd ("), "{check}");
+    // A second import into the same place is refused rather than mixed in.
+    let (again, msg) = banhound(&["import-fail2ban", "-o", target.to_str().unwrap()]);
+    assert!(!again && msg.contains("exists"), "{msg}");
+}
+
+#[test]
+fn test_filter_takes_fail2ban_names_and_files() {
+    let Some(_) = installed() else { return };
+    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fail2ban/sshd.log");
+    let log = log.to_str().unwrap();
+    let (ok, out) = banhound(&[
+        "test-filter",
+        "sshd[mode=aggressive]",
+        log,
+        "--timezone",
+        "UTC",
+        "--verbose",
+    ]);
+    assert!(ok, "{out}");
+    // 20 sample lines, 14 failures in aggressive mode (see the annotations).
+    assert!(out.contains("14 matched"), "{out}");
+    assert!(
+        out.contains("[backtracking]") && out.contains("[linear]"),
+        "{out}"
+    );
+    let (ok, out) = banhound(&[
+        "test-filter",
+        "/etc/fail2ban/filter.d/sshd.conf",
+        log,
+        "--timezone",
+        "UTC",
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.contains("9 matched"), "{out}");
+    let (ok, out) = banhound(&["test-filter", "fail2ban:no-such-filter[mode=x]", log]);
+    assert!(!ok && out.contains("no fail2ban filter"), "{out}");
+}
+
+#[test]
+fn jails_refer_to_fail2ban_filters_by_name() {
+    let Some(dir) = installed() else { return };
+    let conf = tempfile::tempdir().unwrap();
+    let main = conf.path().join("banhound.toml");
+    let jail = "[jail.ssh-hard]\nenabled = true\nfilter = \"fail2ban:sshd[publickey=any]\"\nmode = \"aggressive\"\n";
+    std::fs::write(&main, jail).unwrap();
+    let none = conf.path().join("none");
+    let args = |m: &Path| {
+        vec![
+            "--config".to_string(),
+            m.display().to_string(),
+            "--defaults-dir".to_string(),
+            none.display().to_string(),
+            "check-config".to_string(),
+        ]
+    };
+    let run = |m: &Path| {
+        let a = args(m);
+        banhound(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (ok, out) = run(&main);
+    assert!(!ok && out.contains("[fail2ban] dir"), "{out}");
+    std::fs::write(
+        &main,
+        format!("[fail2ban]\ndir = {:?}\n{jail}", dir.display().to_string()),
+    )
+    .unwrap();
+    let (ok, out) = run(&main);
+    assert!(ok, "{out}");
+    // The filter's journalmatch became the jail's source.
+    assert!(
+        out.contains("journal _SYSTEMD_UNIT=sshd.service + _COMM=sshd"),
+        "{out}"
+    );
+}

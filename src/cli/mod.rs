@@ -4,6 +4,7 @@
 //! [`ExitCode`] carried in the error chain where a specific code matters.
 
 pub mod check_config;
+pub mod import_fail2ban;
 pub mod test_filter;
 
 use crate::config::ConfigPaths;
@@ -57,6 +58,9 @@ pub enum Command {
     TestFilter(Box<test_filter::TestFilterArgs>),
     /// Validate the configuration without starting anything (like `nginx -t`).
     CheckConfig(check_config::CheckConfigArgs),
+    /// Write banhound configuration equivalent to fail2ban's jails (default /etc/fail2ban),
+    /// with a report of what could not be mapped.
+    ImportFail2ban(import_fail2ban::ImportFail2banArgs),
 }
 
 /// Exit codes, documented in the README.

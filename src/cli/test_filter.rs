@@ -1051,7 +1051,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["banhound", "test-filter"], words].concat()).unwrap();
         match cli.command {
             Command::TestFilter(a) => *a,
-            Command::CheckConfig(_) => unreachable!("parsed test-filter"),
+            _ => unreachable!("parsed test-filter"),
         }
     }
 

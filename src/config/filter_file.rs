@@ -69,10 +69,13 @@ pub fn build_filter(
         Some(f) => match f.get_ref().as_str() {
             "syslog" => LineFormat::Syslog,
             "plain" => LineFormat::Plain,
+            "after-date" => LineFormat::AfterDate,
             other => {
                 return Err(src.error_at(
                     Some(f.span()),
-                    format!("unknown format {other:?}: expected \"syslog\" or \"plain\""),
+                    format!(
+                    "unknown format {other:?}: expected \"syslog\", \"plain\" or \"after-date\""
+                ),
                 ))
             }
         },

@@ -218,6 +218,8 @@ impl Ini {
                 };
                 let name = &after[..end];
                 let (sec, key) = match name.split_once('/') {
+                    // fail2ban spells the defaults section "default/KEY".
+                    Some(("default", k)) => ("DEFAULT", k),
                     Some((s, k)) if self.has_section(s) => (s, k),
                     _ => (section, name),
                 };
