@@ -1260,4 +1260,120 @@ mod tests {
         let nonutf8 = b"Failed password for \xff\xfe from 198.51.100.4 port 22 ssh2";
         assert!(matches!(m.match_line(nonutf8), Outcome::Failure(_)));
     }
+
+    fn fail2ban(fail: &[&str]) -> Filter {
+        Filter::compile(&FilterSpec {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            dialect: Dialect::Fail2ban,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn python_dialect_is_translated() {
+        // `{,2}` is {0,2}; '[' in a class and braces that are no quantifier are literal;
+        // `\Z` is the end.
+        let f = fail2ban(&[r"^x{,2}y [^[]*\[<HOST>\] \({{\d+}}\)\Z"]);
+        assert_eq!(f.failregex_engine(0), EngineKind::Linear);
+        assert_eq!(
+            host_of(&f, "xxy host[192.0.2.1] ({{42}})").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(host_of(&f, "xxxy host[192.0.2.1] ({{42}})"), None);
+        // fail2ban keeps unknown tags as text; banhound's own filters refuse them.
+        let f = fail2ban(&[r"^<NOSRV> from <HOST>$"]);
+        assert_eq!(
+            host_of(&f, "<NOSRV> from 192.0.2.2").as_deref(),
+            Some("192.0.2.2")
+        );
+    }
+
+    #[test]
+    fn lookarounds_backreferences_and_conditionals_run_on_the_backtracking_engine() {
+        let f = fail2ban(&[
+            r"^user (?!root\b)<F-USER>\S+</F-USER> from <HOST> again (?P=user)$",
+            r"^(?P<inv>invalid )?login <F-USER>\S+</F-USER> (?(inv)from|by) <HOST>$",
+            r"^plain from <HOST>$",
+        ]);
+        assert_eq!(f.failregex_engine(0), EngineKind::Backtracking);
+        assert_eq!(f.failregex_engine(1), EngineKind::Backtracking);
+        assert_eq!(f.failregex_engine(2), EngineKind::Linear);
+        assert_eq!(
+            host_of(&f, "user bob from 192.0.2.3 again bob").as_deref(),
+            Some("192.0.2.3")
+        );
+        assert_eq!(host_of(&f, "user bob from 192.0.2.3 again eve"), None);
+        assert_eq!(host_of(&f, "user root from 192.0.2.3 again root"), None);
+        assert_eq!(
+            host_of(&f, "invalid login x from 192.0.2.4").as_deref(),
+            Some("192.0.2.4")
+        );
+        assert_eq!(
+            host_of(&f, "login x by 192.0.2.5").as_deref(),
+            Some("192.0.2.5")
+        );
+        assert_eq!(host_of(&f, "login x from 192.0.2.5"), None);
+        // The prefilter still knows their literals.
+        assert!(f.prefilter.as_ref().unwrap().always.is_empty());
+    }
+
+    #[test]
+    fn backtracking_is_bounded() {
+        let f = fail2ban(&[r"^(?:a|a)+(?!x)b from <HOST>$"]);
+        let mut line = "a".repeat(40);
+        line.push_str("c from 192.0.2.6");
+        let start = std::time::Instant::now();
+        assert_eq!(host_of(&f, &line), None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(
+            host_of(&f, "aab from 192.0.2.6").as_deref(),
+            Some("192.0.2.6")
+        );
+    }
+
+    #[test]
+    fn non_utf8_lines_keep_their_offsets_on_the_backtracking_engine() {
+        let f = fail2ban(&[r"^bad (?!root)<F-USER>\S+</F-USER> from <HOST>$"]);
+        let mut m = f.matcher();
+        let line = b"bad \xff\xfeus\xc3 from 192.0.2.7";
+        match m.match_line(line) {
+            Outcome::Failure(fl) => {
+                assert_eq!(fl.host, Host::Ip("192.0.2.7".parse().unwrap()));
+                assert_eq!(fl.user, Some(&b"\xff\xfeus\xc3"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nofail_and_hostless_matches_are_no_failures() {
+        let f = fail2ban(&[
+            r"^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>",
+            r"^account <F-USER>\S+</F-USER> locked$",
+            r"^Failed for \S+ from <HOST>",
+        ]);
+        let mut m = f.matcher();
+        assert_eq!(
+            m.match_line(b"Connection from 192.0.2.8"),
+            Outcome::NoFailure { regex: 0 }
+        );
+        assert_eq!(
+            m.match_line(b"account bob locked"),
+            Outcome::NoFailure { regex: 1 }
+        );
+        assert!(matches!(
+            m.match_line(b"Failed for bob from 192.0.2.8"),
+            Outcome::Failure(Failure { regex: 2, .. })
+        ));
+        // banhound's own dialect refuses the hostless one.
+        let strict = Filter::compile(&FilterSpec {
+            failregex: vec![r"^account <F-USER>\S+</F-USER> locked$".into()],
+            ..Default::default()
+        });
+        assert!(matches!(
+            strict.unwrap_err().kind,
+            FilterErrorKind::NoAddressTag
+        ));
+    }
 }
