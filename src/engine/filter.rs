@@ -186,28 +186,38 @@ impl fmt::Display for EngineKind {
 #[derive(Debug)]
 enum Engine {
     Linear(Regex),
-    Backtracking(fancy_regex::Regex),
+    Backtracking {
+        regex: fancy_regex::Regex,
+        /// A linear-time regex matching a superset of `regex`'s matches (lookarounds
+        /// dropped, conditionals made alternations): lines it rejects never reach the
+        /// backtracking engine.
+        gate: Option<Regex>,
+    },
 }
 
 impl Engine {
     fn kind(&self) -> EngineKind {
         match self {
             Engine::Linear(_) => EngineKind::Linear,
-            Engine::Backtracking(_) => EngineKind::Backtracking,
+            Engine::Backtracking { .. } => EngineKind::Backtracking,
         }
     }
 
     fn capture_names(&self) -> Vec<Option<String>> {
         match self {
             Engine::Linear(r) => r.capture_names().map(|n| n.map(str::to_string)).collect(),
-            Engine::Backtracking(r) => r.capture_names().map(|n| n.map(str::to_string)).collect(),
+            Engine::Backtracking { regex: r, .. } => {
+                r.capture_names().map(|n| n.map(str::to_string)).collect()
+            }
         }
     }
 
     fn slots(&self) -> Slots {
         match self {
             Engine::Linear(r) => Slots::Linear(r.capture_locations()),
-            Engine::Backtracking(r) => Slots::Backtracking(vec![None; r.captures_len()]),
+            Engine::Backtracking { regex: r, .. } => {
+                Slots::Backtracking(vec![None; r.captures_len()])
+            }
         }
     }
 
@@ -216,7 +226,10 @@ impl Engine {
     fn captures_read(&self, slots: &mut Slots, text: &[u8], scratch: &mut String) -> bool {
         match (self, slots) {
             (Engine::Linear(r), Slots::Linear(locs)) => r.captures_read(locs, text).is_some(),
-            (Engine::Backtracking(r), Slots::Backtracking(spans)) => {
+            (Engine::Backtracking { regex: r, gate }, Slots::Backtracking(spans)) => {
+                if gate.as_ref().is_some_and(|g| !g.is_match(text)) {
+                    return false;
+                }
                 let caps = match r.captures(as_str(text, scratch)) {
                     // Exceeding the backtrack limit is a miss: the line is not worth more.
                     Ok(Some(c)) => c,
@@ -234,7 +247,10 @@ impl Engine {
     fn is_match(&self, text: &[u8], scratch: &mut String) -> bool {
         match self {
             Engine::Linear(r) => r.is_match(text),
-            Engine::Backtracking(r) => r.is_match(as_str(text, scratch)).unwrap_or(false),
+            Engine::Backtracking { regex: r, gate } => {
+                gate.as_ref().is_none_or(|g| g.is_match(text))
+                    && r.is_match(as_str(text, scratch)).unwrap_or(false)
+            }
         }
     }
 }
@@ -623,7 +639,12 @@ fn compile_tagged(pattern: &str, dialect: Dialect) -> Result<CompiledRegex, Filt
             .delegate_size_limit(32 << 20)
             .build()
             .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
-        Engine::Backtracking(regex)
+        let gate = RegexBuilder::new(&relax_for_literals(&translated.pattern))
+            .unicode(false)
+            .size_limit(32 << 20)
+            .build()
+            .ok();
+        Engine::Backtracking { regex, gate }
     } else {
         let regex = RegexBuilder::new(&translated.pattern)
             // Log lines are bytes; `.` must not match a newline inside a journal MESSAGE, so a
