@@ -14,6 +14,8 @@ use banhound::engine::time::Timestamp;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod common;
+
 const FAIL2BAN_DIR: &str = "/etc/fail2ban";
 
 fn installed() -> Option<PathBuf> {
@@ -329,4 +331,73 @@ fn jails_refer_to_fail2ban_filters_by_name() {
         out.contains("journal _SYSTEMD_UNIT=sshd.service + _COMM=sshd"),
         "{out}"
     );
+}
+
+/// On the journal, a fail2ban filter sees entries as `HOST IDENT[PID]: MESSAGE` and reads
+/// the entries its journalmatch selects (sshd.conf: _SYSTEMD_UNIT=sshd.service + _COMM=sshd).
+#[test]
+fn stock_sshd_on_a_journal_file() {
+    let Some(_) = installed() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = common::Export::default();
+    let entries: [(&[u8], &[u8], &[u8]); 4] = [
+        (
+            b"sshd.service",
+            b"sshd",
+            b"Failed password for root from 192.0.2.50 port 22 ssh2",
+        ),
+        (
+            b"ssh.service",
+            b"sshd",
+            b"Invalid user oracle from 192.0.2.51 port 4000",
+        ),
+        (
+            b"cron.service",
+            b"cron",
+            b"Failed password for root from 192.0.2.52 port 22 ssh2",
+        ),
+        (
+            b"sshd.service",
+            b"sshd",
+            b"Connection closed by 192.0.2.53 port 22 [preauth]",
+        ),
+    ];
+    for (i, (unit, comm, msg)) in entries.iter().enumerate() {
+        e.entry(
+            common::T0 + i as i64 * 1_000_000,
+            &[
+                ("_SYSTEMD_UNIT", unit),
+                ("_COMM", comm),
+                ("SYSLOG_IDENTIFIER", comm),
+                ("_PID", b"77"),
+                ("_HOSTNAME", b"web1"),
+                ("MESSAGE", msg),
+            ],
+        );
+    }
+    let journal = e.write_journal(dir.path(), "f2b");
+    let journal = journal.to_str().unwrap();
+    let (ok, out) = banhound(&[
+        "test-filter",
+        "fail2ban:sshd",
+        "--journal-file",
+        journal,
+        "--json",
+    ]);
+    assert!(ok, "{out}");
+    // The cron entry is not selected; the ssh.service one is, through _COMM=sshd; the
+    // closed connection is a <F-NOFAIL> match in normal mode.
+    assert!(out.contains("Entries: 3 read: 2 matched"), "{out}");
+    assert!(
+        out.contains("\"host\":\"192.0.2.50\"") && out.contains("\"host\":\"192.0.2.51\""),
+        "{out}"
+    );
+    assert!(!out.contains("192.0.2.52"), "{out}");
+    let (ok, out) = banhound(&[
+        "test-filter",
+        "fail2ban:sshd[mode=ddos]",
+        "--journal-file",
+        journal,
+    ]);
+    assert!(ok && out.contains("3 matched"), "{out}");
 }
