@@ -233,13 +233,16 @@ fn resolve(
 /// What banhound's date detector makes of a `datepattern`, if it is worth saying.
 fn datepattern_note(dp: &str) -> Option<String> {
     let body = dp.trim_start_matches("{^LN-BEG}");
-    let known = matches!(
-        body,
-        "" | "Epoch" | "EPOCH" | "{DATE}" | "^{DATE}" | "TAI64N"
-    );
-    (!known).then(|| {
-        format!("datepattern {dp:?} is not applied: banhound's date detector finds the date (it knows the common formats, epoch and TAI64N excepted)")
-    })
+    match body {
+        // What banhound's date detector does anyway: find a common date, or epoch seconds.
+        "" | "Epoch" | "EPOCH" | "{DATE}" | "^{DATE}" => None,
+        "TAI64N" => Some(format!(
+            "datepattern {dp:?}: TAI64N dates are not recognised; lines get no time of their own"
+        )),
+        _ => Some(format!(
+            "datepattern {dp:?} is not applied: banhound's date detector finds the date (common syslog, ISO 8601, Apache/nginx and epoch forms)"
+        )),
+    }
 }
 
 /// Looks values up with fail2ban's precedence and expands both kinds of references.
