@@ -9,7 +9,8 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 .ci/install-packages build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev \
-  libsqlite3-dev systemd systemd-journal-remote nftables iproute2 dbus-daemon firewalld python3
+  libsqlite3-dev systemd systemd-journal-remote nftables iproute2 dbus-daemon firewalld python3 \
+  fail2ban
 if ! command -v cargo >/dev/null; then
   # The packaged toolchain may be too old; rustup's is what the project is built with.
   .ci/install-packages cargo

@@ -3,7 +3,9 @@
 //! 3 daemon not running, 4 access denied).
 
 use banhound::cli::control::{self, Action};
-use banhound::cli::{check_config, daemon, generate, test_filter, Cli, Command, Exit, ExitCode};
+use banhound::cli::{
+    check_config, daemon, generate, import_fail2ban, test_filter, Cli, Command, Exit, ExitCode,
+};
 use clap::Parser;
 
 fn main() {
@@ -21,6 +23,7 @@ fn main() {
         Command::Reload => control(&cli, Action::Reload),
         Command::Ignore(args) => control(&cli, Action::Ignore(args)),
         Command::Monitor(args) => control(&cli, Action::Monitor(args)),
+        Command::ImportFail2ban(args) => import_fail2ban::run(&paths, args),
     };
     if let Err(err) = result {
         let code = err

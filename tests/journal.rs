@@ -278,6 +278,7 @@ fn sshd_filter() -> Filter {
         prefregex: None,
         failregex: vec![r"^Failed password for \S+ from <HOST> port \d+".into()],
         ignoreregex: vec![],
+        dialect: Default::default(),
     })
     .unwrap()
 }

@@ -54,14 +54,15 @@ impl ShippedFilter {
     /// The text the regexes see, through the production line preparation, or None when the
     /// line is not for this filter (another program). Panics on a line that is not in the
     /// filter's format: a fixture error.
-    fn message<'a>(&self, line: &'a str, at: &str) -> Option<&'a str> {
+    fn message(&self, line: &str, at: &str) -> Option<String> {
         let base = self.base();
         let mut preparer =
             LinePreparer::new(DateDetector::new(Zone::Utc), base.format, &base.identifiers);
         match preparer.prepare(line.as_bytes(), Timestamp::from_secs(1_795_000_000)) {
             Prepared::Message { message, .. } => Some(
                 std::str::from_utf8(message)
-                    .unwrap_or_else(|_| panic!("{at}: fixture is not UTF-8")),
+                    .unwrap_or_else(|_| panic!("{at}: fixture is not UTF-8"))
+                    .to_string(),
             ),
             Prepared::OtherProgram => None,
             Prepared::NotSyslog => panic!("{at}: not a syslog line: {line}"),
@@ -239,7 +240,7 @@ fn shipped_filters_match_their_fixtures() {
             }
             let message = shipped.message(&line.text, &line.at);
             for (mode, filter) in &filters {
-                let outcome = match message {
+                let outcome = match &message {
                     Some(m) => filter.matcher().match_line(m.as_bytes()),
                     None => Outcome::Missed,
                 };
@@ -394,7 +395,7 @@ fn injected_addresses_never_become_the_peer() {
                     Outcome::Failure(f) => (f.host.to_string(), f.user),
                     _ => continue,
                 };
-                for (start, end) in attacker_spans(message, user) {
+                for (start, end) in attacker_spans(&message, user) {
                     let original = &message[start..end];
                     for payload in PAYLOADS.iter().filter(|p| {
                         !IMPOSSIBLE_IN_ATTACKER_FIELDS

@@ -8,6 +8,7 @@ pub mod check_config;
 pub mod control;
 pub mod daemon;
 pub mod generate;
+pub mod import_fail2ban;
 pub mod test_filter;
 
 use crate::config::ConfigPaths;
@@ -89,6 +90,9 @@ pub enum Command {
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(generate::GenerateArgs),
+    /// Write banhound configuration equivalent to fail2ban's jails (default /etc/fail2ban),
+    /// with a report of what could not be mapped.
+    ImportFail2ban(import_fail2ban::ImportFail2banArgs),
 }
 
 /// Exit codes, documented in the README.

@@ -33,15 +33,20 @@ use toml::Spanned;
 
 #[derive(Debug, Args)]
 pub struct TestFilterArgs {
-    /// A filter name ("sshd"), a filter file, or a failregex with an address tag
-    /// ('Failed password for .* from <HOST>').
+    /// A filter name ("sshd"), a filter file, a fail2ban filter (a `filter.d/*.conf` file,
+    /// or NAME[key=value,...] / fail2ban:NAME[...] looked up in --fail2ban-dir), or a
+    /// failregex with an address tag ('Failed password for .* from <HOST>').
     pub filter: String,
     /// A log file, "-" for standard input, or a single log line; omit it to read the journal
     /// (--journal, --journal-dir, --journal-file or --journal-namespace).
     pub source: Option<String>,
-    /// Filter mode (e.g. "aggressive"); modes add regexes to the normal set.
+    /// Filter mode (e.g. "aggressive"); modes add regexes to the normal set. For a
+    /// fail2ban filter, the same as the parameter mode=MODE.
     #[arg(long)]
     pub mode: Option<String>,
+    /// fail2ban's configuration directory, where NAME[...] filters are looked up.
+    #[arg(long, default_value = crate::config::fail2ban::DEFAULT_DIR)]
+    pub fail2ban_dir: PathBuf,
     /// How lines are split when FILTER is a regex: "plain" (the regex sees the whole line)
     /// or "syslog" (it sees the message after "DATE HOST IDENT[PID]: "). Files only.
     #[arg(long, value_parser = ["plain", "syslog"])]
@@ -103,8 +108,10 @@ pub struct JournalArgs {
     pub until: Option<String>,
     /// What the regexes see of an entry: "message" (MESSAGE) or "syslog" (the line
     /// "HOST IDENT[PID]: MESSAGE", for regexes written for such lines).
-    #[arg(long = "journal-render", value_parser = ["message", "syslog"], default_value = "message")]
-    pub render: String,
+    /// Default: "syslog" for fail2ban filters, which are written for such lines, else
+    /// "message".
+    #[arg(long = "journal-render", value_parser = ["message", "syslog"])]
+    pub render: Option<String>,
 }
 
 impl JournalArgs {
@@ -139,7 +146,7 @@ impl JournalArgs {
             Some("--since")
         } else if self.until.is_some() {
             Some("--until")
-        } else if self.render != "message" {
+        } else if self.render.is_some() {
             Some("--journal-render")
         } else {
             None
@@ -163,9 +170,79 @@ struct Subject {
     identifiers: Vec<String>,
     /// The filter file's default journal matches (empty for a regex).
     journalmatch: Vec<String>,
+    /// What the filter file asks for that banhound does not do (fail2ban filters).
+    notes: Vec<String>,
+}
+
+/// Whether FILTER names a fail2ban filter: a `.conf`/`.local` file (optionally followed by
+/// `[params]`), `fail2ban:NAME[...]`, or `NAME[...]`.
+fn fail2ban_subject(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<Option<Subject>> {
+    use crate::config::fail2ban::{self, FilterReference};
+    let arg = args.filter.as_str();
+    let explicit = arg.strip_prefix("fail2ban:");
+    let spec = explicit.unwrap_or(arg);
+    let (base, params_part) = match spec.find('[') {
+        Some(i) if spec.ends_with(']') && !spec.contains('<') => (&spec[..i], &spec[i..]),
+        _ => (spec, ""),
+    };
+    let is_file =
+        (base.ends_with(".conf") || base.ends_with(".local")) && Path::new(base).is_file();
+    let is_name = !base.is_empty()
+        && base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let path = if is_file {
+        PathBuf::from(base)
+    } else if is_name
+        && (explicit.is_some() || !params_part.is_empty() || paths.find_filter(base).is_none())
+    {
+        match fail2ban::find_filter_file(&args.fail2ban_dir, base) {
+            Some(p) => p,
+            None if explicit.is_some() || !params_part.is_empty() => {
+                return Err(invalid(anyhow!(
+                    "no fail2ban filter {base:?} in {}",
+                    args.fail2ban_dir.join("filter.d").display()
+                )))
+            }
+            None => return Ok(None),
+        }
+    } else {
+        return Ok(None);
+    };
+    let reference = FilterReference::parse(&format!("x{params_part}")).map_err(invalid)?;
+    let mut params = reference.params;
+    if let Some(mode) = &args.mode {
+        params.insert("mode".into(), mode.clone());
+    }
+    let loaded = fail2ban::load(&path, &params).map_err(invalid)?;
+    let def = loaded.to_definition(base).map_err(invalid)?;
+    let shown: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Ok(Some(Subject {
+        description: format!(
+            "fail2ban filter {}{}",
+            path.display(),
+            if shown.is_empty() {
+                String::new()
+            } else {
+                format!("[{}]", shown.join(", "))
+            }
+        ),
+        filter: def.filter,
+        format: match args.format.as_deref() {
+            Some("plain") => LineFormat::Plain,
+            Some(_) => LineFormat::Syslog,
+            None => def.format,
+        },
+        identifiers: Vec::new(),
+        journalmatch: def.journalmatch,
+        notes: loaded.notes,
+    }))
 }
 
 fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<Subject> {
+    if let Some(subject) = fail2ban_subject(paths, args)? {
+        return Ok(subject);
+    }
     let arg = args.filter.as_str();
     let mode = args
         .mode
@@ -193,6 +270,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
             format,
             identifiers: def.identifiers,
             journalmatch: def.journalmatch,
+            notes: Vec::new(),
         });
     }
     let looks_like_name = arg
@@ -223,6 +301,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
         },
         identifiers: Vec::new(),
         journalmatch: Vec::new(),
+        notes: Vec::new(),
     })
 }
 
@@ -322,6 +401,8 @@ fn parse_now(arg: Option<&str>) -> anyhow::Result<Timestamp> {
 struct Report {
     records: u64,
     matched: u64,
+    /// Matched a failregex through <F-NOFAIL>: not a failure, counted apart from `matched`.
+    no_failure: u64,
     ignored: u64,
     missed: u64,
     other_program: u64,
@@ -598,8 +679,8 @@ fn read_journal<W: Write>(
         .as_deref()
         .map(|s| parse_time("--until", s))
         .transpose()?;
-    let render = match args.journal.render.as_str() {
-        "syslog" => JournalRender::Syslog,
+    let render = match (args.journal.render.as_deref(), subject.format) {
+        (Some("syslog"), _) | (None, LineFormat::AfterDate) => JournalRender::Syslog,
         _ => JournalRender::Message,
     };
     let (mut reader, _) = JournalReader::open(&source, JailMatches::new(vec![expr]), &start)
@@ -673,6 +754,10 @@ impl<W: Write> Run<'_, W> {
                         .push((n, String::from_utf8_lossy(message).into_owned()));
                 }
             }
+            Outcome::NoFailure { regex } => {
+                report.no_failure += 1;
+                report.fail_hits[regex] += 1;
+            }
             Outcome::Ignored { ignore, .. } => {
                 report.ignored += 1;
                 *report.ignore_hits.entry(ignore).or_default() += 1;
@@ -743,11 +828,15 @@ fn render_summary(
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "Filter:  {}", subject.description);
+    for note in &subject.notes {
+        let _ = writeln!(s, "  note: {note}");
+    }
     let unit = match provenance {
         Provenance::Lines { name, format, .. } => {
             let format = match format {
                 LineFormat::Syslog => "syslog lines, regexes see the message",
                 LineFormat::Plain => "plain lines, regexes see the whole line",
+                LineFormat::AfterDate => "regexes see the line without its date",
             };
             let _ = writeln!(s, "Source:  {name} ({format})");
             ("Lines:  ", "lines")
@@ -787,6 +876,13 @@ fn render_summary(
         thousands(r.ignored),
         thousands(r.missed)
     );
+    if r.no_failure > 0 {
+        let _ = writeln!(
+            s,
+            "         {} more matched a failregex through <F-NOFAIL> (not failures)",
+            thousands(r.no_failure)
+        );
+    }
     let mut reasons = Vec::new();
     if r.no_message > 0 {
         reasons.push(format!("{} without MESSAGE", thousands(r.no_message)));
@@ -818,11 +914,28 @@ fn render_summary(
     let _ = writeln!(s, "Failregex hits:");
     for (i, hits) in r.fail_hits.iter().enumerate() {
         if *hits > 0 || args.verbose {
+            let engine = if args.verbose {
+                format!("[{}] ", subject.filter.failregex_engine(i))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 s,
-                "  #{i:<3} {:>12}  {}",
+                "  #{i:<3} {:>12}  {engine}{}",
                 thousands(*hits),
                 subject.filter.failregex_source(i)
+            );
+        }
+    }
+    if args.verbose {
+        if let Some(engine) = subject.filter.prefregex_engine() {
+            let _ = writeln!(s, "  prefregex engine: {engine}");
+        }
+        for i in 0..subject.filter.ignoreregex_count() {
+            let _ = writeln!(
+                s,
+                "  ignoreregex #{i} engine: {}",
+                subject.filter.ignoreregex_engine(i)
             );
         }
     }

@@ -6,7 +6,7 @@
 //! so `mode = "aggressive"` extends the normal sshd filter instead of duplicating it.
 
 use crate::config::error::{ConfigError, SourceText};
-use crate::engine::filter::{Filter, FilterSpec, RegexRole};
+use crate::engine::filter::{Dialect, Filter, FilterSpec, RegexRole};
 use crate::engine::prepare::LineFormat;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -69,10 +69,13 @@ pub fn build_filter(
         Some(f) => match f.get_ref().as_str() {
             "syslog" => LineFormat::Syslog,
             "plain" => LineFormat::Plain,
+            "after-date" => LineFormat::AfterDate,
             other => {
                 return Err(src.error_at(
                     Some(f.span()),
-                    format!("unknown format {other:?}: expected \"syslog\" or \"plain\""),
+                    format!(
+                    "unknown format {other:?}: expected \"syslog\", \"plain\" or \"after-date\""
+                ),
                 ))
             }
         },
@@ -109,6 +112,7 @@ pub fn build_filter(
         prefregex: raw.prefregex.as_ref().map(|p| p.get_ref().clone()),
         failregex: failregex.iter().map(|s| s.get_ref().clone()).collect(),
         ignoreregex: ignoreregex.iter().map(|s| s.get_ref().clone()).collect(),
+        dialect: Dialect::Banhound,
     };
     let filter = Filter::compile(&spec).map_err(|e| {
         let span = match e.role {

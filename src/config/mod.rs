@@ -14,6 +14,7 @@
 //! names the file, the line and the key.
 
 pub mod error;
+pub mod fail2ban;
 pub mod filter_file;
 pub mod values;
 
@@ -202,9 +203,20 @@ impl Settings {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     defaults: Option<RawJail>,
+    fail2ban: Option<RawFail2ban>,
     #[serde(default)]
     jail: BTreeMap<String, Spanned<RawJail>>,
 }
+
+/// `[fail2ban]`: where jails find filters named `fail2ban:NAME[params]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFail2ban {
+    dir: Option<PathBuf>,
+}
+
+/// The prefix of a filter reference resolved in fail2ban's directory.
+pub const FAIL2BAN_FILTER_PREFIX: &str = "fail2ban:";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -306,6 +318,11 @@ pub fn load(paths: &ConfigPaths) -> Result<Settings, ConfigError> {
     let mut names: Vec<&String> = raws.iter().flat_map(|r| r.jail.keys()).collect();
     names.sort();
     names.dedup();
+    // The last file that sets it wins, like any other key.
+    let fail2ban_dir = raws
+        .iter()
+        .rev()
+        .find_map(|r| r.fail2ban.as_ref().and_then(|f| f.dir.clone()));
     let mut jails = Vec::with_capacity(names.len());
     for name in names {
         let mut layers: Vec<Layer> = defaults
@@ -326,13 +343,21 @@ pub fn load(paths: &ConfigPaths) -> Result<Settings, ConfigError> {
             }
         }
         let (file, span) = first_seen.unwrap_or((0, 0..0));
-        jails.push(build_jail(paths, &sources, name, (file, span), &layers)?);
+        jails.push(build_jail(
+            paths,
+            fail2ban_dir.as_deref(),
+            &sources,
+            name,
+            (file, span),
+            &layers,
+        )?);
     }
     Ok(Settings { files, jails })
 }
 
 fn build_jail(
     paths: &ConfigPaths,
+    fail2ban_dir: Option<&Path>,
     sources: &[SourceText],
     name: &str,
     (decl_file, decl_span): (usize, std::ops::Range<usize>),
@@ -368,6 +393,26 @@ fn build_jail(
             load_filter_file(&path, name, mode.map(|(_, m)| m))?
         }
         Some((file, spanned)) => match spanned.get_ref() {
+            FilterRef::Named(n) if n.starts_with(FAIL2BAN_FILTER_PREFIX) => {
+                let at = |msg: String| err_at(file, spanned.span(), msg);
+                let Some(dir) = fail2ban_dir else {
+                    return Err(at(format!(
+                        "filter {n:?} names a fail2ban filter: set its directory with [fail2ban] dir = \"/etc/fail2ban\""
+                    )));
+                };
+                let mut reference =
+                    fail2ban::FilterReference::parse(&n[FAIL2BAN_FILTER_PREFIX.len()..])
+                        .map_err(|e| at(e.to_string()))?;
+                if let Some((_, m)) = mode {
+                    reference
+                        .params
+                        .entry("mode".into())
+                        .or_insert_with(|| m.get_ref().clone());
+                }
+                fail2ban::load_by_reference(dir, &reference)
+                    .and_then(|f| f.to_definition(n))
+                    .map_err(|e| at(format!("filter {n}: {e}")))?
+            }
             FilterRef::Named(n) => {
                 let path = paths.find_filter(n).ok_or_else(|| {
                     err_at(

@@ -13,11 +13,21 @@
 //!   match — most of them — cost one scan;
 //! - captures go into reusable [`CaptureLocations`] held by a [`Matcher`], so a line that
 //!   matches allocates nothing either.
+//!
+//! Regexes are written in Python's dialect (fail2ban's filters are Python `re` patterns).
+//! Most of it is also the `regex` crate's; what differs is translated (`\Z`, `(?P=name)`,
+//! `(?(name)...)`). A regex that needs what a linear-time engine cannot do — lookarounds,
+//! backreferences, conditionals — is compiled with `fancy-regex` instead, with a strict
+//! backtrack limit per match, so an attacker-crafted line costs a bounded amount of work and
+//! then simply does not match. Only such regexes take that slower path; `fancy-regex` works
+//! on `&str`, so for them a line that is not UTF-8 has each invalid byte replaced by `?`
+//! (one byte for one, so every offset stays that of the original line).
 
 use crate::engine::address::parse_address;
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::hir::{Hir, HirKind};
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -27,6 +37,20 @@ pub struct FilterSpec {
     pub prefregex: Option<String>,
     pub failregex: Vec<String>,
     pub ignoreregex: Vec<String>,
+    pub dialect: Dialect,
+}
+
+/// Whose rules a filter's regexes follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// banhound's own filters: unknown tags and failregexes without an address are errors.
+    #[default]
+    Banhound,
+    /// fail2ban's filters, taken as fail2ban takes them: an unknown `<TAG>` is text; a
+    /// failregex may lack an address tag (a multi-line helper, counting on another line
+    /// with the same `<F-MLFID>` to name the host; on its own such a line is
+    /// [`Outcome::NoFailure`]); ignoreregex may contain address tags.
+    Fail2ban,
 }
 
 /// Which regex of a filter an error or a hit refers to.
@@ -65,7 +89,7 @@ pub enum FilterErrorKind {
     AddressTagInIgnore,
     #[error("prefregex must capture the text the failregexes see with <F-CONTENT>…</F-CONTENT>")]
     NoContent,
-    #[error("unknown tag <{0}> (known: HOST, ADDR, IP4, IP6, DNS, F-<NAME>…</F-NAME>)")]
+    #[error("unknown tag <{0}> (known: HOST, ADDR, IP4, IP6, DNS, CIDR, SUBNET, SKIPLINES, F-<NAME>…</F-NAME>)")]
     UnknownTag(String),
     #[error("tag <{0}> is not closed by </{0}>")]
     Unclosed(String),
@@ -100,6 +124,11 @@ impl fmt::Display for Host<'_> {
 pub enum Outcome<'a> {
     /// No failregex matched (or the prefregex did not).
     Missed,
+    /// Failregex `regex` matched, but through a part marked `<F-NOFAIL>` (or
+    /// `<F-MLFGAINED>`, a success): fail2ban's way of saying "not a failure".
+    NoFailure {
+        regex: usize,
+    },
     /// A failregex matched, and so did ignoreregex `ignore`.
     Ignored {
         regex: usize,
@@ -127,16 +156,148 @@ const ADDRESS_GROUP_PREFIX: &str = "__addr";
 const FIELD_GROUP_PREFIX: &str = "F_";
 const CONTENT_FIELD: &str = "CONTENT";
 const USER_FIELD: &str = "USER";
+/// Fields whose presence in a match makes it no failure (fail2ban's multi-line helpers).
+const NO_FAILURE_FIELDS: [&str; 2] = ["NOFAIL", "MLFGAINED"];
+/// How many times a backtracking regex may backtrack on one line before giving up on it.
+/// The sshd filter needs well under a thousand on ordinary lines.
+pub const BACKTRACK_LIMIT: usize = 100_000;
+// A CIDR prefix length and a whole subnet, for fail2ban's <CIDR> and <SUBNET>.
+const CIDR: &str = r"\d{1,3}";
+
+/// Which engine runs a regex.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    /// The `regex` crate: linear time, bytes.
+    Linear,
+    /// `fancy-regex` with [`BACKTRACK_LIMIT`]: for lookarounds, backreferences, conditionals.
+    Backtracking,
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Linear => "linear",
+            EngineKind::Backtracking => "backtracking",
+        })
+    }
+}
+
+/// A compiled regex on one of the two engines.
+#[derive(Debug)]
+enum Engine {
+    Linear(Regex),
+    Backtracking {
+        regex: fancy_regex::Regex,
+        /// A linear-time regex matching a superset of `regex`'s matches (lookarounds
+        /// dropped, conditionals made alternations): lines it rejects never reach the
+        /// backtracking engine.
+        gate: Option<Regex>,
+    },
+}
+
+impl Engine {
+    fn kind(&self) -> EngineKind {
+        match self {
+            Engine::Linear(_) => EngineKind::Linear,
+            Engine::Backtracking { .. } => EngineKind::Backtracking,
+        }
+    }
+
+    fn capture_names(&self) -> Vec<Option<String>> {
+        match self {
+            Engine::Linear(r) => r.capture_names().map(|n| n.map(str::to_string)).collect(),
+            Engine::Backtracking { regex: r, .. } => {
+                r.capture_names().map(|n| n.map(str::to_string)).collect()
+            }
+        }
+    }
+
+    fn slots(&self) -> Slots {
+        match self {
+            Engine::Linear(r) => Slots::Linear(r.capture_locations()),
+            Engine::Backtracking { regex: r, .. } => {
+                Slots::Backtracking(vec![None; r.captures_len()])
+            }
+        }
+    }
+
+    /// Matches `text`, filling `slots`; `scratch` holds the UTF-8 copy the backtracking
+    /// engine needs of a line that is not UTF-8.
+    fn captures_read(&self, slots: &mut Slots, text: &[u8], scratch: &mut String) -> bool {
+        match (self, slots) {
+            (Engine::Linear(r), Slots::Linear(locs)) => r.captures_read(locs, text).is_some(),
+            (Engine::Backtracking { regex: r, gate }, Slots::Backtracking(spans)) => {
+                if gate.as_ref().is_some_and(|g| !g.is_match(text)) {
+                    return false;
+                }
+                let caps = match r.captures(as_str(text, scratch)) {
+                    // Exceeding the backtrack limit is a miss: the line is not worth more.
+                    Ok(Some(c)) => c,
+                    Ok(None) | Err(_) => return false,
+                };
+                for (i, span) in spans.iter_mut().enumerate() {
+                    *span = caps.get(i).map(|m| (m.start(), m.end()));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn is_match(&self, text: &[u8], scratch: &mut String) -> bool {
+        match self {
+            Engine::Linear(r) => r.is_match(text),
+            Engine::Backtracking { regex: r, gate } => {
+                gate.as_ref().is_none_or(|g| g.is_match(text))
+                    && r.is_match(as_str(text, scratch)).unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// `text` as `&str`: itself when it is UTF-8, else a copy in `scratch` with each invalid
+/// byte replaced by `?`, so offsets into it are offsets into `text`.
+fn as_str<'a>(text: &'a [u8], scratch: &'a mut String) -> &'a str {
+    if let Ok(s) = std::str::from_utf8(text) {
+        return s;
+    }
+    scratch.clear();
+    for chunk in text.utf8_chunks() {
+        scratch.push_str(chunk.valid());
+        scratch.extend(std::iter::repeat_n('?', chunk.invalid().len()));
+    }
+    scratch
+}
+
+/// Capture positions of the last match of one regex.
+#[derive(Debug)]
+enum Slots {
+    Linear(CaptureLocations),
+    Backtracking(Vec<Option<(usize, usize)>>),
+}
+
+impl Slots {
+    fn get(&self, i: usize) -> Option<(usize, usize)> {
+        match self {
+            Slots::Linear(l) => l.get(i),
+            Slots::Backtracking(v) => v.get(i).copied().flatten(),
+        }
+    }
+}
 
 /// A failregex (or prefregex) after tag translation.
 #[derive(Debug)]
 struct CompiledRegex {
-    regex: Regex,
+    regex: Engine,
+    /// The translated pattern, for the prefilter's literal analysis.
+    translated: String,
     /// Capture group indexes of the address tags, in pattern order.
     address_groups: Vec<usize>,
     user_group: Option<usize>,
     /// Custom `<F-NAME>` fields: (NAME, group index).
     fields: Vec<(String, usize)>,
+    /// `<F-NOFAIL>` and `<F-MLFGAINED>` groups.
+    no_failure_groups: Vec<usize>,
     source: String,
 }
 
@@ -158,7 +319,7 @@ pub struct Filter {
     /// the content is found without running captures over the whole line.
     pref_prefix: Option<PrefixOnly>,
     fail: Vec<CompiledRegex>,
-    ignore: Vec<Regex>,
+    ignore: Vec<Engine>,
     prefilter: Option<Prefilter>,
 }
 
@@ -172,14 +333,16 @@ impl Filter {
         }
         let pref = match &spec.prefregex {
             Some(p) => {
-                let compiled = compile_tagged(p).map_err(|kind| FilterError {
+                let compiled = compile_tagged(p, spec.dialect).map_err(|kind| FilterError {
                     role: RegexRole::Pref,
                     kind,
                 })?;
+                let content_name = format!("{FIELD_GROUP_PREFIX}{CONTENT_FIELD}");
                 let content = compiled
                     .regex
                     .capture_names()
-                    .position(|n| n == Some(&format!("{FIELD_GROUP_PREFIX}{CONTENT_FIELD}")))
+                    .iter()
+                    .position(|n| n.as_deref() == Some(content_name.as_str()))
                     .ok_or(FilterError {
                         role: RegexRole::Pref,
                         kind: FilterErrorKind::NoContent,
@@ -194,8 +357,12 @@ impl Filter {
         let mut fail = Vec::with_capacity(spec.failregex.len());
         for (i, pattern) in spec.failregex.iter().enumerate() {
             let role = RegexRole::Fail(i);
-            let compiled = compile_tagged(pattern).map_err(|kind| FilterError { role, kind })?;
-            if compiled.address_groups.is_empty() && !pref_has_address {
+            let compiled =
+                compile_tagged(pattern, spec.dialect).map_err(|kind| FilterError { role, kind })?;
+            if compiled.address_groups.is_empty()
+                && !pref_has_address
+                && spec.dialect == Dialect::Banhound
+            {
                 return Err(FilterError {
                     role,
                     kind: FilterErrorKind::NoAddressTag,
@@ -206,8 +373,9 @@ impl Filter {
         let mut ignore = Vec::with_capacity(spec.ignoreregex.len());
         for (i, pattern) in spec.ignoreregex.iter().enumerate() {
             let role = RegexRole::Ignore(i);
-            let compiled = compile_tagged(pattern).map_err(|kind| FilterError { role, kind })?;
-            if !compiled.address_groups.is_empty() {
+            let compiled =
+                compile_tagged(pattern, spec.dialect).map_err(|kind| FilterError { role, kind })?;
+            if !compiled.address_groups.is_empty() && spec.dialect == Dialect::Banhound {
                 return Err(FilterError {
                     role,
                     kind: FilterErrorKind::AddressTagInIgnore,
@@ -216,7 +384,10 @@ impl Filter {
             ignore.push(compiled.regex);
         }
         let prefilter = build_prefilter(&fail);
-        let pref_prefix = spec.prefregex.as_deref().and_then(prefix_only);
+        let pref_prefix = spec
+            .prefregex
+            .as_deref()
+            .and_then(|p| prefix_only(p, spec.dialect));
         Ok(Filter {
             pref,
             pref_prefix,
@@ -239,6 +410,21 @@ impl Filter {
         &self.fail[i].source
     }
 
+    /// Which engine runs failregex `i`.
+    pub fn failregex_engine(&self, i: usize) -> EngineKind {
+        self.fail[i].regex.kind()
+    }
+
+    /// Which engine runs the prefregex, if there is one.
+    pub fn prefregex_engine(&self) -> Option<EngineKind> {
+        self.pref.as_ref().map(|(p, _)| p.regex.kind())
+    }
+
+    /// Which engine runs ignoreregex `i`.
+    pub fn ignoreregex_engine(&self, i: usize) -> EngineKind {
+        self.ignore[i].kind()
+    }
+
     /// Whether the literal prefilter is in use (false when no failregex has a literal).
     pub fn has_prefilter(&self) -> bool {
         self.prefilter.is_some()
@@ -247,13 +433,10 @@ impl Filter {
     pub fn matcher(&self) -> Matcher<'_> {
         Matcher {
             filter: self,
-            pref_locations: self.pref.as_ref().map(|(p, _)| p.regex.capture_locations()),
-            fail_locations: self
-                .fail
-                .iter()
-                .map(|f| f.regex.capture_locations())
-                .collect(),
+            pref_locations: self.pref.as_ref().map(|(p, _)| p.regex.slots()),
+            fail_locations: self.fail.iter().map(|f| f.regex.slots()).collect(),
             candidates: vec![false; self.fail.len()],
+            scratch: String::new(),
         }
     }
 }
@@ -261,9 +444,11 @@ impl Filter {
 /// The per-thread state of matching: reusable capture slots, so matching never allocates.
 pub struct Matcher<'f> {
     filter: &'f Filter,
-    pref_locations: Option<CaptureLocations>,
-    fail_locations: Vec<CaptureLocations>,
+    pref_locations: Option<Slots>,
+    fail_locations: Vec<Slots>,
     candidates: Vec<bool>,
+    /// UTF-8 copy of a non-UTF-8 line for the backtracking engine.
+    scratch: String,
 }
 
 impl<'f> Matcher<'f> {
@@ -294,7 +479,7 @@ impl<'f> Matcher<'f> {
         let (content, pref_user, pref_host) = match (&filter.pref, &mut self.pref_locations) {
             _ if fast_content.is_some() => (fast_content.unwrap_or_default(), None, None),
             (Some((pref, content_group)), Some(locs)) => {
-                if pref.regex.captures_read(locs, message).is_none() {
+                if !pref.regex.captures_read(locs, message, &mut self.scratch) {
                     return Outcome::Missed;
                 }
                 let Some((s, e)) = locs.get(*content_group) else {
@@ -315,15 +500,30 @@ impl<'f> Matcher<'f> {
                 continue;
             }
             let locs = &mut self.fail_locations[i];
-            if regex.regex.captures_read(locs, content).is_none() {
+            if !regex.regex.captures_read(locs, content, &mut self.scratch) {
                 continue;
+            }
+            if regex
+                .no_failure_groups
+                .iter()
+                .any(|&g| locs.get(g).is_some())
+            {
+                return Outcome::NoFailure { regex: i };
             }
             let host = match first_address(regex, locs, content).or(pref_host) {
                 Some(h) => h,
+                None if regex.address_groups.is_empty() && pref_host.is_none() => {
+                    return Outcome::NoFailure { regex: i }
+                }
                 // The span is not an address (e.g. 999.1.1.1): a miss, never a guess.
                 None => return Outcome::Missed,
             };
-            if let Some(ignore) = filter.ignore.iter().position(|r| r.is_match(content)) {
+            let scratch = &mut self.scratch;
+            if let Some(ignore) = filter
+                .ignore
+                .iter()
+                .position(|r| r.is_match(content, scratch))
+            {
                 return Outcome::Ignored { regex: i, ignore };
             }
             let user = regex
@@ -357,11 +557,7 @@ impl<'f> Matcher<'f> {
     }
 }
 
-fn first_address<'a>(
-    regex: &CompiledRegex,
-    locs: &CaptureLocations,
-    text: &'a [u8],
-) -> Option<Host<'a>> {
+fn first_address<'a>(regex: &CompiledRegex, locs: &Slots, text: &'a [u8]) -> Option<Host<'a>> {
     let (s, e) = regex.address_groups.iter().find_map(|&g| locs.get(g))?;
     let span = &text[s..e];
     let as_str = std::str::from_utf8(span).ok()?;
@@ -401,17 +597,30 @@ impl PrefixOnly {
     }
 }
 
-fn prefix_only(prefregex: &str) -> Option<PrefixOnly> {
+fn prefix_only(prefregex: &str, dialect: Dialect) -> Option<PrefixOnly> {
     let (prefix, may_be_empty) =
         if let Some(p) = prefregex.strip_suffix("<F-CONTENT>.+</F-CONTENT>$") {
             (p, false)
         } else {
             (prefregex.strip_suffix("<F-CONTENT>.*</F-CONTENT>$")?, true)
         };
-    if !prefix.starts_with('^') || prefix.contains('<') || prefix.ends_with('\\') {
+    // A multi-line id is only captured, never used: it does not stop the shortcut.
+    let prefix = prefix.replace("<F-MLFID>", "").replace("</F-MLFID>", "");
+    if !prefix.starts_with('^') || prefix.ends_with('\\') {
         return None;
     }
-    let prefix = RegexBuilder::new(prefix).unicode(false).build().ok()?;
+    let translated = translate_tags(&prefix, EngineKind::Linear, dialect).ok()?;
+    if translated.needs_backtracking {
+        return None;
+    }
+    let prefix = RegexBuilder::new(&translated.pattern)
+        .unicode(false)
+        .build()
+        .ok()?;
+    // Tags in the prefix (an address, a user) need the full prefregex.
+    if prefix.captures_len() > 1 {
+        return None;
+    }
     Some(PrefixOnly {
         prefix,
         content_may_be_empty: may_be_empty,
@@ -419,32 +628,60 @@ fn prefix_only(prefregex: &str) -> Option<PrefixOnly> {
 }
 
 /// Translates tags into regex syntax and compiles.
-fn compile_tagged(pattern: &str) -> Result<CompiledRegex, FilterErrorKind> {
-    let translated = translate_tags(pattern)?;
-    let regex = RegexBuilder::new(&translated.pattern)
-        // Log lines are bytes; `.` must not match a newline inside a journal MESSAGE, so a
-        // message with an embedded "\n" cannot smuggle a second line past an anchor.
-        .unicode(false)
-        .size_limit(32 << 20)
-        .build()
-        .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
+fn compile_tagged(pattern: &str, dialect: Dialect) -> Result<CompiledRegex, FilterErrorKind> {
+    let mut translated = translate_tags(pattern, EngineKind::Linear, dialect)?;
+    if translated.needs_backtracking {
+        translated = translate_tags(pattern, EngineKind::Backtracking, dialect)?;
+    }
+    let regex = if translated.needs_backtracking {
+        let regex = fancy_regex::RegexBuilder::new(&translated.pattern)
+            .backtrack_limit(BACKTRACK_LIMIT)
+            .delegate_size_limit(32 << 20)
+            .build()
+            .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
+        let gate = RegexBuilder::new(&relax_for_literals(&translated.pattern))
+            .unicode(false)
+            .size_limit(32 << 20)
+            .build()
+            .ok();
+        Engine::Backtracking { regex, gate }
+    } else {
+        let regex = RegexBuilder::new(&translated.pattern)
+            // Log lines are bytes; `.` must not match a newline inside a journal MESSAGE, so a
+            // message with an embedded "\n" cannot smuggle a second line past an anchor.
+            .unicode(false)
+            .size_limit(32 << 20)
+            .build()
+            .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
+        Engine::Linear(regex)
+    };
     let mut address_groups = Vec::new();
     let mut user_group = None;
     let mut fields = Vec::new();
-    for (i, name) in regex.capture_names().enumerate() {
+    let mut no_failure_groups = Vec::new();
+    for (i, name) in regex.capture_names().into_iter().enumerate() {
         let Some(name) = name else { continue };
         if name.starts_with(ADDRESS_GROUP_PREFIX) {
             address_groups.push(i);
         } else if let Some(field) = name.strip_prefix(FIELD_GROUP_PREFIX) {
             if field == USER_FIELD {
                 user_group = Some(i);
+            } else if NO_FAILURE_FIELDS.contains(&field) {
+                no_failure_groups.push(i);
             } else if field != CONTENT_FIELD {
                 fields.push((field.to_string(), i));
             }
         }
     }
+    let literal_pattern = if translated.needs_backtracking {
+        relax_for_literals(&translated.pattern)
+    } else {
+        translated.pattern.clone()
+    };
     Ok(CompiledRegex {
         regex,
+        translated: literal_pattern,
+        no_failure_groups,
         address_groups,
         user_group,
         fields,
@@ -458,23 +695,137 @@ fn one_line(s: &str) -> String {
 
 struct Translated {
     pattern: String,
+    /// Uses lookarounds, backreferences or conditionals.
+    needs_backtracking: bool,
 }
 
 /// Rewrites `<HOST>`-style tags and `<F-NAME>…</F-NAME>` into named groups.
-fn translate_tags(pattern: &str) -> Result<Translated, FilterErrorKind> {
+fn translate_tags(
+    pattern: &str,
+    engine: EngineKind,
+    dialect: Dialect,
+) -> Result<Translated, FilterErrorKind> {
     let mut out = String::with_capacity(pattern.len() + 128);
     let mut open_fields: Vec<String> = Vec::new();
     let mut seen_fields: Vec<String> = Vec::new();
     let mut address_tags = 0usize;
+    let mut needs_backtracking = false;
+    let mut in_class = false;
     let mut rest = pattern;
-    while let Some(pos) = rest.find(['\\', '<']) {
+    // A group named in a backreference or a condition: fail2ban names the group of
+    // `<F-USER>` "user", banhound "F_USER".
+    let group_alias = |name: &str, seen: &[String]| -> String {
+        match seen.iter().find(|f| f.eq_ignore_ascii_case(name)) {
+            Some(f) => format!("{FIELD_GROUP_PREFIX}{f}"),
+            None => name.to_string(),
+        }
+    };
+    loop {
+        let specials: &[char] = if in_class {
+            &['\\', '[', ']', '&', '~']
+        } else {
+            &['\\', '<', '(', '[', '{']
+        };
+        let Some(pos) = rest.find(specials) else {
+            break;
+        };
         out.push_str(&rest[..pos]);
         let tail = &rest[pos..];
+        if in_class && !tail.starts_with('\\') {
+            // Python takes '[', '&&', '~~' in a class literally; the regex crate would read
+            // a nested class or a set operation.
+            match tail.as_bytes()[0] {
+                b']' => {
+                    in_class = false;
+                    out.push(']');
+                }
+                c => {
+                    out.push('\\');
+                    out.push(char::from(c));
+                }
+            }
+            rest = &tail[1..];
+            continue;
+        }
+        if let Some(class) = tail.strip_prefix('[') {
+            in_class = true;
+            out.push('[');
+            let mut class = class;
+            if let Some(c) = class.strip_prefix('^') {
+                out.push('^');
+                class = c;
+            }
+            // A ']' first in a class is a literal.
+            if let Some(c) = class.strip_prefix(']') {
+                out.push_str("\\]");
+                class = c;
+            }
+            rest = class;
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix('{') {
+            // Python reads `{,n}` as `{0,n}` and a brace that is no quantifier literally.
+            match after.find('}').map(|e| &after[..e]) {
+                Some(q) if is_quantifier(q) => {
+                    out.push('{');
+                    if q.starts_with(',') {
+                        out.push('0');
+                    }
+                    out.push_str(q);
+                    out.push('}');
+                    rest = &after[q.len() + 1..];
+                }
+                _ => {
+                    out.push_str("\\{");
+                    rest = after;
+                }
+            }
+            continue;
+        }
         if let Some(after) = tail.strip_prefix('\\') {
-            // An escape: copy it and the escaped character untouched.
             let next = after.chars().next().map_or(0, char::len_utf8);
-            out.push_str(&tail[..1 + next]);
+            match after.as_bytes().first() {
+                // Python's end of string.
+                Some(b'Z') => out.push_str("\\z"),
+                Some(b'1'..=b'9') | Some(b'k') => {
+                    needs_backtracking = true;
+                    out.push_str(&tail[..1 + next]);
+                }
+                // Otherwise an escape: copy it and the escaped character untouched.
+                _ => out.push_str(&tail[..1 + next]),
+            }
             rest = &after[next..];
+            continue;
+        }
+        if let Some(after_paren) = tail.strip_prefix('(') {
+            if let Some(name) = tail.strip_prefix("(?P=") {
+                // Python's named backreference.
+                let end = name.find(')').unwrap_or(name.len());
+                out.push_str(&format!("\\k<{}>", group_alias(&name[..end], &seen_fields)));
+                needs_backtracking = true;
+                rest = name.get(end + 1..).unwrap_or("");
+                continue;
+            }
+            if let Some(cond) = tail.strip_prefix("(?(") {
+                needs_backtracking = true;
+                let end = cond.find(')').unwrap_or(cond.len());
+                let name = &cond[..end];
+                // fancy-regex reads a bare name as a regex to try, not a group to test.
+                if name.bytes().all(|b| b.is_ascii_digit()) || name.starts_with('<') {
+                    out.push_str(&tail[..3 + end + 1]);
+                } else {
+                    out.push_str(&format!("(?(<{}>)", group_alias(name, &seen_fields)));
+                }
+                rest = cond.get(end + 1..).unwrap_or("");
+                continue;
+            }
+            for look in ["(?=", "(?!", "(?<=", "(?<!", "(?>"] {
+                if tail.starts_with(look) {
+                    needs_backtracking = true;
+                }
+            }
+            out.push('(');
+            rest = after_paren;
             continue;
         }
         let Some(end) = tail.find('>') else {
@@ -484,7 +835,21 @@ fn translate_tags(pattern: &str) -> Result<Translated, FilterErrorKind> {
         };
         let tag = &tail[1..end];
         let consumed = end + 1;
-        if let Some(field) = tag.strip_prefix("/F-") {
+        if out.ends_with("?P") || out.ends_with("(?") || tag.contains('<') {
+            // A group name, a lookbehind, or a '<' that opens nothing: not a tag.
+            out.push('<');
+            rest = &tail[1..];
+            continue;
+        }
+        if let Some(field) = tag.strip_prefix("F-").and_then(|t| t.strip_suffix('/')) {
+            // fail2ban's self-closing field: one word.
+            let name = field_name(field);
+            if !is_tag_name(field) || seen_fields.contains(&name) {
+                return Err(FilterErrorKind::UnknownTag(tag.to_string()));
+            }
+            out.push_str(&format!("(?P<{FIELD_GROUP_PREFIX}{name}>\\S+)"));
+            seen_fields.push(name);
+        } else if let Some(field) = tag.strip_prefix("/F-") {
             let name = field_name(field);
             match open_fields.pop() {
                 Some(open) if open == name => out.push(')'),
@@ -501,10 +866,24 @@ fn translate_tags(pattern: &str) -> Result<Translated, FilterErrorKind> {
             out.push_str(&format!("(?P<{FIELD_GROUP_PREFIX}{name}>"));
             seen_fields.push(name.clone());
             open_fields.push(name);
-        } else if let Some(sub) = address_tag(tag) {
+        } else if tag == "SKIPLINES" {
+            // Multi-line: lines in between. On one line, anything up to the next part.
+            out.push_str("(?:.*?)");
+        } else if tag == "CIDR" {
+            out.push_str(CIDR);
+        } else if let Some(sub) = address_tag(tag, engine) {
             out.push_str(&format!("(?P<{ADDRESS_GROUP_PREFIX}{address_tags}>{sub})"));
+            if tag == "SUBNET" {
+                // The prefix length stays outside the address: banhound bans the address.
+                out.push_str(&format!("(?:/{CIDR})?"));
+            }
             address_tags += 1;
-        } else if is_tag_name(tag) && tag.chars().any(|c| c.is_ascii_uppercase()) {
+        } else if dialect == Dialect::Banhound
+            && is_tag_name(tag)
+            && tag.chars().any(|c| c.is_ascii_uppercase())
+        {
+            // fail2ban keeps unknown tags as text (haproxy logs a literal "<NOSRV>");
+            // banhound's own filters are checked for typos instead.
             return Err(FilterErrorKind::UnknownTag(tag.to_string()));
         } else {
             // Not a tag: a literal '<' in the regex (e.g. "<html>" or a lookbehind-free
@@ -520,7 +899,96 @@ fn translate_tags(pattern: &str) -> Result<Translated, FilterErrorKind> {
             open.replace('_', "-")
         )));
     }
-    Ok(Translated { pattern: out })
+    Ok(Translated {
+        pattern: out,
+        needs_backtracking,
+    })
+}
+
+/// `n`, `n,`, `n,m` or `,m`: the inside of a counted repetition.
+fn is_quantifier(q: &str) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    match q.split_once(',') {
+        None => !q.is_empty() && digits(q),
+        Some((a, b)) => digits(a) && digits(b) && !(a.is_empty() && b.is_empty()),
+    }
+}
+
+/// A pattern that matches at least everything `pattern` (a backtracking one) matches, in
+/// the `regex` crate's syntax, for literal analysis: lookarounds dropped, conditionals made
+/// alternations, backreferences made "anything". Literals it requires, `pattern` requires.
+fn relax_for_literals(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &pattern[i..];
+        if let Some(escaped) = rest.strip_prefix('\\') {
+            match bytes.get(i + 1) {
+                Some(b'1'..=b'9') => {
+                    out.push_str("(?:.*)");
+                    i += 2;
+                }
+                Some(b'k') => {
+                    let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+                    out.push_str("(?:.*)");
+                    i += end;
+                }
+                _ => {
+                    let len = escaped.chars().next().map_or(1, |c| 1 + c.len_utf8());
+                    out.push_str(&rest[..len]);
+                    i += len;
+                }
+            }
+            continue;
+        }
+        if ["(?=", "(?!", "(?<=", "(?<!"]
+            .iter()
+            .any(|l| rest.starts_with(l))
+        {
+            i += group_len(rest);
+            continue;
+        }
+        if let Some(cond) = rest.strip_prefix("(?(") {
+            let end = cond.find(')').map_or(cond.len(), |e| e + 1);
+            out.push_str("(?:");
+            i += 3 + end;
+            continue;
+        }
+        if let Some(atomic) = rest.strip_prefix("(?>") {
+            out.push_str("(?:");
+            i += rest.len() - atomic.len();
+            continue;
+        }
+        let c = rest.chars().next().map_or(1, char::len_utf8);
+        out.push_str(&rest[..c]);
+        i += c;
+    }
+    out
+}
+
+/// The length of the group that `s` opens, up to its closing parenthesis (escapes and
+/// character classes skipped); all of `s` if it is not closed.
+fn group_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (mut depth, mut i, mut in_class) = (0usize, 0usize, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'(' if !in_class => depth += 1,
+            b')' if !in_class => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    b.len()
 }
 
 fn is_tag_name(s: &str) -> bool {
@@ -533,11 +1001,18 @@ fn field_name(s: &str) -> String {
     s.replace('-', "_")
 }
 
-fn address_tag(tag: &str) -> Option<String> {
+fn address_tag(tag: &str, engine: EngineKind) -> Option<String> {
+    // fancy-regex works on text and does not take `(?-u:…)`; its `\b` around ASCII digits
+    // is the same boundary.
+    let ip4 = match engine {
+        EngineKind::Linear => Cow::Borrowed(IP4),
+        EngineKind::Backtracking => Cow::Owned(IP4.replace("(?-u:\\b)", "\\b")),
+    };
     Some(match tag {
-        "HOST" => format!("{IP6}|{IP4}|{DNS}"),
-        "ADDR" => format!("{IP6}|{IP4}"),
-        "IP4" => IP4.to_string(),
+        "HOST" => format!("{IP6}|{ip4}|{DNS}"),
+        "ADDR" => format!("{IP6}|{ip4}"),
+        "SUBNET" => format!("{IP6}|{ip4}"),
+        "IP4" => ip4.into_owned(),
         "IP6" => IP6.to_string(),
         "DNS" => DNS.to_string(),
         _ => return None,
@@ -556,7 +1031,7 @@ fn build_prefilter(fail: &[CompiledRegex]) -> Option<Prefilter> {
             .unicode(false)
             .utf8(false)
             .build()
-            .parse(compiled.regex.as_str())
+            .parse(&compiled.translated)
             .ok();
         match hir.as_ref().and_then(required_literals) {
             Some(set) if set.iter().all(|l| l.len() >= MIN_LITERAL) => {
@@ -736,6 +1211,7 @@ mod tests {
                 r"^PAM: Authentication failure for \S+ from <HOST>$".into(),
             ],
             ignoreregex: vec![r"^Invalid user nagios ".into()],
+            dialect: Dialect::Banhound,
         })
         .unwrap();
         let mut m = f.matcher();
@@ -804,5 +1280,121 @@ mod tests {
         assert_eq!(m.match_line(&garbage), Outcome::Missed);
         let nonutf8 = b"Failed password for \xff\xfe from 198.51.100.4 port 22 ssh2";
         assert!(matches!(m.match_line(nonutf8), Outcome::Failure(_)));
+    }
+
+    fn fail2ban(fail: &[&str]) -> Filter {
+        Filter::compile(&FilterSpec {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            dialect: Dialect::Fail2ban,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn python_dialect_is_translated() {
+        // `{,2}` is {0,2}; '[' in a class and braces that are no quantifier are literal;
+        // `\Z` is the end.
+        let f = fail2ban(&[r"^x{,2}y [^[]*\[<HOST>\] \({{\d+}}\)\Z"]);
+        assert_eq!(f.failregex_engine(0), EngineKind::Linear);
+        assert_eq!(
+            host_of(&f, "xxy host[192.0.2.1] ({{42}})").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(host_of(&f, "xxxy host[192.0.2.1] ({{42}})"), None);
+        // fail2ban keeps unknown tags as text; banhound's own filters refuse them.
+        let f = fail2ban(&[r"^<NOSRV> from <HOST>$"]);
+        assert_eq!(
+            host_of(&f, "<NOSRV> from 192.0.2.2").as_deref(),
+            Some("192.0.2.2")
+        );
+    }
+
+    #[test]
+    fn lookarounds_backreferences_and_conditionals_run_on_the_backtracking_engine() {
+        let f = fail2ban(&[
+            r"^user (?!root\b)<F-USER>\S+</F-USER> from <HOST> again (?P=user)$",
+            r"^(?P<inv>invalid )?login <F-USER>\S+</F-USER> (?(inv)from|by) <HOST>$",
+            r"^plain from <HOST>$",
+        ]);
+        assert_eq!(f.failregex_engine(0), EngineKind::Backtracking);
+        assert_eq!(f.failregex_engine(1), EngineKind::Backtracking);
+        assert_eq!(f.failregex_engine(2), EngineKind::Linear);
+        assert_eq!(
+            host_of(&f, "user bob from 192.0.2.3 again bob").as_deref(),
+            Some("192.0.2.3")
+        );
+        assert_eq!(host_of(&f, "user bob from 192.0.2.3 again eve"), None);
+        assert_eq!(host_of(&f, "user root from 192.0.2.3 again root"), None);
+        assert_eq!(
+            host_of(&f, "invalid login x from 192.0.2.4").as_deref(),
+            Some("192.0.2.4")
+        );
+        assert_eq!(
+            host_of(&f, "login x by 192.0.2.5").as_deref(),
+            Some("192.0.2.5")
+        );
+        assert_eq!(host_of(&f, "login x from 192.0.2.5"), None);
+        // The prefilter still knows their literals.
+        assert!(f.prefilter.as_ref().unwrap().always.is_empty());
+    }
+
+    #[test]
+    fn backtracking_is_bounded() {
+        let f = fail2ban(&[r"^(?:a|a)+(?!x)b from <HOST>$"]);
+        let mut line = "a".repeat(40);
+        line.push_str("c from 192.0.2.6");
+        let start = std::time::Instant::now();
+        assert_eq!(host_of(&f, &line), None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(
+            host_of(&f, "aab from 192.0.2.6").as_deref(),
+            Some("192.0.2.6")
+        );
+    }
+
+    #[test]
+    fn non_utf8_lines_keep_their_offsets_on_the_backtracking_engine() {
+        let f = fail2ban(&[r"^bad (?!root)<F-USER>\S+</F-USER> from <HOST>$"]);
+        let mut m = f.matcher();
+        let line = b"bad \xff\xfeus\xc3 from 192.0.2.7";
+        match m.match_line(line) {
+            Outcome::Failure(fl) => {
+                assert_eq!(fl.host, Host::Ip("192.0.2.7".parse().unwrap()));
+                assert_eq!(fl.user, Some(&b"\xff\xfeus\xc3"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nofail_and_hostless_matches_are_no_failures() {
+        let f = fail2ban(&[
+            r"^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>",
+            r"^account <F-USER>\S+</F-USER> locked$",
+            r"^Failed for \S+ from <HOST>",
+        ]);
+        let mut m = f.matcher();
+        assert_eq!(
+            m.match_line(b"Connection from 192.0.2.8"),
+            Outcome::NoFailure { regex: 0 }
+        );
+        assert_eq!(
+            m.match_line(b"account bob locked"),
+            Outcome::NoFailure { regex: 1 }
+        );
+        assert!(matches!(
+            m.match_line(b"Failed for bob from 192.0.2.8"),
+            Outcome::Failure(Failure { regex: 2, .. })
+        ));
+        // banhound's own dialect refuses the hostless one.
+        let strict = Filter::compile(&FilterSpec {
+            failregex: vec![r"^account <F-USER>\S+</F-USER> locked$".into()],
+            ..Default::default()
+        });
+        assert!(matches!(
+            strict.unwrap_err().kind,
+            FilterErrorKind::NoAddressTag
+        ));
     }
 }

@@ -16,9 +16,16 @@ pub enum LineFormat {
     Syslog,
     /// The regexes see the whole line (nginx and other application logs).
     Plain,
+    /// The regexes see the line with its date cut out (the text before and after it,
+    /// concatenated, trimmed): what fail2ban's filters expect, whose regexes begin with
+    /// `^%(__prefix_line)s` to match `HOST IDENT[PID]: ` themselves. A line without a date
+    /// is given whole.
+    AfterDate,
 }
 
-/// A line ready for a filter.
+/// A line ready for a filter. The message borrows the line, except for a date in the
+/// middle of an [`LineFormat::AfterDate`] line, whose two sides are joined into the
+/// preparer's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prepared<'a> {
     Message {
@@ -39,6 +46,8 @@ pub struct LinePreparer {
     detector: DateDetector,
     format: LineFormat,
     identifiers: Vec<Vec<u8>>,
+    /// Holds an AfterDate line whose date sat between two pieces of text.
+    joined: Vec<u8>,
 }
 
 impl LinePreparer {
@@ -47,6 +56,7 @@ impl LinePreparer {
             detector,
             format,
             identifiers: identifiers.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            joined: Vec::new(),
         }
     }
 
@@ -55,7 +65,7 @@ impl LinePreparer {
     }
 
     /// `now` only serves to infer the year of year-less dates.
-    pub fn prepare<'a>(&mut self, line: &'a [u8], now: Timestamp) -> Prepared<'a> {
+    pub fn prepare<'a>(&'a mut self, line: &'a [u8], now: Timestamp) -> Prepared<'a> {
         let line = trim_line_end(line);
         let date = self.detector.detect(line, now);
         let (time, template) = match &date {
@@ -68,6 +78,32 @@ impl LinePreparer {
                 template,
                 message: line,
             },
+            LineFormat::AfterDate => {
+                // As fail2ban does: the text before the date and the text after it, put
+                // together as they are (its regexes expect "[]" where a bracketed date was).
+                let message = match &date {
+                    None => line.trim_ascii(),
+                    Some(d) => {
+                        let before = line[..d.span.start].trim_ascii_start();
+                        let after = line[d.span.end..].trim_ascii_end();
+                        if before.is_empty() {
+                            after.trim_ascii_start()
+                        } else if after.is_empty() {
+                            before.trim_ascii_end()
+                        } else {
+                            self.joined.clear();
+                            self.joined.extend_from_slice(before);
+                            self.joined.extend_from_slice(after);
+                            &self.joined
+                        }
+                    }
+                };
+                Prepared::Message {
+                    time,
+                    template,
+                    message,
+                }
+            }
             LineFormat::Syslog => {
                 let Some(d) = date else {
                     return Prepared::NotSyslog;
@@ -133,6 +169,35 @@ mod tests {
             b"Nov 17 10:00:00 web1 evil[1]: Failed password for root from 192.0.2.1 port 22 ssh2";
         assert_eq!(p.prepare(other, NOW), Prepared::OtherProgram);
         assert_eq!(p.prepare(b"no date here", NOW), Prepared::NotSyslog);
+    }
+
+    #[test]
+    fn after_date_cuts_the_date_out() {
+        let mut p = preparer(LineFormat::AfterDate, &[]);
+        let line = b"Nov 17 10:00:00 web1 sshd[42]: Failed password for root from 192.0.2.1\n";
+        match p.prepare(line, NOW) {
+            Prepared::Message { time, message, .. } => {
+                assert_eq!(time.unwrap().to_rfc3339(), "2026-11-17T10:00:00Z");
+                assert_eq!(
+                    message,
+                    b"web1 sshd[42]: Failed password for root from 192.0.2.1"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let middle = b"192.0.2.1 - - [17/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 404 1";
+        match p.prepare(middle, NOW) {
+            Prepared::Message { message, .. } => {
+                assert_eq!(message, b"192.0.2.1 - - [] \"GET / HTTP/1.1\" 404 1")
+            }
+            other => panic!("{other:?}"),
+        }
+        match p.prepare(b"  no date here ", NOW) {
+            Prepared::Message { time, message, .. } => {
+                assert_eq!((time, message), (None, &b"no date here"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
