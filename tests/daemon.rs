@@ -1068,6 +1068,28 @@ fn the_cli_controls_the_daemon_over_dbus_with_real_bans() {
     assert!(lab.is_banned(FRIEND));
     assert!(!lab.is_banned("192.0.2.9"));
 
+    // A runtime ignore entry refuses bans in it, and the host's own addresses stay refused
+    // (ignoreself survives the rebuilt ignore list).
+    let out = cli(&bus, &["ignore", "add", "sshd", "192.0.2.0/24"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&bus, &["ban", "sshd", "192.0.2.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ignoreip"));
+    let out = cli(&bus, &["ban", "sshd", SERVER_FRIEND_SIDE]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("own addresses"), "{stderr}");
+    let ignored = cli_json(&bus, &["status", "sshd", "--json"])["ignoreip"].clone();
+    assert_eq!(ignored, serde_json::json!(["192.0.2.0/24"]));
+    // The friend's ban is not lifted by ignoring its network.
+    let out = cli(&bus, &["ignore", "add", "sshd", "198.51.100.0/24"]);
+    assert!(out.status.success());
+    assert!(lab.is_banned(FRIEND));
+
     // A manual unban: out of the kernel and the database, the friend gets through again.
     let out = cli(&bus, &["unban", FRIEND]);
     assert!(out.status.success());
@@ -1097,8 +1119,24 @@ fn the_cli_controls_the_daemon_over_dbus_with_real_bans() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(cli_json(&bus, &["status", "sshd", "--json"])["maxretry"], 5);
+    let status = cli_json(&bus, &["status", "sshd", "--json"]);
+    assert_eq!(status["maxretry"], 5);
+    // Runtime ignore entries end with the reload.
+    assert_eq!(status["ignoreip"], serde_json::json!([]), "{status}");
     assert!(lab.is_banned(ATTACKER));
+    // SIGHUP (systemctl reload) re-lists the jails on the bus too: a jail added this way
+    // gets its object.
+    lab.write_config(&format!(
+        "{}[jail.recidive]\nenabled = true\n",
+        config(5, "10m")
+    ));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 2);
+    wait_for("the recidive jail on the bus", WAIT, || {
+        cli(&bus, &["status", "recidive"]).status.success()
+    });
+    let jails = cli_json(&bus, &["status", "--json"])["jails"].clone();
+    assert_eq!(jails, serde_json::json!(["recidive", "sshd"]), "{jails}");
     lab.write_config("[jail.sshd]\nenabled = true\nmaxretry = \"many\"\n");
     let out = cli(&bus, &["reload"]);
     assert_eq!(out.status.code(), Some(1));
@@ -1112,4 +1150,38 @@ fn the_cli_controls_the_daemon_over_dbus_with_real_bans() {
     assert!(daemon.stop());
     // The name goes with the daemon.
     assert_eq!(cli(&bus, &["status"]).status.code(), Some(3));
+}
+
+#[test]
+fn without_a_bus_the_daemon_still_bans_and_a_taken_name_stops_it() {
+    // No bus at this address: a warning, then protection as usual.
+    let mut lab = Lab::new("nobus", &config(3, "10m"));
+    let missing = format!("unix:path={}", lab.dir.path().join("no-bus").display());
+    let daemon = lab.start_with(false, &["--bus-address", &missing]);
+    assert!(daemon
+        .log()
+        .contains("running without the control interface"));
+    lab.fail_logins(ATTACKER, 3);
+    daemon.wait_log(&ban_line(ATTACKER, "10m", 3), 1);
+    assert!(lab.is_banned(ATTACKER));
+    assert!(daemon.stop());
+
+    // The name already owned (another banhound): this one refuses to start.
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let mut first_lab = Lab::new("first", &config(3, "10m"));
+    let first = first_lab.start_with(false, &["--bus-address", &bus.address]);
+    let mut second = lab.spawn(false, &["--bus-address", &bus.address]);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second daemon kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    assert!(second.log().contains("already owned"), "{}", second.log());
+    // The first one still answers.
+    assert!(cli(&bus, &["status", "sshd"]).status.success());
+    assert!(first.stop());
 }

@@ -1150,6 +1150,16 @@ mod tests {
             matcher.match_line(own.as_bytes()),
             Outcome::Ignored { .. }
         ));
+        // Nor do manual bans: their length was an admin's choice.
+        let manual = manual_ban_message("sshd", &v4, 0);
+        assert_eq!(
+            manual,
+            "Banned 198.51.100.4 in jail sshd for 10m manually (uid 0)"
+        );
+        assert!(
+            !matches!(matcher.match_line(manual.as_bytes()), Outcome::Failure(_)),
+            "{manual}"
+        );
     }
 
     #[test]
