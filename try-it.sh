@@ -82,7 +82,7 @@ cat > "$tmp/bus.conf" <<XML
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
-  <listen>unix:path=$tmp/bus.socket</listen>
+  <listen>unix:path=$tmp/bus/socket</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow user="*"/>
@@ -101,11 +101,14 @@ cat > "$tmp/bus.conf" <<XML
   <include>$here/dbus/org.banhound.Banhound1.conf</include>
 </busconfig>
 XML
+# nobody must reach the socket too (to be refused by the policy, not by file permissions).
+mkdir -m 0755 "$tmp/bus"
+chmod 0711 "$tmp"
 dbus-daemon --config-file="$tmp/bus.conf" --nofork --print-address=1 > "$tmp/bus.address" &
 bus_pid=$!
 for _ in $(seq 100); do [ -s "$tmp/bus.address" ] && break; sleep 0.05; done
 [ -s "$tmp/bus.address" ] || { echo "dbus-daemon did not come up" >&2; exit 1; }
-bus="unix:path=$tmp/bus.socket"
+bus="unix:path=$tmp/bus/socket"
 echo "dbus-daemon pid $bus_pid, $bus"
 bh() { "$banhound" --bus-address "$bus" "$@"; }
 
