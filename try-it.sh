@@ -104,7 +104,7 @@ XML
 # nobody must reach the socket too (to be refused by the policy, not by file permissions).
 mkdir -m 0755 "$tmp/bus"
 chmod 0711 "$tmp"
-dbus-daemon --config-file="$tmp/bus.conf" --nofork --print-address=1 > "$tmp/bus.address" &
+dbus-daemon --config-file="$tmp/bus.conf" --nofork --print-address=1 > "$tmp/bus.address" 2> "$tmp/bus.log" &
 bus_pid=$!
 for _ in $(seq 100); do [ -s "$tmp/bus.address" ] && break; sleep 0.05; done
 [ -s "$tmp/bus.address" ] || { echo "dbus-daemon did not come up" >&2; exit 1; }
