@@ -9,10 +9,10 @@
 
 use super::{
     display_target, wall_now, BanOrigin, Daemon, DaemonError, Feeds, Lifted, BUS_START_TIMEOUT,
-    REQUEST_BACKLOG, SERVICE_NAME,
+    REQUEST_BACKLOG,
 };
 use crate::bus::service::{Bus, Service, StartError};
-use crate::bus::{BanInfo, ControlError, JailSnapshot, Request, ServerStatus};
+use crate::bus::{BanInfo, ControlError, JailSnapshot, Request, ServerStatus, SERVICE_NAME};
 use crate::config::JailSettings;
 use crate::engine::address::{ban_target, IgnoreList};
 use crate::engine::time::BanTime;

@@ -37,14 +37,13 @@ pub mod logging;
 pub mod state;
 
 use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, Event, JailSnapshot, Request, SERVICE_NAME};
+use crate::bus::{unban_reason, Event, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher, Outcome};
 use crate::engine::prepare::{LinePreparer, Prepared as PreparedLine};
-use crate::engine::time::format_duration;
-use crate::engine::time::{BanTime, Timestamp};
+use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
