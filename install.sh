@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs banhound: the binary, the systemd unit, the shipped defaults and filters.
+# Installs banhound: the binary, the systemd unit, the shipped defaults and filters, the
+# D-Bus policy (who may own and call org.banhound.Banhound1) and interface descriptions.
 #
 #   ./install.sh                       build (release) and install under /usr
 #   DESTDIR=/tmp/pkg ./install.sh      stage into a package root
@@ -16,6 +17,9 @@ PREFIX="${PREFIX:-/usr}"
 bindir="$PREFIX/bin"
 libdir="/usr/lib/banhound"
 unitdir="${UNITDIR:-/lib/systemd/system}"
+# The system bus reads policies from here (and notices new files by itself).
+buspolicydir="/usr/share/dbus-1/system.d"
+businterfacedir="/usr/share/dbus-1/interfaces"
 
 bin="${BANHOUND_BIN:-}"
 if [ -z "$bin" ]; then
@@ -23,7 +27,8 @@ if [ -z "$bin" ]; then
     bin="$here/target/release/banhound"
 fi
 
-install -d -m 0755 "$DESTDIR$bindir" "$DESTDIR$libdir/filters" "$DESTDIR$libdir/jail.d" "$DESTDIR$unitdir"
+install -d -m 0755 "$DESTDIR$bindir" "$DESTDIR$libdir/filters" "$DESTDIR$libdir/jail.d" "$DESTDIR$unitdir" \
+    "$DESTDIR$buspolicydir" "$DESTDIR$businterfacedir"
 install -m 0755 "$bin" "$DESTDIR$bindir/banhound"
 install -m 0644 "$here/conf/banhound.toml" "$DESTDIR$libdir/banhound.toml"
 for f in "$here"/conf/jail.d/*.toml; do install -m 0644 "$f" "$DESTDIR$libdir/jail.d/"; done
@@ -32,8 +37,12 @@ for f in "$here"/conf/filters/*.toml; do install -m 0644 "$f" "$DESTDIR$libdir/f
 sed "s|/usr/bin/banhound|$bindir/banhound|g" "$here/units/banhound.service" \
     > "$DESTDIR$unitdir/banhound.service"
 chmod 0644 "$DESTDIR$unitdir/banhound.service"
+# Without the policy the system bus refuses to let the daemon own its name: banhound then
+# protects as usual but cannot be controlled (banhound status says it is not running).
+install -m 0644 "$here/dbus/org.banhound.Banhound1.conf" "$DESTDIR$buspolicydir/"
+for f in "$here"/dbus/org.banhound.Banhound1.*.xml; do install -m 0644 "$f" "$DESTDIR$businterfacedir/"; done
 
-echo "installed banhound to ${DESTDIR:-/}: $bindir/banhound, $libdir/, $unitdir/banhound.service"
+echo "installed banhound to ${DESTDIR:-/}: $bindir/banhound, $libdir/, $unitdir/banhound.service, $buspolicydir/org.banhound.Banhound1.conf"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     echo "enable with: systemctl enable --now banhound"

@@ -6,6 +6,8 @@
 # "server", "attacker" and "friend" (documentation addresses), joined by veth pairs.
 # banhound runs inside "server", reading that journal namespace; a helper process named
 # sshd writes failed logins "from" the attacker; banhound bans it in the server's nftables.
+# A private dbus-daemon with banhound's shipped bus policy stands in for the system bus, so
+# `banhound status` and `banhound ban` control the sandboxed daemon as they would the real one.
 # Everything is removed on exit, whatever happens.
 set -euo pipefail
 
@@ -26,7 +28,7 @@ fi
 section "Installing build and runtime dependencies"
 missing=()
 for pkg in build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev libsqlite3-dev \
-           nftables iproute2 systemd-journal-remote curl python3; do
+           nftables iproute2 systemd-journal-remote curl python3 dbus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -47,7 +49,7 @@ ls -l "$banhound"
 
 # --- everything below is undone by cleanup ---------------------------------------------------
 tmp="$(mktemp -d /tmp/banhound-try.XXXXXX)"
-journald_pid="" daemon_pid="" listener_pid=""
+journald_pid="" daemon_pid="" listener_pid="" bus_pid=""
 machine_id="$(cat /etc/machine-id)"
 journal_run="/run/systemd/journal.$tag"
 journal_log="/var/log/journal/$machine_id.$tag"
@@ -58,9 +60,10 @@ cleanup() {
     [ -n "$daemon_pid" ] && kill -TERM "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
     [ -n "$listener_pid" ] && kill "$listener_pid" 2>/dev/null && wait "$listener_pid" 2>/dev/null
     [ -n "$journald_pid" ] && kill "$journald_pid" 2>/dev/null && wait "$journald_pid" 2>/dev/null
+    [ -n "$bus_pid" ] && kill "$bus_pid" 2>/dev/null && wait "$bus_pid" 2>/dev/null
     for ns in "$ns_server" "$ns_attacker" "$ns_friend"; do ip netns del "$ns" 2>/dev/null; done
     rm -rf "$journal_run" "$journal_log" "$tmp"
-    echo "removed namespaces $ns_server $ns_attacker $ns_friend, journal namespace $tag, $tmp"
+    echo "removed namespaces $ns_server $ns_attacker $ns_friend, journal namespace $tag, private bus, $tmp"
 }
 trap cleanup EXIT
 
@@ -70,6 +73,44 @@ journald_pid=$!
 for _ in $(seq 100); do [ -S "$journal_run/socket" ] && break; sleep 0.05; done
 [ -S "$journal_run/socket" ] || { echo "journald namespace did not come up" >&2; exit 1; }
 echo "journald pid $journald_pid, socket $journal_run/socket"
+
+section "Sandbox: a private D-Bus system bus with banhound's policy"
+# The system bus's defaults (deny owning names and method calls) plus dbus/'s policy file, as
+# the real system bus applies it from /usr/share/dbus-1/system.d/.
+cat > "$tmp/bus.conf" <<XML
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$tmp/bus/socket</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <include>$here/dbus/org.banhound.Banhound1.conf</include>
+</busconfig>
+XML
+# nobody must reach the socket too (to be refused by the policy, not by file permissions).
+mkdir -m 0755 "$tmp/bus"
+chmod 0711 "$tmp"
+dbus-daemon --config-file="$tmp/bus.conf" --nofork --print-address=1 > "$tmp/bus.address" 2> "$tmp/bus.log" &
+bus_pid=$!
+for _ in $(seq 100); do [ -s "$tmp/bus.address" ] && break; sleep 0.05; done
+[ -s "$tmp/bus.address" ] || { echo "dbus-daemon did not come up" >&2; exit 1; }
+bus="unix:path=$tmp/bus/socket"
+echo "dbus-daemon pid $bus_pid, $bus"
+bh() { "$banhound" --bus-address "$bus" "$@"; }
 
 section "Sandbox: network namespaces"
 for ns in "$ns_server" "$ns_attacker" "$ns_friend"; do
@@ -129,12 +170,15 @@ cat "$tmp/banhound.toml"
 
 section "Starting banhound daemon inside the server namespace"
 ip netns exec "$ns_server" "$banhound" --defaults-dir "$here/conf" --config "$tmp/banhound.toml" \
-    daemon --state-dir "$tmp/state" --journal-namespace "$tag" --log-target stderr \
+    --bus-address "$bus" daemon --state-dir "$tmp/state" --journal-namespace "$tag" --log-target stderr \
     2> "$tmp/daemon.log" &
 daemon_pid=$!
 for _ in $(seq 100); do grep -q "banhound started" "$tmp/daemon.log" && break; sleep 0.05; done
 grep -q "banhound started" "$tmp/daemon.log" || { cat "$tmp/daemon.log"; exit 1; }
 echo "banhound pid $daemon_pid is up"
+
+section "banhound status sshd (over the private bus)"
+bh status sshd
 
 section "A burst of failed sshd logins from $attacker_v4 (and one from the friend)"
 {
@@ -156,6 +200,20 @@ ip netns exec "$ns_server" nft list table inet banhound
 section "Connections to port $port"
 echo "attacker ($attacker_v4) -> $(connect "$ns_attacker" "$server_v4")"
 echo "friend   ($friend_v4) -> $(connect "$ns_friend" "$friend_server_v4")"
+
+section "banhound status sshd: counters after the burst"
+bh status sshd
+
+section "Control over D-Bus: ban the friend by hand, then lift it"
+bh ban sshd "$friend_v4"
+echo "friend   ($friend_v4) -> $(connect "$ns_friend" "$friend_server_v4")"
+bh banned
+bh unban "$friend_v4"
+echo "friend   ($friend_v4) -> $(connect "$ns_friend" "$friend_server_v4")"
+echo "\$ banhound ban sshd 127.0.0.1    (never banned: exit 2)"
+bh ban sshd 127.0.0.1 || echo "exit $?"
+echo "\$ setpriv --reuid=nobody banhound unban $attacker_v4    (not root: exit 4)"
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$banhound" --bus-address "$bus" unban "$attacker_v4" || echo "exit $?"
 
 section "Stopping banhound (SIGTERM): bans stay in the kernel, state is on disk"
 kill -TERM "$daemon_pid"; wait "$daemon_pid" || true; daemon_pid=""

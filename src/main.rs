@@ -14,7 +14,7 @@ fn main() {
     let result = match &cli.command {
         Command::TestFilter(args) => test_filter::run(&paths, args),
         Command::CheckConfig(args) => check_config::run(&paths, args),
-        Command::Daemon(args) => daemon::run(&paths, args),
+        Command::Daemon(args) => daemon::run(&paths, cli.bus_address.as_deref(), args),
         Command::Generate(args) => generate::run(args),
         Command::Status(args) => control(&cli, Action::Status(args)),
         Command::Ban(args) => control(&cli, Action::Ban(args)),

@@ -3,8 +3,18 @@
 //! helper process named `sshd` (so `_COMM=sshd`, a trusted field, matches the shipped sshd
 //! filter). What is checked is what the kernel holds (`nft -j list set`) and what packets do.
 //!
-//! Every namespace, journald and daemon is removed by pid in `Drop`, also when a test fails.
-//! Needs root, nft, ip, python3 and /lib/systemd/systemd-journald.
+//! The control interface is tested the same way: a private dbus-daemon with the shipped
+//! policy (tests/support/private_bus.rs, shared with tests/dbus), the daemon serving on it
+//! from inside its namespace, and the `banhound` CLI as the client, as root and as `nobody`.
+//!
+//! Every namespace, journald, bus and daemon is removed by pid in `Drop`, also when a test
+//! fails. Needs root, nft, ip, python3, dbus-daemon, setpriv and
+//! /lib/systemd/systemd-journald.
+
+#[path = "support/private_bus.rs"]
+mod private_bus;
+
+use private_bus::{as_nobody, BusPolicy, DbusDaemon, Running};
 
 use banhound::daemon::state::StateDb;
 use std::fs::File;
@@ -13,7 +23,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -385,6 +395,14 @@ impl Lab {
     /// As [`Lab::start`], with more daemon arguments; with `to_journal`, the daemon logs through the journal socket, which
     /// in its private mount namespace is the test journald's (so its entries are readable).
     fn start_with(&mut self, to_journal: bool, extra_args: &[&str]) -> Daemon {
+        let daemon = self.spawn(to_journal, extra_args);
+        daemon.wait_log("banhound started", 1);
+        daemon
+    }
+
+    /// Starts the daemon without waiting for it. Without `--bus-address` in `extra_args`,
+    /// it serves no control interface (`--no-bus`).
+    fn spawn(&mut self, to_journal: bool, extra_args: &[&str]) -> Daemon {
         self.starts += 1;
         let log = self.dir.path().join(format!("daemon-{}.log", self.starts));
         let mut command = Command::new("ip");
@@ -419,6 +437,11 @@ impl Lab {
             .arg("--state-dir")
             .arg(self.state_dir())
             .args(extra_args)
+            .args(
+                (!extra_args.contains(&"--bus-address"))
+                    .then_some("--no-bus")
+                    .as_slice(),
+            )
             .env("BANHOUND_LOG", "debug")
             .env("NOTIFY_SOCKET", self.dir.path().join("notify.sock"))
             // Pings every 150 ms (half the interval), from the owner task.
@@ -434,9 +457,7 @@ impl Lab {
         } else {
             DaemonLog::File(log)
         };
-        let daemon = Daemon { child, log };
-        daemon.wait_log("banhound started", 1);
-        daemon
+        Daemon { child, log }
     }
 
     /// (address, timeout in seconds) of the elements of the server's sshd IPv4 set.
@@ -904,4 +925,263 @@ fn file_jails_follow_appends_rotation_and_resume_after_restart() {
     assert_eq!(log.matches("Banned ").count(), 1, "{log}");
     assert!(!log.contains("Found 203.0.113.99"), "{log}");
     assert!(daemon.stop());
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// `banhound --bus-address BUS ARGS` as root.
+fn cli(bus: &DbusDaemon, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .arg("--bus-address")
+        .arg(&bus.address)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn cli_json(bus: &DbusDaemon, args: &[&str]) -> serde_json::Value {
+    let out = cli(bus, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The next line `banhound monitor --json` printed.
+fn next_event(monitor: &Running) -> serde_json::Value {
+    let line = monitor
+        .stdout
+        .recv_timeout(WAIT)
+        .expect("an event reaches the monitor");
+    serde_json::from_str(&line).unwrap()
+}
+
+/// The (jail, target, failures) rows of the bans table.
+fn stored_bans(lab: &Lab) -> Vec<(String, String, u32)> {
+    StateDb::open(&lab.state_dir())
+        .unwrap()
+        .bans()
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.jail, b.target.to_string(), b.failures))
+        .collect()
+}
+
+#[test]
+fn the_cli_controls_the_daemon_over_dbus_with_real_bans() {
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let mut lab = Lab::new("bus", &config(3, "10m"));
+    let daemon = lab.start_with(false, &["--bus-address", &bus.address]);
+    // The name is taken before READY=1 and "banhound started".
+    assert!(daemon
+        .log()
+        .contains("control interface: org.banhound.Banhound1 on unix:path="));
+    let monitor = Running::spawn(Command::new(env!("CARGO_BIN_EXE_banhound")).args([
+        "--bus-address",
+        &bus.address,
+        "monitor",
+        "--json",
+    ]));
+    let ready = monitor.stderr.recv_timeout(WAIT).unwrap();
+    assert!(ready.contains("listening"), "{ready}");
+
+    let out = cli(&bus, &["status", "sshd"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Status for the jail: sshd"), "{text}");
+    assert!(
+        text.contains("Ban after:        3 failures within 10m"),
+        "{text}"
+    );
+    assert!(text.contains("Backend:          nftables"), "{text}");
+    let status = cli_json(&bus, &["status", "sshd", "--json"]);
+    assert_eq!(status["total_failed"], 0, "{status}");
+    assert_eq!(status["currently_banned"], 0, "{status}");
+
+    // Failures in the journal: a ban decided by the daemon reaches the monitor and counters.
+    lab.fail_logins(FRIEND, 1);
+    lab.fail_logins(ATTACKER, 3);
+    daemon.wait_log(&ban_line(ATTACKER, "10m", 3), 1);
+    let event = next_event(&monitor);
+    assert_eq!(event["event"], "banned", "{event}");
+    assert_eq!(event["jail"], "sshd");
+    assert_eq!(event["address"], ATTACKER);
+    assert_eq!(event["reason"], "3 failures within 10m");
+    let status = cli_json(&bus, &["status", "sshd", "--json"]);
+    assert_eq!(status["total_failed"], 4, "{status}");
+    assert_eq!(status["currently_failed"], 1, "{status}");
+    assert_eq!(status["currently_banned"], 1, "{status}");
+    assert_eq!(status["total_banned"], 1, "{status}");
+    assert_eq!(status["bans"][0]["target"], ATTACKER, "{status}");
+    let text = String::from_utf8_lossy(&cli(&bus, &["status", "sshd"]).stdout).into_owned();
+    assert!(text.contains("Currently banned: 1"), "{text}");
+
+    // A manual ban: in the kernel (real packets dropped), in the database, in the log.
+    assert!(lab.connects(&lab.friend, SERVER_FRIEND_SIDE));
+    let out = cli(&bus, &["ban", "sshd", FRIEND]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let event = next_event(&monitor);
+    assert_eq!(event["event"], "banned", "{event}");
+    assert_eq!(event["address"], FRIEND);
+    assert_eq!(event["reason"], "manual (uid 0)");
+    assert!(lab.is_banned(FRIEND));
+    assert!(!lab.connects(&lab.friend, SERVER_FRIEND_SIDE));
+    assert!(stored_bans(&lab).contains(&("sshd".into(), format!("{FRIEND}/32"), 0)));
+    daemon.wait_log(
+        &format!("Banned {FRIEND} in jail sshd for 10m manually (uid 0)"),
+        1,
+    );
+    let banned = cli_json(&bus, &["banned", FRIEND, "--json"]);
+    assert!(banned.to_string().contains(FRIEND), "{banned}");
+
+    // Refused: never banned (exit 2), not root (exit 4); neither changes anything.
+    let out = cli(&bus, &["ban", "sshd", "127.0.0.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    let out = as_nobody()
+        .arg(env!("CARGO_BIN_EXE_banhound"))
+        .args(["--bus-address", &bus.address, "unban", FRIEND])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = as_nobody()
+        .arg(env!("CARGO_BIN_EXE_banhound"))
+        .args(["--bus-address", &bus.address, "ban", "sshd", "192.0.2.9"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(lab.is_banned(FRIEND));
+    assert!(!lab.is_banned("192.0.2.9"));
+
+    // A runtime ignore entry refuses bans in it, and the host's own addresses stay refused
+    // (ignoreself survives the rebuilt ignore list).
+    let out = cli(&bus, &["ignore", "add", "sshd", "192.0.2.0/24"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = cli(&bus, &["ban", "sshd", "192.0.2.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ignoreip"));
+    let out = cli(&bus, &["ban", "sshd", SERVER_FRIEND_SIDE]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("own addresses"), "{stderr}");
+    let ignored = cli_json(&bus, &["status", "sshd", "--json"])["ignoreip"].clone();
+    assert_eq!(ignored, serde_json::json!(["192.0.2.0/24"]));
+    // The friend's ban is not lifted by ignoring its network.
+    let out = cli(&bus, &["ignore", "add", "sshd", "198.51.100.0/24"]);
+    assert!(out.status.success());
+    assert!(lab.is_banned(FRIEND));
+
+    // A manual unban: out of the kernel and the database, the friend gets through again.
+    let out = cli(&bus, &["unban", FRIEND]);
+    assert!(out.status.success());
+    let event = next_event(&monitor);
+    assert_eq!(
+        event,
+        serde_json::json!({"event": "unbanned", "jail": "sshd", "address": FRIEND, "why": "manual"})
+    );
+    assert!(!lab.is_banned(FRIEND));
+    assert!(lab.connects(&lab.friend, SERVER_FRIEND_SIDE));
+    assert!(!stored_bans(&lab)
+        .iter()
+        .any(|(_, t, _)| t.starts_with(FRIEND)));
+    daemon.wait_log(
+        &format!("Unbanned {FRIEND} in jail sshd (manually, uid 0)"),
+        1,
+    );
+    let out = cli(&bus, &["unban", FRIEND]);
+    assert_eq!(out.status.code(), Some(1), "not banned any more");
+
+    // Reload over the bus: the new settings are in force, bans kept; a broken configuration
+    // is refused (exit 1) and the running one stays.
+    lab.write_config(&config(5, "10m"));
+    let out = cli(&bus, &["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = cli_json(&bus, &["status", "sshd", "--json"]);
+    assert_eq!(status["maxretry"], 5);
+    // Runtime ignore entries end with the reload.
+    assert_eq!(status["ignoreip"], serde_json::json!([]), "{status}");
+    assert!(lab.is_banned(ATTACKER));
+    // SIGHUP (systemctl reload) re-lists the jails on the bus too: a jail added this way
+    // gets its object.
+    lab.write_config(&format!(
+        "{}[jail.recidive]\nenabled = true\n",
+        config(5, "10m")
+    ));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 2);
+    wait_for("the recidive jail on the bus", WAIT, || {
+        cli(&bus, &["status", "recidive"]).status.success()
+    });
+    let jails = cli_json(&bus, &["status", "--json"])["jails"].clone();
+    assert_eq!(jails, serde_json::json!(["recidive", "sshd"]), "{jails}");
+    lab.write_config("[jail.sshd]\nenabled = true\nmaxretry = \"many\"\n");
+    let out = cli(&bus, &["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("running configuration stays in force"),
+        "{stderr}"
+    );
+    assert_eq!(cli_json(&bus, &["status", "sshd", "--json"])["maxretry"], 5);
+
+    assert!(daemon.stop());
+    // The name goes with the daemon.
+    assert_eq!(cli(&bus, &["status"]).status.code(), Some(3));
+}
+
+#[test]
+fn without_a_bus_the_daemon_still_bans_and_a_taken_name_stops_it() {
+    // No bus at this address: a warning, then protection as usual.
+    let mut lab = Lab::new("nobus", &config(3, "10m"));
+    let missing = format!("unix:path={}", lab.dir.path().join("no-bus").display());
+    let daemon = lab.start_with(false, &["--bus-address", &missing]);
+    assert!(daemon
+        .log()
+        .contains("running without the control interface"));
+    lab.fail_logins(ATTACKER, 3);
+    daemon.wait_log(&ban_line(ATTACKER, "10m", 3), 1);
+    assert!(lab.is_banned(ATTACKER));
+    assert!(daemon.stop());
+
+    // The name already owned (another banhound): this one refuses to start.
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let mut first_lab = Lab::new("first", &config(3, "10m"));
+    let first = first_lab.start_with(false, &["--bus-address", &bus.address]);
+    let mut second = lab.spawn(false, &["--bus-address", &bus.address]);
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = second.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the second daemon kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", second.log());
+    assert!(second.log().contains("already owned"), "{}", second.log());
+    // The first one still answers.
+    assert!(cli(&bus, &["status", "sshd"]).status.success());
+    assert!(first.stop());
 }

@@ -1,6 +1,7 @@
 //! `banhound daemon`: the service. Builds the runtime, wires SIGTERM/SIGINT to the daemon's
 //! shutdown future and turns its errors into exit codes.
 
+use crate::bus::service::Bus;
 use crate::cli::invalid;
 use crate::config::ConfigPaths;
 use crate::daemon::logging::{self, LogTarget};
@@ -31,12 +32,23 @@ pub struct DaemonArgs {
     /// restored from the state database at the next start).
     #[arg(long)]
     pub flush_on_stop: bool,
+    /// Serve no control interface (no D-Bus): for tests and sandboxes without a bus. Without
+    /// this, the daemon serves org.banhound.Banhound1 on the system bus (or --bus-address);
+    /// a bus that cannot be reached is logged and the daemon runs without it.
+    #[arg(long, conflicts_with = "bus_address")]
+    pub no_bus: bool,
     /// Where logs go.
     #[arg(long, value_enum, default_value = "auto")]
     pub log_target: LogTarget,
 }
 
-pub fn run(paths: &ConfigPaths, args: &DaemonArgs) -> anyhow::Result<()> {
+/// `bus_address`: the global `--bus-address` (or DBUS_SYSTEM_BUS_ADDRESS); the system bus if
+/// none.
+pub fn run(
+    paths: &ConfigPaths,
+    bus_address: Option<&str>,
+    args: &DaemonArgs,
+) -> anyhow::Result<()> {
     logging::init(args.log_target).context("cannot set up logging")?;
     let journal = match (&args.journal_namespace, &args.journal_directory) {
         (Some(ns), _) => JournalSource::Namespace(ns.clone()),
@@ -48,6 +60,11 @@ pub fn run(paths: &ConfigPaths, args: &DaemonArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
         journal,
         flush_on_stop: args.flush_on_stop,
+        bus: match (args.no_bus, bus_address) {
+            (true, _) => None,
+            (false, Some(address)) => Some(Bus::Address(address.to_string())),
+            (false, None) => Some(Bus::System),
+        },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -41,8 +41,9 @@ pub struct Cli {
         default_value = "/usr/lib/banhound"
     )]
     pub defaults_dir: PathBuf,
-    /// Reach the daemon on this D-Bus address instead of the system bus
-    /// (e.g. unix:path=/run/dbus/system_bus_socket).
+    /// Use this D-Bus address instead of the system bus
+    /// (e.g. unix:path=/run/dbus/system_bus_socket): control commands reach the daemon
+    /// there, and `banhound daemon` serves its control interface there.
     #[arg(
         long,
         global = true,

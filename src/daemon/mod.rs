@@ -20,20 +20,30 @@
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
+//!
+//! Control: with a bus, the D-Bus service ([`crate::bus`]) runs beside the owner task and
+//! sends it [`Request`]s; the owner answers them in order with the batches ([`control`]) and
+//! announces every ban, unban and counter change as an [`Event`]. The name is taken before
+//! READY=1 (so `systemctl start banhound && banhound status` works); a bus that cannot be
+//! reached is logged and the daemon protects without a control interface, but a name owned
+//! by another process (another banhound) stops the start.
 
 pub mod backends;
+mod control;
 pub mod feed;
 pub mod files;
 pub mod host;
 pub mod logging;
 pub mod state;
 
+use crate::bus::service::{Bus, StartError};
+use crate::bus::{unban_reason, Event, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher, Outcome};
 use crate::engine::prepare::{LinePreparer, Prepared as PreparedLine};
-use crate::engine::time::{BanTime, Timestamp};
+use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
@@ -52,6 +62,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 /// How the daemon is run.
@@ -64,6 +75,8 @@ pub struct Options {
     pub journal: JournalSource,
     /// Remove banhound's firewall objects (and so every ban) when stopping.
     pub flush_on_stop: bool,
+    /// The bus the control interface is served on; `None`: no control interface.
+    pub bus: Option<Bus>,
 }
 
 /// Why the daemon could not start or had to stop.
@@ -85,6 +98,9 @@ pub enum DaemonError {
     File(#[from] FileError),
     #[error("cannot handle signals: {0}")]
     Signal(#[source] std::io::Error),
+    /// Only for a name already owned: a bus that cannot be reached is not fatal.
+    #[error(transparent)]
+    Bus(StartError),
 }
 
 impl DaemonError {
@@ -146,6 +162,65 @@ pub fn ban_message(jail: &str, decision: &BanDecision) -> String {
         decision.failures
     )
 }
+
+/// The MESSAGE of a ban ordered over the control interface. Deliberately NOT the form
+/// recidive reads: an administrator already chose this ban's length, and a few manual bans
+/// must not turn into recidive's week-long ban from every port.
+pub fn manual_ban_message(jail: &str, decision: &BanDecision, caller_uid: u32) -> String {
+    format!(
+        "Banned {} in jail {jail} for {} manually (uid {caller_uid})",
+        display_target(&decision.target),
+        decision.bantime
+    )
+}
+
+/// Where a ban came from; decides its log line and the reason its `Banned` signal gives.
+#[derive(Clone, Copy, Debug)]
+enum BanOrigin {
+    Logs,
+    Manual { caller_uid: u32 },
+}
+
+/// Why a ban ended, as the log, the database and the `Unbanned` signal tell it.
+#[derive(Clone, Copy, Debug)]
+enum Lifted {
+    Expired,
+    JailRemoved,
+    Manual { caller_uid: u32 },
+}
+
+impl Lifted {
+    fn stored_reason(self) -> &'static str {
+        match self {
+            Lifted::Expired => "expired",
+            Lifted::JailRemoved => "jail removed",
+            Lifted::Manual { .. } => "manual",
+        }
+    }
+
+    fn signal_reason(self) -> &'static str {
+        match self {
+            Lifted::Expired => unban_reason::EXPIRED,
+            Lifted::JailRemoved => unban_reason::JAIL_REMOVED,
+            Lifted::Manual { .. } => unban_reason::MANUAL,
+        }
+    }
+
+    fn log_text(self) -> String {
+        match self {
+            Lifted::Manual { caller_uid } => format!("manually, uid {caller_uid}"),
+            other => other.stored_reason().to_string(),
+        }
+    }
+}
+
+/// How many events may wait for the bus's signal task; a slower task loses the oldest
+/// (signals are notifications, the state stays queryable).
+const EVENT_BACKLOG: usize = 1024;
+/// How many control requests may wait for the owner task.
+const REQUEST_BACKLOG: usize = 64;
+/// How long connecting to the bus and taking the name may delay READY=1.
+const BUS_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The jails the daemon runs, validated against what this daemon supports, before anything
 /// running is touched (so a reload can refuse them without side effects).
@@ -252,6 +327,15 @@ struct Daemon {
     following: Following,
     /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
     catching_up: bool,
+    /// When the daemon started (wall clock), for the control interface's uptime.
+    started: Timestamp,
+    /// Bans, unbans and counter changes, for the control interface's signals.
+    events: broadcast::Sender<Event>,
+    /// The last snapshot of each jail sent as [`Event::JailChanged`], so only changes are.
+    published: HashMap<String, JailSnapshot>,
+    /// Per jail: its ignore list as changed over the control interface (the configured
+    /// `ignoreip` plus additions minus removals). Dropped at the next reload.
+    ignore_overrides: HashMap<String, Vec<IpNet>>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -298,11 +382,22 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         own_addresses,
         following: Following::default(),
         catching_up: false,
+        started: wall_now(),
+        events: broadcast::channel(EVENT_BACKLOG).0,
+        published: HashMap::new(),
+        ignore_overrides: HashMap::new(),
         options,
     };
     daemon.configure_backends().await?;
     daemon.restore().await?;
     let mut feeds = daemon.start_feeds(false)?;
+    let (mut requests, service) = match daemon.options.bus.clone() {
+        Some(bus) => daemon.start_service(bus, &mut feeds).await?,
+        None => {
+            tracing::info!("no control interface (--no-bus)");
+            (None, None)
+        }
+    };
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
 
@@ -318,8 +413,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             // past ban before the failures logged during it were seen (they would count anew).
             biased;
             () = &mut shutdown => break,
-            _ = hangup.recv() => daemon.reload(&mut feeds).await,
+            _ = hangup.recv() => {
+                // Logged by reload; nobody else to tell.
+                let _ = daemon.reload(&mut feeds).await;
+            }
             () = tick(&mut watchdog_ticks) => notify(&[NotifyState::Watchdog]),
+            request = next_request(&mut requests) => match request {
+                Some(request) => daemon.answer(request, &mut feeds).await,
+                None => requests = None,
+            },
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
@@ -340,6 +442,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    if let Some(service) = service {
+        service.stop().await;
+    }
     // Unprocessed batches are dropped: their entries are after the committed positions.
     drop(feeds);
     if daemon.options.flush_on_stop {
@@ -360,6 +465,13 @@ async fn sleep_until_some(deadline: Option<Instant>) {
 async fn next_batch(feed: &mut Option<Feed>) -> Option<Result<Batch, JournalError>> {
     match feed {
         Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_request(requests: &mut Option<mpsc::Receiver<Request>>) -> Option<Request> {
+    match requests {
+        Some(requests) => requests.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -651,6 +763,30 @@ impl Daemon {
         started: std::time::Instant,
         now: Timestamp,
     ) {
+        let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
+        let bans = decisions.len();
+        // Logged inside; a failed firewall call is retried by the next reload.
+        let _ = self
+            .enforce(&decisions, position, now, BanOrigin::Logs)
+            .await;
+        tracing::debug!(
+            target: "banhound::batch",
+            "batch of {records} entries: {bans} ban(s), done in {} us",
+            started.elapsed().as_micros()
+        );
+        self.publish_changes();
+    }
+
+    /// The one path of every ban, decided from the logs or ordered over the bus: persisted
+    /// (with the source position it was derived up to, in one transaction), applied to the
+    /// firewall, logged, announced.
+    async fn enforce(
+        &mut self,
+        decisions: &[(usize, BanDecision)],
+        position: Option<(&str, &str)>,
+        now: Timestamp,
+        origin: BanOrigin,
+    ) -> Result<(), FirewallError> {
         let stored: Vec<StoredBan> = decisions
             .iter()
             .map(|(j, d)| StoredBan {
@@ -662,7 +798,6 @@ impl Daemon {
                 failures: d.failures,
             })
             .collect();
-        let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         if let Err(e) = self.db.commit_batch(&stored, position, now) {
             // Blocking matters more than remembering: ban anyway, and say so loudly.
             tracing::error!(
@@ -670,15 +805,8 @@ impl Daemon {
                 stored.len()
             );
         }
-        tracing::debug!(
-            target: "banhound::batch",
-            "batch of {} entries: {} ban(s), committed in {} us",
-            records,
-            decisions.len(),
-            started.elapsed().as_micros()
-        );
         if decisions.is_empty() {
-            return;
+            return Ok(());
         }
         let entries: Vec<BanEntry> = stored
             .iter()
@@ -696,22 +824,103 @@ impl Daemon {
                 })
             })
             .collect();
-        if let Err(e) = self.backends.ban(&entries).await {
+        let applied = self.backends.ban(&entries).await;
+        if let Err(e) = &applied {
             tracing::error!("cannot apply {} ban(s): {e}", entries.len());
         }
-        for (j, d) in &decisions {
-            let jail = &self.jails[*j].name;
+        for (j, d) in decisions {
+            let jail = &self.jails[*j];
+            let (message, reason, caller) = match origin {
+                BanOrigin::Logs => (
+                    ban_message(&jail.name, d),
+                    format!(
+                        "{} failures within {}",
+                        d.failures,
+                        format_duration(jail.policy.findtime)
+                    ),
+                    None,
+                ),
+                BanOrigin::Manual { caller_uid } => (
+                    manual_ban_message(&jail.name, d, caller_uid),
+                    format!("manual (uid {caller_uid})"),
+                    Some(caller_uid),
+                ),
+            };
             tracing::info!(
-                JAIL = %jail,
+                JAIL = %jail.name,
                 IP = %display_target(&d.target),
                 BANTIME = %d.bantime,
                 FAILURES = d.failures,
                 OFFENCE = d.offence,
-                "{}",
-                ban_message(jail, d)
+                CALLER_UID = caller,
+                "{message}"
             );
+            self.emit(Event::Banned {
+                jail: jail.name.clone(),
+                target: d.target,
+                until: d.until(),
+                reason,
+            });
         }
         self.update_status();
+        applied
+    }
+
+    /// The one path of every unban (the tracker has already dropped the targets): removed
+    /// from the firewall and the database, logged, announced.
+    async fn lift(
+        &mut self,
+        jail: &str,
+        targets: &[IpNet],
+        why: Lifted,
+        now: Timestamp,
+    ) -> Result<(), FirewallError> {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        // The kernel has usually dropped expired ones already (element timeouts); this covers
+        // backends without timeouts and bans whose timeout was refreshed.
+        let removed = self.backends.unban(jail, targets).await;
+        if let Err(e) = &removed {
+            tracing::error!(JAIL = %jail, "cannot lift {} ban(s): {e}", targets.len());
+        }
+        if let Err(e) = self.db.end_bans(jail, targets, why.stored_reason(), now) {
+            tracing::error!(JAIL = %jail, "cannot record the end of {} ban(s): {e}", targets.len());
+        }
+        for target in targets {
+            let text = display_target(target);
+            tracing::info!(JAIL = %jail, IP = %text, "Unbanned {text} in jail {jail} ({})", why.log_text());
+            self.emit(Event::Unbanned {
+                jail: jail.to_string(),
+                target: *target,
+                why: why.signal_reason().to_string(),
+            });
+        }
+        self.update_status();
+        removed
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber (no bus, or not started yet) is normal.
+        let _ = self.events.send(event);
+    }
+
+    /// Sends [`Event::JailChanged`] for each jail whose snapshot differs from the last one
+    /// sent: one per batch at most, however many lines it held.
+    fn publish_changes(&mut self) {
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let snapshots: Vec<JailSnapshot> =
+            self.jails.iter().filter_map(|j| self.snapshot(j)).collect();
+        for snapshot in snapshots {
+            if self.published.get(&snapshot.name) == Some(&snapshot) {
+                continue;
+            }
+            self.published
+                .insert(snapshot.name.clone(), snapshot.clone());
+            self.emit(Event::JailChanged { snapshot });
+        }
     }
 
     /// When the earliest ban of any jail ends, as a point on tokio's clock.
@@ -732,55 +941,63 @@ impl Daemon {
     /// Lifts the bans that have ended.
     async fn expire(&mut self) {
         let now = wall_now();
-        let mut lifted = 0;
-        for (jail, tracker) in &mut self.trackers {
-            let expired = tracker.take_expired(now);
-            if expired.is_empty() {
-                continue;
-            }
-            lifted += expired.len();
-            // The kernel has usually dropped them already (element timeouts); this covers
-            // backends without timeouts and bans whose timeout was refreshed.
-            if let Err(e) = self.backends.unban(jail, &expired).await {
-                tracing::error!(JAIL = %jail, "cannot lift {} ban(s): {e}", expired.len());
-            }
-            if let Err(e) = self.db.end_bans(jail, &expired, "expired", now) {
-                tracing::error!(JAIL = %jail, "cannot record the end of {} ban(s): {e}", expired.len());
-            }
-            for target in &expired {
-                let target = display_target(target);
-                tracing::info!(JAIL = %jail, IP = %target, "Unbanned {target} in jail {jail} (expired)");
-            }
+        let expired: Vec<(String, Vec<IpNet>)> = self
+            .trackers
+            .iter_mut()
+            .map(|(jail, tracker)| (jail.clone(), tracker.take_expired(now)))
+            .filter(|(_, targets)| !targets.is_empty())
+            .collect();
+        if expired.is_empty() {
+            return;
         }
-        if lifted > 0 {
-            if let Err(e) = self.db.purge_history(now) {
-                tracing::warn!("cannot purge ban history: {e}");
-            }
-            self.update_status();
+        for (jail, targets) in expired {
+            // Logged inside; the kernel's element timeouts lift nftables bans regardless.
+            let _ = self.lift(&jail, &targets, Lifted::Expired, now).await;
         }
+        if let Err(e) = self.db.purge_history(now) {
+            tracing::warn!("cannot purge ban history: {e}");
+        }
+        self.publish_changes();
     }
 
-    /// SIGHUP: RELOADING=1, apply the new configuration or refuse it, READY=1.
-    async fn reload(&mut self, feeds: &mut Feeds) {
+    /// SIGHUP or the bus: RELOADING=1, apply the new configuration or refuse it, READY=1.
+    /// The error is the message for whoever asked (it is logged too).
+    async fn reload(&mut self, feeds: &mut Feeds) -> Result<(), String> {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
         }
         notify(&states);
         tracing::info!("reloading the configuration");
-        match prepare_settings(&self.options.config) {
-            Err(e) => tracing::error!(
-                "configuration reload refused, the running configuration stays in force: {e}"
-            ),
+        let result = match prepare_settings(&self.options.config) {
+            Err(e) => {
+                let message = format!(
+                    "configuration reload refused, the running configuration stays in force: {e}"
+                );
+                tracing::error!("{message}");
+                Err(message)
+            }
             Ok(prepared) => {
-                if let Err(e) = self.apply(prepared, feeds).await {
-                    tracing::error!("configuration reload failed: {e}");
-                } else {
-                    tracing::info!("configuration reloaded: {}", self.status());
+                let applied = self.apply(prepared, feeds).await;
+                // Whatever part of it was applied, the jails may have changed.
+                self.published.clear();
+                self.emit(Event::JailsChanged);
+                match applied {
+                    Err(e) => {
+                        let message = format!("configuration reload failed: {e}");
+                        tracing::error!("{message}");
+                        Err(message)
+                    }
+                    Ok(()) => {
+                        tracing::info!("configuration reloaded: {}", self.status());
+                        Ok(())
+                    }
                 }
             }
-        }
+        };
         notify(&[NotifyState::Ready, NotifyState::Status(&self.status())]);
+        self.publish_changes();
+        result
     }
 
     async fn apply(&mut self, prepared: Prepared, feeds: &mut Feeds) -> Result<(), DaemonError> {
@@ -788,6 +1005,7 @@ impl Daemon {
         // What was not processed yet is read again from the committed positions.
         *feeds = Feeds::default();
         self.own_addresses = host::own_addresses();
+        self.ignore_overrides.clear();
         let kept: HashMap<&str, BackendKind> = prepared
             .jails
             .iter()
@@ -811,11 +1029,17 @@ impl Daemon {
                 }
                 None => {
                     self.backends.unban(&name, &targets).await?;
-                    self.db.end_bans(&name, &targets, "jail removed", now)?;
+                    self.db
+                        .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now)?;
                     self.trackers.remove(&name);
                     for target in &targets {
-                        let target = display_target(target);
-                        tracing::info!(JAIL = %name, IP = %target, "Unbanned {target} in jail {name} (jail removed)");
+                        let text = display_target(target);
+                        tracing::info!(JAIL = %name, IP = %text, "Unbanned {text} in jail {name} (jail removed)");
+                        self.emit(Event::Unbanned {
+                            jail: name.clone(),
+                            target: *target,
+                            why: Lifted::JailRemoved.signal_reason().to_string(),
+                        });
                     }
                     tracing::info!(JAIL = %name, "jail {name} removed");
                 }
@@ -925,6 +1149,16 @@ mod tests {
             matcher.match_line(own.as_bytes()),
             Outcome::Ignored { .. }
         ));
+        // Nor do manual bans: their length was an admin's choice.
+        let manual = manual_ban_message("sshd", &v4, 0);
+        assert_eq!(
+            manual,
+            "Banned 198.51.100.4 in jail sshd for 10m manually (uid 0)"
+        );
+        assert!(
+            !matches!(matcher.match_line(manual.as_bytes()), Outcome::Failure(_)),
+            "{manual}"
+        );
     }
 
     #[test]

@@ -3,21 +3,24 @@
 //! are real programs: the `banhound` CLI and busctl, as root and as `nobody` (setpriv).
 //!
 //! Behind the service runs `owner::Owner`, a stand-in for the daemon's owner task that uses
-//! the real engine and configuration loader (see owner.rs); the daemon itself is on another
-//! branch. Every dbus-daemon is killed by pid when its guard drops, even on failure.
+//! the real engine and configuration loader (see owner.rs), so every method and signal can be
+//! driven here without log sources or a firewall; the real daemon behind the same service is
+//! tested end to end in tests/daemon.rs. Every dbus-daemon is killed by pid when its guard
+//! drops, even on failure.
 
 mod owner;
+#[path = "../support/private_bus.rs"]
+mod private_bus;
 
 use banhound::bus::service::{Bus, Service, StartError};
 use banhound::bus::{jail_path, Event, Request, JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH};
 use banhound::config::ConfigPaths;
 use futures_util::StreamExt;
 use owner::{Input, Owner};
+use private_bus::{as_nobody, BusPolicy, DbusDaemon, Running};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 
@@ -27,114 +30,6 @@ fn root() -> PathBuf {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Which policy the private bus enforces.
-#[derive(Clone, Copy, PartialEq)]
-enum BusPolicy {
-    /// The system bus defaults (deny own, deny method calls) plus dbus/org.banhound.Banhound1.conf.
-    Shipped,
-    /// Anyone may own anything and call anything: only the service's own UID check is left.
-    Permissive,
-}
-
-/// A private dbus-daemon, killed (by pid) when dropped.
-struct DbusDaemon {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl DbusDaemon {
-    fn start(policy: BusPolicy) -> DbusDaemon {
-        let dir = tempfile::tempdir().unwrap();
-        // `nobody` must reach the socket.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let socket = dir.path().join("bus");
-        let policy_xml = match policy {
-            BusPolicy::Shipped => format!(
-                r#"  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <include>{}</include>"#,
-                root().join("dbus/org.banhound.Banhound1.conf").display()
-            ),
-            BusPolicy::Permissive => r#"  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-  </policy>"#
-                .to_string(),
-        };
-        let config = format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-{policy_xml}
-</busconfig>
-"#,
-            socket.display()
-        );
-        let config_path = dir.path().join("bus.conf");
-        std::fs::write(&config_path, config).unwrap();
-        let mut child = die_with_test(&mut Command::new("dbus-daemon"))
-            .arg(format!("--config-file={}", config_path.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dbus-daemon starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut daemon = DbusDaemon {
-            child,
-            address: line.trim().to_string(),
-            _dir: dir,
-        };
-        if daemon.address.is_empty() {
-            let mut err = String::new();
-            daemon
-                .child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("dbus-daemon did not start: {err}");
-        }
-        daemon
-    }
-}
-
-impl Drop for DbusDaemon {
-    fn drop(&mut self) {
-        // Child::kill signals exactly this pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const CONFIG: &str = r#"
@@ -305,28 +200,6 @@ impl Drop for Harness {
             self.runtime.block_on(service.stop());
         }
     }
-}
-
-/// The drop guards kill children by pid; this also kills them if the test process dies
-/// without unwinding (an abort), when no destructor runs.
-fn die_with_test(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's state.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        })
-    }
-}
-
-fn as_nobody() -> Command {
-    let mut c = Command::new("setpriv");
-    c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
-    c
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -1110,50 +983,6 @@ fn a_second_service_cannot_take_the_name() {
     );
     // The first one still answers.
     assert!(h.cli(&["status"]).status.success());
-}
-
-/// A child process killed (by pid) when dropped, its output lines delivered on channels.
-struct Running {
-    child: Child,
-    stdout: std::sync::mpsc::Receiver<String>,
-    stderr: std::sync::mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn spawn(cmd: &mut Command) -> Running {
-        let mut child = die_with_test(cmd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = |pipe: Box<dyn Read + Send>| {
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { return };
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-            rx
-        };
-        let stdout = lines(Box::new(child.stdout.take().unwrap()));
-        let stderr = lines(Box::new(child.stderr.take().unwrap()));
-        Running {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const WAIT: Duration = Duration::from_secs(10);

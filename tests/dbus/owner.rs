@@ -3,8 +3,8 @@
 //! the REAL engine (a `Tracker` per jail with the `Policy` built from the real configuration
 //! loader). It is not a mock of D-Bus: every call in the tests goes through a real
 //! dbus-daemon, the real policy and the real service. What it does not have is the daemon's
-//! log sources, firewall and persistence; the end-to-end test with those comes when the
-//! daemon branch is merged.
+//! log sources, firewall and persistence; the real owner (src/daemon/control.rs) is tested
+//! end to end with those in tests/daemon.rs.
 
 use banhound::bus::{
     unban_reason, BanInfo, ControlError, Event, JailSnapshot, Request, ServerStatus,

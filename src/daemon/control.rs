@@ -1,0 +1,380 @@
+//! The owner task's side of the control interface: starts the D-Bus service and answers its
+//! [`Request`]s.
+//!
+//! Why inside the owner task: a request changes the same state the log sources change, so it
+//! runs in the same task, in order with the batches, and takes the same paths. A manual ban
+//! is persisted, applied to the firewall, logged and announced like a ban decided from the
+//! logs ([`Daemon::enforce`]); a manual unban leaves the kernel and the database like an
+//! expiry ([`Daemon::lift`]).
+
+use super::{
+    display_target, wall_now, BanOrigin, Daemon, DaemonError, Feeds, Lifted, BUS_START_TIMEOUT,
+    REQUEST_BACKLOG,
+};
+use crate::bus::service::{Bus, Service, StartError};
+use crate::bus::{BanInfo, ControlError, JailSnapshot, Request, ServerStatus, SERVICE_NAME};
+use crate::config::JailSettings;
+use crate::engine::address::{ban_target, IgnoreList};
+use crate::engine::time::BanTime;
+use crate::engine::tracker::{ActiveBan, Policy};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use tokio::sync::mpsc;
+
+/// The running control interface: where its requests arrive, and the service to stop.
+pub(super) type Control = (Option<mpsc::Receiver<Request>>, Option<Service>);
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn ban_info(target: IpNet, ban: &ActiveBan) -> BanInfo {
+    BanInfo {
+        target,
+        since: ban.since,
+        until: ban.until,
+        offence: ban.offence,
+    }
+}
+
+impl Daemon {
+    /// Connects to `bus` and takes the name, answering the service's requests meanwhile (it
+    /// asks for the status before it registers the jails). Only a name owned by someone
+    /// else is fatal; without a reachable bus the daemon still protects, uncontrolled.
+    pub(super) async fn start_service(
+        &mut self,
+        bus: Bus,
+        feeds: &mut Feeds,
+    ) -> Result<Control, DaemonError> {
+        let where_ = match &bus {
+            Bus::System => "the system bus".to_string(),
+            Bus::Address(address) => address.clone(),
+        };
+        let (sender, mut requests) = mpsc::channel(REQUEST_BACKLOG);
+        let start = Service::start(bus, sender, self.events.subscribe());
+        tokio::pin!(start);
+        let started = tokio::time::timeout(BUS_START_TIMEOUT, async {
+            loop {
+                tokio::select! {
+                    result = &mut start => return result,
+                    Some(request) = requests.recv() => self.answer(request, feeds).await,
+                }
+            }
+        })
+        .await;
+        let failure = match started {
+            Ok(Ok(service)) => {
+                tracing::info!("control interface: {SERVICE_NAME} on {where_}");
+                return Ok((Some(requests), Some(service)));
+            }
+            Ok(Err(StartError::NameTaken)) => return Err(DaemonError::Bus(StartError::NameTaken)),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!(
+                "{where_} did not answer within {}s",
+                BUS_START_TIMEOUT.as_secs()
+            ),
+        };
+        tracing::warn!(
+            "{failure}: running without the control interface (banhound status, ban and \
+             unban cannot reach this daemon; restart it once the bus is there)"
+        );
+        Ok((None, None))
+    }
+
+    /// Answers one request; every request is answered, also when the caller is gone.
+    pub(super) async fn answer(&mut self, request: Request, feeds: &mut Feeds) {
+        // A reply nobody waits for any more (the caller gave up) is not an error.
+        match request {
+            Request::Status { reply } => {
+                let _ = reply.send(ServerStatus {
+                    started: self.started,
+                    jails: self.jails.iter().filter_map(|j| self.snapshot(j)).collect(),
+                });
+            }
+            Request::JailStatus { jail, reply } => {
+                let _ = reply.send(
+                    self.jail(&jail)
+                        .and_then(|j| self.snapshot(j).ok_or(ControlError::NoSuchJail(jail))),
+                );
+            }
+            Request::Ban {
+                jail,
+                addr,
+                duration,
+                caller_uid,
+                reply,
+            } => {
+                let _ = reply.send(self.ban(&jail, addr, duration, caller_uid).await);
+            }
+            Request::Unban {
+                addr,
+                jail,
+                caller_uid,
+                reply,
+            } => {
+                let _ = reply.send(self.unban(addr, jail, caller_uid).await);
+            }
+            Request::UnbanAll {
+                jail,
+                caller_uid,
+                reply,
+            } => {
+                let _ = reply.send(self.unban_all(jail, caller_uid).await);
+            }
+            Request::IsBanned { addr, reply } => {
+                let bans = self
+                    .jails
+                    .iter()
+                    .filter_map(|j| {
+                        let tracker = self.trackers.get(&j.name)?;
+                        let target = ban_target(addr, tracker.policy().ipv6_prefix);
+                        let ban = tracker.active_ban(&target)?;
+                        Some((j.name.clone(), ban_info(target, ban)))
+                    })
+                    .collect();
+                let _ = reply.send(bans);
+            }
+            Request::GetBans { jail, reply } => {
+                let bans = self.jail(&jail).map(|j| {
+                    let mut bans: Vec<BanInfo> = self
+                        .trackers
+                        .get(&j.name)
+                        .map(|t| t.active_bans().map(|(t, b)| ban_info(*t, b)).collect())
+                        .unwrap_or_default();
+                    bans.sort_by_key(|b| b.target);
+                    bans
+                });
+                let _ = reply.send(bans);
+            }
+            Request::Reload { caller_uid, reply } => {
+                tracing::info!("reload requested over D-Bus (uid {caller_uid})");
+                let _ = reply.send(self.reload(feeds).await.map_err(ControlError::Failed));
+            }
+            Request::AddIgnore {
+                jail,
+                net,
+                caller_uid,
+                reply,
+            } => {
+                let net = net.trunc();
+                let result = self.edit_ignore(&jail, |list| {
+                    if list.contains(&net) {
+                        return false;
+                    }
+                    list.push(net);
+                    true
+                });
+                if let Ok(true) = result {
+                    tracing::info!(JAIL = %jail, "{net} added to the ignore list of jail {jail} until the next reload (uid {caller_uid})");
+                }
+                let _ = reply.send(result);
+            }
+            Request::RemoveIgnore {
+                jail,
+                net,
+                caller_uid,
+                reply,
+            } => {
+                let net = net.trunc();
+                let result = self.edit_ignore(&jail, |list| {
+                    let before = list.len();
+                    list.retain(|n| *n != net);
+                    list.len() != before
+                });
+                if let Ok(true) = result {
+                    tracing::info!(JAIL = %jail, "{net} removed from the ignore list of jail {jail} until the next reload (uid {caller_uid})");
+                }
+                let _ = reply.send(result);
+            }
+        }
+        self.publish_changes();
+    }
+
+    fn jail(&self, name: &str) -> Result<&JailSettings, ControlError> {
+        self.jails
+            .iter()
+            .find(|j| j.name == name)
+            .ok_or_else(|| ControlError::NoSuchJail(name.to_string()))
+    }
+
+    /// The jails a request applies to: the one named, or all.
+    fn scope(&self, jail: Option<String>) -> Result<Vec<String>, ControlError> {
+        match jail {
+            Some(name) => Ok(vec![self.jail(&name)?.name.clone()]),
+            None => Ok(self.jails.iter().map(|j| j.name.clone()).collect()),
+        }
+    }
+
+    /// A jail's settings in force and counters, as the bus shows them.
+    pub(super) fn snapshot(&self, jail: &JailSettings) -> Option<JailSnapshot> {
+        let tracker = self.trackers.get(&jail.name)?;
+        let policy = tracker.policy();
+        let totals = tracker.totals();
+        Some(JailSnapshot {
+            name: jail.name.clone(),
+            // Disabled jails are not loaded at all.
+            enabled: jail.enabled,
+            currently_failed: count(tracker.currently_failing()),
+            total_failed: totals.failures,
+            currently_banned: count(tracker.active_bans().count()),
+            total_banned: totals.bans,
+            findtime: policy.findtime,
+            maxretry: policy.maxretry,
+            bantime: policy.bantime,
+            filter: jail.filter.name.clone(),
+            backend: jail.backend.as_str().to_string(),
+            ignoreip: policy.ignore.networks().to_vec(),
+        })
+    }
+
+    async fn ban(
+        &mut self,
+        jail: &str,
+        addr: IpAddr,
+        duration: Option<BanTime>,
+        caller_uid: u32,
+    ) -> Result<BanInfo, ControlError> {
+        let index = self
+            .jails
+            .iter()
+            .position(|j| j.name == jail)
+            .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
+        let now = wall_now();
+        let tracker = self
+            .trackers
+            .get_mut(jail)
+            .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
+        let decision = tracker
+            .ban_manually(addr, now, duration)
+            .map_err(|reason| ControlError::Ignored {
+                target: ban_target(addr, tracker.policy().ipv6_prefix),
+                reason: reason.to_string(),
+            })?;
+        let info = BanInfo {
+            target: decision.target,
+            since: decision.at,
+            until: decision.until(),
+            offence: decision.offence,
+        };
+        let target = display_target(&decision.target);
+        self.enforce(
+            &[(index, decision)],
+            None,
+            now,
+            BanOrigin::Manual { caller_uid },
+        )
+        .await
+        .map_err(|e| {
+            ControlError::Failed(format!(
+                "the ban of {target} is recorded, but the firewall refused it: {e}"
+            ))
+        })?;
+        Ok(info)
+    }
+
+    async fn unban(
+        &mut self,
+        addr: IpAddr,
+        jail: Option<String>,
+        caller_uid: u32,
+    ) -> Result<Vec<String>, ControlError> {
+        let now = wall_now();
+        let mut lifted = Vec::new();
+        let mut refused = None;
+        for name in self.scope(jail)? {
+            let Some(tracker) = self.trackers.get_mut(&name) else {
+                continue;
+            };
+            let target = ban_target(addr, tracker.policy().ipv6_prefix);
+            if !tracker.unban(&target) {
+                continue;
+            }
+            if let Err(e) = self
+                .lift(&name, &[target], Lifted::Manual { caller_uid }, now)
+                .await
+            {
+                refused = Some(e.to_string());
+            }
+            lifted.push(name);
+        }
+        if let Some(e) = refused {
+            return Err(ControlError::Failed(format!(
+                "the ban is lifted in banhound's state, but the firewall refused: {e}"
+            )));
+        }
+        if lifted.is_empty() {
+            return Err(ControlError::NotBanned(addr.to_string()));
+        }
+        Ok(lifted)
+    }
+
+    async fn unban_all(
+        &mut self,
+        jail: Option<String>,
+        caller_uid: u32,
+    ) -> Result<u32, ControlError> {
+        let now = wall_now();
+        let mut total = 0;
+        let mut refused = None;
+        for name in self.scope(jail)? {
+            let Some(tracker) = self.trackers.get_mut(&name) else {
+                continue;
+            };
+            let targets: Vec<IpNet> = tracker.active_bans().map(|(t, _)| *t).collect();
+            for target in &targets {
+                tracker.unban(target);
+            }
+            total += targets.len();
+            if let Err(e) = self
+                .lift(&name, &targets, Lifted::Manual { caller_uid }, now)
+                .await
+            {
+                refused = Some(e.to_string());
+            }
+        }
+        match refused {
+            Some(e) => Err(ControlError::Failed(format!(
+                "the bans are lifted in banhound's state, but the firewall refused: {e}"
+            ))),
+            None => Ok(count(total)),
+        }
+    }
+
+    /// Changes a jail's runtime ignore list; the policy is rebuilt from the configuration so
+    /// `ignoreself` (the host's own addresses) still holds.
+    fn edit_ignore(
+        &mut self,
+        jail: &str,
+        edit: impl FnOnce(&mut Vec<IpNet>) -> bool,
+    ) -> Result<bool, ControlError> {
+        let settings = self.jail(jail)?;
+        let mut networks = self
+            .ignore_overrides
+            .get(jail)
+            .cloned()
+            .unwrap_or_else(|| settings.policy.ignoreip.iter().map(IpNet::trunc).collect());
+        if !edit(&mut networks) {
+            return Ok(false);
+        }
+        let policy = self.policy_with_ignores(settings, networks.clone());
+        let tracker = self
+            .trackers
+            .get_mut(jail)
+            .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
+        tracker.set_policy(policy);
+        self.ignore_overrides.insert(jail.to_string(), networks);
+        Ok(true)
+    }
+
+    fn policy_with_ignores(&self, jail: &JailSettings, networks: Vec<IpNet>) -> Policy {
+        let own = if jail.policy.ignoreself {
+            self.own_addresses.clone()
+        } else {
+            Vec::new()
+        };
+        Policy {
+            ignore: IgnoreList::new(networks, own),
+            ..jail.policy.to_policy(&self.own_addresses)
+        }
+    }
+}
