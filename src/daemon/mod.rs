@@ -633,7 +633,9 @@ impl Daemon {
             }
             tracker.restore_ban(ban.target, ban.active());
             let timeout = ban.until.map(|until| until.since(now));
-            tracing::info!(
+            // One line per ban at debug level: a restart with 100,000 bans must not spend half
+            // its start-up writing them (the summary below says how many were restored).
+            tracing::debug!(
                 JAIL = %ban.jail,
                 IP = %display_target(&ban.target),
                 "Restored ban of {} in jail {} ({} left)",
