@@ -20,6 +20,10 @@ unitdir="${UNITDIR:-/lib/systemd/system}"
 # The system bus reads policies from here (and notices new files by itself).
 buspolicydir="/usr/share/dbus-1/system.d"
 businterfacedir="/usr/share/dbus-1/interfaces"
+mandir="$PREFIX/share/man/man1"
+bashcompdir="$PREFIX/share/bash-completion/completions"
+zshcompdir="$PREFIX/share/zsh/vendor-completions"
+fishcompdir="$PREFIX/share/fish/vendor_completions.d"
 
 bin="${BANHOUND_BIN:-}"
 if [ -z "$bin" ]; then
@@ -41,6 +45,15 @@ chmod 0644 "$DESTDIR$unitdir/banhound.service"
 # protects as usual but cannot be controlled (banhound status says it is not running).
 install -m 0644 "$here/dbus/org.banhound.Banhound1.conf" "$DESTDIR$buspolicydir/"
 for f in "$here"/dbus/org.banhound.Banhound1.*.xml; do install -m 0644 "$f" "$DESTDIR$businterfacedir/"; done
+
+# Man pages and shell completions are generated from the command-line definitions, so they
+# always describe this binary.
+install -d -m 0755 "$DESTDIR$mandir" "$DESTDIR$bashcompdir" "$DESTDIR$zshcompdir" "$DESTDIR$fishcompdir"
+"$bin" generate man "$DESTDIR$mandir"
+chmod 0644 "$DESTDIR$mandir"/*.1
+"$bin" generate completions bash > "$DESTDIR$bashcompdir/banhound"
+"$bin" generate completions zsh > "$DESTDIR$zshcompdir/_banhound"
+"$bin" generate completions fish > "$DESTDIR$fishcompdir/banhound.fish"
 
 echo "installed banhound to ${DESTDIR:-/}: $bindir/banhound, $libdir/, $unitdir/banhound.service, $buspolicydir/org.banhound.Banhound1.conf"
 if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
