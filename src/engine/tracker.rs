@@ -228,11 +228,22 @@ impl Tracker {
         if !decide {
             return Verdict::Counted { failures };
         }
+        Verdict::Ban(self.ban(target, at, failures, None))
+    }
+
+    /// Bans `target` from `at` for `bantime`, or for the jail's (escalated) ban time.
+    fn ban(
+        &mut self,
+        target: IpNet,
+        at: Timestamp,
+        failures: u32,
+        bantime: Option<BanTime>,
+    ) -> BanDecision {
         let offence = self.next_offence(&target, at);
-        let bantime = match &self.policy.escalation {
+        let bantime = bantime.unwrap_or(match &self.policy.escalation {
             Some(esc) => esc.bantime(self.policy.bantime, offence),
             None => self.policy.bantime,
-        };
+        });
         let decision = BanDecision {
             target,
             at,
@@ -241,7 +252,7 @@ impl Tracker {
             offence,
         };
         self.activate(&decision);
-        Verdict::Ban(decision)
+        decision
     }
 
     fn next_offence(&mut self, target: &IpNet, at: Timestamp) -> u32 {
@@ -299,20 +310,7 @@ impl Tracker {
         if let Some(reason) = self.policy.ignore.check(&target) {
             return Err(reason);
         }
-        let offence = self.next_offence(&target, at);
-        let bantime = bantime.unwrap_or(match &self.policy.escalation {
-            Some(esc) => esc.bantime(self.policy.bantime, offence),
-            None => self.policy.bantime,
-        });
-        let decision = BanDecision {
-            target,
-            at,
-            bantime,
-            failures: 0,
-            offence,
-        };
-        self.activate(&decision);
-        Ok(decision)
+        Ok(self.ban(target, at, 0, bantime))
     }
 
     /// Re-installs a ban loaded from persistent state (not counted as a new ban).
