@@ -8,8 +8,12 @@ becomes one entry, sent as one datagram of journald's native protocol.
 
 usage: fake-sshd.py /run/systemd/journal.NAME/socket [MESSAGE ...]   (else one per stdin line)
 """
+import os
+import re
 import socket
+import subprocess
 import sys
+import time
 
 with open("/proc/self/comm", "w") as comm:
     comm.write("sshd")
@@ -22,3 +26,20 @@ for message in messages:
         b"SYSLOG_IDENTIFIER=sshd\nPRIORITY=6\nMESSAGE=" + message.encode() + b"\n"
     )
     sock.sendto(datagram, path)
+
+# journald reads _COMM from /proc/<pid>/comm when it processes a datagram, not when it was
+# sent: if this process exited first, its entries would have no _COMM (and not match
+# `_COMM=sshd`). So stay alive until journald has stored every entry sent (found by _PID,
+# which comes from the socket credentials), or 30 s have passed.
+namespace = re.fullmatch(r"/run/systemd/journal\.([^/]+)/socket", path)
+deadline = time.monotonic() + 30
+while namespace and time.monotonic() < deadline:
+    stored = subprocess.run(
+        ["journalctl", "--namespace=" + namespace.group(1), "_PID=%d" % os.getpid(), "-o", "cat"],
+        capture_output=True,
+    ).stdout.count(b"\n")
+    if stored >= len(messages):
+        break
+    time.sleep(0.05)
+if not namespace:
+    time.sleep(1)
