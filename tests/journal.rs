@@ -731,19 +731,10 @@ fn live_binary_messages_missing_messages_and_trusted_comm() {
         ("MESSAGE", b"bad \xff\xfe bytes\nand a second line"),
     ]);
     journald.send(&[("SYSLOG_IDENTIFIER", b"bh-test"), ("NOTE", b"no message")]);
-    // _COMM is trusted (journald reads /proc): a helper process named sshd logs.
-    let helper = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import socket,sys\n\
-             open('/proc/self/comm','w').write('sshd')\n\
-             s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n\
-             s.sendto(b'MESSAGE=Failed password for root from 192.0.2.9 port 22 ssh2\\n',sys.argv[1])",
-        )
-        .arg(journald.socket())
-        .status()
-        .unwrap();
-    assert!(helper.success());
+    log_as_sshd(
+        &journald,
+        "Failed password for root from 192.0.2.9 port 22 ssh2",
+    );
     let (got, no_message) = collect(&follower, 2, None);
     assert_eq!(no_message, 1);
     assert_eq!(got[0].jails, [0]);
@@ -754,6 +745,19 @@ fn live_binary_messages_missing_messages_and_trusted_comm() {
         b"Failed password for root from 192.0.2.9 port 22 ssh2"
     );
     assert_eq!(got.len(), 2);
+}
+
+/// Logs `message` from a process journald knows as sshd: _COMM is trusted (journald reads it
+/// from /proc), so this goes through the shared helper, which renames itself and stays alive
+/// until journald has stored the entry.
+fn log_as_sshd(journald: &Journald, message: &str) {
+    let helper = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake-sshd.py"))
+        .arg(journald.socket())
+        .arg(message)
+        .status()
+        .unwrap();
+    assert!(helper.success());
 }
 
 fn voluntary_switches(tid: libc::pid_t) -> u64 {
@@ -823,18 +827,10 @@ fn live_follow_thread_sleeps_while_the_journal_is_quiet() {
 fn live_namespace_through_test_filter() {
     let journald = Journald::start("tf");
     journald.send_message("Failed password for root from 198.51.100.9 port 22 ssh2");
-    let helper = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import socket,sys\n\
-             open('/proc/self/comm','w').write('sshd')\n\
-             s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n\
-             s.sendto(b'MESSAGE=Failed password for root from 192.0.2.9 port 22 ssh2\\n',sys.argv[1])",
-        )
-        .arg(journald.socket())
-        .status()
-        .unwrap();
-    assert!(helper.success());
+    log_as_sshd(
+        &journald,
+        "Failed password for root from 192.0.2.9 port 22 ssh2",
+    );
     journald.wait_written(1);
     let deadline = Instant::now() + Duration::from_secs(10);
     let stdout = loop {
