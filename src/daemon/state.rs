@@ -245,20 +245,17 @@ impl StateDb {
                 )
                 .map_err(wrap)?;
             for ban in bans {
+                let target = ban.target.to_string();
                 let values = params![
                     ban.jail,
-                    ban.target.to_string(),
+                    target,
                     ban.since.as_micros(),
                     ban.until.map(Timestamp::as_micros),
                     ban.offence,
                     ban.failures
                 ];
                 replaced
-                    .execute(params![
-                        ban.jail,
-                        ban.target.to_string(),
-                        ban.since.as_micros()
-                    ])
+                    .execute(params![ban.jail, target, ban.since.as_micros()])
                     .map_err(wrap)?;
                 insert.execute(values).map_err(wrap)?;
                 history.execute(values).map_err(wrap)?;
