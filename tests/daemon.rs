@@ -513,9 +513,20 @@ impl Lab {
         })
     }
 
-    /// The sd_notify messages received since the last call, one string per datagram.
-    fn notifications(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notify.received.lock().unwrap())
+    /// The sd_notify messages received since the last call, one string per datagram, once
+    /// `done` holds for them (the reader thread may lag behind the daemon's log), or after
+    /// 10 s so the caller's assertion shows what did arrive.
+    fn notifications_until(&self, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            {
+                let mut received = self.notify.received.lock().unwrap();
+                if done(&received) || Instant::now() > deadline {
+                    return std::mem::take(&mut *received);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn fail_logins(&self, addr: &str, n: usize) {
@@ -725,31 +736,25 @@ fn a_killed_daemon_loses_no_ban_and_bans_nothing_twice() {
 fn tells_the_service_manager_ready_status_reloading_and_watchdog() {
     let mut lab = Lab::new("notify", &config(2, "10m"));
     let daemon = lab.start();
-    let got = lab.notifications();
-    assert!(
-        got.iter()
-            .any(|m| m.contains("READY=1")
-                && m.contains("STATUS=1 jail, 0 banned, following journal")),
-        "{got:?}"
-    );
+    let ready = |m: &String| {
+        m.contains("READY=1") && m.contains("STATUS=1 jail, 0 banned, following journal")
+    };
+    let got = lab.notifications_until(|got| got.iter().any(ready));
+    assert!(got.iter().any(ready), "{got:?}");
     lab.fail_logins(ATTACKER, 2);
     daemon.wait_log(&ban_line(ATTACKER, "10m", 2), 1);
     std::thread::sleep(Duration::from_millis(600));
-    let got = lab.notifications();
-    assert!(
-        got.iter()
-            .any(|m| m == "STATUS=1 jail, 1 banned, following journal"),
-        "{got:?}"
-    );
+    let status = |m: &String| m == "STATUS=1 jail, 1 banned, following journal";
+    let got = lab.notifications_until(|got| got.iter().any(status));
+    assert!(got.iter().any(status), "{got:?}");
     // 600 ms at one ping per 150 ms; allow for a slow machine.
     let pings = got.iter().filter(|m| m.as_str() == "WATCHDOG=1").count();
     assert!(pings >= 2, "{pings} watchdog pings: {got:?}");
 
     daemon.signal(libc::SIGHUP);
     daemon.wait_log("configuration reloaded", 1);
-    std::thread::sleep(Duration::from_millis(100));
     let got: Vec<String> = lab
-        .notifications()
+        .notifications_until(|got| got.iter().any(|m| m.contains("READY=1")))
         .into_iter()
         .filter(|m| m != "WATCHDOG=1")
         .collect();
@@ -764,7 +769,11 @@ fn tells_the_service_manager_ready_status_reloading_and_watchdog() {
         .expect("READY=1");
     assert!(reloading < ready, "{got:?}");
     assert!(daemon.stop());
-    assert!(lab.notifications().iter().any(|m| m.contains("STOPPING=1")));
+    let stopping = |m: &String| m.contains("STOPPING=1");
+    assert!(lab
+        .notifications_until(|got| got.iter().any(stopping))
+        .iter()
+        .any(stopping));
 }
 
 #[test]
