@@ -7,24 +7,24 @@
 //! addresses. A TCP listener on port 22 in the server namespace is the service under
 //! protection; connection attempts from the other namespaces are the proof that a ban
 //! blocks or does not. The backend under test runs in the test process and only speaks
-//! D-Bus. Everything is removed by the lab's Drop, also when an assertion fails.
+//! D-Bus. Namespaces, links and the listener come from tests/support/netlab.rs. Everything
+//! is removed by the lab's Drop, also when an assertion fails.
 //!
 //! Labs run one at a time (a shared lock): two firewalld instances starting at once on a
 //! 2-core machine would skew the measured timings. `BANHOUND_FIREWALLD_BULK` sets the size
 //! of the bulk test (default 10000).
 
+#[path = "support/netlab.rs"]
+mod netlab;
+
 use banhound::firewall::firewalld::{Bus, FirewalldBackend, ReapplyTrigger, ReloadWatcher};
 use banhound::firewall::{BanEntry, BlockType, Firewall, JailRules, PortRange, Ports, Protocol};
 use ipnet::IpNet;
+use netlab::{connect, wait_for, Listener, Netns, Outcome};
 use std::fs::File;
-use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -39,79 +39,6 @@ const SERVER_V6_TO_FRIEND: &str = "2001:db8:2::1";
 const FRIEND_V6: &str = "2001:db8:2::2";
 const SERVICE_PORT: u16 = 22;
 const BOTH_FAMILIES: &[&str] = &[SERVER_V4_TO_ATTACKER, SERVER_V6_TO_ATTACKER];
-
-fn run(program: &str, args: &[&str]) {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Runs `f` on a thread that has entered network namespace `ns`; sockets it creates stay
-/// in that namespace.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = File::open(&path).unwrap();
-        // SAFETY: setns on a valid namespace fd; it only changes this thread's namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
-/// A listener in the server namespace that accepts (and drops) connections until stopped,
-/// so the backlog never fills and a refused connect always means the firewall.
-struct Service {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Service {
-    fn start(ns: &str) -> Service {
-        let listener = in_netns(ns, || {
-            TcpListener::bind(SocketAddr::new(
-                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                SERVICE_PORT,
-            ))
-            .unwrap()
-        });
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !stop_flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(10))
-                    }
-                    Err(e) => panic!("accept: {e}"),
-                }
-            }
-        });
-        Service {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
 
 /// Kills a child by pid and reaps it.
 fn stop_child(child: &mut Child) {
@@ -128,44 +55,77 @@ fn stop_child(child: &mut Child) {
     let _ = child.wait();
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Probe {
-    Connected,
-    /// Failed before the timeout: an IPv4 reject rule answered.
-    Refused,
-    TimedOut,
+/// Links the attacker and the friend to the server, each with an IPv4 and an IPv6 address.
+fn build_network(server: &Netns, attacker: &Netns, friend: &Netns) {
+    // The kernel rate-limits the ICMP errors a reject sends (a burst, then one per
+    // second per peer); probing in a loop would then see timeouts instead of refusals.
+    server.exec(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.icmp_ratelimit=0",
+        "net.ipv6.icmp.ratelimit=0",
+    ]);
+    for (peer, server_if, (server_v4, server_v6), (peer_v4, peer_v6)) in [
+        (
+            attacker,
+            "srv-att",
+            (SERVER_V4_TO_ATTACKER, SERVER_V6_TO_ATTACKER),
+            (ATTACKER_V4, ATTACKER_V6),
+        ),
+        (
+            friend,
+            "srv-fri",
+            (SERVER_V4_TO_FRIEND, SERVER_V6_TO_FRIEND),
+            (FRIEND_V4, FRIEND_V6),
+        ),
+    ] {
+        server.veth(
+            (
+                server_if,
+                &[&format!("{server_v4}/24"), &format!("{server_v6}/64")],
+            ),
+            peer,
+            (
+                "eth0",
+                &[&format!("{peer_v4}/24"), &format!("{peer_v6}/64")],
+            ),
+        );
+    }
 }
 
 struct Lab {
     dir: tempfile::TempDir,
-    namespaces: Vec<String>,
     bus_address: String,
     dbus: Option<Child>,
     firewalld: Option<Child>,
-    service: Option<Service>,
-    server: String,
-    attacker: String,
-    friend: String,
+    service: Option<Listener>,
+    // Deleted after Drop::drop stopped the processes in them.
+    server: Netns,
+    attacker: Netns,
+    friend: Netns,
 }
 
 impl Lab {
     async fn start(name: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let tag = format!("bhfw{}{name}", std::process::id());
+        let server = Netns::new(format!("{tag}-srv"));
+        let attacker = Netns::new(format!("{tag}-att"));
+        let friend = Netns::new(format!("{tag}-fri"));
+        build_network(&server, &attacker, &friend);
         let mut lab = Lab {
             bus_address: format!("unix:path={}", dir.path().join("bus.sock").display()),
             dir,
-            namespaces: Vec::new(),
             dbus: None,
             firewalld: None,
             service: None,
-            server: format!("{tag}-srv"),
-            attacker: format!("{tag}-att"),
-            friend: format!("{tag}-fri"),
+            server,
+            attacker,
+            friend,
         };
         lab.start_bus();
-        lab.build_network();
-        lab.service = Some(Service::start(&lab.server));
+        lab.service = Some(Listener::start(&lab.server, SERVICE_PORT));
         lab.start_firewalld().await;
         lab
     }
@@ -204,84 +164,11 @@ impl Lab {
             .unwrap();
         self.dbus = Some(child);
         let socket = self.dir.path().join("bus.sock");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "dbus-daemon did not create its socket"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn build_network(&mut self) {
-        for ns in [&self.server, &self.attacker, &self.friend] {
-            run("ip", &["netns", "add", ns]);
-            self.namespaces.push(ns.clone());
-            run("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        }
-        // The kernel rate-limits the ICMP errors a reject sends (a burst, then one per
-        // second per peer); probing in a loop would then see timeouts instead of refusals.
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.server,
-                "sysctl",
-                "-q",
-                "-w",
-                "net.ipv4.icmp_ratelimit=0",
-                "net.ipv6.icmp.ratelimit=0",
-            ],
+        wait_for(
+            "dbus-daemon to create its socket",
+            Duration::from_secs(5),
+            || socket.exists(),
         );
-        let links = [
-            (
-                &self.attacker,
-                "srv-att",
-                (SERVER_V4_TO_ATTACKER, SERVER_V6_TO_ATTACKER),
-                (ATTACKER_V4, ATTACKER_V6),
-            ),
-            (
-                &self.friend,
-                "srv-fri",
-                (SERVER_V4_TO_FRIEND, SERVER_V6_TO_FRIEND),
-                (FRIEND_V4, FRIEND_V6),
-            ),
-        ];
-        for (peer_ns, server_if, (server_v4, server_v6), (peer_v4, peer_v6)) in links {
-            let server = self.server.as_str();
-            run(
-                "ip",
-                &[
-                    "-n", server, "link", "add", server_if, "type", "veth", "peer", "name", "eth0",
-                    "netns", peer_ns,
-                ],
-            );
-            for (ns, ifname, v4, v6) in [
-                (server, server_if, server_v4, server_v6),
-                (peer_ns.as_str(), "eth0", peer_v4, peer_v6),
-            ] {
-                run(
-                    "ip",
-                    &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", ifname],
-                );
-                run(
-                    "ip",
-                    &[
-                        "-n",
-                        ns,
-                        "addr",
-                        "add",
-                        &format!("{v6}/64"),
-                        "dev",
-                        ifname,
-                        "nodad",
-                    ],
-                );
-                run("ip", &["-n", ns, "link", "set", ifname, "up"]);
-            }
-        }
     }
 
     fn system_config(&self) -> PathBuf {
@@ -301,7 +188,7 @@ impl Lab {
             .open(self.dir.path().join("firewalld.log"))
             .unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.server, "env"])
+            .args(["netns", "exec", self.server.name(), "env"])
             .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address))
             .args([
                 "firewalld",
@@ -371,7 +258,7 @@ impl Lab {
     /// firewall-cmd inside the server namespace on our bus (for inspection and reloads).
     fn firewall_cmd(&self, args: &[&str]) -> String {
         let output = Command::new("ip")
-            .args(["netns", "exec", &self.server, "env"])
+            .args(["netns", "exec", self.server.name(), "env"])
             .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address))
             .arg("firewall-cmd")
             .args(args)
@@ -400,16 +287,7 @@ impl Lab {
     }
 
     fn nft_ruleset(&self) -> String {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.server, "nft", "list", "ruleset"])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "nft list ruleset: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.server.nft(&["list", "ruleset"])
     }
 
     async fn backend(&self, zone: Option<&str>) -> FirewalldBackend {
@@ -422,25 +300,17 @@ impl Lab {
     }
 
     /// Tries a TCP connection from namespace `from` to `server_address`.
-    async fn probe(&self, from: &str, server_address: &str) -> Probe {
-        let from = from.to_owned();
+    async fn probe(&self, from: &Netns, server_address: &str) -> Outcome {
+        let from = from.name().to_owned();
         let target = SocketAddr::new(server_address.parse().unwrap(), SERVICE_PORT);
-        tokio::task::spawn_blocking(move || {
-            in_netns(&from, move || {
-                match TcpStream::connect_timeout(&target, Duration::from_millis(400)) {
-                    Ok(_) => Probe::Connected,
-                    Err(e) if e.kind() == ErrorKind::TimedOut => Probe::TimedOut,
-                    Err(_) => Probe::Refused,
-                }
-            })
-        })
-        .await
-        .unwrap()
+        tokio::task::spawn_blocking(move || connect(&from, target, Duration::from_millis(400)))
+            .await
+            .unwrap()
     }
 
     /// Whether a TCP connection from namespace `from` to `server_address` gets through.
-    async fn connects(&self, from: &str, server_address: &str) -> bool {
-        self.probe(from, server_address).await == Probe::Connected
+    async fn connects(&self, from: &Netns, server_address: &str) -> bool {
+        self.probe(from, server_address).await == Outcome::Connected
     }
 
     /// [attacker v4, attacker v6, friend v4, friend v6] connection results.
@@ -506,9 +376,6 @@ impl Drop for Lab {
         self.stop_firewalld();
         if let Some(mut dbus) = self.dbus.take() {
             stop_child(&mut dbus);
-        }
-        for ns in self.namespaces.drain(..) {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
         if std::thread::panicking() {
             eprintln!("firewalld log:\n{}", self.log());
@@ -609,7 +476,7 @@ async fn bans_block_real_traffic_and_survive_reload_and_restart() {
     // A reject jail: IPv4 connects fail at once instead of timing out.
     assert_eq!(
         lab.probe(&lab.attacker, SERVER_V4_TO_ATTACKER).await,
-        Probe::Refused
+        Outcome::Refused
     );
     let listed = backend.list().await.unwrap();
     assert_eq!(
@@ -722,7 +589,7 @@ async fn setup_follows_configuration_changes_and_overlapping_bans() {
     assert_eq!(lab.reachability().await, [false, true, true, true]);
     assert_eq!(
         lab.probe(&lab.attacker, SERVER_V4_TO_ATTACKER).await,
-        Probe::TimedOut,
+        Outcome::TimedOut,
         "a drop jail must not answer"
     );
 

@@ -9,30 +9,30 @@
 //!   friend   198.51.100.2, 2001:db8:f::2      ── lnkf ── server 198.51.100.1, 2001:db8:f::1
 //! ```
 //!
-//! Namespaces are entered per thread with `setns(CLONE_NEWNET)`: a network namespace is a
-//! property of the thread, and sockets (the backend's netlink socket, the listener, the
-//! clients) stay in the namespace they were created in. So the backend runs in-process,
-//! in the server namespace, with no helper binary; `nft` (used only to inspect) is spawned
-//! from such a thread and inherits its namespace. The one test that needs banhound gone
-//! entirely (bans expiring in the kernel) runs its banning half in a child process: this
-//! test binary again, under `ip netns exec`, selected with `--exact` and an env variable. Guards delete every namespace (which also
-//! removes the veths and the ruleset) and stop the listener thread, also when a test fails.
+//! The namespaces, links and listener come from tests/support/netlab.rs. Namespaces are
+//! entered per thread with `setns(CLONE_NEWNET)`, and sockets (the backend's netlink
+//! socket, the listener, the clients) stay in the namespace they were created in. So the
+//! backend runs in-process, in the server namespace, with no helper binary; `nft` (used only
+//! to inspect) is spawned from such a thread and inherits its namespace. The one test that
+//! needs banhound gone entirely (bans expiring in the kernel) runs its banning half in a
+//! child process: this test binary again, under `ip netns exec`, selected with `--exact`
+//! and an env variable. Guards delete every namespace (which also removes the veths and the
+//! ruleset) and stop the listener thread, also when a test fails.
 //!
 //! Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns) and `ip`/`nft`.
+
+#[path = "support/netlab.rs"]
+mod netlab;
 
 use banhound::firewall::nftables::{KernelFeatures, NftError, NftablesBackend};
 use banhound::firewall::{BanEntry, BlockType, Firewall, JailRules, PortRange, Ports, Protocol};
 use ipnet::IpNet;
-use std::fs::File;
+use netlab::{connect, sh, Listener, Netns, Outcome};
 use std::future::Future;
-use std::io::{ErrorKind, Read};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const PORT: u16 = 8080;
@@ -47,7 +47,7 @@ const SERVER_VIA_FRIEND_V6: &str = "2001:db8:f::1";
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 
 // ---------------------------------------------------------------------------------------
-// Plumbing: running futures, commands, namespaces.
+// Plumbing: running futures, the lab (namespaces and links from tests/support/netlab.rs).
 
 /// The backend's futures never wait on anything (netlink calls block inside), so one poll
 /// with a no-op waker completes them; a pending future is a bug worth failing on.
@@ -65,134 +65,6 @@ fn run<F: Future>(future: F) -> F::Output {
     }
 }
 
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `f` on a thread that has entered the network namespace `ns`.
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                enter_netns(ns);
-                f()
-            })
-            .join()
-            .unwrap()
-    })
-}
-
-fn enter_netns(ns: &str) {
-    let file = File::open(format!("/run/netns/{ns}")).unwrap();
-    // SAFETY: a valid namespace fd; setns only changes this thread's network namespace.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
-}
-
-/// A network namespace, deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(role: &str) -> Netns {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("bh-{role}-{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["ip", "-n", &self.name];
-        all.extend_from_slice(args);
-        sh(&all)
-    }
-
-    /// Runs `nft` inside the namespace.
-    fn nft(&self, args: &[&str]) -> String {
-        in_netns(&self.name, || {
-            let out = Command::new("nft").args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "nft {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Also removes the veths and every nftables object in it.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A TCP listener in the server namespace answering every connection with "hi".
-struct Listener {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Listener {
-    fn start(ns: &Netns) -> Listener {
-        let listener = in_netns(&ns.name, || {
-            // `[::]` with IPV6_V6ONLY off (the Linux default) also takes IPv4.
-            TcpListener::bind(("::", PORT)).unwrap()
-        });
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            while !flag.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut stream, _)) => {
-                        use std::io::Write;
-                        let _ = stream.write_all(b"hi");
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        std::thread::sleep(Duration::from_millis(5))
-                    }
-                    Err(e) => panic!("accept: {e}"),
-                }
-            }
-        });
-        Listener {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// How a connection attempt ended.
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    Connected,
-    TimedOut,
-    Refused,
-}
-
 struct Lab {
     // Field order is drop order: listener first, then the namespaces.
     _listener: Listener,
@@ -203,47 +75,23 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let server = Netns::new("srv");
-        let attacker = Netns::new("atk");
-        let friend = Netns::new("frd");
-        for (peer, link, v4_server, v4_peer, v6_server, v6_peer) in [
+        let server = Netns::unique("srv");
+        let attacker = Netns::unique("atk");
+        let friend = Netns::unique("frd");
+        server.veth(
+            ("lnka", &["192.0.2.1/24", "2001:db8:a::1/64"]),
+            &attacker,
             (
-                &attacker,
                 "lnka",
-                "192.0.2.1/24",
-                "192.0.2.2/24",
-                "2001:db8:a::1/64",
-                "2001:db8:a::2/64",
+                &["192.0.2.2/24", "2001:db8:a::2/64", "2001:db8:a::3/64"],
             ),
-            (
-                &friend,
-                "lnkf",
-                "198.51.100.1/24",
-                "198.51.100.2/24",
-                "2001:db8:f::1/64",
-                "2001:db8:f::2/64",
-            ),
-        ] {
-            server.ip(&[
-                "link", "add", link, "type", "veth", "peer", "name", link, "netns", &peer.name,
-            ]);
-            for (ns, v4, v6) in [(&server, v4_server, v6_server), (peer, v4_peer, v6_peer)] {
-                ns.ip(&["addr", "add", v4, "dev", link]);
-                // nodad: the address is usable at once instead of after duplicate detection.
-                ns.ip(&["-6", "addr", "add", v6, "dev", link, "nodad"]);
-                ns.ip(&["link", "set", link, "up"]);
-            }
-        }
-        attacker.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:a::3/64",
-            "dev",
-            "lnka",
-            "nodad",
-        ]);
-        let listener = Listener::start(&server);
+        );
+        server.veth(
+            ("lnkf", &["198.51.100.1/24", "2001:db8:f::1/64"]),
+            &friend,
+            ("lnkf", &["198.51.100.2/24", "2001:db8:f::2/64"]),
+        );
+        let listener = Listener::start(&server, PORT);
         let lab = Lab {
             _listener: listener,
             server,
@@ -262,25 +110,15 @@ impl Lab {
 
     /// A backend whose netlink socket lives in the server namespace.
     fn backend(&self) -> NftablesBackend {
-        in_netns(&self.server.name, || NftablesBackend::new().unwrap())
+        self.server.run(|| NftablesBackend::new().unwrap())
     }
 
     fn connect(&self, from: &Netns, to: &str) -> Outcome {
-        let addr = SocketAddr::new(to.parse().unwrap(), PORT);
-        in_netns(&from.name, || {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(mut s) => {
-                    let mut buf = [0u8; 2];
-                    s.set_read_timeout(Some(CONNECT_TIMEOUT)).unwrap();
-                    s.read_exact(&mut buf).unwrap();
-                    assert_eq!(&buf, b"hi");
-                    Outcome::Connected
-                }
-                Err(e) if e.kind() == ErrorKind::TimedOut => Outcome::TimedOut,
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => Outcome::Refused,
-                Err(e) => panic!("connect {addr}: {e}"),
-            }
-        })
+        connect(
+            from.name(),
+            SocketAddr::new(to.parse().unwrap(), PORT),
+            CONNECT_TIMEOUT,
+        )
     }
 
     /// Makes the attacker's IPv6 connections to the server come from `source`.
@@ -485,7 +323,7 @@ fn bans_expire_in_the_kernel_after_banhound_exited() {
     }
     let lab = Lab::new();
     let status = Command::new("ip")
-        .args(["netns", "exec", &lab.server.name])
+        .args(["netns", "exec", lab.server.name()])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
         .env(BAN_AND_EXIT_ENV, "1")
@@ -834,8 +672,8 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 fn bench_nftables_backend() {
     const N: usize = 100_000;
     const SINGLE: usize = 1_000;
-    let ns = Netns::new("bench");
-    let mut fw = in_netns(&ns.name, || NftablesBackend::new().unwrap());
+    let ns = Netns::unique("bench");
+    let mut fw = ns.run(|| NftablesBackend::new().unwrap());
     let jails = [jail("bench", tcp_port(22), BlockType::Drop, false)];
     run(fw.setup(&jails)).unwrap();
     let features = fw.kernel_features().unwrap();
@@ -931,7 +769,7 @@ fn bench_nftables_backend() {
 
     // For scale: one `nft` process per address, as a shell-out backend would do it.
     let (_, t) = timed(|| {
-        in_netns(&ns.name, || {
+        ns.run(|| {
             for t in targets
                 .iter()
                 .filter(|t| matches!(t, IpNet::V4(_)))

@@ -8,6 +8,8 @@
 //! tested end to end in tests/daemon.rs. Every dbus-daemon is killed by pid when its guard
 //! drops, even on failure.
 
+#[path = "../support/netlab.rs"]
+mod netlab;
 mod owner;
 #[path = "../support/private_bus.rs"]
 mod private_bus;
@@ -16,6 +18,7 @@ use banhound::bus::service::{Bus, Service, StartError};
 use banhound::bus::{jail_path, Event, Request, JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH};
 use banhound::config::ConfigPaths;
 use futures_util::StreamExt;
+use netlab::wait_for;
 use owner::{Input, Owner};
 use private_bus::{as_nobody, BusPolicy, DbusDaemon, Running};
 use serde_json::Value;
@@ -504,7 +507,6 @@ fn reload_adds_and_removes_jail_objects() {
     )
     .unwrap();
     h.runtime.block_on(h.inputs.send(Input::Reload)).unwrap();
-    let deadline = Instant::now() + WAIT;
     let path = jail_path("extra_2");
     let get = [
         "get-property",
@@ -513,10 +515,9 @@ fn reload_adds_and_removes_jail_objects() {
         JAIL_INTERFACE,
         "Name",
     ];
-    while !h.busctl(&get).status.success() {
-        assert!(Instant::now() < deadline, "extra_2 never appeared");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("extra_2 to appear", WAIT, || {
+        h.busctl(&get).status.success()
+    });
     assert_eq!(text(&h.busctl(&get).stdout), "s \"extra_2\"\n");
 }
 
