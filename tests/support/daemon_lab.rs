@@ -101,6 +101,60 @@ impl Journald {
         &self.dirs[0]
     }
 
+    /// The persistent directory holding its journal files (system.journal and archives).
+    pub fn log_dir(&self) -> &Path {
+        &self.dirs[1]
+    }
+
+    /// The pid of the journald process now serving the namespace.
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// Ends journald with `signal` (by pid; SIGKILL as a crash, SIGTERM as a stop) and starts
+    /// it again on the same namespace and files, as a service restart does.
+    pub fn restart(&mut self, signal: libc::c_int) {
+        // SAFETY: signals the child we spawned, by its pid.
+        unsafe { libc::kill(self.pid(), signal) };
+        let _ = self.child.wait();
+        // Left behind by a killed journald; the new one must be seen binding its own.
+        let _ = std::fs::remove_file(self.socket());
+        self.child = Command::new(JOURNALD)
+            .arg(&self.name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("journald to restart", Duration::from_secs(10), || {
+            self.socket().exists() && self.dirs[1].join("system.journal").exists()
+        });
+    }
+
+    /// `journalctl --namespace=NAME ARGS`, which must succeed (e.g. `--rotate`).
+    pub fn journalctl(&self, args: &[&str]) {
+        let out = Command::new("journalctl")
+            .arg(format!("--namespace={}", self.name))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "journalctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The names of the files in [`Journald::log_dir`], sorted.
+    pub fn journal_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.log_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Its native-protocol socket (what sd_journal_send writes to).
     pub fn socket(&self) -> PathBuf {
         self.dirs[0].join("socket")
@@ -355,6 +409,11 @@ impl Lab {
     /// The journal the daemon reads (and, with `to_journal`, writes).
     pub fn journald(&self) -> &Journald {
         &self.journald
+    }
+
+    /// As [`Lab::journald`], to restart it.
+    pub fn journald_mut(&mut self) -> &mut Journald {
+        &mut self.journald
     }
 
     /// The temp directory holding the configuration, the state, logs and sockets.

@@ -4,7 +4,9 @@
 //! directory) because a torn cursor after a crash would mean replaying or skipping entries.
 //!
 //! Cursors are opaque to most code, but when the entry a cursor names has been vacuumed the
-//! reader needs the cursor's realtime (`t=` field, hex microseconds) to resume after it.
+//! reader needs the cursor's realtime (`t=` field, hex microseconds) to resume after it, and
+//! its sequence number (`s=` the sequence's id, `i=` the number, both hex) to tell how many
+//! entries were lost with it.
 
 use crate::engine::time::Timestamp;
 use std::fs::{self, File, OpenOptions};
@@ -95,6 +97,32 @@ impl CursorStore {
 pub struct CursorPosition {
     /// `__REALTIME_TIMESTAMP` of the entry the cursor names.
     pub realtime: Timestamp,
+    /// Where the entry is in journald's numbering, when the cursor says.
+    pub sequence: Option<Sequence>,
+}
+
+/// journald numbers every entry it writes, across all of its files and rotations, in one
+/// sequence (identified by a random id, new when journald starts without a file to continue).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sequence {
+    /// `s=`: which sequence.
+    pub id: String,
+    /// `i=`: the entry's number in it.
+    pub number: u64,
+}
+
+impl CursorPosition {
+    /// How many entries journald wrote between this entry and `later`, when both are in the
+    /// same sequence: the numbers in between that a reader never met are entries that are
+    /// gone (or, for the system journal, in users' journal files, which are not opened).
+    pub fn entries_until(&self, later: &CursorPosition) -> Option<u64> {
+        match (&self.sequence, &later.sequence) {
+            (Some(this), Some(that)) if this.id == that.id && that.number > this.number => {
+                Some(that.number - this.number - 1)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why a cursor string could not be understood.
@@ -117,8 +145,18 @@ pub fn parse_cursor(cursor: &str) -> Result<CursorPosition, CursorParseError> {
         .ok_or_else(|| fail("no t= (realtime) field"))?;
     let usec = u64::from_str_radix(t, 16).map_err(|_| fail("t= is not hexadecimal"))?;
     let usec = i64::try_from(usec).map_err(|_| fail("t= is out of range"))?;
+    let field = |name: &str| cursor.split(';').find_map(|part| part.strip_prefix(name));
+    // Only an aid for the warning about lost entries: a cursor without it still positions.
+    let sequence = match (field("s="), field("i=").map(|i| u64::from_str_radix(i, 16))) {
+        (Some(id), Some(Ok(number))) if !id.is_empty() => Some(Sequence {
+            id: id.to_string(),
+            number,
+        }),
+        _ => None,
+    };
     Ok(CursorPosition {
         realtime: Timestamp::from_micros(usec),
+        sequence,
     })
 }
 
@@ -133,9 +171,31 @@ mod tests {
             parse_cursor(c).unwrap().realtime,
             Timestamp::from_micros(0x660a3b2c1d0e8)
         );
+        assert_eq!(
+            parse_cursor(c).unwrap().sequence,
+            Some(Sequence {
+                id: "6f7e2c0c1d0b4d3d9f1c0b7a5e3c2a10".into(),
+                number: 0x1a
+            })
+        );
+        assert_eq!(parse_cursor("t=5").unwrap().sequence, None);
+        assert_eq!(parse_cursor("s=ab;i=zz;t=5").unwrap().sequence, None);
         assert!(parse_cursor("s=1;i=2").is_err());
         assert!(parse_cursor("t=zz").is_err());
         assert!(parse_cursor("t=ffffffffffffffff").is_err());
+    }
+
+    #[test]
+    fn counts_the_entries_between_two_cursors_of_one_sequence() {
+        let at = |s: &str, i: u64| parse_cursor(&format!("s={s};i={i:x};t=5")).unwrap();
+        assert_eq!(at("a", 0x10).entries_until(&at("a", 0x15)), Some(4));
+        assert_eq!(at("a", 0x10).entries_until(&at("a", 0x11)), Some(0));
+        // journald started a new sequence, or the order is not what a resume expects.
+        assert_eq!(at("a", 0x10).entries_until(&at("b", 0x15)), None);
+        assert_eq!(at("a", 0x10).entries_until(&at("a", 0x10)), None);
+        assert_eq!(at("a", 0x10).entries_until(&at("a", 0x2)), None);
+        let bare = parse_cursor("t=5").unwrap();
+        assert_eq!(bare.entries_until(&at("a", 0x15)), None);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! Start-up positioning is where correctness lives (see [`Start`]): after a restart, entries
 //! up to the stored cursor are replayed flagged [`Phase::Replay`] (the engine counts them but
 //! does not act twice), later ones are [`Phase::New`]; a cursor whose entry was vacuumed is
-//! detected with `sd_journal_test_cursor` and reported with the time span that was lost.
+//! detected with `sd_journal_test_cursor` and reported with what was lost: the time span, and
+//! the number of entries when journald's sequence numbers tell.
 
 use super::cursor::{parse_cursor, CursorParseError};
 use super::entry::{EntryView, Phase, ReadEntry};
@@ -138,6 +139,9 @@ pub enum StartReport {
         cursor_time: Timestamp,
         /// The first entry still present after the cursor, `None` if there is none yet.
         resumed_at: Option<Timestamp>,
+        /// How many entries (of any program) journald wrote between the two that are gone,
+        /// from their sequence numbers; `None` when unknown (journald started a new sequence).
+        skipped_entries: Option<u64>,
     },
     /// The stored cursor could not be used at all; reading started at `since` instead.
     CursorUnusable {
@@ -153,26 +157,43 @@ impl StartReport {
             StartReport::CursorLost {
                 cursor_time,
                 resumed_at: Some(at),
+                ..
             } => Some(at.since(*cursor_time)),
             _ => None,
         }
     }
 
+    /// What an admin must hear about the start, if anything: for a lost cursor, what was
+    /// skipped (the time span, and how many entries when journald's numbering tells).
     pub fn warning(&self) -> Option<String> {
+        const GONE: &str = "is gone (its file was vacuumed or deleted)";
         match self {
             StartReport::CursorLost {
                 cursor_time,
                 resumed_at: Some(at),
-            } => Some(format!(
-                "the journal entry of the stored cursor ({cursor_time}) is gone (vacuumed?): \
-                 entries logged between {cursor_time} and {at} ({}s) were not seen; continuing at {at}",
-                at.since(*cursor_time).as_secs()
-            )),
+                skipped_entries,
+            } => {
+                let gap = at.since(*cursor_time);
+                let what = match skipped_entries {
+                    Some(1) => "1 journal entry (of any program)".to_string(),
+                    Some(n) => format!("{n} journal entries (of any program)"),
+                    None => "an unknown number of journal entries (journald started a new \
+                             sequence)"
+                        .to_string(),
+                };
+                Some(format!(
+                    "the journal entry of the stored cursor ({cursor_time}) {GONE}: skipped \
+                     {what} logged between {cursor_time} and {at} ({}.{:03}s); continuing at {at}",
+                    gap.as_secs(),
+                    gap.subsec_millis()
+                ))
+            }
             StartReport::CursorLost {
                 cursor_time,
                 resumed_at: None,
+                ..
             } => Some(format!(
-                "the journal entry of the stored cursor ({cursor_time}) is gone and nothing \
+                "the journal entry of the stored cursor ({cursor_time}) {GONE} and nothing \
                  newer is left: continuing with new entries"
             )),
             StartReport::CursorUnusable { reason, since } => Some(format!(
@@ -405,10 +426,11 @@ impl JournalReader {
                 since: replay_since,
             })
         };
-        let cursor_time = match parse_cursor(cursor) {
-            Ok(p) => p.realtime,
+        let stored = match parse_cursor(cursor) {
+            Ok(p) => p,
             Err(CursorParseError { reason, .. }) => return unusable(reason.to_string(), self),
         };
+        let cursor_time = stored.realtime;
         let Ok(c_cursor) = CString::new(cursor) else {
             return unusable("it contains a NUL byte".into(), self);
         };
@@ -427,14 +449,21 @@ impl JournalReader {
         let report = if found {
             StartReport::Resumed { cursor_time }
         } else {
-            let resumed_at = if self.on_entry {
-                Some(self.realtime()?.max(cursor_time))
+            let (resumed_at, skipped_entries) = if self.on_entry {
+                // The first entry left after the cursor (no match is installed yet, so of
+                // any program): the sequence numbers in between are the entries lost.
+                let next = self.cursor()?.and_then(|c| parse_cursor(&c).ok());
+                (
+                    Some(self.realtime()?.max(cursor_time)),
+                    next.and_then(|next| stored.entries_until(&next)),
+                )
             } else {
-                None
+                (None, None)
             };
             StartReport::CursorLost {
                 cursor_time,
                 resumed_at,
+                skipped_entries,
             }
         };
         self.install_matches()?;
@@ -631,5 +660,49 @@ fn open_journal(source: &JournalSource) -> Result<Journal, systemd::Error> {
         JournalSource::Files(files) => OpenFilesOptions::default()
             .open_files(files.iter().map(|f| f.as_os_str().as_encoded_bytes())),
         JournalSource::Namespace(ns) => OpenOptions::default().open_namespace(ns.as_str()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost(skipped_entries: Option<u64>) -> StartReport {
+        StartReport::CursorLost {
+            cursor_time: Timestamp::from_micros(1_700_000_000_250_000),
+            resumed_at: Some(Timestamp::from_micros(1_700_000_002_500_000)),
+            skipped_entries,
+        }
+    }
+
+    #[test]
+    fn a_lost_cursor_warning_says_what_was_skipped() {
+        assert_eq!(
+            lost(Some(7)).warning().unwrap(),
+            "the journal entry of the stored cursor (2023-11-14T22:13:20.250000Z) is gone \
+             (its file was vacuumed or deleted): skipped 7 journal entries (of any program) \
+             logged between 2023-11-14T22:13:20.250000Z and 2023-11-14T22:13:22.500000Z \
+             (2.250s); continuing at 2023-11-14T22:13:22.500000Z"
+        );
+        assert!(lost(Some(1))
+            .warning()
+            .unwrap()
+            .contains(": skipped 1 journal entry (of any program) logged between"));
+        assert!(lost(None).warning().unwrap().contains(
+            ": skipped an unknown number of journal entries (journald started a new sequence) \
+             logged between"
+        ));
+        assert_eq!(lost(Some(7)).skipped(), Some(Duration::from_millis(2250)));
+        let nothing_left = StartReport::CursorLost {
+            cursor_time: Timestamp::from_micros(1_700_000_000_000_000),
+            resumed_at: None,
+            skipped_entries: None,
+        };
+        assert_eq!(
+            nothing_left.warning().unwrap(),
+            "the journal entry of the stored cursor (2023-11-14T22:13:20Z) is gone (its file \
+             was vacuumed or deleted) and nothing newer is left: continuing with new entries"
+        );
+        assert_eq!(StartReport::Resumed { cursor_time: Timestamp::from_micros(0) }.warning(), None);
     }
 }
