@@ -703,6 +703,12 @@ mod tests {
             "the journal entry of the stored cursor (2023-11-14T22:13:20Z) is gone (its file \
              was vacuumed or deleted) and nothing newer is left: continuing with new entries"
         );
-        assert_eq!(StartReport::Resumed { cursor_time: Timestamp::from_micros(0) }.warning(), None);
+        assert_eq!(
+            StartReport::Resumed {
+                cursor_time: Timestamp::from_micros(0)
+            }
+            .warning(),
+            None
+        );
     }
 }
