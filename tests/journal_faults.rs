@@ -45,9 +45,10 @@ fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
 /// How long the daemon is watched for being idle.
 const IDLE_WINDOW: Duration = Duration::from_secs(3);
 /// CPU time the whole daemon may use in [`IDLE_WINDOW`], in clock ticks (10 ms each with
-/// USER_HZ 100): the idle daemon measured 0 or 1; with a follow thread made to spin after a
-/// rotation (poll timeout 0, a bug injected to check this test) it used 189.
-const IDLE_TICKS_MAX: u64 = 3;
+/// USER_HZ 100, rounded from the exact run time): the idle daemon measured 0 to 2; with a
+/// follow thread made to spin after a rotation (poll timeout 0, a bug injected to check this
+/// test) it used 189.
+const IDLE_TICKS_MAX: u64 = 5;
 /// Wake-ups of the journal threads (follow and bridge) allowed in [`IDLE_WINDOW`]. CPU time
 /// alone misses a slow poll loop (a follow thread injected to poll every 5 ms used 2 ticks
 /// but woke 584 times); these threads have no timer, so only a change on disk wakes them,
@@ -132,6 +133,8 @@ struct ThreadSample {
 /// CPU time of the whole process and context switches per thread.
 struct ProcSample {
     ticks: u64,
+    /// The same CPU time to the nanosecond: the threads' `sum_exec_runtime` (schedstat).
+    runtime_ns: u64,
     threads: BTreeMap<libc::pid_t, ThreadSample>,
 }
 
@@ -143,14 +146,22 @@ fn proc_sample(pid: libc::pid_t) -> ProcSample {
         .collect();
     let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     let mut threads = BTreeMap::new();
+    let mut runtime_ns = 0;
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let task = task.unwrap().path();
-        let (Ok(status), Ok(name)) = (
+        let (Ok(status), Ok(name), Ok(schedstat)) = (
             std::fs::read_to_string(task.join("status")),
             std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("schedstat")),
         ) else {
             continue; // the thread just ended
         };
+        runtime_ns += schedstat
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap();
         let field = |key: &str| -> u64 {
             status
                 .lines()
@@ -170,13 +181,19 @@ fn proc_sample(pid: libc::pid_t) -> ProcSample {
             },
         );
     }
-    ProcSample { ticks, threads }
+    ProcSample {
+        ticks,
+        runtime_ns,
+        threads,
+    }
 }
 
 /// What the daemon did over a quiet window.
 #[derive(Debug)]
 struct Idle {
     ticks: u64,
+    /// CPU time to the microsecond (what the ticks round).
+    cpu: Duration,
     /// Voluntary context switches (= wake-ups from sleep) of all its threads.
     wakeups: u64,
     /// Of those, the journal follow and bridge threads'.
@@ -189,6 +206,9 @@ struct Idle {
 }
 
 /// Watches the daemon for [`IDLE_WINDOW`] with nothing logged, and checks that it is idle.
+/// Up to [`IDLE_TRIES`] windows are watched until one is: other programs on the machine
+/// (journal namespaces of tests running in parallel) cause sporadic wake-ups, while a
+/// daemon that spins or polls fails every window.
 fn assert_idle(lab: &Lab, daemon: &Daemon, after: &str) -> Idle {
     let pid = daemon.pid();
     assert_eq!(
@@ -203,24 +223,57 @@ fn assert_idle(lab: &Lab, daemon: &Daemon, after: &str) -> Idle {
         "the daemon follows the journal from its own thread: {:?}",
         daemon_threads(pid)
     );
+    let mut failures = Vec::new();
+    for _ in 0..IDLE_TRIES {
+        let idle = watch_idle(lab, pid);
+        eprintln!(
+            "idle after {after}: {} clock ticks ({:?}) of CPU in {:?}, {} wake-ups ({} of the \
+             journal threads, {} preemptions) for {} watchdog pings; per thread: {:?}",
+            idle.ticks,
+            idle.cpu,
+            IDLE_WINDOW,
+            idle.wakeups,
+            idle.journal_wakeups,
+            idle.involuntary,
+            idle.pings,
+            idle.per_thread
+        );
+        match not_idle(&idle) {
+            None => return idle,
+            Some(why) => failures.push(format!("{why}: {idle:?}")),
+        }
+    }
+    panic!(
+        "the daemon was not idle in any of {IDLE_TRIES} quiet windows of {IDLE_WINDOW:?} after \
+         {after}:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Quiet windows watched before [`assert_idle`] gives up.
+const IDLE_TRIES: usize = 3;
+
+/// Samples the daemon around [`IDLE_WINDOW`] of quiet.
+fn watch_idle(lab: &Lab, pid: libc::pid_t) -> Idle {
     let _ = lab.notifications_until(|_| true);
     let before = proc_sample(pid);
     std::thread::sleep(IDLE_WINDOW);
-    let after_sample = proc_sample(pid);
+    let after = proc_sample(pid);
     let pings = lab
         .notifications_until(|_| true)
         .iter()
         .filter(|m| m.contains("WATCHDOG=1"))
         .count();
     let mut idle = Idle {
-        ticks: after_sample.ticks - before.ticks,
+        ticks: after.ticks - before.ticks,
+        cpu: Duration::from_nanos(after.runtime_ns.saturating_sub(before.runtime_ns)),
         wakeups: 0,
         journal_wakeups: 0,
         involuntary: 0,
         pings,
         per_thread: Vec::new(),
     };
-    for (tid, now) in &after_sample.threads {
+    for (tid, now) in &after.threads {
         let (voluntary, involuntary) = match before.threads.get(tid) {
             Some(then) => (
                 now.voluntary - then.voluntary,
@@ -235,42 +288,35 @@ fn assert_idle(lab: &Lab, daemon: &Daemon, after: &str) -> Idle {
         }
         idle.per_thread.push((now.name.clone(), voluntary));
     }
-    eprintln!(
-        "idle after {after}: {} clock ticks of CPU in {:?}, {} wake-ups ({} of the journal \
-         threads, {} preemptions) for {} watchdog pings; per thread: {:?}",
-        idle.ticks,
-        IDLE_WINDOW,
-        idle.wakeups,
-        idle.journal_wakeups,
-        idle.involuntary,
-        idle.pings,
-        idle.per_thread
-    );
-    assert!(
-        idle.ticks <= IDLE_TICKS_MAX,
-        "the daemon used {} clock ticks of CPU in {IDLE_WINDOW:?} of quiet after {after}: {idle:?}",
-        idle.ticks
-    );
-    assert!(
-        idle.journal_wakeups <= JOURNAL_WAKEUPS_MAX,
-        "the journal threads woke up {} times in {IDLE_WINDOW:?} of quiet after {after}: {idle:?}",
-        idle.journal_wakeups
-    );
+    idle
+}
+
+/// Why a window does not show an idle daemon, if it does not.
+fn not_idle(idle: &Idle) -> Option<String> {
+    if idle.ticks > IDLE_TICKS_MAX {
+        return Some(format!("{} clock ticks of CPU", idle.ticks));
+    }
+    if idle.journal_wakeups > JOURNAL_WAKEUPS_MAX {
+        return Some(format!(
+            "{} wake-ups of the journal threads",
+            idle.journal_wakeups
+        ));
+    }
     // The watchdog pings (150 ms apart here) wake the main thread: twice per ping as
     // measured (the runtime's timer wakes once just before the deadline, at millisecond
     // granularity, and parks again); one ping more or less at the window's edges and a few
     // strays are allowed, another timer loop (even at 10 Hz: 30 more) is not.
-    assert!(
-        idle.pings >= 10,
-        "the watchdog pings were not received, so the window measured nothing: {idle:?}"
-    );
+    if idle.pings < 10 {
+        return Some("the watchdog pings were not received: the window measured nothing".into());
+    }
     let others = idle.wakeups - idle.journal_wakeups;
-    assert!(
-        others <= 2 * (idle.pings as u64 + 1) + 4,
-        "the daemon woke up {others} times for {} watchdog pings after {after}: {idle:?}",
-        idle.pings
-    );
-    idle
+    if others > 2 * (idle.pings as u64 + 1) + 4 {
+        return Some(format!(
+            "{others} wake-ups for {} watchdog pings",
+            idle.pings
+        ));
+    }
+    None
 }
 
 fn daemon_threads(pid: libc::pid_t) -> Vec<String> {
@@ -527,6 +573,9 @@ fn a_cursor_vacuumed_while_stopped_is_reported_with_what_was_skipped() {
             .any(|l| l.contains(" WARN ") && l.ends_with(&warning)),
         "expected the warning\n  {warning}\nin\n{log}"
     );
+    for line in log.lines().filter(|l| l.contains("stored cursor")) {
+        eprintln!("daemon log: {line}");
+    }
     // The surviving entries counted once each; the lost ones not at all, and neither the
     // one from the first archive, deleted too, whose failure is not replayed.
     assert_eq!(counts(&log, survivor), once_each(3), "{log}");
@@ -565,7 +614,7 @@ fn journald_killed_and_restarted_under_the_daemon() {
     let mut daemon = lab.start();
     let addr = "203.0.113.40".to_string();
     lab.fail_logins(&addr, 1);
-    wait_counts(&daemon, &[addr.clone()], 1);
+    wait_counts(&daemon, std::slice::from_ref(&addr), 1);
     let mut restarts = Vec::new();
     for (n, signal) in [(2, libc::SIGKILL), (3, libc::SIGTERM), (4, libc::SIGKILL)] {
         let old = lab.journald().pid();
@@ -574,7 +623,7 @@ fn journald_killed_and_restarted_under_the_daemon() {
         restarts.push(signal);
         // Logged at once: the daemon must see the entries of the new journald's files.
         lab.fail_logins(&addr, 1);
-        wait_counts(&daemon, &[addr.clone()], n);
+        wait_counts(&daemon, std::slice::from_ref(&addr), n);
         assert!(
             daemon.exit_within(Duration::ZERO).is_none(),
             "the daemon exited after a journald restart:\n{}",
