@@ -788,39 +788,55 @@ fn live_follow_thread_sleeps_while_the_journal_is_quiet() {
     let tid = follower.thread_id();
     // Let journald finish its own start-up writes (they wake the follower legitimately).
     std::thread::sleep(Duration::from_secs(1));
-    let before = voluntary_switches(tid);
-    std::thread::sleep(Duration::from_secs(5));
-    let quiet = voluntary_switches(tid) - before;
-    // A poll loop, even at 1 Hz, would wake 5 times or more; a stray inotify event from
-    // another journal starting under /var/log/journal may account for one or two.
+    // A poll loop, even at 1 Hz, would wake 5 times or more in every window. Other tests of
+    // this binary start journals under /var/log/journal meanwhile, and their inotify events
+    // may wake the thread too: a polling thread fails all three windows, an idle one passes
+    // one of them.
+    let quiet = quietest_window(tid, Duration::from_secs(5));
     assert!(quiet <= 2, "follow thread woke up {quiet} times in 5 s");
     // A change in the journal directory that adds no entry wakes the thread, which then
     // goes back to sleep instead of spinning.
+    let before_stray = voluntary_switches(tid);
     let stray = journald.log_dir().join("not-a-journal");
     std::fs::write(&stray, b"x").unwrap();
     std::fs::remove_file(&stray).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let after_stray = voluntary_switches(tid);
-    std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        voluntary_switches(tid),
-        after_stray,
-        "follow thread kept waking up after a spurious event"
+    let settled = quietest_window(tid, Duration::from_secs(1));
+    assert!(
+        settled <= 1,
+        "follow thread kept waking up after a spurious event ({settled} in 1 s)"
     );
-    let stray_wakeups = after_stray - before - quiet;
+    let stray_wakeups = after_stray - before_stray;
     assert!(
         stray_wakeups <= 5,
         "{stray_wakeups} wake-ups for one stray file"
     );
+    let after_stray = voluntary_switches(tid);
     // The measure can fail: one entry logged wakes the thread up.
     journald.send_message("idle 1");
     let (got, _) = collect(&follower, 1, None);
     assert_eq!(messages(&got), ["idle 1"]);
     assert!(voluntary_switches(tid) > after_stray);
     eprintln!(
-        "follow thread voluntary context switches: {quiet} in 3 quiet seconds, \
+        "follow thread voluntary context switches: {quiet} in 5 quiet seconds, \
          {stray_wakeups} for a stray file"
     );
+}
+
+/// The fewest voluntary context switches of thread `tid` over one of three windows of
+/// `length`, stopping at the first window without any.
+fn quietest_window(tid: libc::pid_t, length: Duration) -> u64 {
+    let mut fewest = u64::MAX;
+    for _ in 0..3 {
+        let before = voluntary_switches(tid);
+        std::thread::sleep(length);
+        fewest = fewest.min(voluntary_switches(tid) - before);
+        if fewest == 0 {
+            break;
+        }
+    }
+    fewest
 }
 
 /// `banhound test-filter sshd --journal-namespace NAME`: the shipped sshd filter's own
