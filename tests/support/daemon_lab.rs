@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 use crate::netlab::{connect, in_netns, wait_for, Listener, Netns, Outcome};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
@@ -353,6 +354,8 @@ pub struct Lab {
     notify: NotifyReader,
     dir: tempfile::TempDir,
     starts: usize,
+    /// Set by [`Lab::read_journal_directory`]: what daemons read instead of the namespace.
+    journal_directory: Option<PathBuf>,
 }
 
 impl Lab {
@@ -386,6 +389,7 @@ impl Lab {
             notify,
             dir,
             starts: 0,
+            journal_directory: None,
         };
         lab.write_config(config);
         lab
@@ -431,6 +435,14 @@ impl Lab {
 
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    /// Daemons started from now on read the journal files in `dir` (`--journal-directory`)
+    /// instead of the lab's journald namespace: for journals made beforehand with
+    /// systemd-journal-remote, whose entries carry fields (`_COMM`, `_SYSTEMD_UNIT`) that
+    /// only journald itself could give live ones.
+    pub fn read_journal_directory(&mut self, dir: &Path) {
+        self.journal_directory = Some(dir.to_path_buf());
     }
 
     /// Starts the daemon and waits until it is ready (bans restored, journal followed).
@@ -479,8 +491,13 @@ impl Lab {
                 "--log-target",
                 if to_journal { "journal" } else { "stderr" },
             ])
-            .arg("--journal-namespace")
-            .arg(self.journald.name())
+            .args(match &self.journal_directory {
+                Some(dir) => [OsStr::new("--journal-directory"), dir.as_os_str()],
+                None => [
+                    OsStr::new("--journal-namespace"),
+                    OsStr::new(self.journald.name()),
+                ],
+            })
             .arg("--state-dir")
             .arg(self.state_dir())
             .args(extra_args)

@@ -95,7 +95,8 @@ impl Batch {
     }
 
     /// The cursor of the last entry read for this batch (including skipped ones): persist it
-    /// once every entry of the batch has been processed.
+    /// once every entry of the batch has been processed. `None` for a batch read entirely
+    /// before the stored cursor it resumed from (a replay): the stored position stays.
     pub fn cursor(&self) -> Option<&str> {
         self.cursor.as_deref()
     }

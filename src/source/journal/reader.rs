@@ -627,9 +627,13 @@ impl JournalReader {
         }
     }
 
-    /// The cursor of the last entry read (delivered or skipped), `None` before the first.
+    /// The cursor of the last entry read (delivered or skipped): the position to persist once
+    /// what was read is processed. `None` before the first entry, and while replaying up to
+    /// the stored cursor: a replayed entry's cursor would move the stored position back, and
+    /// after the next restart the entries between it and the old position, already acted
+    /// on, would come back as new.
     pub fn cursor(&self) -> Result<Option<String>, JournalError> {
-        if !self.on_entry {
+        if !self.on_entry || matches!(self.boundary, Some(Boundary::Replay { .. })) {
             return Ok(None);
         }
         self.journal
@@ -710,5 +714,105 @@ mod tests {
             .warning(),
             None
         );
+    }
+
+    use crate::source::journal::MatchExpr;
+    use std::io::Write;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    /// 2023-11-14T22:13:20Z.
+    const T0: i64 = 1_700_000_000_000_000;
+
+    /// A journal file written by systemd-journal-remote (what systemd itself writes) with
+    /// sshd entries `m0`..`m{n-1}`, one second apart from [`T0`].
+    fn journal_dir(n: i64) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut export = String::new();
+        for i in 0..n {
+            export.push_str(&format!(
+                "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n\
+                 _BOOT_ID=5a1d8c3e9f0b4e6d8a7c2b1e0f9d8c7b\n_COMM=sshd\nMESSAGE=m{i}\n\n",
+                T0 + i * 1_000_000,
+                1_000_000 + i * 1_000_000
+            ));
+        }
+        let mut remote = Command::new("/lib/systemd/systemd-journal-remote")
+            .arg("-o")
+            .arg(dir.path().join("test.journal"))
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("systemd-journal-remote runs");
+        remote
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(export.as_bytes())
+            .unwrap();
+        assert!(remote.wait().unwrap().success());
+        dir
+    }
+
+    fn open(dir: &Path, start: &Start) -> JournalReader {
+        let matches = JailMatches::new(vec![MatchExpr::parse(&["_COMM=sshd"]).unwrap()]);
+        JournalReader::open(&JournalSource::Directory(dir.to_path_buf()), matches, start)
+            .unwrap()
+            .0
+    }
+
+    /// What a reader yields: (message, phase, the cursor it would have persisted).
+    fn read_rest(reader: &mut JournalReader) -> Vec<(String, Phase, Option<String>)> {
+        let mut got = Vec::new();
+        while let Some(e) = reader.next_entry().unwrap() {
+            let (message, phase) = (String::from_utf8_lossy(e.entry.message), e.phase);
+            let message = message.into_owned();
+            got.push((message, phase, reader.cursor().unwrap()));
+        }
+        got
+    }
+
+    #[test]
+    fn the_position_to_persist_never_goes_back_while_replaying() {
+        let dir = journal_dir(6);
+        let mut first = open(dir.path(), &Start::Head);
+        let read: Vec<_> = read_rest(&mut first).into_iter().take(4).collect();
+        let cursors: Vec<String> = read.iter().map(|r| r.2.clone().unwrap()).collect();
+        drop(first);
+
+        // Stopped after m3 was processed: m0..m3 are replayed, and the position to persist
+        // stays m3's until reading is past it (a crash during the replay must not move the
+        // stored position back to m1, or m2 and m3 would count as new at the next start).
+        let stored = cursors[3].clone();
+        let mut reader = open(
+            dir.path(),
+            &Start::Resume {
+                cursor: stored.clone(),
+                replay_since: Timestamp::from_micros(T0 - 3_600_000_000),
+            },
+        );
+        let got = read_rest(&mut reader);
+        let summary: Vec<(&str, Phase, Option<&str>)> = got
+            .iter()
+            .map(|(m, p, c)| (m.as_str(), *p, c.as_deref()))
+            .collect();
+        assert_eq!(
+            summary[..4],
+            [
+                ("m0", Phase::Replay, None),
+                ("m1", Phase::Replay, None),
+                ("m2", Phase::Replay, None),
+                ("m3", Phase::Replay, Some(stored.as_str())),
+            ]
+        );
+        assert_eq!(
+            summary[4..].iter().map(|s| (s.0, s.1)).collect::<Vec<_>>(),
+            [("m4", Phase::New), ("m5", Phase::New)]
+        );
+        assert!(summary[4..]
+            .iter()
+            .all(|s| s.2.is_some_and(|c| c != stored)));
     }
 }

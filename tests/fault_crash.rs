@@ -1,0 +1,924 @@
+//! Fault test "crash at any instant" (reliability issue, fault 1): the real daemon replays a
+//! journal of generated sshd traffic while it is killed with SIGKILL at seeded random moments
+//! and restarted each time; what it ends with must be what one uninterrupted run over the same
+//! journal ends with, and what the log itself calls for.
+//!
+//! The journal is `gen-sshd-log --format export` (the shared benchmark generator: failures
+//! from a Zipf-distributed pool of attackers among benign sshd, cron, kernel and nginx
+//! traffic) turned into a real journal file by systemd-journal-remote, read by the daemon
+//! with `--journal-directory` inside a network namespace with its own nftables
+//! (tests/support/daemon_lab.rs). The findtime covers the whole journal and the bantime
+//! outlasts the test, so the outcome does not depend on when the runs happen: each address
+//! with at least `maxretry` failures is banned once, from its `maxretry`-th failure.
+//!
+//! What is compared, after the killed run's last restart has caught up and stopped:
+//! - the bans in the state database, field by field (jail, address, start, end, offence,
+//!   failures), against the uninterrupted run and against the bans computed from the log
+//!   (the shipped sshd filter applied to the entries the jail's journalmatch selects): a
+//!   failure counted twice would ban an address below `maxretry` or start a ban early; a
+//!   lost ban would be missing;
+//! - the ban history: every address banned exactly as often as in the uninterrupted run;
+//! - the kernel's sets against the database, in both runs.
+//!
+//! Kills are aimed (seeded) at start-up, at the replay of the committed entries, at new
+//! entries, or anywhere in a life, and in the last sixth at the steady state; see [`Aim`].
+//! After every kill, while the daemon is dead: the committed journal position never went
+//! back, and every kernel element is a committed ban (a ban is committed before it is
+//! applied; committed bans missing from the kernel are the restart's job, and counted).
+//!
+//! Forms: `cargo test --test fault_crash` runs the short form (20,000 entries, 20 kills);
+//! `cargo test --test fault_crash -- --ignored --nocapture` the full one (100,000 entries,
+//! 30 kills). `BANHOUND_FAULT_SEED=N` picks another seed (journal and kill times derive from
+//! it); `GEN_SSHD_LOG` points at the generator if it is not in ../shared/bench. The figures
+//! are printed (with --nocapture) for docs/reliability.md. Needs root, nft, ip,
+//! journalctl, /lib/systemd/systemd-journald and systemd-journal-remote.
+
+#[path = "support/daemon_lab.rs"]
+mod daemon_lab;
+#[path = "support/netlab.rs"]
+mod netlab;
+
+use banhound::config::{self, ConfigPaths, JailSettings, JailSource};
+use banhound::daemon::state::{StateDb, StoredBan, DATABASE_FILE};
+use banhound::engine::filter::{Host, Outcome};
+use banhound::engine::time::{BanTime, Timestamp};
+use daemon_lab::{Daemon, Lab, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE, SSHD_SET};
+use ipnet::IpNet;
+use netlab::wait_for;
+use rusqlite::{Connection, OpenFlags};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+const JAIL: &str = "sshd";
+const MAXRETRY: u32 = 5;
+/// Covers the whole journal (at most 1,000 s of entries, ending a minute before the test
+/// starts) for as long as any test runs, so every start's look-back reads all of it.
+const FINDTIME: &str = "3h";
+/// Outlasts the test: no ban expires, so each address is banned at most once.
+const BANTIME: &str = "1d";
+/// The IPv6 set beside daemon_lab's IPv4 [`SSHD_SET`].
+const SSHD_SET_V6: &str = "sshd-v6";
+/// Upper bound for one daemon to read the whole journal; only a broken daemon (or a badly
+/// overloaded machine) gets near it.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn config_text() -> String {
+    format!(
+        "[jail.{JAIL}]\nenabled = true\nport = \"{port}\"\nmaxretry = {MAXRETRY}\n\
+         findtime = \"{FINDTIME}\"\nbantime = \"{BANTIME}\"\n",
+        port = daemon_lab::PORT
+    )
+}
+
+#[test]
+fn sigkill_at_random_moments_changes_no_ban_short() {
+    crash_at_any_instant("s", 20_000, 20);
+}
+
+#[test]
+#[ignore = "full form (100,000 entries, 30 kills, minutes): run with --ignored"]
+fn sigkill_at_random_moments_changes_no_ban_full() {
+    crash_at_any_instant("f", 100_000, 30);
+}
+
+fn seed() -> u64 {
+    std::env::var("BANHOUND_FAULT_SEED")
+        .ok()
+        .map(|s| s.parse().expect("BANHOUND_FAULT_SEED is a number"))
+        .unwrap_or(1)
+}
+
+/// SplitMix64: a few lines, good enough to spread kill times, reproducible from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn crash_at_any_instant(form: &str, entries: usize, kills: usize) {
+    let test_started = Instant::now();
+    let seed = seed();
+    let config = config_text();
+    let settings = load_settings(&config);
+    let jail = settings
+        .jails
+        .iter()
+        .find(|j| j.name == JAIL)
+        .expect("the sshd jail is configured");
+    assert_eq!(jail.policy.ipv6_prefix, 128, "bans are per address");
+    assert!(
+        jail.policy.escalation.is_none(),
+        "every ban has the bantime"
+    );
+
+    let journal = Journal::generate(entries, seed, jail);
+    let expected = Expected::from_log(&journal, jail);
+    assert!(
+        expected.bans.len() >= 50 && expected.below > 50,
+        "the journal must have bans and near misses to compare: {} bans, {} below maxretry",
+        expected.bans.len(),
+        expected.below
+    );
+
+    // One uninterrupted run.
+    let reference = {
+        let mut lab = Lab::new(&format!("cr{form}r"), &config);
+        lab.read_journal_directory(journal.dir());
+        let (ready, done) = run_to_the_end(&mut lab, &journal, "the uninterrupted run");
+        Run::collect(&lab, ready, done)
+    };
+    check_against_log(&reference, &expected, "uninterrupted run");
+
+    // The same journal, killed `kills` times; fresh state and fresh nftables.
+    let mut lab = Lab::new(&format!("cr{form}k"), &config);
+    lab.read_journal_directory(journal.dir());
+    let mut rng = Rng(seed);
+    let mut log: Vec<Kill> = Vec::new();
+    let crash_started = Instant::now();
+    for k in 0..kills {
+        let kill = kill_once(
+            &mut lab,
+            &journal,
+            &reference,
+            &mut rng,
+            k,
+            kills,
+            log.last(),
+        );
+        log.push(kill);
+    }
+    let last = run_to_the_end(&mut lab, &journal, "the last restart");
+    let crashed = Run::collect(&lab, last.0, crash_started.elapsed());
+    drop(lab);
+
+    check_against_log(&crashed, &expected, "killed run");
+    assert_eq!(
+        crashed.bans, reference.bans,
+        "the killed run's bans are the uninterrupted run's"
+    );
+    assert_eq!(
+        crashed.history, reference.history,
+        "the killed run's ban history is the uninterrupted run's (each address banned as often)"
+    );
+    // The comparisons assume every start looked back over the whole journal.
+    assert!(
+        Timestamp::from_micros(wall_now_us()).since(Timestamp::from_micros(journal.first_us))
+            < jail.policy.findtime,
+        "the test outran its findtime"
+    );
+
+    report(
+        form,
+        seed,
+        &journal,
+        &expected,
+        &reference,
+        &crashed,
+        &log,
+        test_started.elapsed(),
+    );
+}
+
+/// When a kill is aimed. Each kill picks one at random (seeded), so kills land in every part
+/// of a daemon's life whatever the speed of the machine; the instant within it is random
+/// too. The catch-up is spread over most kills (each life gets about 4/kills of it); the
+/// last sixth aims at the steady state instead of new entries.
+#[derive(Clone, Copy, Debug)]
+enum Aim {
+    /// Within the uninterrupted run's time to READY after the spawn: start-up, restore of
+    /// the stored bans, journal positioning (a restart is READY a little sooner).
+    StartUp,
+    /// Once READY, within about the time the replay of the committed entries takes.
+    Replay,
+    /// Once a new batch was committed in this life, within a slice of the catch-up.
+    NewEntries,
+    /// Anywhere from the spawn to the end of that slice.
+    Anywhere,
+    /// Once everything is committed, within a second.
+    SteadyState,
+}
+
+impl Aim {
+    fn pick(rng: &mut Rng, k: usize, kills: usize) -> Aim {
+        let steady = k >= kills - kills / 6;
+        match (rng.next() % 4, steady) {
+            (0, _) => Aim::StartUp,
+            (1, _) => Aim::Replay,
+            (2, _) => Aim::Anywhere,
+            (_, false) => Aim::NewEntries,
+            (_, true) => Aim::SteadyState,
+        }
+    }
+}
+
+/// Where the daemon was when it was killed, from its log and the committed position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Configuration, state database, firewall objects, restore of the stored bans.
+    BeforeRestored,
+    /// Bans restored; journal being positioned; READY=1 not yet sent.
+    RestoredNotReady,
+    /// Ready; nothing new committed in this life yet (replaying the committed entries, or
+    /// on the first new batch).
+    Replaying,
+    /// Ready; new entries committed in this life, more to read.
+    NewEntries,
+    /// Ready, everything committed; following a quiet journal.
+    CaughtUp,
+}
+
+impl Phase {
+    fn before_ready(self) -> bool {
+        self <= Phase::RestoredNotReady
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::BeforeRestored => "start-up, before the stored bans were restored",
+            Phase::RestoredNotReady => "bans restored, before READY",
+            Phase::Replaying => "after READY, nothing new committed yet",
+            Phase::NewEntries => "after READY, committing new entries",
+            Phase::CaughtUp => "after READY, caught up",
+        }
+    }
+}
+
+struct Kill {
+    aim: Aim,
+    /// From the spawn.
+    at: Duration,
+    phase: Phase,
+    /// Selected entries committed when it died.
+    committed: usize,
+    /// Bans in the database when it died.
+    stored: usize,
+    /// Of those, not in the kernel (committed, not yet applied, or the restore not done).
+    not_in_kernel: usize,
+}
+
+fn kill_once(
+    lab: &mut Lab,
+    journal: &Journal,
+    reference: &Run,
+    rng: &mut Rng,
+    k: usize,
+    kills: usize,
+    previous: Option<&Kill>,
+) -> Kill {
+    let aim = Aim::pick(rng, k, kills);
+    let random = rng.unit();
+    let before = previous.map_or(0, |p| p.committed);
+    let spawned = Instant::now();
+    let mut daemon = lab.spawn(false, &[]);
+    // `ip netns exec` execs the daemon: kill the daemon, not the launcher.
+    wait_for("the daemon to be exec'd", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("/proc/{}/comm", daemon.pid()))
+            .is_ok_and(|comm| comm.trim() == "banhound")
+    });
+    let catch_up = reference.done.saturating_sub(reference.ready);
+    let total = journal.selected.len();
+    let replay = catch_up.mul_f64(before as f64 / total as f64);
+    let slice = catch_up.mul_f64(4.0 / kills as f64);
+    let kill_at = match aim {
+        Aim::StartUp => reference.ready.mul_f64(random),
+        Aim::Replay => {
+            wait_ready(&mut daemon, &format!("start {k}: READY"));
+            spawned.elapsed() + replay.mul_f64(random)
+        }
+        Aim::NewEntries if before < total => {
+            let what = format!("start {k}: a new batch committed");
+            wait_committed(lab, journal, &mut daemon, &what, |c| c > before);
+            spawned.elapsed() + slice.mul_f64(random)
+        }
+        Aim::Anywhere | Aim::NewEntries => (reference.ready + replay + slice).mul_f64(random),
+        Aim::SteadyState => {
+            wait_ready(&mut daemon, &format!("start {k}: READY"));
+            let what = format!("start {k}: the catch-up");
+            wait_committed(lab, journal, &mut daemon, &what, |c| c == total);
+            spawned.elapsed() + Duration::from_secs(1).mul_f64(random)
+        }
+    };
+    std::thread::sleep(kill_at.saturating_sub(spawned.elapsed()));
+    if let Some(status) = daemon.exit_within(Duration::ZERO) {
+        panic!(
+            "start {k}: the daemon exited by itself ({status}):\n{}",
+            daemon.log()
+        );
+    }
+    daemon.signal(libc::SIGKILL);
+    let at = spawned.elapsed();
+    daemon
+        .exit_within(Duration::from_secs(10))
+        .expect("SIGKILL ends the daemon");
+    let text = daemon.log();
+    drop(daemon);
+
+    let state = Committed::read(&lab.state_dir());
+    let committed = journal.position(state.cursor.as_deref());
+    let kernel = kernel_bans(lab);
+    let stored: BTreeSet<IpAddr> = state.bans.iter().map(|(_, t)| t.addr()).collect();
+    let unknown: Vec<&IpAddr> = kernel.difference(&stored).collect();
+    assert!(
+        unknown.is_empty(),
+        "kill {k}: kernel bans the database does not hold: {unknown:?}"
+    );
+    assert!(
+        committed >= before,
+        "kill {k}: the committed position went back from {before} to {committed}"
+    );
+    let restored = text
+        .lines()
+        .any(|l| l.contains(" restored ") && l.ends_with(" ban(s)"));
+    let phase = if !restored {
+        Phase::BeforeRestored
+    } else if !text.contains("banhound started") {
+        Phase::RestoredNotReady
+    } else if committed == journal.selected.len() {
+        Phase::CaughtUp
+    } else if committed == before {
+        Phase::Replaying
+    } else {
+        Phase::NewEntries
+    };
+    let kill = Kill {
+        aim,
+        at,
+        phase,
+        committed,
+        stored: stored.len(),
+        not_in_kernel: stored.len() - kernel.len(),
+    };
+    eprintln!(
+        "kill {k:2} ({:10}) at {:6.0} ms: {:46} {:6}/{} entries committed, {:4} bans stored, {:3} not in the kernel",
+        format!("{:?}", kill.aim),
+        kill.at.as_secs_f64() * 1000.0,
+        kill.phase.describe(),
+        kill.committed,
+        journal.selected.len(),
+        kill.stored,
+        kill.not_in_kernel
+    );
+    kill
+}
+
+/// Starts a daemon and lets it read everything, then stops it: (time to READY, time until
+/// everything was committed and it was READY), both from the spawn.
+fn run_to_the_end(lab: &mut Lab, journal: &Journal, which: &str) -> (Duration, Duration) {
+    let started = Instant::now();
+    let mut daemon = lab.spawn(false, &[]);
+    // After READY the stored bans are back in the kernel, whatever earlier lives committed.
+    wait_ready(&mut daemon, &format!("{which}: READY"));
+    let ready = started.elapsed();
+    let total = journal.selected.len();
+    let what = format!("{which}: the catch-up");
+    wait_committed(lab, journal, &mut daemon, &what, |c| c == total);
+    let done = started.elapsed();
+    stop(daemon, which);
+    (ready, done)
+}
+
+/// Polls `done` until it holds; fails at once, with the daemon's log, if the daemon exits.
+fn wait_while_alive(
+    daemon: &mut Daemon,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&Daemon) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !done(daemon) {
+        if let Some(status) = daemon.exit_within(Duration::ZERO) {
+            panic!(
+                "{what}: the daemon exited by itself ({status}):\n{}",
+                daemon.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_ready(daemon: &mut Daemon, what: &str) {
+    wait_while_alive(daemon, what, Duration::from_secs(60), |d| {
+        d.log().contains("banhound started")
+    });
+}
+
+/// Waits until the number of committed entries satisfies `done`.
+fn wait_committed(
+    lab: &Lab,
+    journal: &Journal,
+    daemon: &mut Daemon,
+    what: &str,
+    done: impl Fn(usize) -> bool,
+) {
+    wait_while_alive(daemon, what, CATCH_UP_TIMEOUT, |_| {
+        done(journal.position(Committed::read(&lab.state_dir()).cursor.as_deref()))
+    });
+}
+
+/// SIGTERM; it must exit successfully.
+fn stop(mut daemon: Daemon, which: &str) {
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.exit_within(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{which} did not stop cleanly on SIGTERM ({status:?}):\n{}",
+        daemon.log()
+    );
+}
+
+/// The jail as the daemon loads it (shipped defaults plus the test's file).
+fn load_settings(text: &str) -> config::Settings {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("banhound.toml");
+    std::fs::write(&main, text).unwrap();
+    config::load(&ConfigPaths {
+        defaults_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"),
+        config_dir: dir.path().to_path_buf(),
+        main_file: Some(main),
+    })
+    .expect("the test configuration loads")
+}
+
+fn generator() -> PathBuf {
+    if let Some(path) = std::env::var_os("GEN_SSHD_LOG") {
+        return PathBuf::from(path);
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen-sshd-log");
+    if shared.exists() {
+        return shared;
+    }
+    PathBuf::from("/work/shared/bench/gen-sshd-log")
+}
+
+fn wall_now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+/// One entry the jail's journalmatch selects.
+struct Selected {
+    cursor: String,
+    at_us: i64,
+    message: String,
+}
+
+/// The generated journal file, and what journalctl (not banhound) reads from it.
+struct Journal {
+    dir: tempfile::TempDir,
+    entries: usize,
+    first_us: i64,
+    /// In journal order.
+    selected: Vec<Selected>,
+    /// Cursor -> index in `selected`.
+    index: HashMap<String, usize>,
+}
+
+impl Journal {
+    fn generate(entries: usize, seed: u64, jail: &JailSettings) -> Journal {
+        let dir = tempfile::tempdir().unwrap();
+        // Ends about a minute before now: inside every start's look-back, none in the future.
+        let start = wall_now_us() / 1_000_000 - (entries / 100) as i64 - 60;
+        let mut gen = Command::new(generator())
+            .arg(entries.to_string())
+            .args(["--format", "export", "--seed", &seed.to_string()])
+            .args(["--start", &start.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", generator().display()));
+        let remote = Command::new(JOURNAL_REMOTE)
+            .arg("-o")
+            .arg(dir.path().join("generated.journal"))
+            .arg("-")
+            .stdin(gen.stdout.take().unwrap())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("systemd-journal-remote runs");
+        assert!(gen.wait().unwrap().success(), "gen-sshd-log failed");
+        assert!(
+            remote.status.success(),
+            "journal-remote: {}",
+            String::from_utf8_lossy(&remote.stderr)
+        );
+
+        let all = export(dir.path(), &[]);
+        assert_eq!(
+            all.len(),
+            entries,
+            "every generated entry is in the journal"
+        );
+        let JailSource::Journal { matches } = &jail.source else {
+            panic!("the sshd jail reads the journal");
+        };
+        let selected: Vec<Selected> = export(dir.path(), matches)
+            .into_iter()
+            .map(|mut fields| Selected {
+                cursor: fields.remove("__CURSOR").unwrap(),
+                at_us: fields["__REALTIME_TIMESTAMP"].parse().unwrap(),
+                message: fields.remove("MESSAGE").unwrap_or_default(),
+            })
+            .collect();
+        // gen-sshd-log gives its sshd entries _COMM=sshd and _SYSTEMD_UNIT=ssh.service, and
+        // no other entry either.
+        let sshd = all
+            .iter()
+            .filter(|e| e.get("_COMM").is_some_and(|c| c == "sshd"))
+            .count();
+        assert_eq!(
+            selected.len(),
+            sshd,
+            "the jail's journalmatch selects the sshd entries, and only them"
+        );
+        let index = selected
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.cursor.clone(), i))
+            .collect();
+        Journal {
+            dir,
+            entries,
+            first_us: all[0]["__REALTIME_TIMESTAMP"].parse().unwrap(),
+            selected,
+            index,
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// How many selected entries are committed at `cursor` (0: none).
+    fn position(&self, cursor: Option<&str>) -> usize {
+        cursor.map_or(0, |c| {
+            self.index
+                .get(c)
+                .unwrap_or_else(|| panic!("stored cursor {c:?} is no selected entry"))
+                + 1
+        })
+    }
+}
+
+/// `journalctl --directory DIR -o export MATCHES`, one field map per entry. Entries from
+/// gen-sshd-log are single-line text, so the binary form of a field is not expected.
+fn export(dir: &Path, matches: &[String]) -> Vec<HashMap<String, String>> {
+    let out = Command::new("journalctl")
+        .arg("--directory")
+        .arg(dir)
+        .args(["--no-pager", "-o", "export"])
+        .args(matches)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "journalctl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("text export");
+    let mut entries = Vec::new();
+    let mut fields = HashMap::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            if !fields.is_empty() {
+                entries.push(std::mem::take(&mut fields));
+            }
+            continue;
+        }
+        let (name, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("binary field in the export: {line:?}"));
+        fields.insert(name.to_string(), value.to_string());
+    }
+    if !fields.is_empty() {
+        entries.push(fields);
+    }
+    entries
+}
+
+/// What the log calls for, computed here from journalctl's view of the journal.
+struct Expected {
+    /// Per banned address: the ban as it must be stored.
+    bans: BTreeMap<IpNet, StoredBan>,
+    /// Failures matched by the jail's filter.
+    failures: usize,
+    /// Addresses with at least one failure, but fewer than maxretry.
+    below: usize,
+    /// Addresses never banned because they are the server's own (ignoreself).
+    own: usize,
+}
+
+impl Expected {
+    fn from_log(journal: &Journal, jail: &JailSettings) -> Expected {
+        let BanTime::For(bantime) = jail.policy.bantime else {
+            panic!("bantime is finite");
+        };
+        let own: [IpAddr; 2] = [
+            SERVER_ATTACKER_SIDE.parse().unwrap(),
+            SERVER_FRIEND_SIDE.parse().unwrap(),
+        ];
+        let mut matcher = jail.filter.filter.matcher();
+        let mut counts: HashMap<IpAddr, u32> = HashMap::new();
+        let mut bans = BTreeMap::new();
+        let (mut failures, mut own_hits) = (0, BTreeSet::new());
+        for entry in &journal.selected {
+            let Outcome::Failure(failure) = matcher.match_line(entry.message.as_bytes()) else {
+                continue;
+            };
+            let Host::Ip(ip) = failure.host else {
+                continue;
+            };
+            failures += 1;
+            if own.contains(&ip) || ip.is_loopback() {
+                own_hits.insert(ip);
+                continue;
+            }
+            let count = counts.entry(ip).or_default();
+            *count += 1;
+            // The findtime covers the whole journal: the maxretry-th failure bans.
+            if *count == jail.policy.maxretry {
+                let since = Timestamp::from_micros(entry.at_us);
+                bans.insert(
+                    IpNet::from(ip),
+                    StoredBan {
+                        jail: jail.name.clone(),
+                        target: IpNet::from(ip),
+                        since,
+                        until: Some(since + bantime),
+                        offence: 1,
+                        failures: jail.policy.maxretry,
+                    },
+                );
+            }
+        }
+        let below = counts
+            .values()
+            .filter(|&&c| c < jail.policy.maxretry)
+            .count();
+        Expected {
+            bans,
+            failures,
+            below,
+            own: own_hits.len(),
+        }
+    }
+}
+
+/// The committed state, read without writing (a read-only connection neither recovers nor
+/// checkpoints the database: that stays the daemon's job).
+#[derive(Default)]
+struct Committed {
+    cursor: Option<String>,
+    bans: BTreeSet<(String, IpNet)>,
+}
+
+impl Committed {
+    /// Retries for a while: a reader can meet the database in the middle of its creation
+    /// (before WAL mode is set, "attempt to write a readonly database"), or busy.
+    fn read(state_dir: &Path) -> Committed {
+        let path = state_dir.join(DATABASE_FILE);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if !path.exists() {
+                return Committed::default();
+            }
+            match Committed::try_read(&path) {
+                Ok(committed) => return committed,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reading {}: {e}; retrying", path.display());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{}: {e}", path.display()),
+            }
+        }
+    }
+
+    fn try_read(path: &Path) -> rusqlite::Result<Committed> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        // One snapshot for the position and the bans.
+        let snapshot = conn.unchecked_transaction()?;
+        let cursors = match query_strings(&snapshot, "SELECT cursor FROM source_positions")? {
+            Some(rows) => rows,
+            // Killed before the schema was in place.
+            None => return Ok(Committed::default()),
+        };
+        assert!(cursors.len() <= 1, "one journal source: {cursors:?}");
+        let bans = query_strings(&snapshot, "SELECT jail || ' ' || target FROM bans")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| {
+                let (jail, target) = row.split_once(' ').unwrap();
+                (jail.to_string(), target.parse().unwrap())
+            })
+            .collect();
+        Ok(Committed {
+            cursor: cursors.into_iter().next(),
+            bans,
+        })
+    }
+}
+
+/// The rows of a one-column query; `None` if its table does not exist yet.
+fn query_strings(conn: &Connection, sql: &str) -> rusqlite::Result<Option<Vec<String>>> {
+    let mut stmt = match conn.prepare(sql) {
+        Ok(stmt) => stmt,
+        Err(e) if e.to_string().contains("no such table") => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let rows = stmt.query_map([], |row| row.get(0))?;
+    rows.collect::<rusqlite::Result<Vec<String>>>().map(Some)
+}
+
+/// The sshd jail's elements in the server's kernel, both families.
+fn kernel_bans(lab: &Lab) -> BTreeSet<IpAddr> {
+    [SSHD_SET, SSHD_SET_V6]
+        .iter()
+        .flat_map(|set| lab.banned_in(set))
+        .map(|(addr, _)| addr.parse().unwrap())
+        .collect()
+}
+
+/// A history row: (jail, target, started, expires, offence, failures, ended).
+type HistoryRow = (String, String, i64, Option<i64>, u32, u32, Option<i64>);
+
+/// What a run ended with, read once its daemon stopped.
+struct Run {
+    ready: Duration,
+    done: Duration,
+    bans: Vec<StoredBan>,
+    history: Vec<HistoryRow>,
+    kernel: BTreeSet<IpAddr>,
+}
+
+impl Run {
+    fn collect(lab: &Lab, ready: Duration, done: Duration) -> Run {
+        let db = StateDb::open(&lab.state_dir()).unwrap();
+        let bans = db.bans().unwrap();
+        let history_len = db.history_len().unwrap();
+        drop(db);
+        let conn = Connection::open_with_flags(
+            lab.state_dir().join(DATABASE_FILE),
+            OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut stmt = conn
+            .prepare(
+                "SELECT jail, target, started_us, expires_us, offence, failures, ended_us
+                 FROM ban_history ORDER BY jail, target, started_us",
+            )
+            .unwrap();
+        let history: Vec<HistoryRow> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(history.len() as i64, history_len);
+        let kernel = kernel_bans(lab);
+        let stored: BTreeSet<IpAddr> = bans.iter().map(|b| b.target.addr()).collect();
+        assert_eq!(kernel, stored, "the kernel's sets hold the database's bans");
+        Run {
+            ready,
+            done,
+            bans,
+            history,
+            kernel,
+        }
+    }
+
+    /// How often each (jail, target) was banned.
+    fn history_counts(&self) -> BTreeMap<(String, String), usize> {
+        let mut counts = BTreeMap::new();
+        for row in &self.history {
+            *counts.entry((row.0.clone(), row.1.clone())).or_default() += 1;
+        }
+        counts
+    }
+}
+
+fn check_against_log(run: &Run, expected: &Expected, which: &str) {
+    let stored: BTreeMap<IpNet, &StoredBan> = run.bans.iter().map(|b| (b.target, b)).collect();
+    let missing: Vec<&IpNet> = expected
+        .bans
+        .keys()
+        .filter(|t| !stored.contains_key(t))
+        .collect();
+    let extra: Vec<&&StoredBan> = stored
+        .iter()
+        .filter(|(t, _)| !expected.bans.contains_key(t))
+        .map(|(_, b)| b)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{which}: bans the log calls for but missing: {missing:?}; bans it does not call for: {extra:?}"
+    );
+    for (target, want) in &expected.bans {
+        assert_eq!(stored[target], want, "{which}: the ban of {target}");
+    }
+    let counts = run.history_counts();
+    assert!(
+        counts.values().all(|&n| n == 1) && counts.len() == expected.bans.len(),
+        "{which}: each banned address is in the history once"
+    );
+    assert!(
+        run.history.iter().all(|row| row.6.is_none()),
+        "{which}: no ban ended"
+    );
+    assert_eq!(run.kernel.len(), expected.bans.len());
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    form: &str,
+    seed: u64,
+    journal: &Journal,
+    expected: &Expected,
+    reference: &Run,
+    crashed: &Run,
+    kills: &[Kill],
+    total: Duration,
+) {
+    let before_ready = kills.iter().filter(|k| k.phase.before_ready()).count();
+    let mut phases: BTreeMap<Phase, usize> = BTreeMap::new();
+    for kill in kills {
+        *phases.entry(kill.phase).or_default() += 1;
+    }
+    // After READY the restore is done: committed bans missing from the kernel were committed
+    // by this life and not yet applied. Before it, they may be the previous life's.
+    let in_flight = kills
+        .iter()
+        .filter(|k| !k.phase.before_ready() && k.not_in_kernel > 0)
+        .count();
+    let unrestored = kills
+        .iter()
+        .filter(|k| k.phase.before_ready() && k.not_in_kernel > 0)
+        .count();
+    eprintln!(
+        "\ncrash at any instant ({} form, seed {seed}):\n\
+         \x20 journal: {} entries, {} selected by the sshd journalmatch, {} failures, {} bans due, \
+         {} addresses below maxretry ({} own addresses ignored)\n\
+         \x20 uninterrupted run: READY after {:.2} s, caught up after {:.2} s\n\
+         \x20 killed run: {} SIGKILLs ({} before READY), then a last start (READY after {:.2} s); \
+         {:.1} s in all\n\
+         \x20 kills by phase: {}\n\
+         \x20 kills between a commit and its kernel update (committed bans not in the kernel \
+         after READY): {in_flight}; starts killed before restoring such bans: {unrestored}\n\
+         \x20 compared: {} bans (database field by field, history, kernel sets) identical in both runs \
+         and to the log; {} history rows each\n\
+         \x20 test time: {:.1} s",
+        if form == "f" { "full" } else { "short" },
+        journal.entries,
+        journal.selected.len(),
+        expected.failures,
+        expected.bans.len(),
+        expected.below,
+        expected.own,
+        reference.ready.as_secs_f64(),
+        reference.done.as_secs_f64(),
+        kills.len(),
+        before_ready,
+        crashed.ready.as_secs_f64(),
+        crashed.done.as_secs_f64(),
+        phases
+            .iter()
+            .map(|(p, n)| format!("{n} {}", p.describe()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        crashed.bans.len(),
+        crashed.history.len(),
+        total.as_secs_f64(),
+    );
+    assert!(
+        before_ready >= 1 && before_ready < kills.len(),
+        "kills landed both before and after READY"
+    );
+}
