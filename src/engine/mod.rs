@@ -9,6 +9,7 @@ pub mod address;
 pub mod datetime;
 pub mod filter;
 pub mod logline;
+pub mod multiline;
 pub mod prepare;
 pub mod time;
 pub mod tracker;

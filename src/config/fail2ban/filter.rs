@@ -221,6 +221,7 @@ fn resolve(
             failregex,
             ignoreregex,
             dialect: Dialect::Fail2ban,
+            maxlines,
         },
         journalmatch,
         datepattern,
