@@ -10,8 +10,9 @@
 
 use crate::cli::invalid;
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
-use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::daemon::display_target;
+use crate::engine::datepattern::DatePattern;
+use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{Filter, FilterSpec, Host, Matcher, Outcome};
 use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
@@ -173,6 +174,8 @@ struct Subject {
     journalmatch: Vec<String>,
     /// What the filter file asks for that banhound does not do (fail2ban filters).
     notes: Vec<String>,
+    /// Where file lines keep their date, if not where the standard templates look.
+    datepattern: Option<DatePattern>,
 }
 
 /// Whether FILTER names a fail2ban filter: a `.conf`/`.local` file (optionally followed by
@@ -237,6 +240,7 @@ fn fail2ban_subject(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Resul
         identifiers: Vec::new(),
         journalmatch: def.journalmatch,
         notes: loaded.notes,
+        datepattern: def.datepattern,
     }))
 }
 
@@ -272,6 +276,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
             identifiers: def.identifiers,
             journalmatch: def.journalmatch,
             notes: Vec::new(),
+            datepattern: def.datepattern,
         });
     }
     let looks_like_name = arg
@@ -303,6 +308,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
         identifiers: Vec::new(),
         journalmatch: Vec::new(),
         notes: Vec::new(),
+        datepattern: None,
     })
 }
 
@@ -601,7 +607,7 @@ fn read_lines<W: Write>(
         .map_err(|e| invalid(anyhow!("--timezone {:?}: {e}", args.timezone)))?;
     let now = parse_now(args.now.as_deref())?;
     let mut preparer = LinePreparer::new(
-        DateDetector::new(zone),
+        DateDetector::new(zone).with_pattern(subject.datepattern.clone()),
         subject.format,
         &subject.identifiers,
     );

@@ -741,7 +741,8 @@ impl Daemon {
             let mut matcher = jail.filter.filter.matcher();
             let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
                 LinePreparer::new(
-                    DateDetector::new(self.zone.clone()),
+                    DateDetector::new(self.zone.clone())
+                        .with_pattern(jail.filter.datepattern.clone()),
                     jail.filter.format,
                     &jail.filter.identifiers,
                 )

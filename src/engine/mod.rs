@@ -6,6 +6,7 @@
 //! `banhound test-filter` and the daemon.
 
 pub mod address;
+pub mod datepattern;
 pub mod datetime;
 pub mod filter;
 pub mod logline;

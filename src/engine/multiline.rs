@@ -235,7 +235,8 @@ impl Sessions {
 
     /// Makes room: sessions past their time first, then the least recently heard tenth.
     fn evict(&mut self, now: Timestamp) {
-        self.ids.retain(|_, s| now.since(s.last_seen) <= SESSION_TTL);
+        self.ids
+            .retain(|_, s| now.since(s.last_seen) <= SESSION_TTL);
         if self.ids.len() < MAX_SESSIONS {
             return;
         }
@@ -322,9 +323,7 @@ impl Window {
             let line_end = line_start + line.len();
             i += 1;
             let touched = line_start < end.max(start + 1) && line_end >= start;
-            let skipped = skipped
-                .iter()
-                .any(|&(s, e)| line_start > s && line_end < e);
+            let skipped = skipped.iter().any(|&(s, e)| line_start > s && line_end < e);
             if touched && !skipped {
                 spare.push(std::mem::take(line));
             }
@@ -454,7 +453,9 @@ mod tests {
             assert!(s.ids.len() <= MAX_SESSIONS);
         }
         // The newest survived.
-        assert!(s.ids.contains_key(format!("{}", MAX_SESSIONS + 49).as_bytes()));
+        assert!(s
+            .ids
+            .contains_key(format!("{}", MAX_SESSIONS + 49).as_bytes()));
         // Over-long ids are not kept.
         let long = vec![b'x'; MAX_ID_LEN + 1];
         let mut s = Sessions::default();
