@@ -117,7 +117,6 @@ pub fn build_filter(
         failregex: failregex.iter().map(|s| s.get_ref().clone()).collect(),
         ignoreregex: ignoreregex.iter().map(|s| s.get_ref().clone()).collect(),
         dialect: Dialect::Banhound,
-        maxlines: 1,
     };
     let filter = Filter::compile(&spec).map_err(|e| {
         let span = match e.role {

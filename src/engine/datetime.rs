@@ -276,7 +276,7 @@ impl DateDetector {
                 }
                 Alternative::Format(format) => format
                     .fields(line)
-                    .and_then(|fields| self.from_fields(fields, now)),
+                    .and_then(|fields| self.date_of_fields(fields, now)),
             };
             if let Some(mut found) = found {
                 self.pattern_hits += 1;
@@ -306,7 +306,7 @@ impl DateDetector {
 
     /// A date from a pattern's fields: what it lacks (the year, or the whole date of a
     /// time-only pattern) is taken from `now` in the configured zone, as for syslog dates.
-    fn from_fields(&mut self, f: DateFields, now: Timestamp) -> Option<DetectedDate> {
+    fn date_of_fields(&mut self, f: DateFields, now: Timestamp) -> Option<DetectedDate> {
         if let Some((secs, micros)) = f.epoch {
             return Some(DetectedDate {
                 timestamp: Timestamp::from_micros(
@@ -1385,5 +1385,61 @@ mod tests {
         }
         // The mutations must leave many dates intact, or this test exercised nothing.
         assert!(found > 50_000, "only {found} dates found");
+    }
+
+    fn with_pattern(p: &str, zone: Zone) -> DateDetector {
+        DateDetector::new(zone).with_pattern(Some(DatePattern::parse(p).unwrap()))
+    }
+
+    #[test]
+    fn a_datepattern_replaces_the_templates() {
+        let mut d = with_pattern("^%Y:%m:%d-%H:%M:%S", Zone::Fixed(3600));
+        let line = b"2026:11:17-10:00:01 conn=1 x";
+        let found = d.detect(line, now()).unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T09:00:01Z");
+        assert_eq!((found.span, found.template), (0..19, Template::Custom));
+        // A syslog date is not what this filter's logs carry.
+        assert_eq!(d.detect(b"Nov 17 10:00:01 web1 x", now()), None);
+        assert!(d.hit_counts().any(|(n, h)| n == "datepattern" && h == 1));
+        // Year-less patterns get the year as syslog dates do.
+        let mut d = with_pattern(r"^\[%d/%b %H:%M:%S\]", Zone::Utc);
+        let found = d.detect(b"[17/Nov 10:00:01] x", now()).unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T10:00:01Z");
+        // {DATE}: a standard date where the pattern says.
+        let mut d = with_pattern(r"^[^\[]*\[({DATE})", Zone::Utc);
+        let found = d
+            .detect(b"host [17/Nov/2026:10:00:06 +0100] x", now())
+            .unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T09:00:06Z");
+        // Epoch, and {NONE}.
+        let mut d = with_pattern("{^LN-BEG}Epoch", Zone::Utc);
+        let found = d.detect(b"1794909604 x", now()).unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T10:00:04Z");
+        let mut d = with_pattern("{NONE}", Zone::Utc);
+        assert_eq!(d.detect(b"2026-11-17 10:00:01 x", now()), None);
+    }
+
+    #[test]
+    fn a_time_without_date_is_the_last_such_time() {
+        // now() is 2026-11-22T12:00Z: a time later in the day is yesterday's.
+        let now = now();
+        let sod = now.as_secs().rem_euclid(86_400);
+        let mut d = with_pattern("^%H:%M:%S", Zone::Utc);
+        let earlier = Timestamp::from_secs(now.as_secs() - 60);
+        let line = format!(
+            "{:02}:{:02}:{:02} x",
+            (sod - 60) / 3600,
+            (sod - 60) / 60 % 60,
+            (sod - 60) % 60
+        );
+        assert_eq!(d.detect(line.as_bytes(), now).unwrap().timestamp, earlier);
+        let later = Timestamp::from_secs(now.as_secs() + 60 - 86_400);
+        let line = format!(
+            "{:02}:{:02}:{:02} x",
+            (sod + 60) / 3600,
+            (sod + 60) / 60 % 60,
+            (sod + 60) % 60
+        );
+        assert_eq!(d.detect(line.as_bytes(), now).unwrap().timestamp, later);
     }
 }

@@ -47,8 +47,6 @@ pub struct FilterSpec {
     pub failregex: Vec<String>,
     pub ignoreregex: Vec<String>,
     pub dialect: Dialect,
-    /// How many lines a failregex may span (fail2ban's `maxlines`); 0 and 1 mean one.
-    pub maxlines: usize,
 }
 
 /// Whose rules a filter's regexes follow.
@@ -373,7 +371,14 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Compiles a filter whose failregexes match one line each.
     pub fn compile(spec: &FilterSpec) -> Result<Filter, FilterError> {
+        Filter::compile_lines(spec, 1)
+    }
+
+    /// Compiles a filter whose failregexes may span up to `maxlines` lines (fail2ban's
+    /// `maxlines`; 0 and 1 mean one).
+    pub fn compile_lines(spec: &FilterSpec, maxlines: usize) -> Result<Filter, FilterError> {
         if spec.failregex.is_empty() {
             return Err(FilterError {
                 role: RegexRole::Fail(0),
@@ -404,7 +409,7 @@ impl Filter {
         let pref_has_address = pref
             .as_ref()
             .is_some_and(|(p, _)| !p.address_groups.is_empty());
-        let maxlines = spec.maxlines.max(1);
+        let maxlines = maxlines.max(1);
         let multi_line = maxlines > 1;
         let mut fail = Vec::with_capacity(spec.failregex.len());
         for (i, pattern) in spec.failregex.iter().enumerate() {
@@ -1590,7 +1595,6 @@ mod tests {
             ],
             ignoreregex: vec![r"^Invalid user nagios ".into()],
             dialect: Dialect::Banhound,
-            maxlines: 1,
         })
         .unwrap();
         let mut m = f.matcher();
@@ -1775,5 +1779,226 @@ mod tests {
             strict.unwrap_err().kind,
             FilterErrorKind::NoAddressTag
         ));
+    }
+
+    fn record<'a>(
+        m: &mut Matcher<'_>,
+        state: &'a mut SourceState,
+        line: &'a str,
+    ) -> Option<String> {
+        match m.match_record(state, line.as_bytes(), Timestamp::from_secs(1_795_000_000)) {
+            Outcome::Failure(f) => Some(f.host.to_string()),
+            _ => None,
+        }
+    }
+
+    /// An sshd-like filter: the session id is the `host sshd[PID]: ` prefix.
+    fn sessions_filter() -> Filter {
+        Filter::compile(&FilterSpec {
+            prefregex: Some(
+                r"^<F-MLFID>\s*\S+ sshd\[\d+\]: </F-MLFID><F-CONTENT>.+</F-CONTENT>$".into(),
+            ),
+            failregex: vec![
+                r"^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>".into(),
+                r"^Disconnecting: Too many authentication failures".into(),
+                r"^<F-NOFAIL><F-MLFFORGET>Connection closed</F-MLFFORGET></F-NOFAIL> by <HOST>".into(),
+                r"^<F-MLFFORGET><F-MLFGAINED>Accepted \w+</F-MLFGAINED></F-MLFFORGET> for \S+ from <HOST>".into(),
+                r"^Failed \S+ for <F-USER>\S+</F-USER> from <HOST>".into(),
+            ],
+            dialect: Dialect::Fail2ban,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn sessions_join_lines_of_the_same_id() {
+        let f = sessions_filter();
+        assert!(f.is_multiline());
+        // The prefregex shortcut captures the id.
+        assert!(f.pref_prefix.as_ref().unwrap().mlfid_group.is_some());
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let s = &mut st;
+        assert_eq!(
+            record(&mut m, s, " web1 sshd[7]: Connection from 192.0.2.1 port 1"),
+            None
+        );
+        // The failure line names no address: the session's is used.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[7]: Disconnecting: Too many authentication failures"
+            )
+            .as_deref(),
+            Some("192.0.2.1")
+        );
+        // Another process (or host) is another session.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[8]: Disconnecting: Too many authentication failures"
+            ),
+            None
+        );
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web2 sshd[7]: Disconnecting: Too many authentication failures"
+            ),
+            None
+        );
+        // Held: sshd[8]'s failure counts when its address comes.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[8]: Connection closed by 192.0.2.8 port 1"
+            )
+            .as_deref(),
+            Some("192.0.2.8")
+        );
+        // A success ends the session; nothing pending of it counts afterwards.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[9]: Disconnecting: Too many authentication failures"
+            ),
+            None
+        );
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[9]: Accepted password for bob from 192.0.2.9 port 1"
+            ),
+            None
+        );
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[9]: Connection closed by 192.0.2.9 port 1"
+            ),
+            None
+        );
+        // On its own (match_line) a hostless failure is just that.
+        assert_eq!(
+            m.match_line(b" web1 sshd[7]: Disconnecting: Too many authentication failures"),
+            Outcome::Hostless { regex: 1 }
+        );
+        // The user of an earlier line comes along.
+        record(
+            &mut m,
+            s,
+            " web1 sshd[10]: Failed password for eve from 192.0.2.10 port 1",
+        );
+        match m.match_record(
+            s,
+            b" web1 sshd[10]: Disconnecting: Too many authentication failures",
+            Timestamp::from_secs(1_795_000_000),
+        ) {
+            Outcome::Failure(fl) => assert_eq!(fl.user, Some(&b"eve"[..])),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_line_filters_leave_the_state_alone() {
+        let f = filter(&[SSHD_PW]);
+        assert!(!f.is_multiline());
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let line = "Failed password for root from 192.0.2.4 port 22 ssh2";
+        assert_eq!(record(&mut m, &mut st, line).as_deref(), Some("192.0.2.4"));
+        assert_eq!((st.sessions(), st.window_lines()), (0, 0));
+    }
+
+    fn window_filter(fail: &[&str], maxlines: usize) -> Filter {
+        let spec = FilterSpec {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            dialect: Dialect::Fail2ban,
+            ..Default::default()
+        };
+        Filter::compile_lines(&spec, maxlines).unwrap()
+    }
+
+    #[test]
+    fn windows_span_lines_and_skiplines_skips_them() {
+        let f = window_filter(
+            &[r"^conn=(?P<c>\d+) accept from <HOST><SKIPLINES>conn=(?P=c) fail$"],
+            4,
+        );
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let s = &mut st;
+        assert_eq!(record(&mut m, s, "conn=1 accept from 192.0.2.1"), None);
+        assert_eq!(record(&mut m, s, "conn=2 accept from 192.0.2.2"), None);
+        assert_eq!(
+            record(&mut m, s, "conn=1 fail").as_deref(),
+            Some("192.0.2.1")
+        );
+        // The skipped line (conn=2's accept) stays for its own failure.
+        assert_eq!(
+            record(&mut m, s, "conn=2 fail").as_deref(),
+            Some("192.0.2.2")
+        );
+        // Matched lines are used once.
+        assert_eq!(record(&mut m, s, "conn=2 fail"), None);
+        // Lines beyond maxlines are gone.
+        for l in ["conn=3 accept from 192.0.2.3", "x", "y", "z", "conn=3 fail"] {
+            assert_eq!(record(&mut m, s, l), None);
+        }
+        // <SKIPLINES> needs a line break.
+        assert_eq!(
+            record(&mut m, s, "conn=4 accept from 192.0.2.4 conn=4 fail"),
+            None
+        );
+        // A line of a journal entry with an embedded newline stays one line.
+        let f = window_filter(&[r"^a <HOST>\nb$"], 3);
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        assert_eq!(record(&mut m, &mut st, "a 192.0.2.5\nb"), None);
+        assert_eq!(record(&mut m, &mut st, "a 192.0.2.5"), None);
+        assert_eq!(record(&mut m, &mut st, "b").as_deref(), Some("192.0.2.5"));
+    }
+
+    #[test]
+    fn subnet_and_cidr_name_networks() {
+        let f = fail2ban(&[r"^bad net <SUBNET>$", r"^bad block <ADDR>/<CIDR>$"]);
+        let mut m = f.matcher();
+        fn host<'a>(m: &mut Matcher<'_>, l: &'a str) -> Option<Host<'a>> {
+            match m.match_line(l.as_bytes()) {
+                Outcome::Failure(fl) => Some(fl.host),
+                _ => None,
+            }
+        }
+        assert_eq!(
+            host(&mut m, "bad net 192.0.2.77/24"),
+            Some(Host::Net("192.0.2.0/24".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad net 192.0.2.77"),
+            Some(Host::Ip("192.0.2.77".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad net 2001:db8::1/64"),
+            Some(Host::Net("2001:db8::/64".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad block 198.51.100.0/25"),
+            Some(Host::Net("198.51.100.0/25".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad net 192.0.2.77/32"),
+            Some(Host::Ip("192.0.2.77".parse().unwrap()))
+        );
+        // A prefix that is no prefix is a miss, never a guess.
+        assert_eq!(host(&mut m, "bad net 192.0.2.77/33"), None);
+        assert_eq!(host(&mut m, "bad block 198.51.100.0/999"), None);
     }
 }

@@ -608,4 +608,32 @@ mod tests {
         }
         assert!(tr.totals().evicted >= 9_900);
     }
+
+    #[test]
+    fn subnets_are_counted_and_banned_as_one() {
+        let mut tr = Tracker::new(policy());
+        let net: IpNet = "198.51.100.0/24".parse().unwrap();
+        for _ in 0..2 {
+            assert!(matches!(tr.failure_net(net, t(0)), Verdict::Counted { .. }));
+        }
+        match tr.failure_net("198.51.100.9/24".parse().unwrap(), t(1)) {
+            Verdict::Ban(d) => assert_eq!(d.target, net),
+            other => panic!("{other:?}"),
+        }
+        // A narrow IPv6 subnet is widened to the jail's /64; one that holds an ignored
+        // network is never banned.
+        match Tracker::new(Policy {
+            maxretry: 1,
+            ..policy()
+        })
+        .failure_net("2001:db8::ff00/120".parse().unwrap(), t(0))
+        {
+            Verdict::Ban(d) => assert_eq!(d.target, "2001:db8::/64".parse::<IpNet>().unwrap()),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            tr.failure_net("192.0.0.0/16".parse().unwrap(), t(0)),
+            Verdict::Ignored(_)
+        ));
+    }
 }

@@ -237,7 +237,6 @@ fn resolve(
             failregex,
             ignoreregex,
             dialect: Dialect::Fail2ban,
-            maxlines,
         },
         journalmatch,
         datepattern,
@@ -348,9 +347,11 @@ impl Resolver<'_> {
 impl Fail2banFilter {
     /// Compiles the regexes into a banhound filter definition named `name`.
     pub fn to_definition(&self, name: &str) -> Result<FilterDefinition, Fail2banFilterError> {
-        let filter = Filter::compile(&self.spec).map_err(|source| Fail2banFilterError::Regex {
-            path: self.path.clone(),
-            source,
+        let filter = Filter::compile_lines(&self.spec, self.maxlines).map_err(|source| {
+            Fail2banFilterError::Regex {
+                path: self.path.clone(),
+                source,
+            }
         })?;
         let description = Some(format!(
             "fail2ban filter {}{}",
