@@ -154,7 +154,9 @@ fn parse_alternative(text: &str) -> Result<Alternative, DatePatternError> {
         });
     }
     let body = match rest {
-        "Epoch" | "EPOCH" => r"%s(?:\.%f)?".to_string(),
+        // Unix seconds, and a fraction of three to six digits (fail2ban's reading: a
+        // shorter or longer one is not part of the date).
+        "Epoch" | "EPOCH" => r"%s(?:\.(?P<f>\d{3,6}))?".to_string(),
         "ISO8601" => r"%Y-%m-%d[T ]%H:%M:%S(?:[.,]%f)?(?:\s*%z)?".to_string(),
         other => other.to_string(),
     };
@@ -467,8 +469,10 @@ mod tests {
 
     #[test]
     fn line_start_epoch_and_groups() {
-        let f = fields("{^LN-BEG}Epoch", "1794909601.5 x").unwrap();
+        let f = fields("{^LN-BEG}Epoch", "1794909601.500 x").unwrap();
         assert_eq!(f.epoch, Some((1_794_909_601, 500_000)));
+        let f = fields("{^LN-BEG}Epoch", "1794909601.5 x").unwrap();
+        assert_eq!((f.epoch, f.span), (Some((1_794_909_601, 0)), 0..10));
         let f = fields("EPOCH", "at 1794909601 x").unwrap();
         assert_eq!((f.epoch, f.span), (Some((1_794_909_601, 0)), 3..13));
         // The pattern's own group is the date; the backreference is the group's pattern.
