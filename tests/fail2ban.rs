@@ -551,13 +551,15 @@ fn stock_sshd_on_a_journal_file() {
         ),
     ];
     for (i, (unit, comm, msg)) in entries.iter().enumerate() {
+        // One sshd process per connection: sshd.conf joins the lines of one process.
+        let pid = format!("{}", 77 + i);
         e.entry(
             common::T0 + i as i64 * 1_000_000,
             &[
                 ("_SYSTEMD_UNIT", unit),
                 ("_COMM", comm),
                 ("SYSLOG_IDENTIFIER", comm),
-                ("_PID", b"77"),
+                ("_PID", pid.as_bytes()),
                 ("_HOSTNAME", b"web1"),
                 ("MESSAGE", msg),
             ],

@@ -7,7 +7,9 @@
 //!   belong to one connection. A line naming the address and a later line naming the
 //!   failure (or the other way round) combine into one failure, `<F-MLFFORGET>` ends the
 //!   session, `<F-MLFGAINED>` marks a success (which also ends it), `<F-NOFAIL>` lines only
-//!   contribute what they captured;
+//!   contribute what they captured — unless they complete a failure that was waiting for
+//!   the address, or the session has named more than one user (`<F-USER>`), which is
+//!   guessing accounts: then every line of it counts;
 //! - a **window** (`maxlines > 1`): the last `maxlines` lines joined with `\n`, searched as
 //!   one text, with `<SKIPLINES>` standing for any number of lines in between.
 //!
@@ -76,6 +78,9 @@ enum StoredHost {
 struct Session {
     host: Option<StoredHost>,
     user: Option<Vec<u8>>,
+    /// The first user name the session named, and whether it named another one since.
+    first_user: Option<Vec<u8>>,
+    several_users: bool,
     /// A failure of this session is still waiting for a line that names the address.
     pending: bool,
     last_seen: Timestamp,
@@ -91,7 +96,8 @@ pub(crate) struct SessionLine<'a> {
     pub nofail: bool,
     /// `<F-MLFFORGET>`: the session ends with this line.
     pub forget: bool,
-    /// `<F-MLFGAINED>`: access was gained; the session ends, nothing of it counts.
+    /// `<F-MLFGAINED>`: access was gained; the session ends, and counts only if it had
+    /// named several users.
     pub gained: bool,
     pub time: Timestamp,
 }
@@ -123,11 +129,6 @@ pub(crate) struct Sessions {
 impl Sessions {
     /// Combines `line` with what its session said before, and updates the session.
     pub(crate) fn settle<'a>(&'a mut self, line: SessionLine<'a>) -> SessionVerdict<'a> {
-        if line.gained {
-            // A success ends the session: what it held (a pending failure) never counts.
-            self.ids.remove(line.id);
-            return SessionVerdict::NoFailure;
-        }
         let stale = self
             .ids
             .get(line.id)
@@ -138,8 +139,23 @@ impl Sessions {
         let session = self.ids.get(line.id);
         let pending_before = session.is_some_and(|s| s.pending);
         let known_host = line.host.is_some() || session.is_some_and(|s| s.host.is_some());
-        let verdict_kind = match (line.nofail, known_host) {
-            (true, true) if pending_before => Kind::Failure,
+        // A second user name in one session: every line of it is a failure from now on.
+        let several_users = session.is_some_and(|s| {
+            s.several_users
+                || matches!((&s.first_user, line.user), (Some(first), Some(u)) if first.as_slice() != u)
+        });
+        let verdict_kind = match (line.nofail || line.gained, known_host) {
+            // A success is no failure, and what the session held (a failure waiting for
+            // its address) never counts; but a session that tried several user names was
+            // guessing accounts, and a success after that is one more guess.
+            (true, true) if line.gained => {
+                if several_users {
+                    Kind::Failure
+                } else {
+                    Kind::NoFailure
+                }
+            }
+            (true, true) if pending_before || several_users => Kind::Failure,
             (true, _) => Kind::NoFailure,
             (false, true) => Kind::Failure,
             (false, false) => Kind::Pending,
@@ -165,7 +181,7 @@ impl Sessions {
                 user_from_session = true;
             }
         }
-        if line.forget {
+        if line.forget || line.gained {
             self.ids.remove(line.id);
         } else if line.id.len() <= MAX_ID_LEN {
             let pending = match verdict_kind {
@@ -205,6 +221,8 @@ impl Sessions {
                 Session {
                     host: None,
                     user: None,
+                    first_user: None,
+                    several_users: false,
                     pending,
                     last_seen: line.time,
                 },
@@ -223,6 +241,11 @@ impl Sessions {
             });
         }
         if let Some(user) = line.user.filter(|u| u.len() <= MAX_USER_LEN) {
+            match &session.first_user {
+                None => session.first_user = Some(user.to_vec()),
+                Some(first) if first.as_slice() != user => session.several_users = true,
+                Some(_) => {}
+            }
             match &mut session.user {
                 Some(stored) => {
                     stored.clear();
@@ -489,6 +512,48 @@ mod tests {
             SessionVerdict::Failure { host, .. } => assert_eq!(host, Host::Name(b"evil.example")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_second_user_name_makes_every_line_count() {
+        let mut s = Sessions::default();
+        let helper = |user: &'static [u8], host: &'static str| SessionLine {
+            user: Some(user),
+            nofail: true,
+            ..line(b"a", Some(host))
+        };
+        assert_eq!(
+            s.settle(helper(b"alice", "192.0.2.1")),
+            SessionVerdict::NoFailure
+        );
+        assert_eq!(
+            s.settle(helper(b"alice", "192.0.2.1")),
+            SessionVerdict::NoFailure
+        );
+        assert_eq!(
+            failure_host(s.settle(helper(b"bob", "192.0.2.2"))).as_deref(),
+            Some("192.0.2.2")
+        );
+        // From now on, whatever the name.
+        assert_eq!(
+            failure_host(s.settle(helper(b"alice", "192.0.2.1"))).as_deref(),
+            Some("192.0.2.1")
+        );
+        // Lines without a user name do not change that.
+        let anonymous = SessionLine {
+            nofail: true,
+            ..line(b"a", Some("192.0.2.3"))
+        };
+        assert_eq!(
+            failure_host(s.settle(anonymous)).as_deref(),
+            Some("192.0.2.3")
+        );
+        // A new session starts over.
+        let mut s = Sessions::default();
+        assert_eq!(
+            s.settle(helper(b"carol", "192.0.2.4")),
+            SessionVerdict::NoFailure
+        );
     }
 
     fn window_text(w: &Window) -> String {
