@@ -608,14 +608,30 @@ impl<'f> Matcher<'f> {
         if !self.prefilter(message) {
             return Outcome::Missed;
         }
-        let Some(pref) = self.pref(message, true) else {
+        // The session id is only needed for a line a failregex matches: the prefregex
+        // shortcut captures it then, not on every line.
+        let Some(pref) = self.pref(message, false) else {
             return Outcome::Missed;
         };
         match self.scan(pref) {
             Scan::Missed => Outcome::Missed,
             Scan::Ignored { regex, ignore, .. } => Outcome::Ignored { regex, ignore },
-            Scan::Hit(hit) => settle(&mut state.sessions, hit, time),
+            Scan::Hit(mut hit) => {
+                if hit.mlfid.is_none() {
+                    hit.mlfid = self.shortcut_id(message);
+                }
+                settle(&mut state.sessions, hit, time)
+            }
         }
+    }
+
+    /// The session id the prefregex shortcut captures in `message`, if it has one.
+    fn shortcut_id<'a>(&mut self, message: &'a [u8]) -> Option<&'a [u8]> {
+        let shortcut = self.filter.pref_prefix.as_ref()?;
+        let group = shortcut.mlfid_group?;
+        let locs = self.prefix_locations.as_mut()?;
+        shortcut.content_captured(message, locs)?;
+        locs.get(group).map(|(s, e)| &message[s..e])
     }
 
     /// `maxlines > 1`: the line (its prefregex content) joins the window of the last

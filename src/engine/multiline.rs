@@ -212,24 +212,21 @@ impl Sessions {
     }
 
     fn remember(&mut self, line: SessionLine<'_>, pending: bool) {
-        if !self.ids.contains_key(line.id) {
-            if self.ids.len() >= MAX_SESSIONS {
-                self.evict(line.time);
-            }
-            self.ids.insert(
-                line.id.into(),
-                Session {
+        let session = match self.ids.get_mut(line.id) {
+            Some(session) => session,
+            None => {
+                if self.ids.len() >= MAX_SESSIONS {
+                    self.evict(line.time);
+                }
+                self.ids.entry(line.id.into()).or_insert(Session {
                     host: None,
                     user: None,
                     first_user: None,
                     several_users: false,
                     pending,
                     last_seen: line.time,
-                },
-            );
-        }
-        let Some(session) = self.ids.get_mut(line.id) else {
-            return;
+                })
+            }
         };
         session.pending = pending;
         session.last_seen = session.last_seen.max(line.time);
