@@ -845,7 +845,8 @@ fn settle<'a>(sessions: &'a mut Sessions, hit: Hit<'a>, time: Timestamp) -> Outc
     let line = SessionLine {
         id,
         host: hit.host,
-        user: hit.user,
+        // An empty user name (`user=<>`) names nobody.
+        user: hit.user.filter(|u| !u.is_empty()),
         nofail: hit.nofail,
         forget: hit.forget,
         gained: hit.gained,
@@ -863,13 +864,18 @@ fn settle<'a>(sessions: &'a mut Sessions, hit: Hit<'a>, time: Timestamp) -> Outc
     }
 }
 
+/// `<F-USER>`, or when it is missing or empty the first non-empty `<F-ALT_USER…>` (an
+/// empty user stays empty when no alternative has one).
 fn user_of<'a>(regex: &CompiledRegex, locs: &Slots, text: &'a [u8]) -> Option<&'a [u8]> {
-    regex
-        .user_groups
-        .iter()
-        .filter_map(|&g| locs.get(g))
-        .map(|(s, e)| &text[s..e])
-        .find(|u| !u.is_empty())
+    let mut first = None;
+    for (s, e) in regex.user_groups.iter().filter_map(|&g| locs.get(g)) {
+        let user = &text[s..e];
+        if !user.is_empty() {
+            return Some(user);
+        }
+        first.get_or_insert(user);
+    }
+    first
 }
 
 /// The address the regex captured, `Ok(None)` if none of its address tags took part.
