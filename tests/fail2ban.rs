@@ -9,6 +9,7 @@
 use banhound::config::fail2ban::{self, FilterReference};
 use banhound::engine::datetime::{DateDetector, Zone};
 use banhound::engine::filter::{EngineKind, Outcome};
+use banhound::engine::multiline::SourceState;
 use banhound::engine::prepare::{LinePreparer, Prepared};
 use banhound::engine::time::Timestamp;
 use std::collections::BTreeMap;
@@ -152,39 +153,219 @@ fn sample(name: &str) -> Vec<Expected> {
     out
 }
 
+/// The failures banhound finds in a sample log with a fail2ban filter, as (sample line,
+/// address, time): the lines go through the filter's date handling (its `datepattern`) and
+/// one multi-line state, in order, as a log file's lines do in the daemon.
+struct Run {
+    failures: Vec<(usize, String, Option<Timestamp>)>,
+    /// Lines a failregex matched as failures, with or without a known address (what
+    /// fail2ban-regex counts as "matched" for single-line filters).
+    failure_lines: usize,
+    maxlines: usize,
+}
+
+fn run_filter(dir: &Path, reference: &str, lines: &[Expected], now: Timestamp) -> Run {
+    let reference = FilterReference::parse(reference).unwrap();
+    let loaded = fail2ban::load_by_reference(dir, &reference).unwrap();
+    let def = loaded.to_definition(&reference.name).unwrap();
+    let mut matcher = def.filter.matcher();
+    let mut state = SourceState::new();
+    let detector = DateDetector::new(Zone::Utc).with_pattern(def.datepattern.clone());
+    let mut preparer = LinePreparer::new(detector, def.format, &[]);
+    let mut run = Run {
+        failures: Vec::new(),
+        failure_lines: 0,
+        maxlines: def.filter.maxlines(),
+    };
+    let mut last_time = now;
+    for (n, e) in lines.iter().enumerate() {
+        let Prepared::Message { time, message, .. } = preparer.prepare(e.line.as_bytes(), now)
+        else {
+            panic!("line {n} not prepared: {}", e.line);
+        };
+        last_time = time.unwrap_or(last_time);
+        match matcher.match_record(&mut state, message, last_time) {
+            Outcome::Failure(f) => {
+                run.failures.push((n, f.host.to_string(), time));
+                run.failure_lines += 1;
+            }
+            Outcome::Hostless { .. } => run.failure_lines += 1,
+            _ => {}
+        }
+    }
+    run
+}
+
+/// Checks a filter against the annotations of a sample log, in each mode.
+fn check_annotations(dir: &Path, filter: &str, sample_name: &str, modes: &[&str]) {
+    let lines = sample(sample_name);
+    let now = Timestamp::from_secs(1_795_000_000); // 2026-11-18, for the year of syslog dates
+    for mode in modes {
+        let reference = if *mode == "normal" && filter != "sshd" {
+            filter.to_string()
+        } else {
+            format!("{filter}[mode={mode}]")
+        };
+        let run = run_filter(dir, &reference, &lines, now);
+        let got: Vec<(usize, String, Option<String>)> = run
+            .failures
+            .iter()
+            .map(|(n, host, time)| (*n, host.clone(), time.map(Timestamp::to_rfc3339)))
+            .collect();
+        let want: Vec<(usize, String, Option<String>)> = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.modes.iter().any(|m| m == mode))
+            .map(|(n, e)| (n, e.address.clone().unwrap(), e.time.clone()))
+            .collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(
+                g,
+                w,
+                "{reference}: sample line {}: {}",
+                w.0 + 1,
+                lines[w.0].line
+            );
+        }
+        assert_eq!(
+            got, want,
+            "{reference}: failures differ from the annotations"
+        );
+        eprintln!(
+            "{reference}: {} failures in {} lines of {sample_name}, as annotated",
+            got.len(),
+            lines.len()
+        );
+    }
+}
+
 #[test]
 fn stock_sshd_in_every_mode_finds_the_annotated_failures() {
     let Some(dir) = installed() else { return };
-    let lines = sample("sshd.log");
-    assert!(lines.len() >= 20);
-    let now = Timestamp::from_secs(1_795_000_000); // 2026-11-18, for the year of syslog dates
-    for mode in ["normal", "ddos", "extra", "aggressive"] {
-        let reference = FilterReference::parse(&format!("sshd[mode={mode}]")).unwrap();
-        let loaded = fail2ban::load_by_reference(&dir, &reference).unwrap();
-        let def = loaded.to_definition("sshd").unwrap();
-        let mut matcher = def.filter.matcher();
-        let mut preparer = LinePreparer::new(DateDetector::new(Zone::Utc), def.format, &[]);
-        let mut failures = 0;
-        for (n, e) in lines.iter().enumerate() {
-            let Prepared::Message { time, message, .. } = preparer.prepare(e.line.as_bytes(), now)
-            else {
-                panic!("line {n} not prepared: {}", e.line);
-            };
-            let got = match matcher.match_line(message) {
-                Outcome::Failure(f) => Some((f.host.to_string(), time.map(|t| t.to_rfc3339()))),
-                _ => None,
-            };
-            let want = e
-                .modes
-                .iter()
-                .any(|m| m == mode)
-                .then(|| (e.address.clone().unwrap(), e.time.clone()));
-            assert_eq!(got, want, "mode {mode}, sample line {}: {}", n + 1, e.line);
-            failures += usize::from(got.is_some());
+    assert!(sample("sshd.log").len() >= 40);
+    check_annotations(&dir, "sshd", "sshd.log", &SSHD_MODES);
+}
+
+/// slapd.conf: a window of 20 lines, `<SKIPLINES>` and backreferences.
+#[test]
+fn stock_slapd_matches_across_lines() {
+    let Some(dir) = installed() else { return };
+    check_annotations(&dir, "slapd", "slapd.log", &["normal"]);
+}
+
+/// squid.conf: the date is Unix seconds (`datepattern = {^LN-BEG}Epoch`), and the regexes
+/// expect the blanks after it.
+#[test]
+fn stock_squid_reads_its_datepattern() {
+    let Some(dir) = installed() else { return };
+    check_annotations(&dir, "squid", "squid.log", &["normal"]);
+}
+
+const SSHD_MODES: [&str; 4] = ["normal", "ddos", "extra", "aggressive"];
+
+/// What fail2ban-regex makes of a log with a filter: its failures (address, whole seconds)
+/// and its count of matched lines.
+fn fail2ban_regex(log: &Path, reference: &str) -> (Vec<(String, i64)>, usize) {
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new("fail2ban-regex")
+            .args(["--timezone", "UTC"])
+            .args(extra)
+            .arg(log)
+            .arg(reference)
+            .output()
+            .expect("fail2ban-regex runs");
+        assert!(
+            out.status.success(),
+            "fail2ban-regex {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // `-o row`: one `['ADDRESS',<TAB>EPOCH,<TAB>{...}],` per failure.
+    let failures = run(&["-o", "row"])
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("['")?;
+            let (address, rest) = rest.split_once("',")?;
+            let time = rest.trim_start().split(',').next()?;
+            let secs = time.parse::<f64>().ok()?.floor() as i64;
+            Some((address.to_string(), secs))
+        })
+        .collect();
+    let summary = run(&["--print-no-missed", "--print-no-ignored"]);
+    let matched = summary
+        .lines()
+        .find(|l| l.starts_with("Lines: "))
+        .and_then(|l| l.split(", ").find(|p| p.ends_with(" matched")))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("fail2ban-regex summary line");
+    (failures, matched)
+}
+
+/// banhound and fail2ban-regex (Debian's fail2ban, when installed) agree on every failure
+/// (address and time) of the sample logs, in every sshd mode, multi-line cases included.
+#[test]
+fn stock_filters_agree_with_fail2ban_regex() {
+    let Some(dir) = installed() else { return };
+    if std::process::Command::new("fail2ban-regex")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: fail2ban-regex is not installed; test.sh installs it");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // fail2ban-regex reads syslog dates in the current year: so does banhound here.
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let now = Timestamp::from_secs(since_epoch.as_secs() as i64);
+    let cases: Vec<(String, &str)> = SSHD_MODES
+        .iter()
+        .map(|m| (format!("sshd[mode={m}]"), "sshd.log"))
+        .chain([
+            ("slapd".to_string(), "slapd.log"),
+            ("squid".to_string(), "squid.log"),
+        ])
+        .collect();
+    for (reference, sample_name) in &cases {
+        let lines = sample(sample_name);
+        let log = tmp.path().join(sample_name);
+        let text: String = lines.iter().map(|e| format!("{}\n", e.line)).collect();
+        std::fs::write(&log, text).unwrap();
+        let ours = run_filter(&dir, reference, &lines, now);
+        let ours_failures: Vec<(String, i64)> = ours
+            .failures
+            .iter()
+            .map(|(_, host, time)| {
+                (
+                    host.clone(),
+                    time.expect("every sample line has a date").as_secs(),
+                )
+            })
+            .collect();
+        let (theirs, their_matched) = fail2ban_regex(&log, reference);
+        assert_eq!(
+            ours_failures, theirs,
+            "{reference} on {sample_name}: failures differ (banhound, then fail2ban-regex)"
+        );
+        // With maxlines > 1, fail2ban-regex counts every line a multi-line match used
+        // (slapd: the ACCEPT and the RESULT line); banhound counts the failures.
+        if ours.maxlines == 1 {
+            assert_eq!(
+                ours.failure_lines, their_matched,
+                "{reference} on {sample_name}: matched lines differ"
+            );
         }
         eprintln!(
-            "sshd[mode={mode}]: {failures} failures in {} lines, as annotated",
-            lines.len()
+            "{reference} on {sample_name} ({} lines): banhound {} failures, {} lines matched; fail2ban-regex {} failures, {} lines matched",
+            lines.len(),
+            ours_failures.len(),
+            ours.failure_lines,
+            theirs.len(),
+            their_matched
         );
     }
 }
@@ -277,8 +458,14 @@ fn test_filter_takes_fail2ban_names_and_files() {
         "--verbose",
     ]);
     assert!(ok, "{out}");
-    // 20 sample lines, 14 failures in aggressive mode (see the annotations).
-    assert!(out.contains("14 matched"), "{out}");
+    let annotated = |mode: &str| {
+        sample("sshd.log")
+            .iter()
+            .filter(|e| e.modes.iter().any(|m| m == mode))
+            .count()
+    };
+    let aggressive = format!("{} matched", annotated("aggressive"));
+    assert!(out.contains(&aggressive), "{aggressive}: {out}");
     assert!(
         out.contains("[backtracking]") && out.contains("[linear]"),
         "{out}"
@@ -291,7 +478,8 @@ fn test_filter_takes_fail2ban_names_and_files() {
         "UTC",
     ]);
     assert!(ok, "{out}");
-    assert!(out.contains("9 matched"), "{out}");
+    let normal = format!("{} matched", annotated("normal"));
+    assert!(out.contains(&normal), "{normal}: {out}");
     let (ok, out) = banhound(&["test-filter", "fail2ban:no-such-filter[mode=x]", log]);
     assert!(!ok && out.contains("no fail2ban filter"), "{out}");
 }
@@ -363,13 +551,15 @@ fn stock_sshd_on_a_journal_file() {
         ),
     ];
     for (i, (unit, comm, msg)) in entries.iter().enumerate() {
+        // One sshd process per connection: sshd.conf joins the lines of one process.
+        let pid = format!("{}", 77 + i);
         e.entry(
             common::T0 + i as i64 * 1_000_000,
             &[
                 ("_SYSTEMD_UNIT", unit),
                 ("_COMM", comm),
                 ("SYSLOG_IDENTIFIER", comm),
-                ("_PID", b"77"),
+                ("_PID", pid.as_bytes()),
                 ("_HOSTNAME", b"web1"),
                 ("MESSAGE", msg),
             ],

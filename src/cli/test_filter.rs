@@ -10,8 +10,11 @@
 
 use crate::cli::invalid;
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
+use crate::daemon::display_target;
+use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{Filter, FilterSpec, Host, Matcher, Outcome};
+use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{Tracker, Verdict};
@@ -26,7 +29,6 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Read, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -172,6 +174,8 @@ struct Subject {
     journalmatch: Vec<String>,
     /// What the filter file asks for that banhound does not do (fail2ban filters).
     notes: Vec<String>,
+    /// Where file lines keep their date, if not where the standard templates look.
+    datepattern: Option<DatePattern>,
 }
 
 /// Whether FILTER names a fail2ban filter: a `.conf`/`.local` file (optionally followed by
@@ -236,6 +240,7 @@ fn fail2ban_subject(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Resul
         identifiers: Vec::new(),
         journalmatch: def.journalmatch,
         notes: loaded.notes,
+        datepattern: def.datepattern,
     }))
 }
 
@@ -271,6 +276,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
             identifiers: def.identifiers,
             journalmatch: def.journalmatch,
             notes: Vec::new(),
+            datepattern: def.datepattern,
         });
     }
     let looks_like_name = arg
@@ -302,6 +308,7 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
         identifiers: Vec::new(),
         journalmatch: Vec::new(),
         notes: Vec::new(),
+        datepattern: None,
     })
 }
 
@@ -401,8 +408,11 @@ fn parse_now(arg: Option<&str>) -> anyhow::Result<Timestamp> {
 struct Report {
     records: u64,
     matched: u64,
-    /// Matched a failregex through <F-NOFAIL>: not a failure, counted apart from `matched`.
+    /// Matched a failregex through <F-NOFAIL> or <F-MLFGAINED>: not a failure, counted
+    /// apart from `matched`.
     no_failure: u64,
+    /// Matched a failregex, but no address was known for the failure (yet).
+    hostless: u64,
     ignored: u64,
     missed: u64,
     other_program: u64,
@@ -413,7 +423,8 @@ struct Report {
     hostnames: u64,
     fail_hits: Vec<u64>,
     ignore_hits: BTreeMap<usize, u64>,
-    addresses: HashMap<IpAddr, u64>,
+    /// Single addresses, and the networks of <SUBNET> failures.
+    addresses: HashMap<IpNet, u64>,
     bans: HashMap<IpNet, (Timestamp, u64)>,
     ignored_addresses: u64,
     missed_samples: Vec<(u64, String)>,
@@ -539,6 +550,8 @@ enum JournalRender {
 struct Run<'f, W: Write> {
     report: Report,
     matcher: Matcher<'f>,
+    /// What earlier records said, for multi-line filters.
+    multiline: SourceState,
     tracker: Tracker,
     out: W,
     json: bool,
@@ -559,6 +572,7 @@ pub fn run(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<()> {
             ..Report::default()
         },
         matcher: subject.filter.matcher(),
+        multiline: SourceState::new(),
         tracker: Tracker::new(policy.to_policy(&[])),
         out: BufWriter::with_capacity(64 << 10, stdout.lock()),
         json: args.json,
@@ -593,7 +607,7 @@ fn read_lines<W: Write>(
         .map_err(|e| invalid(anyhow!("--timezone {:?}: {e}", args.timezone)))?;
     let now = parse_now(args.now.as_deref())?;
     let mut preparer = LinePreparer::new(
-        DateDetector::new(zone),
+        DateDetector::new(zone).with_pattern(subject.datepattern.clone()),
         subject.format,
         &subject.identifiers,
     );
@@ -744,7 +758,10 @@ impl<W: Write> Run<'_, W> {
         effective_time: Timestamp,
     ) -> anyhow::Result<()> {
         let report = &mut self.report;
-        match self.matcher.match_line(message) {
+        match self
+            .matcher
+            .match_record(&mut self.multiline, message, effective_time)
+        {
             Outcome::Missed => {
                 report.missed += 1;
                 if self.verbose && report.missed_samples.len() < self.top {
@@ -758,6 +775,10 @@ impl<W: Write> Run<'_, W> {
                 report.no_failure += 1;
                 report.fail_hits[regex] += 1;
             }
+            Outcome::Hostless { regex } => {
+                report.hostless += 1;
+                report.fail_hits[regex] += 1;
+            }
             Outcome::Ignored { ignore, .. } => {
                 report.ignored += 1;
                 *report.ignore_hits.entry(ignore).or_default() += 1;
@@ -765,19 +786,27 @@ impl<W: Write> Run<'_, W> {
             Outcome::Failure(failure) => {
                 report.matched += 1;
                 report.fail_hits[failure.regex] += 1;
-                match failure.host {
+                let verdict = match failure.host {
                     Host::Ip(ip) => {
-                        *report.addresses.entry(ip).or_default() += 1;
-                        match self.tracker.failure(ip, effective_time) {
-                            Verdict::Ban(d) => {
-                                let e = report.bans.entry(d.target).or_insert((d.at, 0));
-                                e.1 += 1;
-                            }
-                            Verdict::Ignored(_) => report.ignored_addresses += 1,
-                            Verdict::AlreadyBanned | Verdict::Counted { .. } => {}
-                        }
+                        *report.addresses.entry(IpNet::from(ip)).or_default() += 1;
+                        Some(self.tracker.failure(ip, effective_time))
                     }
-                    Host::Name(_) => report.hostnames += 1,
+                    Host::Net(net) => {
+                        *report.addresses.entry(net).or_default() += 1;
+                        Some(self.tracker.failure_net(net, effective_time))
+                    }
+                    Host::Name(_) => {
+                        report.hostnames += 1;
+                        None
+                    }
+                };
+                match verdict {
+                    Some(Verdict::Ban(d)) => {
+                        let e = report.bans.entry(d.target).or_insert((d.at, 0));
+                        e.1 += 1;
+                    }
+                    Some(Verdict::Ignored(_)) => report.ignored_addresses += 1,
+                    Some(Verdict::AlreadyBanned | Verdict::Counted { .. }) | None => {}
                 }
                 if self.json {
                     let (line, entry) = match record {
@@ -793,7 +822,7 @@ impl<W: Write> Run<'_, W> {
                         user: failure.user.map(String::from_utf8_lossy),
                         fields: self
                             .matcher
-                            .fields(failure.regex, message)
+                            .fields(failure.regex, failure.text)
                             .map(|(k, v)| (k, String::from_utf8_lossy(v)))
                             .collect(),
                     };
@@ -879,8 +908,20 @@ fn render_summary(
     if r.no_failure > 0 {
         let _ = writeln!(
             s,
-            "         {} more matched a failregex through <F-NOFAIL> (not failures)",
+            "         {} more matched a failregex through <F-NOFAIL> or <F-MLFGAINED> (not failures)",
             thousands(r.no_failure)
+        );
+    }
+    if r.hostless > 0 {
+        let _ = writeln!(
+            s,
+            "         {} more matched a failregex but named no address{}",
+            thousands(r.hostless),
+            if subject.filter.is_multiline() {
+                " (nor did an earlier line of the same <F-MLFID> session)"
+            } else {
+                ""
+            }
         );
     }
     let mut reasons = Vec::new();
@@ -965,7 +1006,7 @@ fn render_summary(
     }
     let _ = writeln!(s);
 
-    let mut addrs: Vec<(&IpAddr, &u64)> = r.addresses.iter().collect();
+    let mut addrs: Vec<(&IpNet, &u64)> = r.addresses.iter().collect();
     addrs.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     let _ = writeln!(
         s,
@@ -978,7 +1019,7 @@ fn render_summary(
         }
     );
     for (ip, n) in addrs.iter().take(args.top) {
-        let _ = writeln!(s, "  {:<40} {:>10}", ip.to_string(), thousands(**n));
+        let _ = writeln!(s, "  {:<40} {:>10}", display_target(ip), thousands(**n));
     }
     if r.hostnames > 0 {
         let _ = writeln!(

@@ -6,6 +6,7 @@
 //! so `mode = "aggressive"` extends the normal sshd filter instead of duplicating it.
 
 use crate::config::error::{ConfigError, SourceText};
+use crate::engine::datepattern::DatePattern;
 use crate::engine::filter::{Dialect, Filter, FilterSpec, RegexRole};
 use crate::engine::prepare::LineFormat;
 use serde::Deserialize;
@@ -47,6 +48,9 @@ pub struct FilterDefinition {
     pub journalmatch: Vec<String>,
     pub identifiers: Vec<String>,
     pub format: LineFormat,
+    /// Where file lines keep their date, when the standard templates are not right (a
+    /// fail2ban filter's `datepattern`).
+    pub datepattern: Option<DatePattern>,
     pub mode: Option<String>,
     pub modes: Vec<String>,
     pub filter: Filter,
@@ -128,6 +132,7 @@ pub fn build_filter(
         journalmatch: raw.journalmatch.clone().unwrap_or_default(),
         identifiers: raw.identifiers.clone().unwrap_or_default(),
         format,
+        datepattern: None,
         mode: mode_name,
         modes: raw.mode.keys().cloned().collect(),
         filter,

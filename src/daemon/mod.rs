@@ -42,7 +42,8 @@ use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher, Outcome};
-use crate::engine::prepare::{LinePreparer, Prepared as PreparedLine};
+use crate::engine::multiline::SourceState;
+use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -132,9 +133,15 @@ pub fn display_target(target: &IpNet) -> String {
     }
 }
 
-/// A live failure: counts it and returns the ban it leads to, if any.
-fn judge(tracker: &mut Tracker, jail: &str, ip: IpAddr, at: Timestamp) -> Option<BanDecision> {
-    match tracker.failure(ip, at) {
+/// A live failure: counts it and returns the ban it leads to, if any. Host names are never
+/// banned (nor resolved).
+fn judge(tracker: &mut Tracker, jail: &str, host: Host<'_>, at: Timestamp) -> Option<BanDecision> {
+    let (verdict, ip) = match host {
+        Host::Ip(ip) => (tracker.failure(ip, at), display_target(&IpNet::from(ip))),
+        Host::Net(net) => (tracker.failure_net(net, at), display_target(&net)),
+        Host::Name(_) => return None,
+    };
+    match verdict {
         Verdict::Ban(decision) => return Some(decision),
         Verdict::Counted { failures } => tracing::debug!(
             JAIL = %jail,
@@ -319,6 +326,9 @@ struct Daemon {
     files: Vec<(PathBuf, Vec<usize>)>,
     /// Per (jail, file): the date detector state of that file for that jail's filter.
     preparers: HashMap<(usize, usize), LinePreparer>,
+    /// Per (jail, file, or `None` for the journal): what earlier records said, for
+    /// multi-line filters (fail2ban's `<F-MLFID>` sessions and `maxlines`).
+    multiline: HashMap<(usize, Option<usize>), SourceState>,
     zone: Zone,
     trackers: HashMap<String, Tracker>,
     backends: Backends,
@@ -375,6 +385,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         journal_jails: prepared.journal_jails,
         files: prepared.files,
         preparers: HashMap::new(),
+        multiline: HashMap::new(),
         // Dates without a zone in files are local time, as syslog writes them.
         zone: Zone::parse("local").unwrap_or(Zone::Utc),
         backends: Backends::default(),
@@ -534,6 +545,7 @@ impl Daemon {
     fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
         self.following = Following::default();
         self.preparers.clear();
+        self.multiline.clear();
         let journal = self.start_journal(reload)?;
         let files = self.start_files()?;
         if journal.is_none() && files.is_none() {
@@ -668,6 +680,9 @@ impl Daemon {
         let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
         {
             let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
+            // fail2ban filters (after-date format) see an entry as "HOST IDENT[PID]: MESSAGE",
+            // as on fail2ban's systemd backend: their session ids are in that prefix.
+            let mut rendered = Vec::new();
             for entry in batch.iter() {
                 for &m in entry.jails {
                     let Some(&j) = self.journal_jails.get(m) else {
@@ -675,20 +690,26 @@ impl Daemon {
                     };
                     let jail = &self.jails[j];
                     let matcher = matchers[j].get_or_insert_with(|| jail.filter.filter.matcher());
-                    let Outcome::Failure(failure) = matcher.match_line(entry.entry.message) else {
-                        continue;
+                    let at = entry.entry.timestamp;
+                    let message = if jail.filter.format == LineFormat::AfterDate {
+                        entry.entry.render_syslog(&mut rendered);
+                        rendered.as_slice()
+                    } else {
+                        entry.entry.message
                     };
-                    let Host::Ip(ip) = failure.host else {
+                    let state = self.multiline.entry((j, None)).or_default();
+                    let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
                         continue;
                     };
                     let Some(tracker) = self.trackers.get_mut(&jail.name) else {
                         continue;
                     };
-                    let at = entry.entry.timestamp;
-                    match entry.phase {
-                        Phase::Replay => tracker.replay_failure(ip, at),
-                        Phase::New => {
-                            if let Some(decision) = judge(tracker, &jail.name, ip, at) {
+                    match (entry.phase, failure.host) {
+                        (Phase::Replay, Host::Ip(ip)) => tracker.replay_failure(ip, at),
+                        (Phase::Replay, Host::Net(net)) => tracker.replay_failure_net(net, at),
+                        (Phase::Replay, Host::Name(_)) => {}
+                        (Phase::New, host) => {
+                            if let Some(decision) = judge(tracker, &jail.name, host, at) {
                                 decisions.push((j, decision));
                             }
                         }
@@ -720,7 +741,8 @@ impl Daemon {
             let mut matcher = jail.filter.filter.matcher();
             let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
                 LinePreparer::new(
-                    DateDetector::new(self.zone.clone()),
+                    DateDetector::new(self.zone.clone())
+                        .with_pattern(jail.filter.datepattern.clone()),
                     jail.filter.format,
                     &jail.filter.identifiers,
                 )
@@ -728,6 +750,7 @@ impl Daemon {
             let Some(tracker) = self.trackers.get_mut(&jail.name) else {
                 continue;
             };
+            let state = self.multiline.entry((j, Some(chunk.file))).or_default();
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
                 let PreparedLine::Message { time, message, .. } = preparer.prepare(line, now)
@@ -739,13 +762,10 @@ impl Daemon {
                 if at < horizon {
                     continue;
                 }
-                let Outcome::Failure(failure) = matcher.match_line(message) else {
+                let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
                     continue;
                 };
-                let Host::Ip(ip) = failure.host else {
-                    continue;
-                };
-                if let Some(decision) = judge(tracker, &jail.name, ip, at) {
+                if let Some(decision) = judge(tracker, &jail.name, failure.host, at) {
                     decisions.push((j, decision));
                 }
             }

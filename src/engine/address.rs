@@ -45,6 +45,25 @@ pub fn ban_target(addr: IpAddr, ipv6_prefix: u8) -> IpNet {
     }
 }
 
+/// The network that banning the subnet `net` (a failure's `<SUBNET>`) blocks: the subnet,
+/// widened to the jail's IPv6 prefix when that is shorter (a jail that bans whole /64s bans
+/// the /64 around a /112 too). An IPv4-mapped IPv6 subnet is the IPv4 subnet.
+pub fn ban_target_net(net: IpNet, ipv6_prefix: u8) -> IpNet {
+    match net {
+        IpNet::V4(v4) => IpNet::V4(v4.trunc()),
+        IpNet::V6(v6) => {
+            if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+                // A prefix of 96..=128 leaves 0..=32 bits of IPv4 address.
+                let net = Ipv4Net::new(v4, v6.prefix_len() - 96).unwrap_or_else(|_| v4.into());
+                return IpNet::V4(net.trunc());
+            }
+            let prefix = v6.prefix_len().min(ipv6_prefix.min(128));
+            let net = Ipv6Net::new(v6.addr(), prefix).unwrap_or(v6);
+            IpNet::V6(net.trunc())
+        }
+    }
+}
+
 /// Why an address is not banned although it failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IgnoreReason {

@@ -35,6 +35,7 @@ use std::ops::Range;
 use jiff::tz::TimeZone;
 use memchr::memmem::Finder;
 
+use super::datepattern::{Alternative, DateFields, DatePattern};
 use super::time::{civil_from_days, days_from_civil, Timestamp};
 
 /// How far into a line the unanchored templates look for a date, and how many leading blanks
@@ -59,6 +60,8 @@ pub enum Template {
     Epoch,
     Clf,
     Audit,
+    /// A filter's own `datepattern` ([`DateDetector::with_pattern`]).
+    Custom,
 }
 
 impl Template {
@@ -84,6 +87,7 @@ impl Template {
             Template::Epoch => "epoch",
             Template::Clf => "clf",
             Template::Audit => "audit",
+            Template::Custom => "datepattern",
         }
     }
 
@@ -171,6 +175,9 @@ pub struct DateDetector {
     hits: [u64; Template::ALL.len()],
     /// Built once: building a substring searcher costs more than running it on a line.
     audit_marker: Finder<'static>,
+    /// A filter's `datepattern`: when set, it alone says where the date is.
+    pattern: Option<DatePattern>,
+    pattern_hits: u64,
 }
 
 impl DateDetector {
@@ -180,7 +187,16 @@ impl DateDetector {
             last: Template::ALL[0],
             hits: [0; Template::ALL.len()],
             audit_marker: Finder::new(AUDIT_MARKER),
+            pattern: None,
+            pattern_hits: 0,
         }
+    }
+
+    /// Reads dates with `pattern` (a fail2ban filter's `datepattern`) instead of the
+    /// templates; `None` keeps the templates.
+    pub fn with_pattern(mut self, pattern: Option<DatePattern>) -> DateDetector {
+        self.pattern = pattern;
+        self
     }
 
     /// The date of `line`, or `None` when no template matches.
@@ -189,6 +205,15 @@ impl DateDetector {
     /// configured zone, or the year before if that would put the line more than two days
     /// after `now` (a December line read in January).
     pub fn detect(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
+        if let Some(pattern) = self.pattern.take() {
+            let found = self.detect_with_pattern(&pattern, line, now);
+            self.pattern = Some(pattern);
+            return found;
+        }
+        self.detect_standard(line, now)
+    }
+
+    fn detect_standard(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
         let start = skip_blanks(line);
         let last = self.last;
         if let Some(found) = self.try_template(last, line, start, now) {
@@ -208,11 +233,152 @@ impl DateDetector {
         None
     }
 
-    /// How many lines each template matched, by name, in [`Template::ALL`] order.
+    /// How many lines each template matched, by name, in [`Template::ALL`] order, then
+    /// the `datepattern` if there is one.
     pub fn hit_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         Template::ALL
             .iter()
             .map(|t| (t.name(), self.hits[t.index()]))
+            .chain(
+                self.pattern
+                    .as_ref()
+                    .map(|_| (Template::Custom.name(), self.pattern_hits)),
+            )
+    }
+
+    /// The date as `pattern` finds it: its alternatives in order, the first that finds
+    /// one wins.
+    fn detect_with_pattern(
+        &mut self,
+        pattern: &DatePattern,
+        line: &[u8],
+        now: Timestamp,
+    ) -> Option<DetectedDate> {
+        for alternative in &pattern.alternatives {
+            let found = match alternative {
+                Alternative::NoDate => return None,
+                Alternative::Standard {
+                    prefix: None,
+                    anchored: false,
+                } => self.detect_standard(line, now),
+                Alternative::Standard {
+                    prefix: None,
+                    anchored: true,
+                } => self.detect_at(line, skip_blanks(line), now),
+                Alternative::Standard {
+                    prefix: Some(prefix),
+                    ..
+                } => {
+                    let window = &line[..line.len().min(SEARCH_WINDOW)];
+                    prefix
+                        .find(window)
+                        .and_then(|m| self.detect_at(line, m.end(), now))
+                }
+                Alternative::Format(format) => format
+                    .fields(line)
+                    .and_then(|fields| self.date_of_fields(fields, now)),
+            };
+            if let Some(mut found) = found {
+                self.pattern_hits += 1;
+                found.template = Template::Custom;
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// A standard date starting exactly at `start` (`{DATE}` in a pattern).
+    fn detect_at(&mut self, line: &[u8], start: usize, now: Timestamp) -> Option<DetectedDate> {
+        for template in [
+            Template::Iso8601,
+            Template::Syslog,
+            Template::Rfc5424,
+            Template::NginxError,
+            Template::Epoch,
+        ] {
+            if let Some(found) = self.try_template(template, line, start, now) {
+                return Some(found);
+            }
+        }
+        let found = parse_clf(line, start)?;
+        self.convert(found, Template::Clf)
+    }
+
+    /// A date from a pattern's fields: what it lacks (the year, or the whole date of a
+    /// time-only pattern) is taken from `now` in the configured zone, as for syslog dates.
+    fn date_of_fields(&mut self, f: DateFields, now: Timestamp) -> Option<DetectedDate> {
+        if let Some((secs, micros)) = f.epoch {
+            return Some(DetectedDate {
+                timestamp: Timestamp::from_micros(
+                    secs.checked_mul(1_000_000)?
+                        .checked_add(i64::from(micros))?,
+                ),
+                span: f.span,
+                template: Template::Custom,
+            });
+        }
+        if f.hour > 23 || f.minute > 59 || f.second > 60 {
+            return None;
+        }
+        let sod = i64::from(f.hour * 3600 + f.minute * 60 + f.second);
+        let (month, day) = match (f.month, f.day) {
+            (Some(m), Some(d)) => (m, d),
+            _ => {
+                // A time without a date: today in the configured zone, or yesterday if
+                // that time has not come yet today.
+                let local = now.as_secs() + self.clock.offset_at(now.as_secs())?;
+                let mut days = local.div_euclid(86_400);
+                if sod > local.rem_euclid(86_400) {
+                    days -= 1;
+                }
+                let (year, m, d) = civil_from_days(days);
+                let wall = WallClock {
+                    year,
+                    month: m,
+                    day: d,
+                    hour: f.hour,
+                    minute: f.minute,
+                    second: f.second,
+                    micros: f.micros,
+                    offset: f.offset,
+                };
+                return self.convert(
+                    Found {
+                        time: Parsed::Wall(wall),
+                        span: f.span,
+                    },
+                    Template::Custom,
+                );
+            }
+        };
+        let Some(year) = f.year else {
+            let date = SyslogDate {
+                month,
+                day,
+                sod,
+                micros: f.micros,
+            };
+            let mut found = self.year_less(date, f.span, now)?;
+            found.template = Template::Custom;
+            return Some(found);
+        };
+        let wall = WallClock {
+            year,
+            month,
+            day,
+            hour: f.hour,
+            minute: f.minute,
+            second: f.second,
+            micros: f.micros,
+            offset: f.offset,
+        };
+        self.convert(
+            Found {
+                time: Parsed::Wall(wall),
+                span: f.span,
+            },
+            Template::Custom,
+        )
     }
 
     fn try_template(
@@ -230,7 +396,14 @@ impl DateDetector {
             Template::Epoch => parse_epoch(line, start),
             Template::Clf => find_clf(line),
             Template::Audit => find_audit(&self.audit_marker, line),
+            Template::Custom => None,
         }?;
+        self.convert(parsed, template)
+    }
+
+    /// A parsed date to an instant: wall-clock times through the offset they carry or the
+    /// configured zone.
+    fn convert(&mut self, parsed: Found, template: Template) -> Option<DetectedDate> {
         let micros = match parsed.time {
             Parsed::Utc { micros } => micros,
             Parsed::Wall(wall) => {
@@ -252,6 +425,17 @@ impl DateDetector {
 
     fn syslog(&mut self, line: &[u8], start: usize, now: Timestamp) -> Option<DetectedDate> {
         let (date, span) = parse_syslog(line, start)?;
+        self.year_less(date, span, now)
+    }
+
+    /// A date without a year: this year in the configured zone, or last year if that would
+    /// put it more than two days after `now`.
+    fn year_less(
+        &mut self,
+        date: SyslogDate,
+        span: Range<usize>,
+        now: Timestamp,
+    ) -> Option<DetectedDate> {
         let now_micros = now.as_micros();
         let year = self.clock.local_year(now.as_secs())?;
         for candidate in [year, year - 1] {
@@ -336,19 +520,24 @@ impl LocalClock {
         Some(local - first)
     }
 
-    /// The calendar year of the instant `utc` (seconds) in this zone.
-    fn local_year(&mut self, utc: i64) -> Option<i64> {
-        if (self.year_start..self.year_end).contains(&utc) {
-            return Some(self.year);
-        }
-        let offset = match &self.zone {
+    /// The offset (local minus UTC, seconds) in force at the instant `utc`.
+    fn offset_at(&self, utc: i64) -> Option<i64> {
+        Some(match &self.zone {
             Zone::Utc => 0,
             Zone::Fixed(offset) => i64::from(*offset),
             Zone::Named(tz) => {
                 let instant = jiff::Timestamp::from_second(utc).ok()?;
                 i64::from(tz.to_offset(instant).seconds())
             }
-        };
+        })
+    }
+
+    /// The calendar year of the instant `utc` (seconds) in this zone.
+    fn local_year(&mut self, utc: i64) -> Option<i64> {
+        if (self.year_start..self.year_end).contains(&utc) {
+            return Some(self.year);
+        }
+        let offset = self.offset_at(utc)?;
         let (year, _, _) = civil_from_days((utc + offset).div_euclid(86_400));
         let start = self.utc_of_local(days_from_civil(year, 1, 1) * 86_400)?;
         let end = self.utc_of_local(days_from_civil(year + 1, 1, 1) * 86_400)?;
@@ -1196,5 +1385,61 @@ mod tests {
         }
         // The mutations must leave many dates intact, or this test exercised nothing.
         assert!(found > 50_000, "only {found} dates found");
+    }
+
+    fn with_pattern(p: &str, zone: Zone) -> DateDetector {
+        DateDetector::new(zone).with_pattern(Some(DatePattern::parse(p).unwrap()))
+    }
+
+    #[test]
+    fn a_datepattern_replaces_the_templates() {
+        let mut d = with_pattern("^%Y:%m:%d-%H:%M:%S", Zone::Fixed(3600));
+        let line = b"2026:11:17-10:00:01 conn=1 x";
+        let found = d.detect(line, now()).unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T09:00:01Z");
+        assert_eq!((found.span, found.template), (0..19, Template::Custom));
+        // A syslog date is not what this filter's logs carry.
+        assert_eq!(d.detect(b"Nov 17 10:00:01 web1 x", now()), None);
+        assert!(d.hit_counts().any(|(n, h)| n == "datepattern" && h == 1));
+        // Year-less patterns get the year as syslog dates do.
+        let mut d = with_pattern(r"^\[%d/%b %H:%M:%S\]", Zone::Utc);
+        let found = d.detect(b"[17/Nov 10:00:01] x", now()).unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T10:00:01Z");
+        // {DATE}: a standard date where the pattern says.
+        let mut d = with_pattern(r"^[^\[]*\[({DATE})", Zone::Utc);
+        let found = d
+            .detect(b"host [17/Nov/2026:10:00:06 +0100] x", now())
+            .unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T09:00:06Z");
+        // Epoch, and {NONE}.
+        let mut d = with_pattern("{^LN-BEG}Epoch", Zone::Utc);
+        let found = d.detect(b"1794909604 x", now()).unwrap();
+        assert_eq!(found.timestamp.to_rfc3339(), "2026-11-17T10:00:04Z");
+        let mut d = with_pattern("{NONE}", Zone::Utc);
+        assert_eq!(d.detect(b"2026-11-17 10:00:01 x", now()), None);
+    }
+
+    #[test]
+    fn a_time_without_date_is_the_last_such_time() {
+        // now() is 2026-11-22T12:00Z: a time later in the day is yesterday's.
+        let now = now();
+        let sod = now.as_secs().rem_euclid(86_400);
+        let mut d = with_pattern("^%H:%M:%S", Zone::Utc);
+        let earlier = Timestamp::from_secs(now.as_secs() - 60);
+        let line = format!(
+            "{:02}:{:02}:{:02} x",
+            (sod - 60) / 3600,
+            (sod - 60) / 60 % 60,
+            (sod - 60) % 60
+        );
+        assert_eq!(d.detect(line.as_bytes(), now).unwrap().timestamp, earlier);
+        let later = Timestamp::from_secs(now.as_secs() + 60 - 86_400);
+        let line = format!(
+            "{:02}:{:02}:{:02} x",
+            (sod + 60) / 3600,
+            (sod + 60) / 60 % 60,
+            (sod + 60) % 60
+        );
+        assert_eq!(d.detect(line.as_bytes(), now).unwrap().timestamp, later);
     }
 }

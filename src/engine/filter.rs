@@ -3,8 +3,14 @@
 //! A filter is a list of `failregex` (a line matching one is a failure), `ignoreregex` (a
 //! failure that also matches one is not), and an optional `prefregex` that every line must
 //! match first and whose `<F-CONTENT>` part is what the others see. Tags are translated into
-//! regex syntax: `<HOST>`, `<ADDR>`, `<IP4>`, `<IP6>`, `<DNS>` capture the peer, and
+//! regex syntax: `<HOST>`, `<ADDR>`, `<IP4>`, `<IP6>`, `<DNS>` capture the peer, `<SUBNET>`
+//! (an address with an optional `/prefix`) and `<CIDR>` name a whole network, and
 //! `<F-NAME>…</F-NAME>` captures a named field (`<F-USER>` is the user name).
+//!
+//! Failures that span lines (fail2ban's `<F-MLFID>` sessions and `maxlines` windows) need
+//! what earlier lines of the same source said: [`Matcher::match_record`] takes that state
+//! ([`SourceState`]) from the caller. A filter that needs none goes straight to the
+//! single-line path, [`Matcher::match_line`].
 //!
 //! Matching must stay cheap because log text is plentiful and attacker-controlled:
 //! - the `regex` crate never backtracks, so no line costs more than linear time;
@@ -24,7 +30,10 @@
 //! (one byte for one, so every offset stays that of the original line).
 
 use crate::engine::address::parse_address;
+use crate::engine::multiline::{SessionLine, SessionVerdict, Sessions, SourceState, Window};
+use crate::engine::time::Timestamp;
 use aho_corasick::{AhoCorasick, MatchKind};
+use ipnet::IpNet;
 use regex::bytes::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::hir::{Hir, HirKind};
 use std::borrow::Cow;
@@ -105,6 +114,9 @@ pub enum FilterErrorKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host<'a> {
     Ip(IpAddr),
+    /// A network named by `<SUBNET>` or `<ADDR>/<CIDR>` (host bits cleared); a prefix that
+    /// covers the whole address is [`Host::Ip`] instead.
+    Net(IpNet),
     /// A host name; banhound does not resolve names (an attacker controls their DNS), so
     /// these are reported but never banned.
     Name(&'a [u8]),
@@ -114,6 +126,7 @@ impl fmt::Display for Host<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Ip(ip) => ip.fmt(f),
+            Host::Net(net) => net.fmt(f),
             Host::Name(n) => f.write_str(&String::from_utf8_lossy(n)),
         }
     }
@@ -127,6 +140,12 @@ pub enum Outcome<'a> {
     /// Failregex `regex` matched, but through a part marked `<F-NOFAIL>` (or
     /// `<F-MLFGAINED>`, a success): fail2ban's way of saying "not a failure".
     NoFailure {
+        regex: usize,
+    },
+    /// Failregex `regex` matched a failure that names no address. With a multi-line id
+    /// (`<F-MLFID>`) it is held, and a later line of the same id that names the address
+    /// makes it count; otherwise nobody can be banned for it.
+    Hostless {
         regex: usize,
     },
     /// A failregex matched, and so did ignoreregex `ignore`.
@@ -143,6 +162,10 @@ pub struct Failure<'a> {
     pub regex: usize,
     pub host: Host<'a>,
     pub user: Option<&'a [u8]>,
+    /// The text the failregex matched: the line's `<F-CONTENT>` (the whole message without
+    /// a prefregex), or the joined lines of a multi-line window. [`Matcher::fields`] reads
+    /// from it.
+    pub text: &'a [u8],
 }
 
 // Tag patterns. Address text is validated by parsing after the match, so the patterns only
@@ -156,8 +179,15 @@ const ADDRESS_GROUP_PREFIX: &str = "__addr";
 const FIELD_GROUP_PREFIX: &str = "F_";
 const CONTENT_FIELD: &str = "CONTENT";
 const USER_FIELD: &str = "USER";
-/// Fields whose presence in a match makes it no failure (fail2ban's multi-line helpers).
-const NO_FAILURE_FIELDS: [&str; 2] = ["NOFAIL", "MLFGAINED"];
+// fail2ban's multi-line fields: a session id, "not a failure", "end of session", "success".
+const MLFID_FIELD: &str = "MLFID";
+const NOFAIL_FIELD: &str = "NOFAIL";
+const FORGET_FIELD: &str = "MLFFORGET";
+const GAINED_FIELD: &str = "MLFGAINED";
+/// fail2ban's fallback for `<F-USER>`: `<F-ALT_USER>`, `<F-ALT_USER1>`, ….
+const ALT_USER_FIELD: &str = "ALT_USER";
+const CIDR_GROUP_PREFIX: &str = "__cidr";
+const SKIP_GROUP_PREFIX: &str = "__skip";
 /// How many times a backtracking regex may backtrack on one line before giving up on it.
 /// The sshd filter needs well under a thousand on ordinary lines.
 pub const BACKTRACK_LIMIT: usize = 100_000;
@@ -293,12 +323,25 @@ struct CompiledRegex {
     translated: String,
     /// Capture group indexes of the address tags, in pattern order.
     address_groups: Vec<usize>,
-    user_group: Option<usize>,
+    /// `<CIDR>` and the prefix length of `<SUBNET>`.
+    cidr_groups: Vec<usize>,
+    /// `<F-USER>` first, then its `<F-ALT_USER…>` fallbacks.
+    user_groups: Vec<usize>,
     /// Custom `<F-NAME>` fields: (NAME, group index).
     fields: Vec<(String, usize)>,
-    /// `<F-NOFAIL>` and `<F-MLFGAINED>` groups.
-    no_failure_groups: Vec<usize>,
+    mlfid_group: Option<usize>,
+    nofail_groups: Vec<usize>,
+    forget_groups: Vec<usize>,
+    gained_groups: Vec<usize>,
+    /// The lines each `<SKIPLINES>` passed over.
+    skip_groups: Vec<usize>,
     source: String,
+}
+
+impl CompiledRegex {
+    fn any_set(groups: &[usize], locs: &Slots) -> bool {
+        groups.iter().any(|&g| locs.get(g).is_some())
+    }
 }
 
 /// Which failregexes a line could match, decided by literals alone.
@@ -321,10 +364,21 @@ pub struct Filter {
     fail: Vec<CompiledRegex>,
     ignore: Vec<Engine>,
     prefilter: Option<Prefilter>,
+    /// Lines a failregex may span; above 1 lines are matched in a window.
+    maxlines: usize,
+    /// Some regex captures `<F-MLFID>`: lines are combined per session.
+    sessions: bool,
 }
 
 impl Filter {
+    /// Compiles a filter whose failregexes match one line each.
     pub fn compile(spec: &FilterSpec) -> Result<Filter, FilterError> {
+        Filter::compile_lines(spec, 1)
+    }
+
+    /// Compiles a filter whose failregexes may span up to `maxlines` lines (fail2ban's
+    /// `maxlines`; 0 and 1 mean one).
+    pub fn compile_lines(spec: &FilterSpec, maxlines: usize) -> Result<Filter, FilterError> {
         if spec.failregex.is_empty() {
             return Err(FilterError {
                 role: RegexRole::Fail(0),
@@ -333,10 +387,11 @@ impl Filter {
         }
         let pref = match &spec.prefregex {
             Some(p) => {
-                let compiled = compile_tagged(p, spec.dialect).map_err(|kind| FilterError {
-                    role: RegexRole::Pref,
-                    kind,
-                })?;
+                let compiled =
+                    compile_tagged(p, spec.dialect, false).map_err(|kind| FilterError {
+                        role: RegexRole::Pref,
+                        kind,
+                    })?;
                 let content_name = format!("{FIELD_GROUP_PREFIX}{CONTENT_FIELD}");
                 let content = compiled
                     .regex
@@ -354,11 +409,13 @@ impl Filter {
         let pref_has_address = pref
             .as_ref()
             .is_some_and(|(p, _)| !p.address_groups.is_empty());
+        let maxlines = maxlines.max(1);
+        let multi_line = maxlines > 1;
         let mut fail = Vec::with_capacity(spec.failregex.len());
         for (i, pattern) in spec.failregex.iter().enumerate() {
             let role = RegexRole::Fail(i);
-            let compiled =
-                compile_tagged(pattern, spec.dialect).map_err(|kind| FilterError { role, kind })?;
+            let compiled = compile_tagged(pattern, spec.dialect, multi_line)
+                .map_err(|kind| FilterError { role, kind })?;
             if compiled.address_groups.is_empty()
                 && !pref_has_address
                 && spec.dialect == Dialect::Banhound
@@ -373,8 +430,8 @@ impl Filter {
         let mut ignore = Vec::with_capacity(spec.ignoreregex.len());
         for (i, pattern) in spec.ignoreregex.iter().enumerate() {
             let role = RegexRole::Ignore(i);
-            let compiled =
-                compile_tagged(pattern, spec.dialect).map_err(|kind| FilterError { role, kind })?;
+            let compiled = compile_tagged(pattern, spec.dialect, multi_line)
+                .map_err(|kind| FilterError { role, kind })?;
             if !compiled.address_groups.is_empty() && spec.dialect == Dialect::Banhound {
                 return Err(FilterError {
                     role,
@@ -388,13 +445,32 @@ impl Filter {
             .prefregex
             .as_deref()
             .and_then(|p| prefix_only(p, spec.dialect));
+        let sessions = pref
+            .as_ref()
+            .map(|(p, _)| p)
+            .into_iter()
+            .chain(&fail)
+            .any(|r| r.mlfid_group.is_some());
         Ok(Filter {
             pref,
             pref_prefix,
             fail,
             ignore,
             prefilter,
+            maxlines,
+            sessions,
         })
+    }
+
+    /// Whether a line's outcome can depend on earlier lines (`maxlines > 1` or
+    /// `<F-MLFID>`): then [`Matcher::match_record`] needs the source's [`SourceState`].
+    pub fn is_multiline(&self) -> bool {
+        self.maxlines > 1 || self.sessions
+    }
+
+    /// fail2ban's `maxlines`: how many lines a failregex may span.
+    pub fn maxlines(&self) -> usize {
+        self.maxlines
     }
 
     pub fn failregex_count(&self) -> usize {
@@ -434,6 +510,10 @@ impl Filter {
         Matcher {
             filter: self,
             pref_locations: self.pref.as_ref().map(|(p, _)| p.regex.slots()),
+            prefix_locations: self
+                .pref_prefix
+                .as_ref()
+                .map(|p| p.prefix.capture_locations()),
             fail_locations: self.fail.iter().map(|f| f.regex.slots()).collect(),
             candidates: vec![false; self.fail.len()],
             scratch: String::new(),
@@ -445,56 +525,246 @@ impl Filter {
 pub struct Matcher<'f> {
     filter: &'f Filter,
     pref_locations: Option<Slots>,
+    /// For the prefregex shortcut when the session id is wanted.
+    prefix_locations: Option<CaptureLocations>,
     fail_locations: Vec<Slots>,
     candidates: Vec<bool>,
     /// UTF-8 copy of a non-UTF-8 line for the backtracking engine.
     scratch: String,
 }
 
+/// What the prefregex made of a line: the text the failregexes see, and what it captured.
+#[derive(Clone, Copy)]
+struct PrefParts<'a> {
+    content: &'a [u8],
+    user: Option<&'a [u8]>,
+    host: Option<Host<'a>>,
+    mlfid: Option<&'a [u8]>,
+}
+
+/// A failregex match, before multi-line bookkeeping.
+#[derive(Clone, Copy)]
+struct Hit<'a> {
+    regex: usize,
+    text: &'a [u8],
+    /// The whole match, in `text`.
+    span: (usize, usize),
+    host: Option<Host<'a>>,
+    user: Option<&'a [u8]>,
+    mlfid: Option<&'a [u8]>,
+    nofail: bool,
+    forget: bool,
+    gained: bool,
+}
+
+enum Scan<'a> {
+    Missed,
+    Ignored {
+        regex: usize,
+        ignore: usize,
+        span: (usize, usize),
+    },
+    Hit(Hit<'a>),
+}
+
+/// An address span that is no address (e.g. `999.1.1.1`): the line is a miss, never a guess.
+struct InvalidAddress;
+
 impl<'f> Matcher<'f> {
-    /// Matches one message (a journal MESSAGE, or a file line's text after its header).
+    /// Matches one message (a journal MESSAGE, or a file line's text after its header) on
+    /// its own, without what earlier lines said: a line that needs a session or a window
+    /// is taken as it stands (an `<F-MLFID>` failure without an address is
+    /// [`Outcome::Hostless`]).
     pub fn match_line<'a>(&mut self, message: &'a [u8]) -> Outcome<'a> {
-        let filter = self.filter;
-        if let Some(pre) = &filter.prefilter {
-            // Most lines contain no literal at all: answer that with the automaton's fast
-            // (SIMD-accelerated) search before doing the slower overlapping one.
-            let literal_found = pre.automaton.is_match(message);
-            if !literal_found && pre.always.is_empty() {
-                return Outcome::Missed;
-            }
-            self.candidates.fill(false);
-            for &i in &pre.always {
-                self.candidates[i] = true;
-            }
-            if literal_found {
-                for m in pre.automaton.find_overlapping_iter(message) {
-                    self.candidates[pre.pattern_regex[m.pattern().as_usize()]] = true;
-                }
-            }
-        } else {
-            self.candidates.fill(true);
+        if !self.prefilter(message) {
+            return Outcome::Missed;
         }
-
-        let fast_content = filter.pref_prefix.as_ref().and_then(|p| p.content(message));
-        let (content, pref_user, pref_host) = match (&filter.pref, &mut self.pref_locations) {
-            _ if fast_content.is_some() => (fast_content.unwrap_or_default(), None, None),
-            (Some((pref, content_group)), Some(locs)) => {
-                if !pref.regex.captures_read(locs, message, &mut self.scratch) {
-                    return Outcome::Missed;
-                }
-                let Some((s, e)) = locs.get(*content_group) else {
-                    return Outcome::Missed;
-                };
-                let user = pref
-                    .user_group
-                    .and_then(|g| locs.get(g))
-                    .map(|(s, e)| &message[s..e]);
-                let host = first_address(pref, locs, message);
-                (&message[s..e], user, host)
-            }
-            _ => (message, None, None),
+        let Some(pref) = self.pref(message, false) else {
+            return Outcome::Missed;
         };
+        match self.scan(pref) {
+            Scan::Missed => Outcome::Missed,
+            Scan::Ignored { regex, ignore, .. } => Outcome::Ignored { regex, ignore },
+            Scan::Hit(hit) => standalone(hit),
+        }
+    }
 
+    /// Matches the next record of a source whose multi-line state is `state`, at `time`
+    /// (the record's own time, for the expiry of sessions). For a filter that is not
+    /// [multi-line](Filter::is_multiline) this is [`Matcher::match_line`] and `state` is not
+    /// touched.
+    pub fn match_record<'a>(
+        &mut self,
+        state: &'a mut SourceState,
+        message: &'a [u8],
+        time: Timestamp,
+    ) -> Outcome<'a> {
+        if self.filter.maxlines > 1 {
+            return self.match_window(state, message, time);
+        }
+        if !self.filter.sessions {
+            return self.match_line(message);
+        }
+        if !self.prefilter(message) {
+            return Outcome::Missed;
+        }
+        // The session id is only needed for a line a failregex matches: the prefregex
+        // shortcut captures it then, not on every line.
+        let Some(pref) = self.pref(message, false) else {
+            return Outcome::Missed;
+        };
+        match self.scan(pref) {
+            Scan::Missed => Outcome::Missed,
+            Scan::Ignored { regex, ignore, .. } => Outcome::Ignored { regex, ignore },
+            Scan::Hit(mut hit) => {
+                if hit.mlfid.is_none() {
+                    hit.mlfid = self.shortcut_id(message, hit.text);
+                }
+                settle(&mut state.sessions, hit, time)
+            }
+        }
+    }
+
+    /// The session id the prefregex shortcut captures in `message`, whose content (what
+    /// follows the prefix) is `content`.
+    fn shortcut_id<'a>(&mut self, message: &'a [u8], content: &[u8]) -> Option<&'a [u8]> {
+        let shortcut = self.filter.pref_prefix.as_ref()?;
+        let group = shortcut.mlfid_group?;
+        let locs = self.prefix_locations.as_mut()?;
+        // The content is the rest of the message after the prefix match.
+        let end = message.len().checked_sub(content.len())?;
+        if !shortcut.captures_ending_at(message, end, locs) {
+            return None;
+        }
+        locs.get(group).map(|(s, e)| &message[s..e])
+    }
+
+    /// `maxlines > 1`: the line (its prefregex content) joins the window of the last
+    /// `maxlines` lines, and the failregexes search the window as one text. The lines a
+    /// match used leave the window (when the next line comes: the outcome borrows them),
+    /// except those a `<SKIPLINES>` passed over.
+    fn match_window<'a>(
+        &mut self,
+        state: &'a mut SourceState,
+        message: &'a [u8],
+        time: Timestamp,
+    ) -> Outcome<'a> {
+        let SourceState { sessions, window } = state;
+        let Some(pref) = self.pref(message, true) else {
+            return Outcome::Missed;
+        };
+        window.push(pref.content, self.filter.maxlines);
+        let Window {
+            joined,
+            consume_next,
+            ..
+        } = window;
+        // A failregex may need literals from several lines: every one is a candidate.
+        self.candidates.fill(true);
+        let scan = self.scan(PrefParts {
+            content: joined,
+            ..pref
+        });
+        let (regex, span) = match &scan {
+            Scan::Missed => return Outcome::Missed,
+            Scan::Ignored { regex, span, .. } => (*regex, *span),
+            Scan::Hit(hit) => (hit.regex, hit.span),
+        };
+        consume_next.clear();
+        consume_next.push(span);
+        let locs = &self.fail_locations[regex];
+        consume_next.extend(
+            self.filter.fail[regex]
+                .skip_groups
+                .iter()
+                .filter_map(|&g| locs.get(g)),
+        );
+        match scan {
+            Scan::Missed => Outcome::Missed,
+            Scan::Ignored { regex, ignore, .. } => Outcome::Ignored { regex, ignore },
+            Scan::Hit(hit) => settle(sessions, hit, time),
+        }
+    }
+
+    /// Runs the literal prefilter: false when no failregex can match `message`; otherwise
+    /// marks the candidates.
+    fn prefilter(&mut self, message: &[u8]) -> bool {
+        let Some(pre) = &self.filter.prefilter else {
+            self.candidates.fill(true);
+            return true;
+        };
+        // Most lines contain no literal at all: answer that with the automaton's fast
+        // (SIMD-accelerated) search before doing the slower overlapping one.
+        let literal_found = pre.automaton.is_match(message);
+        if !literal_found && pre.always.is_empty() {
+            return false;
+        }
+        self.candidates.fill(false);
+        for &i in &pre.always {
+            self.candidates[i] = true;
+        }
+        if literal_found {
+            for m in pre.automaton.find_overlapping_iter(message) {
+                self.candidates[pre.pattern_regex[m.pattern().as_usize()]] = true;
+            }
+        }
+        true
+    }
+
+    /// Applies the prefregex; `None` when it does not match. `want_id`: the session id is
+    /// needed (it costs the shortcut a capture).
+    fn pref<'a>(&mut self, message: &'a [u8], want_id: bool) -> Option<PrefParts<'a>> {
+        let filter = self.filter;
+        let whole = PrefParts {
+            content: message,
+            user: None,
+            host: None,
+            mlfid: None,
+        };
+        if let Some(shortcut) = &filter.pref_prefix {
+            let locs = self.prefix_locations.as_mut();
+            match (want_id, shortcut.mlfid_group, locs) {
+                (true, Some(group), Some(locs)) => {
+                    if let Some(content) = shortcut.content_captured(message, locs) {
+                        let mlfid = locs.get(group).map(|(s, e)| &message[s..e]);
+                        return Some(PrefParts {
+                            content,
+                            mlfid,
+                            ..whole
+                        });
+                    }
+                }
+                _ => {
+                    if let Some(content) = shortcut.content(message) {
+                        return Some(PrefParts { content, ..whole });
+                    }
+                }
+            }
+        }
+        let (Some((pref, content_group)), Some(locs)) = (&filter.pref, &mut self.pref_locations)
+        else {
+            return Some(whole);
+        };
+        if !pref.regex.captures_read(locs, message, &mut self.scratch) {
+            return None;
+        }
+        let (s, e) = locs.get(*content_group)?;
+        Some(PrefParts {
+            content: &message[s..e],
+            user: user_of(pref, locs, message),
+            host: address_of(pref, locs, message).ok().flatten(),
+            mlfid: pref
+                .mlfid_group
+                .and_then(|g| locs.get(g))
+                .map(|(s, e)| &message[s..e]),
+        })
+    }
+
+    /// Runs the candidate failregexes over the prefregex's content; the first that matches
+    /// decides.
+    fn scan<'a>(&mut self, pref: PrefParts<'a>) -> Scan<'a> {
+        let filter = self.filter;
+        let content = pref.content;
         for (i, regex) in filter.fail.iter().enumerate() {
             if !self.candidates[i] {
                 continue;
@@ -503,20 +773,9 @@ impl<'f> Matcher<'f> {
             if !regex.regex.captures_read(locs, content, &mut self.scratch) {
                 continue;
             }
-            if regex
-                .no_failure_groups
-                .iter()
-                .any(|&g| locs.get(g).is_some())
-            {
-                return Outcome::NoFailure { regex: i };
-            }
-            let host = match first_address(regex, locs, content).or(pref_host) {
-                Some(h) => h,
-                None if regex.address_groups.is_empty() && pref_host.is_none() => {
-                    return Outcome::NoFailure { regex: i }
-                }
-                // The span is not an address (e.g. 999.1.1.1): a miss, never a guess.
-                None => return Outcome::Missed,
+            let span = locs.get(0).unwrap_or((0, content.len()));
+            let Ok(own_host) = address_of(regex, locs, content) else {
+                return Scan::Missed;
             };
             let scratch = &mut self.scratch;
             if let Some(ignore) = filter
@@ -524,24 +783,34 @@ impl<'f> Matcher<'f> {
                 .iter()
                 .position(|r| r.is_match(content, scratch))
             {
-                return Outcome::Ignored { regex: i, ignore };
+                return Scan::Ignored {
+                    regex: i,
+                    ignore,
+                    span,
+                };
             }
-            let user = regex
-                .user_group
-                .and_then(|g| locs.get(g))
-                .map(|(s, e)| &content[s..e])
-                .or(pref_user);
-            return Outcome::Failure(Failure {
+            let locs = &self.fail_locations[i];
+            return Scan::Hit(Hit {
                 regex: i,
-                host,
-                user,
+                text: content,
+                span,
+                host: own_host.or(pref.host),
+                user: user_of(regex, locs, content).or(pref.user),
+                mlfid: regex
+                    .mlfid_group
+                    .and_then(|g| locs.get(g))
+                    .map(|(s, e)| &content[s..e])
+                    .or(pref.mlfid),
+                nofail: CompiledRegex::any_set(&regex.nofail_groups, locs),
+                forget: CompiledRegex::any_set(&regex.forget_groups, locs),
+                gained: CompiledRegex::any_set(&regex.gained_groups, locs),
             });
         }
-        Outcome::Missed
+        Scan::Missed
     }
 
-    /// The custom `<F-NAME>` fields the last matching failregex `regex` captured in `message`
-    /// (the same slice given to [`Matcher::match_line`]; with a prefregex, the content part).
+    /// The custom `<F-NAME>` fields the last matching failregex `regex` captured in `text`
+    /// (the [`Failure::text`] of the failure).
     pub fn fields<'a>(
         &'a self,
         regex: usize,
@@ -557,17 +826,94 @@ impl<'f> Matcher<'f> {
     }
 }
 
-fn first_address<'a>(regex: &CompiledRegex, locs: &Slots, text: &'a [u8]) -> Option<Host<'a>> {
-    let (s, e) = regex.address_groups.iter().find_map(|&g| locs.get(g))?;
-    let span = &text[s..e];
-    let as_str = std::str::from_utf8(span).ok()?;
-    match parse_address(as_str) {
-        Some(ip) => Some(Host::Ip(ip)),
-        None if span.contains(&b':') || span.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
-            None
-        }
-        None => Some(Host::Name(span)),
+/// The outcome of a hit taken on its own.
+fn standalone(hit: Hit<'_>) -> Outcome<'_> {
+    if hit.nofail || hit.gained {
+        return Outcome::NoFailure { regex: hit.regex };
     }
+    match hit.host {
+        Some(host) => Outcome::Failure(Failure {
+            regex: hit.regex,
+            host,
+            user: hit.user,
+            text: hit.text,
+        }),
+        None => Outcome::Hostless { regex: hit.regex },
+    }
+}
+
+/// The outcome of a hit with its session (if it has an id) taken into account.
+fn settle<'a>(sessions: &'a mut Sessions, hit: Hit<'a>, time: Timestamp) -> Outcome<'a> {
+    let Some(id) = hit.mlfid.filter(|id| !id.is_empty()) else {
+        return standalone(hit);
+    };
+    let line = SessionLine {
+        id,
+        host: hit.host,
+        // An empty user name (`user=<>`) names nobody.
+        user: hit.user.filter(|u| !u.is_empty()),
+        nofail: hit.nofail,
+        forget: hit.forget,
+        gained: hit.gained,
+        time,
+    };
+    match sessions.settle(line) {
+        SessionVerdict::Failure { host, user } => Outcome::Failure(Failure {
+            regex: hit.regex,
+            host,
+            user,
+            text: hit.text,
+        }),
+        SessionVerdict::Pending => Outcome::Hostless { regex: hit.regex },
+        SessionVerdict::NoFailure => Outcome::NoFailure { regex: hit.regex },
+    }
+}
+
+/// `<F-USER>`, or when it is missing or empty the first non-empty `<F-ALT_USER…>` (an
+/// empty user stays empty when no alternative has one).
+fn user_of<'a>(regex: &CompiledRegex, locs: &Slots, text: &'a [u8]) -> Option<&'a [u8]> {
+    let mut first = None;
+    for (s, e) in regex.user_groups.iter().filter_map(|&g| locs.get(g)) {
+        let user = &text[s..e];
+        if !user.is_empty() {
+            return Some(user);
+        }
+        first.get_or_insert(user);
+    }
+    first
+}
+
+/// The address the regex captured, `Ok(None)` if none of its address tags took part.
+fn address_of<'a>(
+    regex: &CompiledRegex,
+    locs: &Slots,
+    text: &'a [u8],
+) -> Result<Option<Host<'a>>, InvalidAddress> {
+    let Some((s, e)) = regex.address_groups.iter().find_map(|&g| locs.get(g)) else {
+        return Ok(None);
+    };
+    let span = &text[s..e];
+    let as_str = std::str::from_utf8(span).map_err(|_| InvalidAddress)?;
+    let ip = match parse_address(as_str) {
+        Some(ip) => ip,
+        None if span.contains(&b':') || span.iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
+            return Err(InvalidAddress)
+        }
+        None => return Ok(Some(Host::Name(span))),
+    };
+    let Some((s, e)) = regex.cidr_groups.iter().find_map(|&g| locs.get(g)) else {
+        return Ok(Some(Host::Ip(ip)));
+    };
+    let prefix: u8 = std::str::from_utf8(&text[s..e])
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .ok_or(InvalidAddress)?;
+    let net = IpNet::new(ip, prefix).map_err(|_| InvalidAddress)?;
+    Ok(Some(if prefix == net.max_prefix_len() {
+        Host::Ip(ip)
+    } else {
+        Host::Net(net.trunc())
+    }))
 }
 
 /// The prefix of a prefregex `PREFIX<F-CONTENT>.+</F-CONTENT>$` (or `.*`), when PREFIX has
@@ -576,6 +922,11 @@ fn first_address<'a>(regex: &CompiledRegex, locs: &Slots, text: &'a [u8]) -> Opt
 struct PrefixOnly {
     prefix: Regex,
     content_may_be_empty: bool,
+    /// The prefix's `<F-MLFID>` group, its only capture if any.
+    mlfid_group: Option<usize>,
+    /// The prefix has no assertion but its leading `^`: its captures can be taken on the
+    /// text it matched alone, which is much shorter than the line.
+    captures_on_match: bool,
 }
 
 impl PrefixOnly {
@@ -585,10 +936,42 @@ impl PrefixOnly {
     /// `None`, and the caller runs the full prefregex.
     fn content<'a>(&self, message: &'a [u8]) -> Option<&'a [u8]> {
         let m = self.prefix.find(message)?;
-        if m.start() != 0 {
+        self.rest(message, (m.start(), m.end()))
+    }
+
+    /// [`PrefixOnly::content`], with the prefix's captures (the session id) in `locs`. The
+    /// full regex's leftmost-first choice of the prefix is the prefix's own, so the
+    /// captures are the same too.
+    fn content_captured<'a>(
+        &self,
+        message: &'a [u8],
+        locs: &mut CaptureLocations,
+    ) -> Option<&'a [u8]> {
+        self.prefix.captures_read(locs, message)?;
+        self.rest(message, locs.get(0)?)
+    }
+
+    /// The prefix's captures in `locs`, for a line whose prefix match is known to end at
+    /// `end`: without assertions that look past it, the match on `message[..end]` is the
+    /// same match, found in a fraction of the time.
+    fn captures_ending_at(&self, message: &[u8], end: usize, locs: &mut CaptureLocations) -> bool {
+        if self.captures_on_match {
+            if let Some(prefix) = message.get(..end) {
+                if self.prefix.captures_read(locs, prefix).is_some()
+                    && locs.get(0) == Some((0, end))
+                {
+                    return true;
+                }
+            }
+        }
+        self.prefix.captures_read(locs, message).is_some()
+    }
+
+    fn rest<'a>(&self, message: &'a [u8], (start, end): (usize, usize)) -> Option<&'a [u8]> {
+        if start != 0 {
             return None;
         }
-        let rest = &message[m.end()..];
+        let rest = &message[end..];
         if (rest.is_empty() && !self.content_may_be_empty) || memchr::memchr(b'\n', rest).is_some()
         {
             return None;
@@ -604,12 +987,10 @@ fn prefix_only(prefregex: &str, dialect: Dialect) -> Option<PrefixOnly> {
         } else {
             (prefregex.strip_suffix("<F-CONTENT>.*</F-CONTENT>$")?, true)
         };
-    // A multi-line id is only captured, never used: it does not stop the shortcut.
-    let prefix = prefix.replace("<F-MLFID>", "").replace("</F-MLFID>", "");
     if !prefix.starts_with('^') || prefix.ends_with('\\') {
         return None;
     }
-    let translated = translate_tags(&prefix, EngineKind::Linear, dialect).ok()?;
+    let translated = translate_tags(prefix, EngineKind::Linear, dialect).ok()?;
     if translated.needs_backtracking {
         return None;
     }
@@ -617,30 +998,64 @@ fn prefix_only(prefregex: &str, dialect: Dialect) -> Option<PrefixOnly> {
         .unicode(false)
         .build()
         .ok()?;
-    // Tags in the prefix (an address, a user) need the full prefregex.
-    if prefix.captures_len() > 1 {
-        return None;
-    }
+    // Tags in the prefix (an address, a user) need the full prefregex; a session id alone
+    // is captured by the shortcut when it is wanted.
+    let mlfid_name = format!("{FIELD_GROUP_PREFIX}{MLFID_FIELD}");
+    let mlfid_group = match prefix.captures_len() {
+        1 => None,
+        2 if prefix.capture_names().nth(1).flatten() == Some(mlfid_name.as_str()) => Some(1),
+        _ => return None,
+    };
+    let captures_on_match = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build()
+        .parse(&translated.pattern)
+        .is_ok_and(|hir| looks_only_at_start(&hir));
     Some(PrefixOnly {
         prefix,
         content_may_be_empty: may_be_empty,
+        mlfid_group,
+        captures_on_match,
     })
 }
 
-/// Translates tags into regex syntax and compiles.
-fn compile_tagged(pattern: &str, dialect: Dialect) -> Result<CompiledRegex, FilterErrorKind> {
+/// Whether the only assertion in `hir` is the start of the text.
+fn looks_only_at_start(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Look(look) => *look == regex_syntax::hir::Look::Start,
+        HirKind::Capture(cap) => looks_only_at_start(&cap.sub),
+        HirKind::Repetition(rep) => looks_only_at_start(&rep.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs.iter().all(looks_only_at_start),
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) => true,
+    }
+}
+
+/// Translates tags into regex syntax and compiles. `multi_line`: the regex searches a
+/// window of lines joined with `\n`, so `^` and `$` match at each line's start and end.
+fn compile_tagged(
+    pattern: &str,
+    dialect: Dialect,
+    multi_line: bool,
+) -> Result<CompiledRegex, FilterErrorKind> {
     let mut translated = translate_tags(pattern, EngineKind::Linear, dialect)?;
     if translated.needs_backtracking {
         translated = translate_tags(pattern, EngineKind::Backtracking, dialect)?;
     }
     let regex = if translated.needs_backtracking {
-        let regex = fancy_regex::RegexBuilder::new(&translated.pattern)
+        let flagged = if multi_line {
+            format!("(?m){}", translated.pattern)
+        } else {
+            translated.pattern.clone()
+        };
+        let regex = fancy_regex::RegexBuilder::new(&flagged)
             .backtrack_limit(BACKTRACK_LIMIT)
             .delegate_size_limit(32 << 20)
             .build()
             .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
         let gate = RegexBuilder::new(&relax_for_literals(&translated.pattern))
             .unicode(false)
+            .multi_line(multi_line)
             .size_limit(32 << 20)
             .build()
             .ok();
@@ -650,29 +1065,48 @@ fn compile_tagged(pattern: &str, dialect: Dialect) -> Result<CompiledRegex, Filt
             // Log lines are bytes; `.` must not match a newline inside a journal MESSAGE, so a
             // message with an embedded "\n" cannot smuggle a second line past an anchor.
             .unicode(false)
+            .multi_line(multi_line)
             .size_limit(32 << 20)
             .build()
             .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
         Engine::Linear(regex)
     };
     let mut address_groups = Vec::new();
+    let mut cidr_groups = Vec::new();
+    let mut skip_groups = Vec::new();
     let mut user_group = None;
+    let mut alt_user_groups = Vec::new();
     let mut fields = Vec::new();
-    let mut no_failure_groups = Vec::new();
+    let mut mlfid_group = None;
+    let (mut nofail_groups, mut forget_groups, mut gained_groups) =
+        (Vec::new(), Vec::new(), Vec::new());
     for (i, name) in regex.capture_names().into_iter().enumerate() {
         let Some(name) = name else { continue };
         if name.starts_with(ADDRESS_GROUP_PREFIX) {
             address_groups.push(i);
+        } else if name.starts_with(CIDR_GROUP_PREFIX) {
+            cidr_groups.push(i);
+        } else if name.starts_with(SKIP_GROUP_PREFIX) {
+            skip_groups.push(i);
         } else if let Some(field) = name.strip_prefix(FIELD_GROUP_PREFIX) {
-            if field == USER_FIELD {
-                user_group = Some(i);
-            } else if NO_FAILURE_FIELDS.contains(&field) {
-                no_failure_groups.push(i);
-            } else if field != CONTENT_FIELD {
-                fields.push((field.to_string(), i));
+            match field {
+                USER_FIELD => user_group = Some(i),
+                MLFID_FIELD => mlfid_group = Some(i),
+                NOFAIL_FIELD => nofail_groups.push(i),
+                FORGET_FIELD => forget_groups.push(i),
+                GAINED_FIELD => gained_groups.push(i),
+                CONTENT_FIELD => {}
+                alt if alt
+                    .strip_prefix(ALT_USER_FIELD)
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())) =>
+                {
+                    alt_user_groups.push(i)
+                }
+                _ => fields.push((field.to_string(), i)),
             }
         }
     }
+    let user_groups: Vec<usize> = user_group.into_iter().chain(alt_user_groups).collect();
     let literal_pattern = if translated.needs_backtracking {
         relax_for_literals(&translated.pattern)
     } else {
@@ -681,10 +1115,15 @@ fn compile_tagged(pattern: &str, dialect: Dialect) -> Result<CompiledRegex, Filt
     Ok(CompiledRegex {
         regex,
         translated: literal_pattern,
-        no_failure_groups,
         address_groups,
-        user_group,
+        cidr_groups,
+        user_groups,
         fields,
+        mlfid_group,
+        nofail_groups,
+        forget_groups,
+        gained_groups,
+        skip_groups,
         source: pattern.to_string(),
     })
 }
@@ -709,6 +1148,8 @@ fn translate_tags(
     let mut open_fields: Vec<String> = Vec::new();
     let mut seen_fields: Vec<String> = Vec::new();
     let mut address_tags = 0usize;
+    let mut cidr_tags = 0usize;
+    let mut skip_tags = 0usize;
     let mut needs_backtracking = false;
     let mut in_class = false;
     let mut rest = pattern;
@@ -867,15 +1308,21 @@ fn translate_tags(
             seen_fields.push(name.clone());
             open_fields.push(name);
         } else if tag == "SKIPLINES" {
-            // Multi-line: lines in between. On one line, anything up to the next part.
-            out.push_str("(?:.*?)");
+            // A line break, then any number of whole lines (as few as will do); captured so
+            // that the lines it passed over stay in the window for other matches.
+            out.push_str(&format!(
+                "(?P<{SKIP_GROUP_PREFIX}{skip_tags}>\\n(?:[^\\n]*\\n)*?)"
+            ));
+            skip_tags += 1;
         } else if tag == "CIDR" {
-            out.push_str(CIDR);
+            out.push_str(&format!("(?P<{CIDR_GROUP_PREFIX}{cidr_tags}>{CIDR})"));
+            cidr_tags += 1;
         } else if let Some(sub) = address_tag(tag, engine) {
             out.push_str(&format!("(?P<{ADDRESS_GROUP_PREFIX}{address_tags}>{sub})"));
             if tag == "SUBNET" {
-                // The prefix length stays outside the address: banhound bans the address.
-                out.push_str(&format!("(?:/{CIDR})?"));
+                // An optional prefix length: with one, the network is what is banned.
+                out.push_str(&format!("(?:/(?P<{CIDR_GROUP_PREFIX}{cidr_tags}>{CIDR}))?"));
+                cidr_tags += 1;
             }
             address_tags += 1;
         } else if dialect == Dialect::Banhound
@@ -1368,7 +1815,7 @@ mod tests {
     }
 
     #[test]
-    fn nofail_and_hostless_matches_are_no_failures() {
+    fn nofail_and_hostless_matches_are_no_failures_on_their_own() {
         let f = fail2ban(&[
             r"^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>",
             r"^account <F-USER>\S+</F-USER> locked$",
@@ -1381,7 +1828,7 @@ mod tests {
         );
         assert_eq!(
             m.match_line(b"account bob locked"),
-            Outcome::NoFailure { regex: 1 }
+            Outcome::Hostless { regex: 1 }
         );
         assert!(matches!(
             m.match_line(b"Failed for bob from 192.0.2.8"),
@@ -1396,5 +1843,227 @@ mod tests {
             strict.unwrap_err().kind,
             FilterErrorKind::NoAddressTag
         ));
+    }
+
+    fn record<'a>(
+        m: &mut Matcher<'_>,
+        state: &'a mut SourceState,
+        line: &'a str,
+    ) -> Option<String> {
+        match m.match_record(state, line.as_bytes(), Timestamp::from_secs(1_795_000_000)) {
+            Outcome::Failure(f) => Some(f.host.to_string()),
+            _ => None,
+        }
+    }
+
+    /// An sshd-like filter: the session id is the `host sshd[PID]: ` prefix.
+    fn sessions_filter() -> Filter {
+        Filter::compile(&FilterSpec {
+            prefregex: Some(
+                r"^<F-MLFID>\s*\S+ sshd\[\d+\]: </F-MLFID><F-CONTENT>.+</F-CONTENT>$".into(),
+            ),
+            failregex: vec![
+                r"^<F-NOFAIL>Connection from</F-NOFAIL> <HOST>".into(),
+                r"^Disconnecting: Too many authentication failures".into(),
+                r"^<F-NOFAIL><F-MLFFORGET>Connection closed</F-MLFFORGET></F-NOFAIL> by <HOST>".into(),
+                r"^<F-MLFFORGET><F-MLFGAINED>Accepted \w+</F-MLFGAINED></F-MLFFORGET> for \S+ from <HOST>".into(),
+                r"^Failed \S+ for <F-USER>\S+</F-USER> from <HOST>".into(),
+            ],
+            dialect: Dialect::Fail2ban,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn sessions_join_lines_of_the_same_id() {
+        let f = sessions_filter();
+        assert!(f.is_multiline());
+        // The prefregex shortcut captures the id.
+        let shortcut = f.pref_prefix.as_ref().unwrap();
+        assert!(shortcut.mlfid_group.is_some() && shortcut.captures_on_match);
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let s = &mut st;
+        assert_eq!(
+            record(&mut m, s, " web1 sshd[7]: Connection from 192.0.2.1 port 1"),
+            None
+        );
+        // The failure line names no address: the session's is used.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[7]: Disconnecting: Too many authentication failures"
+            )
+            .as_deref(),
+            Some("192.0.2.1")
+        );
+        // Another process (or host) is another session.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[8]: Disconnecting: Too many authentication failures"
+            ),
+            None
+        );
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web2 sshd[7]: Disconnecting: Too many authentication failures"
+            ),
+            None
+        );
+        // Held: sshd[8]'s failure counts when its address comes.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[8]: Connection closed by 192.0.2.8 port 1"
+            )
+            .as_deref(),
+            Some("192.0.2.8")
+        );
+        // A success ends the session; nothing pending of it counts afterwards.
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[9]: Disconnecting: Too many authentication failures"
+            ),
+            None
+        );
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[9]: Accepted password for bob from 192.0.2.9 port 1"
+            ),
+            None
+        );
+        assert_eq!(
+            record(
+                &mut m,
+                s,
+                " web1 sshd[9]: Connection closed by 192.0.2.9 port 1"
+            ),
+            None
+        );
+        // On its own (match_line) a hostless failure is just that.
+        assert_eq!(
+            m.match_line(b" web1 sshd[7]: Disconnecting: Too many authentication failures"),
+            Outcome::Hostless { regex: 1 }
+        );
+        // The user of an earlier line comes along.
+        record(
+            &mut m,
+            s,
+            " web1 sshd[10]: Failed password for eve from 192.0.2.10 port 1",
+        );
+        match m.match_record(
+            s,
+            b" web1 sshd[10]: Disconnecting: Too many authentication failures",
+            Timestamp::from_secs(1_795_000_000),
+        ) {
+            Outcome::Failure(fl) => assert_eq!(fl.user, Some(&b"eve"[..])),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_line_filters_leave_the_state_alone() {
+        let f = filter(&[SSHD_PW]);
+        assert!(!f.is_multiline());
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let line = "Failed password for root from 192.0.2.4 port 22 ssh2";
+        assert_eq!(record(&mut m, &mut st, line).as_deref(), Some("192.0.2.4"));
+        assert_eq!((st.sessions(), st.window_lines()), (0, 0));
+    }
+
+    fn window_filter(fail: &[&str], maxlines: usize) -> Filter {
+        let spec = FilterSpec {
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            dialect: Dialect::Fail2ban,
+            ..Default::default()
+        };
+        Filter::compile_lines(&spec, maxlines).unwrap()
+    }
+
+    #[test]
+    fn windows_span_lines_and_skiplines_skips_them() {
+        let f = window_filter(
+            &[r"^conn=(?P<c>\d+) accept from <HOST><SKIPLINES>conn=(?P=c) fail$"],
+            4,
+        );
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let s = &mut st;
+        assert_eq!(record(&mut m, s, "conn=1 accept from 192.0.2.1"), None);
+        assert_eq!(record(&mut m, s, "conn=2 accept from 192.0.2.2"), None);
+        assert_eq!(
+            record(&mut m, s, "conn=1 fail").as_deref(),
+            Some("192.0.2.1")
+        );
+        // The skipped line (conn=2's accept) stays for its own failure.
+        assert_eq!(
+            record(&mut m, s, "conn=2 fail").as_deref(),
+            Some("192.0.2.2")
+        );
+        // Matched lines are used once.
+        assert_eq!(record(&mut m, s, "conn=2 fail"), None);
+        // Lines beyond maxlines are gone.
+        for l in ["conn=3 accept from 192.0.2.3", "x", "y", "z", "conn=3 fail"] {
+            assert_eq!(record(&mut m, s, l), None);
+        }
+        // <SKIPLINES> needs a line break.
+        assert_eq!(
+            record(&mut m, s, "conn=4 accept from 192.0.2.4 conn=4 fail"),
+            None
+        );
+        // A line of a journal entry with an embedded newline stays one line.
+        let f = window_filter(&[r"^a <HOST>\nb$"], 3);
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        assert_eq!(record(&mut m, &mut st, "a 192.0.2.5\nb"), None);
+        assert_eq!(record(&mut m, &mut st, "a 192.0.2.5"), None);
+        assert_eq!(record(&mut m, &mut st, "b").as_deref(), Some("192.0.2.5"));
+    }
+
+    #[test]
+    fn subnet_and_cidr_name_networks() {
+        let f = fail2ban(&[r"^bad net <SUBNET>$", r"^bad block <ADDR>/<CIDR>$"]);
+        let mut m = f.matcher();
+        fn host<'a>(m: &mut Matcher<'_>, l: &'a str) -> Option<Host<'a>> {
+            match m.match_line(l.as_bytes()) {
+                Outcome::Failure(fl) => Some(fl.host),
+                _ => None,
+            }
+        }
+        assert_eq!(
+            host(&mut m, "bad net 192.0.2.77/24"),
+            Some(Host::Net("192.0.2.0/24".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad net 192.0.2.77"),
+            Some(Host::Ip("192.0.2.77".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad net 2001:db8::1/64"),
+            Some(Host::Net("2001:db8::/64".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad block 198.51.100.0/25"),
+            Some(Host::Net("198.51.100.0/25".parse().unwrap()))
+        );
+        assert_eq!(
+            host(&mut m, "bad net 192.0.2.77/32"),
+            Some(Host::Ip("192.0.2.77".parse().unwrap()))
+        );
+        // A prefix that is no prefix is a miss, never a guess.
+        assert_eq!(host(&mut m, "bad net 192.0.2.77/33"), None);
+        assert_eq!(host(&mut m, "bad block 198.51.100.0/999"), None);
     }
 }

@@ -6,9 +6,11 @@
 //! `banhound test-filter` and the daemon.
 
 pub mod address;
+pub mod datepattern;
 pub mod datetime;
 pub mod filter;
 pub mod logline;
+pub mod multiline;
 pub mod prepare;
 pub mod time;
 pub mod tracker;

@@ -16,10 +16,10 @@ pub enum LineFormat {
     Syslog,
     /// The regexes see the whole line (nginx and other application logs).
     Plain,
-    /// The regexes see the line with its date cut out (the text before and after it,
-    /// concatenated, trimmed): what fail2ban's filters expect, whose regexes begin with
-    /// `^%(__prefix_line)s` to match `HOST IDENT[PID]: ` themselves. A line without a date
-    /// is given whole.
+    /// The regexes see the line with its date cut out (the text before it, without leading
+    /// blanks, and the text after it as it is, blanks included): what fail2ban's filters
+    /// see, whose regexes begin with `^%(__prefix_line)s` (`\s*…`) to match
+    /// ` HOST IDENT[PID]: ` themselves. A line without a date is given trimmed.
     AfterDate,
 }
 
@@ -85,11 +85,11 @@ impl LinePreparer {
                     None => line.trim_ascii(),
                     Some(d) => {
                         let before = line[..d.span.start].trim_ascii_start();
-                        let after = line[d.span.end..].trim_ascii_end();
+                        let after = &line[d.span.end..];
                         if before.is_empty() {
-                            after.trim_ascii_start()
+                            after
                         } else if after.is_empty() {
-                            before.trim_ascii_end()
+                            before
                         } else {
                             self.joined.clear();
                             self.joined.extend_from_slice(before);
@@ -178,9 +178,10 @@ mod tests {
         match p.prepare(line, NOW) {
             Prepared::Message { time, message, .. } => {
                 assert_eq!(time.unwrap().to_rfc3339(), "2026-11-17T10:00:00Z");
+                // The blank after the date stays, as fail2ban leaves it.
                 assert_eq!(
                     message,
-                    b"web1 sshd[42]: Failed password for root from 192.0.2.1"
+                    b" web1 sshd[42]: Failed password for root from 192.0.2.1"
                 );
             }
             other => panic!("{other:?}"),

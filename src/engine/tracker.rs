@@ -12,7 +12,7 @@
 //! the cost is amortised). A flood of spoofed sources therefore costs a fixed amount of memory
 //! and at worst delays counting for the quietest addresses, never bans an innocent one.
 
-use crate::engine::address::{ban_target, IgnoreList, IgnoreReason};
+use crate::engine::address::{ban_target, ban_target_net, IgnoreList, IgnoreReason};
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -190,6 +190,17 @@ impl Tracker {
         self.record(addr, at, true)
     }
 
+    /// A failure of the subnet `net` (fail2ban's `<SUBNET>`) at `at`: the subnet is counted
+    /// and banned as one, widened to the jail's IPv6 prefix if that is shorter.
+    pub fn failure_net(&mut self, net: IpNet, at: Timestamp) -> Verdict {
+        self.record_target(ban_target_net(net, self.policy.ipv6_prefix), at, true)
+    }
+
+    /// [`Tracker::replay_failure`] for a subnet.
+    pub fn replay_failure_net(&mut self, net: IpNet, at: Timestamp) {
+        self.record_target(ban_target_net(net, self.policy.ipv6_prefix), at, false);
+    }
+
     /// A failure replayed at start-up, from before the persisted position: it already had
     /// its effect (any ban it caused is restored from state), so it only rebuilds the window.
     pub fn replay_failure(&mut self, addr: IpAddr, at: Timestamp) {
@@ -197,7 +208,10 @@ impl Tracker {
     }
 
     fn record(&mut self, addr: IpAddr, at: Timestamp, decide: bool) -> Verdict {
-        let target = ban_target(addr, self.policy.ipv6_prefix);
+        self.record_target(ban_target(addr, self.policy.ipv6_prefix), at, decide)
+    }
+
+    fn record_target(&mut self, target: IpNet, at: Timestamp, decide: bool) -> Verdict {
         if let Some(reason) = self.policy.ignore.check(&target) {
             return Verdict::Ignored(reason);
         }
@@ -593,5 +607,33 @@ mod tests {
             assert!(tr.currently_failing() <= 100);
         }
         assert!(tr.totals().evicted >= 9_900);
+    }
+
+    #[test]
+    fn subnets_are_counted_and_banned_as_one() {
+        let mut tr = Tracker::new(policy());
+        let net: IpNet = "198.51.100.0/24".parse().unwrap();
+        for _ in 0..2 {
+            assert!(matches!(tr.failure_net(net, t(0)), Verdict::Counted { .. }));
+        }
+        match tr.failure_net("198.51.100.9/24".parse().unwrap(), t(1)) {
+            Verdict::Ban(d) => assert_eq!(d.target, net),
+            other => panic!("{other:?}"),
+        }
+        // A narrow IPv6 subnet is widened to the jail's /64; one that holds an ignored
+        // network is never banned.
+        match Tracker::new(Policy {
+            maxretry: 1,
+            ..policy()
+        })
+        .failure_net("2001:db8::ff00/120".parse().unwrap(), t(0))
+        {
+            Verdict::Ban(d) => assert_eq!(d.target, "2001:db8::/64".parse::<IpNet>().unwrap()),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            tr.failure_net("192.0.0.0/16".parse().unwrap(), t(0)),
+            Verdict::Ignored(_)
+        ));
     }
 }

@@ -11,11 +11,13 @@
 //! fail2ban regexes match the whole line after its date (`^%(__prefix_line)s...`), so the
 //! filter gets [`LineFormat::AfterDate`]; journal entries are given to it rendered as
 //! `HOST IDENT[PID]: MESSAGE`, the way fail2ban's systemd backend presents them.
-//! What has no banhound equivalent (multi-line buffering, custom date patterns) is listed
-//! in [`Fail2banFilter::notes`] rather than silently dropped.
+//! Multi-line filters (`maxlines`, `<F-MLFID>` sessions) and `datepattern` are applied by
+//! the engine; what has no banhound equivalent (a TAI64N date) is listed in
+//! [`Fail2banFilter::notes`] rather than silently dropped.
 
 use super::ini::{Ini, IniError};
 use crate::config::filter_file::FilterDefinition;
+use crate::engine::datepattern::DatePattern;
 use crate::engine::filter::{Dialect, Filter, FilterError, FilterSpec};
 use crate::engine::prepare::LineFormat;
 use std::collections::BTreeMap;
@@ -108,7 +110,10 @@ pub struct Fail2banFilter {
     pub spec: FilterSpec,
     /// journalctl-style words, `+` between OR groups.
     pub journalmatch: Vec<String>,
+    /// The `datepattern` as written (after interpolation).
     pub datepattern: Option<String>,
+    /// It compiled: file lines take their date from it.
+    pub date_pattern: Option<DatePattern>,
     pub maxlines: usize,
     /// Settings banhound does not apply, in words, for reports.
     pub notes: Vec<String>,
@@ -194,26 +199,37 @@ fn resolve(
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty());
     let maxlines = match resolver.value("maxlines")? {
-        Some(v) => v.trim().parse::<usize>().unwrap_or(1),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_MAXLINES).contains(&n) => n,
+            _ => {
+                notes.push(format!(
+                    "maxlines = {}: not a number from 1 to {MAX_MAXLINES}; 1 is used",
+                    v.trim()
+                ));
+                1
+            }
+        },
         None => 1,
     };
-    if maxlines > 1 {
-        notes.push(format!(
-            "maxlines = {maxlines}: multi-line matching is not supported; each line is matched on its own"
-        ));
-    }
-    if let Some(dp) = &datepattern {
-        if let Some(note) = datepattern_note(dp) {
-            notes.push(note);
-        }
-    }
-    let uses = |tag: &str| prefregex.iter().chain(&failregex).any(|r| r.contains(tag));
-    if uses("<F-MLFID>") || uses("<F-MLFFORGET>") || uses("<F-MLFGAINED>") {
-        notes.push("multi-line tracking (<F-MLFID>, <F-MLFFORGET>, <F-MLFGAINED>) is not supported: those tags only capture; a line with <F-NOFAIL> or <F-MLFGAINED> is never a failure".into());
-    }
-    if uses("<SKIPLINES>") {
-        notes.push("<SKIPLINES> (multi-line) matches within one line only".into());
-    }
+    let date_pattern = match &datepattern {
+        None => None,
+        Some(dp) => match DatePattern::parse(dp) {
+            Ok(p) => {
+                for what in p.unsupported() {
+                    notes.push(format!(
+                        "datepattern {dp:?}: {what} dates are not supported; lines in that form get no time of their own"
+                    ));
+                }
+                Some(p)
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "datepattern {dp:?} is not applied ({e}): the standard date templates are used"
+                ));
+                None
+            }
+        },
+    };
     Ok(Fail2banFilter {
         path: path.to_path_buf(),
         spec: FilterSpec {
@@ -224,26 +240,16 @@ fn resolve(
         },
         journalmatch,
         datepattern,
+        date_pattern,
         maxlines,
         notes,
         files: ini.files.clone(),
     })
 }
 
-/// What banhound's date detector makes of a `datepattern`, if it is worth saying.
-fn datepattern_note(dp: &str) -> Option<String> {
-    let body = dp.trim_start_matches("{^LN-BEG}");
-    match body {
-        // What banhound's date detector does anyway: find a common date, or epoch seconds.
-        "" | "Epoch" | "EPOCH" | "{DATE}" | "^{DATE}" => None,
-        "TAI64N" => Some(format!(
-            "datepattern {dp:?}: TAI64N dates are not recognised; lines get no time of their own"
-        )),
-        _ => Some(format!(
-            "datepattern {dp:?} is not applied: banhound's date detector finds the date (common syslog, ISO 8601, Apache/nginx and epoch forms)"
-        )),
-    }
-}
+/// The largest `maxlines` taken: each line re-searches the whole window, so a window is
+/// kept small (fail2ban's stock filters use at most 20).
+const MAX_MAXLINES: usize = 100;
 
 /// Looks values up with fail2ban's precedence and expands both kinds of references.
 struct Resolver<'a> {
@@ -341,9 +347,11 @@ impl Resolver<'_> {
 impl Fail2banFilter {
     /// Compiles the regexes into a banhound filter definition named `name`.
     pub fn to_definition(&self, name: &str) -> Result<FilterDefinition, Fail2banFilterError> {
-        let filter = Filter::compile(&self.spec).map_err(|source| Fail2banFilterError::Regex {
-            path: self.path.clone(),
-            source,
+        let filter = Filter::compile_lines(&self.spec, self.maxlines).map_err(|source| {
+            Fail2banFilterError::Regex {
+                path: self.path.clone(),
+                source,
+            }
         })?;
         let description = Some(format!(
             "fail2ban filter {}{}",
@@ -360,6 +368,7 @@ impl Fail2banFilter {
             journalmatch: self.journalmatch.clone(),
             identifiers: Vec::new(),
             format: LineFormat::AfterDate,
+            datepattern: self.date_pattern.clone(),
             mode: None,
             modes: Vec::new(),
             filter,
@@ -433,7 +442,9 @@ datepattern = ^%%Y-%%m-%%d
             vec!["_SYSTEMD_UNIT=food.service", "+", "_COMM=food"]
         );
         assert_eq!(normal.maxlines, 3);
-        assert_eq!(normal.notes.len(), 2, "{:?}", normal.notes);
+        assert!(normal.notes.is_empty(), "{:?}", normal.notes);
+        assert_eq!(normal.datepattern.as_deref(), Some("^%Y-%m-%d"));
+        assert!(normal.date_pattern.is_some());
         let aggressive = load_by_reference(
             dir.path(),
             &FilterReference::parse("food[mode=aggressive, thing=auth]").unwrap(),
