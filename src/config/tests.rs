@@ -127,8 +127,14 @@ fn daemon_section_sets_the_reconcile_interval() {
         );
     }
     // The last file that sets it wins: the admin's over the shipped one.
-    t.write("usr/jail.d/a.toml", "[daemon]\nreconcile_interval = \"5m\"\n");
-    t.write("etc/banhound.toml", "[daemon]\nreconcile_interval = \"1m\"\n");
+    t.write(
+        "usr/jail.d/a.toml",
+        "[daemon]\nreconcile_interval = \"5m\"\n",
+    );
+    t.write(
+        "etc/banhound.toml",
+        "[daemon]\nreconcile_interval = \"1m\"\n",
+    );
     assert_eq!(
         t.load().unwrap().daemon.reconcile_interval,
         Some(Duration::from_secs(60))

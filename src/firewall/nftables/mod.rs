@@ -19,6 +19,7 @@
 //! the backend works in whatever namespace it was made in (the tests rely on this).
 
 mod netlink;
+mod reconcile;
 mod rules;
 mod sets;
 mod shim;
@@ -26,7 +27,7 @@ mod shim;
 pub use netlink::{BatchStats, MessageInfo, Rejection};
 pub use shim::ElemOp;
 
-use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules};
+use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
 use netlink::{BatchBuilder, NetlinkSocket};
 use nftnl::{Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Table};
@@ -147,6 +148,8 @@ pub struct NftablesBackend {
     features: Option<KernelFeatures>,
     /// Jail name -> whether its sets are interval sets; from setup, or read from the kernel.
     jails: HashMap<String, bool>,
+    /// The jails of the last setup: what a reconcile checks the kernel against.
+    rules: Vec<JailRules>,
     next_set_id: u32,
 }
 
@@ -163,6 +166,7 @@ impl NftablesBackend {
             socket: NetlinkSocket::open(timeout)?,
             features: None,
             jails: HashMap::new(),
+            rules: Vec::new(),
             next_set_id: 1,
         })
     }
@@ -335,16 +339,36 @@ impl NftablesBackend {
     }
 
     fn do_setup(&mut self, jails: &[JailRules]) -> Result<(), NftError> {
+        let existing = self.dump_sets()?;
+        let batch = self.setup_batch(jails, &existing)?;
+        self.socket.transact(batch)?;
+        self.set_up(jails);
+        Ok(())
+    }
+
+    /// Remembers what was set up, for bans (set flags) and reconciles (everything).
+    fn set_up(&mut self, jails: &[JailRules]) {
+        self.jails = jails
+            .iter()
+            .map(|j| (j.jail.clone(), j.prefix_bans))
+            .collect();
+        self.rules = jails.to_vec();
+    }
+
+    /// The messages that create (or repair) the table, the chain with exactly the jails'
+    /// rules and the jails' sets, and delete the sets in `existing` that must go. Existing
+    /// sets that stay keep their elements.
+    fn setup_batch(
+        &mut self,
+        jails: &[JailRules],
+        existing: &[shim::RawSet],
+    ) -> Result<BatchBuilder, NftError> {
         let mut wanted: BTreeMap<String, (&JailRules, u32)> = BTreeMap::new();
         for jail in jails {
             for family in [Family::V4, Family::V6] {
                 let name = sets::set_name(&jail.jail, family)
                     .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
-                let mut flags = shim::SET_FLAG_TIMEOUT;
-                if jail.prefix_bans {
-                    flags |= shim::SET_FLAG_INTERVAL;
-                }
-                wanted.insert(name, (jail, flags));
+                wanted.insert(name, (jail, set_flags(jail)));
             }
             if rules::jail_rules(&jail.ports, jail.blocktype).is_empty() {
                 return Err(NftError::NoPorts(jail.jail.clone()));
@@ -352,7 +376,6 @@ impl NftablesBackend {
         }
         // Sets that must go: of jails no longer configured, or with the wrong flags (a jail
         // that switched prefix bans on or off; the kernel cannot change a set's flags).
-        let existing = self.dump_sets()?;
         let doomed: Vec<&str> = existing
             .iter()
             .filter(|s| {
@@ -411,9 +434,7 @@ impl NftablesBackend {
                 .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
             let c = |n: &str| shim::c_name(n).ok_or_else(|| NftError::JailName(jail.jail.clone()));
             let (c4, c6) = (c(&v4_name)?, c(&v6_name)?);
-            let flags = wanted
-                .get(&v4_name)
-                .map_or(shim::SET_FLAG_TIMEOUT, |(_, f)| *f);
+            let flags = set_flags(jail);
             let (id4, id6) = (self.set_id(), self.set_id());
             let mut set4 =
                 nftnl::set::Set::<Ipv4Addr>::new_named(&c4, id4, &table, ProtoFamily::Inet);
@@ -443,12 +464,7 @@ impl NftablesBackend {
                 );
             }
         }
-        self.socket.transact(batch)?;
-        self.jails = jails
-            .iter()
-            .map(|j| (j.jail.clone(), j.prefix_bans))
-            .collect();
-        Ok(())
+        Ok(batch)
     }
 
     /// Groups targets by set, checking each fits its set; later duplicates win.
@@ -668,11 +684,21 @@ impl NftablesBackend {
             MessageInfo::Object(format!("delete table inet {TABLE}")),
         );
         self.jails.clear();
+        self.rules.clear();
         match self.socket.transact(batch) {
             // No table: nothing to remove.
             Err(e) if e.is_only(libc::ENOENT) => Ok(()),
             result => result,
         }
+    }
+}
+
+/// The flags of a jail's sets: timeouts always, intervals for prefix bans.
+fn set_flags(jail: &JailRules) -> u32 {
+    if jail.prefix_bans {
+        shim::SET_FLAG_TIMEOUT | shim::SET_FLAG_INTERVAL
+    } else {
+        shim::SET_FLAG_TIMEOUT
     }
 }
 
@@ -704,6 +730,10 @@ impl Firewall for NftablesBackend {
 
     async fn list(&mut self) -> Result<Vec<BanEntry>, FirewallError> {
         self.do_list().map_err(wrap)
+    }
+
+    async fn reconcile(&mut self, bans: &[BanEntry]) -> Result<Repairs, FirewallError> {
+        self.do_reconcile(bans).map_err(wrap)
     }
 
     async fn teardown(&mut self) -> Result<(), FirewallError> {
