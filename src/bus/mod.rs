@@ -81,12 +81,31 @@ pub struct JailSnapshot {
     pub ignoreip: Vec<IpNet>,
 }
 
+/// What does not work right now, while bans keep working from memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The state database cannot be written: why. Bans, unbans and positions wait in
+    /// memory and are written when it works again.
+    pub state_error: Option<String>,
+    /// How many changes wait in memory to be written to the state database.
+    pub unsaved_changes: u64,
+    /// A firewall call failed and the firewall has not been repaired since: why.
+    pub firewall_error: Option<String>,
+}
+
+impl Health {
+    pub fn is_degraded(&self) -> bool {
+        self.state_error.is_some() || self.firewall_error.is_some()
+    }
+}
+
 /// The daemon as a whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerStatus {
     /// When the daemon started, for the uptime.
     pub started: Timestamp,
     pub jails: Vec<JailSnapshot>,
+    pub health: Health,
 }
 
 /// One active ban.
@@ -227,6 +246,10 @@ pub enum Event {
     /// `systemctl reload` or the bus). The bus asks for [`Request::Status`] and adds and
     /// removes jail objects to match.
     JailsChanged,
+    /// The daemon's health changed (a failure began or ended, or its error changed): the bus
+    /// emits `PropertiesChanged` for the manager's Degraded, StateError and FirewallError.
+    /// Not sent for a mere change of the number of unsaved changes.
+    HealthChanged { health: Health },
 }
 
 #[cfg(test)]

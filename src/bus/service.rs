@@ -10,8 +10,8 @@
 //! out, or a permissive bus, must not let anyone but root change bans.
 
 use super::{
-    jail_path, target_text, BanInfo, ControlError, Event, JailSnapshot, Request, JAIL_INTERFACE,
-    MANAGER_PATH, SERVICE_NAME,
+    jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
+    JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
 use crate::engine::address::parse_address;
 use crate::engine::time::{BanTime, Timestamp};
@@ -415,6 +415,34 @@ impl Manager {
             .collect())
     }
 
+    /// Degraded: something fails while bans keep working from memory: the state database
+    /// cannot be written (StateError) or the firewall cannot be repaired (FirewallError).
+    #[zbus(property)]
+    async fn degraded(&self) -> zbus::fdo::Result<bool> {
+        Ok(self.health().await?.is_degraded())
+    }
+
+    /// StateError: why the state database cannot be written, "" when it can. Meanwhile
+    /// bans, unbans and journal positions wait in memory (UnsavedChanges) and are written in
+    /// one transaction as soon as it works again.
+    #[zbus(property)]
+    async fn state_error(&self) -> zbus::fdo::Result<String> {
+        Ok(self.health().await?.state_error.unwrap_or_default())
+    }
+
+    /// UnsavedChanges: changes waiting in memory to be written to the state database.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn unsaved_changes(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.health().await?.unsaved_changes)
+    }
+
+    /// FirewallError: why the last firewall call or reconcile failed, "" once a reconcile
+    /// has put every ban in force back in place.
+    #[zbus(property)]
+    async fn firewall_error(&self) -> zbus::fdo::Result<String> {
+        Ok(self.health().await?.firewall_error.unwrap_or_default())
+    }
+
     /// Banned: a ban took effect in jail; address is the blocked target, until 0 means
     /// permanent, reason says why ("5 failures within 10m", "manual").
     #[zbus(signal)]
@@ -434,6 +462,16 @@ impl Manager {
         address: &str,
         why: &str,
     ) -> zbus::Result<()>;
+}
+
+impl Manager {
+    async fn health(&self) -> zbus::fdo::Result<Health> {
+        self.owner
+            .ask(|reply| Request::Status { reply })
+            .await
+            .map(|status| status.health)
+            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))
+    }
 }
 
 async fn ban(
@@ -705,6 +743,32 @@ async fn announce_changes(
     .await
 }
 
+/// The manager properties that announce their changes, as PropertiesChanged carries them.
+fn health_properties(health: &Health) -> HashMap<&'static str, Value<'static>> {
+    HashMap::from([
+        ("Degraded", Value::from(health.is_degraded())),
+        (
+            "StateError",
+            Value::from(health.state_error.clone().unwrap_or_default()),
+        ),
+        (
+            "FirewallError",
+            Value::from(health.firewall_error.clone().unwrap_or_default()),
+        ),
+    ])
+}
+
+async fn announce_health(connection: &Connection, health: &Health) -> zbus::Result<()> {
+    let emitter = SignalEmitter::new(connection, MANAGER_PATH)?;
+    zbus::fdo::Properties::properties_changed(
+        &emitter,
+        InterfaceName::from_static_str_unchecked(MANAGER_INTERFACE),
+        health_properties(health),
+        Cow::Borrowed(&[]),
+    )
+    .await
+}
+
 /// Announces changes of a jail the bus knows; with `register`, registers an object for one
 /// it does not know (only a re-listing may: a late JailChanged of a jail just removed by a
 /// reload must not bring its object back).
@@ -794,6 +858,7 @@ async fn forward_events(
                 let mut known = jails.lock().await;
                 update_jail(&connection, &owner, &mut known, snapshot, false).await
             }
+            Ok(Event::HealthChanged { health }) => announce_health(&connection, &health).await,
             Ok(Event::JailsChanged) => sync_jails(&connection, &owner, &jails)
                 .await
                 .map_err(|e| zbus::Error::Failure(e.to_string())),

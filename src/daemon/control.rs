@@ -89,6 +89,7 @@ impl Daemon {
                 let _ = reply.send(ServerStatus {
                     started: self.started,
                     jails: self.jails.iter().filter_map(|j| self.snapshot(j)).collect(),
+                    health: self.health(),
                 });
             }
             Request::JailStatus { jail, reply } => {
