@@ -295,9 +295,9 @@ async fn status(
                 } else {
                     println!("`- Health:           DEGRADED (bans keep working from memory)");
                     let state = match optional(&state_error) {
-                        Some(error) => format!(
-                            "not saved: {error} ({unsaved} change(s) kept in memory)"
-                        ),
+                        Some(error) => {
+                            format!("not saved: {error} ({unsaved} change(s) kept in memory)")
+                        }
                         None => "ok".to_string(),
                     };
                     println!("   |- State:         {state}");

@@ -105,10 +105,7 @@ pub enum DaemonError {
 impl DaemonError {
     /// Whether the error is in the configuration (as opposed to the running system).
     pub fn is_invalid_configuration(&self) -> bool {
-        matches!(
-            self,
-            DaemonError::Config(_) | DaemonError::Match { .. }
-        )
+        matches!(self, DaemonError::Config(_) | DaemonError::Match { .. })
     }
 }
 

@@ -60,10 +60,14 @@ const SINGLE_REMOVE_LIMIT: usize = 16;
 /// A `setEntries` of 100,000 addresses took firewalld 40-63 s here; anything much longer
 /// means it is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
-/// After a reload or restart firewalld may briefly refuse calls (it is still starting up):
-/// re-applying is retried with doubling delays starting here.
+/// After a reload or restart firewalld may refuse calls for seconds (it takes its bus name
+/// before it has loaded its configuration): re-applying is retried with doubling delays
+/// from the first to the longest, so the bans are back at most the longest delay after
+/// firewalld can take them, and for at most `REAPPLY_FOR` (then the daemon's reconcile
+/// takes over).
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
-const REAPPLY_ATTEMPTS: u32 = 8;
+const LONGEST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const REAPPLY_FOR: Duration = Duration::from_secs(60);
 /// Re-apply reports the daemon has not read yet; older ones are dropped, not queued forever.
 const REPORT_BACKLOG: usize = 16;
 
@@ -337,7 +341,7 @@ impl FirewalldBackend {
 impl Shared {
     async fn reapply(&self) -> Result<usize, FirewalldError> {
         let mut delay = FIRST_RETRY_DELAY;
-        let mut attempt = 1;
+        let give_up = Instant::now() + REAPPLY_FOR;
         loop {
             let mut state = self.state.lock().await;
             if !state.set_up {
@@ -345,13 +349,12 @@ impl Shared {
             }
             match self.repair(&mut state, false, Adopt::Yes).await {
                 Ok(_) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
-                Err(error) if attempt >= REAPPLY_ATTEMPTS => return Err(error),
+                Err(error) if Instant::now() >= give_up => return Err(error),
                 Err(_) => {}
             }
             drop(state);
             tokio::time::sleep(delay).await;
-            delay *= 2;
-            attempt += 1;
+            delay = (delay * 2).min(LONGEST_RETRY_DELAY);
         }
     }
 
