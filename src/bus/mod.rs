@@ -81,7 +81,9 @@ pub struct JailSnapshot {
     pub ignoreip: Vec<IpNet>,
 }
 
-/// What does not work right now, while bans keep working from memory.
+/// What does not work right now, while bans keep working from memory. The owner publishes
+/// it on a `tokio::sync::watch` channel (the latest value is all that matters, and a slow
+/// reader must never see a stale one, as it could after lagging behind events).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Health {
     /// The state database cannot be written: why. Bans, unbans and positions wait in
@@ -105,7 +107,6 @@ pub struct ServerStatus {
     /// When the daemon started, for the uptime.
     pub started: Timestamp,
     pub jails: Vec<JailSnapshot>,
-    pub health: Health,
 }
 
 /// One active ban.
@@ -246,10 +247,6 @@ pub enum Event {
     /// `systemctl reload` or the bus). The bus asks for [`Request::Status`] and adds and
     /// removes jail objects to match.
     JailsChanged,
-    /// The daemon's health changed (a failure began or ended, or its error changed): the bus
-    /// emits `PropertiesChanged` for the manager's Degraded, StateError and FirewallError.
-    /// Not sent for a mere change of the number of unsaved changes.
-    HealthChanged { health: Health },
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
 use zbus::message::Header;
@@ -95,11 +95,23 @@ pub struct Service {
 
 impl Service {
     /// Connects, registers the manager and one object per jail the owner reports, then
-    /// requests the name, and starts forwarding `events` as signals.
+    /// requests the name, and starts forwarding `events` as signals. The manager reports a
+    /// healthy daemon; see [`Service::start_with_health`].
     pub async fn start(
         bus: Bus,
         requests: mpsc::Sender<Request>,
         events: broadcast::Receiver<Event>,
+    ) -> Result<Service, StartError> {
+        Self::start_with_health(bus, requests, events, watch::channel(Health::default()).1).await
+    }
+
+    /// As [`Service::start`], with the manager's Degraded, StateError, UnsavedChanges and
+    /// FirewallError properties following `health`.
+    pub async fn start_with_health(
+        bus: Bus,
+        requests: mpsc::Sender<Request>,
+        events: broadcast::Receiver<Event>,
+        health: watch::Receiver<Health>,
     ) -> Result<Service, StartError> {
         let owner = Owner { requests };
         let status = owner
@@ -118,6 +130,7 @@ impl Service {
                 Manager {
                     owner: owner.clone(),
                     jails: jails.clone(),
+                    health: health.clone(),
                     started: status.started,
                 },
             )
@@ -151,7 +164,13 @@ impl Service {
         ) {
             return Err(StartError::NameTaken);
         }
-        let events = tokio::spawn(forward_events(connection.clone(), owner, jails, events));
+        let events = tokio::spawn(forward_events(
+            connection.clone(),
+            owner,
+            jails,
+            events,
+            health,
+        ));
         Ok(Service { connection, events })
     }
 
@@ -268,6 +287,8 @@ fn ban_record(ban: &BanInfo) -> (String, u64, u64, u32) {
 struct Manager {
     owner: Owner,
     jails: Arc<Mutex<BTreeMap<String, JailSnapshot>>>,
+    /// The owner's health, as it publishes it.
+    health: watch::Receiver<Health>,
     started: Timestamp,
 }
 
@@ -466,11 +487,7 @@ impl Manager {
 
 impl Manager {
     async fn health(&self) -> zbus::fdo::Result<Health> {
-        self.owner
-            .ask(|reply| Request::Status { reply })
-            .await
-            .map(|status| status.health)
-            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))
+        Ok(self.health.borrow().clone())
     }
 }
 
@@ -823,19 +840,52 @@ async fn sync_jails(
     Ok(())
 }
 
+/// Waits until the owner's health changes in what PropertiesChanged announces (not just
+/// the number of unsaved changes); `None` once the owner is gone.
+async fn health_change(
+    health: &mut Option<watch::Receiver<Health>>,
+    announced: &mut HashMap<&'static str, Value<'static>>,
+) -> Option<Health> {
+    let Some(receiver) = health else {
+        return std::future::pending().await;
+    };
+    loop {
+        if receiver.changed().await.is_err() {
+            *health = None;
+            return std::future::pending().await;
+        }
+        let now = receiver.borrow_and_update().clone();
+        let properties = health_properties(&now);
+        if properties != *announced {
+            *announced = properties;
+            return Some(now);
+        }
+    }
+}
+
 async fn forward_events(
     connection: Connection,
     owner: Owner,
     jails: Arc<Mutex<BTreeMap<String, JailSnapshot>>>,
     mut events: broadcast::Receiver<Event>,
+    health: watch::Receiver<Health>,
 ) {
+    let mut announced = health_properties(&health.borrow());
+    let mut health = Some(health);
     let Ok(manager) = SignalEmitter::new(&connection, MANAGER_PATH) else {
         return;
     };
     loop {
         // A failed emission (the bus went away) loses one signal; the next may succeed,
         // and the state itself lives in the owner, so there is nothing to roll back.
-        let _ = match events.recv().await {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            Some(now) = health_change(&mut health, &mut announced) => {
+                let _ = announce_health(&connection, &now).await;
+                continue;
+            }
+        };
+        let _ = match event {
             Ok(Event::Banned {
                 jail,
                 target,
@@ -858,7 +908,6 @@ async fn forward_events(
                 let mut known = jails.lock().await;
                 update_jail(&connection, &owner, &mut known, snapshot, false).await
             }
-            Ok(Event::HealthChanged { health }) => announce_health(&connection, &health).await,
             Ok(Event::JailsChanged) => sync_jails(&connection, &owner, &jails)
                 .await
                 .map_err(|e| zbus::Error::Failure(e.to_string())),

@@ -4,7 +4,8 @@
 //! Both are handled the same way: bans keep working from the owner task's memory, the
 //! failure is logged once when it starts (not once per batch: a flood of entries during a
 //! full disk would otherwise flood the journal too) and once when it ends, it shows in
-//! STATUS= and on the bus ([`Health`]), and a timer retries with backoff. Nothing polls:
+//! STATUS= and on the bus ([`Health`], published on a watch channel the bus service reads),
+//! and a timer retries with backoff. Nothing polls:
 //! the retry deadlines and the periodic reconcile are deadlines in the owner task's one
 //! `select!`, and without a failure the reconcile interval is the only periodic wake-up.
 //!
@@ -15,7 +16,7 @@
 
 use super::state::StateError;
 use super::{wall_now, Daemon, StoredBan};
-use crate::bus::{Event, Health};
+use crate::bus::Health;
 use crate::engine::time::{format_duration, Timestamp};
 use crate::engine::tracker::Tracker;
 use crate::firewall::{BanEntry, FirewallError};
@@ -116,6 +117,7 @@ impl Daemon {
                 tracing::debug!("firewall reconcile failed again: {e}");
                 trouble.failed_again(e.to_string(), MAX_FIREWALL_RETRY);
                 self.firewall_trouble = Some(trouble);
+                self.health_changed();
             }
             (None, Some(trouble)) => {
                 tracing::info!(
@@ -135,6 +137,7 @@ impl Daemon {
             Some(trouble) => {
                 tracing::debug!("{what}: {error}");
                 trouble.error = error.to_string();
+                self.health_changed();
             }
             None => {
                 let trouble = Trouble::new(error.to_string());
@@ -152,12 +155,14 @@ impl Daemon {
     /// Notes the outcome of a state write: the first failure of an episode is logged and
     /// starts the retries; later ones (changes only queued) say nothing new.
     pub(super) fn state_written(&mut self, result: Result<(), StateError>) {
+        if self.state_trouble.is_some() {
+            // Queued, not written: the bus shows how many changes wait.
+            self.publish_health();
+            return;
+        }
         let Err(error) = result else {
             return;
         };
-        if self.state_trouble.is_some() {
-            return;
-        }
         let trouble = Trouble::new(error.to_string());
         tracing::error!(
             STATE_ERROR = %error,
@@ -197,7 +202,6 @@ impl Daemon {
                     trouble.lasted(),
                     caught_up.changes
                 );
-                self.health_changed();
             }
             Err(error) => {
                 if error.to_string() != trouble.error {
@@ -209,7 +213,7 @@ impl Daemon {
                 self.state_trouble = Some(trouble);
             }
         }
-        self.update_status();
+        self.health_changed();
     }
 
     pub(super) fn health(&self) -> Health {
@@ -232,11 +236,21 @@ impl Daemon {
         out
     }
 
-    /// Tells the bus and the service manager.
+    /// Tells the service manager and the bus.
     fn health_changed(&mut self) {
         self.update_status();
-        self.emit(Event::HealthChanged {
-            health: self.health(),
+        self.publish_health();
+    }
+
+    /// Publishes the health for the bus, if it changed.
+    fn publish_health(&self) {
+        let now = self.health();
+        self.health.send_if_modified(|published| {
+            let changed = *published != now;
+            if changed {
+                *published = now;
+            }
+            changed
         });
     }
 }

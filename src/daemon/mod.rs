@@ -38,7 +38,7 @@ pub mod logging;
 pub mod state;
 
 use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, Event, JailSnapshot, Request};
+use crate::bus::{unban_reason, Event, Health, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
@@ -63,7 +63,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 /// How the daemon is run.
@@ -334,6 +334,8 @@ struct Daemon {
     firewall_trouble: Option<health::Trouble>,
     /// The state database could not be written; changes wait in memory.
     state_trouble: Option<health::Trouble>,
+    /// The health as the bus shows it.
+    health: watch::Sender<Health>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -388,6 +390,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         reconcile_at: None,
         firewall_trouble: None,
         state_trouble: None,
+        health: watch::channel(Health::default()).0,
         options,
     };
     daemon.configure_backends().await?;
