@@ -274,3 +274,23 @@ fn stored_bans(trackers: &HashMap<String, Tracker>) -> Vec<StoredBan> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_their_maximum() {
+        let mut trouble = Trouble::new("disk full".into());
+        assert_eq!(trouble.delay, FIRST_RETRY);
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            trouble.failed_again("disk full".into(), MAX_STATE_RETRY);
+            delays.push(trouble.delay.as_secs());
+        }
+        assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert!(trouble.retry_at > Instant::now() + Duration::from_secs(59));
+        trouble.failed_again("read-only file system".into(), MAX_STATE_RETRY);
+        assert_eq!(trouble.error, "read-only file system");
+    }
+}

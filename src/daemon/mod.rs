@@ -211,6 +211,8 @@ impl Lifted {
 /// How many events may wait for the bus's signal task; a slower task loses the oldest
 /// (signals are notifications, the state stays queryable).
 const EVENT_BACKLOG: usize = 1024;
+/// A jail that keeps hitting `max_tracked` is reported at most this often.
+const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How many control requests may wait for the owner task.
 const REQUEST_BACKLOG: usize = 64;
 /// How long connecting to the bus and taking the name may delay READY=1.
@@ -336,6 +338,8 @@ struct Daemon {
     state_trouble: Option<health::Trouble>,
     /// The health as the bus shows it.
     health: watch::Sender<Health>,
+    /// Per jail: evictions reported so far, and when last.
+    evictions_reported: HashMap<String, (u64, Option<Instant>)>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -391,6 +395,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         firewall_trouble: None,
         state_trouble: None,
         health: watch::channel(Health::default()).0,
+        evictions_reported: HashMap::new(),
         options,
     };
     daemon.configure_backends().await?;
@@ -782,7 +787,7 @@ impl Daemon {
     ) {
         let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let bans = decisions.len();
-        // Logged inside; a failed firewall call is retried by the next reload.
+        // Logged inside; a failed firewall call is retried by the next reconcile.
         let _ = self
             .enforce(&decisions, position, now, BanOrigin::Logs)
             .await;
@@ -791,7 +796,33 @@ impl Daemon {
             "batch of {records} entries: {bans} ban(s), done in {} us",
             started.elapsed().as_micros()
         );
+        self.report_evictions();
         self.publish_changes();
+    }
+
+    /// Says when a jail hit `max_tracked` and forgot addresses, at most once a minute per
+    /// jail (a flood evicts in every batch), with the count since the last report.
+    fn report_evictions(&mut self) {
+        let now = Instant::now();
+        for (jail, tracker) in &self.trackers {
+            let evicted = tracker.totals().evicted;
+            let (reported, at) = self
+                .evictions_reported
+                .entry(jail.clone())
+                .or_insert((0, None));
+            if evicted <= *reported || at.is_some_and(|at| now < at + EVICTION_REPORT_EVERY) {
+                continue;
+            }
+            tracing::warn!(
+                JAIL = %jail,
+                EVICTED = evicted - *reported,
+                "jail {jail} reached max_tracked ({}): forgot the failures of {} address(es) whose last failure was oldest ({evicted} since start); raise max_tracked if this is not a flood",
+                crate::firewall::with_thousands(tracker.policy().max_tracked),
+                crate::firewall::with_thousands(usize::try_from(evicted - *reported).unwrap_or(usize::MAX)),
+            );
+            *reported = evicted;
+            *at = Some(now);
+        }
     }
 
     /// The one path of every ban, decided from the logs or ordered over the bus: persisted

@@ -70,7 +70,7 @@ const HISTORY_HORIZON: Duration = Duration::from_secs(90 * 86_400);
 /// At most this many history rows are kept.
 const HISTORY_ROWS: i64 = 100_000;
 /// At most this many ban starts and ends wait in memory while the database cannot be
-/// written (about 150 bytes each). Beyond, the oldest are dropped: the newest HISTORY_ROWS
+/// written (80 bytes each plus the jail name). Beyond, the oldest are dropped: the newest HISTORY_ROWS
 /// history rows are all the database would keep anyway, and the `bans` table is then
 /// rewritten from the bans in force when writing works again.
 const MAX_BACKLOG: usize = HISTORY_ROWS as usize;
