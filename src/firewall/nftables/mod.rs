@@ -150,6 +150,10 @@ pub struct NftablesBackend {
     jails: HashMap<String, bool>,
     /// The jails of the last setup: what a reconcile checks the kernel against.
     rules: Vec<JailRules>,
+    /// The ruleset generation at which the kernel held exactly what banhound wants: set by
+    /// a full reconcile, advanced by each of our own commits, cleared by anyone else's
+    /// change. While the kernel's generation equals it, a reconcile has nothing to read.
+    verified_gen: Option<u32>,
     next_set_id: u32,
 }
 
@@ -167,6 +171,7 @@ impl NftablesBackend {
             features: None,
             jails: HashMap::new(),
             rules: Vec::new(),
+            verified_gen: None,
             next_set_id: 1,
         })
     }
@@ -222,12 +227,12 @@ impl NftablesBackend {
             ElemOp::Add,
             &[probe_elem(60)],
         )?;
-        self.socket.transact(batch)?;
+        self.commit(batch)?;
 
         let result = self.probe_with_set(&probe_elem);
         let mut cleanup = BatchBuilder::new();
         cleanup.add(&set, MsgType::Del, info());
-        let cleaned = self.socket.transact(cleanup);
+        let cleaned = self.commit(cleanup);
         let features = result?;
         cleaned?;
         Ok(features)
@@ -247,7 +252,7 @@ impl NftablesBackend {
             ElemOp::Add,
             &[elem(3600)],
         )?;
-        self.socket.transact(batch)?;
+        self.commit(batch)?;
         let elems = self.dump_elements(PROBE_SET)?;
         let timeout_update = elems.iter().any(|e| {
             e.expiration
@@ -269,7 +274,7 @@ impl NftablesBackend {
             ElemOp::Destroy,
             &[missing],
         )?;
-        let destroy_element = match self.socket.transact(batch) {
+        let destroy_element = match self.commit(batch) {
             Ok(()) => true,
             Err(e) if e.is_only(libc::EINVAL) || e.is_only(libc::EOPNOTSUPP) => false,
             Err(e) => return Err(e),
@@ -278,6 +283,37 @@ impl NftablesBackend {
             timeout_update,
             destroy_element,
         })
+    }
+
+    /// Sends a batch of ours as one transaction. Every committed transaction, anyone's,
+    /// advances the kernel's ruleset generation by exactly one: if it moved by one since the
+    /// verified generation, the only change was this one, and what was verified still holds
+    /// with it. Anything else (another commit in between, a failed batch whose change the
+    /// daemon still expects) leaves the next reconcile to read everything.
+    fn commit(&mut self, batch: BatchBuilder) -> Result<(), NftError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.socket.transact(batch);
+        self.verified_gen = match (self.verified_gen, &result) {
+            (Some(verified), Ok(())) => self
+                .generation()
+                .ok()
+                .filter(|now| *now == verified.wrapping_add(1)),
+            _ => None,
+        };
+        result
+    }
+
+    /// The kernel's ruleset generation (`NFT_MSG_GETGEN`).
+    fn generation(&mut self) -> Result<u32, NftError> {
+        let mut generation = None;
+        self.socket.dump(shim::get_gen_request, |msg| {
+            if let Some(id) = shim::parse_gen(msg) {
+                generation = Some(id);
+            }
+        })?;
+        generation.ok_or_else(|| NftError::Malformed("no ruleset generation in the answer".into()))
     }
 
     fn dump_sets(&mut self) -> Result<Vec<shim::RawSet>, NftError> {
@@ -341,7 +377,7 @@ impl NftablesBackend {
     fn do_setup(&mut self, jails: &[JailRules]) -> Result<(), NftError> {
         let existing = self.dump_sets()?;
         let batch = self.setup_batch(jails, &existing)?;
-        self.socket.transact(batch)?;
+        self.commit(batch)?;
         self.set_up(jails);
         Ok(())
     }
@@ -592,7 +628,7 @@ impl NftablesBackend {
         loop {
             let mut batch = BatchBuilder::new();
             build(self, &mut batch)?;
-            match self.socket.transact(batch) {
+            match self.commit(batch) {
                 Err(e)
                     if e.is_only(libc::ENOENT)
                         && !features.destroy_element
@@ -685,7 +721,7 @@ impl NftablesBackend {
         );
         self.jails.clear();
         self.rules.clear();
-        match self.socket.transact(batch) {
+        match self.commit(batch) {
             // No table: nothing to remove.
             Err(e) if e.is_only(libc::ENOENT) => Ok(()),
             result => result,

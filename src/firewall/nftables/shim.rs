@@ -397,6 +397,33 @@ pub fn get_rules_request(table: &CStr, chain: &CStr, family: u16, seq: u32) -> V
     buf
 }
 
+/// A request for the ruleset generation (`NFT_MSG_GETGEN`): answered with `NEWGEN`.
+pub fn get_gen_request(seq: u32) -> Vec<u8> {
+    get_one_request(
+        libc::NFT_MSG_GETGEN as u16,
+        libc::AF_UNSPEC as u16,
+        seq,
+        |_| {},
+    )
+}
+
+/// Parses a `NFT_MSG_NEWGEN` message: the generation id.
+pub fn parse_gen(msg: &[u8]) -> Option<u32> {
+    let header = whole_message(msg)?;
+    // SAFETY: a fresh object or NULL, handled by `?`.
+    let generation = NonNull::new(unsafe { sys::nftnl_gen_alloc() })?;
+    // SAFETY: `header` is one complete, aligned message (checked above); the object lives
+    // until freed below.
+    unsafe {
+        let g = generation.as_ptr();
+        let id = (sys::nftnl_gen_nlmsg_parse(header, g) >= 0
+            && sys::nftnl_gen_is_set(g, sys::NFTNL_GEN_ID as u16))
+        .then(|| sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
+        sys::nftnl_gen_free(g);
+        id
+    }
+}
+
 /// A base chain as the kernel reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawChain {
