@@ -81,6 +81,26 @@ pub struct JailSnapshot {
     pub ignoreip: Vec<IpNet>,
 }
 
+/// What does not work right now, while bans keep working from memory. The owner publishes
+/// it on a `tokio::sync::watch` channel (the latest value is all that matters, and a slow
+/// reader must never see a stale one, as it could after lagging behind events).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The state database cannot be written: why. Bans, unbans and positions wait in
+    /// memory and are written when it works again.
+    pub state_error: Option<String>,
+    /// How many changes wait in memory to be written to the state database.
+    pub unsaved_changes: u64,
+    /// A firewall call failed and the firewall has not been repaired since: why.
+    pub firewall_error: Option<String>,
+}
+
+impl Health {
+    pub fn is_degraded(&self) -> bool {
+        self.state_error.is_some() || self.firewall_error.is_some()
+    }
+}
+
 /// The daemon as a whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerStatus {

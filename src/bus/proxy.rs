@@ -37,6 +37,17 @@ pub trait Manager {
 
     fn is_banned(&self, address: &str) -> zbus::Result<Vec<JailBanRecord>>;
 
+    #[zbus(property)]
+    fn degraded(&self) -> zbus::Result<bool>;
+    /// "" while the state database can be written.
+    #[zbus(property)]
+    fn state_error(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn unsaved_changes(&self) -> zbus::Result<u64>;
+    /// "" while the firewall works.
+    #[zbus(property)]
+    fn firewall_error(&self) -> zbus::Result<String>;
+
     #[zbus(signal)]
     fn banned(&self, jail: String, address: String, until: u64, reason: String)
         -> zbus::Result<()>;

@@ -10,8 +10,8 @@
 //! out, or a permissive bus, must not let anyone but root change bans.
 
 use super::{
-    jail_path, target_text, BanInfo, ControlError, Event, JailSnapshot, Request, JAIL_INTERFACE,
-    MANAGER_PATH, SERVICE_NAME,
+    jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
+    JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
 use crate::engine::address::parse_address;
 use crate::engine::time::{BanTime, Timestamp};
@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::sync::{broadcast, mpsc, oneshot, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use zbus::fdo::{DBusProxy, RequestNameFlags, RequestNameReply};
 use zbus::message::Header;
@@ -95,11 +95,23 @@ pub struct Service {
 
 impl Service {
     /// Connects, registers the manager and one object per jail the owner reports, then
-    /// requests the name, and starts forwarding `events` as signals.
+    /// requests the name, and starts forwarding `events` as signals. The manager reports a
+    /// healthy daemon; see [`Service::start_with_health`].
     pub async fn start(
         bus: Bus,
         requests: mpsc::Sender<Request>,
         events: broadcast::Receiver<Event>,
+    ) -> Result<Service, StartError> {
+        Self::start_with_health(bus, requests, events, watch::channel(Health::default()).1).await
+    }
+
+    /// As [`Service::start`], with the manager's Degraded, StateError, UnsavedChanges and
+    /// FirewallError properties following `health`.
+    pub async fn start_with_health(
+        bus: Bus,
+        requests: mpsc::Sender<Request>,
+        events: broadcast::Receiver<Event>,
+        health: watch::Receiver<Health>,
     ) -> Result<Service, StartError> {
         let owner = Owner { requests };
         let status = owner
@@ -118,6 +130,7 @@ impl Service {
                 Manager {
                     owner: owner.clone(),
                     jails: jails.clone(),
+                    health: health.clone(),
                     started: status.started,
                 },
             )
@@ -151,7 +164,13 @@ impl Service {
         ) {
             return Err(StartError::NameTaken);
         }
-        let events = tokio::spawn(forward_events(connection.clone(), owner, jails, events));
+        let events = tokio::spawn(forward_events(
+            connection.clone(),
+            owner,
+            jails,
+            events,
+            health,
+        ));
         Ok(Service { connection, events })
     }
 
@@ -268,6 +287,8 @@ fn ban_record(ban: &BanInfo) -> (String, u64, u64, u32) {
 struct Manager {
     owner: Owner,
     jails: Arc<Mutex<BTreeMap<String, JailSnapshot>>>,
+    /// The owner's health, as it publishes it.
+    health: watch::Receiver<Health>,
     started: Timestamp,
 }
 
@@ -415,6 +436,34 @@ impl Manager {
             .collect())
     }
 
+    /// Degraded: something fails while bans keep working from memory: the state database
+    /// cannot be written (StateError) or the firewall cannot be repaired (FirewallError).
+    #[zbus(property)]
+    async fn degraded(&self) -> zbus::fdo::Result<bool> {
+        Ok(self.health().await?.is_degraded())
+    }
+
+    /// StateError: why the state database cannot be written, "" when it can. Meanwhile
+    /// bans, unbans and journal positions wait in memory (UnsavedChanges) and are written in
+    /// one transaction as soon as it works again.
+    #[zbus(property)]
+    async fn state_error(&self) -> zbus::fdo::Result<String> {
+        Ok(self.health().await?.state_error.unwrap_or_default())
+    }
+
+    /// UnsavedChanges: changes waiting in memory to be written to the state database.
+    #[zbus(property(emits_changed_signal = "false"))]
+    async fn unsaved_changes(&self) -> zbus::fdo::Result<u64> {
+        Ok(self.health().await?.unsaved_changes)
+    }
+
+    /// FirewallError: why the last firewall call or reconcile failed, "" once a reconcile
+    /// has put every ban in force back in place.
+    #[zbus(property)]
+    async fn firewall_error(&self) -> zbus::fdo::Result<String> {
+        Ok(self.health().await?.firewall_error.unwrap_or_default())
+    }
+
     /// Banned: a ban took effect in jail; address is the blocked target, until 0 means
     /// permanent, reason says why ("5 failures within 10m", "manual").
     #[zbus(signal)]
@@ -434,6 +483,12 @@ impl Manager {
         address: &str,
         why: &str,
     ) -> zbus::Result<()>;
+}
+
+impl Manager {
+    async fn health(&self) -> zbus::fdo::Result<Health> {
+        Ok(self.health.borrow().clone())
+    }
 }
 
 async fn ban(
@@ -705,6 +760,32 @@ async fn announce_changes(
     .await
 }
 
+/// The manager properties that announce their changes, as PropertiesChanged carries them.
+fn health_properties(health: &Health) -> HashMap<&'static str, Value<'static>> {
+    HashMap::from([
+        ("Degraded", Value::from(health.is_degraded())),
+        (
+            "StateError",
+            Value::from(health.state_error.clone().unwrap_or_default()),
+        ),
+        (
+            "FirewallError",
+            Value::from(health.firewall_error.clone().unwrap_or_default()),
+        ),
+    ])
+}
+
+async fn announce_health(connection: &Connection, health: &Health) -> zbus::Result<()> {
+    let emitter = SignalEmitter::new(connection, MANAGER_PATH)?;
+    zbus::fdo::Properties::properties_changed(
+        &emitter,
+        InterfaceName::from_static_str_unchecked(MANAGER_INTERFACE),
+        health_properties(health),
+        Cow::Borrowed(&[]),
+    )
+    .await
+}
+
 /// Announces changes of a jail the bus knows; with `register`, registers an object for one
 /// it does not know (only a re-listing may: a late JailChanged of a jail just removed by a
 /// reload must not bring its object back).
@@ -759,19 +840,52 @@ async fn sync_jails(
     Ok(())
 }
 
+/// Waits until the owner's health changes in what PropertiesChanged announces (not just
+/// the number of unsaved changes); `None` once the owner is gone.
+async fn health_change(
+    health: &mut Option<watch::Receiver<Health>>,
+    announced: &mut HashMap<&'static str, Value<'static>>,
+) -> Option<Health> {
+    let Some(receiver) = health else {
+        return std::future::pending().await;
+    };
+    loop {
+        if receiver.changed().await.is_err() {
+            *health = None;
+            return std::future::pending().await;
+        }
+        let now = receiver.borrow_and_update().clone();
+        let properties = health_properties(&now);
+        if properties != *announced {
+            *announced = properties;
+            return Some(now);
+        }
+    }
+}
+
 async fn forward_events(
     connection: Connection,
     owner: Owner,
     jails: Arc<Mutex<BTreeMap<String, JailSnapshot>>>,
     mut events: broadcast::Receiver<Event>,
+    health: watch::Receiver<Health>,
 ) {
+    let mut announced = health_properties(&health.borrow());
+    let mut health = Some(health);
     let Ok(manager) = SignalEmitter::new(&connection, MANAGER_PATH) else {
         return;
     };
     loop {
         // A failed emission (the bus went away) loses one signal; the next may succeed,
         // and the state itself lives in the owner, so there is nothing to roll back.
-        let _ = match events.recv().await {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            Some(now) = health_change(&mut health, &mut announced) => {
+                let _ = announce_health(&connection, &now).await;
+                continue;
+            }
+        };
+        let _ = match event {
             Ok(Event::Banned {
                 jail,
                 target,

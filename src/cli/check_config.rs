@@ -20,6 +20,15 @@ pub fn run(paths: &ConfigPaths, args: &CheckConfigArgs) -> anyhow::Result<()> {
     for f in &settings.files {
         println!("  read {}", f.display());
     }
+    println!(
+        "  firewall checked and repaired {}",
+        settings
+            .daemon
+            .reconcile_interval
+            .map_or("never (reconcile_interval = \"off\")".to_string(), |i| {
+                format!("every {}", crate::engine::time::format_duration(i))
+            })
+    );
     for j in &settings.jails {
         let source = match &j.source {
             JailSource::Journal { matches } => format!("journal {}", matches.join(" ")),

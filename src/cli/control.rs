@@ -256,6 +256,12 @@ async fn status(
                 .into_iter()
                 .map(|(n, _)| n)
                 .collect();
+            let e = bus_error;
+            let degraded = manager.degraded().await.map_err(e)?;
+            let state_error = manager.state_error().await.map_err(e)?;
+            let unsaved = manager.unsaved_changes().await.map_err(e)?;
+            let firewall_error = manager.firewall_error().await.map_err(e)?;
+            let optional = |text: &str| (!text.is_empty()).then(|| text.to_string());
             if args.json {
                 let doc = json!({
                     "version": version,
@@ -265,6 +271,10 @@ async fn status(
                     "total_failed": total_failed,
                     "currently_banned": banned,
                     "total_banned": total_banned,
+                    "degraded": degraded,
+                    "state_error": optional(&state_error),
+                    "unsaved_changes": unsaved,
+                    "firewall_error": optional(&firewall_error),
                 });
                 println!("{doc}");
             } else {
@@ -279,7 +289,21 @@ async fn status(
                 println!("|- Currently failed: {failed}\tTotal failed: {total_failed}");
                 println!("|- Currently banned: {banned}\tTotal banned: {total_banned}");
                 println!("|- Number of jails:  {count}");
-                println!("`- Jail list:        {}", names.join(", "));
+                println!("|- Jail list:        {}", names.join(", "));
+                if !degraded {
+                    println!("`- Health:           ok");
+                } else {
+                    println!("`- Health:           DEGRADED (bans keep working from memory)");
+                    let state = match optional(&state_error) {
+                        Some(error) => {
+                            format!("not saved: {error} ({unsaved} change(s) kept in memory)")
+                        }
+                        None => "ok".to_string(),
+                    };
+                    println!("   |- State:         {state}");
+                    let firewall = optional(&firewall_error).unwrap_or_else(|| "ok".into());
+                    println!("   `- Firewall:      {firewall}");
+                }
             }
         }
         Some(name) => {

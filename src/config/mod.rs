@@ -33,7 +33,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
-use values::{blocked_ports, parse_net, BanTimeValue, DurationValue, PortsValue, ProtocolsValue};
+use values::{
+    blocked_ports, parse_net, BanTimeValue, DurationValue, IntervalValue, PortsValue,
+    ProtocolsValue,
+};
 
 /// Where configuration is read from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,10 +185,33 @@ pub struct JailSettings {
     pub rules: JailRules,
 }
 
+/// Settings of the daemon as a whole, from `[daemon]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// How often the firewall is compared with the bans in force and repaired (an admin's
+    /// `nft flush ruleset`, a firewalld restart that went unnoticed, a failed call); `None`
+    /// turns the periodic check off.
+    pub reconcile_interval: Option<Duration>,
+}
+
+/// The default `reconcile_interval`: an admin's flush is repaired within this long.
+pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+/// Shorter intervals would make the check itself the daemon's main work with many bans.
+const MIN_RECONCILE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        DaemonSettings {
+            reconcile_interval: Some(DEFAULT_RECONCILE_INTERVAL),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Settings {
     pub files: Vec<PathBuf>,
+    pub daemon: DaemonSettings,
     pub jails: Vec<JailSettings>,
 }
 
@@ -202,10 +228,18 @@ impl Settings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    daemon: Option<RawDaemon>,
     defaults: Option<RawJail>,
     fail2ban: Option<RawFail2ban>,
     #[serde(default)]
     jail: BTreeMap<String, Spanned<RawJail>>,
+}
+
+/// `[daemon]`: settings of the daemon as a whole.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    reconcile_interval: Option<Spanned<IntervalValue>>,
 }
 
 /// `[fail2ban]`: where jails find filters named `fail2ban:NAME[params]`.
@@ -352,7 +386,34 @@ pub fn load(paths: &ConfigPaths) -> Result<Settings, ConfigError> {
             &layers,
         )?);
     }
-    Ok(Settings { files, jails })
+    let daemon = build_daemon(&sources, &raws)?;
+    Ok(Settings {
+        files,
+        daemon,
+        jails,
+    })
+}
+
+/// `[daemon]`, each key from the last file that sets it.
+fn build_daemon(sources: &[SourceText], raws: &[RawFile]) -> Result<DaemonSettings, ConfigError> {
+    let mut settings = DaemonSettings::default();
+    let interval = raws.iter().enumerate().rev().find_map(|(file, r)| {
+        r.daemon
+            .as_ref()
+            .and_then(|d| d.reconcile_interval.as_ref())
+            .map(|v| (file, v))
+    });
+    if let Some((file, value)) = interval {
+        let IntervalValue(interval) = *value.get_ref();
+        if interval.is_some_and(|i| i < MIN_RECONCILE_INTERVAL) {
+            return Err(sources[file].error_at(
+                Some(value.span()),
+                "reconcile_interval must be at least 1s, or \"off\"",
+            ));
+        }
+        settings.reconcile_interval = interval;
+    }
+    Ok(settings)
 }
 
 fn build_jail(

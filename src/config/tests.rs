@@ -102,8 +102,52 @@ fn unknown_key_names_file_line_and_key() {
 }
 
 #[test]
+fn daemon_section_sets_the_reconcile_interval() {
+    let t = Tree::new();
+    assert_eq!(
+        t.load().unwrap().daemon.reconcile_interval,
+        Some(Duration::from_secs(30))
+    );
+    for (text, expected) in [
+        ("\"10s\"", Some(Duration::from_secs(10))),
+        ("\"2m\"", Some(Duration::from_secs(120))),
+        ("45", Some(Duration::from_secs(45))),
+        ("\"off\"", None),
+        ("\"0\"", None),
+        ("0", None),
+    ] {
+        t.write(
+            "etc/banhound.toml",
+            &format!("[daemon]\nreconcile_interval = {text}\n"),
+        );
+        assert_eq!(
+            t.load().unwrap().daemon.reconcile_interval,
+            expected,
+            "{text}"
+        );
+    }
+    // The last file that sets it wins: the admin's over the shipped one.
+    t.write(
+        "usr/jail.d/a.toml",
+        "[daemon]\nreconcile_interval = \"5m\"\n",
+    );
+    t.write(
+        "etc/banhound.toml",
+        "[daemon]\nreconcile_interval = \"1m\"\n",
+    );
+    assert_eq!(
+        t.load().unwrap().daemon.reconcile_interval,
+        Some(Duration::from_secs(60))
+    );
+}
+
+#[test]
 fn bad_values_name_their_line() {
-    let cases: [(&str, String); 12] = [
+    let cases: [(&str, String); 16] = [
+        ("[daemon]\nreconcile_interval = \"soon\"\n", "etc/banhound.toml:2: daemon.reconcile_interval: ".into()),
+        ("[daemon]\nreconcile_interval = \"0.5s\"\n", "etc/banhound.toml:2: daemon.reconcile_interval: reconcile_interval must be at least 1s, or \"off\"".into()),
+        ("[daemon]\nreconcile_interval = -5\n", "etc/banhound.toml:2: daemon.reconcile_interval: negative duration -5".into()),
+        ("[daemon]\nreconcile = \"30s\"\n", "etc/banhound.toml:2: daemon.reconcile: unknown field `reconcile`, expected `reconcile_interval`".into()),
         ("[jail.sshd]\nbantime = \"10 minuts\"\n", "etc/banhound.toml:2: jail.sshd.bantime: unknown unit \"minuts\"".into()),
         ("[defaults]\nignoreip = [\n  \"192.0.2.1\",\n  \"10.0.0.0/33\",\n]\n", "etc/banhound.toml:4: defaults.ignoreip: invalid address or network \"10.0.0.0/33\"".into()),
         ("[jail.sshd]\nmaxretry = 0\n", "etc/banhound.toml:2: jail.sshd.maxretry: maxretry must be at least 1".into()),

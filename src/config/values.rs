@@ -37,6 +37,35 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
+/// A period that can be switched off: a duration, or `"off"` / `"0"` / `0` for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntervalValue(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for IntervalValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = IntervalValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as \"30s\" or \"5m\", or \"off\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<IntervalValue, E> {
+                DurationValue::deserialize(de::value::I64Deserializer::<E>::new(v))
+                    .map(|d| IntervalValue((!d.0.is_zero()).then_some(d.0)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<IntervalValue, E> {
+                if v.trim() == "off" {
+                    return Ok(IntervalValue(None));
+                }
+                parse_duration(v)
+                    .map(|d| IntervalValue((!d.is_zero()).then_some(d)))
+                    .map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A ban time: a duration, or "permanent" / -1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BanTimeValue(pub BanTime);

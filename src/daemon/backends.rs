@@ -11,7 +11,7 @@
 use crate::firewall::firewalld::{Bus, FirewalldBackend, ReloadWatcher};
 use crate::firewall::log_only::LogOnlyBackend;
 use crate::firewall::nftables::NftablesBackend;
-use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules};
+use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 
@@ -112,6 +112,14 @@ impl Firewall for Backend {
         }
     }
 
+    async fn reconcile(&mut self, bans: &[BanEntry]) -> Result<Repairs, FirewallError> {
+        match self {
+            Backend::Nftables(b) => b.reconcile(bans).await,
+            Backend::Firewalld(b, _) => b.reconcile(bans).await,
+            Backend::LogOnly(b) => b.reconcile(bans).await,
+        }
+    }
+
     async fn teardown(&mut self) -> Result<(), FirewallError> {
         match self {
             Backend::Nftables(b) => b.teardown().await,
@@ -184,6 +192,24 @@ impl Backends {
             Some(backend) => backend.unban(jail, targets).await,
             None => Ok(()),
         }
+    }
+
+    /// Reconciles every backend with the bans of its jails; one result per backend in use.
+    pub async fn reconcile(
+        &mut self,
+        bans: &[BanEntry],
+    ) -> Vec<(BackendKind, Result<Repairs, FirewallError>)> {
+        let mut results = Vec::new();
+        for backend in self.open.values_mut() {
+            let kind = backend.kind();
+            let mine: Vec<BanEntry> = bans
+                .iter()
+                .filter(|b| self.jails.get(&b.jail) == Some(&kind))
+                .cloned()
+                .collect();
+            results.push((kind, backend.reconcile(&mine).await));
+        }
+        results
     }
 
     /// Removes everything banhound created in every backend (`--flush-on-stop`).

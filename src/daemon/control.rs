@@ -51,7 +51,12 @@ impl Daemon {
             Bus::Address(address) => address.clone(),
         };
         let (sender, mut requests) = mpsc::channel(REQUEST_BACKLOG);
-        let start = Service::start(bus, sender, self.events.subscribe());
+        let start = Service::start_with_health(
+            bus,
+            sender,
+            self.events.subscribe(),
+            self.health.subscribe(),
+        );
         tokio::pin!(start);
         let started = tokio::time::timeout(BUS_START_TIMEOUT, async {
             loop {

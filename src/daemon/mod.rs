@@ -32,14 +32,15 @@ pub mod backends;
 mod control;
 pub mod feed;
 pub mod files;
+mod health;
 pub mod host;
 pub mod logging;
 pub mod state;
 
 use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, Event, JailSnapshot, Request};
+use crate::bus::{unban_reason, Event, Health, JailSnapshot, Request};
 use crate::config::error::ConfigError;
-use crate::config::{self, ConfigPaths, JailSettings, JailSource, Settings};
+use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher, Outcome};
 use crate::engine::multiline::SourceState;
@@ -63,7 +64,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 /// How the daemon is run.
@@ -87,8 +88,6 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error("jail {jail}: invalid journalmatch: {source}")]
     Match { jail: String, source: MatchError },
-    #[error("jail {jail}: the {backend} backend is not available in this build")]
-    UnsupportedBackend { jail: String, backend: BackendKind },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -107,12 +106,7 @@ pub enum DaemonError {
 impl DaemonError {
     /// Whether the error is in the configuration (as opposed to the running system).
     pub fn is_invalid_configuration(&self) -> bool {
-        matches!(
-            self,
-            DaemonError::Config(_)
-                | DaemonError::Match { .. }
-                | DaemonError::UnsupportedBackend { .. }
-        )
+        matches!(self, DaemonError::Config(_) | DaemonError::Match { .. })
     }
 }
 
@@ -224,6 +218,8 @@ impl Lifted {
 /// How many events may wait for the bus's signal task; a slower task loses the oldest
 /// (signals are notifications, the state stays queryable).
 const EVENT_BACKLOG: usize = 1024;
+/// A jail that keeps hitting `max_tracked` is reported at most this often.
+const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How many control requests may wait for the owner task.
 const REQUEST_BACKLOG: usize = 64;
 /// How long connecting to the bus and taking the name may delay READY=1.
@@ -232,6 +228,7 @@ const BUS_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// The jails the daemon runs, validated against what this daemon supports, before anything
 /// running is touched (so a reload can refuse them without side effects).
 struct Prepared {
+    daemon: DaemonSettings,
     jails: Vec<JailSettings>,
     /// The journal matches of the journal jails, and for each the index of its jail.
     matches: Vec<MatchExpr>,
@@ -246,12 +243,6 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
     let mut journal_jails = Vec::new();
     let mut files: Vec<(PathBuf, Vec<usize>)> = Vec::new();
     for jail in settings.jails.into_iter().filter(|j| j.enabled) {
-        if jail.backend == BackendKind::Firewalld {
-            return Err(DaemonError::UnsupportedBackend {
-                jail: jail.name,
-                backend: jail.backend,
-            });
-        }
         let index = jails.len();
         match &jail.source {
             JailSource::Files { paths } => {
@@ -274,6 +265,7 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
         jails.push(jail);
     }
     Ok(Prepared {
+        daemon: settings.daemon,
         jails,
         matches,
         journal_jails,
@@ -346,6 +338,18 @@ struct Daemon {
     /// Per jail: its ignore list as changed over the control interface (the configured
     /// `ignoreip` plus additions minus removals). Dropped at the next reload.
     ignore_overrides: HashMap<String, Vec<IpNet>>,
+    /// `[daemon] reconcile_interval`: `None` is off.
+    reconcile_interval: Option<Duration>,
+    /// The next periodic reconcile of the firewall.
+    reconcile_at: Option<Instant>,
+    /// A firewall call failed and no reconcile has succeeded since.
+    firewall_trouble: Option<health::Trouble>,
+    /// The state database could not be written; changes wait in memory.
+    state_trouble: Option<health::Trouble>,
+    /// The health as the bus shows it.
+    health: watch::Sender<Health>,
+    /// Per jail: evictions reported so far, and when last.
+    evictions_reported: HashMap<String, (u64, Option<Instant>)>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -397,10 +401,17 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         events: broadcast::channel(EVENT_BACKLOG).0,
         published: HashMap::new(),
         ignore_overrides: HashMap::new(),
+        reconcile_interval: prepared.daemon.reconcile_interval,
+        reconcile_at: None,
+        firewall_trouble: None,
+        state_trouble: None,
+        health: watch::channel(Health::default()).0,
+        evictions_reported: HashMap::new(),
         options,
     };
     daemon.configure_backends().await?;
     daemon.restore().await?;
+    daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
     let (mut requests, service) = match daemon.options.bus.clone() {
         Some(bus) => daemon.start_service(bus, &mut feeds).await?,
@@ -433,6 +444,13 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 Some(request) => daemon.answer(request, &mut feeds).await,
                 None => requests = None,
             },
+            // Before the sources: a flood of entries must not hold off repairing the
+            // firewall or saving the state.
+            () = sleep_until_some(daemon.next_reconcile()) => {
+                daemon.reconcile().await;
+                daemon.publish_changes();
+            }
+            () = sleep_until_some(daemon.next_state_retry()) => daemon.retry_state(),
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
@@ -514,7 +532,7 @@ impl Daemon {
     fn status(&self) -> String {
         let jails = self.jails.len();
         format!(
-            "{jails} jail{}, {} banned, {}",
+            "{jails} jail{}, {} banned, {}{}",
             if jails == 1 { "" } else { "s" },
             self.banned(),
             match (self.following.journal, self.following.files) {
@@ -522,7 +540,8 @@ impl Daemon {
                 (true, n) => format!("following journal and {n} file(s)"),
                 (false, 0) => "following nothing".to_string(),
                 (false, n) => format!("following {n} file(s)"),
-            }
+            },
+            self.health_status()
         )
     }
 
@@ -662,7 +681,8 @@ impl Daemon {
             });
         }
         for ((jail, reason), targets) in ended {
-            self.db.end_bans(&jail, &targets, reason, now)?;
+            let written = self.db.end_bans(&jail, &targets, reason, now);
+            self.state_written(written);
             for target in &targets {
                 tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
             }
@@ -787,7 +807,7 @@ impl Daemon {
     ) {
         let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let bans = decisions.len();
-        // Logged inside; a failed firewall call is retried by the next reload.
+        // Logged inside; a failed firewall call is retried by the next reconcile.
         let _ = self
             .enforce(&decisions, position, now, BanOrigin::Logs)
             .await;
@@ -796,7 +816,33 @@ impl Daemon {
             "batch of {records} entries: {bans} ban(s), done in {} us",
             started.elapsed().as_micros()
         );
+        self.report_evictions();
         self.publish_changes();
+    }
+
+    /// Says when a jail hit `max_tracked` and forgot addresses, at most once a minute per
+    /// jail (a flood evicts in every batch), with the count since the last report.
+    fn report_evictions(&mut self) {
+        let now = Instant::now();
+        for (jail, tracker) in &self.trackers {
+            let evicted = tracker.totals().evicted;
+            let (reported, at) = self
+                .evictions_reported
+                .entry(jail.clone())
+                .or_insert((0, None));
+            if evicted <= *reported || at.is_some_and(|at| now < at + EVICTION_REPORT_EVERY) {
+                continue;
+            }
+            tracing::warn!(
+                JAIL = %jail,
+                EVICTED = evicted - *reported,
+                "jail {jail} reached max_tracked ({}): forgot the failures of {} address(es) whose last failure was oldest ({evicted} since start); raise max_tracked if this is not a flood",
+                crate::firewall::with_thousands(tracker.policy().max_tracked),
+                crate::firewall::with_thousands(usize::try_from(evicted - *reported).unwrap_or(usize::MAX)),
+            );
+            *reported = evicted;
+            *at = Some(now);
+        }
     }
 
     /// The one path of every ban, decided from the logs or ordered over the bus: persisted
@@ -820,13 +866,10 @@ impl Daemon {
                 failures: d.failures,
             })
             .collect();
-        if let Err(e) = self.db.commit_batch(&stored, position, now) {
-            // Blocking matters more than remembering: ban anyway, and say so loudly.
-            tracing::error!(
-                "cannot persist {} ban(s) and the source position: {e}",
-                stored.len()
-            );
-        }
+        // Blocking matters more than remembering: what cannot be written waits in memory,
+        // and the ban goes to the firewall regardless.
+        let written = self.db.commit_batch(&stored, position, now);
+        self.state_written(written);
         if decisions.is_empty() {
             return Ok(());
         }
@@ -848,7 +891,7 @@ impl Daemon {
             .collect();
         let applied = self.backends.ban(&entries).await;
         if let Err(e) = &applied {
-            tracing::error!("cannot apply {} ban(s): {e}", entries.len());
+            self.firewall_failed(&format!("cannot apply {} ban(s)", entries.len()), e);
         }
         for (j, d) in decisions {
             let jail = &self.jails[*j];
@@ -904,11 +947,13 @@ impl Daemon {
         // backends without timeouts and bans whose timeout was refreshed.
         let removed = self.backends.unban(jail, targets).await;
         if let Err(e) = &removed {
-            tracing::error!(JAIL = %jail, "cannot lift {} ban(s): {e}", targets.len());
+            self.firewall_failed(
+                &format!("cannot lift {} ban(s) of jail {jail}", targets.len()),
+                e,
+            );
         }
-        if let Err(e) = self.db.end_bans(jail, targets, why.stored_reason(), now) {
-            tracing::error!(JAIL = %jail, "cannot record the end of {} ban(s): {e}", targets.len());
-        }
+        let written = self.db.end_bans(jail, targets, why.stored_reason(), now);
+        self.state_written(written);
         for target in targets {
             let text = display_target(target);
             tracing::info!(JAIL = %jail, IP = %text, "Unbanned {text} in jail {jail} ({})", why.log_text());
@@ -976,9 +1021,8 @@ impl Daemon {
             // Logged inside; the kernel's element timeouts lift nftables bans regardless.
             let _ = self.lift(&jail, &targets, Lifted::Expired, now).await;
         }
-        if let Err(e) = self.db.purge_history(now) {
-            tracing::warn!("cannot purge ban history: {e}");
-        }
+        let written = self.db.purge_history(now);
+        self.state_written(written);
         self.publish_changes();
     }
 
@@ -1006,6 +1050,10 @@ impl Daemon {
                 self.emit(Event::JailsChanged);
                 match applied {
                     Err(e) => {
+                        if let DaemonError::Firewall(error) = &e {
+                            // Logged below; this brings the repair forward.
+                            self.firewall_failed("configuration reload", error);
+                        }
                         let message = format!("configuration reload failed: {e}");
                         tracing::error!("{message}");
                         Err(message)
@@ -1051,8 +1099,10 @@ impl Daemon {
                 }
                 None => {
                     self.backends.unban(&name, &targets).await?;
-                    self.db
-                        .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now)?;
+                    let written =
+                        self.db
+                            .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
+                    self.state_written(written);
                     self.trackers.remove(&name);
                     for target in &targets {
                         let text = display_target(target);
@@ -1077,6 +1127,10 @@ impl Daemon {
                         .insert(jail.name.clone(), Tracker::new(policy));
                 }
             }
+        }
+        if self.reconcile_interval != prepared.daemon.reconcile_interval {
+            self.reconcile_interval = prepared.daemon.reconcile_interval;
+            self.schedule_reconcile();
         }
         self.jails = prepared.jails;
         self.matches = prepared.matches;

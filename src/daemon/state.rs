@@ -8,12 +8,22 @@
 //! `synchronous=FULL` makes each commit survive power loss, not only a crash of the process;
 //! a commit is one WAL append plus fsync per batch (up to 1024 entries), not per entry.
 //!
+//! When a write fails (disk full, a read-only or failing state directory), blocking matters
+//! more than remembering: the daemon keeps banning from memory, and every change (ban starts
+//! and ends, source positions, the history purge) waits in an in-memory backlog. Later
+//! changes join it without touching the disk; the daemon retries on a timer with backoff, and
+//! the first write that succeeds writes the whole backlog in ONE transaction, so the database
+//! goes from one consistent state to the next and never holds half an episode. A failed
+//! transaction is rolled back and the connection stays usable: SQLite never sees a partial
+//! write as committed, so the database is not corrupted by running out of space.
+//!
 //! Times are microseconds since the Unix epoch, as in the engine.
 
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::ActiveBan;
 use ipnet::IpNet;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -59,6 +69,11 @@ CREATE TABLE IF NOT EXISTS source_positions (
 const HISTORY_HORIZON: Duration = Duration::from_secs(90 * 86_400);
 /// At most this many history rows are kept.
 const HISTORY_ROWS: i64 = 100_000;
+/// At most this many ban starts and ends wait in memory while the database cannot be
+/// written (80 bytes each plus the jail name). Beyond, the oldest are dropped: the newest HISTORY_ROWS
+/// history rows are all the database would keep anyway, and the `bans` table is then
+/// rewritten from the bans in force when writing works again.
+const MAX_BACKLOG: usize = HISTORY_ROWS as usize;
 
 /// The database file in the state directory.
 pub const DATABASE_FILE: &str = "state.sqlite";
@@ -103,6 +118,12 @@ impl StoredBan {
 pub struct StateDb {
     conn: Connection,
     path: PathBuf,
+    /// Changes not written yet: the one being committed, or everything since a failed write.
+    backlog: Backlog,
+    /// The last write failed: changes wait in `backlog` until [`StateDb::write_backlog`].
+    behind: bool,
+    /// [`MAX_BACKLOG`], smaller in tests.
+    backlog_limit: usize,
 }
 
 impl StateDb {
@@ -117,7 +138,13 @@ impl StateDb {
             path: path.clone(),
             source,
         })?;
-        let db = StateDb { conn, path };
+        let db = StateDb {
+            conn,
+            path,
+            backlog: Backlog::default(),
+            behind: false,
+            backlog_limit: MAX_BACKLOG,
+        };
         db.wrap(db.conn.pragma_update(None, "journal_mode", "WAL"))?;
         db.wrap(db.conn.pragma_update(None, "synchronous", "FULL"))?;
         // Another banhound (or sqlite3 reading it) may hold the lock briefly.
@@ -137,8 +164,11 @@ impl StateDb {
         })
     }
 
-    /// The stored position of `source`, if any.
+    /// The position of `source`: the newest one waiting to be written, else the stored one.
     pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
+        if let Some((cursor, _)) = self.backlog.positions.get(source) {
+            return Ok(Some(cursor.clone()));
+        }
         self.wrap(
             self.conn
                 .query_row(
@@ -211,114 +241,120 @@ impl StateDb {
     }
 
     /// Records new bans and the source position they were derived up to, atomically.
+    ///
+    /// When the change cannot be written (disk full, read-only or failing state directory),
+    /// it is kept in memory with every change still waiting, the error is returned, and later
+    /// changes join the wait without touching the disk until [`StateDb::write_backlog`]
+    /// succeeds. Nothing is lost while the process runs.
     pub fn commit_batch(
         &mut self,
         bans: &[StoredBan],
         position: Option<(&str, &str)>,
         now: Timestamp,
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let wrap = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO bans (jail, target, started_us, expires_us, offence, failures)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(wrap)?;
-            // A new ban of a target still banned (a replayed history, an admin's ban) replaces
-            // the old one: its history row ends where the new one starts.
-            let mut replaced = tx
-                .prepare_cached(
-                    "UPDATE ban_history SET ended_us = ?3, end_reason = 'replaced by a new ban'
-                     WHERE jail = ?1 AND target = ?2 AND ended_us IS NULL",
-                )
-                .map_err(wrap)?;
-            let mut history = tx
-                .prepare_cached(
-                    "INSERT INTO ban_history (jail, target, started_us, expires_us, offence, failures)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(wrap)?;
-            for ban in bans {
-                let target = ban.target.to_string();
-                let values = params![
-                    ban.jail,
-                    target,
-                    ban.since.as_micros(),
-                    ban.until.map(Timestamp::as_micros),
-                    ban.offence,
-                    ban.failures
-                ];
-                replaced
-                    .execute(params![ban.jail, target, ban.since.as_micros()])
-                    .map_err(wrap)?;
-                insert.execute(values).map_err(wrap)?;
-                history.execute(values).map_err(wrap)?;
-            }
-            if let Some((source, cursor)) = position {
-                tx.execute(
-                    "INSERT INTO source_positions (source, cursor, updated_us) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_us = excluded.updated_us",
-                    params![source, cursor, now.as_micros()],
-                )
-                .map_err(wrap)?;
-            }
+        for ban in bans {
+            self.backlog.push(Change::Ban(ban.clone()), self.limit());
         }
-        tx.commit().map_err(wrap)
+        if let Some((source, cursor)) = position {
+            self.backlog
+                .positions
+                .insert(source.to_string(), (cursor.to_string(), now));
+        }
+        self.write_if_current()
     }
 
-    /// Removes ended bans and closes their history rows with `reason`.
+    /// Removes ended bans and closes their history rows with `reason`. Kept in memory like
+    /// [`StateDb::commit_batch`] when it cannot be written.
     pub fn end_bans(
         &mut self,
         jail: &str,
         targets: &[IpNet],
-        reason: &str,
+        reason: &'static str,
         now: Timestamp,
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let wrap = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        {
-            let mut delete = tx
-                .prepare_cached("DELETE FROM bans WHERE jail = ?1 AND target = ?2")
-                .map_err(wrap)?;
-            let mut close = tx
-                .prepare_cached(
-                    "UPDATE ban_history SET ended_us = ?3, end_reason = ?4
-                     WHERE jail = ?1 AND target = ?2 AND ended_us IS NULL",
-                )
-                .map_err(wrap)?;
-            for target in targets {
-                let target = target.to_string();
-                delete.execute(params![jail, target]).map_err(wrap)?;
-                close
-                    .execute(params![jail, target, now.as_micros(), reason])
-                    .map_err(wrap)?;
-            }
+        for target in targets {
+            let change = Change::End {
+                jail: jail.to_string(),
+                target: *target,
+                reason,
+                at: now,
+            };
+            self.backlog.push(change, self.limit());
         }
-        tx.commit().map_err(wrap)
+        self.write_if_current()
     }
 
     /// Bounds the history: drops rows older than the horizon and beyond the newest rows kept.
-    pub fn purge_history(&mut self, now: Timestamp) -> Result<usize, StateError> {
-        let horizon = (now - HISTORY_HORIZON).as_micros();
-        let old = self.wrap(self.conn.execute(
-            "DELETE FROM ban_history WHERE started_us < ?1 AND ended_us IS NOT NULL",
-            [horizon],
-        ))?;
-        let excess = self.wrap(self.conn.execute(
-            "DELETE FROM ban_history WHERE id <= (SELECT MAX(id) FROM ban_history) - ?1",
-            [HISTORY_ROWS],
-        ))?;
-        Ok(old + excess)
+    /// Deferred like the other writes while the database cannot be written.
+    pub fn purge_history(&mut self, now: Timestamp) -> Result<(), StateError> {
+        self.backlog.purge = Some(now);
+        self.write_if_current()
+    }
+
+    /// Whether changes wait in memory because the database could not be written.
+    pub fn is_behind(&self) -> bool {
+        self.behind
+    }
+
+    /// How many changes wait in memory: ban starts and ends, and source positions.
+    pub fn unsaved_changes(&self) -> usize {
+        self.backlog.changes.len() + self.backlog.positions.len()
+    }
+
+    /// Writes every change waiting in memory in one transaction. `active_bans` is asked for
+    /// the bans in force only if the backlog overflowed (its oldest changes were dropped):
+    /// the `bans` table is then rewritten from it, so it is right again whatever was lost.
+    pub fn write_backlog(
+        &mut self,
+        active_bans: impl FnOnce() -> Vec<StoredBan>,
+    ) -> Result<CaughtUp, StateError> {
+        let resync = (self.backlog.dropped > 0).then(active_bans);
+        let caught_up = CaughtUp {
+            changes: self.unsaved_changes(),
+            dropped: self.backlog.dropped,
+        };
+        self.write(resync.as_deref())?;
+        Ok(caught_up)
+    }
+
+    /// The backlog bound in force: none while healthy.
+    fn limit(&self) -> Option<usize> {
+        self.behind.then_some(self.backlog_limit)
+    }
+
+    /// Writes the backlog unless an earlier failure left changes waiting: then only
+    /// [`StateDb::write_backlog`], on the daemon's retry timer, touches the disk again.
+    fn write_if_current(&mut self) -> Result<(), StateError> {
+        if self.behind {
+            return Ok(());
+        }
+        self.write(None)
+    }
+
+    /// One transaction with everything waiting; on failure it is rolled back, the changes
+    /// stay waiting and the database is marked behind.
+    fn write(&mut self, resync: Option<&[StoredBan]>) -> Result<(), StateError> {
+        let result = write_changes(&mut self.conn, &self.backlog, resync);
+        // A failed COMMIT may leave the transaction open (SQLite keeps it after some errors);
+        // the connection must be back in autocommit mode before anything else runs on it.
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        match result {
+            Ok(()) => {
+                self.backlog = Backlog::default();
+                self.behind = false;
+                Ok(())
+            }
+            Err(source) => {
+                self.behind = true;
+                self.backlog.trim(self.backlog_limit);
+                Err(StateError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
     }
 
     /// How many history rows there are (for tests and status).
@@ -328,6 +364,181 @@ impl StateDb {
                 .query_row("SELECT COUNT(*) FROM ban_history", [], |r| r.get(0)),
         )
     }
+}
+
+/// What [`StateDb::write_backlog`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Changes written: ban starts and ends, and source positions.
+    pub changes: usize,
+    /// Changes that had been dropped because the backlog was full (their history rows are
+    /// missing; the bans in force were rewritten in full instead).
+    pub dropped: u64,
+}
+
+/// A change to the bans, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Change {
+    Ban(StoredBan),
+    End {
+        jail: String,
+        target: IpNet,
+        reason: &'static str,
+        at: Timestamp,
+    },
+}
+
+/// What is waiting to be written. Healthy, it holds the change being committed; after a
+/// failed write, everything since.
+#[derive(Debug, Default)]
+struct Backlog {
+    changes: VecDeque<Change>,
+    /// The newest position of each source: older ones need not be written at all.
+    positions: BTreeMap<String, (String, Timestamp)>,
+    /// A history purge was due at this time.
+    purge: Option<Timestamp>,
+    /// Changes dropped from the front because the backlog was full.
+    dropped: u64,
+}
+
+impl Backlog {
+    /// Queues a change; with a `limit` (while the database is behind) the oldest are
+    /// dropped beyond it. A healthy write is never cut short, however many changes it holds.
+    fn push(&mut self, change: Change, limit: Option<usize>) {
+        self.changes.push_back(change);
+        if let Some(limit) = limit {
+            self.trim(limit);
+        }
+    }
+
+    /// Drops the oldest changes beyond `limit`.
+    fn trim(&mut self, limit: usize) {
+        while self.changes.len() > limit {
+            self.changes.pop_front();
+            self.dropped += 1;
+        }
+    }
+}
+
+/// Writes `backlog` in one transaction: changes in order, then the bans in force from
+/// `resync` (if given), then positions, then the purge. Rolled back on any error (dropping
+/// the transaction rolls it back).
+fn write_changes(
+    conn: &mut Connection,
+    backlog: &Backlog,
+    resync: Option<&[StoredBan]>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO bans (jail, target, started_us, expires_us, offence, failures)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        // A new ban of a target still banned (a replayed history, an admin's ban) replaces
+        // the old one: its history row ends where the new one starts.
+        let mut replaced = tx.prepare_cached(
+            "UPDATE ban_history SET ended_us = ?3, end_reason = 'replaced by a new ban'
+             WHERE jail = ?1 AND target = ?2 AND ended_us IS NULL",
+        )?;
+        let mut history = tx.prepare_cached(
+            "INSERT INTO ban_history (jail, target, started_us, expires_us, offence, failures)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let mut delete = tx.prepare_cached("DELETE FROM bans WHERE jail = ?1 AND target = ?2")?;
+        let mut close = tx.prepare_cached(
+            "UPDATE ban_history SET ended_us = ?3, end_reason = ?4
+             WHERE jail = ?1 AND target = ?2 AND ended_us IS NULL",
+        )?;
+        for change in &backlog.changes {
+            match change {
+                Change::Ban(ban) => {
+                    let target = ban.target.to_string();
+                    let values = params![
+                        ban.jail,
+                        target,
+                        ban.since.as_micros(),
+                        ban.until.map(Timestamp::as_micros),
+                        ban.offence,
+                        ban.failures
+                    ];
+                    replaced.execute(params![ban.jail, target, ban.since.as_micros()])?;
+                    insert.execute(values)?;
+                    history.execute(values)?;
+                }
+                Change::End {
+                    jail,
+                    target,
+                    reason,
+                    at,
+                } => {
+                    let target = target.to_string();
+                    delete.execute(params![jail, target])?;
+                    close.execute(params![jail, target, at.as_micros(), reason])?;
+                }
+            }
+        }
+    }
+    if let Some(active) = resync {
+        rewrite_bans(&tx, active)?;
+    }
+    for (source, (cursor, at)) in &backlog.positions {
+        tx.execute(
+            "INSERT INTO source_positions (source, cursor, updated_us) VALUES (?1, ?2, ?3)
+             ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_us = excluded.updated_us",
+            params![source, cursor, at.as_micros()],
+        )?;
+    }
+    if let Some(now) = backlog.purge {
+        let horizon = (now - HISTORY_HORIZON).as_micros();
+        tx.execute(
+            "DELETE FROM ban_history WHERE started_us < ?1 AND ended_us IS NOT NULL",
+            [horizon],
+        )?;
+        tx.execute(
+            "DELETE FROM ban_history WHERE id <= (SELECT MAX(id) FROM ban_history) - ?1",
+            [HISTORY_ROWS],
+        )?;
+    }
+    tx.commit()
+}
+
+/// Makes the `bans` table hold exactly `active`, keeping the failure count of rows that
+/// stay (a resynchronised ban whose start was dropped from the backlog has 0).
+fn rewrite_bans(tx: &rusqlite::Transaction<'_>, active: &[StoredBan]) -> rusqlite::Result<()> {
+    let wanted: BTreeSet<(&str, String)> = active
+        .iter()
+        .map(|b| (b.jail.as_str(), b.target.to_string()))
+        .collect();
+    let stored: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT jail, target FROM bans")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (jail, target) in &stored {
+        if !wanted.contains(&(jail.as_str(), target.clone())) {
+            tx.execute(
+                "DELETE FROM bans WHERE jail = ?1 AND target = ?2",
+                params![jail, target],
+            )?;
+        }
+    }
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO bans (jail, target, started_us, expires_us, offence, failures)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (jail, target) DO UPDATE SET started_us = excluded.started_us,
+             expires_us = excluded.expires_us, offence = excluded.offence",
+    )?;
+    for ban in active {
+        upsert.execute(params![
+            ban.jail,
+            ban.target.to_string(),
+            ban.since.as_micros(),
+            ban.until.map(Timestamp::as_micros),
+            ban.offence,
+            ban.failures
+        ])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -436,9 +647,253 @@ mod tests {
             Timestamp::from_secs(700),
         )
         .unwrap();
-        assert_eq!(db.purge_history(Timestamp::from_secs(1000)).unwrap(), 0);
+        db.purge_history(Timestamp::from_secs(1000)).unwrap();
+        assert_eq!(db.history_len().unwrap(), 1);
         let later = Timestamp::from_secs(100) + HISTORY_HORIZON + Duration::from_secs(1);
-        assert_eq!(db.purge_history(later).unwrap(), 1);
+        db.purge_history(later).unwrap();
         assert_eq!(db.history_len().unwrap(), 0);
+    }
+
+    /// A tmpfs of `size` mounted on a fresh directory, in a mount namespace of the calling
+    /// thread alone: the host never sees it, and it vanishes with the thread even if the
+    /// test process is killed. Unmounted in Drop. Needs root (CAP_SYS_ADMIN).
+    struct SmallTmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl SmallTmpfs {
+        fn mount(size: &str) -> SmallTmpfs {
+            let dir = tempfile::tempdir().unwrap();
+            // SAFETY: unshare and mount with valid NUL-terminated strings; CLONE_NEWNS
+            // (which implies CLONE_FS) gives this thread alone its own mount namespace.
+            unsafe {
+                assert_eq!(
+                    libc::unshare(libc::CLONE_NEWNS),
+                    0,
+                    "unshare(CLONE_NEWNS) (the state tests need root): {}",
+                    std::io::Error::last_os_error()
+                );
+                // Without this, the mount would propagate back to the host's namespace.
+                let root = c"/";
+                assert_eq!(
+                    libc::mount(
+                        std::ptr::null(),
+                        root.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_REC | libc::MS_PRIVATE,
+                        std::ptr::null()
+                    ),
+                    0,
+                    "make / private: {}",
+                    std::io::Error::last_os_error()
+                );
+                let target =
+                    std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+                let options = std::ffi::CString::new(format!("size={size},mode=0700")).unwrap();
+                assert_eq!(
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        target.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        0,
+                        options.as_ptr().cast()
+                    ),
+                    0,
+                    "mount tmpfs: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            SmallTmpfs { dir }
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Writes a file until the filesystem is full; returns its path.
+        fn fill(&self) -> PathBuf {
+            use std::io::Write;
+            let path = self.path().join("filler");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let block = [0u8; 4096];
+            loop {
+                match file.write(&block) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("filling the tmpfs: {e}"),
+                }
+            }
+            path
+        }
+    }
+
+    impl Drop for SmallTmpfs {
+        fn drop(&mut self) {
+            let target =
+                std::ffi::CString::new(self.dir.path().as_os_str().as_encoded_bytes()).unwrap();
+            // SAFETY: umount2 with a valid path; MNT_DETACH also succeeds while the test's
+            // database still holds files open there.
+            unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+
+    fn integrity(dir: &Path) -> String {
+        let conn = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn many_bans(count: u32, since: i64) -> Vec<StoredBan> {
+        (0..count)
+            .map(|i| StoredBan {
+                jail: "sshd".into(),
+                target: IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+                    0xc612_0000 + i,
+                ))),
+                since: Timestamp::from_secs(since),
+                until: Some(Timestamp::from_secs(since + 600)),
+                offence: 1,
+                failures: 5,
+            })
+            .collect()
+    }
+
+    fn stored_targets(db: &StateDb) -> BTreeSet<IpNet> {
+        db.bans().unwrap().into_iter().map(|b| b.target).collect()
+    }
+
+    #[test]
+    fn a_full_disk_keeps_changes_in_memory_and_catches_up_in_one_transaction() {
+        let fs = SmallTmpfs::mount("1m");
+        let mut db = StateDb::open(fs.path()).unwrap();
+        let before = many_bans(3, 100);
+        db.commit_batch(
+            &before,
+            Some(("journal:system", "c1")),
+            Timestamp::from_secs(100),
+        )
+        .unwrap();
+        assert!(!db.is_behind());
+
+        let filler = fs.fill();
+        // Big enough to need new pages in the WAL, which the full filesystem refuses.
+        let during = many_bans(2000, 200);
+        let error = db
+            .commit_batch(
+                &during[3..],
+                Some(("journal:system", "c2")),
+                Timestamp::from_secs(200),
+            )
+            .expect_err("a commit on a full filesystem");
+        let text = error.to_string();
+        assert!(
+            text.contains("full") && text.contains(DATABASE_FILE),
+            "the error says what and where: {text}"
+        );
+        assert!(db.is_behind());
+        // The failed transaction left nothing behind, and the connection still works.
+        assert!(db.conn.is_autocommit());
+        assert_eq!(
+            stored_targets(&db),
+            before.iter().map(|b| b.target).collect()
+        );
+        assert_eq!(db.history_len().unwrap(), 3);
+
+        // Later changes wait without an attempt; reads see the newest position.
+        db.end_bans(
+            "sshd",
+            &[before[0].target],
+            "expired",
+            Timestamp::from_secs(250),
+        )
+        .unwrap();
+        db.commit_batch(
+            &[],
+            Some(("journal:system", "c3")),
+            Timestamp::from_secs(260),
+        )
+        .unwrap();
+        db.purge_history(Timestamp::from_secs(260)).unwrap();
+        assert_eq!(db.cursor("journal:system").unwrap().as_deref(), Some("c3"));
+        assert_eq!(db.unsaved_changes(), 1997 + 1 + 1);
+        // Still full: the retry fails the same way and loses nothing.
+        assert!(db.write_backlog(Vec::new).is_err());
+        assert_eq!(db.unsaved_changes(), 1999);
+        assert_eq!(integrity(fs.path()), "ok");
+
+        std::fs::remove_file(filler).unwrap();
+        let caught_up = db
+            .write_backlog(|| panic!("no resync without an overflow"))
+            .unwrap();
+        assert_eq!(
+            caught_up,
+            CaughtUp {
+                changes: 1999,
+                dropped: 0
+            }
+        );
+        assert!(!db.is_behind());
+        assert_eq!(db.unsaved_changes(), 0);
+        let mut expected: BTreeSet<IpNet> = during.iter().map(|b| b.target).collect();
+        expected.remove(&before[0].target);
+        assert_eq!(stored_targets(&db), expected);
+        assert_eq!(db.history_len().unwrap(), 2000);
+        drop(db);
+
+        // What a restart finds: everything, and a sound file.
+        assert_eq!(integrity(fs.path()), "ok");
+        let mut db = StateDb::open(fs.path()).unwrap();
+        assert_eq!(db.cursor("journal:system").unwrap().as_deref(), Some("c3"));
+        assert_eq!(stored_targets(&db), expected);
+        // And it writes as usual again.
+        db.commit_batch(
+            &many_bans(1, 300)[..0],
+            Some(("journal:system", "c4")),
+            Timestamp::from_secs(300),
+        )
+        .unwrap();
+        assert_eq!(db.cursor("journal:system").unwrap().as_deref(), Some("c4"));
+    }
+
+    #[test]
+    fn an_overflowing_backlog_keeps_the_bans_in_force_right() {
+        let fs = SmallTmpfs::mount("2m");
+        let mut db = StateDb::open(fs.path()).unwrap();
+        db.backlog_limit = 10;
+        let old = many_bans(2, 100);
+        db.commit_batch(&old, None, Timestamp::from_secs(100))
+            .unwrap();
+        let filler = fs.fill();
+        let new = many_bans(600, 200);
+        assert!(db
+            .commit_batch(&new[2..], None, Timestamp::from_secs(200))
+            .is_err());
+        // One old ban ends while behind: its end is among the changes dropped.
+        db.end_bans(
+            "sshd",
+            &[old[1].target],
+            "manual",
+            Timestamp::from_secs(210),
+        )
+        .unwrap();
+        for ban in &new[2..20] {
+            db.commit_batch(std::slice::from_ref(ban), None, Timestamp::from_secs(220))
+                .unwrap();
+        }
+        assert_eq!(db.backlog.changes.len(), 10);
+        std::fs::remove_file(filler).unwrap();
+        // The bans in force as the daemon knows them: old[0] and new[2..].
+        let active: Vec<StoredBan> = std::iter::once(old[0].clone())
+            .chain(new[2..].iter().cloned())
+            .collect();
+        let caught_up = db.write_backlog(|| active.clone()).unwrap();
+        assert!(caught_up.dropped > 0, "{caught_up:?}");
+        assert_eq!(
+            stored_targets(&db),
+            active.iter().map(|b| b.target).collect()
+        );
+        drop(db);
+        assert_eq!(integrity(fs.path()), "ok");
     }
 }

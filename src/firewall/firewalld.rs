@@ -33,7 +33,9 @@ mod proxies;
 pub use objects::JailNameError;
 
 use crate::firewall::Family;
-use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Ports};
+use crate::firewall::{
+    count_of, BackendKind, BanEntry, Firewall, FirewallError, JailRules, Ports, Repairs,
+};
 use futures_util::StreamExt;
 use ipnet::IpNet;
 use proxies::{
@@ -58,10 +60,14 @@ const SINGLE_REMOVE_LIMIT: usize = 16;
 /// A `setEntries` of 100,000 addresses took firewalld 40-63 s here; anything much longer
 /// means it is stuck.
 const CALL_TIMEOUT: Duration = Duration::from_secs(300);
-/// After a reload or restart firewalld may briefly refuse calls (it is still starting up):
-/// re-applying is retried with doubling delays starting here.
+/// After a reload or restart firewalld may refuse calls for seconds (it takes its bus name
+/// before it has loaded its configuration): re-applying is retried with doubling delays
+/// from the first to the longest, so the bans are back at most the longest delay after
+/// firewalld can take them, and for at most `REAPPLY_FOR` (then the daemon's reconcile
+/// takes over).
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
-const REAPPLY_ATTEMPTS: u32 = 8;
+const LONGEST_RETRY_DELAY: Duration = Duration::from_millis(250);
+const REAPPLY_FOR: Duration = Duration::from_secs(60);
 /// Re-apply reports the daemon has not read yet; older ones are dropped, not queued forever.
 const REPORT_BACKLOG: usize = 16;
 
@@ -136,6 +142,25 @@ fn tolerate(result: zbus::Result<()>, code: &str) -> zbus::Result<()> {
 
 fn tolerate_string(result: zbus::Result<String>, code: &str) -> zbus::Result<()> {
     tolerate(result.map(drop), code)
+}
+
+/// Whether a repair takes in entries firewalld holds that the backend's view lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Adopt {
+    /// Setup and re-apply: the view may be incomplete (a daemon restart).
+    Yes,
+    /// The daemon's reconcile: its bans are the truth, anything else is stale.
+    No,
+}
+
+/// What a repair had to change.
+#[derive(Debug, Default)]
+struct Repaired {
+    objects: Vec<String>,
+    /// Entries put back.
+    restored: usize,
+    /// Entries removed.
+    removed: usize,
 }
 
 /// What caused a re-apply.
@@ -316,21 +341,20 @@ impl FirewalldBackend {
 impl Shared {
     async fn reapply(&self) -> Result<usize, FirewalldError> {
         let mut delay = FIRST_RETRY_DELAY;
-        let mut attempt = 1;
+        let give_up = Instant::now() + REAPPLY_FOR;
         loop {
             let mut state = self.state.lock().await;
             if !state.set_up {
                 return Ok(0);
             }
-            match self.repair(&mut state, false).await {
-                Ok(()) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
-                Err(error) if attempt >= REAPPLY_ATTEMPTS => return Err(error),
+            match self.repair(&mut state, false, Adopt::Yes).await {
+                Ok(_) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
+                Err(error) if Instant::now() >= give_up => return Err(error),
                 Err(_) => {}
             }
             drop(state);
             tokio::time::sleep(delay).await;
-            delay *= 2;
-            attempt += 1;
+            delay = (delay * 2).min(LONGEST_RETRY_DELAY);
         }
     }
 
@@ -377,13 +401,20 @@ impl Shared {
 
     /// Makes firewalld match `state`: our permanent ipsets and rules exactly for
     /// `state.jails`, the same rules at runtime, and every set holding exactly our bans.
-    /// Entries firewalld holds that we did not know of are adopted, so a daemon restart does
-    /// not unban anything before the daemon reconciles.
+    /// With [`Adopt::Yes`], entries firewalld holds that we did not know of are adopted, so a
+    /// daemon restart does not unban anything before the daemon reconciles; with
+    /// [`Adopt::No`] (the daemon's reconcile, whose view is the truth) they are removed.
     ///
     /// `sweep_all_zones` also removes our rules from every other zone (setup does, to be
     /// safe against a zone change while the daemon was not running); a re-apply only moves
     /// them out of the zone it used last, to stay fast.
-    async fn repair(&self, state: &mut State, sweep_all_zones: bool) -> Result<(), FirewalldError> {
+    async fn repair(
+        &self,
+        state: &mut State,
+        sweep_all_zones: bool,
+        adopt: Adopt,
+    ) -> Result<Repaired, FirewalldError> {
+        let mut repaired = Repaired::default();
         let zone = self.resolve_zone().await?;
         let mut wanted_sets = BTreeMap::new();
         let mut wanted_rules = BTreeSet::new();
@@ -428,6 +459,9 @@ impl Shared {
                         .await
                         .map_err(call_failed(format!("update({name})")))?;
                     permanent_changed = true;
+                    repaired
+                        .objects
+                        .push(format!("permanent ipset {name} (settings)"));
                 }
             } else {
                 self.config
@@ -435,6 +469,7 @@ impl Shared {
                     .await
                     .map_err(call_failed(format!("addIPSet({name})")))?;
                 permanent_changed = true;
+                repaired.objects.push(format!("permanent ipset {name}"));
             }
         }
         let zone_config = self.config_zone(&zone).await?;
@@ -452,6 +487,7 @@ impl Shared {
         for rule in wanted_rules.difference(&permanent_rules) {
             tolerate(zone_config.add_rich_rule(rule).await, "ALREADY_ENABLED")
                 .map_err(call_failed(format!("config addRichRule({rule})")))?;
+            repaired.objects.push(format!("permanent rich rule {rule}"));
         }
         for name in existing.iter().filter(|n| !wanted_sets.contains_key(*n)) {
             self.config_ipset(name)
@@ -471,14 +507,28 @@ impl Shared {
             .map_err(call_failed("getIPSets"))?
             .into_iter()
             .collect();
-        if permanent_changed || wanted_sets.keys().any(|name| !runtime_sets.contains(name)) {
+        let missing_sets: Vec<&String> = wanted_sets
+            .keys()
+            .filter(|name| !runtime_sets.contains(*name))
+            .collect();
+        repaired.objects.extend(
+            missing_sets
+                .iter()
+                .map(|name| format!("runtime ipset {name}")),
+        );
+        if permanent_changed || !missing_sets.is_empty() {
             self.firewalld
                 .reload()
                 .await
                 .map_err(call_failed("reload"))?;
         }
 
-        self.sync_rules(&zone, &wanted_rules).await?;
+        let added_rules = self.sync_rules(&zone, &wanted_rules).await?;
+        repaired.objects.extend(
+            added_rules
+                .into_iter()
+                .map(|rule| format!("rich rule {rule}")),
+        );
         state.zone = Some(zone);
 
         for name in wanted_sets.keys() {
@@ -494,17 +544,26 @@ impl Shared {
                     ipset: name.clone(),
                     entry: entry.clone(),
                 })?;
-                bans.insert(net);
+                if adopt == Adopt::Yes {
+                    bans.insert(net);
+                }
                 runtime_entries.insert(objects::format_entry(&net));
             }
             let wanted = objects::collapsed_entries(bans);
-            if wanted.len() != runtime_entries.len()
-                || wanted.iter().any(|entry| !runtime_entries.contains(entry))
-            {
-                self.set_entries(name, &wanted).await?;
+            let missing = wanted
+                .iter()
+                .filter(|entry| !runtime_entries.contains(*entry))
+                .count();
+            let wanted: BTreeSet<String> = wanted.into_iter().collect();
+            let stale = runtime_entries.difference(&wanted).count();
+            if missing + stale > 0 {
+                let entries: Vec<String> = wanted.into_iter().collect();
+                self.set_entries(name, &entries).await?;
+                repaired.restored += missing;
+                repaired.removed += stale;
             }
         }
-        Ok(())
+        Ok(repaired)
     }
 
     /// Removes our permanent rules from `zone`.
@@ -543,12 +602,12 @@ impl Shared {
         Ok(())
     }
 
-    /// Makes our runtime rules in `zone` exactly `wanted`.
+    /// Makes our runtime rules in `zone` exactly `wanted`; answers the rules it had to add.
     async fn sync_rules(
         &self,
         zone: &str,
         wanted: &BTreeSet<String>,
-    ) -> Result<(), FirewalldError> {
+    ) -> Result<Vec<String>, FirewalldError> {
         let present: BTreeSet<String> = self
             .zones
             .get_rich_rules(zone)
@@ -561,14 +620,16 @@ impl Shared {
             tolerate_string(self.zones.remove_rich_rule(zone, rule).await, "NOT_ENABLED")
                 .map_err(call_failed(format!("removeRichRule({rule})")))?;
         }
+        let mut added = Vec::new();
         for rule in wanted.difference(&present) {
             tolerate_string(
                 self.zones.add_rich_rule(zone, rule, 0).await,
                 "ALREADY_ENABLED",
             )
             .map_err(call_failed(format!("addRichRule({rule})")))?;
+            added.push(rule.clone());
         }
-        Ok(())
+        Ok(added)
     }
 
     async fn set_entries(&self, ipset: &str, entries: &[String]) -> Result<(), FirewalldError> {
@@ -632,7 +693,8 @@ impl Firewall for FirewalldBackend {
             .collect();
         state.bans.retain(|name, _| kept.contains(name));
         state.set_up = true;
-        Ok(self.shared.repair(&mut state, true).await?)
+        self.shared.repair(&mut state, true, Adopt::Yes).await?;
+        Ok(())
     }
 
     async fn ban(&mut self, bans: &[BanEntry]) -> Result<(), FirewallError> {
@@ -727,6 +789,52 @@ impl Firewall for FirewalldBackend {
             }
         }
         Ok(bans)
+    }
+
+    /// Makes firewalld's ipsets hold exactly `bans` (of the jails set up) and puts back any
+    /// ipset or rule that went missing, without waiting for a `Reloaded` signal or an owner
+    /// change: those cover reloads and restarts, this covers whatever else emptied a set
+    /// (`ipset flush`, a firewalld that came back before we subscribed) and calls that
+    /// failed.
+    async fn reconcile(&mut self, bans: &[BanEntry]) -> Result<Repairs, FirewallError> {
+        let shared = &self.shared;
+        let mut state = shared.state.lock().await;
+        if !state.set_up {
+            return Ok(Repairs::default());
+        }
+        let jails: BTreeSet<&str> = state.jails.iter().map(|j| j.jail.as_str()).collect();
+        let view = group_by_ipset(
+            bans.iter()
+                .filter(|b| jails.contains(b.jail.as_str()))
+                .map(|b| (b.jail.as_str(), &b.target)),
+        );
+        state.bans = view;
+        let repaired = shared.repair(&mut state, false, Adopt::No).await?;
+        let mut parts = Vec::new();
+        if !repaired.objects.is_empty() {
+            parts.push(format!(
+                "{} missing: re-created",
+                repaired.objects.join(", ")
+            ));
+        }
+        if repaired.restored > 0 {
+            parts.push(format!(
+                "{} missing from banhound's ipsets: put back",
+                count_of(repaired.restored, "ban was", "bans were")
+            ));
+        }
+        if repaired.removed > 0 {
+            parts.push(format!(
+                "{} no longer in force still in banhound's ipsets: removed",
+                count_of(repaired.removed, "ban was", "bans were")
+            ));
+        }
+        Ok(Repairs {
+            message: format!("firewalld: {}", parts.join("; ")),
+            objects: repaired.objects,
+            restored: repaired.restored,
+            removed: repaired.removed,
+        })
     }
 
     /// Removes our rules from every zone and our ipsets, runtime and permanent. Removing a

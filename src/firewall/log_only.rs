@@ -4,7 +4,7 @@
 //! would be banned before anything is blocked. It remembers its "bans" in memory so that
 //! `list` answers like a real backend and the daemon's bookkeeping stays the same.
 
-use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules};
+use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -71,6 +71,11 @@ impl Firewall for LogOnlyBackend {
                 timeout: until.map(|u| u.saturating_duration_since(now).max(Duration::ZERO)),
             })
             .collect())
+    }
+
+    /// Nothing outside banhound can change what this backend holds: nothing to repair.
+    async fn reconcile(&mut self, _bans: &[BanEntry]) -> Result<Repairs, FirewallError> {
+        Ok(Repairs::default())
     }
 
     async fn teardown(&mut self) -> Result<(), FirewallError> {

@@ -166,6 +166,49 @@ impl Family {
     }
 }
 
+/// What a reconcile found missing or wrong in the firewall, and put right.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Repairs {
+    /// What was wrong and what was done, in one sentence for the log (empty: nothing).
+    pub message: String,
+    /// Objects of banhound's that were missing or wrong and were re-created ("table inet
+    /// banhound", "chain input", "set sshd-v4", "3 rules", "rich rule ...").
+    pub objects: Vec<String>,
+    /// Bans that were missing (or held too short a timeout) and were put back.
+    pub restored: usize,
+    /// Entries of bans no longer in force (a lifted ban whose removal failed) that were
+    /// removed.
+    pub removed: usize,
+}
+
+impl Repairs {
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty() && self.restored == 0 && self.removed == 0
+    }
+}
+
+/// `1204` as `1,204`: repair counts are read by people in the journal.
+pub fn with_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `1 ban` / `2 bans`, with thousands separators.
+pub fn count_of(n: usize, singular: &str, plural: &str) -> String {
+    format!(
+        "{} {}",
+        with_thousands(n),
+        if n == 1 { singular } else { plural }
+    )
+}
+
 /// A backend failed. The daemon keeps the ban in its state and retries on reconcile.
 #[derive(Debug, thiserror::Error)]
 #[error("{backend} backend: {source}")]
@@ -191,6 +234,26 @@ pub trait Firewall {
     async fn unban(&mut self, jail: &str, targets: &[IpNet]) -> Result<(), FirewallError>;
     /// What the firewall holds now (timeouts as the kernel reports them), for reconciling.
     async fn list(&mut self) -> Result<Vec<BanEntry>, FirewallError>;
+    /// Compares what the firewall holds with the objects of the jails last set up and with
+    /// `bans`, every ban in force (timeouts are what remains), and repairs any difference in
+    /// one batch: re-creates missing objects, puts back missing bans, removes entries of bans
+    /// no longer in force. A ban about to expire (under a second left) is not put back.
+    async fn reconcile(&mut self, bans: &[BanEntry]) -> Result<Repairs, FirewallError>;
     /// Removes everything banhound created.
     async fn teardown(&mut self) -> Result<(), FirewallError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_like_people_write_them() {
+        assert_eq!(with_thousands(0), "0");
+        assert_eq!(with_thousands(999), "999");
+        assert_eq!(with_thousands(1204), "1,204");
+        assert_eq!(with_thousands(1_000_000), "1,000,000");
+        assert_eq!(count_of(1, "ban", "bans"), "1 ban");
+        assert_eq!(count_of(12_345, "ban", "bans"), "12,345 bans");
+    }
 }

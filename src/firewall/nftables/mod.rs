@@ -19,6 +19,7 @@
 //! the backend works in whatever namespace it was made in (the tests rely on this).
 
 mod netlink;
+mod reconcile;
 mod rules;
 mod sets;
 mod shim;
@@ -26,7 +27,7 @@ mod shim;
 pub use netlink::{BatchStats, MessageInfo, Rejection};
 pub use shim::ElemOp;
 
-use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules};
+use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
 use netlink::{BatchBuilder, NetlinkSocket};
 use nftnl::{Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Table};
@@ -147,6 +148,12 @@ pub struct NftablesBackend {
     features: Option<KernelFeatures>,
     /// Jail name -> whether its sets are interval sets; from setup, or read from the kernel.
     jails: HashMap<String, bool>,
+    /// The jails of the last setup: what a reconcile checks the kernel against.
+    rules: Vec<JailRules>,
+    /// The ruleset generation at which the kernel held exactly what banhound wants: set by
+    /// a full reconcile, advanced by each of our own commits, cleared by anyone else's
+    /// change. While the kernel's generation equals it, a reconcile has nothing to read.
+    verified_gen: Option<u32>,
     next_set_id: u32,
 }
 
@@ -163,6 +170,8 @@ impl NftablesBackend {
             socket: NetlinkSocket::open(timeout)?,
             features: None,
             jails: HashMap::new(),
+            rules: Vec::new(),
+            verified_gen: None,
             next_set_id: 1,
         })
     }
@@ -218,12 +227,12 @@ impl NftablesBackend {
             ElemOp::Add,
             &[probe_elem(60)],
         )?;
-        self.socket.transact(batch)?;
+        self.commit(batch)?;
 
         let result = self.probe_with_set(&probe_elem);
         let mut cleanup = BatchBuilder::new();
         cleanup.add(&set, MsgType::Del, info());
-        let cleaned = self.socket.transact(cleanup);
+        let cleaned = self.commit(cleanup);
         let features = result?;
         cleaned?;
         Ok(features)
@@ -243,7 +252,7 @@ impl NftablesBackend {
             ElemOp::Add,
             &[elem(3600)],
         )?;
-        self.socket.transact(batch)?;
+        self.commit(batch)?;
         let elems = self.dump_elements(PROBE_SET)?;
         let timeout_update = elems.iter().any(|e| {
             e.expiration
@@ -265,7 +274,7 @@ impl NftablesBackend {
             ElemOp::Destroy,
             &[missing],
         )?;
-        let destroy_element = match self.socket.transact(batch) {
+        let destroy_element = match self.commit(batch) {
             Ok(()) => true,
             Err(e) if e.is_only(libc::EINVAL) || e.is_only(libc::EOPNOTSUPP) => false,
             Err(e) => return Err(e),
@@ -274,6 +283,37 @@ impl NftablesBackend {
             timeout_update,
             destroy_element,
         })
+    }
+
+    /// Sends a batch of ours as one transaction. Every committed transaction, anyone's,
+    /// advances the kernel's ruleset generation by exactly one: if it moved by one since the
+    /// verified generation, the only change was this one, and what was verified still holds
+    /// with it. Anything else (another commit in between, a failed batch whose change the
+    /// daemon still expects) leaves the next reconcile to read everything.
+    fn commit(&mut self, batch: BatchBuilder) -> Result<(), NftError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = self.socket.transact(batch);
+        self.verified_gen = match (self.verified_gen, &result) {
+            (Some(verified), Ok(())) => self
+                .generation()
+                .ok()
+                .filter(|now| *now == verified.wrapping_add(1)),
+            _ => None,
+        };
+        result
+    }
+
+    /// The kernel's ruleset generation (`NFT_MSG_GETGEN`).
+    fn generation(&mut self) -> Result<u32, NftError> {
+        let mut generation = None;
+        self.socket.dump(shim::get_gen_request, |msg| {
+            if let Some(id) = shim::parse_gen(msg) {
+                generation = Some(id);
+            }
+        })?;
+        generation.ok_or_else(|| NftError::Malformed("no ruleset generation in the answer".into()))
     }
 
     fn dump_sets(&mut self) -> Result<Vec<shim::RawSet>, NftError> {
@@ -335,16 +375,36 @@ impl NftablesBackend {
     }
 
     fn do_setup(&mut self, jails: &[JailRules]) -> Result<(), NftError> {
+        let existing = self.dump_sets()?;
+        let batch = self.setup_batch(jails, &existing)?;
+        self.commit(batch)?;
+        self.set_up(jails);
+        Ok(())
+    }
+
+    /// Remembers what was set up, for bans (set flags) and reconciles (everything).
+    fn set_up(&mut self, jails: &[JailRules]) {
+        self.jails = jails
+            .iter()
+            .map(|j| (j.jail.clone(), j.prefix_bans))
+            .collect();
+        self.rules = jails.to_vec();
+    }
+
+    /// The messages that create (or repair) the table, the chain with exactly the jails'
+    /// rules and the jails' sets, and delete the sets in `existing` that must go. Existing
+    /// sets that stay keep their elements.
+    fn setup_batch(
+        &mut self,
+        jails: &[JailRules],
+        existing: &[shim::RawSet],
+    ) -> Result<BatchBuilder, NftError> {
         let mut wanted: BTreeMap<String, (&JailRules, u32)> = BTreeMap::new();
         for jail in jails {
             for family in [Family::V4, Family::V6] {
                 let name = sets::set_name(&jail.jail, family)
                     .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
-                let mut flags = shim::SET_FLAG_TIMEOUT;
-                if jail.prefix_bans {
-                    flags |= shim::SET_FLAG_INTERVAL;
-                }
-                wanted.insert(name, (jail, flags));
+                wanted.insert(name, (jail, set_flags(jail)));
             }
             if rules::jail_rules(&jail.ports, jail.blocktype).is_empty() {
                 return Err(NftError::NoPorts(jail.jail.clone()));
@@ -352,7 +412,6 @@ impl NftablesBackend {
         }
         // Sets that must go: of jails no longer configured, or with the wrong flags (a jail
         // that switched prefix bans on or off; the kernel cannot change a set's flags).
-        let existing = self.dump_sets()?;
         let doomed: Vec<&str> = existing
             .iter()
             .filter(|s| {
@@ -411,9 +470,7 @@ impl NftablesBackend {
                 .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
             let c = |n: &str| shim::c_name(n).ok_or_else(|| NftError::JailName(jail.jail.clone()));
             let (c4, c6) = (c(&v4_name)?, c(&v6_name)?);
-            let flags = wanted
-                .get(&v4_name)
-                .map_or(shim::SET_FLAG_TIMEOUT, |(_, f)| *f);
+            let flags = set_flags(jail);
             let (id4, id6) = (self.set_id(), self.set_id());
             let mut set4 =
                 nftnl::set::Set::<Ipv4Addr>::new_named(&c4, id4, &table, ProtoFamily::Inet);
@@ -443,12 +500,7 @@ impl NftablesBackend {
                 );
             }
         }
-        self.socket.transact(batch)?;
-        self.jails = jails
-            .iter()
-            .map(|j| (j.jail.clone(), j.prefix_bans))
-            .collect();
-        Ok(())
+        Ok(batch)
     }
 
     /// Groups targets by set, checking each fits its set; later duplicates win.
@@ -576,7 +628,7 @@ impl NftablesBackend {
         loop {
             let mut batch = BatchBuilder::new();
             build(self, &mut batch)?;
-            match self.socket.transact(batch) {
+            match self.commit(batch) {
                 Err(e)
                     if e.is_only(libc::ENOENT)
                         && !features.destroy_element
@@ -668,11 +720,21 @@ impl NftablesBackend {
             MessageInfo::Object(format!("delete table inet {TABLE}")),
         );
         self.jails.clear();
-        match self.socket.transact(batch) {
+        self.rules.clear();
+        match self.commit(batch) {
             // No table: nothing to remove.
             Err(e) if e.is_only(libc::ENOENT) => Ok(()),
             result => result,
         }
+    }
+}
+
+/// The flags of a jail's sets: timeouts always, intervals for prefix bans.
+fn set_flags(jail: &JailRules) -> u32 {
+    if jail.prefix_bans {
+        shim::SET_FLAG_TIMEOUT | shim::SET_FLAG_INTERVAL
+    } else {
+        shim::SET_FLAG_TIMEOUT
     }
 }
 
@@ -704,6 +766,10 @@ impl Firewall for NftablesBackend {
 
     async fn list(&mut self) -> Result<Vec<BanEntry>, FirewallError> {
         self.do_list().map_err(wrap)
+    }
+
+    async fn reconcile(&mut self, bans: &[BanEntry]) -> Result<Repairs, FirewallError> {
+        self.do_reconcile(bans).map_err(wrap)
     }
 
     async fn teardown(&mut self) -> Result<(), FirewallError> {

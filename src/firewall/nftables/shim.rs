@@ -299,6 +299,280 @@ pub fn get_sets_request(table: &CStr, family: u16, seq: u32) -> Vec<u8> {
     buf
 }
 
+/// A request for one object by name (`GET*` without `NLM_F_DUMP`): the kernel answers with
+/// the object, or `ENOENT`. `build` writes the object's payload after the header.
+fn get_one_request(
+    msg_type: u16,
+    family: u16,
+    seq: u32,
+    build: impl FnOnce(*mut libc::nlmsghdr),
+) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: 4096 bytes hold a header plus at most a table and a chain name (each at most
+    // 256 bytes), which is all `build` adds. The length is read from the header written there.
+    let len = unsafe {
+        let header = sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast::<c_char>(),
+            msg_type,
+            family,
+            libc::NLM_F_ACK as u16,
+            seq,
+        );
+        build(header.cast());
+        (*header).nlmsg_len as usize
+    };
+    buf.truncate(len);
+    buf
+}
+
+/// A request for table `table` (`NFT_MSG_GETTABLE`): answered with it, or `ENOENT`.
+pub fn get_table_request(table: &CStr, family: u16, seq: u32) -> Vec<u8> {
+    // SAFETY: a fresh table or NULL, handled below.
+    let Some(t) = NonNull::new(unsafe { sys::nftnl_table_alloc() }) else {
+        std::process::abort();
+    };
+    // SAFETY: `t` is live until freed below; libnftnl copies the name.
+    let req = get_one_request(
+        libc::NFT_MSG_GETTABLE as u16,
+        family,
+        seq,
+        |header| unsafe {
+            sys::nftnl_table_set_str(t.as_ptr(), sys::NFTNL_TABLE_NAME as u16, table.as_ptr());
+            sys::nftnl_table_nlmsg_build_payload(header.cast(), t.as_ptr());
+        },
+    );
+    // SAFETY: we own `t`; freed once.
+    unsafe { sys::nftnl_table_free(t.as_ptr()) };
+    req
+}
+
+/// A request for chain `chain` of `table` (`NFT_MSG_GETCHAIN`): answered with it, or `ENOENT`.
+pub fn get_chain_request(table: &CStr, chain: &CStr, family: u16, seq: u32) -> Vec<u8> {
+    // SAFETY: a fresh chain or NULL, handled below.
+    let Some(c) = NonNull::new(unsafe { sys::nftnl_chain_alloc() }) else {
+        std::process::abort();
+    };
+    // SAFETY: `c` is live until freed below; libnftnl copies the names.
+    let req = get_one_request(
+        libc::NFT_MSG_GETCHAIN as u16,
+        family,
+        seq,
+        |header| unsafe {
+            sys::nftnl_chain_set_str(c.as_ptr(), sys::NFTNL_CHAIN_TABLE as u16, table.as_ptr());
+            sys::nftnl_chain_set_str(c.as_ptr(), sys::NFTNL_CHAIN_NAME as u16, chain.as_ptr());
+            sys::nftnl_chain_nlmsg_build_payload(header.cast(), c.as_ptr());
+        },
+    );
+    // SAFETY: we own `c`; freed once.
+    unsafe { sys::nftnl_chain_free(c.as_ptr()) };
+    req
+}
+
+/// A request to dump the rules of one chain (`NFT_MSG_GETRULE`, `NLM_F_DUMP`; the kernel
+/// filters by table and chain).
+pub fn get_rules_request(table: &CStr, chain: &CStr, family: u16, seq: u32) -> Vec<u8> {
+    // SAFETY: a fresh rule or NULL, handled below.
+    let Some(r) = NonNull::new(unsafe { sys::nftnl_rule_alloc() }) else {
+        std::process::abort();
+    };
+    let mut buf = vec![0u8; 4096];
+    let flags = (libc::NLM_F_DUMP | libc::NLM_F_ACK) as u16;
+    // SAFETY: as in get_one_request; `r` is live until freed right after use.
+    let len = unsafe {
+        sys::nftnl_rule_set_str(r.as_ptr(), sys::NFTNL_RULE_TABLE as u16, table.as_ptr());
+        sys::nftnl_rule_set_str(r.as_ptr(), sys::NFTNL_RULE_CHAIN as u16, chain.as_ptr());
+        let header = sys::nftnl_nlmsg_build_hdr(
+            buf.as_mut_ptr().cast::<c_char>(),
+            libc::NFT_MSG_GETRULE as u16,
+            family,
+            flags,
+            seq,
+        );
+        sys::nftnl_rule_nlmsg_build_payload(header, r.as_ptr());
+        let len = (*header).nlmsg_len as usize;
+        sys::nftnl_rule_free(r.as_ptr());
+        len
+    };
+    buf.truncate(len);
+    buf
+}
+
+/// A request for the ruleset generation (`NFT_MSG_GETGEN`): answered with `NEWGEN`.
+pub fn get_gen_request(seq: u32) -> Vec<u8> {
+    get_one_request(
+        libc::NFT_MSG_GETGEN as u16,
+        libc::AF_UNSPEC as u16,
+        seq,
+        |_| {},
+    )
+}
+
+/// Parses a `NFT_MSG_NEWGEN` message: the generation id.
+pub fn parse_gen(msg: &[u8]) -> Option<u32> {
+    let header = whole_message(msg)?;
+    // SAFETY: a fresh object or NULL, handled by `?`.
+    let generation = NonNull::new(unsafe { sys::nftnl_gen_alloc() })?;
+    // SAFETY: `header` is one complete, aligned message (checked above); the object lives
+    // until freed below.
+    unsafe {
+        let g = generation.as_ptr();
+        let id = (sys::nftnl_gen_nlmsg_parse(header, g) >= 0
+            && sys::nftnl_gen_is_set(g, sys::NFTNL_GEN_ID as u16))
+        .then(|| sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
+        sys::nftnl_gen_free(g);
+        id
+    }
+}
+
+/// A base chain as the kernel reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawChain {
+    pub name: String,
+    /// `NF_INET_*` hook number; `None` for a regular (non-base) chain.
+    pub hook: Option<u32>,
+    pub priority: Option<i32>,
+}
+
+/// Parses one `NFT_MSG_NEWCHAIN` message.
+pub fn parse_chain(msg: &[u8]) -> Option<RawChain> {
+    let header = whole_message(msg)?;
+    // SAFETY: a fresh chain or NULL, handled by `?`.
+    let chain = NonNull::new(unsafe { sys::nftnl_chain_alloc() })?;
+    // SAFETY: `header` points at one complete, aligned message (checked above); `chain` is
+    // live until freed below, and the name is copied into a String before that.
+    unsafe {
+        let c = chain.as_ptr();
+        let parsed = if sys::nftnl_chain_nlmsg_parse(header, c) >= 0
+            && sys::nftnl_chain_is_set(c, sys::NFTNL_CHAIN_NAME as u16)
+        {
+            let name = CStr::from_ptr(sys::nftnl_chain_get_str(c, sys::NFTNL_CHAIN_NAME as u16));
+            let is_set = |attr: u32| sys::nftnl_chain_is_set(c, attr as u16);
+            Some(RawChain {
+                name: name.to_string_lossy().into_owned(),
+                hook: is_set(sys::NFTNL_CHAIN_HOOKNUM)
+                    .then(|| sys::nftnl_chain_get_u32(c, sys::NFTNL_CHAIN_HOOKNUM as u16)),
+                priority: is_set(sys::NFTNL_CHAIN_PRIO)
+                    .then(|| sys::nftnl_chain_get_s32(c, sys::NFTNL_CHAIN_PRIO as u16)),
+            })
+        } else {
+            None
+        };
+        sys::nftnl_chain_free(c);
+        parsed
+    }
+}
+
+/// A rule as the kernel reported it (or as we would send it), reduced to what tells rules
+/// apart: its chain, and per expression its kind and the attributes that make it match
+/// what it does (never handles, registers or set ids, which differ between the rule we send
+/// and the one the kernel keeps).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RawRule {
+    pub chain: String,
+    pub signature: String,
+}
+
+/// The attributes that matter for each kind of expression banhound uses.
+fn distinguishing_attributes(kind: &str) -> &'static [u32] {
+    match kind {
+        "payload" => &[
+            sys::NFTNL_EXPR_PAYLOAD_BASE,
+            sys::NFTNL_EXPR_PAYLOAD_OFFSET,
+            sys::NFTNL_EXPR_PAYLOAD_LEN,
+        ],
+        "meta" => &[sys::NFTNL_EXPR_META_KEY],
+        "cmp" => &[sys::NFTNL_EXPR_CMP_OP, sys::NFTNL_EXPR_CMP_DATA],
+        "lookup" => &[sys::NFTNL_EXPR_LOOKUP_SET],
+        "immediate" => &[sys::NFTNL_EXPR_IMM_VERDICT],
+        // The kernel reports an ICMP code only for ICMP rejects: the type says enough.
+        "reject" => &[sys::NFTNL_EXPR_REJECT_TYPE],
+        _ => &[],
+    }
+}
+
+/// Parses one `NFT_MSG_NEWRULE` message (a dump answer, or a rule message we built).
+pub fn parse_rule(msg: &[u8]) -> Option<RawRule> {
+    let header = whole_message(msg)?;
+    // SAFETY: a fresh rule or NULL, handled by `?`.
+    let rule = NonNull::new(unsafe { sys::nftnl_rule_alloc() })?;
+    // SAFETY: `header` is one complete, aligned message (checked above); `rule` lives until
+    // freed below. Expression pointers come from the rule's own iterator and are only read
+    // while the rule lives; every attribute read is copied out with the length libnftnl
+    // reports.
+    unsafe {
+        let r = rule.as_ptr();
+        let mut parsed = None;
+        if sys::nftnl_rule_nlmsg_parse(header, r) >= 0
+            && sys::nftnl_rule_is_set(r, sys::NFTNL_RULE_CHAIN as u16)
+        {
+            let chain = CStr::from_ptr(sys::nftnl_rule_get_str(r, sys::NFTNL_RULE_CHAIN as u16))
+                .to_string_lossy()
+                .into_owned();
+            let Some(iter) = NonNull::new(sys::nftnl_expr_iter_create(r)) else {
+                std::process::abort();
+            };
+            let mut parts = Vec::new();
+            let mut e = sys::nftnl_expr_iter_next(iter.as_ptr());
+            while !e.is_null() {
+                let kind = CStr::from_ptr(sys::nftnl_expr_get_str(e, sys::NFTNL_EXPR_NAME as u16))
+                    .to_string_lossy()
+                    .into_owned();
+                let mut part = kind.clone();
+                for &attr in distinguishing_attributes(&kind) {
+                    part.push(' ');
+                    if !sys::nftnl_expr_is_set(e, attr as u16) {
+                        part.push('-');
+                        continue;
+                    }
+                    let mut len: u32 = 0;
+                    let data = sys::nftnl_expr_get(e, attr as u16, &mut len);
+                    if data.is_null() {
+                        part.push('-');
+                        continue;
+                    }
+                    let bytes = std::slice::from_raw_parts(data.cast::<u8>(), len as usize);
+                    if attr == sys::NFTNL_EXPR_LOOKUP_SET && kind == "lookup" {
+                        let name = bytes.split(|b| *b == 0).next().unwrap_or(&[]);
+                        part.push_str(&String::from_utf8_lossy(name));
+                    } else {
+                        for b in bytes {
+                            part.push_str(&format!("{b:02x}"));
+                        }
+                    }
+                }
+                parts.push(part);
+                e = sys::nftnl_expr_iter_next(iter.as_ptr());
+            }
+            sys::nftnl_expr_iter_destroy(iter.as_ptr());
+            parsed = Some(RawRule {
+                chain,
+                signature: parts.join("; "),
+            });
+        }
+        sys::nftnl_rule_free(r);
+        parsed
+    }
+}
+
+/// A rule message built by the safe API, as bytes [`parse_rule`] reads: what the kernel
+/// would receive, without the batch markers around it.
+pub fn render_rule(rule: &nftnl::Rule<'_>) -> Vec<u8> {
+    let mut batch = nftnl::Batch::new();
+    batch.add(rule, MsgType::Add);
+    let bytes: Vec<u8> = batch.finalize().iter().flat_map(|p| p.to_vec()).collect();
+    // Skip the batch-begin message; the rule follows it, the batch-end message after.
+    let begin = bytes
+        .get(0..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(bytes.len(), |b| (u32::from_ne_bytes(b) as usize + 3) & !3);
+    let rest = bytes.get(begin..).unwrap_or(&[]);
+    let len = rest
+        .get(0..4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, |b| u32::from_ne_bytes(b) as usize);
+    rest.get(..len).unwrap_or(&[]).to_vec()
+}
+
 /// A set element as the kernel reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawElem {
