@@ -433,3 +433,43 @@ fn redos_timings() {
         );
     }
 }
+
+/// The give-ups are reported to the user: `banhound test-filter` with a regex that needs
+/// the backtracking engine, over a line it matches and one over the length limit.
+#[test]
+fn test_filter_reports_backtracking_give_ups() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = b"a a Failed from 198.51.100.4\n".to_vec();
+    input.extend(b"a ".repeat(BACKTRACKING_MAX_LINE));
+    input.extend_from_slice(b"Failed from 198.51.100.5\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .arg("--defaults-dir")
+        .arg(injection::root().join("conf"))
+        .arg("--config-dir")
+        .arg(dir.path())
+        .args(["test-filter", QUADRATIC, "-", "--format", "plain", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{summary}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("198.51.100.4"), "{stdout}");
+    assert!(
+        summary.contains("2 read: 1 matched, 0 ignored, 1 missed"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("1 backtracking regex search(es) given up (line over 8,192 bytes"),
+        "{summary}"
+    );
+}
