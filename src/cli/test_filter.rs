@@ -13,7 +13,9 @@ use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSetting
 use crate::daemon::display_target;
 use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
-use crate::engine::filter::{Filter, FilterSpec, Host, Matcher, Outcome};
+use crate::engine::filter::{
+    Filter, FilterSpec, Host, Matcher, Outcome, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
+};
 use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
@@ -420,6 +422,9 @@ struct Report {
     too_long: u64,
     no_date: u64,
     no_message: u64,
+    /// Searches the backtracking engine gave up on (counted in `missed` when no other
+    /// regex matched the line).
+    backtracking_gave_up: u64,
     hostnames: u64,
     fail_hits: Vec<u64>,
     ignore_hits: BTreeMap<usize, u64>,
@@ -584,8 +589,14 @@ pub fn run(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<()> {
         Input::Journal(source) => read_journal(&mut run, args, &subject, jail.as_ref(), source)?,
     };
     run.out.flush()?;
-    let Run { report, out, .. } = run;
+    let Run {
+        mut report,
+        out,
+        matcher,
+        ..
+    } = run;
     drop(out);
+    report.backtracking_gave_up = matcher.backtracking_gave_up();
 
     let summary = render_summary(&report, &subject, &provenance, &policy, args);
     if args.json {
@@ -942,6 +953,15 @@ fn render_summary(
     }
     if !reasons.is_empty() {
         let _ = writeln!(s, "         missed before matching: {}", reasons.join(", "));
+    }
+    if r.backtracking_gave_up > 0 {
+        let _ = writeln!(
+            s,
+            "         {} backtracking regex search(es) given up (line over {} bytes, or {} backtracks): no match",
+            thousands(r.backtracking_gave_up),
+            thousands(BACKTRACKING_MAX_LINE as u64),
+            thousands(BACKTRACK_LIMIT as u64)
+        );
     }
     if r.no_date > 0 {
         let _ = writeln!(

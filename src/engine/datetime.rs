@@ -46,6 +46,11 @@ pub const SEARCH_WINDOW: usize = 512;
 /// What precedes the epoch seconds in Linux audit records.
 const AUDIT_MARKER: &[u8] = b"audit(";
 
+/// What follows the date in the common and combined log formats: the quoted request.
+const CLF_DATE_END: &[u8] = b"] \"";
+/// `dd/Mon/yyyy:HH:MM:SS +zzzz` and `dd/Mon/yyyy:HH:MM:SS`.
+const CLF_DATE_LENGTHS: [usize; 2] = [26, 20];
+
 /// How far in the future a year-less syslog date may be before it is taken to be from last
 /// year: a little clock skew between hosts must not throw a fresh line back a whole year.
 const SYSLOG_FUTURE_TOLERANCE_SECS: i64 = 2 * 86_400;
@@ -178,6 +183,7 @@ pub struct DateDetector {
     /// A filter's `datepattern`: when set, it alone says where the date is.
     pattern: Option<DatePattern>,
     pattern_hits: u64,
+    clf_date_end: Finder<'static>,
 }
 
 impl DateDetector {
@@ -189,6 +195,7 @@ impl DateDetector {
             audit_marker: Finder::new(AUDIT_MARKER),
             pattern: None,
             pattern_hits: 0,
+            clf_date_end: Finder::new(CLF_DATE_END),
         }
     }
 
@@ -394,7 +401,7 @@ impl DateDetector {
             Template::Rfc5424 => parse_rfc5424(line, start),
             Template::NginxError => parse_nginx_error(line, start),
             Template::Epoch => parse_epoch(line, start),
-            Template::Clf => find_clf(line),
+            Template::Clf => find_clf(&self.clf_date_end, line),
             Template::Audit => find_audit(&self.audit_marker, line),
             Template::Custom => None,
         }?;
@@ -911,8 +918,25 @@ fn find_audit(marker: &Finder<'static>, b: &[u8]) -> Option<Found> {
     None
 }
 
-/// `[dd/Mon/yyyy:HH:MM:SS[ +zzzz]]` anywhere in the search window; span without brackets.
-fn find_clf(b: &[u8]) -> Option<Found> {
+/// `[dd/Mon/yyyy:HH:MM:SS[ +zzzz]]`; span without brackets.
+///
+/// In the common and combined log formats the date comes right before the quoted request,
+/// after the user name, which is the client's (nginx: the Basic credentials) and may hold
+/// a forged `[date]` and any amount of padding, but never a `"` (nginx and Apache escape it
+/// there). So the date that ends at the line's first `] "` is taken, however far into the
+/// line (a substring search, linear); a forged earlier date would otherwise date the
+/// client's failures out of `findtime`. Lines without one: the first date in the search
+/// window.
+fn find_clf(date_end: &Finder<'static>, b: &[u8]) -> Option<Found> {
+    if let Some(end) = date_end.find(b) {
+        let before_request = CLF_DATE_LENGTHS.iter().find_map(|len| {
+            let open = end.checked_sub(len + 1)?;
+            (b[open] == b'[').then(|| parse_clf(b, open + 1)).flatten()
+        });
+        if before_request.is_some() {
+            return before_request;
+        }
+    }
     let window = &b[..b.len().min(SEARCH_WINDOW)];
     memchr::memchr_iter(b'[', window).find_map(|pos| parse_clf(b, pos + 1))
 }
@@ -1096,6 +1120,25 @@ mod tests {
         // Beyond the search window it is not found.
         let far = format!("{} [01/Oct/2015:12:46:34 +0000]", "x".repeat(SEARCH_WINDOW));
         assert_eq!(detect(&far), None);
+    }
+
+    #[test]
+    fn clf_date_is_the_one_before_the_request_not_one_in_the_user_name() {
+        // The user name (nginx's $remote_user, the client's) comes before the date.
+        let forged = r#"198.51.100.4 - [01/Jan/2020:00:00:00 +0000] [01/Oct/2015:12:46:34 +0000] "GET / HTTP/1.1" 404 1 "-" "[02/Jan/2020:00:00:00 +0000] \"""#;
+        let d = detect(forged).unwrap();
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 12, 46, 34));
+        assert_eq!(&forged[d.span], "01/Oct/2015:12:46:34 +0000");
+        // Padding the user name past the search window does not bring the forged one back.
+        let padded = format!(
+            r#"198.51.100.4 - [01/Jan/2020:00:00:00 +0000]{} [01/Oct/2015:12:46:34] "GET / HTTP/1.1" 404 1"#,
+            "x".repeat(4 * SEARCH_WINDOW)
+        );
+        let d = detect_with(Zone::Fixed(0), &padded).unwrap();
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 12, 46, 34));
+        // A `] "` that does not close a date: the first date near the start, as before.
+        let d = detect(r#"a [01/Oct/2015:12:46:34 +0000] [x] "GET /""#).unwrap();
+        assert_eq!(d.timestamp, utc(2015, 10, 1, 12, 46, 34));
     }
 
     #[test]

@@ -191,6 +191,11 @@ const SKIP_GROUP_PREFIX: &str = "__skip";
 /// How many times a backtracking regex may backtrack on one line before giving up on it.
 /// The sshd filter needs well under a thousand on ordinary lines.
 pub const BACKTRACK_LIMIT: usize = 100_000;
+/// The longest line a backtracking regex is run on; longer ones are given up on (a miss).
+/// [`BACKTRACK_LIMIT`] alone does not bound the work: forward steps are not backtracking,
+/// and a lookaround holding `.*` inside a repetition (`(?:(?=.*x)\S+ )+`) scans the rest
+/// of the line at every step, which is quadratic in the line's length.
+pub const BACKTRACKING_MAX_LINE: usize = 8 << 10;
 // A CIDR prefix length and a whole subnet, for fail2ban's <CIDR> and <SUBNET>.
 const CIDR: &str = r"\d{1,3}";
 
@@ -251,38 +256,73 @@ impl Engine {
         }
     }
 
-    /// Matches `text`, filling `slots`; `scratch` holds the UTF-8 copy the backtracking
-    /// engine needs of a line that is not UTF-8.
-    fn captures_read(&self, slots: &mut Slots, text: &[u8], scratch: &mut String) -> bool {
+    /// Matches `text`, filling `slots`; `scratch` is the backtracking engine's.
+    fn captures_read(
+        &self,
+        slots: &mut Slots,
+        text: &[u8],
+        scratch: &mut BacktrackScratch,
+    ) -> bool {
         match (self, slots) {
             (Engine::Linear(r), Slots::Linear(locs)) => r.captures_read(locs, text).is_some(),
             (Engine::Backtracking { regex: r, gate }, Slots::Backtracking(spans)) => {
                 if gate.as_ref().is_some_and(|g| !g.is_match(text)) {
                     return false;
                 }
-                let caps = match r.captures(as_str(text, scratch)) {
-                    // Exceeding the backtrack limit is a miss: the line is not worth more.
-                    Ok(Some(c)) => c,
-                    Ok(None) | Err(_) => return false,
-                };
-                for (i, span) in spans.iter_mut().enumerate() {
-                    *span = caps.get(i).map(|m| (m.start(), m.end()));
-                }
-                true
+                run_backtracking(scratch, text, |line| {
+                    Ok(r.captures(line).map_err(|_| GaveUp)?.map(|caps| {
+                        for (i, span) in spans.iter_mut().enumerate() {
+                            *span = caps.get(i).map(|m| (m.start(), m.end()));
+                        }
+                    }))
+                })
+                .is_some()
             }
             _ => false,
         }
     }
 
-    fn is_match(&self, text: &[u8], scratch: &mut String) -> bool {
+    fn is_match(&self, text: &[u8], scratch: &mut BacktrackScratch) -> bool {
         match self {
             Engine::Linear(r) => r.is_match(text),
             Engine::Backtracking { regex: r, gate } => {
                 gate.as_ref().is_none_or(|g| g.is_match(text))
-                    && r.is_match(as_str(text, scratch)).unwrap_or(false)
+                    && run_backtracking(scratch, text, |line| {
+                        Ok(r.is_match(line).map_err(|_| GaveUp)?.then_some(()))
+                    })
+                    .is_some()
             }
         }
     }
+}
+
+/// What the backtracking engine keeps between lines.
+#[derive(Debug, Default)]
+struct BacktrackScratch {
+    /// UTF-8 copy of a line that is not UTF-8.
+    text: String,
+    /// Searches given up on: line over [`BACKTRACKING_MAX_LINE`] or [`BACKTRACK_LIMIT`] hit.
+    gave_up: u64,
+}
+
+/// A backtracking search stopped by its limit.
+struct GaveUp;
+
+/// Runs a backtracking `search` on `text`. A line too long for the engine, or a search
+/// that reaches the backtrack limit, is a miss (the line is not worth more), counted.
+fn run_backtracking<T>(
+    scratch: &mut BacktrackScratch,
+    text: &[u8],
+    search: impl FnOnce(&str) -> Result<Option<T>, GaveUp>,
+) -> Option<T> {
+    if text.len() > BACKTRACKING_MAX_LINE {
+        scratch.gave_up += 1;
+        return None;
+    }
+    search(as_str(text, &mut scratch.text)).unwrap_or_else(|_| {
+        scratch.gave_up += 1;
+        None
+    })
 }
 
 /// `text` as `&str`: itself when it is UTF-8, else a copy in `scratch` with each invalid
@@ -516,7 +556,7 @@ impl Filter {
                 .map(|p| p.prefix.capture_locations()),
             fail_locations: self.fail.iter().map(|f| f.regex.slots()).collect(),
             candidates: vec![false; self.fail.len()],
-            scratch: String::new(),
+            scratch: BacktrackScratch::default(),
         }
     }
 }
@@ -529,8 +569,7 @@ pub struct Matcher<'f> {
     prefix_locations: Option<CaptureLocations>,
     fail_locations: Vec<Slots>,
     candidates: Vec<bool>,
-    /// UTF-8 copy of a non-UTF-8 line for the backtracking engine.
-    scratch: String,
+    scratch: BacktrackScratch,
 }
 
 /// What the prefregex made of a line: the text the failregexes see, and what it captured.
@@ -571,6 +610,12 @@ enum Scan<'a> {
 struct InvalidAddress;
 
 impl<'f> Matcher<'f> {
+    /// How many searches of a backtracking regex were given up on (each a miss): a line
+    /// over [`BACKTRACKING_MAX_LINE`] bytes, or [`BACKTRACK_LIMIT`] reached.
+    pub fn backtracking_gave_up(&self) -> u64 {
+        self.scratch.gave_up
+    }
+
     /// Matches one message (a journal MESSAGE, or a file line's text after its header) on
     /// its own, without what earlier lines said: a line that needs a session or a window
     /// is taken as it stands (an `<F-MLFID>` failure without an address is
@@ -1798,6 +1843,43 @@ mod tests {
             host_of(&f, "aab from 192.0.2.6").as_deref(),
             Some("192.0.2.6")
         );
+    }
+
+    #[test]
+    fn backtrack_limit_gives_up_and_counts() {
+        // The linear gate (lookahead dropped) accepts the line; the lookahead then fails
+        // after every one of the 2^40 ways to read the a's: given up at the limit.
+        let f = fail2ban(&[r"^(?:a|a)+(?!b)\w from <HOST>$"]);
+        let mut m = f.matcher();
+        let mut line = "a".repeat(40);
+        line.push_str("b from 192.0.2.6");
+        assert_eq!(m.match_line(line.as_bytes()), Outcome::Missed);
+        assert_eq!(m.backtracking_gave_up(), 1);
+        assert!(matches!(
+            m.match_line(b"aac from 192.0.2.6"),
+            Outcome::Failure(_)
+        ));
+        assert_eq!(m.backtracking_gave_up(), 1);
+    }
+
+    #[test]
+    fn backtracking_is_not_run_on_lines_over_its_length_limit() {
+        // Forward steps, each scanning the rest of the line in the lookahead: quadratic,
+        // and never a backtrack. The limit on the line's length is what bounds it.
+        let f = fail2ban(&[r"^(?:(?=.*Failed)\S+ )+from <HOST>$"]);
+        let mut m = f.matcher();
+        let fits = format!("{}Failed from 192.0.2.9", "a ".repeat(100));
+        assert!(matches!(m.match_line(fits.as_bytes()), Outcome::Failure(_)));
+        assert_eq!(m.backtracking_gave_up(), 0);
+        let mut long = "a ".repeat(BACKTRACKING_MAX_LINE / 2);
+        long.push_str("Failed from 192.0.2.9");
+        assert!(long.len() > BACKTRACKING_MAX_LINE);
+        assert_eq!(m.match_line(long.as_bytes()), Outcome::Missed);
+        assert_eq!(m.backtracking_gave_up(), 1);
+        // A line the linear gate rejects is no give-up: it could not have matched.
+        long.push_str(" x");
+        assert_eq!(m.match_line(long.as_bytes()), Outcome::Missed);
+        assert_eq!(m.backtracking_gave_up(), 1);
     }
 
     #[test]
