@@ -66,7 +66,7 @@ const ADDRESSES: u64 = 20_000;
 const ATTACKER_RATE: u64 = 10;
 const ATTACKER_SHARE_PERCENT: u64 = 80;
 /// Lines per second of the short form.
-const SHORT_RATE: u64 = 10_000;
+const SHORT_RATE: u64 = 2_000;
 const MAXRETRY: u32 = 10;
 const FINDTIME: &str = "10s";
 const BANTIME: &str = "5s";
@@ -122,7 +122,7 @@ fn form() -> Form {
         Form {
             full: false,
             rate: SHORT_RATE,
-            duration: Duration::from_secs(8),
+            duration: Duration::from_secs(10),
             flow_window: Duration::from_secs(1),
             dbus_bound: SHORT_DBUS_BOUND,
         }
@@ -163,18 +163,56 @@ impl Seeded {
     }
 }
 
-/// Which address writes line `n`: each once in a scattered order first (the warm-up, written
-/// at once), then attackers and scanners in their shares.
-fn pick(n: u64, attackers: u64, rng: &mut Seeded) -> u64 {
-    // 7919 is prime and does not divide 20,000: n -> n * 7919 mod 20,000 is a permutation.
-    if n < ADDRESSES {
-        return n * 7919 % ADDRESSES;
+/// The sshd lines of the flood, numbered from 0.
+struct Lines {
+    rng: Seeded,
+    attackers: u64,
+}
+
+impl Lines {
+    fn new(form: Form) -> Lines {
+        Lines {
+            rng: Seeded(SEED),
+            attackers: form.attackers(),
+        }
     }
-    let r = rng.next();
-    if r % 100 < ATTACKER_SHARE_PERCENT {
-        (r >> 8) % attackers
-    } else {
-        attackers + (r >> 8) % (ADDRESSES - attackers)
+
+    /// Which address writes line `n`: each once in a scattered order first (the warm-up),
+    /// then attackers and scanners in their shares. Attacker i sends (1 + i mod 8) shares
+    /// of the attackers' lines, from 0.2x to 1.8x the mean rate: their bans end at
+    /// different times, so bans keep coming instead of arriving in waves.
+    fn address(&mut self, n: u64) -> Ipv4Addr {
+        // 7919 is prime and does not divide 20,000: n -> n * 7919 mod 20,000 is a permutation.
+        if n < ADDRESSES {
+            return address(n * 7919 % ADDRESSES);
+        }
+        let r = self.rng.next();
+        if r % 100 >= ATTACKER_SHARE_PERCENT {
+            return address(self.attackers + (r >> 8) % (ADDRESSES - self.attackers));
+        }
+        loop {
+            let r = self.rng.next();
+            let i = (r >> 8) % self.attackers;
+            if r % 8 <= i % 8 {
+                return address(i);
+            }
+        }
+    }
+
+    /// Appends lines `range`, stamped with the current local time as syslog writes it
+    /// (no zone, no year).
+    fn append(&mut self, buf: &mut Vec<u8>, range: std::ops::Range<u64>) {
+        let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+        for n in range {
+            writeln!(
+                buf,
+                "{stamp} server sshd[{}]: Failed password for root from {} port {} ssh2",
+                1000 + n % 30_000,
+                self.address(n),
+                1024 + n % 60_000
+            )
+            .unwrap();
+        }
     }
 }
 
@@ -186,54 +224,60 @@ struct Mark {
     lines: u64,
 }
 
-/// The thread appending the flood to the log file; stopped and joined on drop.
+/// Writes the warm-up, one line from each address, at once.
+fn warm_up(path: &Path, lines: &mut Lines) -> Mark {
+    let mut buf = Vec::new();
+    lines.append(&mut buf, 0..ADDRESSES);
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(&buf).unwrap();
+    Mark {
+        at: Instant::now(),
+        bytes: buf.len() as u64,
+        lines: ADDRESSES,
+    }
+}
+
+/// The thread appending the flood to the log file after the warm-up; stopped and joined
+/// on drop.
 struct Flood {
     stop: Arc<AtomicBool>,
+    /// Where the writer was, in order, from the end of the warm-up.
     marks: Arc<Mutex<Vec<Mark>>>,
     started: Instant,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Flood {
-    fn start(path: &Path, form: Form) -> Flood {
+    fn start(path: &Path, form: Form, mut lines: Lines, warm: Mark) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
-        let marks = Arc::new(Mutex::new(Vec::new()));
-        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-        let total = ADDRESSES + form.lines();
-        let attackers = form.attackers();
         let started = Instant::now();
+        let marks = Arc::new(Mutex::new(vec![Mark {
+            at: started,
+            ..warm
+        }]));
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        let total = warm.lines + form.lines();
         let (flag, sink) = (stop.clone(), marks.clone());
         let thread = std::thread::Builder::new()
             .name("flood".into())
             .spawn(move || {
-                let mut rng = Seeded(SEED);
                 let mut buf = Vec::with_capacity(1 << 20);
-                let (mut lines, mut bytes, mut tick) = (0u64, 0u64, 0u32);
-                while lines < total && !flag.load(Ordering::SeqCst) {
-                    let due = (ADDRESSES
+                let (mut written, mut bytes, mut tick) = (warm.lines, warm.bytes, 0u32);
+                while written < total && !flag.load(Ordering::SeqCst) {
+                    // Sized by the time elapsed: the rate holds when the thread runs late.
+                    let due = (warm.lines
                         + (started.elapsed().as_secs_f64() * form.rate as f64) as u64)
                         .min(total);
-                    if due > lines {
-                        // Local time without a zone or year, as syslog writes it.
-                        let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+                    if due > written {
                         buf.clear();
-                        for n in lines..due {
-                            writeln!(
-                                buf,
-                                "{stamp} server sshd[{}]: Failed password for root from {} port {} ssh2",
-                                1000 + n % 30_000,
-                                address(pick(n, attackers, &mut rng)),
-                                1024 + n % 60_000
-                            )
-                            .unwrap();
-                        }
+                        lines.append(&mut buf, written..due);
                         file.write_all(&buf).unwrap();
                         bytes += buf.len() as u64;
-                        lines = due;
+                        written = due;
                         sink.lock().unwrap().push(Mark {
                             at: Instant::now(),
                             bytes,
-                            lines,
+                            lines: written,
                         });
                     }
                     tick += 1;
@@ -257,16 +301,12 @@ impl Flood {
     }
 
     fn last(&self) -> Mark {
-        last_mark(&self.marks, self.started)
+        last_mark(&self.marks)
     }
 }
 
-fn last_mark(marks: &Mutex<Vec<Mark>>, started: Instant) -> Mark {
-    marks.lock().unwrap().last().copied().unwrap_or(Mark {
-        at: started,
-        bytes: 0,
-        lines: 0,
-    })
+fn last_mark(marks: &Mutex<Vec<Mark>>) -> Mark {
+    *marks.lock().unwrap().last().unwrap()
 }
 
 /// Lines wholly before byte `offset` (at the granularity of the writer's batches).
@@ -494,7 +534,7 @@ impl Sampler {
                 let cpu_start = process.cpu();
                 let mut tick = 0u32;
                 while !flag.load(Ordering::SeqCst) {
-                    let written = last_mark(&marks, started);
+                    let written = last_mark(&marks);
                     let offset = committed.offset();
                     let sample = Sample {
                         t: started.elapsed(),
@@ -662,13 +702,29 @@ fn run(tag: &str, max_tracked: Option<usize>) {
     let rss_idle = process.rss_kib();
     let probe = Probe::connect(&bus);
     let committed = Committed::open(&lab.state_dir(), &log);
-    let load_before = load_average();
 
+    // The flood meets every address already tracked (or, with a smaller max_tracked, the
+    // table already full): written and read first, not measured.
+    let mut lines = Lines::new(form);
+    let warm = warm_up(&log, &mut lines);
+    netlab::wait_for("the daemon to read the warm-up", CATCH_UP, || {
+        committed.offset() == warm.bytes
+    });
+    let rss_warm = process.rss_kib();
+    // The control interface without a flood, for comparison: what the machine's load alone
+    // costs a round trip.
+    let idle_rtts: Vec<Duration> = (0..10)
+        .flat_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            [probe.status().1, probe.currently_failed().1]
+        })
+        .collect();
+    let load_before = load_average();
     let flood_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let flood = Flood::start(&log, form);
+    let flood = Flood::start(&log, form, lines, warm);
     let sampler = Sampler::start(process, committed, &flood);
     let mut calls: Vec<Call> = Vec::new();
     let mut kernel = KernelChecks::default();
@@ -771,13 +827,14 @@ fn run(tag: &str, max_tracked: Option<usize>) {
     println!(
         "load test [{tag}: {} form, {} build, max_tracked {}, {} attackers]\n\
          load average before {load_before}, after {load_after}\n\
-         flood: {} lines ({} bytes; {ADDRESSES} at once, one per address, then {} at {rate:.0}/s \
-         for {:.2} s; target {}/s for {} s)\n\
+         flood: {} lines ({} bytes): a warm-up of {ADDRESSES}, one per address, then {} at \
+         {rate:.0}/s for {:.2} s (target {}/s for {} s)\n\
          daemon: committed everything {:.2} s into the flood ({:.2} s after it ended); \
          CPU {:.2} s = {:.0}% of one core; lag at most {max_lag} lines = {:.2} s of flood\n\
          counted failures {}, bans {} ({} at most at once, {} at the end), addresses below \
          maxretry at most {max_failed}\n\
-         RSS KiB: idle {rss_idle}; after 25% of the flood {}, 50% {}, 75% {}, all {}; max {rss_max}\n\
+         RSS KiB: idle {rss_idle}, after the warm-up {rss_warm}; after 25% of the flood {}, 50% {}, 75% {}, all {}; max {rss_max}\n\
+         D-Bus before the flood (idle): {}\n\
          D-Bus during the flood: GetStatus {}; CurrentlyFailed {}; both {}\n\
          D-Bus after the flood (catching up): {}\n\
          kernel set {SET}: {} rounds, {} bans checked, {} missing; {} elements at the end, \
@@ -805,6 +862,7 @@ fn run(tag: &str, max_tracked: Option<usize>) {
         half.rss_kib,
         three_quarters.rss_kib,
         all.rss_kib,
+        rtt_summary(idle_rtts),
         rtt_summary(flood_calls.iter().map(|c| c.status_rtt).collect()),
         rtt_summary(flood_calls.iter().map(|c| c.property_rtt).collect()),
         rtt_summary(rtts(&flood_calls)),
