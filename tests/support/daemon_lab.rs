@@ -356,6 +356,9 @@ pub struct Lab {
     starts: usize,
     /// Set by [`Lab::read_journal_directory`]: what daemons read instead of the namespace.
     journal_directory: Option<PathBuf>,
+    /// Environment given to the daemons started from now on, after the defaults (so it can
+    /// override them: `BANHOUND_LOG`).
+    daemon_env: Vec<(String, String)>,
 }
 
 impl Lab {
@@ -390,9 +393,18 @@ impl Lab {
             dir,
             starts: 0,
             journal_directory: None,
+            daemon_env: Vec::new(),
         };
         lab.write_config(config);
         lab
+    }
+
+    /// Sets `key=value` in the environment of the daemons started from now on, overriding
+    /// the lab's default (`BANHOUND_LOG=debug`: a load test logs at the production default,
+    /// since one debug line per failure would measure the log file, not the daemon).
+    pub fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.daemon_env.retain(|(k, _)| k != key);
+        self.daemon_env.push((key.to_string(), value.to_string()));
     }
 
     /// Where the daemon runs (and the bans are).
@@ -511,6 +523,7 @@ impl Lab {
             // Pings every 150 ms (half the interval), from the owner task.
             .env("WATCHDOG_USEC", "300000")
             .env_remove("WATCHDOG_PID")
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
