@@ -1,6 +1,8 @@
 //! fail2ban's own filters, as installed (`/etc/fail2ban`, Debian's fail2ban package), run
-//! under banhound: every stock filter must load, and the stock sshd.conf must find what
-//! the hand-written, annotated sample log says in each of its modes.
+//! under banhound: every stock filter must load; the stock sshd.conf must find what the
+//! hand-written, annotated sample log says in each of its modes, multi-line sessions
+//! included, and so must slapd.conf (a `maxlines` window) and squid.conf (a `datepattern`);
+//! and on the same samples banhound's failures must be fail2ban-regex's, address and time.
 //!
 //! The filters are read from the installed package at test time; nothing of fail2ban is in
 //! this repository. Without fail2ban installed these tests say so and pass (test.sh

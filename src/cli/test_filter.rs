@@ -1008,7 +1008,18 @@ fn render_summary(
     }
     match provenance {
         Provenance::Lines { preparer, .. } => {
-            let _ = writeln!(s, "Date templates:");
+            match &subject.datepattern {
+                Some(p) => {
+                    let _ = writeln!(
+                        s,
+                        "Date templates (the filter's datepattern {:?}):",
+                        p.source()
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "Date templates:");
+                }
+            }
             let mut any_date = false;
             for (name, hits) in preparer.detector().hit_counts() {
                 if hits > 0 {
