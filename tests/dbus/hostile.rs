@@ -711,7 +711,7 @@ fn a_storm_of_hostile_calls_leaves_the_daemon_alive_and_the_kernel_exact() {
                             "GetBans",
                             call(
                                 &conn,
-                                &jail_path(*rng.pick(&JAILS)),
+                                &jail_path(rng.pick::<&str>(&JAILS)),
                                 JAIL_INTERFACE,
                                 "GetBans",
                                 &(),
@@ -726,7 +726,7 @@ fn a_storm_of_hostile_calls_leaves_the_daemon_alive_and_the_kernel_exact() {
                             "GetAll",
                             call(
                                 &conn,
-                                &jail_path(*rng.pick(&JAILS)),
+                                &jail_path(rng.pick::<&str>(&JAILS)),
                                 "org.freedesktop.DBus.Properties",
                                 "GetAll",
                                 &(JAIL_INTERFACE,),
