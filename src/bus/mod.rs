@@ -12,9 +12,11 @@
 //! networks and durations reach the owner typed. What only the owner can judge (does the jail
 //! exist, is the address ignored) comes back as a [`ControlError`].
 
+pub mod args;
 pub mod proxy;
 pub mod service;
 
+use crate::engine::address::ManualBanRefusal;
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -132,6 +134,12 @@ pub enum ControlError {
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
     #[error("{} is never banned: {reason}", target_text(target))]
     Ignored { target: IpNet, reason: String },
+    /// A network wider than what one ban of the jail blocks (`/prefix`); on the bus an
+    /// `InvalidAddress`.
+    #[error(
+        "{network} is wider than what one ban of this jail blocks (a /{prefix}): give an address"
+    )]
+    TooWide { network: IpNet, prefix: u8 },
     #[error("invalid duration: {0}")]
     InvalidDuration(String),
     #[error("{0} is not banned")]
@@ -140,6 +148,24 @@ pub enum ControlError {
     AccessDenied(String),
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<ManualBanRefusal> for ControlError {
+    fn from(refusal: ManualBanRefusal) -> Self {
+        match refusal {
+            ManualBanRefusal::Ignored { network, reason } => ControlError::Ignored {
+                target: network,
+                reason: if network.prefix_len() < network.max_prefix_len() {
+                    reason.as_network_str().to_string()
+                } else {
+                    reason.to_string()
+                },
+            },
+            ManualBanRefusal::TooWide { network, prefix } => {
+                ControlError::TooWide { network, prefix }
+            }
+        }
+    }
 }
 
 /// Why a ban was lifted, as the `Unbanned` signal tells it.
@@ -164,12 +190,14 @@ pub enum Request {
         jail: String,
         reply: oneshot::Sender<Result<JailSnapshot, ControlError>>,
     },
-    /// Bans `addr` in `jail` (its target per the jail's IPv6 prefix), for `duration` or the
-    /// jail's ban time (with escalation). Refused with `Ignored` for addresses never banned.
-    /// The owner emits [`Event::Banned`] for it like for any other ban.
+    /// Bans `address` in `jail` (its target per the jail's IPv6 prefix), for `duration` or
+    /// the jail's ban time (with escalation). `address` is an address as a host network, or
+    /// a network as the caller gave it: refused with `TooWide` when wider than one target,
+    /// with `Ignored` when it or its target covers an address never banned. The owner emits
+    /// [`Event::Banned`] for it like for any other ban.
     Ban {
         jail: String,
-        addr: IpAddr,
+        address: IpNet,
         duration: Option<BanTime>,
         caller_uid: u32,
         reply: oneshot::Sender<Result<BanInfo, ControlError>>,

@@ -10,15 +10,13 @@
 //! out, or a permissive bus, must not let anyone but root change bans.
 
 use super::{
-    jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
+    args, jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
     JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
-use crate::engine::address::parse_address;
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Mutex};
@@ -56,6 +54,7 @@ impl From<ControlError> for BusError {
             ControlError::NoSuchJail(_) => BusError::NoSuchJail(message),
             ControlError::InvalidAddress(_) => BusError::InvalidAddress(message),
             ControlError::Ignored { .. } => BusError::Ignored(message),
+            ControlError::TooWide { .. } => BusError::InvalidAddress(message),
             ControlError::InvalidDuration(_) => BusError::InvalidDuration(message),
             ControlError::NotBanned(_) => BusError::NotBanned(message),
             ControlError::AccessDenied(_) => BusError::AccessDenied(message),
@@ -234,38 +233,6 @@ async fn require_root(connection: &Connection, header: &Header<'_>) -> Result<u3
     Ok(uid)
 }
 
-fn address(text: &str) -> Result<IpAddr, BusError> {
-    // A network as `GetBans` lists it ("2001:db8::/64") names its first address, which
-    // lies in the same ban target.
-    parse_address(text)
-        .or_else(|| text.trim().parse::<IpNet>().ok().map(|n| n.network()))
-        .ok_or_else(|| ControlError::InvalidAddress(text.to_string()).into())
-}
-
-fn network(text: &str) -> Result<IpNet, BusError> {
-    text.trim()
-        .parse::<IpNet>()
-        .map(|n| n.trunc())
-        .ok()
-        .or_else(|| parse_address(text).map(IpNet::from))
-        .ok_or_else(|| ControlError::InvalidAddress(text.to_string()).into())
-}
-
-/// "" is the jail's own ban time.
-fn duration(text: &str) -> Result<Option<BanTime>, BusError> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    BanTime::parse(text)
-        .map(Some)
-        .map_err(|e| ControlError::InvalidDuration(e.to_string()).into())
-}
-
-/// "" is every jail.
-fn optional_jail(jail: &str) -> Option<String> {
-    (!jail.is_empty()).then(|| jail.to_string())
-}
-
 fn unix_secs(t: Timestamp) -> u64 {
     u64::try_from(t.as_secs()).unwrap_or(0)
 }
@@ -369,8 +336,8 @@ impl Manager {
         jail: &str,
     ) -> Result<Vec<String>, BusError> {
         let caller_uid = require_root(connection, &header).await?;
-        let addr = self::address(address)?;
-        let jail = optional_jail(jail);
+        let addr = args::address(address)?;
+        let jail = args::optional_jail(jail);
         self.owner
             .call(|reply| Request::Unban {
                 addr,
@@ -391,7 +358,7 @@ impl Manager {
         jail: &str,
     ) -> Result<u32, BusError> {
         let caller_uid = require_root(connection, &header).await?;
-        let jail = optional_jail(jail);
+        let jail = args::optional_jail(jail);
         self.owner
             .call(|reply| Request::UnbanAll {
                 jail,
@@ -422,7 +389,7 @@ impl Manager {
         &self,
         address: &str,
     ) -> Result<Vec<(String, String, u64, u64, u32)>, BusError> {
-        let addr = self::address(address)?;
+        let addr = args::address(address)?;
         let bans = self
             .owner
             .ask(|reply| Request::IsBanned { addr, reply })
@@ -500,13 +467,13 @@ async fn ban(
     duration: &str,
 ) -> Result<(String, u64, u64, u32), BusError> {
     let caller_uid = require_root(connection, header).await?;
-    let addr = self::address(address)?;
-    let duration = self::duration(duration)?;
+    let address = args::ban_address(address)?;
+    let duration = args::duration(duration)?;
     let jail = jail.to_string();
     let ban = owner
         .call(|reply| Request::Ban {
             jail,
-            addr,
+            address,
             duration,
             caller_uid,
             reply,
@@ -577,7 +544,7 @@ impl Jail {
         address: &str,
     ) -> Result<(), BusError> {
         let caller_uid = require_root(connection, &header).await?;
-        let addr = self::address(address)?;
+        let addr = args::address(address)?;
         let jail = Some(self.name.clone());
         self.owner
             .call(|reply| Request::Unban {
@@ -600,7 +567,7 @@ impl Jail {
         network: &str,
     ) -> Result<bool, BusError> {
         let caller_uid = require_root(connection, &header).await?;
-        let net = self::network(network)?;
+        let net = args::network(network)?;
         let jail = self.name.clone();
         self.owner
             .call(|reply| Request::AddIgnore {
@@ -622,7 +589,7 @@ impl Jail {
         network: &str,
     ) -> Result<bool, BusError> {
         let caller_uid = require_root(connection, &header).await?;
-        let net = self::network(network)?;
+        let net = args::network(network)?;
         let jail = self.name.clone();
         self.owner
             .call(|reply| Request::RemoveIgnore {
@@ -934,31 +901,14 @@ mod tests {
         assert_eq!(e.description(), Some("no jail named \"nope\""));
         let e = BusError::from(ControlError::InvalidDuration("x".into()));
         assert_eq!(e.name().as_str(), format!("{ERROR_PREFIX}.InvalidDuration"));
-    }
-
-    #[test]
-    fn bus_input_is_parsed_before_the_owner_sees_it() {
+        let e = BusError::from(ControlError::TooWide {
+            network: "198.51.100.0/24".parse().unwrap(),
+            prefix: 32,
+        });
+        assert_eq!(e.name().as_str(), format!("{ERROR_PREFIX}.InvalidAddress"));
         assert_eq!(
-            address("::ffff:192.0.2.1").unwrap(),
-            "192.0.2.1".parse::<IpAddr>().unwrap()
+            e.description(),
+            Some("198.51.100.0/24 is wider than what one ban of this jail blocks (a /32): give an address")
         );
-        assert_eq!(
-            address("2001:db8::/64").unwrap(),
-            "2001:db8::".parse::<IpAddr>().unwrap()
-        );
-        assert!(matches!(
-            address("300.1.1.1"),
-            Err(BusError::InvalidAddress(_))
-        ));
-        assert_eq!(
-            network("192.0.2.7/24").unwrap(),
-            "192.0.2.0/24".parse::<IpNet>().unwrap()
-        );
-        assert_eq!(duration("").unwrap(), None);
-        assert_eq!(duration("permanent").unwrap(), Some(BanTime::Permanent));
-        assert!(matches!(
-            duration("99999w"),
-            Err(BusError::InvalidDuration(_))
-        ));
     }
 }

@@ -332,16 +332,29 @@ fn pick<'a, T>(
 pub fn load(paths: &ConfigPaths) -> Result<Settings, ConfigError> {
     let files = paths.files()?;
     let mut sources = Vec::with_capacity(files.len());
-    let mut raws = Vec::with_capacity(files.len());
     for path in &files {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
-        let src = SourceText {
+        sources.push(SourceText {
             path: path.clone(),
             text,
-        };
+        });
+    }
+    load_sources(paths, sources)
+}
+
+/// Merges and validates configuration texts already read, given in the order they apply
+/// (the files of [`ConfigPaths::files`] for [`load`]). Filters that jails name are still
+/// looked up in the directories of `paths`. Separate from reading so the parser and the
+/// validation can be driven from memory (the fuzz targets in fuzz/ do).
+pub fn load_sources(
+    paths: &ConfigPaths,
+    sources: Vec<SourceText>,
+) -> Result<Settings, ConfigError> {
+    let files: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
+    let mut raws = Vec::with_capacity(sources.len());
+    for src in &sources {
         let raw: RawFile =
             toml::from_str(&src.text).map_err(|e| src.error_at(e.span(), e.message()))?;
-        sources.push(src);
         raws.push(raw);
     }
     let defaults: Vec<Layer> = raws

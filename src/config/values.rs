@@ -99,7 +99,7 @@ impl<'de> Deserialize<'de> for BanTimeValue {
 pub fn parse_net(s: &str) -> Result<IpNet, String> {
     let t = s.trim();
     if let Ok(net) = t.parse::<IpNet>() {
-        return Ok(net.trunc());
+        return Ok(crate::engine::address::normalize_net(net));
     }
     if let Ok(ip) = t.parse::<IpAddr>() {
         return Ok(IpNet::from(crate::engine::address::normalize(ip)));

@@ -104,12 +104,12 @@ impl Daemon {
             }
             Request::Ban {
                 jail,
-                addr,
+                address,
                 duration,
                 caller_uid,
                 reply,
             } => {
-                let _ = reply.send(self.ban(&jail, addr, duration, caller_uid).await);
+                let _ = reply.send(self.ban(&jail, address, duration, caller_uid).await);
             }
             Request::Unban {
                 addr,
@@ -235,7 +235,7 @@ impl Daemon {
     async fn ban(
         &mut self,
         jail: &str,
-        addr: IpAddr,
+        address: IpNet,
         duration: Option<BanTime>,
         caller_uid: u32,
     ) -> Result<BanInfo, ControlError> {
@@ -249,12 +249,7 @@ impl Daemon {
             .trackers
             .get_mut(jail)
             .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
-        let decision = tracker
-            .ban_manually(addr, now, duration)
-            .map_err(|reason| ControlError::Ignored {
-                target: ban_target(addr, tracker.policy().ipv6_prefix),
-                reason: reason.to_string(),
-            })?;
+        let decision = tracker.ban_manually(address, now, duration)?;
         let info = BanInfo {
             target: decision.target,
             since: decision.at,

@@ -20,6 +20,21 @@ pub fn normalize(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// A network as ban targets are compared with it: truncated to its prefix, and an
+/// IPv4-mapped one (`::ffff:192.0.2.0/120`) as the IPv4 network it maps (`192.0.2.0/24`).
+/// Targets are normalised addresses ([`normalize`]), so a network left in the mapped form
+/// would never contain one: an ignore entry written that way would protect nothing.
+pub fn normalize_net(net: IpNet) -> IpNet {
+    match net.trunc() {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            // `new` only fails for a prefix > 32, and 128 - 96 is the most there can be.
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(IpNet::V6(v6), IpNet::V4),
+            None => IpNet::V6(v6),
+        },
+        other => other,
+    }
+}
+
 /// Parses an address as it may appear in a log line or on the command line: plain, in
 /// brackets (`[2001:db8::1]`), with a zone (`fe80::1%eth0`, zone dropped), IPv4-mapped.
 pub fn parse_address(text: &str) -> Option<IpAddr> {
@@ -84,6 +99,18 @@ impl IgnoreReason {
     }
 }
 
+impl IgnoreReason {
+    /// The reason as said of a network wider than one address that covers such an address.
+    pub fn as_network_str(self) -> &'static str {
+        match self {
+            IgnoreReason::Loopback => "it contains loopback addresses",
+            IgnoreReason::Unspecified => "it contains the unspecified address",
+            IgnoreReason::IgnoreIp => "it overlaps a network listed in ignoreip",
+            IgnoreReason::OwnAddress => "it contains one of this host's own addresses (ignoreself)",
+        }
+    }
+}
+
 impl std::fmt::Display for IgnoreReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -120,7 +147,7 @@ pub struct IgnoreList {
 impl IgnoreList {
     pub fn new(networks: Vec<IpNet>, own_addresses: Vec<IpAddr>) -> Self {
         IgnoreList {
-            networks: networks.into_iter().map(|n| n.trunc()).collect(),
+            networks: networks.into_iter().map(normalize_net).collect(),
             own: own_addresses.into_iter().map(normalize).collect(),
         }
     }
@@ -144,6 +171,54 @@ impl IgnoreList {
             return Some(IgnoreReason::OwnAddress);
         }
         None
+    }
+}
+
+/// Why a manual ban was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManualBanRefusal {
+    /// Banning would block `network` (the network asked for, or the ban target around the
+    /// address asked for), which covers something never banned.
+    Ignored {
+        network: IpNet,
+        reason: IgnoreReason,
+    },
+    /// `network` is wider than what one ban of the jail blocks (a `/prefix`). Banning only
+    /// its first address is not what the caller asked for, so nothing is banned.
+    TooWide { network: IpNet, prefix: u8 },
+}
+
+/// What a manual ban of `requested` (an address as a host network, or a network) blocks in
+/// a jail that bans IPv6 addresses by `ipv6_prefix`: the ban target around it, if it is no
+/// wider than one, and if neither the request nor the target covers anything `ignore` keeps.
+///
+/// The request itself is checked before its width, so `0.0.0.0/0` or `::/0` are refused for
+/// what they would block (loopback, the admin's own network), not just for being wide.
+pub fn manual_ban_target(
+    requested: IpNet,
+    ipv6_prefix: u8,
+    ignore: &IgnoreList,
+) -> Result<IpNet, ManualBanRefusal> {
+    let requested = normalize_net(requested);
+    let target = ban_target(requested.addr(), ipv6_prefix);
+    if requested.prefix_len() < target.prefix_len() {
+        if let Some(reason) = ignore.check(&requested) {
+            return Err(ManualBanRefusal::Ignored {
+                network: requested,
+                reason,
+            });
+        }
+        return Err(ManualBanRefusal::TooWide {
+            network: requested,
+            prefix: target.prefix_len(),
+        });
+    }
+    match ignore.check(&target) {
+        Some(reason) => Err(ManualBanRefusal::Ignored {
+            network: target,
+            reason,
+        }),
+        None => Ok(target),
     }
 }
 
@@ -201,5 +276,105 @@ mod tests {
         assert_eq!(t("2001:db8:1:2::99", 64), Some(IgnoreReason::OwnAddress));
         assert_eq!(t("2001:db8:1:2::99", 128), None);
         assert_eq!(t("203.0.113.9", 128), None);
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn mapped_networks_become_ipv4_networks() {
+        assert_eq!(
+            normalize_net(net("::ffff:192.0.2.7/120")),
+            net("192.0.2.0/24")
+        );
+        assert_eq!(normalize_net(net("::ffff:0:0/96")), net("0.0.0.0/0"));
+        assert_eq!(normalize_net(net("::ffff:0:0/95")), net("::fffe:0:0/95"));
+        assert_eq!(normalize_net(net("2001:db8::7/64")), net("2001:db8::/64"));
+        // Regression: an ignore entry written in the mapped form protected nothing, since
+        // ban targets are plain IPv4.
+        let list = IgnoreList::new(vec![net("::ffff:192.0.2.0/120")], vec![]);
+        assert_eq!(
+            list.check(&ban_target(ip("192.0.2.9"), 128)),
+            Some(IgnoreReason::IgnoreIp)
+        );
+    }
+
+    #[test]
+    fn manual_bans_never_cover_what_is_ignored_nor_widen_silently() {
+        let list = IgnoreList::new(
+            vec![net("192.0.2.0/24"), net("2001:db8:aa::/48")],
+            vec![ip("198.51.100.1"), ip("2001:db8:1:2::10")],
+        );
+        let ban = |s: &str, prefix| manual_ban_target(net(s), prefix, &list);
+        let ignored = |network: &str, reason| {
+            Err(ManualBanRefusal::Ignored {
+                network: net(network),
+                reason,
+            })
+        };
+        // Regression: a network used to ban its first address alone, so these passed
+        // whenever that address was not itself ignored (0.0.0.0/0 only by luck).
+        assert_eq!(
+            ban("0.0.0.0/0", 128),
+            ignored("0.0.0.0/0", IgnoreReason::Loopback)
+        );
+        assert_eq!(ban("::/0", 64), ignored("::/0", IgnoreReason::Loopback));
+        assert_eq!(
+            ban("::ffff:0:0/96", 128),
+            ignored("0.0.0.0/0", IgnoreReason::Loopback)
+        );
+        assert_eq!(
+            ban("127.0.0.0/8", 128),
+            ignored("127.0.0.0/8", IgnoreReason::Loopback)
+        );
+        assert_eq!(
+            ban("192.0.0.0/16", 128),
+            ignored("192.0.0.0/16", IgnoreReason::IgnoreIp)
+        );
+        assert_eq!(
+            ban("198.51.100.0/24", 128),
+            ignored("198.51.100.0/24", IgnoreReason::OwnAddress)
+        );
+        assert_eq!(
+            ban("2001:db8::/32", 64),
+            ignored("2001:db8::/32", IgnoreReason::IgnoreIp)
+        );
+        assert_eq!(
+            ban("203.0.113.0/24", 128),
+            Err(ManualBanRefusal::TooWide {
+                network: net("203.0.113.0/24"),
+                prefix: 32
+            })
+        );
+        assert_eq!(
+            ban("2001:db8:5::/48", 64),
+            Err(ManualBanRefusal::TooWide {
+                network: net("2001:db8:5::/48"),
+                prefix: 64
+            })
+        );
+        // Addresses, and networks inside one target, ban the target.
+        assert_eq!(
+            ban("::ffff:203.0.113.9/128", 128),
+            Ok(net("203.0.113.9/32"))
+        );
+        assert_eq!(ban("2001:db8:5::9/80", 64), Ok(net("2001:db8:5::/64")));
+        assert_eq!(
+            ban("::ffff:192.0.2.1/128", 128),
+            ignored("192.0.2.1/32", IgnoreReason::IgnoreIp)
+        );
+        assert_eq!(
+            ban("2001:db8:aa:1::1/128", 128),
+            ignored("2001:db8:aa:1::1/128", IgnoreReason::IgnoreIp)
+        );
+        assert_eq!(
+            ban("2001:db8:1:2::99/128", 64),
+            ignored("2001:db8:1:2::/64", IgnoreReason::OwnAddress)
+        );
+        assert_eq!(
+            ban("::ffff:127.0.0.1/128", 128),
+            ignored("127.0.0.1/32", IgnoreReason::Loopback)
+        );
     }
 }

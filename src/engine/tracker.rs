@@ -12,7 +12,9 @@
 //! the cost is amortised). A flood of spoofed sources therefore costs a fixed amount of memory
 //! and at worst delays counting for the quietest addresses, never bans an innocent one.
 
-use crate::engine::address::{ban_target, ban_target_net, IgnoreList, IgnoreReason};
+use crate::engine::address::{
+    ban_target, ban_target_net, manual_ban_target, IgnoreList, IgnoreReason, ManualBanRefusal,
+};
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -313,17 +315,16 @@ impl Tracker {
         self.windows.remove(&target);
     }
 
-    /// A ban ordered from outside (an admin), checked against the ignore list.
+    /// A ban ordered from outside (an admin) of an address (as a host network) or a network
+    /// no wider than one ban target, checked against the ignore list
+    /// ([`manual_ban_target`]).
     pub fn ban_manually(
         &mut self,
-        addr: IpAddr,
+        requested: IpNet,
         at: Timestamp,
         bantime: Option<BanTime>,
-    ) -> Result<BanDecision, IgnoreReason> {
-        let target = ban_target(addr, self.policy.ipv6_prefix);
-        if let Some(reason) = self.policy.ignore.check(&target) {
-            return Err(reason);
-        }
+    ) -> Result<BanDecision, ManualBanRefusal> {
+        let target = manual_ban_target(requested, self.policy.ipv6_prefix, &self.policy.ignore)?;
         Ok(self.ban(target, at, 0, bantime))
     }
 
@@ -469,8 +470,11 @@ mod tests {
             );
         }
         assert_eq!(
-            tr.ban_manually(ip("::ffff:127.0.0.1"), t(0), None),
-            Err(IgnoreReason::Loopback)
+            tr.ban_manually(ip("::ffff:127.0.0.1").into(), t(0), None),
+            Err(ManualBanRefusal::Ignored {
+                network: "127.0.0.1/32".parse().unwrap(),
+                reason: IgnoreReason::Loopback
+            })
         );
         assert_eq!(tr.totals().bans, 0);
     }
@@ -545,13 +549,16 @@ mod tests {
         let mut tr = Tracker::new(p);
         let a = ip("198.51.100.7");
         tr.restore_offences(ban_target(a, 64), 2, t(0));
-        let d = tr.ban_manually(a, t(1000), None).unwrap();
+        let d = tr.ban_manually(a.into(), t(1000), None).unwrap();
         assert_eq!(d.offence, 3);
         assert_eq!(d.bantime, BanTime::For(Duration::from_secs(2400)));
         // Without escalation there is nothing to remember.
         let mut plain = Tracker::new(policy());
         plain.restore_offences(ban_target(a, 64), 2, t(0));
-        assert_eq!(plain.ban_manually(a, t(1000), None).unwrap().offence, 1);
+        assert_eq!(
+            plain.ban_manually(a.into(), t(1000), None).unwrap().offence,
+            1
+        );
     }
 
     #[test]
@@ -574,16 +581,18 @@ mod tests {
     #[test]
     fn expiry_is_ordered_and_unban_cancels_it() {
         let mut tr = Tracker::new(policy());
-        let d1 = tr.ban_manually(ip("198.51.100.1"), t(0), None).unwrap();
+        let d1 = tr
+            .ban_manually(ip("198.51.100.1").into(), t(0), None)
+            .unwrap();
         let d2 = tr
             .ban_manually(
-                ip("198.51.100.2"),
+                ip("198.51.100.2").into(),
                 t(0),
                 Some(BanTime::For(Duration::from_secs(60))),
             )
             .unwrap();
         let d3 = tr
-            .ban_manually(ip("198.51.100.3"), t(0), Some(BanTime::Permanent))
+            .ban_manually(ip("198.51.100.3").into(), t(0), Some(BanTime::Permanent))
             .unwrap();
         assert_eq!(tr.next_expiry(), Some(t(60)));
         assert!(tr.unban(&d2.target));

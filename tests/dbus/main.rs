@@ -5,14 +5,18 @@
 //! Behind the service runs `owner::Owner`, a stand-in for the daemon's owner task that uses
 //! the real engine and configuration loader (see owner.rs), so every method and signal can be
 //! driven here without log sources or a firewall; the real daemon behind the same service is
-//! tested end to end in tests/daemon.rs. Every dbus-daemon is killed by pid when its guard
-//! drops, even on failure.
+//! tested end to end in tests/daemon.rs. Hostile callers, whose effect only the kernel can
+//! show, face the real daemon with real nftables in a namespace (hostile.rs, real_daemon.rs).
+//! Every dbus-daemon, daemon and namespace is removed (by pid, by name) when its guard drops,
+//! even on failure.
 
+mod hostile;
 #[path = "../support/netlab.rs"]
 mod netlab;
 mod owner;
 #[path = "../support/private_bus.rs"]
 mod private_bus;
+mod real_daemon;
 
 use banhound::bus::service::{Bus, Service, StartError};
 use banhound::bus::{jail_path, Event, Request, JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH};
@@ -675,41 +679,161 @@ fn mutating_cli_calls() -> Vec<Vec<&'static str>> {
     ]
 }
 
+/// The methods dbus/*.xml documents, as (interface, method, signature of the in arguments).
+fn documented_methods() -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("dbus"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .collect();
+    files.sort();
+    let attribute = |line: &str, name: &str| -> Option<String> {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        Some(line[start..].split('"').next()?.to_string())
+    };
+    for file in files {
+        let xml = std::fs::read_to_string(&file).unwrap();
+        let (mut interface, mut method, mut signature) = (None, None, String::new());
+        for line in xml.lines().map(str::trim) {
+            if line.starts_with("<interface ") {
+                interface = attribute(line, "name");
+            } else if line.starts_with("<method ") {
+                method = attribute(line, "name");
+                signature.clear();
+            } else if line.starts_with("<arg ") && method.is_some() {
+                if attribute(line, "direction").as_deref() == Some("in") {
+                    signature.push_str(&attribute(line, "type").unwrap());
+                }
+            } else if line == "</method>" || (line.starts_with("<method ") && line.ends_with("/>"))
+            {
+                let iface = interface.clone().expect("a method inside an interface");
+                found.push((iface, method.take().unwrap(), signature.clone()));
+            }
+        }
+    }
+    assert!(found.len() >= 10, "{found:?}");
+    found
+}
+
+/// The (interface, method) pairs of banhound's interfaces that the shipped policy lets any
+/// user call: the read-only ones. Every other method is root-only.
+fn open_to_everyone() -> Vec<(String, String)> {
+    let policy = std::fs::read_to_string(root().join("dbus/org.banhound.Banhound1.conf")).unwrap();
+    let default = &policy[policy.find("<policy context=\"default\">").unwrap()..];
+    let default = &default[..default.find("</policy>").unwrap()];
+    default
+        .split("<allow")
+        .skip(1)
+        .filter_map(|rule| {
+            let value = |name: &str| {
+                let start = rule.find(&format!("{name}=\""))? + name.len() + 2;
+                Some(rule[start..].split('"').next()?.to_string())
+            };
+            let interface = value("send_interface")?;
+            interface
+                .starts_with("org.banhound.")
+                .then_some((interface, value("send_member")?))
+        })
+        .collect()
+}
+
+fn object_of(interface: &str) -> String {
+    match interface {
+        MANAGER_INTERFACE => MANAGER_PATH.to_string(),
+        JAIL_INTERFACE => jail_path("sshd"),
+        other => panic!("interface {other} is new: say which object to call it on"),
+    }
+}
+
+/// How to call a root-only method so that it WOULD change state if it went through (sshd has
+/// a ban on 198.51.100.4, and 203.0.113.0/24 in its ignore list): signature and arguments.
+fn mutating_arguments(interface: &str, method: &str) -> Option<Vec<&'static str>> {
+    Some(match (interface, method) {
+        (MANAGER_INTERFACE, "Ban") => vec!["sss", "sshd", "198.51.100.50", ""],
+        (MANAGER_INTERFACE, "Unban") => vec!["ss", "198.51.100.4", ""],
+        (MANAGER_INTERFACE, "UnbanAll") => vec!["s", ""],
+        (MANAGER_INTERFACE, "Reload") => vec![],
+        (JAIL_INTERFACE, "Ban") => vec!["ss", "198.51.100.52", "1h"],
+        (JAIL_INTERFACE, "Unban") => vec!["s", "198.51.100.4"],
+        (JAIL_INTERFACE, "AddIgnoreIP") => vec!["s", "198.51.100.0/24"],
+        (JAIL_INTERFACE, "RemoveIgnoreIP") => vec!["s", "203.0.113.0/24"],
+        _ => return None,
+    })
+}
+
+/// How to call a method open to everyone, with arguments it accepts.
+fn read_only_arguments(interface: &str, method: &str) -> Option<Vec<&'static str>> {
+    Some(match (interface, method) {
+        (MANAGER_INTERFACE, "ListJails") => vec![],
+        (MANAGER_INTERFACE, "GetStatus") => vec![],
+        (MANAGER_INTERFACE, "IsBanned") => vec!["s", "198.51.100.4"],
+        (JAIL_INTERFACE, "GetBans") => vec![],
+        _ => return None,
+    })
+}
+
+/// Each documented method with the call the tests make of it, split into (root-only,
+/// open to everyone), as busctl arguments (object, interface, method, signature, args).
+/// Fails for a method the tests would not cover, so a new one cannot be forgotten.
+fn classified_calls() -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let open = open_to_everyone();
+    let (mut mutating, mut read_only) = (Vec::new(), Vec::new());
+    for (interface, method, signature) in documented_methods() {
+        let is_open = open.contains(&(interface.clone(), method.clone()));
+        let arguments = if is_open {
+            read_only_arguments(&interface, &method)
+        } else {
+            mutating_arguments(&interface, &method)
+        };
+        let Some(arguments) = arguments else {
+            panic!(
+                "dbus/{interface}.xml documents {method}, which the policy {} but these tests \
+                 do not call: add it to {}",
+                if is_open {
+                    "opens to everyone"
+                } else {
+                    "keeps for root"
+                },
+                if is_open {
+                    "read_only_arguments"
+                } else {
+                    "mutating_arguments"
+                }
+            );
+        };
+        assert_eq!(
+            arguments.first().copied().unwrap_or(""),
+            signature,
+            "{interface}.{method}: the test's signature differs from the XML"
+        );
+        let mut call = vec![object_of(&interface), interface.clone(), method.clone()];
+        call.extend(arguments.iter().map(|a| a.to_string()));
+        if is_open {
+            read_only.push(call);
+        } else {
+            mutating.push(call);
+        }
+    }
+    for (interface, method) in &open {
+        assert!(
+            read_only
+                .iter()
+                .any(|c| &c[1] == interface && &c[2] == method),
+            "the policy opens {interface}.{method}, which dbus/*.xml does not document"
+        );
+    }
+    (mutating, read_only)
+}
+
+/// Every root-only method of the interfaces, plus Properties.Set (whose properties are all
+/// read-only, so nothing may set them).
 fn mutating_busctl_calls() -> Vec<Vec<String>> {
+    let mut calls = classified_calls().0;
     let jail = jail_path("sshd");
-    let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    vec![
-        m(&[
-            MANAGER_PATH,
-            MANAGER_INTERFACE,
-            "Ban",
-            "sss",
-            "sshd",
-            "198.51.100.50",
-            "",
-        ]),
-        m(&[
-            MANAGER_PATH,
-            MANAGER_INTERFACE,
-            "Unban",
-            "ss",
-            "198.51.100.4",
-            "",
-        ]),
-        m(&[MANAGER_PATH, MANAGER_INTERFACE, "UnbanAll", "s", ""]),
-        m(&[MANAGER_PATH, MANAGER_INTERFACE, "Reload"]),
-        m(&[&jail, JAIL_INTERFACE, "Ban", "ss", "198.51.100.52", "1h"]),
-        m(&[&jail, JAIL_INTERFACE, "Unban", "s", "198.51.100.4"]),
-        m(&[&jail, JAIL_INTERFACE, "AddIgnoreIP", "s", "198.51.100.0/24"]),
-        m(&[
-            &jail,
-            JAIL_INTERFACE,
-            "RemoveIgnoreIP",
-            "s",
-            "203.0.113.0/24",
-        ]),
-        m(&[
-            &jail,
+    calls.push(
+        [
+            jail.as_str(),
             "org.freedesktop.DBus.Properties",
             "Set",
             "ssv",
@@ -717,8 +841,43 @@ fn mutating_busctl_calls() -> Vec<Vec<String>> {
             "MaxRetry",
             "u",
             "1",
-        ]),
-    ]
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    );
+    calls
+}
+
+#[test]
+fn every_documented_method_is_covered_by_the_access_tests() {
+    let (mutating, read_only) = classified_calls();
+    let names = |calls: &[Vec<String>]| -> Vec<String> {
+        calls.iter().map(|c| format!("{}.{}", c[1], c[2])).collect()
+    };
+    // The root-only set as the XML comments and the policy file describe it.
+    assert_eq!(
+        names(&mutating),
+        [
+            "org.banhound.Banhound1.Jail.Ban",
+            "org.banhound.Banhound1.Jail.Unban",
+            "org.banhound.Banhound1.Jail.AddIgnoreIP",
+            "org.banhound.Banhound1.Jail.RemoveIgnoreIP",
+            "org.banhound.Banhound1.Manager.Ban",
+            "org.banhound.Banhound1.Manager.Unban",
+            "org.banhound.Banhound1.Manager.UnbanAll",
+            "org.banhound.Banhound1.Manager.Reload",
+        ]
+    );
+    assert_eq!(
+        names(&read_only),
+        [
+            "org.banhound.Banhound1.Jail.GetBans",
+            "org.banhound.Banhound1.Manager.ListJails",
+            "org.banhound.Banhound1.Manager.GetStatus",
+            "org.banhound.Banhound1.Manager.IsBanned",
+        ]
+    );
 }
 
 /// What an unprivileged caller must not be able to change.
@@ -760,7 +919,14 @@ fn refuses_unprivileged_callers(policy: BusPolicy, cli_message: &str, busctl_mes
     }
     assert_eq!(observable_state(&h), before);
 
-    // Reading stays open to everyone.
+    // Reading stays open to everyone: every method the policy opens, and properties.
+    for call in classified_calls().1 {
+        let mut args = vec!["call", "org.banhound.Banhound1"];
+        args.extend(call.iter().map(String::as_str));
+        let out = h.busctl_as_nobody(&args);
+        assert!(out.status.success(), "{call:?}: {}", text(&out.stderr));
+    }
+    assert_eq!(observable_state(&h), before);
     let status = h.cli_as_nobody(&["status", "sshd", "--json"]);
     assert_eq!(json(&status)["bans"][0]["target"], "198.51.100.4");
     assert!(h.cli_as_nobody(&["status"]).status.success());

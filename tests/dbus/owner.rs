@@ -215,21 +215,15 @@ impl Owner {
             }
             Request::Ban {
                 jail,
-                addr,
+                address,
                 duration,
                 caller_uid,
                 reply,
             } => {
                 let result = self.jail_mut(&jail).and_then(|j| {
                     j.tracker
-                        .ban_manually(addr, now(), duration)
-                        .map_err(|reason| ControlError::Ignored {
-                            target: banhound::engine::address::ban_target(
-                                addr,
-                                j.tracker.policy().ipv6_prefix,
-                            ),
-                            reason: reason.to_string(),
-                        })
+                        .ban_manually(address, now(), duration)
+                        .map_err(ControlError::from)
                 });
                 if let Ok(decision) = &result {
                     self.emit(Event::Banned {

@@ -1,0 +1,188 @@
+//! The real `banhound daemon` behind the private bus, for the tests that must see what
+//! reaches the kernel: it runs in a network namespace of its own (real nftables there,
+//! nothing of the host's ruleset touched), with addresses of its own for `ignoreself`, reads
+//! an empty journal directory (these tests ban over the bus only), and serves the control
+//! interface on the test's private dbus-daemon, whose socket is a path and so reachable from
+//! the namespace.
+//!
+//! The daemon is killed by pid and the namespace deleted by name when the guard drops, also
+//! when a test fails. Needs root, ip, nft and the dbus-daemon of private_bus.rs.
+
+use crate::private_bus::die_with_test;
+use ipnet::IpNet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The namespace's own addresses (on a veth pair inside it), which `ignoreself` protects.
+pub const OWN_V4: &str = "192.0.2.1";
+pub const OWN_V6: &str = "2001:db8:1:2::10";
+
+fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut all = vec!["ip", "-n", &self.0];
+        all.extend_from_slice(args);
+        sh(&all);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// `banhound daemon` in its namespace; killed by pid, then the namespace deleted, on drop.
+pub struct RealDaemon {
+    child: Child,
+    log: PathBuf,
+    // Dropped after the child is killed (Drop below), so the daemon never outlives them.
+    netns: Netns,
+    _dir: tempfile::TempDir,
+}
+
+impl RealDaemon {
+    /// Starts the daemon with `config` on the bus at `bus_address`; returns once it logged
+    /// "banhound started" (firewall set up, name owned on the bus).
+    pub fn start(tag: &str, bus_address: &str, config: &str) -> RealDaemon {
+        let netns = Netns::new(format!("bhdbus{tag}{}", std::process::id()));
+        netns.ip(&[
+            "link", "add", "own0", "type", "veth", "peer", "name", "own1",
+        ]);
+        netns.ip(&["addr", "add", &format!("{OWN_V4}/24"), "dev", "own0"]);
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("{OWN_V6}/64"),
+            "dev",
+            "own0",
+            "nodad",
+        ]);
+        netns.ip(&["link", "set", "own0", "up"]);
+        netns.ip(&["link", "set", "own1", "up"]);
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("banhound.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let journal = dir.path().join("journal");
+        std::fs::create_dir(&journal).unwrap();
+        let log = dir.path().join("daemon.log");
+        let child = die_with_test(Command::new("ip").args(["netns", "exec", &netns.0]))
+            .arg(env!("CARGO_BIN_EXE_banhound"))
+            .arg("--defaults-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--bus-address")
+            .arg(bus_address)
+            .args(["daemon", "--log-target", "stderr"])
+            .arg("--journal-directory")
+            .arg(&journal)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut daemon = RealDaemon {
+            child,
+            log,
+            netns,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !daemon.log().contains("banhound started") {
+            assert!(daemon.is_running(), "the daemon exited: {}", daemon.log());
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not start: {}",
+                daemon.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The elements of the nftables set `name` in the namespace (`sshd-v4`, ...), as
+    /// networks; empty if the set does not exist.
+    pub fn kernel_set(&self, name: &str) -> Vec<IpNet> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns.0])
+            .args(["nft", "-j", "list", "set", "inet", "banhound", name])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut found = Vec::new();
+        for item in json["nftables"].as_array().unwrap() {
+            for elem in item["set"]["elem"].as_array().into_iter().flatten() {
+                found.push(element_net(elem));
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Every element of both sets of `jail`.
+    pub fn kernel_bans(&self, jail: &str) -> Vec<IpNet> {
+        let mut all = self.kernel_set(&format!("{jail}-v4"));
+        all.extend(self.kernel_set(&format!("{jail}-v6")));
+        all
+    }
+}
+
+/// One element of `nft -j list set`: an address, a prefix, or either wrapped with its
+/// timeout in {"elem": {"val": ...}}.
+fn element_net(elem: &serde_json::Value) -> IpNet {
+    if let Some(inner) = elem.get("elem") {
+        return element_net(&inner["val"]);
+    }
+    if let Some(addr) = elem.as_str() {
+        return IpNet::from(addr.parse::<std::net::IpAddr>().unwrap());
+    }
+    if let Some(prefix) = elem.get("prefix") {
+        let addr = prefix["addr"].as_str().unwrap();
+        let len = prefix["len"].as_u64().unwrap();
+        return format!("{addr}/{len}").parse().unwrap();
+    }
+    panic!("unexpected set element {elem}");
+}
+
+impl Drop for RealDaemon {
+    fn drop(&mut self) {
+        // Child::kill signals exactly this pid (`ip netns exec` execs the daemon).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
