@@ -8,6 +8,7 @@
 //! The daemon is killed by pid and the namespace deleted by name when the guard drops, also
 //! when a test fails. Needs root, ip, nft and the dbus-daemon of private_bus.rs.
 
+use crate::netlab::Netns;
 use crate::private_bus::die_with_test;
 use ipnet::IpNet;
 use std::fs::File;
@@ -18,40 +19,6 @@ use std::time::{Duration, Instant};
 /// The namespace's own addresses (on a veth pair inside it), which `ignoreself` protects.
 pub const OWN_V4: &str = "192.0.2.1";
 pub const OWN_V6: &str = "2001:db8:1:2::10";
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A network namespace, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(name: String) -> Netns {
-        sh(&["ip", "netns", "add", &name]);
-        let ns = Netns(name);
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut all = vec!["ip", "-n", &self.0];
-        all.extend_from_slice(args);
-        sh(&all);
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// `banhound daemon` in its namespace; killed by pid, then the namespace deleted, on drop.
 pub struct RealDaemon {
@@ -87,7 +54,7 @@ impl RealDaemon {
         let journal = dir.path().join("journal");
         std::fs::create_dir(&journal).unwrap();
         let log = dir.path().join("daemon.log");
-        let child = die_with_test(Command::new("ip").args(["netns", "exec", &netns.0]))
+        let child = die_with_test(Command::new("ip").args(["netns", "exec", netns.name()]))
             .arg(env!("CARGO_BIN_EXE_banhound"))
             .arg("--defaults-dir")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
@@ -136,7 +103,7 @@ impl RealDaemon {
     /// networks; empty if the set does not exist.
     pub fn kernel_set(&self, name: &str) -> Vec<IpNet> {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.netns.0])
+            .args(["netns", "exec", self.netns.name()])
             .args(["nft", "-j", "list", "set", "inet", "banhound", name])
             .output()
             .unwrap();
