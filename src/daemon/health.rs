@@ -5,9 +5,9 @@
 //! failure is logged once when it starts (not once per batch: a flood of entries during a
 //! full disk would otherwise flood the journal too) and once when it ends, it shows in
 //! STATUS= and on the bus ([`Health`], published on a watch channel the bus service reads),
-//! and a timer retries with backoff. Nothing polls:
-//! the retry deadlines and the periodic reconcile are deadlines in the owner task's one
-//! `select!`, and without a failure the reconcile interval is the only periodic wake-up.
+//! and a timer retries with backoff. Nothing polls: the retry deadlines and the periodic
+//! reconcile are deadlines in the owner task's one `select!`, and without a failure the
+//! reconcile interval is the only periodic wake-up.
 //!
 //! The firewall is reconciled every `reconcile_interval`: each backend compares what it
 //! holds with the bans in force and repairs the difference (see [`crate::firewall::Repairs`]).
