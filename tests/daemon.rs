@@ -22,7 +22,7 @@ mod private_bus;
 
 use daemon_lab::{
     ban_line, journal_text, sshd_config, Lab, ATTACKER, FRIEND, PORT, SERVER_ATTACKER_SIDE,
-    SERVER_FRIEND_SIDE,
+    SERVER_FRIEND_SIDE, SSHD_SET,
 };
 use netlab::wait_for;
 use private_bus::{as_nobody, BusPolicy, DbusDaemon, Running};
@@ -30,7 +30,7 @@ use private_bus::{as_nobody, BusPolicy, DbusDaemon, Running};
 use banhound::daemon::state::StateDb;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn journal_failures_become_kernel_bans_that_block_only_the_attacker() {
@@ -163,6 +163,49 @@ fn sighup_applies_a_changed_jail_and_refuses_a_broken_config() {
         .bans()
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn an_admins_flush_is_repaired_by_the_periodic_reconcile() {
+    // `[daemon]` comes after the jail table in TOML only as its own table: prepend it.
+    let mut lab = Lab::new(
+        "reconcile",
+        &format!(
+            "[daemon]\nreconcile_interval = \"2s\"\n\n{}",
+            sshd_config(2, "1h")
+        ),
+    );
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "1h", 2), 1);
+    assert!(!lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+
+    // The admin wipes everything; the attacker gets through until the next reconcile.
+    lab.server().nft(&["flush", "ruleset"]);
+    assert!(!lab.is_banned(ATTACKER));
+    let flushed = Instant::now();
+    daemon.wait_log(
+        "nftables table inet banhound was missing: re-created with 1 ban",
+        1,
+    );
+    let repaired_after = flushed.elapsed();
+    assert!(lab.is_banned(ATTACKER));
+    assert!(!lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+    assert!(lab.connects(lab.friend(), SERVER_FRIEND_SIDE));
+    eprintln!("flush ruleset repaired {repaired_after:?} after it (reconcile_interval 2s)");
+
+    // Deleting just one element is noticed too.
+    lab.server().nft(&[
+        "delete",
+        "element",
+        "inet",
+        "banhound",
+        SSHD_SET,
+        &format!("{{ {ATTACKER} }}"),
+    ]);
+    daemon.wait_log("1 ban was missing from banhound's sets: put back", 1);
+    assert!(lab.is_banned(ATTACKER));
+    assert!(daemon.stop());
 }
 
 #[test]
