@@ -207,6 +207,7 @@ fn a_full_state_directory_is_reported_and_caught_up() {
             .arg("--nofork")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("bus.log")).unwrap())
             .spawn()
             .expect("dbus-daemon"),
     );
