@@ -37,6 +37,8 @@
 mod daemon_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
+#[path = "support/seeded.rs"]
+mod seeded;
 
 use banhound::config::{self, ConfigPaths, JailSettings, JailSource};
 use banhound::daemon::state::{StateDb, StoredBan, DATABASE_FILE};
@@ -46,6 +48,7 @@ use daemon_lab::{Daemon, Lab, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE, SSHD_SET
 use ipnet::IpNet;
 use netlab::wait_for;
 use rusqlite::{Connection, OpenFlags};
+use seeded::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -90,24 +93,6 @@ fn seed() -> u64 {
         .ok()
         .map(|s| s.parse().expect("BANHOUND_FAULT_SEED is a number"))
         .unwrap_or(1)
-}
-
-/// SplitMix64: a few lines, good enough to spread kill times, reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 fn crash_at_any_instant(form: &str, entries: usize, kills: usize) {

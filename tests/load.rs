@@ -45,10 +45,13 @@ mod daemon_lab;
 mod netlab;
 #[path = "support/private_bus.rs"]
 mod private_bus;
+#[path = "support/seeded.rs"]
+mod seeded;
 
 use banhound::bus::proxy::{JailProxy, ManagerProxy, StatusRecord};
 use daemon_lab::{Lab, PORT};
 use private_bus::{BusPolicy, DbusDaemon};
+use seeded::Rng;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -150,29 +153,16 @@ fn address(index: u64) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(100, 64, 0, 1)) + index as u32)
 }
 
-/// splitmix64: a seeded sequence, so every run writes the same lines.
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// The sshd lines of the flood, numbered from 0.
 struct Lines {
-    rng: Seeded,
+    rng: Rng,
     attackers: u64,
 }
 
 impl Lines {
     fn new(form: Form) -> Lines {
         Lines {
-            rng: Seeded(SEED),
+            rng: Rng(SEED),
             attackers: form.attackers(),
         }
     }

@@ -12,6 +12,7 @@
 
 use crate::private_bus::{BusPolicy, DbusDaemon};
 use crate::real_daemon::{RealDaemon, OWN_V4, OWN_V6};
+use crate::seeded::Rng;
 use banhound::bus::{
     args, jail_path, JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
@@ -256,31 +257,6 @@ fn bans_that_would_lock_out_the_admin_never_reach_the_kernel() {
             "2001:db8:1:4::/64".parse().unwrap()
         ]
     );
-}
-
-/// SplitMix64: a small, seedable generator, so a failing storm can be replayed exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
 }
 
 /// Addresses a root caller may legitimately ban.

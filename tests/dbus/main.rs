@@ -17,6 +17,8 @@ mod owner;
 #[path = "../support/private_bus.rs"]
 mod private_bus;
 mod real_daemon;
+#[path = "../support/seeded.rs"]
+mod seeded;
 
 use banhound::bus::service::{Bus, Service, StartError};
 use banhound::bus::{jail_path, Event, Request, JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH};
