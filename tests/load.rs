@@ -334,19 +334,20 @@ struct Probe {
     // Dropped in this order: the proxies and the connection before their runtime.
     manager: ManagerProxy<'static>,
     jail: JailProxy<'static>,
+    peer: zbus::fdo::PeerProxy<'static>,
     _connection: zbus::Connection,
     runtime: tokio::runtime::Runtime,
 }
 
 impl Probe {
     fn connect(bus: &DbusDaemon) -> Probe {
-        // A worker thread of its own, so the connection's reader runs between calls too.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+        // On the calling thread: the reply is read where it is awaited, so a round trip
+        // costs no wake-up of another client thread (every call is made in `block_on`).
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let (connection, manager, jail) = runtime.block_on(async {
+        let (connection, manager, jail, peer) = runtime.block_on(async {
             let connection = zbus::connection::Builder::address(bus.address.as_str())
                 .unwrap()
                 .build()
@@ -364,11 +365,20 @@ impl Probe {
                 .build()
                 .await
                 .unwrap();
-            (connection, manager, jail)
+            let peer = zbus::fdo::PeerProxy::builder(&connection)
+                .destination(banhound::bus::SERVICE_NAME)
+                .unwrap()
+                .path(banhound::bus::MANAGER_PATH)
+                .unwrap()
+                .build()
+                .await
+                .unwrap();
+            (connection, manager, jail, peer)
         });
         Probe {
             manager,
             jail,
+            peer,
             _connection: connection,
             runtime,
         }
@@ -379,6 +389,15 @@ impl Probe {
         let t = Instant::now();
         let status = self.runtime.block_on(self.manager.get_status()).unwrap();
         (status, t.elapsed())
+    }
+
+    /// `org.freedesktop.DBus.Peer.Ping` to the daemon, and how long it took: answered by
+    /// the daemon's D-Bus library without its owner task, so it is the round trip through
+    /// the bus and the schedulers alone, to tell the machine's load from the daemon's.
+    fn ping(&self) -> Duration {
+        let t = Instant::now();
+        self.runtime.block_on(self.peer.ping()).unwrap();
+        t.elapsed()
     }
 
     /// The jail's `CurrentlyFailed` property (read through the owner task, like `GetStatus`),
@@ -593,6 +612,7 @@ struct Call {
     flooding: bool,
     status_rtt: Duration,
     property_rtt: Duration,
+    ping_rtt: Duration,
     currently_failed: u32,
     currently_banned: u32,
 }
@@ -733,11 +753,13 @@ fn run(tag: &str, max_tracked: Option<usize>) {
         let flooding = !flood.finished();
         let (status, status_rtt) = probe.status();
         let (currently_failed, property_rtt) = probe.currently_failed();
+        let ping_rtt = probe.ping();
         calls.push(Call {
             t: flood.started.elapsed(),
             flooding,
             status_rtt,
             property_rtt,
+            ping_rtt,
             currently_failed,
             currently_banned: status.5,
         });
@@ -836,6 +858,7 @@ fn run(tag: &str, max_tracked: Option<usize>) {
          RSS KiB: idle {rss_idle}, after the warm-up {rss_warm}; after 25% of the flood {}, 50% {}, 75% {}, all {}; max {rss_max}\n\
          D-Bus before the flood (idle): {}\n\
          D-Bus during the flood: GetStatus {}; CurrentlyFailed {}; both {}\n\
+         D-Bus Peer.Ping during the flood (the bus and the schedulers, not the owner task): {}\n\
          D-Bus after the flood (catching up): {}\n\
          kernel set {SET}: {} rounds, {} bans checked, {} missing; {} elements at the end, \
          {} bans reported",
@@ -866,6 +889,7 @@ fn run(tag: &str, max_tracked: Option<usize>) {
         rtt_summary(flood_calls.iter().map(|c| c.status_rtt).collect()),
         rtt_summary(flood_calls.iter().map(|c| c.property_rtt).collect()),
         rtt_summary(rtts(&flood_calls)),
+        rtt_summary(flood_calls.iter().map(|c| c.ping_rtt).collect()),
         if after_calls.is_empty() {
             "no calls".to_string()
         } else {
