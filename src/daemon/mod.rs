@@ -1011,13 +1011,24 @@ impl Daemon {
         })
     }
 
-    /// Lifts the bans that have ended.
+    /// Lifts the bans that have ended, at most `STEP` of them: the others are still due, so
+    /// the loop comes back for them once pending requests are answered.
     async fn expire(&mut self) {
+        // A flood's bans end together, thousands in the same second, and each lifted ban costs
+        // a firewall element, two database rows, a log line and a signal: lifted at once they
+        // kept the owner task (and so the control interface) busy for up to 90 ms
+        // (tests/load.rs). 256 takes a few milliseconds.
+        const STEP: usize = 256;
         let now = wall_now();
+        let mut budget = STEP;
         let expired: Vec<(String, Vec<IpNet>)> = self
             .trackers
             .iter_mut()
-            .map(|(jail, tracker)| (jail.clone(), tracker.take_expired(now)))
+            .map(|(jail, tracker)| {
+                let targets = tracker.take_expired_at_most(now, budget);
+                budget -= targets.len();
+                (jail.clone(), targets)
+            })
             .filter(|(_, targets)| !targets.is_empty())
             .collect();
         if expired.is_empty() {

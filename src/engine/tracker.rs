@@ -369,9 +369,17 @@ impl Tracker {
 
     /// Removes and returns the bans that have ended by `now`.
     pub fn take_expired(&mut self, now: Timestamp) -> Vec<IpNet> {
+        self.take_expired_at_most(now, usize::MAX)
+    }
+
+    /// As [`take_expired`](Self::take_expired), but at most `max` bans, those that ended
+    /// first; the others stay due (`next_expiry() <= now`) for the next call. A flood's bans
+    /// end together, thousands in the same second: the daemon lifts them in bounded steps so
+    /// that control requests are answered in between.
+    pub fn take_expired_at_most(&mut self, now: Timestamp, max: usize) -> Vec<IpNet> {
         let mut done = Vec::new();
         while let Some(&(until, target)) = self.expiries.first() {
-            if until > now {
+            if until > now || done.len() >= max {
                 break;
             }
             self.expiries.pop_first();
@@ -602,6 +610,26 @@ mod tests {
         assert_eq!(tr.take_expired(t(600)), vec![d1.target]);
         assert!(tr.active_ban(&d3.target).is_some());
         assert_eq!(tr.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_burst_of_expiries_is_taken_in_bounded_steps_earliest_first() {
+        let mut tr = Tracker::new(policy());
+        let targets: Vec<IpNet> = (0..5u8)
+            .map(|i| {
+                let ban = Some(BanTime::For(Duration::from_secs(60 + u64::from(i))));
+                tr.ban_manually(ip(&format!("198.51.100.{i}")), t(0), ban)
+                    .unwrap()
+                    .target
+            })
+            .collect();
+        assert_eq!(tr.take_expired_at_most(t(100), 2), targets[..2]);
+        // The rest stay due, for the next step.
+        assert_eq!(tr.next_expiry(), Some(t(62)));
+        assert_eq!(tr.take_expired_at_most(t(100), 2), targets[2..4]);
+        assert_eq!(tr.take_expired_at_most(t(100), 2), targets[4..]);
+        assert_eq!(tr.take_expired_at_most(t(100), 2), vec![]);
+        assert_eq!(tr.active_bans().count(), 0);
     }
 
     #[test]
