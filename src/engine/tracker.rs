@@ -618,7 +618,7 @@ mod tests {
         let targets: Vec<IpNet> = (0..5u8)
             .map(|i| {
                 let ban = Some(BanTime::For(Duration::from_secs(60 + u64::from(i))));
-                tr.ban_manually(ip(&format!("198.51.100.{i}")), t(0), ban)
+                tr.ban_manually(ip(&format!("198.51.100.{i}")).into(), t(0), ban)
                     .unwrap()
                     .target
             })
