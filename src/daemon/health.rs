@@ -14,7 +14,8 @@
 //! A failed firewall call brings the next reconcile forward, so it is retried even with the
 //! periodic check off.
 
-use super::state::StateError;
+use super::state::{CaughtUp, StateError};
+use super::state_writer::Report;
 use super::{wall_now, Daemon, StoredBan};
 use crate::bus::Health;
 use crate::engine::time::{format_duration, Timestamp};
@@ -152,9 +153,24 @@ impl Daemon {
         }
     }
 
+    /// Takes a report of the state writer thread.
+    pub(super) fn state_reported(&mut self, report: Report) {
+        match report {
+            Report::Written { result, unsaved } => {
+                self.unsaved_changes = unsaved;
+                self.state_written(result);
+            }
+            Report::Retried { result, unsaved } => {
+                self.unsaved_changes = unsaved;
+                self.state_retrying = false;
+                self.state_retried(result);
+            }
+        }
+    }
+
     /// Notes the outcome of a state write: the first failure of an episode is logged and
     /// starts the retries; later ones (changes only queued) say nothing new.
-    pub(super) fn state_written(&mut self, result: Result<(), StateError>) {
+    fn state_written(&mut self, result: Result<(), StateError>) {
         if self.state_trouble.is_some() {
             // Queued, not written: the bus shows how many changes wait.
             self.publish_health();
@@ -167,22 +183,31 @@ impl Daemon {
         tracing::error!(
             STATE_ERROR = %error,
             "cannot save the state database: {error}; bans keep working from memory and {} change(s) wait to be saved (retrying in {})",
-            self.db.unsaved_changes(),
+            self.unsaved_changes,
             format_duration(trouble.delay)
         );
         self.state_trouble = Some(trouble);
         self.health_changed();
     }
 
-    /// When the state database is next tried again.
+    /// When the state database is next tried again: not while a retry is under way.
     pub(super) fn next_state_retry(&self) -> Option<Instant> {
+        if self.state_retrying {
+            return None;
+        }
         self.state_trouble.as_ref().map(|t| t.retry_at)
     }
 
-    /// Tries to write everything waiting in memory, in one transaction.
+    /// Asks the writer thread to write everything waiting in memory, in one transaction;
+    /// the outcome comes back as [`Report::Retried`]. The bans in force go with it in case
+    /// the backlog overflowed (then the `bans` table is rewritten from them).
     pub(super) fn retry_state(&mut self) {
-        let trackers = &self.trackers;
-        let result = self.db.write_backlog(|| stored_bans(trackers));
+        self.state.retry(stored_bans(&self.trackers));
+        self.state_retrying = true;
+    }
+
+    /// The outcome of a retry.
+    fn state_retried(&mut self, result: Result<CaughtUp, StateError>) {
         let Some(mut trouble) = self.state_trouble.take() else {
             return;
         };
@@ -219,7 +244,7 @@ impl Daemon {
     pub(super) fn health(&self) -> Health {
         Health {
             state_error: self.state_trouble.as_ref().map(|t| t.error.clone()),
-            unsaved_changes: u64::try_from(self.db.unsaved_changes()).unwrap_or(u64::MAX),
+            unsaved_changes: u64::try_from(self.unsaved_changes).unwrap_or(u64::MAX),
             firewall_error: self.firewall_trouble.as_ref().map(|t| t.error.clone()),
         }
     }

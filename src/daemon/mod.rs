@@ -8,12 +8,13 @@
 //! on the earliest expiry of all trackers, never by polling.
 //!
 //! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
-//! position (journal cursor, or file inode and offset) are committed in one SQLite
-//! transaction ([`state`]), then the bans go to the firewall. After a crash, bans committed
-//! are restored with their remaining time and journal entries up to the committed cursor are
-//! replayed count-only (they rebuild failure windows, never ban twice). Files continue after
-//! their committed offset; their failure windows are not rebuilt (lines before the offset
-//! are not read again).
+//! position (journal cursor, or file inode and offset) are sent to be committed in one SQLite
+//! transaction ([`state`], on its own thread: [`state_writer`]), then the bans go to the
+//! firewall. After a crash, bans committed are restored with their remaining time and
+//! journal entries up to the committed cursor are replayed count-only (they rebuild failure
+//! windows, never ban twice); a batch sent but not yet committed is read again, as new.
+//! Files continue after their committed offset; their failure windows are not rebuilt
+//! (lines before the offset are not read again).
 //!
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
 //! batch), sources positioned, then READY=1. SIGHUP reloads in place (bans kept); a
@@ -36,6 +37,7 @@ mod health;
 pub mod host;
 pub mod logging;
 pub mod state;
+pub mod state_writer;
 
 use crate::bus::service::{Bus, StartError};
 use crate::bus::{unban_reason, Event, Health, JailSnapshot, Request};
@@ -58,6 +60,7 @@ use files::{FileChunk, FileError, FileFeed, FilePosition};
 use ipnet::IpNet;
 use sd_notify::NotifyState;
 use state::{StateDb, StateError, StoredBan};
+use state_writer::StateWriter;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
@@ -324,7 +327,10 @@ struct Daemon {
     zone: Zone,
     trackers: HashMap<String, Tracker>,
     backends: Backends,
-    db: StateDb,
+    /// The state database, on its own thread.
+    state: StateWriter,
+    /// Changes waiting in memory, as the state writer last reported.
+    unsaved_changes: usize,
     own_addresses: Vec<IpAddr>,
     following: Following,
     /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
@@ -346,6 +352,8 @@ struct Daemon {
     firewall_trouble: Option<health::Trouble>,
     /// The state database could not be written; changes wait in memory.
     state_trouble: Option<health::Trouble>,
+    /// A retry of the state database was sent and has not been answered yet.
+    state_retrying: bool,
     /// The health as the bus shows it.
     health: watch::Sender<Health>,
     /// Per jail: evictions reported so far, and when last.
@@ -370,7 +378,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     // Installed first: SIGHUP's default action would end the process during start-up.
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let prepared = prepare(config::load(&options.config)?)?;
-    let db = StateDb::open(&options.state_dir)?;
+    let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
     let own_addresses = host::own_addresses();
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
@@ -393,7 +401,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         // Dates without a zone in files are local time, as syslog writes them.
         zone: Zone::parse("local").unwrap_or(Zone::Utc),
         backends: Backends::default(),
-        db,
+        state,
+        unsaved_changes: 0,
         own_addresses,
         following: Following::default(),
         catching_up: false,
@@ -405,6 +414,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         reconcile_at: None,
         firewall_trouble: None,
         state_trouble: None,
+        state_retrying: false,
         health: watch::channel(Health::default()).0,
         evictions_reported: HashMap::new(),
         options,
@@ -457,6 +467,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 daemon.publish_changes();
             }
             () = sleep_until_some(daemon.next_state_retry()) => daemon.retry_state(),
+            report = daemon.state.next_report() => daemon.state_reported(report),
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
@@ -587,9 +598,10 @@ impl Daemon {
         }
         let mut list = Vec::new();
         for (path, _) in &self.files {
+            let key = file_key(path);
             let stored = self
-                .db
-                .cursor(&file_key(path))?
+                .state
+                .read(move |db| db.cursor(&key))?
                 .and_then(|p| FilePosition::decode(&p));
             tracing::info!(
                 "following {} {}",
@@ -617,7 +629,8 @@ impl Daemon {
             .map(|&j| self.jails[j].policy.findtime)
             .max()
             .unwrap_or_default();
-        let stored = self.db.cursor(&self.source_key)?;
+        let source = self.source_key.clone();
+        let stored = self.state.read(move |db| db.cursor(&source))?;
         let start = match (stored, reload) {
             (Some(cursor), true) => Start::Resume {
                 cursor,
@@ -646,14 +659,15 @@ impl Daemon {
     async fn restore(&mut self) -> Result<(), DaemonError> {
         let now = wall_now();
         // Offence counts first: a restored active ban then overrides its own entry.
-        for (jail, target, offences, last) in self.db.offences()? {
+        let (offences, stored) = self.state.read(|db| Ok((db.offences()?, db.bans()?)))?;
+        for (jail, target, offences, last) in offences {
             if let Some(tracker) = self.trackers.get_mut(&jail) {
                 tracker.restore_offences(target, offences, last);
             }
         }
         let mut entries = Vec::new();
         let mut ended: BTreeMap<(String, &'static str), Vec<IpNet>> = BTreeMap::new();
-        for ban in self.db.bans()? {
+        for ban in stored {
             let Some(tracker) = self.trackers.get_mut(&ban.jail) else {
                 ended
                     .entry((ban.jail.clone(), "jail removed"))
@@ -687,8 +701,7 @@ impl Daemon {
             });
         }
         for ((jail, reason), targets) in ended {
-            let written = self.db.end_bans(&jail, &targets, reason, now);
-            self.state_written(written);
+            self.state.end_bans(&jail, &targets, reason, now);
             for target in &targets {
                 tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
             }
@@ -851,9 +864,9 @@ impl Daemon {
         }
     }
 
-    /// The one path of every ban, decided from the logs or ordered over the bus: persisted
-    /// (with the source position it was derived up to, in one transaction), applied to the
-    /// firewall, logged, announced.
+    /// The one path of every ban, decided from the logs or ordered over the bus: sent to be
+    /// persisted (with the source position it was derived up to, in one transaction),
+    /// applied to the firewall, logged, announced.
     async fn enforce(
         &mut self,
         decisions: &[(usize, BanDecision)],
@@ -872,13 +885,6 @@ impl Daemon {
                 failures: d.failures,
             })
             .collect();
-        // Blocking matters more than remembering: what cannot be written waits in memory,
-        // and the ban goes to the firewall regardless.
-        let written = self.db.commit_batch(&stored, position, now);
-        self.state_written(written);
-        if decisions.is_empty() {
-            return Ok(());
-        }
         let entries: Vec<BanEntry> = stored
             .iter()
             .filter_map(|b| {
@@ -895,6 +901,13 @@ impl Daemon {
                 })
             })
             .collect();
+        // Sent, not waited for (the writer thread commits it with the position, in order):
+        // blocking matters more than remembering, and the ban goes to the firewall
+        // regardless of the disk.
+        self.state.commit_batch(stored, position, now);
+        if decisions.is_empty() {
+            return Ok(());
+        }
         let applied = self.backends.ban(&entries).await;
         if let Err(e) = &applied {
             self.firewall_failed(&format!("cannot apply {} ban(s)", entries.len()), e);
@@ -958,8 +971,7 @@ impl Daemon {
                 e,
             );
         }
-        let written = self.db.end_bans(jail, targets, why.stored_reason(), now);
-        self.state_written(written);
+        self.state.end_bans(jail, targets, why.stored_reason(), now);
         for target in targets {
             let text = display_target(target);
             tracing::info!(JAIL = %jail, IP = %text, "Unbanned {text} in jail {jail} ({})", why.log_text());
@@ -1038,8 +1050,7 @@ impl Daemon {
             // Logged inside; the kernel's element timeouts lift nftables bans regardless.
             let _ = self.lift(&jail, &targets, Lifted::Expired, now).await;
         }
-        let written = self.db.purge_history(now);
-        self.state_written(written);
+        self.state.purge_history(now);
         self.publish_changes();
     }
 
@@ -1116,10 +1127,8 @@ impl Daemon {
                 }
                 None => {
                     self.backends.unban(&name, &targets).await?;
-                    let written =
-                        self.db
-                            .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
-                    self.state_written(written);
+                    self.state
+                        .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
                     self.trackers.remove(&name);
                     for target in &targets {
                         let text = display_target(target);

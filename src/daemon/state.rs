@@ -6,7 +6,9 @@
 //! failures twice (bans saved first: the entries come back as new). With both in one commit,
 //! a restart replays entries up to the cursor count-only and treats the rest as new.
 //! `synchronous=FULL` makes each commit survive power loss, not only a crash of the process;
-//! a commit is one WAL append plus fsync per batch (up to 1024 entries), not per entry.
+//! a commit is one WAL append plus fsync per write (one or more batches), not per entry. The
+//! writes run on their own thread ([`super::state_writer`]) so the owner task never waits for
+//! the disk.
 //!
 //! When a write fails (disk full, a read-only or failing state directory), blocking matters
 //! more than remembering: the daemon keeps banning from memory, and every change (ban starts
@@ -91,6 +93,13 @@ pub enum StateError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("state database {path}: cannot start its writer thread: {source}")]
+    Thread {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the state database's writer thread stopped (a bug): changes are no longer saved")]
+    WriterStopped,
 }
 
 /// A ban as stored.
@@ -240,18 +249,14 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Records new bans and the source position they were derived up to, atomically.
-    ///
-    /// When the change cannot be written (disk full, read-only or failing state directory),
-    /// it is kept in memory with every change still waiting, the error is returned, and later
-    /// changes join the wait without touching the disk until [`StateDb::write_backlog`]
-    /// succeeds. Nothing is lost while the process runs.
-    pub fn commit_batch(
+    /// Queues new bans and the source position they were derived up to: the next write
+    /// commits them together.
+    pub fn queue_batch(
         &mut self,
         bans: &[StoredBan],
         position: Option<(&str, &str)>,
         now: Timestamp,
-    ) -> Result<(), StateError> {
+    ) {
         for ban in bans {
             self.backlog.push(Change::Ban(ban.clone()), self.limit());
         }
@@ -260,18 +265,16 @@ impl StateDb {
                 .positions
                 .insert(source.to_string(), (cursor.to_string(), now));
         }
-        self.write_if_current()
     }
 
-    /// Removes ended bans and closes their history rows with `reason`. Kept in memory like
-    /// [`StateDb::commit_batch`] when it cannot be written.
-    pub fn end_bans(
+    /// Queues the end of bans: removed from `bans`, their history rows closed with `reason`.
+    pub fn queue_end(
         &mut self,
         jail: &str,
         targets: &[IpNet],
         reason: &'static str,
         now: Timestamp,
-    ) -> Result<(), StateError> {
+    ) {
         for target in targets {
             let change = Change::End {
                 jail: jail.to_string(),
@@ -281,14 +284,25 @@ impl StateDb {
             };
             self.backlog.push(change, self.limit());
         }
-        self.write_if_current()
     }
 
-    /// Bounds the history: drops rows older than the horizon and beyond the newest rows kept.
-    /// Deferred like the other writes while the database cannot be written.
-    pub fn purge_history(&mut self, now: Timestamp) -> Result<(), StateError> {
+    /// Queues a purge of the history: rows older than the horizon and beyond the newest
+    /// rows kept.
+    pub fn queue_purge(&mut self, now: Timestamp) {
         self.backlog.purge = Some(now);
-        self.write_if_current()
+    }
+
+    /// Writes what is queued, in one transaction.
+    ///
+    /// When it cannot be written (disk full, read-only or failing state directory), it is
+    /// kept in memory with every change still waiting, the error is returned, and later
+    /// changes join the wait without touching the disk (this returns `Ok` for them) until
+    /// [`StateDb::write_backlog`] succeeds. Nothing is lost while the process runs.
+    pub fn write_pending(&mut self) -> Result<(), StateError> {
+        if self.behind {
+            return Ok(());
+        }
+        self.write(None)
     }
 
     /// Whether changes wait in memory because the database could not be written.
@@ -320,15 +334,6 @@ impl StateDb {
     /// The backlog bound in force: none while healthy.
     fn limit(&self) -> Option<usize> {
         self.behind.then_some(self.backlog_limit)
-    }
-
-    /// Writes the backlog unless an earlier failure left changes waiting: then only
-    /// [`StateDb::write_backlog`], on the daemon's retry timer, touches the disk again.
-    fn write_if_current(&mut self) -> Result<(), StateError> {
-        if self.behind {
-            return Ok(());
-        }
-        self.write(None)
     }
 
     /// One transaction with everything waiting; on failure it is rolled back, the changes
@@ -544,6 +549,52 @@ fn rewrite_bans(tx: &rusqlite::Transaction<'_>, active: &[StoredBan]) -> rusqlit
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Queue and write at once, as the writer thread does for a change sent alone.
+    trait WriteNow {
+        fn commit_batch(
+            &mut self,
+            bans: &[StoredBan],
+            position: Option<(&str, &str)>,
+            now: Timestamp,
+        ) -> Result<(), StateError>;
+        fn end_bans(
+            &mut self,
+            jail: &str,
+            targets: &[IpNet],
+            reason: &'static str,
+            now: Timestamp,
+        ) -> Result<(), StateError>;
+        fn purge_history(&mut self, now: Timestamp) -> Result<(), StateError>;
+    }
+
+    impl WriteNow for StateDb {
+        fn commit_batch(
+            &mut self,
+            bans: &[StoredBan],
+            position: Option<(&str, &str)>,
+            now: Timestamp,
+        ) -> Result<(), StateError> {
+            self.queue_batch(bans, position, now);
+            self.write_pending()
+        }
+
+        fn end_bans(
+            &mut self,
+            jail: &str,
+            targets: &[IpNet],
+            reason: &'static str,
+            now: Timestamp,
+        ) -> Result<(), StateError> {
+            self.queue_end(jail, targets, reason, now);
+            self.write_pending()
+        }
+
+        fn purge_history(&mut self, now: Timestamp) -> Result<(), StateError> {
+            self.queue_purge(now);
+            self.write_pending()
+        }
+    }
 
     fn ban(target: &str, until: Option<i64>) -> StoredBan {
         StoredBan {
