@@ -550,50 +550,32 @@ fn rewrite_bans(tx: &rusqlite::Transaction<'_>, active: &[StoredBan]) -> rusqlit
 mod tests {
     use super::*;
 
-    /// Queue and write at once, as the writer thread does for a change sent alone.
-    trait WriteNow {
-        fn commit_batch(
-            &mut self,
-            bans: &[StoredBan],
-            position: Option<(&str, &str)>,
-            now: Timestamp,
-        ) -> Result<(), StateError>;
-        fn end_bans(
-            &mut self,
-            jail: &str,
-            targets: &[IpNet],
-            reason: &'static str,
-            now: Timestamp,
-        ) -> Result<(), StateError>;
-        fn purge_history(&mut self, now: Timestamp) -> Result<(), StateError>;
+    // Queue and write at once, as the writer thread does for a change sent alone.
+
+    fn commit_batch(
+        db: &mut StateDb,
+        bans: &[StoredBan],
+        position: Option<(&str, &str)>,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        db.queue_batch(bans, position, now);
+        db.write_pending()
     }
 
-    impl WriteNow for StateDb {
-        fn commit_batch(
-            &mut self,
-            bans: &[StoredBan],
-            position: Option<(&str, &str)>,
-            now: Timestamp,
-        ) -> Result<(), StateError> {
-            self.queue_batch(bans, position, now);
-            self.write_pending()
-        }
+    fn end_bans(
+        db: &mut StateDb,
+        jail: &str,
+        targets: &[IpNet],
+        reason: &'static str,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        db.queue_end(jail, targets, reason, now);
+        db.write_pending()
+    }
 
-        fn end_bans(
-            &mut self,
-            jail: &str,
-            targets: &[IpNet],
-            reason: &'static str,
-            now: Timestamp,
-        ) -> Result<(), StateError> {
-            self.queue_end(jail, targets, reason, now);
-            self.write_pending()
-        }
-
-        fn purge_history(&mut self, now: Timestamp) -> Result<(), StateError> {
-            self.queue_purge(now);
-            self.write_pending()
-        }
+    fn purge_history(db: &mut StateDb, now: Timestamp) -> Result<(), StateError> {
+        db.queue_purge(now);
+        db.write_pending()
     }
 
     fn ban(target: &str, until: Option<i64>) -> StoredBan {
@@ -616,7 +598,8 @@ mod tests {
             ban("198.51.100.4/32", Some(700)),
             ban("2001:db8:1:2::/64", None),
         ];
-        db.commit_batch(
+        commit_batch(
+            &mut db,
             &bans,
             Some(("journal:system", "s=1;t=5")),
             Timestamp::from_secs(100),
@@ -634,7 +617,8 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
-        db.end_bans(
+        end_bans(
+            &mut db,
             "sshd",
             &[bans[0].target],
             "expired",
@@ -665,10 +649,8 @@ mod tests {
         let mut second = first.clone();
         second.since = Timestamp::from_secs(800);
         second.until = Some(Timestamp::from_secs(1400));
-        db.commit_batch(&[first], None, Timestamp::from_secs(100))
-            .unwrap();
-        db.commit_batch(&[second.clone()], None, Timestamp::from_secs(800))
-            .unwrap();
+        commit_batch(&mut db, &[first], None, Timestamp::from_secs(100)).unwrap();
+        commit_batch(&mut db, &[second.clone()], None, Timestamp::from_secs(800)).unwrap();
         assert_eq!(db.bans().unwrap(), [second]);
         let open: i64 = db
             .conn
@@ -685,23 +667,25 @@ mod tests {
     fn history_is_bounded_by_age() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = StateDb::open(dir.path()).unwrap();
-        db.commit_batch(
+        commit_batch(
+            &mut db,
             &[ban("198.51.100.4/32", Some(700))],
             None,
             Timestamp::from_secs(100),
         )
         .unwrap();
-        db.end_bans(
+        end_bans(
+            &mut db,
             "sshd",
             &["198.51.100.4/32".parse().unwrap()],
             "expired",
             Timestamp::from_secs(700),
         )
         .unwrap();
-        db.purge_history(Timestamp::from_secs(1000)).unwrap();
+        purge_history(&mut db, Timestamp::from_secs(1000)).unwrap();
         assert_eq!(db.history_len().unwrap(), 1);
         let later = Timestamp::from_secs(100) + HISTORY_HORIZON + Duration::from_secs(1);
-        db.purge_history(later).unwrap();
+        purge_history(&mut db, later).unwrap();
         assert_eq!(db.history_len().unwrap(), 0);
     }
 
@@ -819,7 +803,8 @@ mod tests {
         let fs = SmallTmpfs::mount("1m");
         let mut db = StateDb::open(fs.path()).unwrap();
         let before = many_bans(3, 100);
-        db.commit_batch(
+        commit_batch(
+            &mut db,
             &before,
             Some(("journal:system", "c1")),
             Timestamp::from_secs(100),
@@ -830,13 +815,13 @@ mod tests {
         let filler = fs.fill();
         // Big enough to need new pages in the WAL, which the full filesystem refuses.
         let during = many_bans(2000, 200);
-        let error = db
-            .commit_batch(
-                &during[3..],
-                Some(("journal:system", "c2")),
-                Timestamp::from_secs(200),
-            )
-            .expect_err("a commit on a full filesystem");
+        let error = commit_batch(
+            &mut db,
+            &during[3..],
+            Some(("journal:system", "c2")),
+            Timestamp::from_secs(200),
+        )
+        .expect_err("a commit on a full filesystem");
         let text = error.to_string();
         assert!(
             text.contains("full") && text.contains(DATABASE_FILE),
@@ -852,20 +837,22 @@ mod tests {
         assert_eq!(db.history_len().unwrap(), 3);
 
         // Later changes wait without an attempt; reads see the newest position.
-        db.end_bans(
+        end_bans(
+            &mut db,
             "sshd",
             &[before[0].target],
             "expired",
             Timestamp::from_secs(250),
         )
         .unwrap();
-        db.commit_batch(
+        commit_batch(
+            &mut db,
             &[],
             Some(("journal:system", "c3")),
             Timestamp::from_secs(260),
         )
         .unwrap();
-        db.purge_history(Timestamp::from_secs(260)).unwrap();
+        purge_history(&mut db, Timestamp::from_secs(260)).unwrap();
         assert_eq!(db.cursor("journal:system").unwrap().as_deref(), Some("c3"));
         assert_eq!(db.unsaved_changes(), 1997 + 1 + 1);
         // Still full: the retry fails the same way and loses nothing.
@@ -898,7 +885,8 @@ mod tests {
         assert_eq!(db.cursor("journal:system").unwrap().as_deref(), Some("c3"));
         assert_eq!(stored_targets(&db), expected);
         // And it writes as usual again.
-        db.commit_batch(
+        commit_batch(
+            &mut db,
             &many_bans(1, 300)[..0],
             Some(("journal:system", "c4")),
             Timestamp::from_secs(300),
@@ -913,15 +901,13 @@ mod tests {
         let mut db = StateDb::open(fs.path()).unwrap();
         db.backlog_limit = 10;
         let old = many_bans(2, 100);
-        db.commit_batch(&old, None, Timestamp::from_secs(100))
-            .unwrap();
+        commit_batch(&mut db, &old, None, Timestamp::from_secs(100)).unwrap();
         let filler = fs.fill();
         let new = many_bans(600, 200);
-        assert!(db
-            .commit_batch(&new[2..], None, Timestamp::from_secs(200))
-            .is_err());
+        assert!(commit_batch(&mut db, &new[2..], None, Timestamp::from_secs(200)).is_err());
         // One old ban ends while behind: its end is among the changes dropped.
-        db.end_bans(
+        end_bans(
+            &mut db,
             "sshd",
             &[old[1].target],
             "manual",
@@ -929,8 +915,13 @@ mod tests {
         )
         .unwrap();
         for ban in &new[2..20] {
-            db.commit_batch(std::slice::from_ref(ban), None, Timestamp::from_secs(220))
-                .unwrap();
+            commit_batch(
+                &mut db,
+                std::slice::from_ref(ban),
+                None,
+                Timestamp::from_secs(220),
+            )
+            .unwrap();
         }
         assert_eq!(db.backlog.changes.len(), 10);
         std::fs::remove_file(filler).unwrap();
