@@ -19,7 +19,7 @@ use crate::engine::time::BanTime;
 use crate::engine::tracker::{ActiveBan, Policy};
 use ipnet::IpNet;
 use std::net::IpAddr;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The running control interface: where its requests arrive, and the service to stop.
 pub(super) type Control = (Option<mpsc::Receiver<Request>>, Option<Service>);
@@ -109,7 +109,8 @@ impl Daemon {
                 caller_uid,
                 reply,
             } => {
-                let _ = reply.send(self.ban(&jail, address, duration, caller_uid).await);
+                let result = self.ban(&jail, address, duration, caller_uid).await;
+                self.reply_once_saved(reply, result);
             }
             Request::Unban {
                 addr,
@@ -117,14 +118,16 @@ impl Daemon {
                 caller_uid,
                 reply,
             } => {
-                let _ = reply.send(self.unban(addr, jail, caller_uid).await);
+                let result = self.unban(addr, jail, caller_uid).await;
+                self.reply_once_saved(reply, result);
             }
             Request::UnbanAll {
                 jail,
                 caller_uid,
                 reply,
             } => {
-                let _ = reply.send(self.unban_all(jail, caller_uid).await);
+                let result = self.unban_all(jail, caller_uid).await;
+                self.reply_once_saved(reply, result);
             }
             Request::IsBanned { addr, reply } => {
                 let bans = self
@@ -193,6 +196,17 @@ impl Daemon {
             }
         }
         self.publish_changes();
+    }
+
+    /// Answers an admin's ban or unban once the state writer has saved it, so that a reply
+    /// means the change survives a crash; the owner goes on meanwhile.
+    fn reply_once_saved<T: Send + 'static>(&self, reply: oneshot::Sender<T>, value: T) {
+        let saved = self.state.saved();
+        tokio::spawn(async move {
+            saved.await;
+            // The caller may have given up: nobody to tell.
+            let _ = reply.send(value);
+        });
     }
 
     fn jail(&self, name: &str) -> Result<&JailSettings, ControlError> {

@@ -19,7 +19,8 @@
 //! Reads (at start-up and reload: stored bans, offences, source positions) are answered on
 //! the thread after everything sent before them is written, so they see the daemon's own
 //! changes. The owner blocks for them; they are rare and never happen under a flood's
-//! steady state.
+//! steady state. An admin's ban or unban over D-Bus is answered once it is saved
+//! ([`StateWriter::saved`]), without the owner waiting: a reply means it survives a crash.
 //!
 //! Failures: a write that fails leaves its changes waiting in memory (the backlog of
 //! [`StateDb`]) and later changes join them without touching the disk. The owner's retry
@@ -32,6 +33,7 @@ use ipnet::IpNet;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use tokio::sync::mpsc as tokio_mpsc;
+use tokio::sync::oneshot;
 
 /// A read run on the writer thread.
 type Read = Box<dyn FnOnce(&StateDb) + Send>;
@@ -57,6 +59,8 @@ enum Command {
         active_bans: Vec<StoredBan>,
     },
     Read(Read),
+    /// Tell when everything sent before is written (or kept in the backlog after a failure).
+    Saved(oneshot::Sender<()>),
 }
 
 /// How a write went, sent back to the owner after each transaction (or each group of
@@ -148,6 +152,17 @@ impl StateWriter {
         answered.recv().map_err(|_| StateError::WriterStopped)?
     }
 
+    /// Completes once everything sent so far is written, or kept in memory because the
+    /// database cannot be written (then waiting longer would not make it safer). Completes
+    /// at once if the thread is gone.
+    pub fn saved(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (done, saved) = oneshot::channel();
+        self.send(Command::Saved(done));
+        async move {
+            let _ = saved.await;
+        }
+    }
+
     /// The next report; pending forever once the thread is gone (it is only gone when this
     /// handle is dropped, or after a panic, which the next send logs).
     pub async fn next_report(&mut self) -> Report {
@@ -231,6 +246,12 @@ fn serve(
                     }
                     read(&db);
                 }
+                Command::Saved(done) => {
+                    if std::mem::take(&mut queued) {
+                        report(write(&mut db));
+                    }
+                    let _ = done.send(());
+                }
             }
             next = commands.try_recv().ok();
         }
@@ -313,6 +334,21 @@ mod tests {
             } => assert_eq!(caught_up.changes, 0),
             other => panic!("unexpected report {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn saved_completes_once_what_was_sent_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = StateWriter::start(StateDb::open(dir.path()).unwrap()).unwrap();
+        writer.commit_batch(
+            vec![ban("198.51.100.7/32")],
+            None,
+            Timestamp::from_secs(200),
+        );
+        writer.saved().await;
+        // Another connection, while the writer is still running: it is committed.
+        let other = StateDb::open(dir.path()).unwrap();
+        assert_eq!(other.bans().unwrap().len(), 1);
     }
 
     #[test]
