@@ -7,24 +7,26 @@
 //! addresses. A TCP listener on port 22 in the server namespace is the service under
 //! protection; connection attempts from the other namespaces are the proof that a ban
 //! blocks or does not. The backend under test runs in the test process and only speaks
-//! D-Bus. Namespaces, links and the listener come from tests/support/netlab.rs. Everything
+//! D-Bus. Namespaces, links and the listener come from tests/support/netlab.rs, the bus
+//! and firewalld from tests/support/firewalld_lab.rs. Everything
 //! is removed by the lab's Drop, also when an assertion fails.
 //!
 //! Labs run one at a time (a shared lock): two firewalld instances starting at once on a
 //! 2-core machine would skew the measured timings. `BANHOUND_FIREWALLD_BULK` sets the size
 //! of the bulk test (default 10000).
 
+#[path = "support/firewalld_lab.rs"]
+mod firewalld_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
 
 use banhound::firewall::firewalld::{Bus, FirewalldBackend, ReapplyTrigger, ReloadWatcher};
 use banhound::firewall::{BanEntry, BlockType, Firewall, JailRules, PortRange, Ports, Protocol};
+use firewalld_lab::PrivateFirewalld;
 use ipnet::IpNet;
-use netlab::{connect, wait_for, Listener, Netns, Outcome};
-use std::fs::File;
+use netlab::{connect, Listener, Netns, Outcome};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 static ONE_LAB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -39,21 +41,6 @@ const SERVER_V6_TO_FRIEND: &str = "2001:db8:2::1";
 const FRIEND_V6: &str = "2001:db8:2::2";
 const SERVICE_PORT: u16 = 22;
 const BOTH_FAMILIES: &[&str] = &[SERVER_V4_TO_ATTACKER, SERVER_V6_TO_ATTACKER];
-
-/// Kills a child by pid and reaps it.
-fn stop_child(child: &mut Child) {
-    // SAFETY: plain kill(2) on the pid of our own, not yet reaped child.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
 
 /// Links the attacker and the friend to the server, each with an IPv4 and an IPv6 address.
 fn build_network(server: &Netns, attacker: &Netns, friend: &Netns) {
@@ -95,12 +82,9 @@ fn build_network(server: &Netns, attacker: &Netns, friend: &Netns) {
 }
 
 struct Lab {
-    dir: tempfile::TempDir,
-    bus_address: String,
-    dbus: Option<Child>,
-    firewalld: Option<Child>,
     service: Option<Listener>,
-    // Deleted after Drop::drop stopped the processes in them.
+    // Stopped before the namespaces are deleted.
+    firewalld: PrivateFirewalld,
     server: Netns,
     attacker: Netns,
     friend: Netns,
@@ -108,168 +92,25 @@ struct Lab {
 
 impl Lab {
     async fn start(name: &str) -> Lab {
-        let dir = tempfile::tempdir().unwrap();
         let tag = format!("bhfw{}{name}", std::process::id());
         let server = Netns::new(format!("{tag}-srv"));
         let attacker = Netns::new(format!("{tag}-att"));
         let friend = Netns::new(format!("{tag}-fri"));
         build_network(&server, &attacker, &friend);
         let mut lab = Lab {
-            bus_address: format!("unix:path={}", dir.path().join("bus.sock").display()),
-            dir,
-            dbus: None,
-            firewalld: None,
-            service: None,
+            service: Some(Listener::start(&server, SERVICE_PORT)),
+            firewalld: PrivateFirewalld::new(&server),
             server,
             attacker,
             friend,
         };
-        lab.start_bus();
-        lab.service = Some(Listener::start(&lab.server, SERVICE_PORT));
-        lab.start_firewalld().await;
+        lab.firewalld.start().await;
         lab
-    }
-
-    fn start_bus(&mut self) {
-        let config = self.dir.path().join("bus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>{}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-  <includedir>/usr/share/dbus-1/system.d</includedir>
-</busconfig>
-"#,
-                self.bus_address
-            ),
-        )
-        .unwrap();
-        let child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", config.display()))
-            .arg("--nofork")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(self.dir.path().join("dbus.log")).unwrap())
-            .spawn()
-            .unwrap();
-        self.dbus = Some(child);
-        let socket = self.dir.path().join("bus.sock");
-        wait_for(
-            "dbus-daemon to create its socket",
-            Duration::from_secs(5),
-            || socket.exists(),
-        );
-    }
-
-    fn system_config(&self) -> PathBuf {
-        self.dir.path().join("firewalld-etc")
-    }
-
-    /// Starts firewalld in the server namespace and waits until it answers on the bus.
-    async fn start_firewalld(&mut self) {
-        let etc = self.system_config();
-        if !etc.exists() {
-            std::fs::create_dir(&etc).unwrap();
-            std::fs::copy("/etc/firewalld/firewalld.conf", etc.join("firewalld.conf")).unwrap();
-        }
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("firewalld.log"))
-            .unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", self.server.name(), "env"])
-            .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address))
-            .args([
-                "firewalld",
-                "--nofork",
-                "--nopid",
-                "--log-target",
-                "console",
-            ])
-            .arg("--system-config")
-            .arg(&etc)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.firewalld = Some(child);
-        self.wait_for_firewalld().await;
-    }
-
-    async fn wait_for_firewalld(&self) {
-        let connection = zbus::connection::Builder::address(self.bus_address.as_str())
-            .unwrap()
-            .build()
-            .await
-            .unwrap();
-        let bus = zbus::fdo::DBusProxy::new(&connection).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let name = "org.fedoraproject.FirewallD1".try_into().unwrap();
-            if bus.name_has_owner(name).await.unwrap() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "firewalld did not start: {}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // Calls queue until firewalld has finished starting; this returns once it has.
-        let reply = connection
-            .call_method(
-                Some("org.fedoraproject.FirewallD1"),
-                "/org/fedoraproject/FirewallD1",
-                Some("org.fedoraproject.FirewallD1"),
-                "getDefaultZone",
-                &(),
-            )
-            .await;
-        assert!(
-            reply.is_ok(),
-            "firewalld not usable: {reply:?}\n{}",
-            self.log()
-        );
-    }
-
-    fn stop_firewalld(&mut self) {
-        if let Some(mut child) = self.firewalld.take() {
-            stop_child(&mut child);
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("firewalld.log")).unwrap_or_default()
     }
 
     /// firewall-cmd inside the server namespace on our bus (for inspection and reloads).
     fn firewall_cmd(&self, args: &[&str]) -> String {
-        let output = Command::new("ip")
-            .args(["netns", "exec", self.server.name(), "env"])
-            .arg(format!("DBUS_SYSTEM_BUS_ADDRESS={}", self.bus_address))
-            .arg("firewall-cmd")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "firewall-cmd {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.firewalld.firewall_cmd(args)
     }
 
     /// `--list-rich-rules` (plus `extra` options), sorted: firewalld lists in no fixed order.
@@ -292,7 +133,7 @@ impl Lab {
 
     async fn backend(&self, zone: Option<&str>) -> FirewalldBackend {
         FirewalldBackend::connect(
-            &Bus::Address(self.bus_address.clone()),
+            &Bus::Address(self.firewalld.bus_address().to_owned()),
             zone.map(str::to_owned),
         )
         .await
@@ -348,7 +189,7 @@ impl Lab {
 
     /// Files in the private permanent configuration that mention banhound.
     fn permanent_traces(&self) -> Vec<PathBuf> {
-        files_mentioning_banhound(&self.system_config())
+        files_mentioning_banhound(&self.firewalld.system_config())
     }
 }
 
@@ -372,14 +213,9 @@ fn files_mentioning_banhound(dir: &Path) -> Vec<PathBuf> {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The listener's thread is in the server namespace; firewalld and its bus stop when
+        // the field is dropped, before the namespaces are deleted.
         self.service.take();
-        self.stop_firewalld();
-        if let Some(mut dbus) = self.dbus.take() {
-            stop_child(&mut dbus);
-        }
-        if std::thread::panicking() {
-            eprintln!("firewalld log:\n{}", self.log());
-        }
     }
 }
 
@@ -520,9 +356,9 @@ async fn bans_block_real_traffic_and_survive_reload_and_restart() {
     assert_eq!(lab.reachability().await, [false, false, true, true]);
 
     // Restart firewalld: the ban is back once it is.
-    lab.stop_firewalld();
+    lab.firewalld.stop();
     let restart_started = Instant::now();
-    lab.start_firewalld().await;
+    lab.firewalld.start().await;
     let firewalld_ready = restart_started.elapsed();
     let blocked_after = lab
         .wait_until_attacker_blocked(BOTH_FAMILIES, Duration::from_secs(1))
