@@ -1,5 +1,5 @@
-//! The `banhound` binary as a user runs it: `test-filter` and `check-config`, with good and
-//! bad input. Exit codes: 0 success, 1 failure while running, 2 invalid input.
+//! The `banhound` binary as a user runs it: `test-filter`, `check-config` and the daemon's
+//! arguments, with good and bad input. Exit codes: 0 success, 1 failure while running, 2 invalid input.
 
 use std::fs;
 use std::io::Write;
@@ -255,6 +255,36 @@ fn config_errors_name_file_line_and_key() {
             "{err}"
         );
     }
+}
+
+/// `DBUS_SYSTEM_BUS_ADDRESS` set in the environment (a desktop session, a container) once
+/// made `daemon --no-bus` an argument conflict with `--bus-address`, whose default it is.
+#[test]
+fn no_bus_is_accepted_with_a_bus_address_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // A configuration error stops the daemon right after the arguments are accepted.
+    fs::write(
+        dir.path().join("banhound.toml"),
+        "[jail.sshd]\nmaxretries = 3\n",
+    )
+    .unwrap();
+    let out = run(
+        banhound(dir.path())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+            .args([
+                "daemon",
+                "--no-bus",
+                "--log-target",
+                "stderr",
+                "--state-dir",
+            ])
+            .arg(dir.path().join("state")),
+        None,
+    );
+    let err = text(&out.stderr);
+    assert!(!err.contains("cannot be used with"), "{err}");
+    assert!(err.contains("jail.sshd.maxretries: unknown field"), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
 }
 
 #[test]

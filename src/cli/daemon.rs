@@ -34,8 +34,10 @@ pub struct DaemonArgs {
     pub flush_on_stop: bool,
     /// Serve no control interface (no D-Bus): for tests and sandboxes without a bus. Without
     /// this, the daemon serves org.banhound.Banhound1 on the system bus (or --bus-address);
-    /// a bus that cannot be reached is logged and the daemon runs without it.
-    #[arg(long, conflicts_with = "bus_address")]
+    /// a bus that cannot be reached is logged and the daemon runs without it. Wins over
+    /// --bus-address and DBUS_SYSTEM_BUS_ADDRESS (not a conflict: the environment variable
+    /// may be set for the whole session).
+    #[arg(long)]
     pub no_bus: bool,
     /// Where logs go.
     #[arg(long, value_enum, default_value = "auto")]
