@@ -1,5 +1,6 @@
 //! The `banhound` binary as a user runs it: `test-filter`, `check-config` and the daemon's
-//! arguments, with good and bad input. Exit codes: 0 success, 1 failure while running, 2 invalid input.
+//! arguments, with good and bad input. Exit codes: 0 success, 1 failure while running,
+//! 2 invalid input.
 
 use std::fs;
 use std::io::Write;
