@@ -10,11 +10,15 @@
 //! The file systems are mounted in a mount namespace of the test's thread alone
 //! (`unshare(CLONE_NEWNS)`), which the daemon, spawned from that thread, inherits; the host
 //! never sees the mounts, and they disappear with the thread and the daemon even if the test
-//! is killed. The control interface is served on a private dbus-daemon. Every process is
+//! is killed. The control interface is served on a private dbus-daemon with the shipped policy. Every process is
 //! stopped by pid in Drop, also when an assertion fails. Needs root, dbus-daemon, mkfs.ext4
 //! and loop devices.
 
+#[path = "support/private_bus.rs"]
+mod private_bus;
+
 use banhound::bus::proxy::ManagerProxy;
+use private_bus::{BusPolicy, DbusDaemon};
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -198,7 +202,7 @@ struct Rig {
     manager: ManagerProxy<'static>,
     // Dropped last: the daemon before the bus it is connected to.
     daemon: Process,
-    _bus: Process,
+    _bus: DbusDaemon,
 }
 
 impl Rig {
@@ -206,41 +210,9 @@ impl Rig {
     /// with its state in `state`, logging to `daemon_log`.
     fn start(dir: &Path, state: &Path, daemon_log: &str) -> Rig {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let bus_socket = dir.join("bus.sock");
-        let bus_config = dir.join("bus.conf");
-        std::fs::write(
-            &bus_config,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                bus_socket.display()
-            ),
-        )
-        .unwrap();
-        let _ = std::fs::remove_file(&bus_socket);
-        let bus = Process(
-            Command::new("dbus-daemon")
-                .arg(format!("--config-file={}", bus_config.display()))
-                .arg("--nofork")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(dir.join("bus.log")).unwrap())
-                .spawn()
-                .expect("dbus-daemon"),
-        );
-        wait_for("the bus socket", || bus_socket.exists());
-        let bus_address = format!("unix:path={}", bus_socket.display());
+        // The shipped bus policy: root owns the name and may call everything.
+        let bus = DbusDaemon::start(BusPolicy::Shipped);
+        let bus_address = bus.address.clone();
 
         let log = dir.join("auth.log");
         if !log.exists() {
