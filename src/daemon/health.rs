@@ -65,7 +65,7 @@ impl Trouble {
 
 impl Daemon {
     /// Every ban in force, with what is left of it (zero for one whose expiry is due).
-    fn bans_in_force(&self, now: Timestamp) -> Vec<BanEntry> {
+    pub(super) fn bans_in_force(&self, now: Timestamp) -> Vec<BanEntry> {
         self.trackers
             .iter()
             .flat_map(|(jail, tracker)| {

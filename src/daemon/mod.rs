@@ -1165,15 +1165,8 @@ impl Daemon {
         self.configure_backends().await?;
         // Idempotent: refreshes every ban, which also repairs sets that were recreated.
         let entries: Vec<BanEntry> = self
-            .trackers
-            .iter()
-            .flat_map(|(jail, tracker)| {
-                tracker.active_bans().map(move |(target, ban)| BanEntry {
-                    jail: jail.clone(),
-                    target: *target,
-                    timeout: ban.until.map(|until| until.since(now)),
-                })
-            })
+            .bans_in_force(now)
+            .into_iter()
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
         self.backends.ban(&entries).await?;
