@@ -8,45 +8,22 @@
 //! 203.0.113.66 is reserved as the address an attacker injects into the fields they control
 //! (user names, URLs, SASL names). No fixture may expect it, and no line may ever yield it.
 
-use banhound::config::filter_file::FilterDefinition;
-use banhound::config::load_filter_file;
+#[path = "support/shipped_filter.rs"]
+mod shipped_filter;
+
 use banhound::engine::address::parse_address;
 use banhound::engine::datetime::{DateDetector, Zone};
 use banhound::engine::filter::{Filter, Host, Outcome};
 use banhound::engine::prepare::{LinePreparer, Prepared};
 use banhound::engine::time::Timestamp;
+use shipped_filter::{filter_files, ShippedFilter};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use toml::Spanned;
 
 const INJECTED: &str = "203.0.113.66";
-const BASE_MODE: &str = "normal";
-
-/// A shipped filter, loaded by the production loader in every one of its modes.
-struct ShippedFilter {
-    modes: BTreeMap<String, FilterDefinition>,
-}
 
 impl ShippedFilter {
-    fn load(name: &str, path: &Path) -> ShippedFilter {
-        let base = load_filter_file(path, name, None)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut modes = BTreeMap::new();
-        for mode in base.modes.clone() {
-            let spanned = Spanned::new(0..0, mode.clone());
-            let def = load_filter_file(path, name, Some(&spanned))
-                .unwrap_or_else(|e| panic!("{} mode {mode}: {e}", path.display()));
-            modes.insert(mode, def);
-        }
-        modes.insert(BASE_MODE.to_string(), base);
-        ShippedFilter { modes }
-    }
-
-    fn base(&self) -> &FilterDefinition {
-        &self.modes[BASE_MODE]
-    }
-
     fn filters(&self) -> impl Iterator<Item = (&String, &Filter)> {
         self.modes.iter().map(|(m, d)| (m, &d.filter))
     }
@@ -155,18 +132,6 @@ fn read_fixture(path: &Path) -> Vec<FixtureLine> {
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn filter_files() -> Vec<(String, PathBuf)> {
-    let mut files: Vec<_> = std::fs::read_dir(root().join("conf/filters"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no shipped filters found");
-    files
 }
 
 fn fixture_path(name: &str) -> PathBuf {

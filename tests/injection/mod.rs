@@ -4,17 +4,17 @@
 // Each test crate that includes this module uses a different part of it.
 #![allow(dead_code)]
 
-use banhound::config::filter_file::FilterDefinition;
-use banhound::config::load_filter_file;
+#[path = "../support/shipped_filter.rs"]
+mod shipped_filter;
+pub use shipped_filter::{shipped_filters, ShippedFilter, BASE_MODE};
+
 use banhound::engine::address::parse_address;
 use ipnet::IpNet;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use toml::Spanned;
 
-pub const BASE_MODE: &str = "normal";
 /// Addresses a client may write into the fields it controls (see the corpus README).
 pub const INJECTED_RANGES: [&str; 3] = ["203.0.113.0/24", "1.2.3.4/32", "2001:db8:bad::/48"];
 
@@ -176,57 +176,6 @@ pub fn read_corpus(path: &Path) -> Vec<Case> {
     }
     assert!(pending.is_none(), "{}: dangling annotation", path.display());
     cases
-}
-
-/// A shipped filter in every one of its modes, loaded by the production loader.
-pub struct ShippedFilter {
-    pub name: String,
-    pub modes: BTreeMap<String, FilterDefinition>,
-}
-
-impl ShippedFilter {
-    pub fn load(name: &str, path: &Path) -> ShippedFilter {
-        let base = load_filter_file(path, name, None)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut modes = BTreeMap::new();
-        for mode in base.modes.clone() {
-            let spanned = Spanned::new(0..0, mode.clone());
-            let def = load_filter_file(path, name, Some(&spanned))
-                .unwrap_or_else(|e| panic!("{} mode {mode}: {e}", path.display()));
-            modes.insert(mode, def);
-        }
-        modes.insert(BASE_MODE.to_string(), base);
-        ShippedFilter {
-            name: name.to_string(),
-            modes,
-        }
-    }
-
-    pub fn base(&self) -> &FilterDefinition {
-        &self.modes[BASE_MODE]
-    }
-
-    /// The program name the service logs under (files and journal rendering).
-    pub fn ident(&self) -> &[u8] {
-        self.base()
-            .identifiers
-            .first()
-            .map_or(b"nginx", |i| i.as_bytes())
-    }
-}
-
-pub fn shipped_filters() -> Vec<ShippedFilter> {
-    let mut files: Vec<_> = std::fs::read_dir(root().join("conf/filters"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no shipped filters");
-    files
-        .iter()
-        .map(|p| ShippedFilter::load(&p.file_stem().unwrap().to_string_lossy(), p))
-        .collect()
 }
 
 pub fn corpus_path(name: &str) -> PathBuf {
