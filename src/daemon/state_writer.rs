@@ -58,9 +58,8 @@ enum Command {
     Retry {
         active_bans: Vec<StoredBan>,
     },
+    /// Run once everything sent before is written (or kept in the backlog after a failure).
     Read(Read),
-    /// Tell when everything sent before is written (or kept in the backlog after a failure).
-    Saved(oneshot::Sender<()>),
 }
 
 /// How a write went, sent back to the owner after each transaction (or each group of
@@ -157,7 +156,9 @@ impl StateWriter {
     /// at once if the thread is gone.
     pub fn saved(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (done, saved) = oneshot::channel();
-        self.send(Command::Saved(done));
+        self.send(Command::Read(Box::new(move |_| {
+            let _ = done.send(());
+        })));
         async move {
             let _ = saved.await;
         }
@@ -245,12 +246,6 @@ fn serve(
                         report(write(&mut db));
                     }
                     read(&db);
-                }
-                Command::Saved(done) => {
-                    if std::mem::take(&mut queued) {
-                        report(write(&mut db));
-                    }
-                    let _ = done.send(());
                 }
             }
             next = commands.try_recv().ok();
