@@ -5,7 +5,8 @@
 //! state database); the source feeds ([`feed`] for the journal, [`files`] for log files) and
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
-//! on the earliest expiry of all trackers, never by polling.
+//! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
+//! ([`host`]) arrive as netlink notifications, also without polling.
 //!
 //! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
 //! position (journal cursor, or file inode and offset) are sent to be committed in one SQLite
@@ -190,7 +191,11 @@ enum BanOrigin {
 enum Lifted {
     Expired,
     JailRemoved,
-    Manual { caller_uid: u32 },
+    Manual {
+        caller_uid: u32,
+    },
+    /// It covers an address the host has now (`ignoreself`).
+    OwnAddress,
 }
 
 impl Lifted {
@@ -199,6 +204,7 @@ impl Lifted {
             Lifted::Expired => "expired",
             Lifted::JailRemoved => "jail removed",
             Lifted::Manual { .. } => "manual",
+            Lifted::OwnAddress => "own address",
         }
     }
 
@@ -207,12 +213,14 @@ impl Lifted {
             Lifted::Expired => unban_reason::EXPIRED,
             Lifted::JailRemoved => unban_reason::JAIL_REMOVED,
             Lifted::Manual { .. } => unban_reason::MANUAL,
+            Lifted::OwnAddress => unban_reason::OWN_ADDRESS,
         }
     }
 
     fn log_text(self) -> String {
         match self {
             Lifted::Manual { caller_uid } => format!("manually, uid {caller_uid}"),
+            Lifted::OwnAddress => "this host now has an address it covers: ignoreself".into(),
             other => other.stored_reason().to_string(),
         }
     }
@@ -379,6 +387,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let prepared = prepare(config::load(&options.config)?)?;
     let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
+    // Subscribed before the addresses are read, so no change falls in between.
+    let mut address_changes = host::AddressWatch::open()
+        .inspect_err(|e| {
+            tracing::warn!("cannot follow changes of this host's addresses ({e}): ignoreself uses those found at start and at each reload")
+        })
+        .ok();
     let own_addresses = host::own_addresses();
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
@@ -468,6 +482,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             }
             () = sleep_until_some(daemon.next_state_retry()) => daemon.retry_state(),
             report = daemon.state.next_report() => daemon.state_reported(report),
+            // Before the sources: a new address of the host must not be banned by the
+            // entries that follow it.
+            changed = host::address_change(&mut address_changes) => match changed {
+                Ok(()) => daemon.own_addresses_changed().await,
+                Err(e) => {
+                    tracing::warn!("cannot follow changes of this host's addresses any more ({e}): ignoreself uses those known now until a reload");
+                    address_changes = None;
+                }
+            },
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
