@@ -180,9 +180,10 @@ fn an_admins_flush_is_repaired_by_the_periodic_reconcile() {
     daemon.wait_log(&ban_line(ATTACKER, "1h", 2), 1);
     assert!(!lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
 
-    // The admin wipes everything; the attacker gets through until the next reconcile.
+    // The admin wipes everything; the attacker gets through until the repair (the change
+    // notification brings it within a second, tests/netwatch.rs; the periodic reconcile is
+    // the backstop).
     lab.server().nft(&["flush", "ruleset"]);
-    assert!(!lab.is_banned(ATTACKER));
     let flushed = Instant::now();
     daemon.wait_log(
         "nftables table inet banhound was missing: re-created with 1 ban",

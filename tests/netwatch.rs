@@ -5,6 +5,10 @@
 //! - An address the host gets after start (`ip addr add`: DHCP, a failover address) is
 //!   never banned from then on, a ban in force for it is lifted, and an address the host
 //!   loses is no longer protected.
+//! - Someone else's `nft flush ruleset`, `nft delete table inet banhound`, or a load of a
+//!   ruleset that starts with `flush ruleset` (what `systemctl restart nftables` runs) is
+//!   repaired within a second, with the periodic reconcile off; changes to other tables are
+//!   not taken for damage.
 //!
 //! Every namespace, journald and daemon is removed by pid or name in `Drop`, also when a
 //! test fails. Needs root, nft, ip, python3 and /lib/systemd/systemd-journald.
@@ -14,7 +18,13 @@ mod daemon_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
 
-use daemon_lab::{ban_line, sshd_config, Lab, ATTACKER};
+use daemon_lab::{ban_line, sshd_config, Lab, ATTACKER, SERVER_ATTACKER_SIDE};
+use std::time::{Duration, Instant};
+
+/// How often a test looks at the kernel while it waits for a repair.
+const POLL: Duration = Duration::from_millis(10);
+/// The promise: a foreign change is repaired within this.
+const REPAIR_WITHIN: Duration = Duration::from_secs(1);
 
 #[test]
 fn addresses_the_host_gets_after_start_are_never_banned_and_their_bans_are_lifted() {
@@ -68,5 +78,112 @@ fn addresses_the_host_gets_after_start_are_never_banned_and_their_bans_are_lifte
     assert!(lab.is_banned(NEW));
     assert!(lab.is_banned(ATTACKER));
     assert!(!lab.is_banned(LATER));
+    assert!(daemon.stop());
+}
+
+/// Waits until the attacker's ban is back in the kernel; returns how long it took.
+fn repaired_after(lab: &Lab, since: Instant) -> Duration {
+    let deadline = since + Duration::from_secs(10);
+    while !lab.is_banned(ATTACKER) {
+        assert!(
+            Instant::now() < deadline,
+            "the ban of {ATTACKER} was not put back within 10 s (the periodic reconcile is off)"
+        );
+        std::thread::sleep(POLL);
+    }
+    since.elapsed()
+}
+
+#[test]
+fn others_deleting_banhounds_table_is_repaired_within_a_second() {
+    let mut lab = Lab::new(
+        "nftwatch",
+        &format!(
+            "[daemon]\nreconcile_interval = \"off\"\n\n{}",
+            sshd_config(2, "1h")
+        ),
+    );
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 2);
+    daemon.wait_log(&ban_line(ATTACKER, "1h", 2), 1);
+    assert!(!lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+    const CHANGED: &str = "nftables table inet banhound changed (";
+    // banhound's own changes (setup, the ban) are not taken for someone else's.
+    assert!(!daemon.log().contains(CHANGED), "{}", daemon.log());
+
+    // What `systemctl restart nftables` does on Debian: load a file that flushes first.
+    let conf = lab.dir().join("nftables.conf");
+    std::fs::write(
+        &conf,
+        "flush ruleset\ntable inet filter {\n  chain input {\n    type filter hook input priority 0; policy accept;\n  }\n}\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let changes: [(&str, Vec<&str>); 3] = [
+        ("nft flush ruleset", vec!["flush", "ruleset"]),
+        (
+            "nft delete table inet banhound",
+            vec!["delete", "table", "inet", "banhound"],
+        ),
+        (
+            "nft -f nftables.conf (flush ruleset, then a table)",
+            vec!["-f", &conf],
+        ),
+    ];
+    let mut delays = Vec::new();
+    for (i, (what, args)) in changes.iter().enumerate() {
+        let started = Instant::now();
+        lab.server().nft(args);
+        let delay = repaired_after(&lab, started);
+        eprintln!("{what}: the ban was back in the kernel {delay:?} after it");
+        delays.push((what, delay));
+        daemon.wait_log(
+            "nftables table inet banhound was missing: re-created with 1 ban",
+            i + 1,
+        );
+        assert!(
+            !lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE),
+            "{what}"
+        );
+    }
+    // The admin's own table survives the repair.
+    assert!(lab
+        .server()
+        .nft(&["list", "tables"])
+        .contains("inet filter"));
+
+    // Another table's changes are not damage; a deleted element of ours is.
+    lab.server().nft(&["add", "table", "inet", "other"]);
+    lab.server().nft(&["delete", "table", "inet", "other"]);
+    let started = Instant::now();
+    lab.server().nft(&[
+        "delete",
+        "element",
+        "inet",
+        "banhound",
+        daemon_lab::SSHD_SET,
+        &format!("{{ {ATTACKER} }}"),
+    ]);
+    let delay = repaired_after(&lab, started);
+    eprintln!("nft delete element: the ban was back in the kernel {delay:?} after it");
+    delays.push((&"nft delete element", delay));
+    daemon.wait_log("1 ban was missing from banhound's sets: put back", 1);
+    let log = daemon.log();
+    let noticed: Vec<&str> = log.lines().filter(|l| l.contains(CHANGED)).collect();
+    assert_eq!(
+        noticed.len(),
+        4,
+        "one check per foreign change: {noticed:#?}"
+    );
+    assert!(
+        noticed[3].contains("(delete element by another program"),
+        "{noticed:#?}"
+    );
+    for (what, delay) in delays {
+        assert!(
+            delay <= REPAIR_WITHIN,
+            "{what}: repaired after {delay:?}, more than {REPAIR_WITHIN:?}"
+        );
+    }
     assert!(daemon.stop());
 }

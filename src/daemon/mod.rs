@@ -6,7 +6,8 @@
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
-//! ([`host`]) arrive as netlink notifications, also without polling.
+//! ([`host`]) and others' changes to the nftables table ([`nft_watch`]) arrive as netlink
+//! notifications, also without polling.
 //!
 //! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
 //! position (journal cursor, or file inode and offset) are sent to be committed in one SQLite
@@ -37,6 +38,7 @@ pub mod files;
 mod health;
 pub mod host;
 pub mod logging;
+mod nft_watch;
 pub mod state;
 pub mod state_writer;
 
@@ -50,6 +52,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
     Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
@@ -364,6 +367,10 @@ struct Daemon {
     state_retrying: bool,
     /// The health as the bus shows it.
     health: watch::Sender<Health>,
+    /// Others' changes to banhound's nftables table ([`nft_watch`]), and when the burst
+    /// being settled is repaired.
+    nft_changes: Option<ChangeWatcher>,
+    nft_repair_at: Option<Instant>,
     /// Per jail: evictions reported so far, and when last.
     evictions_reported: HashMap<String, (u64, Option<Instant>)>,
 }
@@ -430,6 +437,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         state_trouble: None,
         state_retrying: false,
         health: watch::channel(Health::default()).0,
+        nft_changes: None,
+        nft_repair_at: None,
         evictions_reported: HashMap::new(),
         options,
     };
@@ -491,6 +500,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                     address_changes = None;
                 }
             },
+            change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
+            () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
@@ -595,7 +606,9 @@ impl Daemon {
             .iter()
             .map(|j| (j.backend, j.rules.clone()))
             .collect();
-        self.backends.configure(&rules).await
+        self.backends.configure(&rules).await?;
+        self.watch_nftables();
+        Ok(())
     }
 
     /// Positions the journal: after the committed cursor (replaying the lookback window

@@ -23,9 +23,11 @@ mod reconcile;
 mod rules;
 mod sets;
 mod shim;
+mod watch;
 
 pub use netlink::{BatchStats, MessageInfo, Rejection};
 pub use shim::ElemOp;
+pub use watch::{Change, ChangeWatcher};
 
 use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
