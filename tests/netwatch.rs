@@ -9,9 +9,10 @@
 //!   ruleset that starts with `flush ruleset` (what `systemctl restart nftables` runs) is
 //!   repaired within a second, with the periodic reconcile off; changes to other tables are
 //!   not taken for damage.
+//! - Without CAP_NET_ADMIN the daemon says so, once, naming the capability.
 //!
 //! Every namespace, journald and daemon is removed by pid or name in `Drop`, also when a
-//! test fails. Needs root, nft, ip, python3 and /lib/systemd/systemd-journald.
+//! test fails. Needs root, nft, ip, setpriv, python3 and /lib/systemd/systemd-journald.
 
 #[path = "support/daemon_lab.rs"]
 mod daemon_lab;
@@ -19,6 +20,9 @@ mod daemon_lab;
 mod netlab;
 
 use daemon_lab::{ban_line, sshd_config, Lab, ATTACKER, SERVER_ATTACKER_SIDE};
+use netlab::Netns;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How often a test looks at the kernel while it waits for a repair.
@@ -186,4 +190,42 @@ fn others_deleting_banhounds_table_is_repaired_within_a_second() {
         );
     }
     assert!(daemon.stop());
+}
+
+#[test]
+fn without_cap_net_admin_the_start_error_names_it_once() {
+    let ns = Netns::unique("eperm");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("banhound.toml");
+    std::fs::write(&config, sshd_config(3, "10m")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name()])
+        .args([
+            "setpriv",
+            "--inh-caps=-net_admin",
+            "--bounding-set=-net_admin",
+        ])
+        .arg(env!("CARGO_BIN_EXE_banhound"))
+        .arg("--defaults-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+        .arg("--config")
+        .arg(&config)
+        .args(["daemon", "--log-target", "stderr", "--no-bus"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--journal-directory")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one message, said once: {lines:#?}");
+    assert!(lines[0].contains(" ERROR "), "{lines:#?}");
+    assert!(
+        lines[0].contains("banhound needs the CAP_NET_ADMIN capability"),
+        "{lines:#?}"
+    );
+    assert!(lines[0].contains("Operation not permitted"), "{lines:#?}");
 }
