@@ -32,7 +32,11 @@ const REPAIR_WITHIN: Duration = Duration::from_secs(1);
 
 #[test]
 fn addresses_the_host_gets_after_start_are_never_banned_and_their_bans_are_lifted() {
-    let mut lab = Lab::new("addr", &sshd_config(2, "1h"));
+    // IPv6 bans cover a /64: a ban can cover an address without being it.
+    let mut lab = Lab::new(
+        "addr",
+        &format!("{}ipv6_prefix = 64\n", sshd_config(2, "1h")),
+    );
     let daemon = lab.start();
 
     // The host gets an address; failures logged from it right after are not counted.
@@ -69,6 +73,29 @@ fn addresses_the_host_gets_after_start_are_never_banned_and_their_bans_are_lifte
         1,
     );
     assert!(!lab.is_banned(LATER), "{:?}", lab.banned());
+
+    // A network ban covering an address the host gets is lifted too.
+    lab.fail_logins("2001:db8:9::66", 2);
+    daemon.wait_log(&ban_line("2001:db8:9::/64", "1h", 2), 1);
+    let v6 = || {
+        lab.server()
+            .nft(&["list", "set", "inet", "banhound", "sshd-v6"])
+    };
+    assert!(v6().contains("2001:db8:9::/64"), "{}", v6());
+    lab.server().ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:9::1/128",
+        "dev",
+        "veth-a",
+        "nodad",
+    ]);
+    daemon.wait_log(
+        "Unbanned 2001:db8:9::/64 in jail sshd (this host now has an address it covers: ignoreself)",
+        1,
+    );
+    assert!(!v6().contains("2001:db8:9::"), "{}", v6());
 
     // The host loses an address: it is banned like anyone's again.
     lab.server()
