@@ -166,7 +166,7 @@ fn sighup_applies_a_changed_jail_and_refuses_a_broken_config() {
 }
 
 #[test]
-fn an_admins_flush_is_repaired_by_the_periodic_reconcile() {
+fn an_admins_flush_and_deleted_element_are_repaired() {
     // `[daemon]` comes after the jail table in TOML only as its own table: prepend it.
     let mut lab = Lab::new(
         "reconcile",
