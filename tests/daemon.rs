@@ -57,6 +57,39 @@ fn journal_failures_become_kernel_bans_that_block_only_the_attacker() {
     assert!(lab.is_banned(ATTACKER));
 }
 
+/// Issue 12: OpenSSH with PAM logs three lines the sshd filter reads for one wrong password
+/// (pam_unix's failure, "Failed password", the close), all from the connection's process.
+/// Two typos in two connections are two failures: no ban with maxretry 5.
+#[test]
+fn two_wrong_passwords_with_pam_are_two_failures_not_a_ban() {
+    let mut lab = Lab::new("typos", &sshd_config(5, "10m"));
+    let daemon = lab.start();
+    // One fake-sshd process per connection: its entries share a _PID.
+    for port in [50000, 50002] {
+        lab.journald().sshd(&[
+            format!("pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost={ATTACKER}  user=admin"),
+            format!("Failed password for admin from {ATTACKER} port {port} ssh2"),
+            format!("Connection closed by authenticating user admin {ATTACKER} port {port} [preauth]"),
+        ]);
+    }
+    // Logged after them: once it is counted, so is everything before it.
+    lab.fail_logins(FRIEND, 1);
+    daemon.wait_log(&format!("Found {FRIEND} in jail sshd (1 failure(s))"), 1);
+    let log = daemon.log();
+    assert!(
+        log.contains(&format!("Found {ATTACKER} in jail sshd (2 failure(s))")),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("Found {ATTACKER} in jail sshd (3 failure(s))")),
+        "{log}"
+    );
+    assert!(!log.contains("Banned"), "{log}");
+    assert!(lab.banned().is_empty());
+    assert!(lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+    assert!(daemon.stop());
+}
+
 #[test]
 fn restart_restores_remaining_time_and_counts_no_entry_twice() {
     let mut lab = Lab::new("restart", &sshd_config(3, "1h"));
