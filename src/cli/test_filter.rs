@@ -14,7 +14,7 @@ use crate::daemon::display_target;
 use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{
-    Filter, FilterSpec, Host, Matcher, Outcome, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
+    Counting, Filter, FilterSpec, Host, Matcher, Outcome, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
 };
 use crate::engine::multiline::{Origin, SourceState};
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
@@ -994,7 +994,12 @@ fn render_summary(
     for (i, hits) in r.fail_hits.iter().enumerate() {
         if *hits > 0 || args.verbose {
             let engine = if args.verbose {
-                format!("[{}] ", subject.filter.failregex_engine(i))
+                // How its lines count in their session, when that is not every time.
+                let count = match subject.filter.counting(i) {
+                    Counting::Always => String::new(),
+                    other => format!("[count {}] ", other.name()),
+                };
+                format!("[{}] {count}", subject.filter.failregex_engine(i))
             } else {
                 String::new()
             };
