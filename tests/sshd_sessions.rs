@@ -6,8 +6,9 @@
 //! its README.md) say which line of each try is the failure and which addresses are
 //! banned. Each runs through the real binary, `banhound test-filter sshd --jail sshd`, as
 //! the syslog file it is and as journal entries in a file written by systemd-journal-remote
-//! (the daemon's path: sessions by `_PID` and `_HOSTNAME`). Needs
-//! /lib/systemd/systemd-journal-remote.
+//! (the daemon's path: sessions by `_PID` and `_HOSTNAME`), in every mode of the filter: the
+//! extra lines of `aggressive` and `ddos` ("Failed none", "Received disconnect ...:11:")
+//! are the same tries and count nothing more. Needs /lib/systemd/systemd-journal-remote.
 
 mod common;
 
@@ -25,6 +26,7 @@ const MIDNIGHT: i64 = 1_795_305_600;
 const INJECTED_PREFIX: &str = "203.0.113.";
 const JAIL: &str = "[jail.sshd]\nenabled = true\nmaxretry = 5\nfindtime = \"10m\"\n";
 const MAXRETRY: usize = 5;
+const MODES: [&str; 3] = ["normal", "aggressive", "ddos"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -124,7 +126,7 @@ struct Found {
     bans: BTreeMap<String, String>,
 }
 
-fn test_filter(dir: &Path, input: &[&str]) -> Found {
+fn test_filter(dir: &Path, input: &[&str], mode: &str) -> Found {
     let etc = dir.join("etc");
     std::fs::create_dir_all(etc.join("jail.d")).unwrap();
     std::fs::write(etc.join("jail.d/sshd.toml"), JAIL).unwrap();
@@ -135,15 +137,8 @@ fn test_filter(dir: &Path, input: &[&str]) -> Found {
         .arg(&etc)
         .args(["test-filter", "sshd"])
         .args(input)
-        .args([
-            "--jail",
-            "sshd",
-            "--json",
-            "--timezone",
-            "UTC",
-            "--now",
-            NOW,
-        ])
+        .args(["--mode", mode, "--jail", "sshd", "--json"])
+        .args(["--timezone", "UTC", "--now", NOW])
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -169,8 +164,8 @@ fn test_filter(dir: &Path, input: &[&str]) -> Found {
         })
         .collect();
     assert!(
-        summary.contains("maxretry 5 within 10m"),
-        "the jail's settings were not used:\n{summary}"
+        summary.contains("maxretry 5 within 10m") && summary.contains(&format!("(mode {mode})")),
+        "the jail's settings or the mode were not used:\n{summary}"
     );
     Found { failures, bans }
 }
@@ -228,21 +223,25 @@ fn check(scenario: &Scenario, path: &str, found: &Found) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs every scenario through `run` and reports all that went wrong, not only the first.
-fn each_scenario(path: &str, run: impl Fn(&Scenario, &Path) -> Found) {
-    let errors: Vec<String> = scenarios()
-        .iter()
-        .filter_map(|scenario| {
+/// Runs every scenario through `run` in every mode and reports all that went wrong, not
+/// only the first.
+fn each_scenario(path: &str, run: impl Fn(&Scenario, &Path, &str) -> Found) {
+    let mut errors = Vec::new();
+    for scenario in scenarios() {
+        for mode in MODES {
             let dir = tempfile::tempdir().unwrap();
-            check(scenario, path, &run(scenario, dir.path())).err()
-        })
-        .collect();
+            let found = run(&scenario, dir.path(), mode);
+            if let Err(e) = check(&scenario, &format!("{path}, mode {mode}"), &found) {
+                errors.push(e);
+            }
+        }
+    }
     assert!(errors.is_empty(), "{}", errors.join("\n\n"));
 }
 
 #[test]
 fn each_try_counts_once_in_a_syslog_file() {
-    each_scenario("file", |scenario, dir| {
+    each_scenario("file", |scenario, dir, mode| {
         let log = dir.join("auth.log");
         let text: String = scenario
             .lines
@@ -250,13 +249,13 @@ fn each_try_counts_once_in_a_syslog_file() {
             .map(|l| format!("{}\n", l.text))
             .collect();
         std::fs::write(&log, text).unwrap();
-        test_filter(dir, &[log.to_str().unwrap()])
+        test_filter(dir, &[log.to_str().unwrap()], mode)
     });
 }
 
 #[test]
 fn each_try_counts_once_in_the_journal() {
-    each_scenario("journal", |scenario, dir| {
+    each_scenario("journal", |scenario, dir, mode| {
         let mut export = Export::default();
         for line in &scenario.lines {
             let (secs, host, pid, message) = split_syslog(line);
@@ -274,6 +273,6 @@ fn each_try_counts_once_in_the_journal() {
             );
         }
         let journal = export.write_journal(dir, &scenario.name);
-        test_filter(dir, &["--journal-file", journal.to_str().unwrap()])
+        test_filter(dir, &["--journal-file", journal.to_str().unwrap()], mode)
     });
 }
