@@ -773,7 +773,10 @@ impl Daemon {
                         entry.entry.message
                     };
                     let state = self.multiline.entry((j, None)).or_default();
-                    let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
+                    let origin = entry.entry.origin();
+                    let Outcome::Failure(failure) =
+                        matcher.match_record(state, message, origin, at)
+                    else {
                         continue;
                     };
                     let Some(tracker) = self.trackers.get_mut(&jail.name) else {
@@ -828,7 +831,12 @@ impl Daemon {
             let state = self.multiline.entry((j, Some(chunk.file))).or_default();
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
-                let PreparedLine::Message { time, message, .. } = preparer.prepare(line, now)
+                let PreparedLine::Message {
+                    time,
+                    message,
+                    origin,
+                    ..
+                } = preparer.prepare(line, now)
                 else {
                     continue;
                 };
@@ -837,7 +845,8 @@ impl Daemon {
                 if at < horizon {
                     continue;
                 }
-                let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
+                let Outcome::Failure(failure) = matcher.match_record(state, message, origin, at)
+                else {
                     continue;
                 };
                 if let Some(decision) = judge(tracker, &jail.name, failure.host, at) {
