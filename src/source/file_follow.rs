@@ -1,8 +1,10 @@
 //! File sources: log files followed like `tail -F`, one thread per file, positions persisted.
+//! The daemon's follower (started by [`crate::daemon`], which owns what is done with the
+//! lines); it lives here, beside the journal reader, as the other source of records.
 //!
 //! Each thread reads whole lines from its file with the line reader `test-filter` uses
-//! ([`crate::source::file::LineReader`], so both see the same lines) and hands them to the
-//! owner task in chunks, each with the position (inode and byte offset) just after its last
+//! ([`super::file::LineReader`], so both see the same lines) and hands them to the owner
+//! task in chunks, each with the position (inode and byte offset) just after its last
 //! line; the owner commits that position together with the chunk's bans, exactly as for
 //! journal cursors. A line still being written (no `\n` yet) is left for the next read. A
 //! line over [`MAX_LINE`] bytes is skipped to its newline and counted (logged), never split:
