@@ -307,3 +307,25 @@ fn bytes_that_are_not_utf8_are_refused_at_their_line_and_column() {
         "etc/filters/custom.toml:2:5: failregex: byte 0xc3 is not UTF-8 (configuration files are UTF-8 text)"
     );
 }
+
+/// A fail2ban filter's journalmatch (INI, no spans) is checked where a jail takes it.
+#[test]
+fn a_fail2ban_filters_journalmatch_is_checked_at_the_jail() {
+    let t = Tree::new();
+    t.write(
+        "f2b/filter.d/food.conf",
+        "[Definition]\nfailregex = ^fail from <HOST>$\njournalmatch = _SYSTEMD_UNIT=food.service +\n",
+    );
+    t.write(
+        "etc/banhound.toml",
+        &format!(
+            "[fail2ban]\ndir = \"{}\"\n\n[jail.food]\nenabled = true\nfilter = \"fail2ban:food\"\n",
+            t.dir.path().join("f2b").display()
+        ),
+    );
+    let err = t.load().unwrap_err();
+    assert!(
+        err.starts_with("etc/banhound.toml:4: jail.food: jail food: the journalmatch of its filter fail2ban:food is invalid: \"+\" at position 1 separates nothing"),
+        "{err}"
+    );
+}
