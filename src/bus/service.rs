@@ -9,6 +9,7 @@
 //! mutating method checks the caller's UID again (GetConnectionUnixUser): a policy file left
 //! out, or a permissive bus, must not let anyone but root change bans.
 
+use super::read_only::ReadOnlyProperties;
 use super::{
     args, jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
     JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
@@ -52,7 +53,7 @@ impl From<ControlError> for BusError {
         let message = e.to_string();
         match e {
             ControlError::NoSuchJail(_) => BusError::NoSuchJail(message),
-            ControlError::InvalidAddress(_) => BusError::InvalidAddress(message),
+            ControlError::InvalidAddress(..) => BusError::InvalidAddress(message),
             ControlError::Ignored { .. } => BusError::Ignored(message),
             ControlError::TooWide { .. } => BusError::InvalidAddress(message),
             ControlError::InvalidDuration(_) => BusError::InvalidDuration(message),
@@ -126,12 +127,12 @@ impl Service {
         let mut builder = builder
             .serve_at(
                 MANAGER_PATH,
-                Manager {
+                ReadOnlyProperties(Manager {
                     owner: owner.clone(),
                     jails: jails.clone(),
                     health: health.clone(),
                     started: status.started,
-                },
+                }),
             )
             .map_err(StartError::Connect)?;
         {
@@ -140,10 +141,10 @@ impl Service {
                 builder = builder
                     .serve_at(
                         jail_path(&snapshot.name),
-                        Jail {
+                        ReadOnlyProperties(Jail {
                             name: snapshot.name.clone(),
                             owner: owner.clone(),
-                        },
+                        }),
                     )
                     .map_err(StartError::Connect)?;
                 known.insert(snapshot.name.clone(), snapshot);
@@ -767,10 +768,10 @@ async fn update_jail(
         Some(old) => announce_changes(connection, old, &snapshot).await?,
         None if !register => return Ok(()),
         None => {
-            let jail = Jail {
+            let jail = ReadOnlyProperties(Jail {
                 name: snapshot.name.clone(),
                 owner: owner.clone(),
-            };
+            });
             connection
                 .object_server()
                 .at(jail_path(&snapshot.name), jail)
@@ -797,7 +798,7 @@ async fn sync_jails(
     for name in gone {
         connection
             .object_server()
-            .remove::<Jail, _>(jail_path(&name))
+            .remove::<ReadOnlyProperties<Jail>, _>(jail_path(&name))
             .await?;
         known.remove(&name);
     }

@@ -2,7 +2,7 @@
 //! survives restarts.
 //!
 //! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
-//! state database); the source feeds ([`feed`] for the journal, [`files`] for log files) and
+//! state database); the source feeds ([`feed`] for the journal, [`crate::source::file_follow`] for log files) and
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
@@ -34,7 +34,6 @@
 pub mod backends;
 mod control;
 pub mod feed;
-pub mod files;
 mod health;
 pub mod host;
 pub mod logging;
@@ -54,13 +53,13 @@ use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
+use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosition};
 use crate::source::journal::{
     Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
     StartReport,
 };
 use backends::Backends;
 use feed::Feed;
-use files::{FileChunk, FileError, FileFeed, FilePosition};
 use ipnet::IpNet;
 use sd_notify::NotifyState;
 use state::{StateDb, StateError, StoredBan};
@@ -807,7 +806,7 @@ impl Daemon {
         let started = std::time::Instant::now();
         let now = wall_now();
         // A read fills READ_SIZE when more is waiting; the chunk is that minus a partial line.
-        self.catching_up = chunk.lines.len() >= files::READ_SIZE / 2;
+        self.catching_up = chunk.lines.len() >= file_follow::READ_SIZE / 2;
         let Some((path, readers)) = self.files.get(chunk.file) else {
             return;
         };
