@@ -3,7 +3,8 @@
 # its path. The root is cached under /var/lib/machines, keyed by a hash of this script (the
 # package list and every step below), so changing the recipe builds a new root. It is built in
 # a temporary directory and renamed into place: a killed build never leaves a half root where
-# the next run would take it for a finished one.
+# the next run would take it for a finished one. Roots of older recipes stay until removed
+# by hand (rm -rf /var/lib/machines/banhound-test-*): a test elsewhere may still boot them.
 set -euo pipefail
 
 packages=systemd,systemd-sysv,dbus,openssh-server,nftables,firewalld,iproute2,netbase,libpam-systemd,libnftnl11,libmnl0,libsystemd0
@@ -15,6 +16,12 @@ if [ -d "$root" ]; then
   echo "$root"
   exit 0
 fi
+for tool in debootstrap chroot flock; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "build-root.sh: $tool not found (bash test.sh installs what the tests need)" >&2
+    exit 1
+  fi
+done
 mkdir -p "$cache"
 # Test binaries may run in parallel: one builds, the others wait for it.
 exec 9>"$cache/.banhound-test.lock"

@@ -436,6 +436,17 @@ impl Drop for Host {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        if self.nspawn_alive() && self.leader > 0 {
+            // Killing a PID namespace's init kills everything in it; killing nspawn alone
+            // would leave the container running.
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.leader.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.nspawn_alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         if let Some(mut child) = self.nspawn.take() {
             if !matches!(child.try_wait(), Ok(Some(_))) {
                 let _ = child.kill();

@@ -124,19 +124,26 @@ fn sshd_lines(host: &Host, addr: &str) -> Vec<(SystemTime, String)> {
         .collect()
 }
 
-/// Prints and returns the time from sshd's last line about `addr` before the ban was seen
-/// in the firewall to that moment.
+/// Prints and returns the time from the sshd line that led to the ban of `addr` (the last
+/// one logged before banhound's "Banned" line) to the ban being seen in the firewall.
 fn ban_delay(host: &Host, addr: &str, attack: &Attack) -> Duration {
+    let banned_prefix = format!("Banned {addr} in jail ");
+    let (decided, _) = host
+        .journal("-u banhound.service")
+        .into_iter()
+        .find(|(_, m)| m.starts_with(&banned_prefix))
+        .unwrap_or_else(|| panic!("no {banned_prefix:?} line"));
     let lines = sshd_lines(host, addr);
     let (logged, line) = lines
         .iter()
         .rev()
-        .find(|(t, _)| *t <= attack.seen)
+        .find(|(t, _)| *t <= decided)
         .unwrap_or_else(|| panic!("no sshd line about {addr} before the ban: {lines:?}"));
     let delay = attack.seen.duration_since(*logged).unwrap_or_default();
     println!(
         "ban delay for {addr}: {delay:?} from sshd's line {line:?} to the ban in the firewall \
-         (polled every 10 ms; {} attempts)",
+         (banhound logged the ban after {:?}; firewall polled every 10 ms; {} attempts)",
+        decided.duration_since(*logged).unwrap_or_default(),
         attack.attempts
     );
     delay
