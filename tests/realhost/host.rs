@@ -5,8 +5,8 @@
 //! `BANHOUND_BIN=`, then `systemctl enable --now banhound`).
 //!
 //! The root is built once by `build-root.sh` and cached under /var/lib/machines; each host
-//! boots an overlay of it (writes go to a directory of its own), so no test changes the
-//! cache or sees another test's changes. The veths are created inside the server namespace
+//! boots an overlay of it (writes go to a directory of its own; a copy where overlayfs is
+//! not possible), so no test changes the cache or sees another test's changes. The veths are created inside the server namespace
 //! with their peers moved straight into the other namespaces: the root namespace never sees
 //! them, and nothing here touches the machine's own firewall.
 //!
@@ -144,16 +144,26 @@ impl Host {
             host.dir.join("upper").display(),
             host.dir.join("work").display()
         );
-        sh(&[
-            "mount",
-            "-t",
-            "overlay",
-            "overlay",
-            "-o",
-            &options,
-            host.merged().to_str().unwrap(),
-        ]);
-        host.mounted = true;
+        let merged = host.merged();
+        let overlay = Command::new("mount")
+            .args(["-t", "overlay", "overlay", "-o", &options])
+            .arg(&merged)
+            .status()
+            .expect("mount");
+        if overlay.success() {
+            host.mounted = true;
+        } else {
+            // Where /var/tmp cannot hold an overlay's upper layer (itself on overlayfs, as in
+            // some CI containers), a copy does the same, slower.
+            println!("no overlay on /var/tmp: booting a copy of the root");
+            sh(&[
+                "cp",
+                "-a",
+                "--reflink=auto",
+                &format!("{}/.", root.display()),
+                merged.to_str().unwrap(),
+            ]);
+        }
         host.start();
         host
     }
@@ -453,23 +463,23 @@ impl Drop for Host {
             }
             let _ = child.wait();
         }
-        if self.mounted {
-            let merged = self.merged();
-            // nspawn's lock on the image, named after its device and inode.
-            if let Ok(meta) = fs::metadata(&merged) {
-                let _ = fs::remove_file(format!(
-                    "/run/systemd/nspawn/locks/inode-{}:{}",
-                    meta.dev(),
-                    meta.ino()
-                ));
-            }
-            if !Command::new("umount")
+        let merged = self.merged();
+        // nspawn's lock on the image, named after its device and inode.
+        if let Ok(meta) = fs::metadata(&merged) {
+            let _ = fs::remove_file(format!(
+                "/run/systemd/nspawn/locks/inode-{}:{}",
+                meta.dev(),
+                meta.ino()
+            ));
+        }
+        let unmounted = || {
+            Command::new("umount")
                 .arg(&merged)
                 .status()
                 .is_ok_and(|s| s.success())
-            {
-                let _ = Command::new("umount").arg("-l").arg(&merged).status();
-            }
+        };
+        if self.mounted && !unmounted() {
+            let _ = Command::new("umount").arg("-l").arg(&merged).status();
         }
         let _ = fs::remove_dir_all(&self.dir);
         // nspawn leaves these behind; other hosts may still use the shared ones.
