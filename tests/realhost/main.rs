@@ -597,6 +597,13 @@ fn two_typos_of_the_admin_do_not_ban_five_wrong_passwords_do() {
     for (_, line) in sshd_lines(&host, ATTACKER2_V4) {
         println!("  {line}");
     }
+    println!(
+        "with their fields:\n{}",
+        host.sh(
+            "journalctl -q --no-pager -u ssh.service -o json \
+             --output-fields=MESSAGE,SYSLOG_IDENTIFIER,_COMM,_SYSTEMD_UNIT,PRIORITY,SYSLOG_FACILITY"
+        )
+    );
     let before = host.jail_status("sshd")["total_failed"].as_u64().unwrap();
 
     for _ in 0..2 {
