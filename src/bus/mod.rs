@@ -148,6 +148,10 @@ pub enum ControlError {
     NotBanned(String),
     #[error("{0}")]
     AccessDenied(String),
+    /// A reload found the configuration invalid (the running one stays); names file, line
+    /// and key.
+    #[error("{0}")]
+    InvalidConfiguration(String),
     #[error("{0}")]
     Failed(String),
 }

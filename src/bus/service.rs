@@ -45,6 +45,7 @@ pub enum BusError {
     InvalidDuration(String),
     NotBanned(String),
     AccessDenied(String),
+    InvalidConfiguration(String),
     Failed(String),
 }
 
@@ -59,6 +60,7 @@ impl From<ControlError> for BusError {
             ControlError::InvalidDuration(_) => BusError::InvalidDuration(message),
             ControlError::NotBanned(_) => BusError::NotBanned(message),
             ControlError::AccessDenied(_) => BusError::AccessDenied(message),
+            ControlError::InvalidConfiguration(_) => BusError::InvalidConfiguration(message),
             ControlError::Failed(_) => BusError::Failed(message),
         }
     }
@@ -370,7 +372,8 @@ impl Manager {
     }
 
     /// Reload: re-reads the configuration; jail objects appear and disappear to match.
-    /// Errors: Failed (the configuration is invalid; the running one stays), AccessDenied.
+    /// Errors: InvalidConfiguration (the running one stays), Failed (the new configuration
+    /// could not be applied in full), AccessDenied.
     async fn reload(
         &self,
         #[zbus(connection)] connection: &Connection,

@@ -42,7 +42,7 @@ pub mod state;
 pub mod state_writer;
 
 use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, Event, Health, JailSnapshot, Request};
+use crate::bus::{unban_reason, ControlError, Event, Health, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
@@ -1098,9 +1098,10 @@ impl Daemon {
         self.publish_changes();
     }
 
-    /// SIGHUP or the bus: RELOADING=1, apply the new configuration or refuse it, READY=1.
-    /// The error is the message for whoever asked (it is logged too).
-    async fn reload(&mut self, feeds: &mut Feeds) -> Result<(), String> {
+    /// SIGHUP or the bus (`banhound reload`, the unit's ExecReload): RELOADING=1, apply the
+    /// new configuration or refuse it, READY=1. The error is for whoever asked (it is logged
+    /// too): an invalid configuration is told apart so that the CLI exits 2 for it.
+    async fn reload(&mut self, feeds: &mut Feeds) -> Result<(), ControlError> {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
@@ -1113,7 +1114,7 @@ impl Daemon {
                     "configuration reload refused, the running configuration stays in force: {e}"
                 );
                 tracing::error!("{message}");
-                Err(message)
+                Err(ControlError::InvalidConfiguration(message))
             }
             Ok(prepared) => {
                 let applied = self.apply(prepared, feeds).await;
@@ -1128,7 +1129,7 @@ impl Daemon {
                         }
                         let message = format!("configuration reload failed: {e}");
                         tracing::error!("{message}");
-                        Err(message)
+                        Err(ControlError::Failed(message))
                     }
                     Ok(()) => {
                         tracing::info!("configuration reloaded: {}", self.status());
