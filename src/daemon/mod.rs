@@ -51,7 +51,7 @@ use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
-    Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
+    parse_cursor, Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
     StartReport,
 };
 use backends::Backends;
@@ -335,6 +335,12 @@ struct Daemon {
     following: Following,
     /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
     catching_up: bool,
+    /// The journal has been read to its end since the start: the committed entries replayed
+    /// and those logged after them (while stopped, or before a crash) decided. Until then the
+    /// firewall is not reconciled: the kernel may hold bans applied just before a crash whose
+    /// commit never happened, which only this catch-up decides again, and a reconcile would
+    /// lift them (letting their attackers back in) until it does.
+    journal_caught_up: bool,
     /// When the daemon started (wall clock), for the control interface's uptime.
     started: Timestamp,
     /// Bans, unbans and counter changes, for the control interface's signals.
@@ -406,6 +412,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         own_addresses,
         following: Following::default(),
         catching_up: false,
+        journal_caught_up: false,
         started: wall_now(),
         events: broadcast::channel(EVENT_BACKLOG).0,
         published: HashMap::new(),
@@ -423,6 +430,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     daemon.restore().await?;
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
+    daemon.journal_caught_up = feeds.journal.is_none();
     let (mut requests, service) = match daemon.options.bus.clone() {
         Some(bus) => daemon.start_service(bus, &mut feeds).await?,
         None => {
@@ -656,13 +664,41 @@ impl Daemon {
     }
 
     /// Puts the stored, unexpired bans back in place with their remaining time, in one batch.
+    ///
+    /// Bans that have expired by the wall clock are not put in the firewall, but the trackers
+    /// learn where they ended in log time, back to the oldest entry the start reads again
+    /// (the stored cursor's time minus the longest findtime): failures logged during such a
+    /// ban and read again now (replayed, or new after a crash or a long stop) do not count,
+    /// exactly as in a run that was never stopped.
     async fn restore(&mut self) -> Result<(), DaemonError> {
         let now = wall_now();
+        let lookback = self
+            .jails
+            .iter()
+            .map(|j| j.policy.findtime)
+            .max()
+            .unwrap_or_default();
+        let source = self.source_key.clone();
         // Offence counts first: a restored active ban then overrides its own entry.
-        let (offences, stored) = self.state.read(|db| Ok((db.offences()?, db.bans()?)))?;
+        let (offences, stored, expired) = self.state.read(move |db| {
+            let cursor = db.cursor(&source)?;
+            let read_from = cursor
+                .and_then(|c| parse_cursor(&c).ok())
+                .map_or(now, |p| p.realtime.min(now));
+            Ok((
+                db.offences()?,
+                db.bans()?,
+                db.expired_after(read_from - lookback)?,
+            ))
+        })?;
         for (jail, target, offences, last) in offences {
             if let Some(tracker) = self.trackers.get_mut(&jail) {
                 tracker.restore_offences(target, offences, last);
+            }
+        }
+        for (jail, target, until) in expired {
+            if let Some(tracker) = self.trackers.get_mut(&jail) {
+                tracker.restore_lifted(target, until);
             }
         }
         let mut entries = Vec::new();
@@ -675,7 +711,8 @@ impl Daemon {
                     .push(ban.target);
                 continue;
             };
-            if ban.until.is_some_and(|until| until <= now) {
+            if let Some(until) = ban.until.filter(|until| *until <= now) {
+                tracker.restore_lifted(ban.target, until);
                 ended
                     .entry((ban.jail.clone(), "expired while stopped"))
                     .or_default()
@@ -715,7 +752,8 @@ impl Daemon {
     async fn process(&mut self, batch: Batch) {
         let started = std::time::Instant::now();
         let now = wall_now();
-        self.catching_up = batch.len() >= FollowOptions::default().batch_entries;
+        self.catching_up = !batch.at_end();
+        self.journal_caught_up |= batch.at_end();
         let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
         {
             let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
@@ -1171,6 +1209,8 @@ impl Daemon {
             .collect();
         self.backends.ban(&entries).await?;
         *feeds = self.start_feeds(true)?;
+        // Without a journal jail left there is no catch-up to wait for.
+        self.journal_caught_up |= feeds.journal.is_none();
         Ok(())
     }
 }

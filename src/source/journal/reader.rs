@@ -101,7 +101,9 @@ pub enum Start {
     /// there is no stored cursor: `now - lookback`.
     Since(Timestamp),
     /// After a restart: entries from `replay_since` up to and including `cursor` come back as
-    /// [`Phase::Replay`], the ones after it as [`Phase::New`].
+    /// [`Phase::Replay`], the ones after it as [`Phase::New`]. A `replay_since` at or after
+    /// the cursor's time replays nothing. If the cursor cannot be used at all, reading starts
+    /// at `replay_since`.
     Resume {
         cursor: String,
         replay_since: Timestamp,
@@ -109,16 +111,27 @@ pub enum Start {
 }
 
 impl Start {
-    /// The daemon's start: resume after the stored cursor if any, else look back. `lookback`
-    /// is the largest findtime of the jails, so their failure windows are full again.
+    /// The daemon's start: resume after the stored cursor if any, else look back from `now`.
+    /// `lookback` is the largest findtime of the jails, so their failure windows are full
+    /// again.
+    ///
+    /// The replay window ends at the stored cursor and starts `lookback` before the cursor's
+    /// own time, not before `now`: failures are judged in log time, and an entry logged after
+    /// the cursor is judged together with the committed ones within findtime before it,
+    /// however long banhound was stopped or however old the entries it is catching up on.
+    /// Anchored at `now`, a stop longer than findtime (or any restart while catching up on
+    /// entries older than findtime) replayed nothing and lost every failure window.
     pub fn from_stored(stored: Option<String>, now: Timestamp, lookback: Duration) -> Start {
-        let replay_since = now - lookback;
         match stored {
-            Some(cursor) => Start::Resume {
-                cursor,
-                replay_since,
-            },
-            None => Start::Since(replay_since),
+            Some(cursor) => {
+                // An unparsable cursor is reported when used; reading then starts here.
+                let anchor = parse_cursor(&cursor).map_or(now, |p| p.realtime);
+                Start::Resume {
+                    cursor,
+                    replay_since: anchor - lookback,
+                }
+            }
+            None => Start::Since(now - lookback),
         }
     }
 }
@@ -468,7 +481,7 @@ impl JournalReader {
         };
         self.install_matches()?;
         self.on_entry = false;
-        if found && replay_since > cursor_time {
+        if found && replay_since >= cursor_time {
             // Nothing to replay: land on the cursor's entry (the first one after seeking to
             // it, if the matches select it) and skip it.
             check(
