@@ -124,30 +124,46 @@ fn sigkill_while_catching_up_an_old_backlog_changes_no_ban_full() {
 
 /// A plain stop and a start much more than findtime later: the failures logged before the
 /// stop (committed, so replayed count-only) and those logged while stopped (new) are judged
-/// together, by their own log times. The journal's times put the stop two hours back, so the
-/// start is two hours after it for the daemon, without the test waiting for it.
+/// together, by their own log times. The journal's times put the stop 70 min back, so for
+/// the daemon the start comes 70 min after it, without the test waiting for it.
+///
+/// Also a ban that ended by the wall clock (its log time plus bantime is past) still covers
+/// its log times after the restart: failures logged during it do not count, as in a run that
+/// was never stopped; those logged after its end do.
 #[test]
 fn a_stop_longer_than_findtime_forgets_no_attacker() {
     let config = format!(
         "[jail.{JAIL}]\nenabled = true\nport = \"{port}\"\nmaxretry = {MAXRETRY}\n\
-         findtime = \"10m\"\nbantime = \"{BANTIME}\"\n",
+         findtime = \"10m\"\nbantime = \"90m\"\n",
         port = daemon_lab::PORT
     );
     let settings = load_settings(&config);
     let findtime = sshd_jail(&settings).policy.findtime;
-    let stopped_at = wall_now_us() - 2 * 3_600_000_000;
-    // Crosses maxretry across the stop, within findtime: must be banned at its 5th failure.
+    let bantime = Duration::from_secs(90 * 60);
+    // Log times are seconds after `t0`, two hours ago; banhound was stopped at 50 min.
+    let t0 = wall_now_us() - 2 * 3_600_000_000;
+    let min = |m: i64| m * 60;
+    // Crosses maxretry across the stop, within findtime: banned at its 5th failure.
     let crosser = "192.0.2.10";
     // Four failures in all: never banned.
     let below = "192.0.2.20";
     // Five failures, but the last two come more than findtime after the first three.
     let slow = "192.0.2.30";
-    let before_stop = [(crosser, 10), (crosser, 11), (crosser, 12)]
-        .into_iter()
-        .chain([(below, 20), (below, 21), (slow, 30), (slow, 31), (slow, 32)]);
-    let while_stopped = [(crosser, 60), (crosser, 61), (below, 70), (below, 71)]
-        .into_iter()
-        .chain([(slow, 32 + 660), (slow, 33 + 660)]);
+    // Banned at 1 min, for 90 min, a ban over by the wall clock when the daemon starts
+    // again. Its five failures at 55 min fall within that ban and do not count; the five at
+    // 95 min, after it, ban it again.
+    let old = "192.0.2.40";
+    let before_stop = (0..5)
+        .map(|i| (old, min(1) + i))
+        .chain((0..3).map(|i| (crosser, min(45) + i)))
+        .chain((0..3).map(|i| (slow, min(46) + i)))
+        .chain((0..2).map(|i| (below, min(47) + i)));
+    let while_stopped = (0..2)
+        .map(|i| (crosser, min(52) + i))
+        .chain((0..2).map(|i| (below, min(53) + i)))
+        .chain((0..5).map(|i| (old, min(55) + i)))
+        .chain((0..2).map(|i| (slow, min(57) + i)))
+        .chain((0..5).map(|i| (old, min(95) + i)));
     let dir = tempfile::tempdir().unwrap();
     let mut monotonic = 1;
     let mut entry = |at_s: i64, message: &str| {
@@ -157,19 +173,20 @@ fn a_stop_longer_than_findtime_forgets_no_attacker() {
              _BOOT_ID=0123456789abcdef0123456789abcdef\n_HOSTNAME=bench-host\n\
              SYSLOG_IDENTIFIER=sshd\n_COMM=sshd\n_PID=1000\n_SYSTEMD_UNIT=ssh.service\n\
              MESSAGE={message}\n\n",
-            stopped_at + at_s * 1_000_000
+            t0 + at_s * 1_000_000
         )
     };
     let failure = |addr: &str, i: i64| {
         format!(
             "Failed password for invalid user u{i} from {addr} port {} ssh2",
-            40000 + i
+            40000 + i % 20000
         )
     };
     let mut first = entry(0, MARKER);
     for (addr, at) in before_stop {
         first.push_str(&entry(at, &failure(addr, at)));
     }
+    first.push_str(&entry(min(50), "Received signal 15; terminating."));
     write_journal(dir.path(), "before-stop", first.as_bytes());
     let mut second = String::new();
     for (addr, at) in while_stopped {
@@ -197,49 +214,79 @@ fn a_stop_longer_than_findtime_forgets_no_attacker() {
     let mut daemon = lab.spawn(false, &[]);
     wait_position(&lab, &mut daemon, &last, "the first part committed");
     stop(daemon, "the first start");
-    assert!(
-        Committed::read(&lab.state_dir()).bans.is_empty(),
-        "nobody reached maxretry before the stop"
-    );
 
-    // Logged while it was stopped; the start comes two hours (of log time) after the stop.
+    // Logged while it was stopped.
     write_journal(dir.path(), "while-stopped", second.as_bytes());
     let written = cursors(dir.path());
-    assert_eq!(
-        written.len(),
-        1 + 8 + 6,
-        "both parts are in the journal, in order"
-    );
+    assert_eq!(written.len(), 15 + 16, "both parts are in the journal");
     let mut daemon = lab.spawn(false, &[]);
     let last = written.last().unwrap().clone();
     wait_position(&lab, &mut daemon, &last, "the second part committed");
     let log = daemon.log();
     stop(daemon, "the second start");
 
-    let bans = StateDb::open(&lab.state_dir()).unwrap().bans().unwrap();
-    let since = Timestamp::from_micros(stopped_at + 61 * 1_000_000);
-    let want = StoredBan {
+    let at = |s: i64| Timestamp::from_micros(t0 + s * 1_000_000);
+    let ban = |addr: &str, since: Timestamp| StoredBan {
         jail: JAIL.into(),
-        target: IpNet::from(crosser.parse::<IpAddr>().unwrap()),
+        target: IpNet::from(addr.parse::<IpAddr>().unwrap()),
         since,
-        until: Some(since + Duration::from_secs(86_400)),
+        until: Some(since + bantime),
         offence: 1,
         failures: MAXRETRY,
     };
+    let crosser_ban = ban(crosser, at(min(52) + 1));
     assert!(
-        Timestamp::from_micros(wall_now_us()).since(since) > findtime * 6,
+        Timestamp::from_micros(wall_now_us()).since(at(min(50))) > findtime * 6,
         "the start came long after findtime"
     );
+    let db = StateDb::open(&lab.state_dir()).unwrap();
     assert_eq!(
-        bans,
-        vec![want],
-        "the attacker who crossed maxretry while banhound was stopped is banned, from its \
-         5th failure, and nobody else:\n{log}"
+        db.bans().unwrap(),
+        vec![crosser_ban, ban(old, at(min(95) + 4))],
+        "in force: the attacker who crossed maxretry while banhound was stopped, from its \
+         5th failure, and the old one banned again after its first ban's end, not during \
+         it:\n{log}"
+    );
+    let history: Vec<(String, i64)> = db
+        .offences()
+        .unwrap()
+        .into_iter()
+        .map(|(_, target, _, last)| (target.addr().to_string(), last.as_micros()))
+        .collect();
+    drop(db);
+    assert_eq!(
+        history,
+        [
+            (crosser.to_string(), at(min(52) + 1).as_micros()),
+            (old.to_string(), at(min(95) + 4).as_micros()),
+        ],
+        "nobody else was ever banned"
     );
     assert_eq!(
         kernel_bans(&lab),
-        BTreeSet::from([crosser.parse::<IpAddr>().unwrap()]),
-        "and the ban is in the kernel"
+        BTreeSet::from([crosser.parse().unwrap(), old.parse().unwrap()]),
+        "the bans in force are in the kernel (the first ban of {old}, over, is not)"
+    );
+    let old_bans = Connection::open_with_flags(
+        lab.state_dir().join(DATABASE_FILE),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap()
+    .query_row(
+        "SELECT group_concat(started_us) FROM (SELECT started_us FROM ban_history \
+         WHERE target = ?1 ORDER BY started_us)",
+        [format!("{old}/32")],
+        |r| r.get::<_, String>(0),
+    )
+    .unwrap();
+    assert_eq!(
+        old_bans,
+        format!(
+            "{},{}",
+            at(min(1) + 4).as_micros(),
+            at(min(95) + 4).as_micros()
+        ),
+        "{old} was banned at 1 min and at 95 min, never at 55 min"
     );
 }
 
