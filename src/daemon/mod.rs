@@ -11,8 +11,13 @@
 //! position (journal cursor, or file inode and offset) are sent to be committed in one SQLite
 //! transaction ([`state`], on its own thread: [`state_writer`]), then the bans go to the
 //! firewall. After a crash, bans committed are restored with their remaining time and
-//! journal entries up to the committed cursor are replayed count-only (they rebuild failure
-//! windows, never ban twice); a batch sent but not yet committed is read again, as new.
+//! journal entries up to the committed cursor are replayed count-only, from the longest
+//! findtime before that entry's own time (they rebuild failure windows, never ban twice); a
+//! batch sent but not yet committed is read again, as new. Everything is judged in log time,
+//! so the decisions after any sequence of stops and crashes are those of one run that never
+//! stopped: bans over by the wall clock still cover their log times (restored from the
+//! history), and no reconcile runs before the journal has been read to its end once, since
+//! the kernel may hold a ban applied before a crash that only this catch-up decides again.
 //! Files continue after their committed offset; their failure windows are not rebuilt
 //! (lines before the offset are not read again).
 //!

@@ -6,8 +6,9 @@
 //! the match terms the entry carries, so reading allocates nothing per entry.
 //!
 //! Start-up positioning is where correctness lives (see [`Start`]): after a restart, entries
-//! up to the stored cursor are replayed flagged [`Phase::Replay`] (the engine counts them but
-//! does not act twice), later ones are [`Phase::New`]; a cursor whose entry was vacuumed is
+//! up to the stored cursor, from a look-back before the cursor's own time, are replayed
+//! flagged [`Phase::Replay`] (the engine counts them but does not act twice), later ones are
+//! [`Phase::New`]; a cursor whose entry was vacuumed is
 //! detected with `sd_journal_test_cursor` and reported with what was lost: the time span, and
 //! the number of entries when journald's sequence numbers tell.
 
