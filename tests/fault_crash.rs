@@ -901,9 +901,9 @@ impl Journal {
             .args(["--format", "export", "--seed", &seed.to_string()])
             .args(["--start", &start.to_string()]);
         if backlog == Backlog::Old {
-            // Fewer attackers than by default, so that some reach maxretry within a findtime
-            // of a journal this much longer.
-            command.args(["--attackers", "300"]);
+            // Fewer attackers than by default (3 per 200 entries), so that some reach
+            // maxretry within a findtime of a journal this much longer, and some do not.
+            command.args(["--attackers", &(entries * 3 / 200).to_string()]);
         }
         let out = command
             .stderr(Stdio::inherit())
