@@ -7,9 +7,14 @@
 //! from a Zipf-distributed pool of attackers among benign sshd, cron, kernel and nginx
 //! traffic) turned into a real journal file by systemd-journal-remote, read by the daemon
 //! with `--journal-directory` inside a network namespace with its own nftables
-//! (tests/support/daemon_lab.rs). The findtime covers the whole journal and the bantime
-//! outlasts the test, so the outcome does not depend on when the runs happen: each address
-//! with at least `maxretry` failures is banned once, from its `maxretry`-th failure.
+//! (tests/support/daemon_lab.rs). The bantime outlasts the test, so each address is banned
+//! at most once, from the failure that is its `maxretry`-th within findtime (judged in log
+//! time). Two kinds of journal ([`Backlog`]): a recent one whose findtime covers all of it,
+//! and an old backlog (log times 3.5 h to 1 h old, findtime 30 min, the committed position
+//! before it: a catch-up after a long stop) where every restart's replay must be anchored at
+//! the committed entry's own time, and where the reconcile runs every second: after each
+//! kill a few due bans of uncommitted entries are put in the kernel, as a kill between a
+//! ban's kernel update and its commit leaves them, and no reconcile may ever remove them.
 //!
 //! What is compared, after the killed run's last restart has caught up and stopped:
 //! - the bans in the state database, field by field (jail, address, start, end, offence,
@@ -28,9 +33,13 @@
 //! two; the restart reads its entries again and bans it again). Both kinds of gap are
 //! counted: committed bans missing from the kernel are the restart's job.
 //!
-//! Forms: `cargo test --test fault_crash` runs the short form (20,000 entries, 20 kills);
-//! `cargo test --test fault_crash -- --ignored --nocapture` the full one (100,000 entries,
-//! 30 kills). `BANHOUND_FAULT_SEED=N` picks another seed (journal and kill times derive from
+//! Beside it: a plain stop and a start far more than findtime later (with a ban over by the
+//! wall clock when it starts again), and a reconcile that falls within a restart's catch-up.
+//!
+//! Forms: `cargo test --test fault_crash` runs the short forms (20,000 entries, 20 kills,
+//! each backlog); `cargo test --test fault_crash -- --ignored --nocapture` the full ones
+//! (recent: 100,000 entries, 30 kills; old: 200,000 entries, 20 kills).
+//! `BANHOUND_FAULT_SEED=N` picks another seed (journal and kill times derive from
 //! it); `GEN_SSHD_LOG` points at the generator if it is not in ../shared/bench. The figures
 //! are printed (with --nocapture) for docs/reliability.md. Needs root, nft, ip,
 //! journalctl, /lib/systemd/systemd-journald and systemd-journal-remote.

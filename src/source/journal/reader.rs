@@ -789,6 +789,33 @@ mod tests {
     }
 
     #[test]
+    fn the_replay_window_is_anchored_at_the_stored_entry_s_time() {
+        // Stopped two hours ago (or catching up on entries that old): the window is the
+        // lookback before the stored entry, not before now.
+        let cursor = format!("s=ab;i=1;t={T0:x}");
+        let now = Timestamp::from_micros(T0 + 7_200_000_000);
+        let lookback = Duration::from_secs(600);
+        assert_eq!(
+            Start::from_stored(Some(cursor.clone()), now, lookback),
+            Start::Resume {
+                cursor,
+                replay_since: Timestamp::from_micros(T0) - lookback
+            }
+        );
+        assert_eq!(
+            Start::from_stored(Some("garbage".into()), now, lookback),
+            Start::Resume {
+                cursor: "garbage".into(),
+                replay_since: now - lookback
+            }
+        );
+        assert_eq!(
+            Start::from_stored(None, now, lookback),
+            Start::Since(now - lookback)
+        );
+    }
+
+    #[test]
     fn the_position_to_persist_never_goes_back_while_replaying() {
         let dir = journal_dir(6);
         let mut first = open(dir.path(), &Start::Head);
