@@ -299,6 +299,95 @@ fn a_stop_longer_than_findtime_forgets_no_attacker() {
     );
 }
 
+/// The same for a file jail: lines appended while banhound was stopped come after the stored
+/// offset and are judged by their own dates, however long ago they were written. (Lines
+/// before the offset are not read again, so a file's failure windows are not rebuilt.)
+#[test]
+fn a_file_jail_judges_lines_logged_while_stopped_by_their_dates() {
+    let logs = tempfile::tempdir().unwrap();
+    let auth = logs.path().join("auth.log");
+    let config = format!(
+        "[jail.sshd]\nenabled = false\n\n[jail.sshd-file]\nenabled = true\nfilter = \"sshd\"\n\
+         logpath = [\"{}\"]\nport = \"{port}\"\nmaxretry = {MAXRETRY}\nfindtime = \"10m\"\n\
+         bantime = \"{BANTIME}\"\n",
+        auth.display(),
+        port = daemon_lab::PORT
+    );
+    let ago = |secs: i64| {
+        jiff::Zoned::now()
+            .checked_sub(jiff::SignedDuration::from_secs(secs))
+            .unwrap()
+    };
+    let append = |lines: &[(jiff::Zoned, String)]| {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&auth)
+            .unwrap();
+        for (at, text) in lines {
+            writeln!(file, "{} server {text}", at.strftime("%b %e %H:%M:%S")).unwrap();
+        }
+    };
+    let key = format!("file:{}", auth.display());
+    let committed_to_the_end = |lab: &Lab| {
+        let len = std::fs::metadata(&auth).unwrap().len();
+        StateDb::open(&lab.state_dir())
+            .unwrap()
+            .cursor(&key)
+            .unwrap()
+            .is_some_and(|c| c.ends_with(&format!(":{len}")))
+    };
+    append(&[(
+        ago(80 * 60),
+        "sshd[1]: Server listening on 0.0.0.0 port 22.".into(),
+    )]);
+    let mut lab = Lab::new("fj", &config);
+    let mut daemon = lab.spawn(false, &[]);
+    wait_while_alive(&mut daemon, "the file committed", CATCH_UP_TIMEOUT, |_| {
+        committed_to_the_end(&lab)
+    });
+    stop(daemon, "the first start");
+
+    // While stopped, 70 min ago: five failures within a minute.
+    let attacker = "192.0.2.50";
+    let fifth = ago(70 * 60);
+    let failures: Vec<(jiff::Zoned, String)> = (0..5)
+        .map(|i| {
+            (
+                fifth
+                    .checked_sub(jiff::SignedDuration::from_secs(4 - i))
+                    .unwrap(),
+                format!(
+                    "sshd[{}]: Failed password for root from {attacker} port {} ssh2",
+                    2000 + i,
+                    42000 + i
+                ),
+            )
+        })
+        .collect();
+    append(&failures);
+    let mut daemon = lab.spawn(false, &[]);
+    wait_while_alive(&mut daemon, "the file committed", CATCH_UP_TIMEOUT, |_| {
+        committed_to_the_end(&lab)
+    });
+    let log = daemon.log();
+    stop(daemon, "the second start");
+    let bans = StateDb::open(&lab.state_dir()).unwrap().bans().unwrap();
+    let since = Timestamp::from_secs(fifth.timestamp().as_second());
+    assert_eq!(
+        bans.iter()
+            .map(|b| (b.target.addr().to_string(), b.since))
+            .collect::<Vec<_>>(),
+        [(attacker.to_string(), since)],
+        "the attacker whose failures were logged while banhound was stopped is banned, from \
+         its 5th failure:\n{log}"
+    );
+    assert!(lab
+        .banned_in("sshd-file-v4")
+        .iter()
+        .any(|(addr, _)| addr == attacker));
+}
+
 /// A ban applied just before a crash whose commit never happened is in the kernel but not in
 /// the database: only the restart's catch-up decides it again, when it reaches its entries.
 /// A reconcile before then must not lift it. The catch-up is made to outlast the reconcile

@@ -326,6 +326,11 @@ struct Daemon {
     files: Vec<(PathBuf, Vec<usize>)>,
     /// Per (jail, file): the date detector state of that file for that jail's filter.
     preparers: HashMap<(usize, usize), LinePreparer>,
+    /// Per (jail, file): the time of the newest line read, the reference for skipping lines
+    /// older than findtime. Set to the start's time for a file read from its start (no
+    /// stored offset); absent for a file continued after its stored offset until its first
+    /// line, so the lines logged while banhound was stopped are judged by their own dates.
+    file_newest: HashMap<(usize, usize), Timestamp>,
     /// Per (jail, file, or `None` for the journal): what earlier records said, for
     /// multi-line filters (fail2ban's `<F-MLFID>` sessions and `maxlines`).
     multiline: HashMap<(usize, Option<usize>), SourceState>,
@@ -408,6 +413,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         journal_jails: prepared.journal_jails,
         files: prepared.files,
         preparers: HashMap::new(),
+        file_newest: HashMap::new(),
         multiline: HashMap::new(),
         // Dates without a zone in files are local time, as syslog writes them.
         zone: Zone::parse("local").unwrap_or(Zone::Utc),
@@ -594,6 +600,7 @@ impl Daemon {
     fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
         self.following = Following::default();
         self.preparers.clear();
+        self.file_newest.clear();
         self.multiline.clear();
         let journal = self.start_journal(reload)?;
         let files = self.start_files()?;
@@ -603,14 +610,17 @@ impl Daemon {
         Ok(Feeds { journal, files })
     }
 
-    /// Files continue at their stored position (same inode), else from their start; lines
-    /// older than their jail's findtime are skipped when read.
+    /// Files continue at their stored position (same inode), else from their start. Read
+    /// from their start without a stored position, lines older than their jail's findtime
+    /// are skipped (the look-back); after a stored position every line is new, judged by its
+    /// own date.
     fn start_files(&mut self) -> Result<Option<FileFeed>, DaemonError> {
         if self.files.is_empty() {
             return Ok(None);
         }
+        let now = wall_now();
         let mut list = Vec::new();
-        for (path, _) in &self.files {
+        for (file, (path, readers)) in self.files.iter().enumerate() {
             let key = file_key(path);
             let stored = self
                 .state
@@ -624,6 +634,11 @@ impl Daemon {
                     p.offset, p.inode
                 ))
             );
+            if stored.is_none() {
+                for &j in readers {
+                    self.file_newest.insert((j, file), now);
+                }
+            }
             list.push((path.clone(), stored));
         }
         let feed = FileFeed::start(list)?;
@@ -819,7 +834,8 @@ impl Daemon {
         let mut lines = 0;
         for &j in readers {
             let jail = &self.jails[j];
-            let horizon = now - jail.policy.findtime;
+            let findtime = jail.policy.findtime;
+            let mut newest = self.file_newest.get(&(j, chunk.file)).copied();
             let mut matcher = jail.filter.filter.matcher();
             let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
                 LinePreparer::new(
@@ -840,16 +856,23 @@ impl Daemon {
                     continue;
                 };
                 let at = time.unwrap_or(now);
-                // Read from the start of a file: what is older than the window cannot count.
-                if at < horizon {
+                // A line more than findtime older than the newest one of this file cannot
+                // count (a file read from its start is judged against now: the look-back).
+                // The newest never passes the wall clock: a line dated in the future must not
+                // blind the jail to the lines after it.
+                if newest.is_some_and(|newest| at < newest - findtime) {
                     continue;
                 }
+                newest = Some(newest.map_or(at, |newest| newest.max(at)).min(now));
                 let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
                     continue;
                 };
                 if let Some(decision) = judge(tracker, &jail.name, failure.host, at) {
                     decisions.push((j, decision));
                 }
+            }
+            if let Some(newest) = newest {
+                self.file_newest.insert((j, chunk.file), newest);
             }
         }
         let position = Some((file_key(path), chunk.position.encode()));
