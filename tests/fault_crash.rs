@@ -34,7 +34,8 @@
 //! counted: committed bans missing from the kernel are the restart's job.
 //!
 //! Beside it: a plain stop and a start far more than findtime later (with a ban over by the
-//! wall clock when it starts again), and a reconcile that falls within a restart's catch-up.
+//! wall clock when it starts again), the same stop for a file jail, and a reconcile that falls
+//! within a restart's catch-up.
 //!
 //! Forms: `cargo test --test fault_crash` runs the short forms (20,000 entries, 20 kills,
 //! each backlog); `cargo test --test fault_crash -- --ignored --nocapture` the full ones
