@@ -80,7 +80,7 @@ impl Daemon {
 
     /// When the firewall is next reconciled: a retry after a failure, else the next
     /// periodic check; never before the journal's catch-up after the start is done (see
-    /// `journal_caught_up`: one that is due by then runs at once).
+    /// `journal_caught_up`; one runs as soon as it is).
     pub(super) fn next_reconcile(&self) -> Option<Instant> {
         if !self.journal_caught_up {
             return None;
@@ -100,7 +100,7 @@ impl Daemon {
     /// Compares every backend with the bans in force and repairs it; logs what it repaired.
     pub(super) async fn reconcile(&mut self) {
         if !self.journal_caught_up {
-            // Brought forward by [`Daemon::next_reconcile`] once the catch-up is done.
+            // Run as soon as the catch-up is done (`Daemon::catch_up_done`).
             return;
         }
         self.schedule_reconcile();

@@ -773,7 +773,9 @@ impl Daemon {
         let started = std::time::Instant::now();
         let now = wall_now();
         self.catching_up = !batch.at_end();
-        self.journal_caught_up |= batch.at_end();
+        if batch.at_end() {
+            self.catch_up_done();
+        }
         let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
         {
             let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
@@ -1237,9 +1239,21 @@ impl Daemon {
             .collect();
         self.backends.ban(&entries).await?;
         *feeds = self.start_feeds(true)?;
-        // Without a journal jail left there is no catch-up to wait for.
-        self.journal_caught_up |= feeds.journal.is_none();
+        if feeds.journal.is_none() {
+            // No journal jail left: no catch-up to wait for.
+            self.catch_up_done();
+        }
         Ok(())
+    }
+
+    /// The journal has been read to its end since the start: the firewall may be reconciled
+    /// from now on, and is at once (a failed call's retry, or a repair of someone else's
+    /// change, may have waited for this).
+    fn catch_up_done(&mut self) {
+        if !self.journal_caught_up {
+            self.journal_caught_up = true;
+            self.reconcile_at = Some(Instant::now());
+        }
     }
 }
 
