@@ -862,10 +862,11 @@ impl Daemon {
                 // count (a file read from its start is judged against now: the look-back).
                 // The newest never passes the wall clock: a line dated in the future must not
                 // blind the jail to the lines after it.
-                if newest.is_some_and(|newest| at < newest - findtime) {
+                let horizon = newest.map(|newest| newest - findtime);
+                newest = Some(newest.map_or(at, |newest| newest.max(at)).min(now));
+                if horizon.is_some_and(|horizon| at < horizon) {
                     continue;
                 }
-                newest = Some(newest.map_or(at, |newest| newest.max(at)).min(now));
                 let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
                     continue;
                 };
