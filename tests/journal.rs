@@ -466,6 +466,68 @@ fn two_file_directory(dir: &Path) {
     }
 }
 
+/// The batch that empties the journal says so, the first time even when there was nothing
+/// to read: the daemon holds its first reconcile until then.
+#[test]
+fn the_batch_that_reaches_the_end_says_so_even_when_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    two_file_directory(dir.path());
+    let source = JournalSource::Directory(dir.path().to_path_buf());
+    let spawn = |start: Start, batch_entries: usize| {
+        Follower::spawn(
+            source.clone(),
+            JailMatches::new(vec![expr(&["_COMM=sshd"])]),
+            start,
+            FollowOptions {
+                batch_entries,
+                ..FollowOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    // (entries, at_end, cursor) of the batches until the first at_end, then nothing more.
+    let batches = |follower: &Follower| {
+        let mut got = Vec::new();
+        loop {
+            let batch = follower
+                .batches()
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .unwrap();
+            let at_end = batch.at_end();
+            got.push((batch.len(), at_end, batch.cursor().map(str::to_string)));
+            if at_end {
+                break;
+            }
+        }
+        assert!(follower
+            .batches()
+            .recv_timeout(Duration::from_millis(300))
+            .is_err());
+        got
+    };
+    let got = batches(&spawn(Start::Head, 4));
+    let sizes: Vec<(usize, bool)> = got.iter().map(|g| (g.0, g.1)).collect();
+    assert_eq!(sizes, [(4, false), (4, false), (2, true)]);
+    // Ten entries in batches of five: the last full batch cannot tell, an empty one does.
+    let sizes: Vec<(usize, bool)> = batches(&spawn(Start::Head, 5))
+        .iter()
+        .map(|g| (g.0, g.1))
+        .collect();
+    assert_eq!(sizes, [(5, false), (5, false), (0, true)]);
+    // Resumed at the last entry: nothing to read, still said once (with the position it
+    // resumed from, unchanged).
+    let last = got[2].2.clone().unwrap();
+    let resumed = batches(&spawn(
+        Start::Resume {
+            cursor: last.clone(),
+            replay_since: now(),
+        },
+        4,
+    ));
+    assert_eq!(resumed, [(0, true, Some(last))]);
+}
+
 fn read_all(source: &JournalSource, start: &Start) -> (Vec<(Phase, String)>, StartReport, u64) {
     read_matching(source, start, &["_COMM=sshd"])
 }

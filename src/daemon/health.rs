@@ -79,8 +79,12 @@ impl Daemon {
     }
 
     /// When the firewall is next reconciled: a retry after a failure, else the next
-    /// periodic check.
+    /// periodic check; never before the journal's catch-up after the start is done (see
+    /// `journal_caught_up`; one runs as soon as it is).
     pub(super) fn next_reconcile(&self) -> Option<Instant> {
+        if !self.journal_caught_up {
+            return None;
+        }
         match (&self.firewall_trouble, self.reconcile_at) {
             (Some(t), Some(at)) => Some(t.retry_at.min(at)),
             (Some(t), None) => Some(t.retry_at),
@@ -95,6 +99,10 @@ impl Daemon {
 
     /// Compares every backend with the bans in force and repairs it; logs what it repaired.
     pub(super) async fn reconcile(&mut self) {
+        if !self.journal_caught_up {
+            // Run as soon as the catch-up is done (`Daemon::catch_up_done`).
+            return;
+        }
         self.schedule_reconcile();
         let bans = self.bans_in_force(wall_now());
         let mut failure = None;

@@ -13,8 +13,13 @@
 //! position (journal cursor, or file inode and offset) are sent to be committed in one SQLite
 //! transaction ([`state`], on its own thread: [`state_writer`]), then the bans go to the
 //! firewall. After a crash, bans committed are restored with their remaining time and
-//! journal entries up to the committed cursor are replayed count-only (they rebuild failure
-//! windows, never ban twice); a batch sent but not yet committed is read again, as new.
+//! journal entries up to the committed cursor are replayed count-only, from the longest
+//! findtime before that entry's own time (they rebuild failure windows, never ban twice); a
+//! batch sent but not yet committed is read again, as new. Everything is judged in log time,
+//! so the decisions after any sequence of stops and crashes are those of one run that never
+//! stopped: bans over by the wall clock still cover their log times (restored from the
+//! history), and no reconcile runs before the journal has been read to its end once, since
+//! the kernel may hold a ban applied before a crash that only this catch-up decides again.
 //! Files continue after their committed offset; their failure windows are not rebuilt
 //! (lines before the offset are not read again).
 //!
@@ -55,7 +60,7 @@ use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosition};
 use crate::source::journal::{
-    Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
+    parse_cursor, Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
     StartReport,
 };
 use backends::Backends;
@@ -331,6 +336,11 @@ struct Daemon {
     files: Vec<(PathBuf, Vec<usize>)>,
     /// Per (jail, file): the date detector state of that file for that jail's filter.
     preparers: HashMap<(usize, usize), LinePreparer>,
+    /// Per (jail, file): the time of the newest line read, the reference for skipping lines
+    /// older than findtime. Set to the start's time for a file read from its start (no
+    /// stored offset); absent for a file continued after its stored offset until its first
+    /// line, so the lines logged while banhound was stopped are judged by their own dates.
+    file_newest: HashMap<(usize, usize), Timestamp>,
     /// Per (jail, file, or `None` for the journal): what earlier records said, for
     /// multi-line filters (fail2ban's `<F-MLFID>` sessions and `maxlines`).
     multiline: HashMap<(usize, Option<usize>), SourceState>,
@@ -345,6 +355,12 @@ struct Daemon {
     following: Following,
     /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
     catching_up: bool,
+    /// The journal has been read to its end since the start: the committed entries replayed
+    /// and those logged after them (while stopped, or before a crash) decided. Until then the
+    /// firewall is not reconciled: the kernel may hold bans applied just before a crash whose
+    /// commit never happened, which only this catch-up decides again, and a reconcile would
+    /// lift them (letting their attackers back in) until it does.
+    journal_caught_up: bool,
     /// When the daemon started (wall clock), for the control interface's uptime.
     started: Timestamp,
     /// Bans, unbans and counter changes, for the control interface's signals.
@@ -417,6 +433,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         journal_jails: prepared.journal_jails,
         files: prepared.files,
         preparers: HashMap::new(),
+        file_newest: HashMap::new(),
         multiline: HashMap::new(),
         // Dates without a zone in files are local time, as syslog writes them.
         zone: Zone::parse("local").unwrap_or(Zone::Utc),
@@ -426,6 +443,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         own_addresses,
         following: Following::default(),
         catching_up: false,
+        journal_caught_up: false,
         started: wall_now(),
         events: broadcast::channel(EVENT_BACKLOG).0,
         published: HashMap::new(),
@@ -445,6 +463,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     daemon.restore().await?;
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
+    daemon.journal_caught_up = feeds.journal.is_none();
     let (mut requests, service) = match daemon.options.bus.clone() {
         Some(bus) => daemon.start_service(bus, &mut feeds).await?,
         None => {
@@ -616,6 +635,7 @@ impl Daemon {
     fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
         self.following = Following::default();
         self.preparers.clear();
+        self.file_newest.clear();
         self.multiline.clear();
         let journal = self.start_journal(reload)?;
         let files = self.start_files()?;
@@ -625,14 +645,17 @@ impl Daemon {
         Ok(Feeds { journal, files })
     }
 
-    /// Files continue at their stored position (same inode), else from their start; lines
-    /// older than their jail's findtime are skipped when read.
+    /// Files continue at their stored position (same inode), else from their start. Read
+    /// from their start without a stored position, lines older than their jail's findtime
+    /// are skipped (the look-back); after a stored position every line is new, judged by its
+    /// own date.
     fn start_files(&mut self) -> Result<Option<FileFeed>, DaemonError> {
         if self.files.is_empty() {
             return Ok(None);
         }
+        let now = wall_now();
         let mut list = Vec::new();
-        for (path, _) in &self.files {
+        for (file, (path, readers)) in self.files.iter().enumerate() {
             let key = file_key(path);
             let stored = self
                 .state
@@ -646,6 +669,11 @@ impl Daemon {
                     p.offset, p.inode
                 ))
             );
+            if stored.is_none() {
+                for &j in readers {
+                    self.file_newest.insert((j, file), now);
+                }
+            }
             list.push((path.clone(), stored));
         }
         let feed = FileFeed::start(list)?;
@@ -691,13 +719,41 @@ impl Daemon {
     }
 
     /// Puts the stored, unexpired bans back in place with their remaining time, in one batch.
+    ///
+    /// Bans that have expired by the wall clock are not put in the firewall, but the trackers
+    /// learn where they ended in log time, back to the oldest entry the start reads again
+    /// (the stored cursor's time minus the longest findtime): failures logged during such a
+    /// ban and read again now (replayed, or new after a crash or a long stop) do not count,
+    /// exactly as in a run that was never stopped.
     async fn restore(&mut self) -> Result<(), DaemonError> {
         let now = wall_now();
+        let lookback = self
+            .jails
+            .iter()
+            .map(|j| j.policy.findtime)
+            .max()
+            .unwrap_or_default();
+        let source = self.source_key.clone();
         // Offence counts first: a restored active ban then overrides its own entry.
-        let (offences, stored) = self.state.read(|db| Ok((db.offences()?, db.bans()?)))?;
+        let (offences, stored, expired) = self.state.read(move |db| {
+            let cursor = db.cursor(&source)?;
+            let read_from = cursor
+                .and_then(|c| parse_cursor(&c).ok())
+                .map_or(now, |p| p.realtime.min(now));
+            Ok((
+                db.offences()?,
+                db.bans()?,
+                db.expired_after(read_from - lookback)?,
+            ))
+        })?;
         for (jail, target, offences, last) in offences {
             if let Some(tracker) = self.trackers.get_mut(&jail) {
                 tracker.restore_offences(target, offences, last);
+            }
+        }
+        for (jail, target, until) in expired {
+            if let Some(tracker) = self.trackers.get_mut(&jail) {
+                tracker.restore_lifted(target, until);
             }
         }
         let mut entries = Vec::new();
@@ -710,7 +766,8 @@ impl Daemon {
                     .push(ban.target);
                 continue;
             };
-            if ban.until.is_some_and(|until| until <= now) {
+            if let Some(until) = ban.until.filter(|until| *until <= now) {
+                tracker.restore_lifted(ban.target, until);
                 ended
                     .entry((ban.jail.clone(), "expired while stopped"))
                     .or_default()
@@ -750,7 +807,10 @@ impl Daemon {
     async fn process(&mut self, batch: Batch) {
         let started = std::time::Instant::now();
         let now = wall_now();
-        self.catching_up = batch.len() >= FollowOptions::default().batch_entries;
+        self.catching_up = !batch.at_end();
+        if batch.at_end() {
+            self.catch_up_done();
+        }
         let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
         {
             let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
@@ -814,7 +874,8 @@ impl Daemon {
         let mut lines = 0;
         for &j in readers {
             let jail = &self.jails[j];
-            let horizon = now - jail.policy.findtime;
+            let findtime = jail.policy.findtime;
+            let mut newest = self.file_newest.get(&(j, chunk.file)).copied();
             let mut matcher = jail.filter.filter.matcher();
             let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
                 LinePreparer::new(
@@ -840,8 +901,13 @@ impl Daemon {
                     continue;
                 };
                 let at = time.unwrap_or(now);
-                // Read from the start of a file: what is older than the window cannot count.
-                if at < horizon {
+                // A line more than findtime older than the newest one of this file cannot
+                // count (a file read from its start is judged against now: the look-back).
+                // The newest never passes the wall clock: a line dated in the future must not
+                // blind the jail to the lines after it.
+                let horizon = newest.map(|newest| newest - findtime);
+                newest = Some(newest.map_or(at, |newest| newest.max(at)).min(now));
+                if horizon.is_some_and(|horizon| at < horizon) {
                     continue;
                 }
                 let Outcome::Failure(failure) = matcher.match_record(state, message, origin, at)
@@ -851,6 +917,9 @@ impl Daemon {
                 if let Some(decision) = judge(tracker, &jail.name, failure.host, at) {
                     decisions.push((j, decision));
                 }
+            }
+            if let Some(newest) = newest {
+                self.file_newest.insert((j, chunk.file), newest);
             }
         }
         let position = Some((file_key(path), chunk.position.encode()));
@@ -1216,7 +1285,21 @@ impl Daemon {
             .collect();
         self.backends.ban(&entries).await?;
         *feeds = self.start_feeds(true)?;
+        if feeds.journal.is_none() {
+            // No journal jail left: no catch-up to wait for.
+            self.catch_up_done();
+        }
         Ok(())
+    }
+
+    /// The journal has been read to its end since the start: the firewall may be reconciled
+    /// from now on, and is at once (a failed call's retry, or a repair of someone else's
+    /// change, may have waited for this).
+    fn catch_up_done(&mut self) {
+        if !self.journal_caught_up {
+            self.journal_caught_up = true;
+            self.reconcile_at = Some(Instant::now());
+        }
     }
 }
 

@@ -225,6 +225,35 @@ impl StateDb {
         Ok(bans)
     }
 
+    /// Per (jail, target): the latest end of a ban that expired (its `expires_us`, in log
+    /// time: the wall clock may have lifted it later), among those ending after `after`. A
+    /// ban lifted by hand or with its jail is not listed: from then on failures count again.
+    pub fn expired_after(
+        &self,
+        after: Timestamp,
+    ) -> Result<Vec<(String, IpNet, Timestamp)>, StateError> {
+        let mut stmt = self.wrap(self.conn.prepare(
+            "SELECT jail, target, MAX(expires_us) FROM ban_history
+             WHERE end_reason IN ('expired', 'expired while stopped') AND expires_us > ?1
+             GROUP BY jail, target ORDER BY jail, target",
+        ))?;
+        let rows = self.wrap(stmt.query_map([after.as_micros()], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        }))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, target, until) = self.wrap(row)?;
+            if let Ok(target) = target.parse::<IpNet>() {
+                out.push((jail, target, Timestamp::from_micros(until)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Per (jail, target): the highest offence number and the start of the latest ban, from
     /// the history (ended bans included), for escalation across restarts.
     pub fn offences(&self) -> Result<Vec<(String, IpNet, u32, Timestamp)>, StateError> {
@@ -626,6 +655,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(db.bans().unwrap(), [bans[1].clone()]);
+        // Ended by expiry, it still covers the log times before its end.
+        assert_eq!(
+            db.expired_after(Timestamp::from_secs(600)).unwrap(),
+            [(
+                "sshd".to_string(),
+                bans[0].target,
+                Timestamp::from_secs(700)
+            )]
+        );
+        assert_eq!(db.expired_after(Timestamp::from_secs(700)).unwrap(), []);
         let offences = db.offences().unwrap();
         assert_eq!(offences.len(), 2);
         assert_eq!(offences[0].2, 1);

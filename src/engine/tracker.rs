@@ -146,6 +146,14 @@ pub struct Tracker {
     history: HashMap<IpNet, History>,
     active: HashMap<IpNet, ActiveBan>,
     expiries: BTreeSet<(Timestamp, IpNet)>,
+    /// Bans lifted (by the wall clock) while the log being read was still inside them, with
+    /// their end: catching up on old entries, a failure logged during a ban is not counted
+    /// whether or not the wall clock has lifted that ban yet, so what is decided does not
+    /// depend on when the lift ran (nor on a restart in between). Dropped once the log's
+    /// time has passed their end.
+    lifted: HashMap<IpNet, Timestamp>,
+    /// The newest log time of a failure recorded.
+    newest: Timestamp,
     totals: Totals,
 }
 
@@ -157,6 +165,8 @@ impl Tracker {
             history: HashMap::new(),
             active: HashMap::new(),
             expiries: BTreeSet::new(),
+            lifted: HashMap::new(),
+            newest: Timestamp::default(),
             totals: Totals::default(),
         }
     }
@@ -217,10 +227,17 @@ impl Tracker {
         if let Some(reason) = self.policy.ignore.check(&target) {
             return Verdict::Ignored(reason);
         }
+        self.newest = self.newest.max(at);
         if let Some(ban) = self.active.get(&target) {
             if ban.until.is_none_or(|until| until > at) {
                 return Verdict::AlreadyBanned;
             }
+        }
+        if let Some(&until) = self.lifted.get(&target) {
+            if until > at {
+                return Verdict::AlreadyBanned;
+            }
+            self.lifted.remove(&target);
         }
         if decide {
             self.totals.failures += 1;
@@ -349,7 +366,16 @@ impl Tracker {
         }
     }
 
-    /// Lifts a ban early; returns whether it was active.
+    /// Re-installs a ban that has ended by the wall clock, from persistent state, ending at
+    /// `until` in log time: failures logged before `until` (read again after a restart, or
+    /// logged while stopped and read now) are not counted, as when it was in force.
+    pub fn restore_lifted(&mut self, target: IpNet, until: Timestamp) {
+        let end = self.lifted.entry(target).or_insert(until);
+        *end = (*end).max(until);
+    }
+
+    /// Lifts a ban early; returns whether it was active. An address unbanned by hand counts
+    /// again from its next failure.
     pub fn unban(&mut self, target: &IpNet) -> bool {
         match self.active.remove(target) {
             Some(ban) => {
@@ -384,8 +410,13 @@ impl Tracker {
             }
             self.expiries.pop_first();
             self.active.remove(&target);
+            if until > self.newest {
+                self.lifted.insert(target, until);
+            }
             done.push(target);
         }
+        let newest = self.newest;
+        self.lifted.retain(|_, until| *until > newest);
         if let Some(esc) = &self.policy.escalation {
             let keep = esc.forget_after;
             self.history.retain(|_, h| now.since(h.last) <= keep);
@@ -584,6 +615,41 @@ mod tests {
             tr.replay_failure(b, t(s));
         }
         assert_eq!(tr.failure(b, t(4)), Verdict::Counted { failures: 1 });
+    }
+
+    #[test]
+    fn a_ban_lifted_by_the_wall_clock_still_covers_older_log_times() {
+        // Catching up on old entries: the ban (t(2) to t(602)) is lifted by the wall clock
+        // while the log read so far is at t(100).
+        let mut tr = Tracker::new(policy());
+        let a = ip("198.51.100.10");
+        for s in 0..3 {
+            tr.failure(a, t(s));
+        }
+        tr.failure(ip("198.51.100.11"), t(100));
+        assert_eq!(tr.take_expired(t(10_000)), vec![ban_target(a, 64)]);
+        // Failures logged during the ban still do not count, as in a run where the lift came
+        // after them; from its end on they do.
+        assert_eq!(tr.failure(a, t(300)), Verdict::AlreadyBanned);
+        assert_eq!(tr.failure(a, t(601)), Verdict::AlreadyBanned);
+        assert_eq!(tr.failure(a, t(602)), Verdict::Counted { failures: 1 });
+        // The same for a ban restored that way after a restart, in replay as when live.
+        let mut restarted = Tracker::new(policy());
+        restarted.restore_lifted(ban_target(a, 64), t(602));
+        restarted.replay_failure(a, t(400));
+        assert_eq!(restarted.failure(a, t(500)), Verdict::AlreadyBanned);
+        assert_eq!(
+            restarted.failure(a, t(700)),
+            Verdict::Counted { failures: 1 }
+        );
+        // Live, the log is at the wall clock: nothing is kept.
+        let mut live = Tracker::new(policy());
+        for s in 0..3 {
+            live.failure(a, t(s));
+        }
+        live.failure(ip("198.51.100.11"), t(700));
+        live.take_expired(t(700));
+        assert!(live.lifted.is_empty());
     }
 
     #[test]

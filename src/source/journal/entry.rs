@@ -93,6 +93,7 @@ pub struct Batch {
     records: Vec<Record>,
     cursor: Option<String>,
     skipped_no_message: u64,
+    at_end: bool,
 }
 
 impl Batch {
@@ -109,6 +110,13 @@ impl Batch {
     /// before the stored cursor it resumed from (a replay): the stored position stays.
     pub fn cursor(&self) -> Option<&str> {
         self.cursor.as_deref()
+    }
+
+    /// The reader had nothing more to read when this batch was sent: everything logged so
+    /// far has been handed over. The first time this happens after a start it is said even
+    /// with an empty batch, so that the consumer learns when its catch-up is done.
+    pub fn at_end(&self) -> bool {
+        self.at_end
     }
 
     /// Entries read for this batch but not delivered because they had no MESSAGE.
@@ -137,6 +145,7 @@ impl Batch {
         self.records.clear();
         self.cursor = None;
         self.skipped_no_message = 0;
+        self.at_end = false;
     }
 
     /// Approximate payload size, to bound a batch by bytes as well as by count.
@@ -146,6 +155,10 @@ impl Batch {
 
     pub(crate) fn set_cursor(&mut self, cursor: String) {
         self.cursor = Some(cursor);
+    }
+
+    pub(crate) fn set_at_end(&mut self) {
+        self.at_end = true;
     }
 
     pub(crate) fn add_skipped_no_message(&mut self, n: u64) {

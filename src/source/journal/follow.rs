@@ -8,6 +8,8 @@
 //! and only APPEND or INVALIDATE lead to reading, so spurious wake-ups do not spin.
 //! INVALIDATE (rotation, vacuum, journald restart) needs no special handling beyond reading
 //! on: sd-journal keeps the read position across file changes, so nothing is lost or repeated.
+//! The batch that empties the journal says so ([`Batch::at_end`]); the first one is sent even
+//! when there was nothing to read, so a consumer always learns that its catch-up is over.
 
 use super::entry::Batch;
 use super::matches::JailMatches;
@@ -102,6 +104,7 @@ impl Follower {
                     batches: batch_tx,
                     recycled: recycle_rx,
                     stop: &thread_stop,
+                    end_reported: false,
                 };
                 if let Err(e) = follow.run(&mut reader) {
                     let _ = follow.batches.send(Err(e));
@@ -205,6 +208,8 @@ struct FollowLoop<'a> {
     batches: SyncSender<Result<Batch, JournalError>>,
     recycled: Receiver<Batch>,
     stop: &'a OwnedFd,
+    /// A batch with [`Batch::at_end`] was sent: later drains that read nothing send nothing.
+    end_reported: bool,
 }
 
 /// Whether the follow loop goes on.
@@ -253,12 +258,16 @@ impl FollowLoop<'_> {
                 }
             }
             let after = reader.stats();
-            if after.read == before.read {
+            if after.read == before.read && self.end_reported {
                 return Ok(Flow::Continue);
             }
             batch.add_skipped_no_message(after.no_message - before.no_message);
             if let Some(cursor) = reader.cursor()? {
                 batch.set_cursor(cursor);
+            }
+            if !full {
+                batch.set_at_end();
+                self.end_reported = true;
             }
             if self.batches.send(Ok(batch)).is_err() {
                 return Ok(Flow::Stop);

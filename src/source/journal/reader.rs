@@ -6,8 +6,9 @@
 //! the match terms the entry carries, so reading allocates nothing per entry.
 //!
 //! Start-up positioning is where correctness lives (see [`Start`]): after a restart, entries
-//! up to the stored cursor are replayed flagged [`Phase::Replay`] (the engine counts them but
-//! does not act twice), later ones are [`Phase::New`]; a cursor whose entry was vacuumed is
+//! up to the stored cursor, from a look-back before the cursor's own time, are replayed
+//! flagged [`Phase::Replay`] (the engine counts them but does not act twice), later ones are
+//! [`Phase::New`]; a cursor whose entry was vacuumed is
 //! detected with `sd_journal_test_cursor` and reported with what was lost: the time span, and
 //! the number of entries when journald's sequence numbers tell.
 
@@ -101,7 +102,9 @@ pub enum Start {
     /// there is no stored cursor: `now - lookback`.
     Since(Timestamp),
     /// After a restart: entries from `replay_since` up to and including `cursor` come back as
-    /// [`Phase::Replay`], the ones after it as [`Phase::New`].
+    /// [`Phase::Replay`], the ones after it as [`Phase::New`]. A `replay_since` at or after
+    /// the cursor's time replays nothing. If the cursor cannot be used at all, reading starts
+    /// at `replay_since`.
     Resume {
         cursor: String,
         replay_since: Timestamp,
@@ -109,16 +112,27 @@ pub enum Start {
 }
 
 impl Start {
-    /// The daemon's start: resume after the stored cursor if any, else look back. `lookback`
-    /// is the largest findtime of the jails, so their failure windows are full again.
+    /// The daemon's start: resume after the stored cursor if any, else look back from `now`.
+    /// `lookback` is the largest findtime of the jails, so their failure windows are full
+    /// again.
+    ///
+    /// The replay window ends at the stored cursor and starts `lookback` before the cursor's
+    /// own time, not before `now`: failures are judged in log time, and an entry logged after
+    /// the cursor is judged together with the committed ones within findtime before it,
+    /// however long banhound was stopped or however old the entries it is catching up on.
+    /// Anchored at `now`, a stop longer than findtime (or any restart while catching up on
+    /// entries older than findtime) replayed nothing and lost every failure window.
     pub fn from_stored(stored: Option<String>, now: Timestamp, lookback: Duration) -> Start {
-        let replay_since = now - lookback;
         match stored {
-            Some(cursor) => Start::Resume {
-                cursor,
-                replay_since,
-            },
-            None => Start::Since(replay_since),
+            Some(cursor) => {
+                // An unparsable cursor is reported when used; reading then starts here.
+                let anchor = parse_cursor(&cursor).map_or(now, |p| p.realtime);
+                Start::Resume {
+                    cursor,
+                    replay_since: anchor - lookback,
+                }
+            }
+            None => Start::Since(now - lookback),
         }
     }
 }
@@ -468,7 +482,7 @@ impl JournalReader {
         };
         self.install_matches()?;
         self.on_entry = false;
-        if found && replay_since > cursor_time {
+        if found && replay_since >= cursor_time {
             // Nothing to replay: land on the cursor's entry (the first one after seeking to
             // it, if the matches select it) and skip it.
             check(
@@ -772,6 +786,33 @@ mod tests {
             got.push((message, phase, reader.cursor().unwrap()));
         }
         got
+    }
+
+    #[test]
+    fn the_replay_window_is_anchored_at_the_stored_entry_s_time() {
+        // Stopped two hours ago (or catching up on entries that old): the window is the
+        // lookback before the stored entry, not before now.
+        let cursor = format!("s=ab;i=1;t={T0:x}");
+        let now = Timestamp::from_micros(T0 + 7_200_000_000);
+        let lookback = Duration::from_secs(600);
+        assert_eq!(
+            Start::from_stored(Some(cursor.clone()), now, lookback),
+            Start::Resume {
+                cursor,
+                replay_since: Timestamp::from_micros(T0) - lookback
+            }
+        );
+        assert_eq!(
+            Start::from_stored(Some("garbage".into()), now, lookback),
+            Start::Resume {
+                cursor: "garbage".into(),
+                replay_since: now - lookback
+            }
+        );
+        assert_eq!(
+            Start::from_stored(None, now, lookback),
+            Start::Since(now - lookback)
+        );
     }
 
     #[test]
