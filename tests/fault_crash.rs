@@ -55,6 +55,7 @@ mod seeded;
 use banhound::config::{self, ConfigPaths, JailSettings, JailSource};
 use banhound::daemon::state::{StateDb, StoredBan, DATABASE_FILE};
 use banhound::engine::filter::{Host, Outcome};
+use banhound::engine::multiline::{Origin, SourceState};
 use banhound::engine::time::{BanTime, Timestamp};
 use daemon_lab::{Daemon, Lab, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE, SSHD_SET};
 use ipnet::IpNet;
@@ -971,6 +972,9 @@ struct Selected {
     cursor: String,
     at_us: i64,
     message: String,
+    /// `_HOSTNAME` and `_PID`: the process whose session the sshd filter counts tries in.
+    host: String,
+    pid: Option<String>,
 }
 
 /// The generated journal file, and what journalctl (not banhound) reads from it.
@@ -1041,6 +1045,8 @@ impl Journal {
                 cursor: fields.remove("__CURSOR").unwrap(),
                 at_us: fields["__REALTIME_TIMESTAMP"].parse().unwrap(),
                 message: fields.remove("MESSAGE").unwrap_or_default(),
+                host: fields.remove("_HOSTNAME").unwrap_or_default(),
+                pid: fields.remove("_PID"),
             })
             .collect();
         // gen-sshd-log gives its sshd entries _COMM=sshd and _SYSTEMD_UNIT=ssh.service, and
@@ -1225,12 +1231,21 @@ impl Expected {
         let findtime = i64::try_from(jail.policy.findtime.as_micros()).unwrap();
         let maxretry = jail.policy.maxretry as usize;
         let mut matcher = jail.filter.filter.matcher();
+        let mut sessions = SourceState::default();
         let mut windows: HashMap<IpAddr, VecDeque<i64>> = HashMap::new();
         let mut bans = BTreeMap::new();
         let mut order = Vec::new();
         let (mut failures, mut own_hits) = (0, BTreeSet::new());
         for (index, entry) in journal.selected.iter().enumerate() {
-            let Outcome::Failure(failure) = matcher.match_line(entry.message.as_bytes()) else {
+            // As the daemon matches: tries counted per sshd process, judged at the entry's time.
+            let origin = Origin {
+                host: entry.host.as_bytes(),
+                pid: entry.pid.as_deref().map(str::as_bytes),
+            };
+            let at = Timestamp::from_micros(entry.at_us);
+            let Outcome::Failure(failure) =
+                matcher.match_record(&mut sessions, entry.message.as_bytes(), origin, at)
+            else {
                 continue;
             };
             let Host::Ip(ip) = failure.host else {
