@@ -35,7 +35,7 @@ impl Backend {
                     source: Box::new(e),
                 }),
             BackendKind::LogOnly => Ok(Backend::LogOnly(LogOnlyBackend::new())),
-            BackendKind::Firewalld => FirewalldBackend::connect(&Bus::System, None)
+            BackendKind::Firewalld => FirewalldBackend::connect(&Bus::System)
                 .await
                 .map(|b| Backend::Firewalld(Box::new(b), false)),
         }
