@@ -19,6 +19,7 @@ mod firewalld_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
 
+use banhound::bus::proxy::ManagerProxy;
 use daemon_lab::{
     sshd_config, Daemon, Lab, ATTACKER, PORT, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE,
 };
@@ -34,12 +35,18 @@ const IPSET_V4: &str = "banhound-sshd-v4";
 const IPSET_V6: &str = "banhound-sshd-v6";
 /// What the task promises: every ban back within this long.
 const REAPPLY_LIMIT: Duration = Duration::from_secs(1);
+/// The firewall error must be gone this soon after firewalld answers again (issue 12,
+/// defect 8: it stayed until the next retry, up to its 5-minute backoff).
+const CLEARED_LIMIT: Duration = Duration::from_secs(2);
+/// What firewalld's absence looks like: the D-Bus error name, which the error must carry.
+const NO_FIREWALLD: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
 
 /// The sandbox, its fields dropped in this order: the daemon (killed by pid unless it was
-/// stopped), the test's bus connection, firewalld and its bus, the namespaces and journald,
+/// stopped), the test's proxy of the daemon and its bus connection, firewalld and its bus, the namespaces and journald,
 /// and last the runtime the connection ran on.
 struct Bed {
     daemon: Option<Daemon>,
+    manager: Option<ManagerProxy<'static>>,
     bus: zbus::Connection,
     firewalld: PrivateFirewalld,
     lab: Lab,
@@ -47,6 +54,100 @@ struct Bed {
 }
 
 impl Bed {
+    /// The lab with the attacker's IPv6 link, and a firewalld on a private bus (started
+    /// if `firewalld_running`, with [`PORT`] open).
+    fn new(tag: &str, firewalld_running: bool) -> Bed {
+        let lab = Lab::new(tag, &config());
+        lab.server().ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{SERVER_V6_TO_ATTACKER}/64"),
+            "dev",
+            "veth-a",
+            "nodad",
+        ]);
+        lab.attacker().ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{ATTACKER_V6}/64"),
+            "dev",
+            "veth-a",
+            "nodad",
+        ]);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let firewalld = PrivateFirewalld::new(lab.server());
+        let bus = runtime.block_on(firewalld.connect());
+        let mut bed = Bed {
+            daemon: None,
+            manager: None,
+            bus,
+            firewalld,
+            lab,
+            runtime,
+        };
+        let bus_address = bed.firewalld.bus_address().to_owned();
+        bed.lab
+            .set_daemon_env("DBUS_SYSTEM_BUS_ADDRESS", &bus_address);
+        if firewalld_running {
+            bed.start_firewalld();
+        }
+        bed
+    }
+
+    /// Starts firewalld, waits until it answers, and opens [`PORT`] in its default zone
+    /// (which lets only ssh in).
+    fn start_firewalld(&mut self) {
+        self.firewalld.spawn();
+        self.runtime.block_on(self.firewalld.wait_until_answering());
+        let port = format!("--add-port={PORT}/tcp");
+        self.firewalld.firewall_cmd(&["--permanent", &port]);
+        self.firewalld.firewall_cmd(&[&port]);
+    }
+
+    /// Starts the daemon, serving its control interface on the private bus too (as it would
+    /// on a host's system bus next to firewalld: DBUS_SYSTEM_BUS_ADDRESS is also the default
+    /// of `--bus-address`, which `--no-bus` conflicts with), and waits until it started.
+    /// Spawned, then waited for, so that its log is printed if it never gets ready.
+    fn start_daemon(&mut self) {
+        let bus_address = self.firewalld.bus_address().to_owned();
+        self.daemon = Some(self.lab.spawn(false, &["--bus-address", &bus_address]));
+        self.daemon().wait_log("banhound started", 1);
+        let manager = self.runtime.block_on(async {
+            ManagerProxy::builder(&self.bus)
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .unwrap()
+        });
+        self.manager = Some(manager);
+    }
+
+    /// The daemon's `FirewallError` bus property (empty: none).
+    fn firewall_error(&self) -> String {
+        let manager = self.manager.as_ref().unwrap();
+        self.runtime
+            .block_on(manager.firewall_error())
+            .unwrap_or_else(|e| panic!("FirewallError: {e}"))
+    }
+
+    /// Polls (every 5 ms) until `done`; how long it took, or `None` after `limit`.
+    fn time_until(&self, limit: Duration, mut done: impl FnMut(&Bed) -> bool) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if done(self) {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
     /// (entries of the v4 ipset, entries of the v6 ipset), as firewalld reports them.
     fn held(&self) -> (Vec<String>, Vec<String>) {
         self.runtime.block_on(async {
@@ -64,14 +165,7 @@ impl Bed {
     /// How long from now until firewalld holds every ban (polled every 5 ms), or `None` if it
     /// does not within `limit`.
     fn time_until_every_ban_held(&self, limit: Duration) -> Option<Duration> {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if self.holds_every_ban() {
-                return Some(started.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
+        self.time_until(limit, Bed::holds_every_ban)
     }
 
     fn daemon(&self) -> &Daemon {
@@ -118,54 +212,9 @@ fn config() -> String {
 
 #[test]
 fn daemon_puts_bans_back_after_firewalld_reload_and_restart() {
-    let mut lab = Lab::new("fw", &config());
-    lab.server().ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{SERVER_V6_TO_ATTACKER}/64"),
-        "dev",
-        "veth-a",
-        "nodad",
-    ]);
-    lab.attacker().ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{ATTACKER_V6}/64"),
-        "dev",
-        "veth-a",
-        "nodad",
-    ]);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut firewalld = PrivateFirewalld::new(lab.server());
-    runtime.block_on(firewalld.start());
-    // The default zone lets only ssh (22) in; the protected service is on PORT.
-    let port = format!("--add-port={PORT}/tcp");
-    firewalld.firewall_cmd(&["--permanent", &port]);
-    firewalld.firewall_cmd(&[&port]);
-    lab.set_daemon_env("DBUS_SYSTEM_BUS_ADDRESS", firewalld.bus_address());
-    let bus = runtime.block_on(firewalld.connect());
-    let mut bed = Bed {
-        daemon: None,
-        bus,
-        firewalld,
-        lab,
-        runtime,
-    };
+    let mut bed = Bed::new("fw", true);
     assert_eq!(bed.reachability(), [true; 3], "lab broken before any ban");
-
-    // DBUS_SYSTEM_BUS_ADDRESS is also the default of the global `--bus-address`, which
-    // `--no-bus` conflicts with: the daemon serves its control interface on the private
-    // bus too, as it would on a host's system bus next to firewalld. Spawned, then waited
-    // for, so that its log is printed if it never gets ready.
-    let bus_address = bed.firewalld.bus_address().to_owned();
-    bed.daemon = Some(bed.lab.spawn(false, &["--bus-address", &bus_address]));
-    bed.daemon().wait_log("banhound started", 1);
+    bed.start_daemon();
     bed.lab.fail_logins(ATTACKER, 3);
     bed.lab.fail_logins(ATTACKER_V6, 3);
     bed.daemon().wait_log(&format!("Banned {ATTACKER} "), 1);
@@ -235,6 +284,80 @@ fn daemon_puts_bans_back_after_firewalld_reload_and_restart() {
         "after the restart"
     );
 
+    assert!(
+        bed.daemon.take().unwrap().stop(),
+        "the daemon did not exit cleanly"
+    );
+}
+
+/// Issue 12, defect 8: a daemon started before firewalld answers keeps running, shows the
+/// error (with the D-Bus error's name), and applies everything once firewalld is up; the
+/// error is gone as soon as that repair succeeded.
+#[test]
+fn daemon_started_before_firewalld_bans_once_it_answers() {
+    let mut bed = Bed::new("fwlate", false);
+    bed.start_daemon();
+    let error = bed.firewall_error();
+    eprintln!("before firewalld: FirewallError = {error:?}");
+    assert!(error.contains(NO_FIREWALLD), "{error}");
+    bed.lab.fail_logins(ATTACKER, 3);
+    bed.lab.fail_logins(ATTACKER_V6, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER_V6} "), 1);
+
+    let started = Instant::now();
+    bed.start_firewalld();
+    let answering = started.elapsed();
+    let held = bed.time_until_every_ban_held(Duration::from_secs(10));
+    let cleared = bed.time_until(Duration::from_secs(60), |b| b.firewall_error().is_empty());
+    eprintln!(
+        "firewalld answered {answering:?} after start; every ban in firewalld {held:?} and FirewallError cleared {cleared:?} after that"
+    );
+    assert!(held.is_some(), "bans never reached firewalld");
+    assert!(
+        cleared.is_some_and(|t| t <= CLEARED_LIMIT),
+        "FirewallError not cleared within {CLEARED_LIMIT:?}: {cleared:?}"
+    );
+    assert_eq!(bed.reachability(), [false, false, true]);
+    assert!(
+        bed.daemon.take().unwrap().stop(),
+        "the daemon did not exit cleanly"
+    );
+}
+
+/// Issue 12, defect 8: firewalld goes away while bans are decided, long enough for the
+/// retries to back off; once it is back, the re-apply puts every ban in and the firewall
+/// error clears at once, not at the next retry.
+#[test]
+fn firewall_error_clears_as_soon_as_firewalld_is_back() {
+    let mut bed = Bed::new("fwback", true);
+    bed.start_daemon();
+    assert_eq!(bed.firewall_error(), "");
+
+    bed.firewalld.stop();
+    bed.lab.fail_logins(ATTACKER, 3);
+    bed.lab.fail_logins(ATTACKER_V6, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER_V6} "), 1);
+    let error = bed.firewall_error();
+    eprintln!("firewalld away: FirewallError = {error:?}");
+    assert!(error.contains(NO_FIREWALLD), "{error}");
+    // Retries at 1, 3 and 7 s after the failure: the next one is 8 s later.
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(!bed.firewall_error().is_empty());
+
+    bed.firewalld.spawn();
+    bed.runtime.block_on(bed.firewalld.wait_until_answering());
+    let held = bed.time_until_every_ban_held(Duration::from_secs(10));
+    let cleared = bed.time_until(Duration::from_secs(60), |b| b.firewall_error().is_empty());
+    eprintln!(
+        "firewalld back: every ban in firewalld {held:?} and FirewallError cleared {cleared:?} after it answered; daemon logged {:?}",
+        bed.log_lines("works again")
+    );
+    assert!(held.is_some_and(|t| t <= REAPPLY_LIMIT), "{held:?}");
+    assert!(
+        cleared.is_some_and(|t| t <= CLEARED_LIMIT),
+        "FirewallError not cleared within {CLEARED_LIMIT:?}: {cleared:?}"
+    );
+    assert_eq!(bed.reachability(), [false, false, true]);
     assert!(
         bed.daemon.take().unwrap().stop(),
         "the daemon did not exit cleanly"

@@ -17,7 +17,8 @@
 //! (lines before the offset are not read again).
 //!
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
-//! batch), sources positioned, then READY=1. SIGHUP reloads in place (bans kept); a
+//! batch), sources positioned, then READY=1. A firewall that cannot be set up or take the
+//! restored bans does not stop the start: it is a firewall failure, retried (see [`health`]). SIGHUP reloads in place (bans kept); a
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
@@ -49,6 +50,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
     Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
@@ -95,6 +97,11 @@ pub enum DaemonError {
     State(#[from] StateError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error("jail {jail}: {source}")]
+    Backend {
+        jail: String,
+        source: FirewalldError,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
@@ -109,7 +116,10 @@ pub enum DaemonError {
 impl DaemonError {
     /// Whether the error is in the configuration (as opposed to the running system).
     pub fn is_invalid_configuration(&self) -> bool {
-        matches!(self, DaemonError::Config(_) | DaemonError::Match { .. })
+        matches!(
+            self,
+            DaemonError::Config(_) | DaemonError::Match { .. } | DaemonError::Backend { .. }
+        )
     }
 }
 
@@ -265,6 +275,14 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
                 journal_jails.push(index);
             }
         }
+        // What firewalld cannot represent is refused with the configuration, before anything
+        // is changed (a firewall that does not answer is retried instead).
+        if jail.backend == BackendKind::Firewalld {
+            FirewalldBackend::check_jail(&jail.rules).map_err(|source| DaemonError::Backend {
+                jail: jail.name.clone(),
+                source,
+            })?;
+        }
         jails.push(jail);
     }
     Ok(Prepared {
@@ -419,7 +437,11 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         evictions_reported: HashMap::new(),
         options,
     };
-    daemon.configure_backends().await?;
+    // A firewall that does not answer yet (firewalld still starting) is retried like one
+    // that fails later: the daemon starts, shows the error and sets it up when it can.
+    if let Err(e) = daemon.configure_backends().await {
+        daemon.firewall_failed("cannot set up the firewall", &e);
+    }
     daemon.restore().await?;
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
@@ -467,6 +489,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 daemon.publish_changes();
             }
             () = sleep_until_some(daemon.next_state_retry()) => daemon.retry_state(),
+            report = daemon.backends.next_reapplied() => {
+                daemon.firewalld_reapplied(report).await;
+                daemon.publish_changes();
+            }
             report = daemon.state.next_report() => daemon.state_reported(report),
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
@@ -706,8 +732,11 @@ impl Daemon {
                 tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
             }
         }
-        self.backends.ban(&entries).await?;
-        tracing::info!("restored {} ban(s)", entries.len());
+        match self.backends.ban(&entries).await {
+            Ok(()) => tracing::info!("restored {} ban(s)", entries.len()),
+            // Kept in the trackers: the retry's reconcile puts them in place.
+            Err(e) => self.firewall_failed(&format!("cannot restore {} ban(s)", entries.len()), &e),
+        }
         Ok(())
     }
 
@@ -1263,5 +1292,34 @@ mod tests {
             source_key(&JournalSource::Namespace("web".into())),
             "journal:namespace:web"
         );
+    }
+}
+
+#[cfg(test)]
+mod firewalld_jail_tests {
+    use super::*;
+
+    /// What firewalld cannot represent is a configuration error, refused before anything is
+    /// changed, not a firewall failure retried for ever.
+    #[test]
+    fn a_jail_name_too_long_for_firewalld_is_refused_with_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("banhound.toml");
+        let jail = "a-jail-name-of-21-chr";
+        let text = format!(
+            "[jail.{jail}]\nenabled = true\nbackend = \"{{}}\"\njournalmatch = [\"_COMM=sshd\"]\n\
+             filter = {{ failregex = [\"^Failed password for \\\\S+ from <HOST>\"] }}\n"
+        );
+        let paths = ConfigPaths {
+            defaults_dir: dir.path().join("usr"),
+            config_dir: dir.path().join("etc"),
+            main_file: Some(main.clone()),
+        };
+        std::fs::write(&main, text.replace("{}", "nftables")).unwrap();
+        assert!(prepare_settings(&paths).is_ok());
+        std::fs::write(&main, text.replace("{}", "firewalld")).unwrap();
+        let error = prepare_settings(&paths).err().unwrap();
+        assert!(error.is_invalid_configuration(), "{error}");
+        assert!(error.to_string().contains(jail), "{error}");
     }
 }

@@ -239,6 +239,18 @@ struct State {
 }
 
 impl FirewalldBackend {
+    /// Checks what `setup` cannot represent (a jail name too long for an ipset name, a port
+    /// rule without ports), so a configuration can be refused before anything is changed.
+    pub fn check_jail(jail: &JailRules) -> Result<(), FirewalldError> {
+        objects::check_jail_name(&jail.jail)?;
+        if let Ports::Only { protocols, ports } = &jail.ports {
+            if protocols.is_empty() || ports.is_empty() {
+                return Err(FirewalldError::NoPorts(jail.jail.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether firewalld owns its bus name (is running). Calls to a name nobody owns fail, and
     /// no banhound call starts firewalld: it ships no D-Bus activation file, and this lets a
     /// caller not even try.
@@ -735,17 +747,6 @@ impl Shared {
     }
 }
 
-/// Checks what `setup` cannot represent before anything is changed.
-fn check_jail(jail: &JailRules) -> Result<(), FirewalldError> {
-    objects::check_jail_name(&jail.jail)?;
-    if let Ports::Only { protocols, ports } = &jail.ports {
-        if protocols.is_empty() || ports.is_empty() {
-            return Err(FirewalldError::NoPorts(jail.jail.clone()));
-        }
-    }
-    Ok(())
-}
-
 /// Targets grouped by the ipset they go to, truncated (firewalld stores networks truncated).
 fn group_by_ipset<'a>(
     targets: impl Iterator<Item = (&'a str, &'a IpNet)>,
@@ -775,7 +776,7 @@ impl Firewall for FirewalldBackend {
 
     async fn setup(&mut self, jails: &[JailRules]) -> Result<(), FirewallError> {
         for jail in jails {
-            check_jail(jail)?;
+            Self::check_jail(jail)?;
         }
         let mut state = self.shared.state.lock().await;
         state.jails = jails.to_vec();
