@@ -128,6 +128,35 @@ impl Bed {
         self.manager = Some(manager);
     }
 
+    /// Whether the server's nftables ruleset holds banhound's own table.
+    fn has_nft_table(&self) -> bool {
+        self.lab
+            .server()
+            .nft(&["list", "tables"])
+            .contains("table inet banhound")
+    }
+
+    /// banhound's objects in firewalld, runtime and permanent (ipsets, policies), as
+    /// firewall-cmd lists them: empty when there are none.
+    fn firewalld_objects(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for args in [
+            &["--get-ipsets"][..],
+            &["--permanent", "--get-ipsets"],
+            &["--get-policies"],
+            &["--permanent", "--get-policies"],
+        ] {
+            let listed = self.firewalld.firewall_cmd(args);
+            found.extend(
+                listed
+                    .split_whitespace()
+                    .filter(|name| name.starts_with("banhound"))
+                    .map(|name| format!("{}: {name}", args.join(" "))),
+            );
+        }
+        found
+    }
+
     /// The daemon's `FirewallError` bus property (empty: none).
     fn firewall_error(&self) -> String {
         let manager = self.manager.as_ref().unwrap();
@@ -204,8 +233,12 @@ impl Drop for Bed {
 }
 
 fn config() -> String {
+    config_with("firewalld")
+}
+
+fn config_with(backend: &str) -> String {
     format!(
-        "[daemon]\nreconcile_interval = \"off\"\n\n{}backend = \"firewalld\"\n",
+        "[daemon]\nreconcile_interval = \"off\"\n\n{}backend = \"{backend}\"\n",
         sshd_config(3, "10m")
     )
 }
@@ -358,6 +391,67 @@ fn firewall_error_clears_as_soon_as_firewalld_is_back() {
         "FirewallError not cleared within {CLEARED_LIMIT:?}: {cleared:?}"
     );
     assert_eq!(bed.reachability(), [false, false, true]);
+    assert!(
+        bed.daemon.take().unwrap().stop(),
+        "the daemon did not exit cleanly"
+    );
+}
+
+/// Issue 12, defect 9b: switching a jail's backend, by reload and by restart, in both
+/// directions, leaves nothing of banhound's in the firewall no longer used (an empty
+/// `table inet banhound` with its hooked chain, or firewalld's ipsets and policy), and the
+/// ban in force moves along.
+#[test]
+fn switching_backend_removes_what_is_no_longer_used() {
+    let mut bed = Bed::new("fwswitch", true);
+    bed.lab.write_config(&config_with("nftables"));
+    bed.start_daemon();
+    bed.lab.fail_logins(ATTACKER, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER} "), 1);
+    assert!(bed.has_nft_table());
+    assert!(!bed.reachability()[0], "banned through nftables");
+
+    // nftables -> firewalld by reload.
+    bed.lab.write_config(&config_with("firewalld"));
+    bed.daemon().signal(libc::SIGHUP);
+    bed.daemon().wait_log("configuration reloaded", 1);
+    let ruleset = bed.lab.server().nft(&["list", "ruleset"]);
+    assert!(
+        !bed.has_nft_table(),
+        "nftables table left after switching to firewalld by reload:\n{ruleset}"
+    );
+    assert_eq!(bed.held().0, [ATTACKER]);
+    assert!(!bed.reachability()[0], "banned through firewalld");
+
+    // firewalld -> nftables by restart.
+    assert!(bed.daemon.take().unwrap().stop());
+    bed.lab.write_config(&config_with("nftables"));
+    bed.start_daemon();
+    assert_eq!(
+        bed.firewalld_objects(),
+        Vec::<String>::new(),
+        "firewalld objects left after switching to nftables by restart"
+    );
+    assert!(bed.has_nft_table());
+    assert!(!bed.reachability()[0], "banned through nftables again");
+
+    // nftables -> firewalld by restart.
+    assert!(bed.daemon.take().unwrap().stop());
+    bed.lab.write_config(&config_with("firewalld"));
+    bed.start_daemon();
+    assert!(
+        !bed.has_nft_table(),
+        "nftables table left after switching to firewalld by restart"
+    );
+    assert_eq!(bed.held().0, [ATTACKER]);
+
+    // firewalld -> nftables by reload.
+    bed.lab.write_config(&config_with("nftables"));
+    bed.daemon().signal(libc::SIGHUP);
+    bed.daemon().wait_log("configuration reloaded", 1);
+    assert_eq!(bed.firewalld_objects(), Vec::<String>::new());
+    assert!(bed.has_nft_table());
+    assert_eq!(bed.reachability(), [false, true, true]);
     assert!(
         bed.daemon.take().unwrap().stop(),
         "the daemon did not exit cleanly"
