@@ -457,3 +457,41 @@ fn switching_backend_removes_what_is_no_longer_used() {
         "the daemon did not exit cleanly"
     );
 }
+
+/// A reload while firewalld is away is applied anyway (the firewall failure is retried like
+/// any other): the daemon keeps reading the journal and banning, and the bans reach
+/// firewalld once it is back. Before, the reload stopped half-way, after it had stopped the
+/// sources and before it started them again, so nothing more was ever banned.
+#[test]
+fn a_reload_while_firewalld_is_away_keeps_the_daemon_banning() {
+    let mut bed = Bed::new("fwreload", true);
+    bed.start_daemon();
+    bed.firewalld.stop();
+    bed.daemon().signal(libc::SIGHUP);
+    // "configuration reloaded", or before the fix "configuration reload failed".
+    bed.daemon().wait_log("configuration reload", 1);
+    let error = bed.firewall_error();
+    assert!(error.contains(NO_FIREWALLD), "{error}");
+
+    bed.lab.fail_logins(ATTACKER, 3);
+    bed.lab.fail_logins(ATTACKER_V6, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER} "), 1);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER_V6} "), 1);
+    assert_eq!(
+        bed.log_lines("configuration reload failed"),
+        Vec::<String>::new()
+    );
+
+    bed.firewalld.spawn();
+    bed.runtime.block_on(bed.firewalld.wait_until_answering());
+    let held = bed.time_until_every_ban_held(Duration::from_secs(10));
+    let cleared = bed.time_until(Duration::from_secs(60), |b| b.firewall_error().is_empty());
+    eprintln!("firewalld back: every ban in firewalld {held:?}, FirewallError cleared {cleared:?}");
+    assert!(held.is_some_and(|t| t <= REAPPLY_LIMIT), "{held:?}");
+    assert!(cleared.is_some_and(|t| t <= CLEARED_LIMIT), "{cleared:?}");
+    assert_eq!(bed.reachability(), [false, false, true]);
+    assert!(
+        bed.daemon.take().unwrap().stop(),
+        "the daemon did not exit cleanly"
+    );
+}

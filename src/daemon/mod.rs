@@ -1107,10 +1107,6 @@ impl Daemon {
                 self.emit(Event::JailsChanged);
                 match applied {
                     Err(e) => {
-                        if let DaemonError::Firewall(error) = &e {
-                            // Logged below; this brings the repair forward.
-                            self.firewall_failed("configuration reload", error);
-                        }
                         let message = format!("configuration reload failed: {e}");
                         tracing::error!("{message}");
                         Err(message)
@@ -1152,10 +1148,12 @@ impl Daemon {
                 Some(new_backend) if *new_backend == old_backend => continue,
                 // Moving to another backend: lift here, re-applied there below.
                 Some(_) => {
-                    self.backends.unban(&name, &targets).await?;
+                    let lifted = self.backends.unban(&name, &targets).await;
+                    self.keep_going("cannot lift the bans of a jail moving backend", lifted);
                 }
                 None => {
-                    self.backends.unban(&name, &targets).await?;
+                    let lifted = self.backends.unban(&name, &targets).await;
+                    self.keep_going("cannot lift the bans of a removed jail", lifted);
                     self.state
                         .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
                     self.trackers.remove(&name);
@@ -1191,16 +1189,28 @@ impl Daemon {
         self.matches = prepared.matches;
         self.journal_jails = prepared.journal_jails;
         self.files = prepared.files;
-        self.configure_backends().await?;
+        let configured = self.configure_backends().await;
+        self.keep_going("cannot set up the firewall", configured);
         // Idempotent: refreshes every ban, which also repairs sets that were recreated.
         let entries: Vec<BanEntry> = self
             .bans_in_force(now)
             .into_iter()
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
-        self.backends.ban(&entries).await?;
+        let banned = self.backends.ban(&entries).await;
+        self.keep_going(&format!("cannot apply {} ban(s)", entries.len()), banned);
         *feeds = self.start_feeds(true)?;
         Ok(())
+    }
+
+    /// A firewall failure during a reload is one more failure episode, retried by the
+    /// reconcile like any other, not a reason to stop half-way: the rest of the
+    /// configuration, and above all the sources (stopped at the start of the reload), must
+    /// still be applied.
+    fn keep_going(&mut self, what: &str, result: Result<(), FirewallError>) {
+        if let Err(e) = result {
+            self.firewall_failed(what, &e);
+        }
     }
 }
 
