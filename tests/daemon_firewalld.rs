@@ -1,9 +1,13 @@
 //! The real `banhound daemon` with the firewalld backend: every ban is back in firewalld
-//! within 1 s of `firewall-cmd --reload` and of a firewalld restart, and the daemon logs it.
+//! within 1 s of `firewall-cmd --reload` and of a firewalld restart, and the daemon logs it;
+//! a daemon started (or reloaded) while firewalld is away keeps banning and applies it all
+//! once firewalld answers, and its `FirewallError` clears at once then; switching a jail
+//! between nftables and firewalld leaves nothing behind in the firewall no longer used.
 //!
 //! tests/firewalld.rs proves the backend's reload watcher in-process; this proves the daemon's
-//! wiring of it (src/daemon/backends.rs starts the watcher after the first setup and logs
-//! each re-apply), which nothing else exercises. The lab is daemon_lab.rs's (journald
+//! wiring of it (src/daemon/backends.rs starts the watcher when it opens the backend, the
+//! owner task logs each re-apply and reconciles at once if anything had failed), which
+//! nothing else exercises. The lab is daemon_lab.rs's (journald
 //! namespace, server/attacker/friend namespaces, listener on [`PORT`]) plus an IPv6 link to
 //! the attacker, and a real firewalld on a private bus in the server namespace
 //! (firewalld_lab.rs) that the daemon reaches through `DBUS_SYSTEM_BUS_ADDRESS`. What counts

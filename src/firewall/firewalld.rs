@@ -6,7 +6,7 @@
 //!
 //! - ipsets exist only in the permanent configuration. [`Firewall::setup`] creates one set per
 //!   jail and family (`banhound-<jail>-v4` / `-v6`, `hash:net`) once, and reloads firewalld
-//!   only when it had to create, change or delete one.
+//!   only when it had to create, change or delete one (or the policy, below).
 //! - A set with a `timeout` option can neither be listed nor have entries removed, and
 //!   `addEntry` takes no per-entry timeout. Our sets have no timeout: the daemon schedules
 //!   unbans itself, and [`BanEntry::timeout`] is ignored here ([`Firewall::list`] reports
