@@ -48,6 +48,7 @@ use proxies::{
     RuntimeIpSetsProxy, RuntimePoliciesProxy, RuntimeZonesProxy,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
@@ -223,6 +224,10 @@ struct Shared {
     zones: RuntimeZonesProxy<'static>,
     policies: RuntimePoliciesProxy<'static>,
     config: ConfigProxy<'static>,
+    /// Whether a reload watcher subscribed: only then do our reloads' signals arrive.
+    watching: AtomicBool,
+    /// Reloads of ours whose `Reloaded` signal the watcher has not seen yet.
+    own_reloads: AtomicUsize,
     /// One lock for every change, so a re-apply after a reload cannot interleave with a ban
     /// (its `setEntries` would drop the ban) and batches reach firewalld whole.
     state: Mutex<State>,
@@ -311,6 +316,8 @@ impl FirewalldBackend {
                 .await
                 .map_err(connect_failed)?,
             connection,
+            watching: AtomicBool::new(false),
+            own_reloads: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
         };
         Ok(FirewalldBackend {
@@ -345,13 +352,22 @@ impl FirewalldBackend {
             .receive_name_owner_changed_with_args(&[(0, proxies::SERVICE)])
             .await
             .map_err(call_failed("subscribe NameOwnerChanged"))?;
+        // From here on our own reloads are counted, so the watcher can tell them apart.
+        self.shared.watching.store(true, Ordering::SeqCst);
         let (report_sender, reports) = mpsc::channel(REPORT_BACKLOG);
         let shared = Arc::clone(&self.shared);
         let task = tokio::spawn(async move {
             loop {
                 let trigger = tokio::select! {
-                    Some(_) = reloaded.next() => ReapplyTrigger::Reloaded,
+                    Some(_) = reloaded.next() => {
+                        if shared.take_own_reload() {
+                            continue;
+                        }
+                        ReapplyTrigger::Reloaded
+                    }
                     Some(change) = owner_changes.next() => {
+                        // A new instance sends no signal for an old one's reload.
+                        shared.own_reloads.store(0, Ordering::SeqCst);
                         // Losing the name (firewalld stopping) leaves nothing to apply to.
                         match change.args() {
                             Ok(args) if args.new_owner().is_some() => ReapplyTrigger::Restarted,
@@ -400,6 +416,29 @@ impl Shared {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(LONGEST_RETRY_DELAY);
         }
+    }
+
+    /// Reloads firewalld for a permanent change of ours. Its `Reloaded` signal is then ours
+    /// too, and the watcher skips it: the caller holds the state lock and puts the bans back
+    /// itself, so a re-apply would only read every set again (seconds, with many bans).
+    async fn reload(&self) -> Result<(), FirewalldError> {
+        let counted = self.watching.load(Ordering::SeqCst);
+        if counted {
+            self.own_reloads.fetch_add(1, Ordering::SeqCst);
+        }
+        let result = self.firewalld.reload().await.map_err(call_failed("reload"));
+        if counted && result.is_err() {
+            // No signal is coming for a reload that failed (at worst one re-apply too many).
+            self.take_own_reload();
+        }
+        result
+    }
+
+    /// Counts one `Reloaded` signal as ours; whether there was one to count.
+    fn take_own_reload(&self) -> bool {
+        self.own_reloads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     async fn config_ipset(&self, name: &str) -> Result<ConfigIpSetProxy<'static>, FirewalldError> {
@@ -561,10 +600,7 @@ impl Shared {
                 .push(format!("runtime policy {}", objects::POLICY));
         }
         if permanent_changed || !missing_sets.is_empty() || policy_missing {
-            self.firewalld
-                .reload()
-                .await
-                .map_err(call_failed("reload"))?;
+            self.reload().await?;
         }
         if let Some(wanted) = &wanted_policy {
             self.sync_runtime_policy(wanted, &mut repaired).await?;
@@ -990,11 +1026,7 @@ impl Firewall for FirewalldBackend {
             removed_any = true;
         }
         if removed_any {
-            shared
-                .firewalld
-                .reload()
-                .await
-                .map_err(call_failed("reload"))?;
+            shared.reload().await?;
         }
         *state = State::default();
         Ok(())
