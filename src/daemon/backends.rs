@@ -4,8 +4,9 @@
 //! of backends is closed and known here. Adding one means a variant in [`Backend`], an arm
 //! in each delegating method and a constructor in [`Backend::open`].
 //!
-//! A firewall that cannot be set up (firewalld not running yet, or restarting) does not stop
-//! the daemon: [`Backends::configure`] remembers what it was asked for, and the next
+//! A firewall that cannot be set up (firewalld not running yet, or restarting; the daemon
+//! stops only for nftables, whose failures at start waiting does not cure) is retried:
+//! [`Backends::configure`] remembers what it was asked for, and the next
 //! [`Backends::reconcile`] (the daemon's retry, with its backoff) sets it up first. The
 //! firewalld backend is opened with its reload watcher running from the start: firewalld
 //! forgets runtime ipset entries on `firewall-cmd --reload` and on a restart, and the watcher
@@ -121,6 +122,30 @@ fn not_set_up(backend: BackendKind) -> FirewallError {
     }
 }
 
+/// The failures of one [`Backends::set_up`], for its answer.
+#[derive(Default)]
+struct Failures {
+    first: Option<FirewallError>,
+}
+
+impl Failures {
+    fn add(&mut self, error: FirewallError) {
+        let replaces = match &self.first {
+            None => true,
+            Some(first) => {
+                first.backend == BackendKind::Firewalld && error.backend != BackendKind::Firewalld
+            }
+        };
+        if replaces {
+            self.first = Some(error);
+        }
+    }
+
+    fn into_result(self) -> Result<(), FirewallError> {
+        self.first.map_or(Ok(()), Err)
+    }
+}
+
 /// The backends in use and which jail goes to which.
 #[derive(Default)]
 pub struct Backends {
@@ -161,9 +186,10 @@ impl Backends {
     }
 
     /// Opens, sets up and closes backends for `wanted`. A backend that fails does not keep
-    /// the others from being set up; the first failure is the answer.
+    /// the others from being set up; the answer is the first failure, one of another backend
+    /// than firewalld's if there is one (firewalld's alone is what waiting can cure).
     async fn set_up(&mut self) -> Result<(), FirewallError> {
-        let mut failure = None;
+        let mut failures = Failures::default();
         for (kind, _) in &self.wanted {
             if self.open.contains_key(kind.as_str()) {
                 continue;
@@ -174,16 +200,14 @@ impl Backends {
                         match b.watch_reloads().await {
                             Ok(watcher) => self.reapplied = Some(watcher),
                             Err(e) => {
-                                failure.get_or_insert(e);
+                                failures.add(e);
                                 continue;
                             }
                         }
                     }
                     self.open.insert(kind.as_str(), backend);
                 }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
+                Err(e) => failures.add(e),
             }
         }
         let unused: Vec<BackendKindKey> = self
@@ -202,9 +226,7 @@ impl Backends {
                     Ok(()) => {
                         tracing::info!("{key} backend no longer used: banhound's objects removed")
                     }
-                    Err(e) => {
-                        failure.get_or_insert(e);
-                    }
+                    Err(e) => failures.add(e),
                 }
             }
         }
@@ -217,10 +239,10 @@ impl Backends {
                 .map(|(_, r)| r.clone())
                 .collect();
             if let Err(e) = backend.setup(&rules).await {
-                failure.get_or_insert(e);
+                failures.add(e);
             }
         }
-        failure.map_or(Ok(()), Err)
+        failures.into_result()
     }
 
     /// Clears the real firewalls no jail uses of anything banhound left in them, when some

@@ -17,8 +17,9 @@
 //! (lines before the offset are not read again).
 //!
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
-//! batch), sources positioned, then READY=1. A firewall that cannot be set up or take the
-//! restored bans does not stop the start: it is a firewall failure, retried (see [`health`]). SIGHUP reloads in place (bans kept); a
+//! batch), sources positioned, then READY=1. firewalld not answering yet does not stop the
+//! start (nor does a restore the firewall refuses): it is a firewall failure, retried (see
+//! [`health`]); nftables refusing the setup (no CAP_NET_ADMIN) does. SIGHUP reloads in place (bans kept); a
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
@@ -437,9 +438,14 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         evictions_reported: HashMap::new(),
         options,
     };
-    // A firewall that does not answer yet (firewalld still starting) is retried like one
-    // that fails later: the daemon starts, shows the error and sets it up when it can.
+    // firewalld may start after banhound (ordered after it, never pulled in) or be
+    // restarting: that is retried like a failure later on, the daemon starts, shows the error
+    // and sets it up when it can. The kernel's nftables always answers; what fails there (no
+    // CAP_NET_ADMIN, no nf_tables) does not get better by waiting, and stops the start.
     if let Err(e) = daemon.configure_backends().await {
+        if e.backend != BackendKind::Firewalld {
+            return Err(e.into());
+        }
         daemon.firewall_failed("cannot set up the firewall", &e);
     }
     daemon.restore().await?;
