@@ -4,7 +4,8 @@
 //!
 //! The tree follows the architecture: [`engine`] is the pure core (no I/O), [`config`]
 //! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
-//! [`bus`] serves the D-Bus control interface, [`cli`] implements the subcommands. Only
+//! [`bus`] serves the D-Bus control interface, [`cli`] implements the subcommands,
+//! [`multicast`] brings the kernel's netlink notifications (addresses, nf_tables changes). Only
 //! `main` decides exit codes.
 
 pub mod bus;
@@ -13,4 +14,5 @@ pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod firewall;
+pub mod multicast;
 pub mod source;

@@ -26,17 +26,21 @@ fn main() {
         Command::ImportFail2ban(args) => import_fail2ban::run(&paths, args),
     };
     if let Err(err) = result {
-        let code = err
-            .chain()
-            .find_map(|e| e.downcast_ref::<Exit>())
-            .map_or(ExitCode::Failure, |e| e.code);
-        // One cause a line, outermost first.
-        let mut causes = err.chain();
-        if let Some(first) = causes.next() {
-            eprintln!("banhound: {first}");
-        }
-        for cause in causes {
-            eprintln!("  caused by: {cause}");
+        let exit = err.chain().find_map(|e| e.downcast_ref::<Exit>());
+        let code = exit.map_or(ExitCode::Failure, |e| e.code);
+        if !exit.is_some_and(|e| e.logged) {
+            // One cause a line, outermost first; a cause the line before already quoted
+            // (an error whose message includes its source's) is not said again.
+            let mut said: Option<String> = None;
+            for cause in err.chain() {
+                let text = cause.to_string();
+                match &said {
+                    None => eprintln!("banhound: {text}"),
+                    Some(before) if before.contains(&text) => continue,
+                    Some(_) => eprintln!("  caused by: {text}"),
+                }
+                said = Some(text);
+            }
         }
         std::process::exit(code as i32);
     }

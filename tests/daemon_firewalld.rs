@@ -459,6 +459,23 @@ fn switching_backend_removes_what_is_no_longer_used() {
     assert_eq!(bed.firewalld_objects(), Vec::<String>::new());
     assert!(bed.has_nft_table());
     assert_eq!(bed.reachability(), [false, true, true]);
+
+    // Back and forth by reload in one run: the nftables backend opened last is a new one,
+    // and its own changes (a ban) are not taken for someone else's.
+    bed.lab.write_config(&config_with("firewalld"));
+    bed.daemon().signal(libc::SIGHUP);
+    bed.daemon().wait_log("configuration reloaded", 2);
+    bed.lab.write_config(&config_with("nftables"));
+    bed.daemon().signal(libc::SIGHUP);
+    bed.daemon().wait_log("configuration reloaded", 3);
+    bed.lab.fail_logins(ATTACKER_V6, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER_V6} "), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        bed.log_lines("nftables table inet banhound changed"),
+        Vec::<String>::new()
+    );
+    assert_eq!(bed.reachability(), [false, false, true]);
     assert!(
         bed.daemon.take().unwrap().stop(),
         "the daemon did not exit cleanly"

@@ -181,12 +181,17 @@ fn run_filter(dir: &Path, reference: &str, lines: &[Expected], now: Timestamp) -
     };
     let mut last_time = now;
     for (n, e) in lines.iter().enumerate() {
-        let Prepared::Message { time, message, .. } = preparer.prepare(e.line.as_bytes(), now)
+        let Prepared::Message {
+            time,
+            message,
+            origin,
+            ..
+        } = preparer.prepare(e.line.as_bytes(), now)
         else {
             panic!("line {n} not prepared: {}", e.line);
         };
         last_time = time.unwrap_or(last_time);
-        match matcher.match_record(&mut state, message, last_time) {
+        match matcher.match_record(&mut state, message, origin, last_time) {
             Outcome::Failure(f) => {
                 run.failures.push((n, f.host.to_string(), time));
                 run.failure_lines += 1;

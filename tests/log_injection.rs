@@ -60,8 +60,8 @@ fn rsyslog_escape(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The bytes a log file holds for this entry.
-fn file_bytes(filter: &ShippedFilter, message: &[u8]) -> Vec<u8> {
+/// The bytes a log file holds for this entry, logged by process `pid`.
+fn file_bytes(filter: &ShippedFilter, message: &[u8], pid: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::new();
     match filter.base().format {
         LineFormat::Syslog => {
@@ -72,7 +72,7 @@ fn file_bytes(filter: &ShippedFilter, message: &[u8]) -> Vec<u8> {
                 hostname: Some(HOSTNAME),
                 syslog_identifier: Some(filter.ident()),
                 comm: None,
-                pid: Some(PID),
+                pid: Some(pid),
             };
             let mut rendered = Vec::new();
             entry.render_syslog(&mut rendered);
@@ -149,7 +149,7 @@ fn run_corpus(filter: &ShippedFilter) -> Tally {
                 );
             }
         }
-        let lines = physical_lines(&file_bytes(filter, &case.message));
+        let lines = physical_lines(&file_bytes(filter, &case.message, PID));
         let shown = String::from_utf8_lossy(&case.message);
         let shown: String = shown.chars().take(300).collect();
         for (mode, def) in &filter.modes {
@@ -313,10 +313,18 @@ fn corpus_escapes_give_the_bytes_described() {
 /// The sshd corpus through the real binary: `banhound test-filter sshd` over the file the
 /// corpus makes, and over a journal file systemd-journal-remote wrote from the same
 /// entries (MESSAGE stored raw, newlines and all). Normal mode, as `test-filter sshd` runs.
+/// The sshd filter counts per process (`session = "process"`), and the cases are unrelated
+/// messages: each is logged by a process of its own.
 mod end_to_end {
     use super::*;
+    use banhound::engine::filter::Counting;
     use common::{Export, T0};
     use serde_json::Value;
+
+    /// The pid of the process that logs case `i`.
+    fn pid(i: usize) -> Vec<u8> {
+        (10_000 + i).to_string().into_bytes()
+    }
 
     fn test_filter(dir: &Path, args: &[&str]) -> Vec<(u64, String)> {
         let etc = dir.join("etc");
@@ -350,13 +358,27 @@ mod end_to_end {
             .collect()
     }
 
-    /// (record number, peer) for every case that must give a failure in normal mode.
-    fn expected(cases: &[Case], pick: impl Fn(&Case) -> Expect) -> Vec<(u64, String)> {
+    /// (record number, peer) for every case that must give a failure in normal mode: a line
+    /// the filter holds for the line that completes its try (`count = "unless-followed"`)
+    /// gives none when it is all its process logs. `logged`: the message as the path gives
+    /// it to the filter.
+    fn expected(
+        filter: &ShippedFilter,
+        cases: &[Case],
+        pick: impl Fn(&Case) -> Expect,
+        logged: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Vec<(u64, String)> {
+        let base = &filter.base().filter;
+        let mut matcher = base.matcher();
         cases
             .iter()
             .enumerate()
             .filter_map(|(i, c)| match c.in_mode(BASE_MODE, pick(c)) {
-                Expect::Peer(ip) => Some((i as u64 + 1, ip.to_string())),
+                Expect::Peer(ip) => {
+                    let held = matches!(matcher.match_line(&logged(&c.message)),
+                        Outcome::Failure(f) if base.counting(f.regex) == Counting::UnlessFollowed);
+                    (!held).then(|| (i as u64 + 1, ip.to_string()))
+                }
                 Expect::Nothing => None,
             })
             .collect()
@@ -374,8 +396,8 @@ mod end_to_end {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("auth.log");
         let mut bytes = Vec::new();
-        for case in &cases {
-            let line = file_bytes(&filter, &case.message);
+        for (i, case) in cases.iter().enumerate() {
+            let line = file_bytes(&filter, &case.message, &pid(i));
             // One physical line per case (rsyslog escapes newlines), so line N is case N.
             assert_eq!(physical_lines(&line).len(), 1, "{}", case.at);
             bytes.extend_from_slice(&line);
@@ -385,10 +407,15 @@ mod end_to_end {
         for (_, host) in &found {
             assert!(!injected(host.parse().unwrap()), "injected {host} found");
         }
-        let want = expected(&cases, |c| match c.file {
-            FileExpect::Is(e) => e,
-            FileExpect::Limit => panic!("{}: no file limit expected for sshd", c.at),
-        });
+        let want = expected(
+            &filter,
+            &cases,
+            |c| match c.file {
+                FileExpect::Is(e) => e,
+                FileExpect::Limit => panic!("{}: no file limit expected for sshd", c.at),
+            },
+            rsyslog_escape,
+        );
         assert_eq!(found, want);
         println!(
             "test-filter sshd FILE: {} corpus lines, {} failures, all the real peer",
@@ -399,7 +426,7 @@ mod end_to_end {
 
     #[test]
     fn test_filter_on_the_corpus_in_a_journal_file() {
-        let (_, cases) = sshd();
+        let (filter, cases) = sshd();
         let dir = tempfile::tempdir().unwrap();
         let mut export = Export::default();
         for (i, case) in cases.iter().enumerate() {
@@ -409,7 +436,7 @@ mod end_to_end {
                     ("_SYSTEMD_UNIT", b"ssh.service"),
                     ("_COMM", b"sshd-session"),
                     ("SYSLOG_IDENTIFIER", b"sshd-session"),
-                    ("_PID", PID),
+                    ("_PID", &pid(i)),
                     ("_HOSTNAME", HOSTNAME),
                     ("MESSAGE", &case.message),
                 ],
@@ -423,7 +450,10 @@ mod end_to_end {
         for (_, host) in &found {
             assert!(!injected(host.parse().unwrap()), "injected {host} found");
         }
-        assert_eq!(found, expected(&cases, |c| c.journal));
+        assert_eq!(
+            found,
+            expected(&filter, &cases, |c| c.journal, <[u8]>::to_vec)
+        );
         println!(
             "test-filter sshd --journal-file: {} entries, {} failures, all the real peer",
             cases.len(),

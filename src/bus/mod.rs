@@ -176,6 +176,8 @@ pub mod unban_reason {
     pub const MANUAL: &str = "manual";
     /// The jail was removed or disabled by a reload.
     pub const JAIL_REMOVED: &str = "jail-removed";
+    /// The host now has an address the ban covers (`ignoreself`).
+    pub const OWN_ADDRESS: &str = "own-address";
 }
 
 /// A request from the bus to the owner of the ban state. Every request carries its own reply

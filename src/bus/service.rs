@@ -442,7 +442,7 @@ impl Manager {
         reason: &str,
     ) -> zbus::Result<()>;
 
-    /// Unbanned: a ban was lifted; why is "expired", "manual" or "jail-removed".
+    /// Unbanned: a ban was lifted; why is "expired", "manual", "jail-removed" or "own-address".
     #[zbus(signal)]
     async fn unbanned(
         emitter: &SignalEmitter<'_>,

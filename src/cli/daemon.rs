@@ -2,7 +2,7 @@
 //! shutdown future and turns its errors into exit codes.
 
 use crate::bus::service::Bus;
-use crate::cli::invalid;
+use crate::cli::{exit_logged, exit_with, ExitCode};
 use crate::config::ConfigPaths;
 use crate::daemon::logging::{self, LogTarget};
 use crate::daemon::{self, Options};
@@ -51,7 +51,7 @@ pub fn run(
     bus_address: Option<&str>,
     args: &DaemonArgs,
 ) -> anyhow::Result<()> {
-    logging::init(args.log_target).context("cannot set up logging")?;
+    let logs_to = logging::init(args.log_target).context("cannot set up logging")?;
     let journal = match (&args.journal_namespace, &args.journal_directory) {
         (Some(ns), _) => JournalSource::Namespace(ns.clone()),
         (None, Some(dir)) => JournalSource::Directory(dir.clone()),
@@ -85,10 +85,18 @@ pub fn run(
     })?;
     result.map_err(|e| {
         tracing::error!("{e}");
-        if e.is_invalid_configuration() {
-            invalid(e)
+        let code = if e.is_invalid_configuration() {
+            ExitCode::Invalid
         } else {
-            anyhow::Error::from(e)
+            ExitCode::Failure
+        };
+        // Said once: the line above is on stderr already, or stderr is the journal it went
+        // to (JOURNAL_STREAM: a service's stderr). Otherwise (the journal, from a terminal)
+        // the terminal is told too.
+        if logs_to == LogTarget::Stderr || std::env::var_os("JOURNAL_STREAM").is_some() {
+            exit_logged(code, e)
+        } else {
+            exit_with(code, e)
         }
     })
 }

@@ -117,6 +117,9 @@ pub enum ExitCode {
 #[derive(Debug)]
 pub struct Exit {
     pub code: ExitCode,
+    /// The subcommand has already logged the error where its reader sees it: `main` only
+    /// exits with the code (the daemon's fatal error must not be logged twice).
+    pub logged: bool,
     error: anyhow::Error,
 }
 
@@ -141,6 +144,16 @@ pub fn invalid(err: impl Into<anyhow::Error>) -> anyhow::Error {
 pub fn exit_with(code: ExitCode, err: impl Into<anyhow::Error>) -> anyhow::Error {
     anyhow::Error::new(Exit {
         code,
+        logged: false,
+        error: err.into(),
+    })
+}
+
+/// As [`exit_with`], for an error already logged (see [`Exit::logged`]).
+pub fn exit_logged(code: ExitCode, err: impl Into<anyhow::Error>) -> anyhow::Error {
+    anyhow::Error::new(Exit {
+        code,
+        logged: true,
         error: err.into(),
     })
 }

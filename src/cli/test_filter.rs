@@ -14,9 +14,9 @@ use crate::daemon::display_target;
 use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{
-    Filter, FilterSpec, Host, Matcher, Outcome, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
+    Counting, Filter, FilterSpec, Host, Matcher, Outcome, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
 };
-use crate::engine::multiline::SourceState;
+use crate::engine::multiline::{Origin, SourceState};
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{Tracker, Verdict};
@@ -639,8 +639,13 @@ fn read_lines<W: Write>(
                 continue;
             }
         };
-        let (time, message) = match preparer.prepare(text, now) {
-            Prepared::Message { time, message, .. } => (time, message),
+        let (time, message, origin) = match preparer.prepare(text, now) {
+            Prepared::Message {
+                time,
+                message,
+                origin,
+                ..
+            } => (time, message, origin),
             Prepared::OtherProgram => {
                 report.other_program += 1;
                 report.missed += 1;
@@ -665,6 +670,7 @@ fn read_lines<W: Write>(
         run.process(
             Record::Line(number),
             message,
+            origin,
             time,
             last_time.unwrap_or(now),
         )?;
@@ -716,9 +722,11 @@ fn read_journal<W: Write>(
     if let Some(until) = until {
         reader.set_until(until);
     }
-    // The entry is copied out (MESSAGE, or its syslog rendering) so that the reader's
-    // statistics, which number the entries, can be read while the filter runs on it.
+    // The entry is copied out (MESSAGE, or its syslog rendering, and who logged it) so that
+    // the reader's statistics, which number the entries, can be read while the filter runs
+    // on it.
     let mut text = Vec::new();
+    let (mut host, mut pid) = (Vec::new(), Vec::new());
     loop {
         let time = {
             let Some(read) = reader
@@ -734,11 +742,20 @@ fn read_journal<W: Write>(
                 }
                 JournalRender::Syslog => read.entry.render_syslog(&mut text),
             }
+            let origin = read.entry.origin();
+            host.clear();
+            host.extend_from_slice(origin.host);
+            pid.clear();
+            pid.extend_from_slice(origin.pid.unwrap_or_default());
             read.entry.timestamp
         };
         let number = reader.stats().read;
         run.report.records += 1;
-        run.process(Record::Entry(number), &text, Some(time), time)?;
+        let origin = Origin {
+            host: &host,
+            pid: Some(pid.as_slice()),
+        };
+        run.process(Record::Entry(number), &text, origin, Some(time), time)?;
     }
     let stats = reader.stats();
     // Every entry the matches selected is a record; those without MESSAGE are missed.
@@ -765,13 +782,14 @@ impl<W: Write> Run<'_, W> {
         &mut self,
         record: Record,
         message: &[u8],
+        origin: Origin<'_>,
         time: Option<Timestamp>,
         effective_time: Timestamp,
     ) -> anyhow::Result<()> {
         let report = &mut self.report;
         match self
             .matcher
-            .match_record(&mut self.multiline, message, effective_time)
+            .match_record(&mut self.multiline, message, origin, effective_time)
         {
             Outcome::Missed => {
                 report.missed += 1;
@@ -919,7 +937,7 @@ fn render_summary(
     if r.no_failure > 0 {
         let _ = writeln!(
             s,
-            "         {} more matched a failregex through <F-NOFAIL> or <F-MLFGAINED> (not failures)",
+            "         {} more matched a failregex through <F-NOFAIL> or <F-MLFGAINED>, or counted with another line of their session (not failures)",
             thousands(r.no_failure)
         );
     }
@@ -976,7 +994,12 @@ fn render_summary(
     for (i, hits) in r.fail_hits.iter().enumerate() {
         if *hits > 0 || args.verbose {
             let engine = if args.verbose {
-                format!("[{}] ", subject.filter.failregex_engine(i))
+                // How its lines count in their session, when that is not every time.
+                let count = match subject.filter.counting(i) {
+                    Counting::Always => String::new(),
+                    other => format!("[count {}] ", other.name()),
+                };
+                format!("[{}] {count}", subject.filter.failregex_engine(i))
             } else {
                 String::new()
             };

@@ -373,6 +373,14 @@ impl Backends {
         results
     }
 
+    /// The nftables backend, if it is open (to watch the ruleset for foreign changes).
+    pub fn nftables(&self) -> Option<&NftablesBackend> {
+        match self.open.get(BackendKind::Nftables.as_str()) {
+            Some(Backend::Nftables(b)) => Some(b),
+            _ => None,
+        }
+    }
+
     /// Removes everything banhound created in every backend (`--flush-on-stop`).
     pub async fn teardown(&mut self) -> Result<(), FirewallError> {
         for backend in self.open.values_mut() {

@@ -380,7 +380,7 @@ impl Daemon {
         Ok(true)
     }
 
-    fn policy_with_ignores(&self, jail: &JailSettings, networks: Vec<IpNet>) -> Policy {
+    pub(super) fn policy_with_ignores(&self, jail: &JailSettings, networks: Vec<IpNet>) -> Policy {
         let own = if jail.policy.ignoreself {
             self.own_addresses.clone()
         } else {

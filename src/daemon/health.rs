@@ -102,7 +102,10 @@ impl Daemon {
         self.schedule_reconcile();
         let bans = self.bans_in_force(wall_now());
         let mut failure = None;
-        for (kind, result) in self.backends.reconcile(&bans).await {
+        let results = self.backends.reconcile(&bans).await;
+        // A retry may have opened the nftables backend only now.
+        self.follow_nftables();
+        for (kind, result) in results {
             match result {
                 Ok(repairs) if repairs.is_empty() => {}
                 Ok(repairs) => tracing::warn!(

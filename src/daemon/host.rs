@@ -1,6 +1,19 @@
 //! The host's own addresses, for `ignoreself`: a jail must never ban the machine it
 //! protects (a local client failing to log in, or a proxy on the same host).
+//!
+//! Addresses come and go while the daemon runs (DHCP, a failover address, a new interface),
+//! so the daemon follows them: [`AddressWatch`] is subscribed to rtnetlink's address
+//! notifications (`RTM_NEWADDR`/`RTM_DELADDR`), and each one makes the owner task read the
+//! list again ([`own_addresses`]) and apply the difference: a new address is never banned
+//! from then on and a ban covering it is lifted; a removed one is no longer protected
+//! (unless `ignoreip` covers it). Reading the whole list again, rather than applying each
+//! message, gives the same answer after lost notifications as after none.
 
+use super::{wall_now, Daemon, Lifted};
+use crate::engine::address::IgnoreReason;
+use crate::multicast::{Received, Subscription};
+use ipnet::IpNet;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Every address configured on an interface of this network namespace (getifaddrs(3));
@@ -39,6 +52,127 @@ pub fn own_addresses() -> Vec<IpAddr> {
     out.sort();
     out.dedup();
     out
+}
+
+/// Notifications of address changes in this network namespace. See the module documentation.
+pub struct AddressWatch {
+    subscription: Subscription,
+}
+
+impl AddressWatch {
+    /// Subscribes in the calling thread's network namespace (inside the tokio runtime).
+    /// Subscribe before reading the addresses, so no change falls between the two.
+    pub fn open() -> io::Result<AddressWatch> {
+        let groups = (libc::RTMGRP_IPV4_IFADDR | libc::RTMGRP_IPV6_IFADDR) as u32;
+        Ok(AddressWatch {
+            subscription: Subscription::open(libc::NETLINK_ROUTE, groups)?,
+        })
+    }
+
+    /// Waits until an address was added or removed (or notifications were lost).
+    pub async fn changed(&mut self) -> io::Result<()> {
+        loop {
+            match self.subscription.next().await? {
+                Received::Overflow => return Ok(()),
+                Received::Messages(messages)
+                    if messages
+                        .iter()
+                        .any(|m| m.kind == libc::RTM_NEWADDR || m.kind == libc::RTM_DELADDR) =>
+                {
+                    return Ok(())
+                }
+                Received::Messages(_) => {}
+            }
+        }
+    }
+}
+
+/// Waits on the watch, if there is one.
+pub(super) async fn address_change(watch: &mut Option<AddressWatch>) -> io::Result<()> {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Daemon {
+    /// The host's addresses may have changed: reads them again, rebuilds each jail's ignore
+    /// list, and lifts the bans that cover an address the host has now.
+    pub(super) async fn own_addresses_changed(&mut self) {
+        let now_own = own_addresses();
+        let added: Vec<IpAddr> = now_own
+            .iter()
+            .filter(|a| !self.own_addresses.contains(a))
+            .copied()
+            .collect();
+        let removed: Vec<IpAddr> = self
+            .own_addresses
+            .iter()
+            .filter(|a| !now_own.contains(a))
+            .copied()
+            .collect();
+        if added.is_empty() && removed.is_empty() {
+            return;
+        }
+        let list = |addrs: &[IpAddr]| {
+            addrs
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (added.is_empty(), removed.is_empty()) {
+            (false, true) => tracing::info!(
+                "this host has new addresses: {}; ignoreself never bans them",
+                list(&added)
+            ),
+            (true, false) => tracing::info!(
+                "this host no longer has the addresses {}; ignoreself no longer protects them",
+                list(&removed)
+            ),
+            _ => tracing::info!(
+                "this host's addresses changed: new {}; gone {}; ignoreself follows them",
+                list(&added),
+                list(&removed)
+            ),
+        }
+        self.own_addresses = now_own;
+        for jail in &self.jails {
+            let policy = match self.ignore_overrides.get(&jail.name) {
+                Some(networks) => self.policy_with_ignores(jail, networks.clone()),
+                None => jail.policy.to_policy(&self.own_addresses),
+            };
+            if let Some(tracker) = self.trackers.get_mut(&jail.name) {
+                tracker.set_policy(policy);
+            }
+        }
+        if added.is_empty() {
+            return;
+        }
+        let now = wall_now();
+        let mut lifted: Vec<(String, Vec<IpNet>)> = Vec::new();
+        for (jail, tracker) in &mut self.trackers {
+            let covered: Vec<IpNet> = tracker
+                .active_bans()
+                .map(|(target, _)| *target)
+                .filter(|target| {
+                    tracker.policy().ignore.check(target) == Some(IgnoreReason::OwnAddress)
+                        && added.iter().any(|a| target.contains(a))
+                })
+                .collect();
+            for target in &covered {
+                tracker.unban(target);
+            }
+            if !covered.is_empty() {
+                lifted.push((jail.clone(), covered));
+            }
+        }
+        for (jail, targets) in lifted {
+            // Logged inside; a failed call is retried by the next reconcile.
+            let _ = self.lift(&jail, &targets, Lifted::OwnAddress, now).await;
+        }
+        self.publish_changes();
+    }
 }
 
 #[cfg(test)]

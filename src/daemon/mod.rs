@@ -5,7 +5,9 @@
 //! state database); the source feeds ([`feed`] for the journal, [`files`] for log files) and
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
-//! on the earliest expiry of all trackers, never by polling.
+//! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
+//! ([`host`]) and others' changes to the nftables table ([`nft_watch`]) arrive as netlink
+//! notifications, also without polling.
 //!
 //! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
 //! position (journal cursor, or file inode and offset) are sent to be committed in one SQLite
@@ -38,6 +40,7 @@ pub mod files;
 mod health;
 pub mod host;
 pub mod logging;
+mod nft_watch;
 pub mod state;
 pub mod state_writer;
 
@@ -52,6 +55,7 @@ use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine}
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
+use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::journal::{
     Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
@@ -201,7 +205,11 @@ enum BanOrigin {
 enum Lifted {
     Expired,
     JailRemoved,
-    Manual { caller_uid: u32 },
+    Manual {
+        caller_uid: u32,
+    },
+    /// It covers an address the host has now (`ignoreself`).
+    OwnAddress,
 }
 
 impl Lifted {
@@ -210,6 +218,7 @@ impl Lifted {
             Lifted::Expired => "expired",
             Lifted::JailRemoved => "jail removed",
             Lifted::Manual { .. } => "manual",
+            Lifted::OwnAddress => "own address",
         }
     }
 
@@ -218,12 +227,14 @@ impl Lifted {
             Lifted::Expired => unban_reason::EXPIRED,
             Lifted::JailRemoved => unban_reason::JAIL_REMOVED,
             Lifted::Manual { .. } => unban_reason::MANUAL,
+            Lifted::OwnAddress => unban_reason::OWN_ADDRESS,
         }
     }
 
     fn log_text(self) -> String {
         match self {
             Lifted::Manual { caller_uid } => format!("manually, uid {caller_uid}"),
+            Lifted::OwnAddress => "this host now has an address it covers: ignoreself".into(),
             other => other.stored_reason().to_string(),
         }
     }
@@ -375,6 +386,10 @@ struct Daemon {
     state_retrying: bool,
     /// The health as the bus shows it.
     health: watch::Sender<Health>,
+    /// Others' changes to banhound's nftables table ([`nft_watch`]), and when the burst
+    /// being settled is repaired.
+    nft_changes: Option<ChangeWatcher>,
+    nft_repair_at: Option<Instant>,
     /// Per jail: evictions reported so far, and when last.
     evictions_reported: HashMap<String, (u64, Option<Instant>)>,
 }
@@ -398,6 +413,12 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let prepared = prepare(config::load(&options.config)?)?;
     let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
+    // Subscribed before the addresses are read, so no change falls in between.
+    let mut address_changes = host::AddressWatch::open()
+        .inspect_err(|e| {
+            tracing::warn!("cannot follow changes of this host's addresses ({e}): ignoreself uses those found at start and at each reload")
+        })
+        .ok();
     let own_addresses = host::own_addresses();
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
@@ -435,6 +456,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         state_trouble: None,
         state_retrying: false,
         health: watch::channel(Health::default()).0,
+        nft_changes: None,
+        nft_repair_at: None,
         evictions_reported: HashMap::new(),
         options,
     };
@@ -500,6 +523,17 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 daemon.publish_changes();
             }
             report = daemon.state.next_report() => daemon.state_reported(report),
+            // Before the sources: a new address of the host must not be banned by the
+            // entries that follow it.
+            changed = host::address_change(&mut address_changes) => match changed {
+                Ok(()) => daemon.own_addresses_changed().await,
+                Err(e) => {
+                    tracing::warn!("cannot follow changes of this host's addresses any more ({e}): ignoreself uses those known now until a reload");
+                    address_changes = None;
+                }
+            },
+            change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
+            () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
@@ -604,7 +638,25 @@ impl Daemon {
             .iter()
             .map(|j| (j.backend, j.rules.clone()))
             .collect();
-        self.backends.configure(&rules).await
+        let configured = self.backends.configure(&rules).await;
+        match &configured {
+            // Its own failure says it all; a retry that sets it up starts the watch.
+            Err(e) if e.backend == BackendKind::Nftables => {}
+            // Also when firewalld failed: nftables may be open and set up beside it.
+            _ => self.follow_nftables(),
+        }
+        configured
+    }
+
+    /// Keeps the nftables change watcher with the nftables backend open now: dropped when
+    /// the backend was closed (a jail switched to firewalld: a watcher of a closed backend
+    /// would take a new backend's own changes, from another socket, for someone else's),
+    /// started for one just opened (by a configuration or by a retry).
+    pub(super) fn follow_nftables(&mut self) {
+        if self.backends.nftables().is_none() {
+            self.nft_changes = None;
+        }
+        self.watch_nftables();
     }
 
     /// Positions the journal: after the committed cursor (replaying the lookback window
@@ -772,7 +824,10 @@ impl Daemon {
                         entry.entry.message
                     };
                     let state = self.multiline.entry((j, None)).or_default();
-                    let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
+                    let origin = entry.entry.origin();
+                    let Outcome::Failure(failure) =
+                        matcher.match_record(state, message, origin, at)
+                    else {
                         continue;
                     };
                     let Some(tracker) = self.trackers.get_mut(&jail.name) else {
@@ -827,7 +882,12 @@ impl Daemon {
             let state = self.multiline.entry((j, Some(chunk.file))).or_default();
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
-                let PreparedLine::Message { time, message, .. } = preparer.prepare(line, now)
+                let PreparedLine::Message {
+                    time,
+                    message,
+                    origin,
+                    ..
+                } = preparer.prepare(line, now)
                 else {
                     continue;
                 };
@@ -836,7 +896,8 @@ impl Daemon {
                 if at < horizon {
                     continue;
                 }
-                let Outcome::Failure(failure) = matcher.match_record(state, message, at) else {
+                let Outcome::Failure(failure) = matcher.match_record(state, message, origin, at)
+                else {
                     continue;
                 };
                 if let Some(decision) = judge(tracker, &jail.name, failure.host, at) {

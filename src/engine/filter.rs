@@ -10,7 +10,10 @@
 //! Failures that span lines (fail2ban's `<F-MLFID>` sessions and `maxlines` windows) need
 //! what earlier lines of the same source said: [`Matcher::match_record`] takes that state
 //! ([`SourceState`]) from the caller. A filter that needs none goes straight to the
-//! single-line path, [`Matcher::match_line`].
+//! single-line path, [`Matcher::match_line`]. banhound's own filters may group records by the
+//! process that logged them instead ([`Filter::with_process_sessions`]) and say per failregex
+//! how its lines count within such a session ([`Counting`]), so that the several lines one
+//! authentication try logs count once.
 //!
 //! Matching must stay cheap because log text is plentiful and attacker-controlled:
 //! - the `regex` crate never backtracks, so no line costs more than linear time;
@@ -30,6 +33,7 @@
 //! (one byte for one, so every offset stays that of the original line).
 
 use crate::engine::address::parse_address;
+pub use crate::engine::multiline::{Counting, Origin};
 use crate::engine::multiline::{SessionLine, SessionVerdict, Sessions, SourceState, Window};
 use crate::engine::time::Timestamp;
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -138,7 +142,8 @@ pub enum Outcome<'a> {
     /// No failregex matched (or the prefregex did not).
     Missed,
     /// Failregex `regex` matched, but through a part marked `<F-NOFAIL>` (or
-    /// `<F-MLFGAINED>`, a success): fail2ban's way of saying "not a failure".
+    /// `<F-MLFGAINED>`, a success): fail2ban's way of saying "not a failure"; or its session
+    /// says it is part of a try that counts on another line ([`Counting`]).
     NoFailure {
         regex: usize,
     },
@@ -408,6 +413,10 @@ pub struct Filter {
     maxlines: usize,
     /// Some regex captures `<F-MLFID>`: lines are combined per session.
     sessions: bool,
+    /// Records are combined per process ([`Origin`]) instead.
+    by_process: bool,
+    /// How each failregex's lines count in their session.
+    counting: Vec<Counting>,
 }
 
 impl Filter {
@@ -499,13 +508,40 @@ impl Filter {
             prefilter,
             maxlines,
             sessions,
+            by_process: false,
+            counting: vec![Counting::Always; spec.failregex.len()],
         })
     }
 
-    /// Whether a line's outcome can depend on earlier lines (`maxlines > 1` or
-    /// `<F-MLFID>`): then [`Matcher::match_record`] needs the source's [`SourceState`].
+    /// Makes the records one process logged a session ([`Origin`]): the host and process id
+    /// a journal entry or syslog line carries, which no log text can change.
+    pub fn with_process_sessions(mut self) -> Filter {
+        self.by_process = true;
+        self
+    }
+
+    /// How the lines of each failregex count in their session, in failregex order; those
+    /// not given count [always](Counting::Always). Without sessions every line counts.
+    pub fn with_counting(mut self, counting: Vec<Counting>) -> Filter {
+        self.counting = counting;
+        self.counting.resize(self.fail.len(), Counting::Always);
+        self
+    }
+
+    /// How failregex `i`'s lines count in their session.
+    pub fn counting(&self, i: usize) -> Counting {
+        self.counting[i]
+    }
+
+    /// Whether records are grouped into sessions at all (`<F-MLFID>` or by process).
+    pub fn has_sessions(&self) -> bool {
+        self.sessions || self.by_process
+    }
+
+    /// Whether a line's outcome can depend on earlier lines (`maxlines > 1`, `<F-MLFID>` or
+    /// process sessions): then [`Matcher::match_record`] needs the source's [`SourceState`].
     pub fn is_multiline(&self) -> bool {
-        self.maxlines > 1 || self.sessions
+        self.maxlines > 1 || self.has_sessions()
     }
 
     /// fail2ban's `maxlines`: how many lines a failregex may span.
@@ -557,6 +593,7 @@ impl Filter {
             fail_locations: self.fail.iter().map(|f| f.regex.slots()).collect(),
             candidates: vec![false; self.fail.len()],
             scratch: BacktrackScratch::default(),
+            process_id: Vec::new(),
         }
     }
 }
@@ -570,6 +607,8 @@ pub struct Matcher<'f> {
     fail_locations: Vec<Slots>,
     candidates: Vec<bool>,
     scratch: BacktrackScratch,
+    /// The session id of a record's process ([`Origin::session_id`]).
+    process_id: Vec<u8>,
 }
 
 /// What the prefregex made of a line: the text the failregexes see, and what it captured.
@@ -634,20 +673,22 @@ impl<'f> Matcher<'f> {
         }
     }
 
-    /// Matches the next record of a source whose multi-line state is `state`, at `time`
-    /// (the record's own time, for the expiry of sessions). For a filter that is not
-    /// [multi-line](Filter::is_multiline) this is [`Matcher::match_line`] and `state` is not
-    /// touched.
+    /// Matches the next record of a source whose multi-line state is `state`, logged by
+    /// `origin` at `time` (the record's own time, for the expiry of sessions). For a filter
+    /// that is not [multi-line](Filter::is_multiline) this is [`Matcher::match_line`] and
+    /// `state` is not touched. With process sessions, a record without a process id is taken
+    /// as it stands.
     pub fn match_record<'a>(
         &mut self,
         state: &'a mut SourceState,
         message: &'a [u8],
+        origin: Origin<'_>,
         time: Timestamp,
     ) -> Outcome<'a> {
         if self.filter.maxlines > 1 {
-            return self.match_window(state, message, time);
+            return self.match_window(state, message, origin, time);
         }
-        if !self.filter.sessions {
+        if !self.filter.has_sessions() {
             return self.match_line(message);
         }
         if !self.prefilter(message) {
@@ -662,12 +703,24 @@ impl<'f> Matcher<'f> {
             Scan::Missed => Outcome::Missed,
             Scan::Ignored { regex, ignore, .. } => Outcome::Ignored { regex, ignore },
             Scan::Hit(mut hit) => {
-                if hit.mlfid.is_none() {
+                if hit.mlfid.is_none() && !self.filter.by_process {
                     hit.mlfid = self.shortcut_id(message, hit.text);
                 }
-                settle(&mut state.sessions, hit, time)
+                let count = self.filter.counting[hit.regex];
+                let id = self.session_id(&hit, origin);
+                settle(&mut state.sessions, hit, id, count, time)
             }
         }
+    }
+
+    /// The session a hit belongs to: its process's, or its `<F-MLFID>`.
+    fn session_id<'k>(&'k mut self, hit: &Hit<'k>, origin: Origin<'_>) -> Option<&'k [u8]> {
+        if !self.filter.by_process {
+            return hit.mlfid;
+        }
+        origin
+            .session_id(&mut self.process_id)
+            .then_some(self.process_id.as_slice())
     }
 
     /// The session id the prefregex shortcut captures in `message`, whose content (what
@@ -692,6 +745,7 @@ impl<'f> Matcher<'f> {
         &mut self,
         state: &'a mut SourceState,
         message: &'a [u8],
+        origin: Origin<'_>,
         time: Timestamp,
     ) -> Outcome<'a> {
         let SourceState { sessions, window } = state;
@@ -727,7 +781,11 @@ impl<'f> Matcher<'f> {
         match scan {
             Scan::Missed => Outcome::Missed,
             Scan::Ignored { regex, ignore, .. } => Outcome::Ignored { regex, ignore },
-            Scan::Hit(hit) => settle(sessions, hit, time),
+            Scan::Hit(hit) => {
+                let count = self.filter.counting[hit.regex];
+                let id = self.session_id(&hit, origin);
+                settle(sessions, hit, id, count, time)
+            }
         }
     }
 
@@ -888,8 +946,14 @@ fn standalone(hit: Hit<'_>) -> Outcome<'_> {
 }
 
 /// The outcome of a hit with its session (if it has an id) taken into account.
-fn settle<'a>(sessions: &'a mut Sessions, hit: Hit<'a>, time: Timestamp) -> Outcome<'a> {
-    let Some(id) = hit.mlfid.filter(|id| !id.is_empty()) else {
+fn settle<'a>(
+    sessions: &'a mut Sessions,
+    hit: Hit<'a>,
+    id: Option<&[u8]>,
+    count: Counting,
+    time: Timestamp,
+) -> Outcome<'a> {
+    let Some(id) = id.filter(|id| !id.is_empty()) else {
         return standalone(hit);
     };
     let line = SessionLine {
@@ -900,6 +964,7 @@ fn settle<'a>(sessions: &'a mut Sessions, hit: Hit<'a>, time: Timestamp) -> Outc
         nofail: hit.nofail,
         forget: hit.forget,
         gained: hit.gained,
+        count,
         time,
     };
     match sessions.settle(line) {
@@ -1932,7 +1997,8 @@ mod tests {
         state: &'a mut SourceState,
         line: &'a str,
     ) -> Option<String> {
-        match m.match_record(state, line.as_bytes(), Timestamp::from_secs(1_795_000_000)) {
+        let at = Timestamp::from_secs(1_795_000_000);
+        match m.match_record(state, line.as_bytes(), Origin::default(), at) {
             Outcome::Failure(f) => Some(f.host.to_string()),
             _ => None,
         }
@@ -2047,11 +2113,69 @@ mod tests {
         match m.match_record(
             s,
             b" web1 sshd[10]: Disconnecting: Too many authentication failures",
+            Origin::default(),
             Timestamp::from_secs(1_795_000_000),
         ) {
             Outcome::Failure(fl) => assert_eq!(fl.user, Some(&b"eve"[..])),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn process_sessions_count_a_try_once_and_only_by_process() {
+        let f = Filter::compile(&FilterSpec {
+            failregex: vec![
+                SSHD_PW.into(),
+                r"^pam_unix\(sshd:auth\): authentication failure; .* rhost=<HOST>$".into(),
+                r"^Connection closed by authenticating user \S+ <HOST> port \d+ \[preauth\]$"
+                    .into(),
+            ],
+            ..FilterSpec::default()
+        })
+        .unwrap()
+        .with_process_sessions()
+        .with_counting(vec![
+            Counting::Always,
+            Counting::UnlessFollowed,
+            Counting::IfFirst,
+        ]);
+        assert!(f.is_multiline() && f.has_sessions());
+        assert_eq!(f.counting(1), Counting::UnlessFollowed);
+        let mut m = f.matcher();
+        let mut st = SourceState::new();
+        let at = Timestamp::from_secs(1_795_000_000);
+        let pam = b"pam_unix(sshd:auth): authentication failure; logname= rhost=192.0.2.7";
+        let failed = b"Failed password for admin from 192.0.2.7 port 50000 ssh2";
+        let closed =
+            b"Connection closed by authenticating user admin 192.0.2.7 port 50000 [preauth]";
+        let web1 = |pid: &'static [u8]| Origin {
+            host: b"web1",
+            pid: Some(pid),
+        };
+        let mut outcome = |message: &'static [u8], origin: Origin<'static>| match m
+            .match_record(&mut st, message, origin, at)
+        {
+            Outcome::Failure(fl) => Some(fl.regex),
+            Outcome::NoFailure { .. } => None,
+            other => panic!("{other:?}"),
+        };
+        // Interleaved: two processes, each try counted on its "Failed password".
+        assert_eq!(outcome(pam, web1(b"1")), None);
+        assert_eq!(outcome(pam, web1(b"2")), None);
+        assert_eq!(outcome(failed, web1(b"1")), Some(0));
+        assert_eq!(outcome(closed, web1(b"1")), None);
+        assert_eq!(outcome(failed, web1(b"2")), Some(0));
+        // The same pid on another host is another process.
+        let web2 = Origin {
+            host: b"web2",
+            pid: Some(b"1"),
+        };
+        assert_eq!(outcome(closed, web2), Some(2));
+        // Without a pid a line is taken as it stands.
+        assert_eq!(outcome(pam, Origin::default()), Some(1));
+        assert_eq!(outcome(closed, Origin::default()), Some(2));
+        // match_line knows no sessions: every line as it stands.
+        assert!(matches!(m.match_line(pam), Outcome::Failure(_)));
     }
 
     #[test]

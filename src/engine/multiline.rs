@@ -10,6 +10,14 @@
 //!   contribute what they captured — unless they complete a failure that was waiting for
 //!   the address, or the session has named more than one user (`<F-USER>`), which is
 //!   guessing accounts: then every line of it counts;
+//! - **counting** (banhound's filters, `count = ...` per failregex): one authentication try
+//!   often logs several lines (sshd with PAM: pam_unix's failure, then sshd's own `Failed
+//!   password`, then `Connection closed by authenticating user ... [preauth]`). Within a
+//!   session, a [`Counting::UnlessFollowed`] line is held and the next line that counts
+//!   stands for it (lines held in a row are one try; one that nothing follows never counts),
+//!   and a [`Counting::IfFirst`] line counts only when nothing of the session counted yet or
+//!   something is held. [`Counting::Always`] lines count whatever came before, so no line of
+//!   a session can make another session's, or a later, real failure count less;
 //! - a **window** (`maxlines > 1`): the last `maxlines` lines joined with `\n`, searched as
 //!   one text, with `<SKIPLINES>` standing for any number of lines in between.
 //!
@@ -66,12 +74,72 @@ impl SourceState {
     }
 }
 
+/// Who logged a record: its host and process id, which `session = "process"` filters group
+/// by (journal: `_HOSTNAME` and `_PID`, both set by journald; files: the syslog header).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Origin<'a> {
+    pub host: &'a [u8],
+    pub pid: Option<&'a [u8]>,
+}
+
+impl Origin<'_> {
+    /// The session id of a process: `PID@HOST` (a pid is digits, so this is unambiguous),
+    /// written into `out`; false when there is no pid.
+    pub(crate) fn session_id(&self, out: &mut Vec<u8>) -> bool {
+        let Some(pid) = self.pid.filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        out.clear();
+        out.extend_from_slice(pid);
+        out.push(b'@');
+        out.extend_from_slice(self.host);
+        true
+    }
+}
+
 /// An address remembered for a session, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum StoredHost {
     Ip(IpAddr),
     Net(IpNet),
     Name(Vec<u8>),
+}
+
+/// How a failregex's line counts within its session (`count = ...` in a banhound filter).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Counting {
+    /// Every line is a failure.
+    #[default]
+    Always,
+    /// The line announces a try whose own line comes next (pam_unix before sshd's `Failed
+    /// password`): held, and the next line of the session that counts stands for it.
+    UnlessFollowed,
+    /// The line ends or sums up the session (`Connection closed by authenticating user`,
+    /// `Too many authentication failures`): a failure only if nothing of the session counted
+    /// yet, or a held line is waiting for it.
+    IfFirst,
+}
+
+impl Counting {
+    /// The name in a filter file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counting::Always => "always",
+            Counting::UnlessFollowed => "unless-followed",
+            Counting::IfFirst => "if-first",
+        }
+    }
+
+    /// Reads a name written in a filter file.
+    pub fn from_name(name: &str) -> Option<Counting> {
+        [
+            Counting::Always,
+            Counting::UnlessFollowed,
+            Counting::IfFirst,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
 }
 
 #[derive(Debug)]
@@ -83,13 +151,18 @@ struct Session {
     several_users: bool,
     /// A failure of this session is still waiting for a line that names the address.
     pending: bool,
+    /// A [`Counting::UnlessFollowed`] line is waiting for the line of its try.
+    held: bool,
+    /// A line of this session was a failure.
+    counted: bool,
     last_seen: Timestamp,
 }
 
-/// What one matched line says, as far as sessions are concerned.
+/// What one matched line says, as far as sessions are concerned. The id is only looked up,
+/// so it may borrow from elsewhere than the line (`'k`).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct SessionLine<'a> {
-    pub id: &'a [u8],
+pub(crate) struct SessionLine<'a, 'k> {
+    pub id: &'k [u8],
     pub host: Option<Host<'a>>,
     pub user: Option<&'a [u8]>,
     /// `<F-NOFAIL>`: contributes, is no failure by itself.
@@ -99,6 +172,8 @@ pub(crate) struct SessionLine<'a> {
     /// `<F-MLFGAINED>`: access was gained; the session ends, and counts only if it had
     /// named several users.
     pub gained: bool,
+    /// How the failregex that matched counts.
+    pub count: Counting,
     pub time: Timestamp,
 }
 
@@ -113,7 +188,8 @@ pub(crate) enum SessionVerdict<'a> {
     /// A failure whose address no line of the session has named yet: it is held, and
     /// counts when one does.
     Pending,
-    /// No failure (`<F-NOFAIL>` with nothing pending, or `<F-MLFGAINED>`).
+    /// No failure (`<F-NOFAIL>` with nothing pending, `<F-MLFGAINED>`, a line held for the
+    /// one that completes its try, or one whose try already counted).
     NoFailure,
 }
 
@@ -128,7 +204,7 @@ pub(crate) struct Sessions {
 
 impl Sessions {
     /// Combines `line` with what its session said before, and updates the session.
-    pub(crate) fn settle<'a>(&'a mut self, line: SessionLine<'a>) -> SessionVerdict<'a> {
+    pub(crate) fn settle<'a>(&'a mut self, line: SessionLine<'a, '_>) -> SessionVerdict<'a> {
         let stale = self
             .ids
             .get(line.id)
@@ -160,6 +236,14 @@ impl Sessions {
             (false, true) => Kind::Failure,
             (false, false) => Kind::Pending,
         };
+        // One try, several lines: only one of them counts.
+        let held_before = session.is_some_and(|s| s.held);
+        let counted_before = session.is_some_and(|s| s.counted);
+        let verdict_kind = match (verdict_kind, line.count) {
+            (Kind::Failure, Counting::UnlessFollowed) => Kind::Held,
+            (Kind::Failure, Counting::IfFirst) if counted_before && !held_before => Kind::NoFailure,
+            (kind, _) => kind,
+        };
         // What the failure names, taken before the session changes: the line's own values
         // first, the session's otherwise (copied out, as the session may be forgotten).
         let mut from_session_host = None;
@@ -185,14 +269,20 @@ impl Sessions {
             self.ids.remove(line.id);
         } else if line.id.len() <= MAX_ID_LEN {
             let pending = match verdict_kind {
-                Kind::Failure => false,
+                Kind::Failure | Kind::Held => false,
                 Kind::Pending => true,
                 Kind::NoFailure => pending_before,
             };
-            self.remember(line, pending);
+            let held = match verdict_kind {
+                Kind::Held => true,
+                Kind::Failure => false,
+                Kind::Pending | Kind::NoFailure => held_before,
+            };
+            let counted = counted_before || verdict_kind == Kind::Failure;
+            self.remember(line, pending, held, counted);
         }
         match verdict_kind {
-            Kind::NoFailure => SessionVerdict::NoFailure,
+            Kind::NoFailure | Kind::Held => SessionVerdict::NoFailure,
             Kind::Pending => SessionVerdict::Pending,
             Kind::Failure => {
                 let host = match (line.host, from_session_host) {
@@ -211,7 +301,7 @@ impl Sessions {
         }
     }
 
-    fn remember(&mut self, line: SessionLine<'_>, pending: bool) {
+    fn remember(&mut self, line: SessionLine<'_, '_>, pending: bool, held: bool, counted: bool) {
         let session = match self.ids.get_mut(line.id) {
             Some(session) => session,
             None => {
@@ -224,11 +314,15 @@ impl Sessions {
                     first_user: None,
                     several_users: false,
                     pending,
+                    held,
+                    counted,
                     last_seen: line.time,
                 })
             }
         };
         session.pending = pending;
+        session.held = held;
+        session.counted = counted;
         session.last_seen = session.last_seen.max(line.time);
         if let Some(host) = line.host {
             session.host = Some(match host {
@@ -273,6 +367,8 @@ enum Kind {
     Failure,
     Pending,
     NoFailure,
+    /// A failure held for the line that completes its try ([`Counting::UnlessFollowed`]).
+    Held,
 }
 
 /// The last `maxlines` lines of a source, and their text joined with `\n`.
@@ -359,7 +455,7 @@ mod tests {
 
     const T: Timestamp = Timestamp::from_secs(1_795_000_000);
 
-    fn line<'a>(id: &'a [u8], host: Option<&str>) -> SessionLine<'a> {
+    fn line<'a>(id: &'a [u8], host: Option<&str>) -> SessionLine<'a, 'a> {
         SessionLine {
             id,
             host: host.map(|h| Host::Ip(h.parse().unwrap())),
@@ -367,6 +463,7 @@ mod tests {
             nofail: false,
             forget: false,
             gained: false,
+            count: Counting::Always,
             time: T,
         }
     }
@@ -551,6 +648,119 @@ mod tests {
             s.settle(helper(b"carol", "192.0.2.4")),
             SessionVerdict::NoFailure
         );
+    }
+
+    fn counted(count: Counting, host: &'static str) -> SessionLine<'static, 'static> {
+        SessionLine {
+            count,
+            ..line(b"p", Some(host))
+        }
+    }
+
+    #[test]
+    fn a_held_line_is_superseded_by_the_line_of_its_try() {
+        use Counting::{Always, IfFirst, UnlessFollowed};
+        let mut s = Sessions::default();
+        // pam_unix, "Failed password", "Connection closed": one failure, on the second.
+        assert_eq!(
+            s.settle(counted(UnlessFollowed, "192.0.2.7")),
+            SessionVerdict::NoFailure
+        );
+        assert_eq!(
+            failure_host(s.settle(counted(Always, "192.0.2.7"))).as_deref(),
+            Some("192.0.2.7")
+        );
+        assert_eq!(
+            s.settle(counted(IfFirst, "192.0.2.7")),
+            SessionVerdict::NoFailure
+        );
+        // A second try in the same session counts again; lines held in a row are one try
+        // (pam_unix, then sshd's "PAM: Authentication failure", then "Failed
+        // keyboard-interactive/pam").
+        assert_eq!(
+            s.settle(counted(UnlessFollowed, "192.0.2.7")),
+            SessionVerdict::NoFailure
+        );
+        assert_eq!(
+            s.settle(counted(UnlessFollowed, "192.0.2.7")),
+            SessionVerdict::NoFailure
+        );
+        assert!(failure_host(s.settle(counted(Always, "192.0.2.7"))).is_some());
+        // Every Always line counts, whatever the session said before.
+        assert!(failure_host(s.settle(counted(Always, "192.0.2.7"))).is_some());
+        assert_eq!(s.ids.len(), 1);
+    }
+
+    #[test]
+    fn a_closing_line_counts_only_for_a_session_that_counted_nothing() {
+        use Counting::{Always, IfFirst, UnlessFollowed};
+        let mut s = Sessions::default();
+        // A client that named a user and left: once, and not twice.
+        assert_eq!(
+            failure_host(s.settle(counted(IfFirst, "198.51.100.20"))).as_deref(),
+            Some("198.51.100.20")
+        );
+        assert_eq!(
+            s.settle(counted(IfFirst, "198.51.100.20")),
+            SessionVerdict::NoFailure
+        );
+        // A held line that nothing completed is counted by the close, once.
+        let mut s = Sessions::default();
+        assert!(failure_host(s.settle(counted(Always, "192.0.2.7"))).is_some());
+        assert_eq!(
+            s.settle(counted(UnlessFollowed, "192.0.2.7")),
+            SessionVerdict::NoFailure
+        );
+        assert!(failure_host(s.settle(counted(IfFirst, "192.0.2.7"))).is_some());
+        assert_eq!(
+            s.settle(counted(IfFirst, "192.0.2.7")),
+            SessionVerdict::NoFailure
+        );
+        // Other sessions are not affected: a close there still counts.
+        let other = SessionLine {
+            id: b"q",
+            ..counted(IfFirst, "192.0.2.7")
+        };
+        assert!(failure_host(s.settle(other)).is_some());
+        // A held line alone never counts; nor after its session expired.
+        let mut s = Sessions::default();
+        s.settle(counted(UnlessFollowed, "192.0.2.7"));
+        let late = SessionLine {
+            time: T + SESSION_TTL + Duration::from_secs(1),
+            ..counted(Always, "192.0.2.7")
+        };
+        assert!(failure_host(s.settle(late)).is_some());
+        let late_close = SessionLine {
+            time: T + 2 * SESSION_TTL + Duration::from_secs(2),
+            ..counted(IfFirst, "192.0.2.7")
+        };
+        // The session expired: a new one, which counted nothing yet.
+        assert!(failure_host(s.settle(late_close)).is_some());
+    }
+
+    #[test]
+    fn process_ids_name_their_host() {
+        let mut out = Vec::new();
+        let origin = Origin {
+            host: b"web1",
+            pid: Some(b"1234"),
+        };
+        assert!(origin.session_id(&mut out));
+        assert_eq!(out, b"1234@web1");
+        assert!(!Origin::default().session_id(&mut out));
+        let empty = Origin {
+            host: b"web1",
+            pid: Some(b""),
+        };
+        assert!(!empty.session_id(&mut out));
+        for c in [
+            Counting::Always,
+            Counting::UnlessFollowed,
+            Counting::IfFirst,
+        ] {
+            assert_eq!(Counting::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Counting::from_name("once"), None);
     }
 
     fn window_text(w: &Window) -> String {

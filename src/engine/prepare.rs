@@ -7,6 +7,7 @@
 
 use crate::engine::datetime::{DateDetector, Template};
 use crate::engine::logline::SyslogLine;
+use crate::engine::multiline::Origin;
 use crate::engine::time::Timestamp;
 
 /// How a file line is laid out before the filter sees it.
@@ -33,6 +34,8 @@ pub enum Prepared<'a> {
         time: Option<Timestamp>,
         template: Option<Template>,
         message: &'a [u8],
+        /// The host and process id of a syslog line's header (none for other formats).
+        origin: Origin<'a>,
     },
     /// A syslog line from a program the filter does not read.
     OtherProgram,
@@ -77,6 +80,7 @@ impl LinePreparer {
                 time,
                 template,
                 message: line,
+                origin: Origin::default(),
             },
             LineFormat::AfterDate => {
                 // As fail2ban does: the text before the date and the text after it, put
@@ -102,6 +106,7 @@ impl LinePreparer {
                     time,
                     template,
                     message,
+                    origin: Origin::default(),
                 }
             }
             LineFormat::Syslog => {
@@ -123,6 +128,10 @@ impl LinePreparer {
                     time,
                     template,
                     message: parsed.message,
+                    origin: Origin {
+                        host: parsed.host,
+                        pid: parsed.pid,
+                    },
                 }
             }
         }
@@ -155,9 +164,11 @@ mod tests {
                 time,
                 message,
                 template,
+                origin,
             } => {
                 assert_eq!(time.unwrap().to_rfc3339(), "2026-11-17T10:00:00Z");
                 assert_eq!(template, Some(Template::Syslog));
+                assert_eq!((origin.host, origin.pid), (&b"web1"[..], Some(&b"42"[..])));
                 assert_eq!(
                     message,
                     b"Failed password for root from 192.0.2.1 port 22 ssh2"

@@ -23,9 +23,11 @@ mod reconcile;
 mod rules;
 mod sets;
 mod shim;
+mod watch;
 
 pub use netlink::{BatchStats, MessageInfo, Rejection};
 pub use shim::ElemOp;
+pub use watch::{Change, ChangeWatcher};
 
 use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
@@ -89,6 +91,61 @@ pub enum NftError {
     NeedsPrefixBans { jail: String, target: IpNet },
     #[error("unexpected data from the kernel: {0}")]
     Malformed(String),
+    /// The kernel answered EPERM: no CAP_NET_ADMIN in the network namespace.
+    #[error("{}", not_permitted_hint(.container.as_deref()))]
+    NotPermitted {
+        /// The kind of container (`docker`, `systemd-nspawn`) banhound runs in, if it does
+        /// and the container lacks the capability itself.
+        container: Option<String>,
+    },
+}
+
+/// What to do about EPERM, in one message: which capability, and who must grant it.
+fn not_permitted_hint(container: Option<&str>) -> String {
+    let base = "the kernel refused access to nf_tables (Operation not permitted): banhound needs the CAP_NET_ADMIN capability";
+    match container {
+        Some(kind) => format!(
+            "{base}, and it runs in a container ({kind}) that does not have it: the container must be given CAP_NET_ADMIN (e.g. `docker run --cap-add=NET_ADMIN`, `systemd-nspawn --capability=CAP_NET_ADMIN`)"
+        ),
+        None => format!(
+            "{base}: run it as root with CAP_NET_ADMIN in its capability bounding set (as the shipped banhound.service does)"
+        ),
+    }
+}
+
+/// `CAP_NET_ADMIN`'s bit in /proc's capability masks.
+const CAP_NET_ADMIN_BIT: u64 = 1 << 12;
+
+/// The container banhound runs in, if it does and the container's init lacks CAP_NET_ADMIN
+/// in its bounding set (then no process inside can have it); `None` on a host, or in a
+/// container that has it (then it is banhound's own process that lacks it).
+fn container_without_net_admin() -> Option<String> {
+    let kind = container_kind()?;
+    let init_has = std::fs::read_to_string("/proc/1/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|mask| mask & CAP_NET_ADMIN_BIT != 0);
+    (!init_has).then_some(kind)
+}
+
+/// The kind of container this process runs in, as systemd, Docker and Podman mark it.
+fn container_kind() -> Option<String> {
+    if let Ok(kind) = std::fs::read_to_string("/run/systemd/container") {
+        let kind = kind.trim();
+        if !kind.is_empty() {
+            return Some(kind.to_string());
+        }
+    }
+    if let Some(kind) = std::env::var_os("container").filter(|k| !k.is_empty()) {
+        return Some(kind.to_string_lossy().into_owned());
+    }
+    [("/.dockerenv", "docker"), ("/run/.containerenv", "podman")]
+        .into_iter()
+        .find(|(marker, _)| std::path::Path::new(marker).exists())
+        .map(|(_, kind)| kind.to_string())
 }
 
 impl NftError {
@@ -100,6 +157,7 @@ impl NftError {
             }
             NftError::Rejected(r) => r.first().map(|r| r.errno),
             NftError::Timeout(_) => Some(libc::ETIMEDOUT),
+            NftError::NotPermitted { .. } => Some(libc::EPERM),
             _ => None,
         }
     }
@@ -738,7 +796,14 @@ fn set_flags(jail: &JailRules) -> u32 {
     }
 }
 
+/// Every error of the backend's calls: EPERM becomes the one message that says what to do.
 fn wrap(e: NftError) -> FirewallError {
+    let e = match e.errno() {
+        Some(libc::EPERM) => NftError::NotPermitted {
+            container: container_without_net_admin(),
+        },
+        _ => e,
+    };
     FirewallError {
         backend: BackendKind::Nftables,
         source: Box::new(e),
@@ -774,5 +839,36 @@ impl Firewall for NftablesBackend {
 
     async fn teardown(&mut self) -> Result<(), FirewallError> {
         self.do_teardown().map_err(wrap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eperm_says_which_capability_and_who_must_grant_it() {
+        let e = wrap(NftError::Rejected(vec![Rejection {
+            errno: libc::EPERM,
+            message: MessageInfo::Object("dump request".into()),
+            element: None,
+            detail: None,
+        }]));
+        let text = e.to_string();
+        assert!(text.contains("CAP_NET_ADMIN"), "{text}");
+        // One message: nothing of it repeated as a cause.
+        assert!(std::error::Error::source(&e)
+            .and_then(std::error::Error::source)
+            .is_none());
+        let host = not_permitted_hint(None);
+        assert!(
+            host.contains("CAP_NET_ADMIN") && !host.contains("container"),
+            "{host}"
+        );
+        let docker = not_permitted_hint(Some("docker"));
+        assert!(
+            docker.contains("container (docker)") && docker.contains("--cap-add=NET_ADMIN"),
+            "{docker}"
+        );
     }
 }

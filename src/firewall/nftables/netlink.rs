@@ -10,6 +10,7 @@
 
 use super::shim::{self, ElemOp};
 use super::NftError;
+use crate::multicast::attributes;
 use nftnl::FinalizedBatch;
 use std::collections::BTreeSet;
 use std::io;
@@ -33,7 +34,6 @@ const NLMSGERR_ATTR_OFFS: u16 = 2;
 /// `NFTA_SET_ELEM_KEY` inside a list element and `NFTA_DATA_VALUE` inside a key.
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_DATA_VALUE: u16 = 1;
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// What a message of a batch does, for error reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,6 +182,12 @@ impl NetlinkSocket {
 
     pub fn last_batch(&self) -> BatchStats {
         self.last_batch
+    }
+
+    /// The socket's netlink port id: the kernel's change notifications carry the port id
+    /// of the socket that made the change.
+    pub fn portid(&self) -> u32 {
+        self.socket.portid()
     }
 
     fn setsockopt(
@@ -512,22 +518,6 @@ fn parse_reply(msg: &[u8]) -> Reply {
         element,
         detail,
     }
-}
-
-/// Iterates netlink attributes (type without the nested/byte-order bits, value).
-fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while buf.len() >= 4 {
-        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
-        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > buf.len() {
-            break;
-        }
-        out.push((ty, &buf[4..len]));
-        let next = ((len + 3) & !3).min(buf.len());
-        buf = &buf[next..];
-    }
-    out
 }
 
 /// The address of the list element at `offset` in an element request: the attribute the

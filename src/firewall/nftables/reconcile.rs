@@ -5,8 +5,9 @@
 //! admin's `nft flush ruleset` (or `systemctl restart nftables`, which loads a ruleset that
 //! starts with one) deletes it, and every banned address gets through until the daemon
 //! restarts; a ban or unban that failed (the table was gone at that moment, the kernel was
-//! out of memory) is wrong until then too. The daemon calls this periodically, so such
-//! damage lasts at most one interval.
+//! out of memory) is wrong until then too. The daemon calls this as soon as the kernel
+//! announces someone else's change to the table (see `watch.rs`), and periodically as the
+//! backstop, so such damage lasts at most one interval even when an announcement is lost.
 //!
 //! What is compared: the table; the base chain (hook and priority); the chain's rules, each
 //! reduced to its expressions and the attributes that decide what it matches and does (so

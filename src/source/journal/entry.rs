@@ -6,6 +6,7 @@
 //! buffer the caller reuses.
 
 use crate::engine::logline::SyslogLine;
+use crate::engine::multiline::Origin;
 use crate::engine::time::Timestamp;
 use std::ops::Range;
 
@@ -36,6 +37,15 @@ impl<'a> EntryView<'a> {
     /// The program name as syslog shows it: SYSLOG_IDENTIFIER, else _COMM.
     pub fn ident(&self) -> Option<&'a [u8]> {
         self.syslog_identifier.or(self.comm)
+    }
+
+    /// The process that logged the entry (`_HOSTNAME`, `_PID`: set by journald, not by the
+    /// sender), for filters whose sessions are processes.
+    pub fn origin(&self) -> Origin<'a> {
+        Origin {
+            host: self.hostname.unwrap_or_default(),
+            pid: self.pid,
+        }
     }
 
     /// Writes `HOST IDENT[PID]: MESSAGE` into `out` (cleared first), leaving out the parts
