@@ -258,6 +258,58 @@ fn config_errors_name_file_line_and_key() {
     }
 }
 
+/// `check-config` once said OK for a journal match the daemon then refused at start, with no
+/// file or line; and a file that is not UTF-8 was refused with no line. Both now stop
+/// `check-config` and the daemon alike, with one message.
+#[test]
+fn check_config_refuses_what_the_daemon_refuses_with_the_same_message() {
+    let cases: &[(&[u8], &str)] = &[
+        (
+            b"[jail.sshd]\njournalmatch = [\"NOEQUALS\"]\n",
+            "banhound.toml:2: jail.sshd.journalmatch: jail sshd: invalid journalmatch: match \"NOEQUALS\" is not of the form FIELD=VALUE",
+        ),
+        (
+            b"[jail.sshd]\nmaxretry = 3 # tr\xe8s peu\n",
+            "banhound.toml:2:18: jail.sshd.maxretry: byte 0xe8 is not UTF-8 (configuration files are UTF-8 text)",
+        ),
+    ];
+    for (config, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("banhound.toml"), config).unwrap();
+        let check = run(banhound(dir.path()).arg("check-config"), None);
+        let check_err = text(&check.stderr);
+        assert_eq!(
+            check.status.code(),
+            Some(2),
+            "accepted: {check_err}{}",
+            text(&check.stdout)
+        );
+        assert!(
+            check_err.contains(expected),
+            "expected {expected}\ngot: {check_err}"
+        );
+        // The daemon stops at the configuration, before it touches anything.
+        let daemon = run(
+            banhound(dir.path())
+                .args([
+                    "daemon",
+                    "--no-bus",
+                    "--log-target",
+                    "stderr",
+                    "--state-dir",
+                ])
+                .arg(dir.path().join("state")),
+            None,
+        );
+        let daemon_err = text(&daemon.stderr);
+        assert_eq!(daemon.status.code(), Some(2), "{daemon_err}");
+        assert!(
+            daemon_err.contains(expected),
+            "expected {expected}\ngot: {daemon_err}"
+        );
+    }
+}
+
 /// `DBUS_SYSTEM_BUS_ADDRESS` set in the environment (a desktop session, a container) once
 /// made `daemon --no-bus` an argument conflict with `--bus-address`, whose default it is.
 #[test]

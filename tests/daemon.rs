@@ -516,6 +516,95 @@ fn file_jails_follow_appends_rotation_and_resume_after_restart() {
     assert!(daemon.stop());
 }
 
+/// Issue 13: the file follower cut a line at its read boundary and gave the rest to the
+/// filter as a line of its own, so whoever makes a service log one long line chooses the next
+/// "line" a filter sees. Long lines are read whole, over-long ones skipped to their newline,
+/// and the daemon and `test-filter --jail` agree on what that leaves: one real failure, one
+/// ban.
+#[test]
+fn an_over_long_line_is_skipped_whole_not_split_and_test_filter_agrees() {
+    use banhound::source::file::MAX_LINE;
+    let log_dir = tempfile::tempdir().unwrap();
+    let auth = log_dir.path().join("auth.log");
+    let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+    let sshd_failure = |addr: &str| {
+        format!("{stamp} server sshd[1000]: Failed password for root from {addr} port 41000 ssh2")
+    };
+    // A line another program logs, padded with what its client sent so that a whole sshd
+    // failure line starts at byte `cut` of it.
+    let hostile_line = |cut: usize, addr: &str| {
+        let head = format!("{stamp} server app[7]: user=");
+        let mut line = head.clone().into_bytes();
+        line.resize(cut, b'x');
+        line.extend_from_slice(sshd_failure(addr).as_bytes());
+        line.push(b'\n');
+        line
+    };
+    let mut bytes = Vec::new();
+    // Whole at the follower's old read boundary (256 KiB: a line read whole, of another
+    // program), and past the line limit (skipped).
+    bytes.extend(hostile_line(256 << 10, "192.0.2.77"));
+    bytes.extend(hostile_line(MAX_LINE + (64 << 10), "192.0.2.78"));
+    bytes.extend(format!("{}\n", sshd_failure(ATTACKER)).into_bytes());
+    // Written before the daemon starts: it reads the file from its start in one go.
+    std::fs::write(&auth, &bytes).unwrap();
+    let mut lab = Lab::new(
+        "longline",
+        &format!(
+            "[jail.sshd]\nenabled = false\n\n[jail.sshd-file]\nenabled = true\nfilter = \"sshd\"\nlogpath = [\"{}\"]\nmaxretry = 1\nbackend = \"log-only\"\n",
+            auth.display()
+        ),
+    );
+    let daemon = lab.start();
+    daemon.wait_log(&format!("Banned {ATTACKER} in jail sshd-file"), 1);
+    let log = daemon.log();
+    assert!(!log.contains("192.0.2.77"), "{log}");
+    assert!(!log.contains("192.0.2.78"), "{log}");
+    assert_eq!(log.matches("Banned ").count(), 1, "{log}");
+    daemon.wait_log("skipped 1 over-long line(s)", 1);
+    assert!(daemon.stop());
+    let stored = stored_bans(&lab);
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(_, target, _)| target.as_str())
+            .collect::<Vec<_>>(),
+        [format!("{ATTACKER}/32")],
+        "{stored:?}"
+    );
+
+    // test-filter with the jail's settings reads the same lines and decides the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .arg("--defaults-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+        .arg("--config")
+        .arg(lab.config_path())
+        .args(["test-filter", "sshd"])
+        .arg(&auth)
+        .args(["--jail", "sshd-file"])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        summary.contains("3 read: 1 matched, 0 ignored, 2 missed"),
+        "{summary}"
+    );
+    assert!(summary.contains("1 too long"), "{summary}");
+    let would_ban: Vec<&str> = summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Would ban"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(would_ban, [ATTACKER], "{summary}");
+}
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// `banhound --bus-address BUS ARGS` as root.

@@ -14,6 +14,7 @@
 
 pub mod args;
 pub mod proxy;
+mod read_only;
 pub mod service;
 
 use crate::engine::address::ManualBanRefusal;
@@ -129,8 +130,9 @@ pub struct BanInfo {
 pub enum ControlError {
     #[error("no jail named {0:?}")]
     NoSuchJail(String),
-    #[error("invalid address {0:?}: expected an IPv4 or IPv6 address")]
-    InvalidAddress(String),
+    /// The text as given, and what is wrong with it.
+    #[error("invalid address {0:?}: {1}")]
+    InvalidAddress(String, &'static str),
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
     #[error("{} is never banned: {reason}", target_text(target))]
     Ignored { target: IpNet, reason: String },
@@ -146,6 +148,10 @@ pub enum ControlError {
     NotBanned(String),
     #[error("{0}")]
     AccessDenied(String),
+    /// A reload found the configuration invalid (the running one stays); names file, line
+    /// and key.
+    #[error("{0}")]
+    InvalidConfiguration(String),
     #[error("{0}")]
     Failed(String),
 }

@@ -9,6 +9,7 @@
 //! mutating method checks the caller's UID again (GetConnectionUnixUser): a policy file left
 //! out, or a permissive bus, must not let anyone but root change bans.
 
+use super::read_only::ReadOnlyProperties;
 use super::{
     args, jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
     JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
@@ -44,6 +45,7 @@ pub enum BusError {
     InvalidDuration(String),
     NotBanned(String),
     AccessDenied(String),
+    InvalidConfiguration(String),
     Failed(String),
 }
 
@@ -52,12 +54,13 @@ impl From<ControlError> for BusError {
         let message = e.to_string();
         match e {
             ControlError::NoSuchJail(_) => BusError::NoSuchJail(message),
-            ControlError::InvalidAddress(_) => BusError::InvalidAddress(message),
+            ControlError::InvalidAddress(..) => BusError::InvalidAddress(message),
             ControlError::Ignored { .. } => BusError::Ignored(message),
             ControlError::TooWide { .. } => BusError::InvalidAddress(message),
             ControlError::InvalidDuration(_) => BusError::InvalidDuration(message),
             ControlError::NotBanned(_) => BusError::NotBanned(message),
             ControlError::AccessDenied(_) => BusError::AccessDenied(message),
+            ControlError::InvalidConfiguration(_) => BusError::InvalidConfiguration(message),
             ControlError::Failed(_) => BusError::Failed(message),
         }
     }
@@ -126,12 +129,12 @@ impl Service {
         let mut builder = builder
             .serve_at(
                 MANAGER_PATH,
-                Manager {
+                ReadOnlyProperties(Manager {
                     owner: owner.clone(),
                     jails: jails.clone(),
                     health: health.clone(),
                     started: status.started,
-                },
+                }),
             )
             .map_err(StartError::Connect)?;
         {
@@ -140,10 +143,10 @@ impl Service {
                 builder = builder
                     .serve_at(
                         jail_path(&snapshot.name),
-                        Jail {
+                        ReadOnlyProperties(Jail {
                             name: snapshot.name.clone(),
                             owner: owner.clone(),
-                        },
+                        }),
                     )
                     .map_err(StartError::Connect)?;
                 known.insert(snapshot.name.clone(), snapshot);
@@ -369,7 +372,8 @@ impl Manager {
     }
 
     /// Reload: re-reads the configuration; jail objects appear and disappear to match.
-    /// Errors: Failed (the configuration is invalid; the running one stays), AccessDenied.
+    /// Errors: InvalidConfiguration (the running one stays), Failed (the new configuration
+    /// could not be applied in full), AccessDenied.
     async fn reload(
         &self,
         #[zbus(connection)] connection: &Connection,
@@ -767,10 +771,10 @@ async fn update_jail(
         Some(old) => announce_changes(connection, old, &snapshot).await?,
         None if !register => return Ok(()),
         None => {
-            let jail = Jail {
+            let jail = ReadOnlyProperties(Jail {
                 name: snapshot.name.clone(),
                 owner: owner.clone(),
-            };
+            });
             connection
                 .object_server()
                 .at(jail_path(&snapshot.name), jail)
@@ -797,7 +801,7 @@ async fn sync_jails(
     for name in gone {
         connection
             .object_server()
-            .remove::<Jail, _>(jail_path(&name))
+            .remove::<ReadOnlyProperties<Jail>, _>(jail_path(&name))
             .await?;
         known.remove(&name);
     }

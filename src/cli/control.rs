@@ -179,9 +179,16 @@ pub fn bus_error(e: zbus::Error) -> anyhow::Error {
             anyhow!("access denied by the D-Bus policy: only root may do this"),
         ),
         (_, Some("AccessDenied")) => exit_with(ExitCode::AccessDenied, anyhow!("{message}")),
-        (_, Some("NoSuchJail" | "InvalidAddress" | "InvalidDuration" | "Ignored")) => {
-            invalid(anyhow!("{message}"))
-        }
+        (
+            _,
+            Some(
+                "NoSuchJail"
+                | "InvalidAddress"
+                | "InvalidDuration"
+                | "Ignored"
+                | "InvalidConfiguration",
+            ),
+        ) => invalid(anyhow!("{message}")),
         (_, Some(_)) => anyhow!("{message}"),
         _ => anyhow!("{name}: {message}"),
     }

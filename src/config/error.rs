@@ -17,6 +17,36 @@ pub struct SourceText {
 }
 
 impl SourceText {
+    /// Reads a configuration file, which must be UTF-8 text: a byte that is not is refused
+    /// at its line, column and key (`read_to_string` would say only "stream did not contain
+    /// valid UTF-8").
+    pub fn read(path: &Path) -> Result<SourceText, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::io(path, &e))?;
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(SourceText {
+                path: path.to_path_buf(),
+                text,
+            }),
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.as_bytes();
+                let (line, column) = utf8_position(bytes, at);
+                // The text before the byte is valid: the key is found in it.
+                let before = SourceText {
+                    path: path.to_path_buf(),
+                    text: String::from_utf8_lossy(&bytes[..at]).into_owned(),
+                };
+                Err(ConfigError::NotUtf8 {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    key: before.key_at(at),
+                    byte: bytes[at],
+                })
+            }
+        }
+    }
+
     /// 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
@@ -75,6 +105,16 @@ impl SourceText {
     }
 }
 
+/// The 1-based line and byte column of `bytes[offset]`.
+pub fn utf8_position(bytes: &[u8], offset: usize) -> (usize, usize) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line_start = memchr::memrchr(b'\n', before).map_or(0, |i| i + 1);
+    (
+        memchr::memchr_iter(b'\n', before).count() + 1,
+        before.len() - line_start + 1,
+    )
+}
+
 fn strip_comment(line: &str) -> &str {
     // Good enough for locating keys: a '#' inside a string only shortens what we look at.
     match line.find('#') {
@@ -95,6 +135,19 @@ pub enum ConfigError {
     },
     #[error("cannot read {}: {message}", path.display())]
     Io { path: PathBuf, message: String },
+    #[error(
+        "{}:{line}:{column}: {}byte 0x{byte:02x} is not UTF-8 (configuration files are UTF-8 text)",
+        file.display(),
+        key.as_ref().map(|k| format!("{k}: ")).unwrap_or_default()
+    )]
+    NotUtf8 {
+        file: PathBuf,
+        line: usize,
+        /// In bytes, 1-based.
+        column: usize,
+        key: Option<String>,
+        byte: u8,
+    },
 }
 
 impl ConfigError {

@@ -25,7 +25,7 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct RawFilter {
     pub description: Option<String>,
-    pub journalmatch: Option<Vec<String>>,
+    pub journalmatch: Option<Vec<Spanned<String>>>,
     pub identifiers: Option<Vec<String>>,
     pub format: Option<Spanned<String>>,
     /// `"process"`: the records of one process are a session.
@@ -225,7 +225,10 @@ pub fn build_filter(
     Ok(FilterDefinition {
         name: name.to_string(),
         description: raw.description.clone(),
-        journalmatch: raw.journalmatch.clone().unwrap_or_default(),
+        journalmatch: match &raw.journalmatch {
+            Some(words) => super::check_journalmatch(src, words, &format!("filter {name}"))?,
+            None => Vec::new(),
+        },
         identifiers: raw.identifiers.clone().unwrap_or_default(),
         format,
         datepattern: None,

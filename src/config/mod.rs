@@ -22,6 +22,7 @@ use crate::engine::address::IgnoreList;
 use crate::engine::time::BanTime;
 use crate::engine::tracker::{Escalation, Growth, Policy};
 use crate::firewall::{BackendKind, BlockType, JailRules, Protocol};
+use crate::source::journal::matches::{MatchError, MatchExpr};
 use error::{ConfigError, SourceText};
 use filter_file::{build_filter, parse_filter_file, FilterDefinition, RawFilter};
 use ipnet::IpNet;
@@ -258,7 +259,7 @@ struct RawJail {
     enabled: Option<Spanned<bool>>,
     filter: Option<Spanned<FilterRef>>,
     mode: Option<Spanned<String>>,
-    journalmatch: Option<Spanned<Vec<String>>>,
+    journalmatch: Option<Spanned<Vec<Spanned<String>>>>,
     logpath: Option<Spanned<Vec<PathBuf>>>,
     maxretry: Option<Spanned<u32>>,
     findtime: Option<Spanned<DurationValue>>,
@@ -328,16 +329,38 @@ fn pick<'a, T>(
         .find_map(|l| get(l.raw).map(|v| (l.file, v)))
 }
 
+/// Checks journal matches as the journal reader parses them, so that what `check-config`
+/// accepts the daemon starts with; an error points at the word at fault. `context` says
+/// whose matches they are ("jail sshd", "filter sshd").
+fn check_journalmatch(
+    src: &SourceText,
+    words: &[Spanned<String>],
+    context: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let plain: Vec<String> = words.iter().map(|w| w.get_ref().clone()).collect();
+    MatchExpr::parse(&plain).map_err(|e| {
+        let at = match &e {
+            MatchError::EmptyGroup(position) => *position,
+            MatchError::MissingEquals(term)
+            | MatchError::EmptyField(term)
+            | MatchError::InvalidField { term, .. } => {
+                plain.iter().position(|w| w == term).unwrap_or(0)
+            }
+        };
+        src.error_at(
+            words.get(at).map(Spanned::span),
+            format!("{context}: invalid journalmatch: {e}"),
+        )
+    })?;
+    Ok(plain)
+}
+
 /// Reads, merges and validates the configuration.
 pub fn load(paths: &ConfigPaths) -> Result<Settings, ConfigError> {
     let files = paths.files()?;
     let mut sources = Vec::with_capacity(files.len());
     for path in &files {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
-        sources.push(SourceText {
-            path: path.clone(),
-            text,
-        });
+        sources.push(SourceText::read(path)?);
     }
     load_sources(paths, sources)
 }
@@ -543,7 +566,7 @@ fn build_jail(
                 return Err(err_at(f, j.span(), "journalmatch is empty: it would read every journal entry; remove it to use the filter's matches".into()));
             }
             JailSource::Journal {
-                matches: j.get_ref().clone(),
+                matches: check_journalmatch(&sources[f], j.get_ref(), &format!("jail {name}"))?,
             }
         }
         (None, None) => {
@@ -552,6 +575,18 @@ fn build_jail(
                     decl_file,
                     decl_span,
                     format!("jail {name} has no source: set journalmatch or logpath (its filter {} has no default journalmatch)", filter.name),
+                ));
+            }
+            // A banhound filter's matches were checked in its file; a fail2ban filter's
+            // (INI) are checked here.
+            if let Err(e) = MatchExpr::parse(&filter.journalmatch) {
+                return Err(err_at(
+                    decl_file,
+                    decl_span,
+                    format!(
+                        "jail {name}: the journalmatch of its filter {} is invalid: {e}",
+                        filter.name
+                    ),
                 ));
             }
             JailSource::Journal {
@@ -719,11 +754,7 @@ pub fn load_filter_file(
     name: &str,
     mode: Option<&Spanned<String>>,
 ) -> Result<FilterDefinition, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, &e))?;
-    let src = SourceText {
-        path: path.to_path_buf(),
-        text,
-    };
+    let src = SourceText::read(path)?;
     let raw = parse_filter_file(&src)?;
     build_filter(&src, &raw, name, mode)
 }

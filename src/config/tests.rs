@@ -246,3 +246,86 @@ fn malformed_toml_is_located() {
     let err = t.load().unwrap_err();
     assert!(err.starts_with("etc/banhound.toml:3:"), "{err}");
 }
+
+/// Journal matches are checked when the configuration loads, so `check-config` refuses what
+/// the daemon would refuse at start, at the word's line.
+#[test]
+fn journal_matches_are_checked_at_their_line() {
+    let cases: [(&str, &str); 4] = [
+        ("[jail.sshd]\njournalmatch = [\"NOEQUALS\"]\n", "etc/banhound.toml:2: jail.sshd.journalmatch: jail sshd: invalid journalmatch: match \"NOEQUALS\" is not of the form FIELD=VALUE"),
+        ("[jail.sshd]\njournalmatch = [\n  \"_COMM=sshd\",\n  \"+\",\n  \"_comm=sshd\",\n]\n", "etc/banhound.toml:5: jail.sshd.journalmatch: jail sshd: invalid journalmatch: match \"_comm=sshd\": field name \"_comm\" is invalid"),
+        ("[jail.sshd]\njournalmatch = [\n  \"_COMM=sshd\",\n  \"+\",\n]\n", "etc/banhound.toml:4: jail.sshd.journalmatch: jail sshd: invalid journalmatch: \"+\" at position 1 separates nothing"),
+        ("[jail.sshd]\njournalmatch = [\"=sshd\"]\n", "etc/banhound.toml:2: jail.sshd.journalmatch: jail sshd: invalid journalmatch: match \"=sshd\" has an empty field name"),
+    ];
+    for (text, expected) in cases {
+        let t = Tree::new();
+        t.write("etc/banhound.toml", text);
+        let err = t
+            .load()
+            .err()
+            .unwrap_or_else(|| panic!("accepted:\n{text}"));
+        assert!(
+            err.starts_with(expected),
+            "config:\n{text}\nexpected: {expected}\ngot: {err}"
+        );
+    }
+    // A filter's own journalmatch, used by a jail without one: refused in the filter file.
+    let t = Tree::new();
+    t.write(
+        "etc/filters/custom.toml",
+        "journalmatch = [\n  'SYSLOG_IDENTIFIER app',\n]\nfailregex = ['^fail from <HOST>$']\n",
+    );
+    t.write("etc/jail.d/c.toml", "[jail.custom]\nenabled = true\n");
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/filters/custom.toml:2: journalmatch: filter custom: invalid journalmatch: match \"SYSLOG_IDENTIFIER app\" is not of the form FIELD=VALUE"
+    );
+}
+
+/// `read_to_string` says "stream did not contain valid UTF-8", nothing about where.
+#[test]
+fn bytes_that_are_not_utf8_are_refused_at_their_line_and_column() {
+    let t = Tree::new();
+    let p = t.dir.path().join("etc/banhound.toml");
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, b"[jail.sshd]\nmaxretry = 3\nbantime = \"1\xffh\"\n").unwrap();
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/banhound.toml:3:13: jail.sshd.bantime: byte 0xff is not UTF-8 (configuration files are UTF-8 text)"
+    );
+    // The same in a filter file.
+    let t = Tree::new();
+    let p = t.dir.path().join("etc/filters/custom.toml");
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, b"failregex = [\n  '^\xc3(fail) from <HOST>$',\n]\n").unwrap();
+    t.write(
+        "etc/jail.d/c.toml",
+        "[jail.custom]\nenabled = true\nlogpath = [\"/var/log/app.log\"]\n",
+    );
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/filters/custom.toml:2:5: failregex: byte 0xc3 is not UTF-8 (configuration files are UTF-8 text)"
+    );
+}
+
+/// A fail2ban filter's journalmatch (INI, no spans) is checked where a jail takes it.
+#[test]
+fn a_fail2ban_filters_journalmatch_is_checked_at_the_jail() {
+    let t = Tree::new();
+    t.write(
+        "f2b/filter.d/food.conf",
+        "[Definition]\nfailregex = ^fail from <HOST>$\njournalmatch = _SYSTEMD_UNIT=food.service +\n",
+    );
+    t.write(
+        "etc/banhound.toml",
+        &format!(
+            "[fail2ban]\ndir = \"{}\"\n\n[jail.food]\nenabled = true\nfilter = \"fail2ban:food\"\n",
+            t.dir.path().join("f2b").display()
+        ),
+    );
+    let err = t.load().unwrap_err();
+    assert!(
+        err.starts_with("etc/banhound.toml:4: jail.food: jail food: the journalmatch of its filter fail2ban:food is invalid: \"+\" at position 1 separates nothing"),
+        "{err}"
+    );
+}

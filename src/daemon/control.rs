@@ -156,7 +156,7 @@ impl Daemon {
             }
             Request::Reload { caller_uid, reply } => {
                 tracing::info!("reload requested over D-Bus (uid {caller_uid})");
-                let _ = reply.send(self.reload(feeds).await.map_err(ControlError::Failed));
+                let _ = reply.send(self.reload(feeds).await);
             }
             Request::AddIgnore {
                 jail,

@@ -2,7 +2,7 @@
 //! survives restarts.
 //!
 //! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
-//! state database); the source feeds ([`feed`] for the journal, [`files`] for log files) and
+//! state database); the source feeds ([`feed`] for the journal, [`crate::source::file_follow`] for log files) and
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
@@ -36,7 +36,6 @@
 pub mod backends;
 mod control;
 pub mod feed;
-pub mod files;
 mod health;
 pub mod host;
 pub mod logging;
@@ -45,7 +44,7 @@ pub mod state;
 pub mod state_writer;
 
 use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, Event, Health, JailSnapshot, Request};
+use crate::bus::{unban_reason, ControlError, Event, Health, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
@@ -57,13 +56,13 @@ use crate::engine::tracker::{BanDecision, Tracker, Verdict};
 use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
+use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosition};
 use crate::source::journal::{
     Batch, FollowOptions, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
     StartReport,
 };
 use backends::Backends;
 use feed::Feed;
-use files::{FileChunk, FileError, FileFeed, FilePosition};
 use ipnet::IpNet;
 use sd_notify::NotifyState;
 use state::{StateDb, StateError, StoredBan};
@@ -858,7 +857,7 @@ impl Daemon {
         let started = std::time::Instant::now();
         let now = wall_now();
         // A read fills READ_SIZE when more is waiting; the chunk is that minus a partial line.
-        self.catching_up = chunk.lines.len() >= files::READ_SIZE / 2;
+        self.catching_up = chunk.lines.len() >= file_follow::READ_SIZE / 2;
         let Some((path, readers)) = self.files.get(chunk.file) else {
             return;
         };
@@ -1150,9 +1149,10 @@ impl Daemon {
         self.publish_changes();
     }
 
-    /// SIGHUP or the bus: RELOADING=1, apply the new configuration or refuse it, READY=1.
-    /// The error is the message for whoever asked (it is logged too).
-    async fn reload(&mut self, feeds: &mut Feeds) -> Result<(), String> {
+    /// SIGHUP or the bus (`banhound reload`, the unit's ExecReload): RELOADING=1, apply the
+    /// new configuration or refuse it, READY=1. The error is for whoever asked (it is logged
+    /// too): an invalid configuration is told apart so that the CLI exits 2 for it.
+    async fn reload(&mut self, feeds: &mut Feeds) -> Result<(), ControlError> {
         let mut states = vec![NotifyState::Reloading];
         if let Ok(now) = NotifyState::monotonic_usec_now() {
             states.push(now);
@@ -1165,7 +1165,7 @@ impl Daemon {
                     "configuration reload refused, the running configuration stays in force: {e}"
                 );
                 tracing::error!("{message}");
-                Err(message)
+                Err(ControlError::InvalidConfiguration(message))
             }
             Ok(prepared) => {
                 let applied = self.apply(prepared, feeds).await;
@@ -1176,7 +1176,7 @@ impl Daemon {
                     Err(e) => {
                         let message = format!("configuration reload failed: {e}");
                         tracing::error!("{message}");
-                        Err(message)
+                        Err(ControlError::Failed(message))
                     }
                     Ok(()) => {
                         tracing::info!("configuration reloaded: {}", self.status());

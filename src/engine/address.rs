@@ -5,6 +5,12 @@
 //! banned: the address itself, or for IPv6 its /64 (or any prefix) when the jail asks, since
 //! one host usually owns a whole /64. The ignore list is checked against that network, not
 //! just the address: banning a /64 that contains our own address would lock us out.
+//!
+//! Some addresses are never banned, whoever asks (a log line or an admin over the bus), by
+//! the one check [`IgnoreList::check`]: loopback and unspecified, broadcast and multicast (no
+//! connection comes from them; a ban could only block traffic the host needs), and
+//! link-local (the same address is a different host on each link, and a ban blocks it on
+//! every interface: a neighbour could get the router of another link banned).
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -84,6 +90,9 @@ pub fn ban_target_net(net: IpNet, ipv6_prefix: u8) -> IpNet {
 pub enum IgnoreReason {
     Loopback,
     Unspecified,
+    Broadcast,
+    Multicast,
+    LinkLocal,
     IgnoreIp,
     OwnAddress,
 }
@@ -93,6 +102,11 @@ impl IgnoreReason {
         match self {
             IgnoreReason::Loopback => "loopback address",
             IgnoreReason::Unspecified => "unspecified address",
+            IgnoreReason::Broadcast => "broadcast address",
+            IgnoreReason::Multicast => "multicast address",
+            IgnoreReason::LinkLocal => {
+                "link-local address (a ban would block it on every interface, each link's host)"
+            }
             IgnoreReason::IgnoreIp => "listed in ignoreip",
             IgnoreReason::OwnAddress => "one of this host's own addresses (ignoreself)",
         }
@@ -105,6 +119,9 @@ impl IgnoreReason {
         match self {
             IgnoreReason::Loopback => "it contains loopback addresses",
             IgnoreReason::Unspecified => "it contains the unspecified address",
+            IgnoreReason::Broadcast => "it contains the broadcast address",
+            IgnoreReason::Multicast => "it contains multicast addresses",
+            IgnoreReason::LinkLocal => "it contains link-local addresses",
             IgnoreReason::IgnoreIp => "it overlaps a network listed in ignoreip",
             IgnoreReason::OwnAddress => "it contains one of this host's own addresses (ignoreself)",
         }
@@ -117,7 +134,7 @@ impl std::fmt::Display for IgnoreReason {
     }
 }
 
-const ALWAYS_IGNORED: [(IpNet, IgnoreReason); 4] = [
+const ALWAYS_IGNORED: [(IpNet, IgnoreReason); 9] = [
     (
         IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8)),
         IgnoreReason::Loopback,
@@ -134,10 +151,37 @@ const ALWAYS_IGNORED: [(IpNet, IgnoreReason); 4] = [
         IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128)),
         IgnoreReason::Unspecified,
     ),
+    (
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::BROADCAST, 32)),
+        IgnoreReason::Broadcast,
+    ),
+    (
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4)),
+        IgnoreReason::Multicast,
+    ),
+    (
+        IpNet::V6(Ipv6Net::new_assert(
+            Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+            8,
+        )),
+        IgnoreReason::Multicast,
+    ),
+    (
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16)),
+        IgnoreReason::LinkLocal,
+    ),
+    (
+        IpNet::V6(Ipv6Net::new_assert(
+            Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0),
+            10,
+        )),
+        IgnoreReason::LinkLocal,
+    ),
 ];
 
-/// Networks that are never banned. Loopback and the unspecified address always are;
-/// the host's own addresses are given by the caller (the engine does no I/O).
+/// Networks that are never banned. Loopback, unspecified, broadcast, multicast and
+/// link-local addresses always are; the host's own addresses are given by the caller (the
+/// engine does no I/O).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IgnoreList {
     networks: Vec<IpNet>,
@@ -276,6 +320,17 @@ mod tests {
         assert_eq!(t("2001:db8:1:2::99", 64), Some(IgnoreReason::OwnAddress));
         assert_eq!(t("2001:db8:1:2::99", 128), None);
         assert_eq!(t("203.0.113.9", 128), None);
+        assert_eq!(t("255.255.255.255", 128), Some(IgnoreReason::Broadcast));
+        assert_eq!(t("224.0.0.1", 128), Some(IgnoreReason::Multicast));
+        assert_eq!(t("239.255.255.250", 128), Some(IgnoreReason::Multicast));
+        assert_eq!(t("ff02::1", 64), Some(IgnoreReason::Multicast));
+        assert_eq!(t("::ffff:224.0.0.251", 128), Some(IgnoreReason::Multicast));
+        assert_eq!(t("169.254.10.1", 128), Some(IgnoreReason::LinkLocal));
+        assert_eq!(t("fe80::1", 128), Some(IgnoreReason::LinkLocal));
+        assert_eq!(t("febf::1", 64), Some(IgnoreReason::LinkLocal));
+        assert_eq!(t("fec0::1", 128), None);
+        assert_eq!(t("223.255.255.255", 128), None);
+        assert_eq!(t("240.0.0.1", 128), None);
     }
 
     fn net(s: &str) -> IpNet {

@@ -1,5 +1,8 @@
 //! Sources: where log records come from. The systemd journal first (read natively through
-//! libsystemd, with a persisted cursor), and plain log files.
+//! libsystemd, with a persisted cursor, [`journal`]), and plain log files: [`file`] is the one
+//! line reader (test-filter and the daemon), [`file_follow`] the daemon's follower of files
+//! being written (rotation, truncation, persisted offsets).
 
 pub mod file;
+pub mod file_follow;
 pub mod journal;

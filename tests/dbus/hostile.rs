@@ -5,6 +5,10 @@
 //! - Bans that would lock the admin out (loopback, ignoreip, the host's own addresses, in
 //!   any spelling, and wide networks around them) are refused with
 //!   `org.banhound.Banhound1.Error.Ignored` and nothing reaches the kernel.
+//! - Arguments that are not exactly an address (whitespace, a zone on IPv4), addresses no
+//!   connection comes from or that name a host per link (broadcast, multicast, link-local),
+//!   and a zero duration are refused by name, over the bus and by `banhound ban` (exit 2);
+//!   Set of a read-only property answers PropertyReadOnly.
 //! - A seeded random storm of calls with hostile arguments and wrong signatures leaves the
 //!   daemon alive and quick, and the kernel holding exactly what the accepted calls banned.
 //!   The seed is printed; `BANHOUND_BUS_STORM_SEED` and `BANHOUND_BUS_STORM_CALLS` replay
@@ -42,13 +46,19 @@ ipv6_prefix = 64
 const JAILS: [&str; 2] = ["sshd", "wide"];
 const ERROR_PREFIX: &str = "org.banhound.Banhound1.Error.";
 
-/// What must never be in the kernel: loopback, unspecified, ignoreip, own addresses.
+/// What must never be in the kernel: loopback, unspecified, broadcast, multicast,
+/// link-local, ignoreip, own addresses.
 fn never_banned() -> Vec<IpNet> {
     [
         "127.0.0.0/8",
         "::1/128",
         "0.0.0.0/32",
         "::/128",
+        "255.255.255.255/32",
+        "224.0.0.0/4",
+        "ff00::/8",
+        "169.254.0.0/16",
+        "fe80::/10",
         "203.0.113.0/24",
         "2001:db8:aa::/48",
     ]
@@ -157,7 +167,6 @@ fn bans_that_would_lock_out_the_admin_never_reach_the_kernel() {
         (both, "[::1]".into()),
         (both, "::ffff:127.0.0.1".into()),
         (both, "::FFFF:7f00:1".into()),
-        (both, " 127.0.0.1 ".into()),
         (both, "0.0.0.0".into()),
         (both, "::".into()),
         (both, "203.0.113.9".into()),
@@ -257,6 +266,158 @@ fn bans_that_would_lock_out_the_admin_never_reach_the_kernel() {
             "2001:db8:1:4::/64".parse().unwrap()
         ]
     );
+}
+
+/// Arguments `Ban` once took: whitespace or a newline around the address, a zone on an IPv4
+/// address, addresses no connection comes from (broadcast, multicast), link-local ones (the
+/// same address is another host on each link, and a ban blocks it on every interface), and a
+/// duration of 0. Each is refused with an error that says why, by the bus and by
+/// `banhound ban` (exit 2), and nothing reaches the kernel. `Properties.Set` of a read-only
+/// property says so (it answered "Unknown property").
+#[test]
+fn malformed_and_unbannable_ban_arguments_are_refused_by_name() {
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let mut daemon = RealDaemon::start("args", &bus.address, CONFIG);
+    let invalid = format!("{ERROR_PREFIX}InvalidAddress");
+    let ignored = format!("{ERROR_PREFIX}Ignored");
+    let bad_duration = format!("{ERROR_PREFIX}InvalidDuration");
+    // (address, duration, error name, in its message)
+    let cases: Vec<(&str, &str, &str, &str)> = vec![
+        (
+            "198.51.100.4 ",
+            "",
+            &invalid,
+            "whitespace or control characters",
+        ),
+        // Refused as Ignored before, now already as not an address.
+        (
+            " 127.0.0.1 ",
+            "",
+            &invalid,
+            "whitespace or control characters",
+        ),
+        (
+            " 198.51.100.4",
+            "",
+            &invalid,
+            "whitespace or control characters",
+        ),
+        (
+            "198.51.100.5\n",
+            "",
+            &invalid,
+            "whitespace or control characters",
+        ),
+        (
+            "198.51.100.5\u{1b}[0m",
+            "",
+            &invalid,
+            "whitespace or control characters",
+        ),
+        (
+            "198.51.100.6%veth-a",
+            "",
+            &invalid,
+            "an IPv4 address has no zone",
+        ),
+        (
+            "[198.51.100.6%veth-a]",
+            "",
+            &invalid,
+            "an IPv4 address has no zone",
+        ),
+        ("255.255.255.255", "", &ignored, "broadcast"),
+        ("224.0.0.1", "", &ignored, "multicast"),
+        ("239.255.255.250", "", &ignored, "multicast"),
+        ("ff02::1", "", &ignored, "multicast"),
+        ("::ffff:224.0.0.251", "", &ignored, "multicast"),
+        ("224.0.0.0/4", "", &ignored, "multicast"),
+        ("240.0.0.0/4", "", &ignored, "broadcast"),
+        ("ff00::/8", "", &ignored, "multicast"),
+        ("fe80::1", "", &ignored, "link-local"),
+        ("fe80::1%veth-a", "", &ignored, "link-local"),
+        ("[fe80::1%1]", "", &ignored, "link-local"),
+        ("169.254.1.1", "", &ignored, "link-local"),
+        ("198.51.100.7", "0", &bad_duration, "ends at once"),
+        ("198.51.100.7", "0s", &bad_duration, "ends at once"),
+        ("198.51.100.7", "0h0m", &bad_duration, "ends at once"),
+    ];
+    let rt = runtime();
+    rt.block_on(async {
+        let conn = connect(&bus).await;
+        for (address, duration, name, phrase) in &cases {
+            for jail in JAILS {
+                for via_jail_object in [false, true] {
+                    let refused = ban(&conn, via_jail_object, jail, address, duration).await;
+                    let (got, message) = match refused {
+                        Ok((target, _)) => {
+                            panic!("Ban {address:?} for {duration:?} in {jail} banned {target}")
+                        }
+                        Err(refusal) => refusal,
+                    };
+                    assert_eq!(&got, name, "Ban {address:?} for {duration:?}: {message}");
+                    assert!(
+                        message.contains(phrase),
+                        "Ban {address:?} for {duration:?}: {message}"
+                    );
+                }
+            }
+        }
+        // Set of a read-only property, of one that does not exist, and of one that exists
+        // only on the other interface.
+        let read_only = "org.freedesktop.DBus.Error.PropertyReadOnly";
+        let unknown = "org.freedesktop.DBus.Error.UnknownProperty";
+        let sshd = jail_path("sshd");
+        for (path, interface, property, name) in [
+            (sshd.as_str(), JAIL_INTERFACE, "MaxRetry", read_only),
+            (sshd.as_str(), JAIL_INTERFACE, "IgnoreIP", read_only),
+            (MANAGER_PATH, MANAGER_INTERFACE, "Degraded", read_only),
+            (sshd.as_str(), JAIL_INTERFACE, "NoSuchProperty", unknown),
+            (MANAGER_PATH, MANAGER_INTERFACE, "MaxRetry", unknown),
+        ] {
+            let set = call(
+                &conn,
+                path,
+                "org.freedesktop.DBus.Properties",
+                "Set",
+                &(interface, property, Value::from(1u32)),
+            )
+            .await;
+            match set {
+                Err(zbus::Error::MethodError(got, message, _)) => {
+                    assert_eq!(
+                        got.as_str(),
+                        name,
+                        "Set {interface}.{property}: {message:?}"
+                    )
+                }
+                other => panic!("Set {interface}.{property}: {other:?}"),
+            }
+        }
+    });
+    // The CLI gives the same refusals, as invalid arguments.
+    for (address, duration, _, phrase) in &cases {
+        let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_banhound"));
+        cli.args(["--bus-address", &bus.address, "ban", "sshd", address]);
+        if !duration.is_empty() {
+            cli.args(["--for", duration]);
+        }
+        let out = cli.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "ban {address:?} --for {duration:?}: {err}"
+        );
+        assert!(
+            err.contains(phrase),
+            "ban {address:?} --for {duration:?}: {err}"
+        );
+    }
+    for jail in JAILS {
+        assert_eq!(daemon.kernel_bans(jail), vec![], "jail {jail}");
+    }
+    assert!(daemon.is_running());
 }
 
 /// Addresses a root caller may legitimately ban.

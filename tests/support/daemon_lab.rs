@@ -554,24 +554,7 @@ impl Lab {
         if !out.status.success() {
             return Vec::new();
         }
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let mut found = Vec::new();
-        for item in json["nftables"].as_array().unwrap() {
-            let Some(elems) = item["set"]["elem"].as_array() else {
-                continue;
-            };
-            for elem in elems {
-                match elem {
-                    serde_json::Value::String(addr) => found.push((addr.clone(), None)),
-                    other => found.push((
-                        other["elem"]["val"].as_str().unwrap().to_string(),
-                        other["elem"]["expires"].as_u64(),
-                    )),
-                }
-            }
-        }
-        found.sort();
-        found
+        crate::netlab::set_elements(&out.stdout)
     }
 
     pub fn is_banned(&self, addr: &str) -> bool {

@@ -75,6 +75,29 @@ pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// (address, seconds until it expires) of the elements in `nft -j list set ...` output,
+/// sorted.
+pub fn set_elements(json: &[u8]) -> Vec<(String, Option<u64>)> {
+    let json: serde_json::Value = serde_json::from_slice(json).unwrap();
+    let mut found = Vec::new();
+    for item in json["nftables"].as_array().unwrap() {
+        let Some(elems) = item["set"]["elem"].as_array() else {
+            continue;
+        };
+        for elem in elems {
+            match elem {
+                serde_json::Value::String(addr) => found.push((addr.clone(), None)),
+                other => found.push((
+                    other["elem"]["val"].as_str().unwrap().to_string(),
+                    other["elem"]["expires"].as_u64(),
+                )),
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 /// A network namespace with its loopback up, deleted (by name) on drop.
 pub struct Netns {
     name: String,

@@ -253,9 +253,21 @@ impl Ini {
 type RawSections = Vec<(String, Vec<(String, String)>)>;
 
 fn parse_file(path: &Path) -> Result<RawSections, IniError> {
-    let text = std::fs::read_to_string(path).map_err(|source| IniError::Io {
+    let bytes = std::fs::read(path).map_err(|source| IniError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let (line, column) = crate::config::error::utf8_position(e.as_bytes(), at);
+        IniError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            message: format!(
+                "column {column}: byte 0x{:02x} is not UTF-8 (configuration files are UTF-8 text)",
+                e.as_bytes()[at]
+            ),
+        }
     })?;
     parse_text(path, &text)
 }
@@ -368,6 +380,26 @@ mod tests {
         assert!(i.interpolate("s", "%(missing)s", &vars).is_err());
         let looped = ini("[s]\na = %(b)s\nb = %(a)s\n");
         assert!(looped.interpolate("s", "%(a)s", &vars).is_err());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_at_their_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.conf");
+        std::fs::write(
+            &path,
+            b"[Definition]
+failregex = \xe9chec from <HOST>\n",
+        )
+        .unwrap();
+        let err = Ini::load(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}:2: column 13: byte 0xe9 is not UTF-8 (configuration files are UTF-8 text)",
+                path.display()
+            )
+        );
     }
 
     #[test]

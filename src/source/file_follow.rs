@@ -1,9 +1,14 @@
 //! File sources: log files followed like `tail -F`, one thread per file, positions persisted.
+//! The daemon's follower (started by [`crate::daemon`], which owns what is done with the
+//! lines); it lives here, beside the journal reader, as the other source of records.
 //!
-//! Each thread reads whole lines from its file and hands them to the owner task in chunks,
-//! each with the position (inode and byte offset) just after its last line; the owner
-//! commits that position together with the chunk's bans, exactly as for journal cursors. A
-//! line still being written (no `\n` yet) is left for the next read.
+//! Each thread reads whole lines from its file with the line reader `test-filter` uses
+//! ([`super::file::LineReader`], so both see the same lines) and hands them to the owner
+//! task in chunks, each with the position (inode and byte offset) just after its last
+//! line; the owner commits that position together with the chunk's bans, exactly as for
+//! journal cursors. A line still being written (no `\n` yet) is left for the next read. A
+//! line over [`MAX_LINE`] bytes is skipped to its newline and counted (logged), never split:
+//! the position moves past it only once its end has been read.
 //!
 //! The thread sleeps in poll(2) on an inotify descriptor and a stop eventfd: it wakes when
 //! the file is written, replaced (rotation: renamed away and created anew, read to its end
@@ -12,19 +17,24 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// How much is read at once; a chunk is at most this plus one partial line.
+use crate::source::file::{Line, LineReader, MAX_LINE};
+
+/// A chunk is handed over once it holds this many bytes of lines (more may wait behind it);
+/// the last chunk of a read holds less.
 pub const READ_SIZE: usize = 256 << 10;
-/// A line longer than this is cut (hostile writers must not make us buffer without bound).
-const MAX_LINE: usize = 64 << 10;
+/// Over-long lines are logged at most this often per file (a flood of them is one line of
+/// our log a minute, with the count).
+const TOO_LONG_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Where a file was read up to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +101,7 @@ impl FileFeed {
                 path: path.clone(),
                 stop: Arc::clone(&stop),
                 tx: tx.clone(),
+                too_long: TooLong::default(),
             };
             let thread = std::thread::Builder::new()
                 .name("file-follow".into())
@@ -157,15 +168,24 @@ struct FileFollower {
     path: PathBuf,
     stop: Arc<OwnedFd>,
     tx: mpsc::Sender<Result<FileChunk, FileError>>,
+    too_long: TooLong,
+}
+
+/// Over-long lines skipped and not yet logged.
+#[derive(Default)]
+struct TooLong {
+    unreported: u64,
+    reported_at: Option<Instant>,
 }
 
 /// An open file and how far it has been handed over.
 struct Open {
-    file: File,
+    reader: LineReader<File>,
     inode: u64,
+    /// The offset the reader started at.
+    base: u64,
     /// Offset of the first byte not handed over (the start of a partial line, if any).
     offset: u64,
-    pending: Vec<u8>,
 }
 
 impl FileFollower {
@@ -193,15 +213,13 @@ impl FileFollower {
             let now_inode = std::fs::metadata(&self.path).ok().map(|m| m.ino());
             match (&mut current, now_inode) {
                 (Some(open), Some(inode)) if inode == open.inode => {
-                    let len = open.file.metadata()?.len();
+                    let len = open.reader.get_ref().metadata()?.len();
                     if len < open.offset {
                         tracing::info!(
                             "{} was truncated: reading it from the start",
                             self.path.display()
                         );
-                        open.offset = 0;
-                        open.pending.clear();
-                        open.file.seek(SeekFrom::Start(0))?;
+                        current = self.open(None, &inotify)?;
                     }
                 }
                 (Some(open), Some(_)) => {
@@ -235,56 +253,70 @@ impl FileFollower {
         file.seek(SeekFrom::Start(offset))?;
         inotify.watch(&self.path, libc::IN_MODIFY | libc::IN_ATTRIB)?;
         Ok(Some(Open {
-            file,
+            reader: LineReader::new(file),
             inode: meta.ino(),
+            base: offset,
             offset,
-            pending: Vec::new(),
         }))
     }
 
     /// Hands over every whole line available; false if the owner is gone.
-    fn drain(&self, open: &mut Open) -> io::Result<bool> {
-        let mut buf = vec![0u8; READ_SIZE];
+    fn drain(&mut self, open: &mut Open) -> io::Result<bool> {
+        let mut lines = Vec::new();
         loop {
-            let n = open.file.read(&mut buf)?;
-            if n == 0 {
-                return Ok(true);
-            }
-            open.pending.extend_from_slice(&buf[..n]);
-            let Some(last_newline) = memchr::memrchr(b'\n', &open.pending) else {
-                if open.pending.len() > MAX_LINE {
-                    // A line without end: hand over what we have as one (cut) line.
-                    open.pending.push(b'\n');
-                    let len = open.pending.len() as u64 - 1;
-                    if !self.send(open, len)? {
-                        return Ok(false);
-                    }
+            let more = match open.reader.next_whole_line()? {
+                Some(Line::Text(text)) => {
+                    lines.extend_from_slice(text);
+                    lines.push(b'\n');
+                    true
                 }
-                continue;
+                Some(Line::TooLong(_)) => {
+                    self.too_long.unreported += 1;
+                    true
+                }
+                None => false,
             };
-            let whole = last_newline + 1;
-            if !self.send(open, whole as u64)? {
-                return Ok(false);
+            let offset = open.base + open.reader.consumed();
+            // A chunk of skipped lines alone still carries the position past them.
+            if (lines.len() >= READ_SIZE || !more) && offset != open.offset {
+                open.offset = offset;
+                let chunk = FileChunk {
+                    file: self.index,
+                    lines: std::mem::take(&mut lines),
+                    position: FilePosition {
+                        inode: open.inode,
+                        offset,
+                    },
+                };
+                if self.tx.blocking_send(Ok(chunk)).is_err() {
+                    return Ok(false);
+                }
+            }
+            if !more {
+                self.report_too_long();
+                return Ok(true);
             }
         }
     }
 
-    /// Sends the first `consumed` bytes of `pending` (whole lines) and advances.
-    fn send(&self, open: &mut Open, consumed: u64) -> io::Result<bool> {
-        let keep = open
-            .pending
-            .split_off((consumed as usize).min(open.pending.len()));
-        let lines = std::mem::replace(&mut open.pending, keep);
-        open.offset += consumed;
-        let chunk = FileChunk {
-            file: self.index,
-            lines,
-            position: FilePosition {
-                inode: open.inode,
-                offset: open.offset,
-            },
-        };
-        Ok(self.tx.blocking_send(Ok(chunk)).is_ok())
+    /// Logs the over-long lines skipped since the last report, at most once a minute.
+    fn report_too_long(&mut self) {
+        let t = &mut self.too_long;
+        let now = Instant::now();
+        if t.unreported == 0
+            || t.reported_at
+                .is_some_and(|at| now < at + TOO_LONG_REPORT_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            "{}: skipped {} over-long line(s) of more than {} MiB, whole (not matched)",
+            self.path.display(),
+            t.unreported,
+            MAX_LINE >> 20
+        );
+        t.unreported = 0;
+        t.reported_at = Some(now);
     }
 
     fn wait(&self, inotify: &Inotify) -> io::Result<Wake> {
@@ -415,5 +447,56 @@ mod tests {
         let mut feed = FileFeed::start(vec![(path.clone(), Some(resume))]).unwrap();
         assert_eq!(next(&mut feed, &rt).lines, b"y\n");
         assert_eq!(FilePosition::decode(&resume.encode()), Some(resume));
+    }
+
+    fn nothing_within(feed: &mut FileFeed, rt: &tokio::runtime::Runtime, ms: u64) -> bool {
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_millis(ms), feed.next())
+                .await
+                .is_err()
+        })
+    }
+
+    #[test]
+    fn an_over_long_line_is_skipped_whole_and_the_position_waits_for_its_end() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.log");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"a\n").unwrap();
+        let mut feed = FileFeed::start(vec![(path.clone(), None)]).unwrap();
+        assert_eq!(next(&mut feed, &rt).position.offset, 2);
+
+        // Being written, already over the limit: nothing is handed over, no position moves.
+        let tail = b"FAIL from 192.0.2.77\n";
+        f.write_all(&vec![b'x'; MAX_LINE + 1]).unwrap();
+        assert!(nothing_within(&mut feed, &rt, 300));
+        // Its end: a chunk of no lines, with the position past it.
+        f.write_all(tail).unwrap();
+        let c = next(&mut feed, &rt);
+        assert_eq!(c.lines, b"");
+        let after_long = 2 + (MAX_LINE + 1 + tail.len()) as u64;
+        assert_eq!(c.position.offset, after_long);
+        f.write_all(b"b\n").unwrap();
+        let c = next(&mut feed, &rt);
+        assert_eq!(c.lines, b"b\n");
+        assert_eq!(c.position.offset, after_long + 2);
+        let resume = c.position;
+        drop(feed);
+
+        // Stopped in the middle of an over-long line: a restart skips it from its start.
+        f.write_all(&vec![b'y'; MAX_LINE + 1]).unwrap();
+        let mut feed = FileFeed::start(vec![(path.clone(), Some(resume))]).unwrap();
+        assert!(nothing_within(&mut feed, &rt, 300));
+        f.write_all(tail).unwrap();
+        f.write_all(b"c\n").unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"c\n") {
+            got.extend(next(&mut feed, &rt).lines);
+        }
+        assert_eq!(got, b"c\n");
     }
 }
