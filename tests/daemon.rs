@@ -817,7 +817,7 @@ fn the_cli_controls_the_daemon_over_dbus_with_real_bans() {
     assert_eq!(jails, serde_json::json!(["recidive", "sshd"]), "{jails}");
     lab.write_config("[jail.sshd]\nenabled = true\nmaxretry = \"many\"\n");
     let out = cli(&bus, &["reload"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("running configuration stays in force"),

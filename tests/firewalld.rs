@@ -131,13 +131,10 @@ impl Lab {
         self.server.nft(&["list", "ruleset"])
     }
 
-    async fn backend(&self, zone: Option<&str>) -> FirewalldBackend {
-        FirewalldBackend::connect(
-            &Bus::Address(self.firewalld.bus_address().to_owned()),
-            zone.map(str::to_owned),
-        )
-        .await
-        .unwrap()
+    async fn backend(&self) -> FirewalldBackend {
+        FirewalldBackend::connect(&Bus::Address(self.firewalld.bus_address().to_owned()))
+            .await
+            .unwrap()
     }
 
     /// Tries a TCP connection from namespace `from` to `server_address`.
@@ -284,12 +281,16 @@ async fn bans_block_real_traffic_and_survive_reload_and_restart() {
         "lab broken before any ban"
     );
 
-    let mut backend = lab.backend(None).await;
+    let mut backend = lab.backend().await;
     let jails = [ssh_jail("sshd", BlockType::Reject)];
     backend.setup(&jails).await.unwrap();
-    let rules_once = lab.rich_rules(&[]);
+    let rules_once = lab.rich_rules(&["--policy=banhound"]);
     backend.setup(&jails).await.unwrap();
-    assert_eq!(lab.rich_rules(&[]), rules_once, "setup not idempotent");
+    assert_eq!(
+        lab.rich_rules(&["--policy=banhound"]),
+        rules_once,
+        "setup not idempotent"
+    );
     assert_eq!(
         rules_once,
         [
@@ -298,9 +299,13 @@ async fn bans_block_real_traffic_and_survive_reload_and_restart() {
         ]
     );
     assert_eq!(
-        lab.rich_rules(&["--permanent"]),
+        lab.rich_rules(&["--permanent", "--policy=banhound"]),
         rules_once,
         "rules must be permanent too, to survive reloads"
+    );
+    assert!(
+        lab.rich_rules(&[]).is_empty(),
+        "nothing in the default zone"
     );
     let mut watcher = backend.watch_reloads().await.unwrap();
 
@@ -392,9 +397,7 @@ async fn bans_block_real_traffic_and_survive_reload_and_restart() {
     assert!(!lab
         .firewall_cmd(&["--permanent", "--get-ipsets"])
         .contains("banhound"));
-    assert!(!lab
-        .firewall_cmd(&["--list-rich-rules"])
-        .contains("banhound"));
+    assert!(!lab.firewall_cmd(&["--get-policies"]).contains("banhound"));
     assert!(!lab.nft_ruleset().contains("banhound"));
     assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());
     assert_eq!(
@@ -408,7 +411,7 @@ async fn bans_block_real_traffic_and_survive_reload_and_restart() {
 async fn setup_follows_configuration_changes_and_overlapping_bans() {
     let _one_lab = ONE_LAB_AT_A_TIME.lock().await;
     let lab = Lab::start("cfg").await;
-    let mut backend = lab.backend(Some("public")).await;
+    let mut backend = lab.backend().await;
 
     // Two jails; the "web" one blocks everything, with drop.
     let web = JailRules {
@@ -460,7 +463,7 @@ async fn setup_follows_configuration_changes_and_overlapping_bans() {
     let ipsets = lab.firewall_cmd(&["--get-ipsets"]);
     assert_eq!(ipsets.trim(), "banhound-sshd-v4 banhound-sshd-v6");
     assert_eq!(lab.firewall_cmd(&["--permanent", "--get-ipsets"]), ipsets);
-    let rules = lab.firewall_cmd(&["--list-rich-rules"]);
+    let rules = lab.firewall_cmd(&["--policy=banhound", "--list-rich-rules"]);
     assert!(
         !rules.contains("web") && !rules.contains("reject"),
         "{rules}"
@@ -471,7 +474,7 @@ async fn setup_follows_configuration_changes_and_overlapping_bans() {
     assert!(backend.ban(&[ban("web", ATTACKER_V4)]).await.is_err());
 
     // A new backend (a daemon restart) adopts what firewalld holds instead of unbanning.
-    let mut restarted = lab.backend(Some("public")).await;
+    let mut restarted = lab.backend().await;
     restarted
         .setup(&[ssh_jail("sshd", BlockType::Drop)])
         .await
@@ -482,26 +485,16 @@ async fn setup_follows_configuration_changes_and_overlapping_bans() {
         ["2001:db8:1::2/128"]
     );
 
-    // Another zone (one without interfaces here): the rules move along, runtime and
-    // permanent, and the attacker gets through the default zone again.
-    let mut elsewhere = lab.backend(Some("work")).await;
-    elsewhere
-        .setup(&[ssh_jail("sshd", BlockType::Drop)])
-        .await
-        .unwrap();
-    assert!(lab.rich_rules(&[]).is_empty());
-    assert!(lab.rich_rules(&["--permanent"]).is_empty());
-    assert_eq!(lab.rich_rules(&["--zone=work"]).len(), 2);
-    assert_eq!(lab.rich_rules(&["--permanent", "--zone=work"]).len(), 2);
-    assert_eq!(lab.reachability().await, [true; 4]);
-
-    // Dropping every jail from a backend configured for the default zone also clears the
-    // rules left in "work": otherwise they would name deleted ipsets and break reloads.
+    // Dropping every jail removes the sets and the policy (whose rules would otherwise name
+    // deleted ipsets and break reloads).
     restarted.setup(&[]).await.unwrap();
-    assert!(lab.rich_rules(&["--permanent", "--zone=work"]).is_empty());
     assert!(!lab
         .firewall_cmd(&["--permanent", "--get-ipsets"])
         .contains("banhound"));
+    assert!(!lab
+        .firewall_cmd(&["--permanent", "--get-policies"])
+        .contains("banhound"));
+    assert_eq!(lab.reachability().await, [true; 4]);
     lab.firewall_cmd(&["--reload"]);
     assert_eq!(lab.firewall_cmd(&["--state"]).trim(), "running");
 
@@ -526,7 +519,7 @@ async fn bulk_ban_and_unban() {
         .unwrap_or(10_000);
     let _one_lab = ONE_LAB_AT_A_TIME.lock().await;
     let lab = Lab::start("bulk").await;
-    let mut backend = lab.backend(None).await;
+    let mut backend = lab.backend().await;
     backend
         .setup(&[ssh_jail("bulk", BlockType::Reject)])
         .await
@@ -607,5 +600,114 @@ async fn bulk_ban_and_unban() {
     );
     drop(watcher);
     backend.teardown().await.unwrap();
+    assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());
+}
+
+/// Defect 2 of issue 12: a ban must hold on every interface whatever its zone, also a zone
+/// the interface was moved to after the ban (and one whose target accepts everything), and
+/// rules an older banhound left in a zone are moved out of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_hold_in_every_zone() {
+    let _one_lab = ONE_LAB_AT_A_TIME.lock().await;
+    let lab = Lab::start("zones").await;
+    // An older banhound's leftovers: its ipset and a rule of it in the default zone.
+    let old_rule = r#"rule source ipset="banhound-sshd-v4" port port="22" protocol="tcp" drop"#;
+    lab.firewall_cmd(&[
+        "--permanent",
+        "--new-ipset=banhound-sshd-v4",
+        "--type=hash:net",
+        "--option=family=inet",
+    ]);
+    lab.firewall_cmd(&[
+        "--permanent",
+        "--zone=public",
+        &format!("--add-rich-rule={old_rule}"),
+    ]);
+    lab.firewall_cmd(&["--reload"]);
+    assert_eq!(lab.rich_rules(&["--zone=public"]), [old_rule]);
+    // The attacker's side in a zone that is not the default (internal also lets ssh in),
+    // permanently as an admin would (a runtime-only binding would not survive our reload).
+    lab.firewall_cmd(&[
+        "--permanent",
+        "--zone=internal",
+        "--change-interface=srv-att",
+    ]);
+    lab.firewall_cmd(&["--zone=internal", "--change-interface=srv-att"]);
+    assert_eq!(
+        lab.reachability().await,
+        [true; 4],
+        "lab broken before any ban"
+    );
+
+    let mut backend = lab.backend().await;
+    backend
+        .setup(&[ssh_jail("sshd", BlockType::Reject)])
+        .await
+        .unwrap();
+    let _watcher = backend.watch_reloads().await.unwrap();
+    let bans = [ban("sshd", ATTACKER_V4), ban("sshd", ATTACKER_V6)];
+    backend.ban(&bans).await.unwrap();
+    assert_eq!(
+        lab.firewall_cmd(&["--get-zone-of-interface=srv-att"])
+            .trim(),
+        "internal"
+    );
+    assert_eq!(
+        lab.reachability().await,
+        [false, false, true, true],
+        "banned attacker in zone internal"
+    );
+    // Nothing of ours is left in any zone, runtime or permanent.
+    for zone in ["public", "internal", "trusted"] {
+        let zone = format!("--zone={zone}");
+        assert!(lab.rich_rules(&[&zone]).is_empty(), "{zone}");
+        assert!(lab.rich_rules(&["--permanent", &zone]).is_empty(), "{zone}");
+    }
+
+    // The zone changes after the ban: to trusted, whose target accepts everything.
+    lab.firewall_cmd(&["--zone=trusted", "--change-interface=srv-att"]);
+    assert_eq!(
+        lab.reachability().await,
+        [false, false, true, true],
+        "banned attacker in zone trusted"
+    );
+    assert_eq!(
+        lab.probe(&lab.attacker, SERVER_V4_TO_ATTACKER).await,
+        Outcome::Refused,
+        "the jail's blocktype applies"
+    );
+    // Nothing is wrong: a reconcile repairs nothing.
+    let mut reconciled = backend.reconcile(&bans).await.unwrap();
+    assert!(reconciled.is_empty(), "{reconciled:?}");
+
+    // Someone removes a rule from the policy and changes its zones: the reconcile repairs both.
+    let rule_v4 = r#"rule source ipset="banhound-sshd-v4" port port="22" protocol="tcp" reject"#;
+    lab.firewall_cmd(&[
+        "--policy=banhound",
+        &format!("--remove-rich-rule={rule_v4}"),
+    ]);
+    lab.firewall_cmd(&["--policy=banhound", "--remove-ingress-zone=ANY"]);
+    lab.firewall_cmd(&["--policy=banhound", "--add-ingress-zone=public"]);
+    assert_eq!(lab.reachability().await, [true, true, true, true]);
+    reconciled = backend.reconcile(&bans).await.unwrap();
+    eprintln!(
+        "reconcile after the policy was damaged: {}",
+        reconciled.message
+    );
+    assert!(!reconciled.objects.is_empty(), "{reconciled:?}");
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+
+    // A reload drops runtime zone changes and our entries; both come back as they were.
+    lab.firewall_cmd(&["--reload"]);
+    lab.firewall_cmd(&["--zone=internal", "--change-interface=srv-att"]);
+    assert!(lab
+        .wait_until_attacker_blocked(BOTH_FAMILIES, Duration::from_secs(2))
+        .await
+        .is_some());
+    assert_eq!(lab.reachability().await, [false, false, true, true]);
+
+    backend.teardown().await.unwrap();
+    assert_eq!(lab.reachability().await, [true; 4]);
+    assert!(!lab.firewall_cmd(&["--get-policies"]).contains("banhound"));
     assert_eq!(lab.permanent_traces(), Vec::<PathBuf>::new());
 }

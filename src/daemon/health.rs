@@ -12,7 +12,10 @@
 //! The firewall is reconciled every `reconcile_interval`: each backend compares what it
 //! holds with the bans in force and repairs the difference (see [`crate::firewall::Repairs`]).
 //! A failed firewall call brings the next reconcile forward, so it is retried even with the
-//! periodic check off.
+//! periodic check off; a firewall that cannot be set up at start (firewalld not answering
+//! yet) is one such failure, not a reason to stop. When firewalld reports that it re-applied
+//! the bans after coming back, a reconcile runs at once, so the failure ends (and DEGRADED
+//! clears) the moment the repair succeeds rather than at the next retry.
 
 use super::state::{CaughtUp, StateError};
 use super::state_writer::Report;
@@ -20,6 +23,7 @@ use super::{wall_now, Daemon, StoredBan};
 use crate::bus::Health;
 use crate::engine::time::{format_duration, Timestamp};
 use crate::engine::tracker::Tracker;
+use crate::firewall::firewalld::Reapplied;
 use crate::firewall::{BanEntry, FirewallError};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -106,7 +110,10 @@ impl Daemon {
         self.schedule_reconcile();
         let bans = self.bans_in_force(wall_now());
         let mut failure = None;
-        for (kind, result) in self.backends.reconcile(&bans).await {
+        let results = self.backends.reconcile(&bans).await;
+        // A retry may have opened the nftables backend only now.
+        self.follow_nftables();
+        for (kind, result) in results {
             match result {
                 Ok(repairs) if repairs.is_empty() => {}
                 Ok(repairs) => tracing::warn!(
@@ -136,6 +143,29 @@ impl Daemon {
                 self.health_changed();
             }
             (None, None) => {}
+        }
+    }
+
+    /// firewalld re-applied the bans after a reload or restart (or, before its first setup,
+    /// answers calls again). If anything failed meanwhile (a setup, bans applied while it
+    /// was away), the repair is not left to the next retry: it runs now, and a success ends
+    /// the failure episode at once.
+    pub(super) async fn firewalld_reapplied(&mut self, report: Reapplied) {
+        match &report.result {
+            Ok(entries) => tracing::info!(
+                "firewalld {:?}: {entries} ban entries re-applied in {:?}",
+                report.trigger,
+                report.elapsed
+            ),
+            Err(e) => tracing::error!(
+                "firewalld {:?}: re-applying bans failed: {e}",
+                report.trigger
+            ),
+        }
+        if report.result.is_ok()
+            && (self.firewall_trouble.is_some() || !self.backends.is_configured())
+        {
+            self.reconcile().await;
         }
     }
 

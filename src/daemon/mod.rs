@@ -24,7 +24,9 @@
 //! (lines before the offset are not read again).
 //!
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
-//! batch), sources positioned, then READY=1. SIGHUP reloads in place (bans kept); a
+//! batch), sources positioned, then READY=1. firewalld not answering yet does not stop the
+//! start (nor does a restore the firewall refuses): it is a firewall failure, retried (see
+//! [`health`]); nftables refusing the setup (no CAP_NET_ADMIN) does. SIGHUP reloads in place (bans kept); a
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
@@ -56,6 +58,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosition};
@@ -103,6 +106,11 @@ pub enum DaemonError {
     State(#[from] StateError),
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    #[error("jail {jail}: {source}")]
+    Backend {
+        jail: String,
+        source: FirewalldError,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
@@ -117,7 +125,10 @@ pub enum DaemonError {
 impl DaemonError {
     /// Whether the error is in the configuration (as opposed to the running system).
     pub fn is_invalid_configuration(&self) -> bool {
-        matches!(self, DaemonError::Config(_) | DaemonError::Match { .. })
+        matches!(
+            self,
+            DaemonError::Config(_) | DaemonError::Match { .. } | DaemonError::Backend { .. }
+        )
     }
 }
 
@@ -279,6 +290,14 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
                 matches.push(expr);
                 journal_jails.push(index);
             }
+        }
+        // What firewalld cannot represent is refused with the configuration, before anything
+        // is changed (a firewall that does not answer is retried instead).
+        if jail.backend == BackendKind::Firewalld {
+            FirewalldBackend::check_jail(&jail.rules).map_err(|source| DaemonError::Backend {
+                jail: jail.name.clone(),
+                source,
+            })?;
         }
         jails.push(jail);
     }
@@ -459,7 +478,16 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         evictions_reported: HashMap::new(),
         options,
     };
-    daemon.configure_backends().await?;
+    // firewalld may start after banhound (ordered after it, never pulled in) or be
+    // restarting: that is retried like a failure later on, the daemon starts, shows the error
+    // and sets it up when it can. The kernel's nftables always answers; what fails there (no
+    // CAP_NET_ADMIN, no nf_tables) does not get better by waiting, and stops the start.
+    if let Err(e) = daemon.configure_backends().await {
+        if e.backend != BackendKind::Firewalld {
+            return Err(e.into());
+        }
+        daemon.firewall_failed("cannot set up the firewall", &e);
+    }
     daemon.restore().await?;
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
@@ -508,6 +536,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 daemon.publish_changes();
             }
             () = sleep_until_some(daemon.next_state_retry()) => daemon.retry_state(),
+            report = daemon.backends.next_reapplied() => {
+                daemon.firewalld_reapplied(report).await;
+                daemon.publish_changes();
+            }
             report = daemon.state.next_report() => daemon.state_reported(report),
             // Before the sources: a new address of the host must not be banned by the
             // entries that follow it.
@@ -624,9 +656,25 @@ impl Daemon {
             .iter()
             .map(|j| (j.backend, j.rules.clone()))
             .collect();
-        self.backends.configure(&rules).await?;
+        let configured = self.backends.configure(&rules).await;
+        match &configured {
+            // Its own failure says it all; a retry that sets it up starts the watch.
+            Err(e) if e.backend == BackendKind::Nftables => {}
+            // Also when firewalld failed: nftables may be open and set up beside it.
+            _ => self.follow_nftables(),
+        }
+        configured
+    }
+
+    /// Keeps the nftables change watcher with the nftables backend open now: dropped when
+    /// the backend was closed (a jail switched to firewalld: a watcher of a closed backend
+    /// would take a new backend's own changes, from another socket, for someone else's),
+    /// started for one just opened (by a configuration or by a retry).
+    pub(super) fn follow_nftables(&mut self) {
+        if self.backends.nftables().is_none() {
+            self.nft_changes = None;
+        }
         self.watch_nftables();
-        Ok(())
     }
 
     /// Positions the journal: after the committed cursor (replaying the lookback window
@@ -798,8 +846,11 @@ impl Daemon {
                 tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
             }
         }
-        self.backends.ban(&entries).await?;
-        tracing::info!("restored {} ban(s)", entries.len());
+        match self.backends.ban(&entries).await {
+            Ok(()) => tracing::info!("restored {} ban(s)", entries.len()),
+            // Kept in the trackers: the retry's reconcile puts them in place.
+            Err(e) => self.firewall_failed(&format!("cannot restore {} ban(s)", entries.len()), &e),
+        }
         Ok(())
     }
 
@@ -1192,10 +1243,6 @@ impl Daemon {
                 self.emit(Event::JailsChanged);
                 match applied {
                     Err(e) => {
-                        if let DaemonError::Firewall(error) = &e {
-                            // Logged below; this brings the repair forward.
-                            self.firewall_failed("configuration reload", error);
-                        }
                         let message = format!("configuration reload failed: {e}");
                         tracing::error!("{message}");
                         Err(ControlError::Failed(message))
@@ -1237,10 +1284,12 @@ impl Daemon {
                 Some(new_backend) if *new_backend == old_backend => continue,
                 // Moving to another backend: lift here, re-applied there below.
                 Some(_) => {
-                    self.backends.unban(&name, &targets).await?;
+                    let lifted = self.backends.unban(&name, &targets).await;
+                    self.keep_going("cannot lift the bans of a jail moving backend", lifted);
                 }
                 None => {
-                    self.backends.unban(&name, &targets).await?;
+                    let lifted = self.backends.unban(&name, &targets).await;
+                    self.keep_going("cannot lift the bans of a removed jail", lifted);
                     self.state
                         .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
                     self.trackers.remove(&name);
@@ -1276,14 +1325,16 @@ impl Daemon {
         self.matches = prepared.matches;
         self.journal_jails = prepared.journal_jails;
         self.files = prepared.files;
-        self.configure_backends().await?;
+        let configured = self.configure_backends().await;
+        self.keep_going("cannot set up the firewall", configured);
         // Idempotent: refreshes every ban, which also repairs sets that were recreated.
         let entries: Vec<BanEntry> = self
             .bans_in_force(now)
             .into_iter()
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
-        self.backends.ban(&entries).await?;
+        let banned = self.backends.ban(&entries).await;
+        self.keep_going(&format!("cannot apply {} ban(s)", entries.len()), banned);
         *feeds = self.start_feeds(true)?;
         if feeds.journal.is_none() {
             // No journal jail left: no catch-up to wait for.
@@ -1299,6 +1350,16 @@ impl Daemon {
         if !self.journal_caught_up {
             self.journal_caught_up = true;
             self.reconcile_at = Some(Instant::now());
+        }
+    }
+
+    /// A firewall failure during a reload is one more failure episode, retried by the
+    /// reconcile like any other, not a reason to stop half-way: the rest of the
+    /// configuration, and above all the sources (stopped at the start of the reload), must
+    /// still be applied.
+    fn keep_going(&mut self, what: &str, result: Result<(), FirewallError>) {
+        if let Err(e) = result {
+            self.firewall_failed(what, &e);
         }
     }
 }
@@ -1391,5 +1452,34 @@ mod tests {
             source_key(&JournalSource::Namespace("web".into())),
             "journal:namespace:web"
         );
+    }
+}
+
+#[cfg(test)]
+mod firewalld_jail_tests {
+    use super::*;
+
+    /// What firewalld cannot represent is a configuration error, refused before anything is
+    /// changed, not a firewall failure retried for ever.
+    #[test]
+    fn a_jail_name_too_long_for_firewalld_is_refused_with_the_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("banhound.toml");
+        let jail = "a-jail-name-of-21-chr";
+        let text = format!(
+            "[jail.{jail}]\nenabled = true\nbackend = \"{{}}\"\njournalmatch = [\"_COMM=sshd\"]\n\
+             filter = {{ failregex = [\"^Failed password for \\\\S+ from <HOST>\"] }}\n"
+        );
+        let paths = ConfigPaths {
+            defaults_dir: dir.path().join("usr"),
+            config_dir: dir.path().join("etc"),
+            main_file: Some(main.clone()),
+        };
+        std::fs::write(&main, text.replace("{}", "nftables")).unwrap();
+        assert!(prepare_settings(&paths).is_ok());
+        std::fs::write(&main, text.replace("{}", "firewalld")).unwrap();
+        let error = prepare_settings(&paths).err().unwrap();
+        assert!(error.is_invalid_configuration(), "{error}");
+        assert!(error.to_string().contains(jail), "{error}");
     }
 }

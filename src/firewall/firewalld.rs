@@ -6,7 +6,7 @@
 //!
 //! - ipsets exist only in the permanent configuration. [`Firewall::setup`] creates one set per
 //!   jail and family (`banhound-<jail>-v4` / `-v6`, `hash:net`) once, and reloads firewalld
-//!   only when it had to create, change or delete one.
+//!   only when it had to create, change or delete one (or the policy, below).
 //! - A set with a `timeout` option can neither be listed nor have entries removed, and
 //!   `addEntry` takes no per-entry timeout. Our sets have no timeout: the daemon schedules
 //!   unbans itself, and [`BanEntry::timeout`] is ignored here ([`Firewall::list`] reports
@@ -23,9 +23,13 @@
 //!   a banned network is kept in our view but not sent, since the network already blocks it.
 //!
 //! Each set is referenced by rich rules (one per protocol and port range, or one for
-//! `Ports::All`) in one zone - the default zone or the one given to the constructor - both in
-//! the permanent configuration (so the rules survive reloads) and at runtime (so no reload is
-//! needed to start blocking). Rules of ours are recognised by `source ipset="banhound-`.
+//! `Ports::All`) in one firewalld policy, `banhound`, from every zone (`ANY`) to the host
+//! (`HOST`) at a negative priority: it applies before any zone's rules, whatever zone an
+//! interface is in or is moved to (rules in a zone would only cover that zone's
+//! interfaces). The policy is permanent (so it survives reloads; creating it takes one
+//! reload, like the ipsets) and its zones and rules are checked and put right at runtime
+//! too. Rules of ours are recognised by `source ipset="banhound-`; setup removes any an older
+//! banhound left in a zone.
 
 mod objects;
 mod proxies;
@@ -38,16 +42,19 @@ use crate::firewall::{
 };
 use futures_util::StreamExt;
 use ipnet::IpNet;
+use objects::PolicyShape;
 use proxies::{
-    ConfigIpSetProxy, ConfigProxy, ConfigZoneProxy, FirewalldProxy, RuntimeIpSetsProxy,
-    RuntimeZonesProxy,
+    ConfigIpSetProxy, ConfigPolicyProxy, ConfigProxy, ConfigZoneProxy, FirewalldProxy,
+    RuntimeIpSetsProxy, RuntimePoliciesProxy, RuntimeZonesProxy,
 };
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 use zbus::proxy::CacheProperties;
+use zbus::zvariant::Value;
 
 /// Up to this many new bans per set, a batch is sent one `addEntry` call each; above it,
 /// one `setEntries` with the whole set. firewalld checks every `addEntry` against all
@@ -83,13 +90,15 @@ pub enum Bus {
 /// What went wrong talking to firewalld.
 #[derive(Debug, thiserror::Error)]
 pub enum FirewalldError {
-    #[error("cannot connect to the D-Bus bus")]
-    Connect(#[source] Box<zbus::Error>),
-    #[error("firewalld call {operation} failed")]
+    // The D-Bus error (its name and firewalld's message, e.g.
+    // `org.fedoraproject.FirewallD1.Exception: INVALID_IPSET: ...`) is part of the message:
+    // the daemon logs and publishes errors with their Display only.
+    #[error("cannot connect to the D-Bus bus: {0}")]
+    Connect(Box<zbus::Error>),
+    #[error("firewalld call {operation} failed: {error}")]
     Call {
         operation: String,
-        #[source]
-        source: Box<zbus::Error>,
+        error: Box<zbus::Error>,
     },
     #[error(transparent)]
     JailName(#[from] JailNameError),
@@ -113,9 +122,9 @@ impl From<FirewalldError> for FirewallError {
 /// Names the failed call in the error, e.g. `addEntry(banhound-sshd-v4)`.
 fn call_failed(operation: impl Into<String>) -> impl FnOnce(zbus::Error) -> FirewalldError {
     let operation = operation.into();
-    move |source| FirewalldError::Call {
+    move |error| FirewalldError::Call {
         operation,
-        source: Box::new(source),
+        error: Box::new(error),
     }
 }
 
@@ -213,9 +222,12 @@ struct Shared {
     firewalld: FirewalldProxy<'static>,
     ipsets: RuntimeIpSetsProxy<'static>,
     zones: RuntimeZonesProxy<'static>,
+    policies: RuntimePoliciesProxy<'static>,
     config: ConfigProxy<'static>,
-    /// `None`: firewalld's default zone, looked up at every setup and re-apply.
-    configured_zone: Option<String>,
+    /// Whether a reload watcher subscribed: only then do our reloads' signals arrive.
+    watching: AtomicBool,
+    /// Reloads of ours whose `Reloaded` signal the watcher has not seen yet.
+    own_reloads: AtomicUsize,
     /// One lock for every change, so a re-apply after a reload cannot interleave with a ban
     /// (its `setEntries` would drop the ban) and batches reach firewalld whole.
     state: Mutex<State>,
@@ -227,16 +239,41 @@ struct State {
     /// to restore and must not delete the sets of jails it has not been told about yet.
     set_up: bool,
     jails: Vec<JailRules>,
-    /// The zone our rules were last put in, to move them if the default zone changes.
-    zone: Option<String>,
     /// Current bans by ipset name, as truncated networks: what a re-apply puts back.
     bans: BTreeMap<String, BTreeSet<IpNet>>,
 }
 
 impl FirewalldBackend {
-    /// Connects to firewalld on `bus`. `zone` is where the ban rules go; `None` means
-    /// firewalld's default zone. Nothing is changed until [`Firewall::setup`].
-    pub async fn connect(bus: &Bus, zone: Option<String>) -> Result<Self, FirewallError> {
+    /// Checks what `setup` cannot represent (a jail name too long for an ipset name, a port
+    /// rule without ports), so a configuration can be refused before anything is changed.
+    pub fn check_jail(jail: &JailRules) -> Result<(), FirewalldError> {
+        objects::check_jail_name(&jail.jail)?;
+        if let Ports::Only { protocols, ports } = &jail.ports {
+            if protocols.is_empty() || ports.is_empty() {
+                return Err(FirewalldError::NoPorts(jail.jail.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether firewalld owns its bus name (is running). Calls to a name nobody owns fail, and
+    /// no banhound call starts firewalld: it ships no D-Bus activation file, and this lets a
+    /// caller not even try.
+    pub async fn is_running(&self) -> Result<bool, FirewallError> {
+        let bus = zbus::fdo::DBusProxy::new(&self.shared.connection)
+            .await
+            .map_err(connect_failed)?;
+        let name = zbus::names::BusName::try_from(proxies::SERVICE)
+            .map_err(|e| connect_failed(e.into()))?;
+        Ok(bus
+            .name_has_owner(name)
+            .await
+            .map_err(|e| call_failed("NameHasOwner")(e.into()))?)
+    }
+
+    /// Connects to the bus firewalld is on; firewalld itself need not be running yet.
+    /// Nothing is changed until [`Firewall::setup`].
+    pub async fn connect(bus: &Bus) -> Result<Self, FirewallError> {
         let builder = match bus {
             Bus::System => zbus::connection::Builder::system(),
             Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
@@ -247,14 +284,11 @@ impl FirewalldBackend {
             .build()
             .await
             .map_err(connect_failed)?;
-        Ok(Self::with_connection(connection, zone).await?)
+        Ok(Self::with_connection(connection).await?)
     }
 
     /// Uses an existing bus connection (the daemon's own, for example).
-    pub async fn with_connection(
-        connection: zbus::Connection,
-        zone: Option<String>,
-    ) -> Result<Self, FirewalldError> {
+    pub async fn with_connection(connection: zbus::Connection) -> Result<Self, FirewalldError> {
         let shared = Shared {
             firewalld: FirewalldProxy::builder(&connection)
                 .cache_properties(CacheProperties::No)
@@ -271,13 +305,19 @@ impl FirewalldBackend {
                 .build()
                 .await
                 .map_err(connect_failed)?,
+            policies: RuntimePoliciesProxy::builder(&connection)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await
+                .map_err(connect_failed)?,
             config: ConfigProxy::builder(&connection)
                 .cache_properties(CacheProperties::No)
                 .build()
                 .await
                 .map_err(connect_failed)?,
             connection,
-            configured_zone: zone,
+            watching: AtomicBool::new(false),
+            own_reloads: AtomicUsize::new(0),
             state: Mutex::new(State::default()),
         };
         Ok(FirewalldBackend {
@@ -290,10 +330,14 @@ impl FirewalldBackend {
     /// is still starting. The subscriptions are in place when this returns, so no reload
     /// after it is missed.
     ///
-    /// The daemon calls this once after the first [`Firewall::setup`] and keeps the returned
-    /// [`ReloadWatcher`] alive for as long as it runs, reading [`ReloadWatcher::next_report`]
-    /// to log each re-apply (unread reports beyond a small backlog are dropped; the re-apply
-    /// happens regardless). A re-apply also repairs the ipsets and rules, like `setup`.
+    /// The daemon calls this once, right after connecting (firewalld need not be running),
+    /// and keeps the returned [`ReloadWatcher`] alive for as long as it runs, reading
+    /// [`ReloadWatcher::next_report`] to log each re-apply and to learn that firewalld answers
+    /// again (unread reports beyond a small backlog are dropped; the re-apply happens
+    /// regardless). A re-apply also repairs the ipsets, the policy and its rules, like
+    /// `setup`. Before the first `setup` there is nothing to put back: a re-apply then only
+    /// waits until firewalld answers calls and reports 0 bans, so the daemon can set up
+    /// without waiting for its next retry.
     pub async fn watch_reloads(&self) -> Result<ReloadWatcher, FirewallError> {
         let mut reloaded = self
             .shared
@@ -308,13 +352,22 @@ impl FirewalldBackend {
             .receive_name_owner_changed_with_args(&[(0, proxies::SERVICE)])
             .await
             .map_err(call_failed("subscribe NameOwnerChanged"))?;
+        // From here on our own reloads are counted, so the watcher can tell them apart.
+        self.shared.watching.store(true, Ordering::SeqCst);
         let (report_sender, reports) = mpsc::channel(REPORT_BACKLOG);
         let shared = Arc::clone(&self.shared);
         let task = tokio::spawn(async move {
             loop {
                 let trigger = tokio::select! {
-                    Some(_) = reloaded.next() => ReapplyTrigger::Reloaded,
+                    Some(_) = reloaded.next() => {
+                        if shared.take_own_reload() {
+                            continue;
+                        }
+                        ReapplyTrigger::Reloaded
+                    }
                     Some(change) = owner_changes.next() => {
+                        // A new instance sends no signal for an old one's reload.
+                        shared.own_reloads.store(0, Ordering::SeqCst);
                         // Losing the name (firewalld stopping) leaves nothing to apply to.
                         match change.args() {
                             Ok(args) if args.new_owner().is_some() => ReapplyTrigger::Restarted,
@@ -344,11 +397,18 @@ impl Shared {
         let give_up = Instant::now() + REAPPLY_FOR;
         loop {
             let mut state = self.state.lock().await;
-            if !state.set_up {
-                return Ok(0);
-            }
-            match self.repair(&mut state, false, Adopt::Yes).await {
-                Ok(_) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
+            let attempt = if state.set_up {
+                self.repair(&mut state, false, Adopt::Yes).await.map(drop)
+            } else {
+                // Nothing of ours to put back yet: only whether firewalld answers calls.
+                self.firewalld
+                    .get_default_zone()
+                    .await
+                    .map(drop)
+                    .map_err(call_failed("getDefaultZone"))
+            };
+            match attempt {
+                Ok(()) => return Ok(state.bans.values().map(BTreeSet::len).sum()),
                 Err(error) if Instant::now() >= give_up => return Err(error),
                 Err(_) => {}
             }
@@ -358,15 +418,27 @@ impl Shared {
         }
     }
 
-    async fn resolve_zone(&self) -> Result<String, FirewalldError> {
-        match &self.configured_zone {
-            Some(zone) => Ok(zone.clone()),
-            None => self
-                .firewalld
-                .get_default_zone()
-                .await
-                .map_err(call_failed("getDefaultZone")),
+    /// Reloads firewalld for a permanent change of ours. Its `Reloaded` signal is then ours
+    /// too, and the watcher skips it: the caller holds the state lock and puts the bans back
+    /// itself, so a re-apply would only read every set again (seconds, with many bans).
+    async fn reload(&self) -> Result<(), FirewalldError> {
+        let counted = self.watching.load(Ordering::SeqCst);
+        if counted {
+            self.own_reloads.fetch_add(1, Ordering::SeqCst);
         }
+        let result = self.firewalld.reload().await.map_err(call_failed("reload"));
+        if counted && result.is_err() {
+            // No signal is coming for a reload that failed (at worst one re-apply too many).
+            self.take_own_reload();
+        }
+        result
+    }
+
+    /// Counts one `Reloaded` signal as ours; whether there was one to count.
+    fn take_own_reload(&self) -> bool {
+        self.own_reloads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     async fn config_ipset(&self, name: &str) -> Result<ConfigIpSetProxy<'static>, FirewalldError> {
@@ -399,23 +471,36 @@ impl Shared {
             .map_err(connect_failed)
     }
 
-    /// Makes firewalld match `state`: our permanent ipsets and rules exactly for
-    /// `state.jails`, the same rules at runtime, and every set holding exactly our bans.
+    async fn config_policy(&self) -> Result<ConfigPolicyProxy<'static>, FirewalldError> {
+        let path = self
+            .config
+            .get_policy_by_name(objects::POLICY)
+            .await
+            .map_err(call_failed(format!("getPolicyByName({})", objects::POLICY)))?;
+        ConfigPolicyProxy::builder(&self.connection)
+            .path(path)
+            .map_err(connect_failed)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await
+            .map_err(connect_failed)
+    }
+
+    /// Makes firewalld match `state`: our permanent ipsets and policy exactly for
+    /// `state.jails`, the same policy at runtime, and every set holding exactly our bans.
     /// With [`Adopt::Yes`], entries firewalld holds that we did not know of are adopted, so a
     /// daemon restart does not unban anything before the daemon reconciles; with
     /// [`Adopt::No`] (the daemon's reconcile, whose view is the truth) they are removed.
     ///
-    /// `sweep_all_zones` also removes our rules from every other zone (setup does, to be
-    /// safe against a zone change while the daemon was not running); a re-apply only moves
-    /// them out of the zone it used last, to stay fast.
+    /// `sweep_zones` also removes rules of ours from every zone, where banhound put them
+    /// before it used a policy (setup does; a re-apply and a reconcile stay fast).
     async fn repair(
         &self,
         state: &mut State,
-        sweep_all_zones: bool,
+        sweep_zones: bool,
         adopt: Adopt,
     ) -> Result<Repaired, FirewalldError> {
         let mut repaired = Repaired::default();
-        let zone = self.resolve_zone().await?;
         let mut wanted_sets = BTreeMap::new();
         let mut wanted_rules = BTreeSet::new();
         for jail in &state.jails {
@@ -427,13 +512,11 @@ impl Shared {
                 wanted_rules.extend(objects::rich_rules(jail, family));
             }
         }
+        // No jails, no policy: an empty one would be a leftover.
+        let wanted_policy = (!wanted_rules.is_empty()).then(|| PolicyShape::wanted(wanted_rules));
 
-        let previous_zone = state.zone.take();
-        if sweep_all_zones {
-            self.remove_rules_outside(Some(&zone)).await?;
-        } else if let Some(previous) = previous_zone.filter(|p| *p != zone) {
-            self.sync_rules(&previous, &BTreeSet::new()).await?;
-            self.remove_permanent_rules(&previous).await?;
+        if sweep_zones {
+            self.remove_rules_from_zones().await?;
         }
 
         // Permanent ipsets first: rules may only reference sets that exist.
@@ -472,23 +555,10 @@ impl Shared {
                 repaired.objects.push(format!("permanent ipset {name}"));
             }
         }
-        let zone_config = self.config_zone(&zone).await?;
-        let permanent_rules: BTreeSet<String> = zone_config
-            .get_rich_rules()
-            .await
-            .map_err(call_failed(format!("config getRichRules({zone})")))?
-            .into_iter()
-            .filter(|rule| objects::is_our_rich_rule(rule))
-            .collect();
-        for rule in permanent_rules.difference(&wanted_rules) {
-            tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED")
-                .map_err(call_failed(format!("config removeRichRule({rule})")))?;
-        }
-        for rule in wanted_rules.difference(&permanent_rules) {
-            tolerate(zone_config.add_rich_rule(rule).await, "ALREADY_ENABLED")
-                .map_err(call_failed(format!("config addRichRule({rule})")))?;
-            repaired.objects.push(format!("permanent rich rule {rule}"));
-        }
+        // Then the policy, before the sets it may still reference are removed.
+        permanent_changed |= self
+            .sync_permanent_policy(wanted_policy.as_ref(), &mut repaired)
+            .await?;
         for name in existing.iter().filter(|n| !wanted_sets.contains_key(*n)) {
             self.config_ipset(name)
                 .await?
@@ -498,8 +568,8 @@ impl Shared {
             permanent_changed = true;
         }
 
-        // A set that exists only permanently (a run interrupted before its reload) needs
-        // a reload too, or setEntries fails.
+        // A set or the policy that exists only permanently (a run interrupted before its
+        // reload, or someone's reload that failed) needs a reload too.
         let runtime_sets: BTreeSet<String> = self
             .ipsets
             .get_ipsets()
@@ -516,20 +586,25 @@ impl Shared {
                 .iter()
                 .map(|name| format!("runtime ipset {name}")),
         );
-        if permanent_changed || !missing_sets.is_empty() {
-            self.firewalld
-                .reload()
-                .await
-                .map_err(call_failed("reload"))?;
+        let runtime_policy = self
+            .policies
+            .get_policies()
+            .await
+            .map_err(call_failed("getPolicies"))?
+            .iter()
+            .any(|p| p == objects::POLICY);
+        let policy_missing = wanted_policy.is_some() && !runtime_policy;
+        if policy_missing {
+            repaired
+                .objects
+                .push(format!("runtime policy {}", objects::POLICY));
         }
-
-        let added_rules = self.sync_rules(&zone, &wanted_rules).await?;
-        repaired.objects.extend(
-            added_rules
-                .into_iter()
-                .map(|rule| format!("rich rule {rule}")),
-        );
-        state.zone = Some(zone);
+        if permanent_changed || !missing_sets.is_empty() || policy_missing {
+            self.reload().await?;
+        }
+        if let Some(wanted) = &wanted_policy {
+            self.sync_runtime_policy(wanted, &mut repaired).await?;
+        }
 
         for name in wanted_sets.keys() {
             let runtime = self
@@ -566,70 +641,135 @@ impl Shared {
         Ok(repaired)
     }
 
-    /// Removes our permanent rules from `zone`.
-    async fn remove_permanent_rules(&self, zone: &str) -> Result<(), FirewalldError> {
-        let zone_config = self.config_zone(zone).await?;
-        let rules = zone_config
-            .get_rich_rules()
+    /// Makes the permanent policy `wanted` (`None`: removes it); answers whether anything
+    /// changed (then firewalld must reload for it to take effect).
+    async fn sync_permanent_policy(
+        &self,
+        wanted: Option<&PolicyShape>,
+        repaired: &mut Repaired,
+    ) -> Result<bool, FirewalldError> {
+        let exists = self
+            .config
+            .get_policy_names()
             .await
-            .map_err(call_failed(format!("config getRichRules({zone})")))?;
-        for rule in rules.iter().filter(|r| objects::is_our_rich_rule(r)) {
-            tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED")
-                .map_err(call_failed(format!("config removeRichRule({rule})")))?;
+            .map_err(call_failed("getPolicyNames"))?
+            .iter()
+            .any(|p| p == objects::POLICY);
+        match (wanted, exists) {
+            (None, false) => Ok(false),
+            (None, true) => {
+                self.config_policy()
+                    .await?
+                    .remove()
+                    .await
+                    .map_err(call_failed(format!("remove policy {}", objects::POLICY)))?;
+                Ok(true)
+            }
+            (Some(wanted), false) => {
+                self.config
+                    .add_policy(objects::POLICY, wanted.permanent_settings())
+                    .await
+                    .map_err(call_failed(format!("addPolicy({})", objects::POLICY)))?;
+                repaired
+                    .objects
+                    .push(format!("permanent policy {}", objects::POLICY));
+                Ok(true)
+            }
+            (Some(wanted), true) => {
+                let policy = self.config_policy().await?;
+                let found = policy
+                    .get_settings()
+                    .await
+                    .map_err(call_failed(format!("getSettings({})", objects::POLICY)))?;
+                let differences = wanted.differences(&PolicyShape::from_settings(&found));
+                if differences.is_empty() {
+                    return Ok(false);
+                }
+                policy
+                    .update(wanted.permanent_settings())
+                    .await
+                    .map_err(call_failed(format!("update({})", objects::POLICY)))?;
+                repaired.objects.push(format!(
+                    "permanent policy {} ({})",
+                    objects::POLICY,
+                    differences.join(", ")
+                ));
+                Ok(true)
+            }
         }
+    }
+
+    /// Puts the runtime policy's zones and rich rules right, in place (no reload).
+    async fn sync_runtime_policy(
+        &self,
+        wanted: &PolicyShape,
+        repaired: &mut Repaired,
+    ) -> Result<(), FirewalldError> {
+        let found = self
+            .policies
+            .get_policy_settings(objects::POLICY)
+            .await
+            .map_err(call_failed(format!(
+                "getPolicySettings({})",
+                objects::POLICY
+            )))?;
+        let differences = wanted.runtime_differences(&PolicyShape::from_settings(&found));
+        if differences.is_empty() {
+            return Ok(());
+        }
+        self.policies
+            .set_policy_settings(objects::POLICY, wanted.runtime_settings())
+            .await
+            .map_err(call_failed(format!(
+                "setPolicySettings({})",
+                objects::POLICY
+            )))?;
+        repaired.objects.push(format!(
+            "runtime policy {} ({})",
+            objects::POLICY,
+            differences.join(", ")
+        ));
         Ok(())
     }
 
-    /// Removes our rules, runtime then permanent, from every zone but `keep`. A rule left
-    /// in another zone that names an ipset we delete would make firewalld's next reload fail.
-    async fn remove_rules_outside(&self, keep: Option<&str>) -> Result<(), FirewalldError> {
+    /// Removes rules of ours from every zone, runtime then permanent: where banhound put
+    /// them before it used a policy. Left there, a rule naming an ipset we delete would make
+    /// firewalld's next reload fail.
+    async fn remove_rules_from_zones(&self) -> Result<(), FirewalldError> {
         let runtime_zones = self
             .zones
             .get_zones()
             .await
             .map_err(call_failed("getZones"))?;
-        for zone in runtime_zones.iter().filter(|z| Some(z.as_str()) != keep) {
-            self.sync_rules(zone, &BTreeSet::new()).await?;
+        for zone in &runtime_zones {
+            let rules = self
+                .zones
+                .get_rich_rules(zone)
+                .await
+                .map_err(call_failed(format!("getRichRules({zone})")))?;
+            for rule in rules.iter().filter(|r| objects::is_our_rich_rule(r)) {
+                tolerate_string(self.zones.remove_rich_rule(zone, rule).await, "NOT_ENABLED")
+                    .map_err(call_failed(format!("removeRichRule({zone}, {rule})")))?;
+            }
         }
         let permanent_zones = self
             .config
             .get_zone_names()
             .await
             .map_err(call_failed("getZoneNames"))?;
-        for zone in permanent_zones.iter().filter(|z| Some(z.as_str()) != keep) {
-            self.remove_permanent_rules(zone).await?;
+        for zone in &permanent_zones {
+            let zone_config = self.config_zone(zone).await?;
+            let rules = zone_config
+                .get_rich_rules()
+                .await
+                .map_err(call_failed(format!("config getRichRules({zone})")))?;
+            for rule in rules.iter().filter(|r| objects::is_our_rich_rule(r)) {
+                tolerate(zone_config.remove_rich_rule(rule).await, "NOT_ENABLED").map_err(
+                    call_failed(format!("config removeRichRule({zone}, {rule})")),
+                )?;
+            }
         }
         Ok(())
-    }
-
-    /// Makes our runtime rules in `zone` exactly `wanted`; answers the rules it had to add.
-    async fn sync_rules(
-        &self,
-        zone: &str,
-        wanted: &BTreeSet<String>,
-    ) -> Result<Vec<String>, FirewalldError> {
-        let present: BTreeSet<String> = self
-            .zones
-            .get_rich_rules(zone)
-            .await
-            .map_err(call_failed(format!("getRichRules({zone})")))?
-            .into_iter()
-            .filter(|rule| objects::is_our_rich_rule(rule))
-            .collect();
-        for rule in present.difference(wanted) {
-            tolerate_string(self.zones.remove_rich_rule(zone, rule).await, "NOT_ENABLED")
-                .map_err(call_failed(format!("removeRichRule({rule})")))?;
-        }
-        let mut added = Vec::new();
-        for rule in wanted.difference(&present) {
-            tolerate_string(
-                self.zones.add_rich_rule(zone, rule, 0).await,
-                "ALREADY_ENABLED",
-            )
-            .map_err(call_failed(format!("addRichRule({rule})")))?;
-            added.push(rule.clone());
-        }
-        Ok(added)
     }
 
     async fn set_entries(&self, ipset: &str, entries: &[String]) -> Result<(), FirewalldError> {
@@ -641,17 +781,6 @@ impl Shared {
                 entries.len()
             )))
     }
-}
-
-/// Checks what `setup` cannot represent before anything is changed.
-fn check_jail(jail: &JailRules) -> Result<(), FirewalldError> {
-    objects::check_jail_name(&jail.jail)?;
-    if let Ports::Only { protocols, ports } = &jail.ports {
-        if protocols.is_empty() || ports.is_empty() {
-            return Err(FirewalldError::NoPorts(jail.jail.clone()));
-        }
-    }
-    Ok(())
 }
 
 /// Targets grouped by the ipset they go to, truncated (firewalld stores networks truncated).
@@ -683,7 +812,7 @@ impl Firewall for FirewalldBackend {
 
     async fn setup(&mut self, jails: &[JailRules]) -> Result<(), FirewallError> {
         for jail in jails {
-            check_jail(jail)?;
+            Self::check_jail(jail)?;
         }
         let mut state = self.shared.state.lock().await;
         state.jails = jails.to_vec();
@@ -813,7 +942,7 @@ impl Firewall for FirewalldBackend {
         let mut parts = Vec::new();
         if !repaired.objects.is_empty() {
             parts.push(format!(
-                "{} missing: re-created",
+                "{} missing or changed: put right",
                 repaired.objects.join(", ")
             ));
         }
@@ -837,14 +966,33 @@ impl Firewall for FirewalldBackend {
         })
     }
 
-    /// Removes our rules from every zone and our ipsets, runtime and permanent. Removing a
-    /// runtime ipset takes a firewalld reload, which also drops other runtime-only changes
-    /// made with `firewall-cmd` without `--permanent`.
+    /// Removes our policy, our ipsets and any rule of ours left in a zone, runtime and
+    /// permanent. Removing a runtime ipset or policy takes a firewalld reload, which also
+    /// drops other runtime-only changes made with `firewall-cmd` without `--permanent`; with
+    /// nothing of ours in firewalld, nothing is reloaded.
     async fn teardown(&mut self) -> Result<(), FirewallError> {
         let shared = &self.shared;
         let mut state = shared.state.lock().await;
         // Rules first: from here on nothing of ours blocks traffic.
-        shared.remove_rules_outside(None).await?;
+        let runtime_policy = shared
+            .policies
+            .get_policies()
+            .await
+            .map_err(call_failed("getPolicies"))?
+            .iter()
+            .any(|p| p == objects::POLICY);
+        if runtime_policy {
+            let no_rules = HashMap::from([("rich_rules", Value::from(Vec::<String>::new()))]);
+            shared
+                .policies
+                .set_policy_settings(objects::POLICY, no_rules)
+                .await
+                .map_err(call_failed(format!(
+                    "setPolicySettings({})",
+                    objects::POLICY
+                )))?;
+        }
+        shared.remove_rules_from_zones().await?;
         let runtime_sets = shared
             .ipsets
             .get_ipsets()
@@ -861,7 +1009,10 @@ impl Firewall for FirewalldBackend {
             .get_ipset_names()
             .await
             .map_err(call_failed("getIPSetNames"))?;
-        let mut removed_any = false;
+        // The policy before the sets its rules name.
+        let mut removed_any = shared
+            .sync_permanent_policy(None, &mut Repaired::default())
+            .await?;
         for name in permanent_sets
             .iter()
             .filter(|n| objects::parse_ipset_name(n).is_some())
@@ -875,11 +1026,7 @@ impl Firewall for FirewalldBackend {
             removed_any = true;
         }
         if removed_any {
-            shared
-                .firewalld
-                .reload()
-                .await
-                .map_err(call_failed("reload"))?;
+            shared.reload().await?;
         }
         *state = State::default();
         Ok(())

@@ -513,7 +513,6 @@ fn firewalld_host_bans_and_puts_bans_back_after_reload_and_restart() {
 
 /// Defect 2: a firewalld ban must hold whatever zone the attacker's interface is in.
 #[test]
-#[ignore = "needs the fw branch"]
 fn firewalld_ban_holds_in_every_zone() {
     let _serial = serial();
     let host = Host::boot();

@@ -1,15 +1,17 @@
 //! The objects banhound owns inside firewalld, as firewalld spells them: ipset names and
-//! settings, the rich rules that reference them, and ipset entries.
+//! settings, the rich rules that reference them, the policy that holds those rules, and
+//! ipset entries.
 //!
 //! Everything here is pure so the exact strings can be unit-tested; firewalld compares rich
 //! rules as strings when listing them, so ours must match its canonical form exactly or
 //! `setup` would add a rule that is already there.
 
-use super::proxies::IpSetSettings;
+use super::proxies::{IpSetSettings, PolicySettings};
 use crate::firewall::{BlockType, Family, JailRules, Ports};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use zbus::zvariant::Value;
 
 /// Prefix of every ipset banhound creates; anything else in firewalld is not ours.
 pub(super) const IPSET_PREFIX: &str = "banhound-";
@@ -97,6 +99,124 @@ pub(super) fn ipset_settings_match(found: &IpSetSettings, wanted: &IpSetSettings
     found.3 == wanted.3 && found.4 == wanted.4
 }
 
+/// The firewalld policy (firewalld.policy(5), firewalld 0.9 and later) holding our rich
+/// rules. A zone's rules apply only to the interfaces and sources bound to that zone, so
+/// rules in one zone let a banned address in through an interface of any other; a policy
+/// from every zone applies whatever zone an interface is in or is moved to.
+pub(super) const POLICY: &str = "banhound";
+/// Ingress `ANY`, egress `HOST`: traffic from any zone to this host's own services, as the
+/// nftables backend's `input` hook. Forwarded traffic (containers, routed networks) is not
+/// blocked: bans protect the services whose logs they come from.
+const POLICY_INGRESS: &str = "ANY";
+const POLICY_EGRESS: &str = "HOST";
+/// Negative: before the rules of every zone (and an accepting zone target such as
+/// `trusted`'s), and before other policies of a higher priority.
+const POLICY_PRIORITY: i32 = -30000;
+/// Traffic our rules do not drop goes on to the zones' rules.
+const POLICY_TARGET: &str = "CONTINUE";
+
+/// The parts of our policy banhound sets and checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PolicyShape {
+    pub target: String,
+    pub priority: i32,
+    pub ingress_zones: BTreeSet<String>,
+    pub egress_zones: BTreeSet<String>,
+    pub rich_rules: BTreeSet<String>,
+}
+
+impl PolicyShape {
+    /// Our policy holding `rich_rules`.
+    pub fn wanted(rich_rules: BTreeSet<String>) -> PolicyShape {
+        PolicyShape {
+            target: POLICY_TARGET.to_owned(),
+            priority: POLICY_PRIORITY,
+            ingress_zones: BTreeSet::from([POLICY_INGRESS.to_owned()]),
+            egress_zones: BTreeSet::from([POLICY_EGRESS.to_owned()]),
+            rich_rules,
+        }
+    }
+
+    /// What firewalld holds; a missing or mistyped setting reads as empty (and so differs).
+    pub fn from_settings(settings: &PolicySettings) -> PolicyShape {
+        let strings = |key: &str| -> BTreeSet<String> {
+            settings
+                .get(key)
+                .and_then(|v| v.try_clone().ok())
+                .and_then(|v| Vec::<String>::try_from(v).ok())
+                .unwrap_or_default()
+                .into_iter()
+                .collect()
+        };
+        PolicyShape {
+            target: settings
+                .get("target")
+                .and_then(|v| <&str>::try_from(&**v).ok())
+                .unwrap_or_default()
+                .to_owned(),
+            priority: settings
+                .get("priority")
+                .and_then(|v| i32::try_from(v).ok())
+                .unwrap_or_default(),
+            ingress_zones: strings("ingress_zones"),
+            egress_zones: strings("egress_zones"),
+            rich_rules: strings("rich_rules"),
+        }
+    }
+
+    /// The full permanent definition (`addPolicy`, `update`).
+    pub fn permanent_settings(&self) -> HashMap<&'static str, Value<'static>> {
+        let mut settings = self.runtime_settings();
+        settings.insert("short", Value::from(POLICY.to_owned()));
+        settings.insert(
+            "description",
+            Value::from("banhound: drops traffic from banned addresses".to_owned()),
+        );
+        settings.insert("target", Value::from(self.target.clone()));
+        settings.insert("priority", Value::from(self.priority));
+        settings
+    }
+
+    /// What can be changed at runtime (`setPolicySettings` refuses target and priority).
+    pub fn runtime_settings(&self) -> HashMap<&'static str, Value<'static>> {
+        let list = |set: &BTreeSet<String>| Value::from(set.iter().cloned().collect::<Vec<_>>());
+        HashMap::from([
+            ("ingress_zones", list(&self.ingress_zones)),
+            ("egress_zones", list(&self.egress_zones)),
+            ("rich_rules", list(&self.rich_rules)),
+        ])
+    }
+
+    /// What differs from `found`, for the log: `ingress zones`, `rich rules`, ...
+    pub fn differences(&self, found: &PolicyShape) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.target != found.target {
+            out.push("target");
+        }
+        if self.priority != found.priority {
+            out.push("priority");
+        }
+        if self.ingress_zones != found.ingress_zones {
+            out.push("ingress zones");
+        }
+        if self.egress_zones != found.egress_zones {
+            out.push("egress zones");
+        }
+        if self.rich_rules != found.rich_rules {
+            out.push("rich rules");
+        }
+        out
+    }
+
+    /// Like [`PolicyShape::differences`], for what runtime settings can repair.
+    pub fn runtime_differences(&self, found: &PolicyShape) -> Vec<&'static str> {
+        self.differences(found)
+            .into_iter()
+            .filter(|d| !matches!(*d, "target" | "priority"))
+            .collect()
+    }
+}
+
 /// Whether a rich rule (in firewalld's canonical spelling) is one of ours.
 pub(super) fn is_our_rich_rule(rule: &str) -> bool {
     rule.contains(&format!("source ipset=\"{IPSET_PREFIX}"))
@@ -171,6 +291,7 @@ pub(super) fn overlaps_other(net: &IpNet, bans: &BTreeSet<IpNet>) -> bool {
 mod tests {
     use super::*;
     use crate::firewall::{PortRange, Protocol};
+    use zbus::zvariant::OwnedValue;
 
     fn net(s: &str) -> IpNet {
         s.parse::<IpNet>().unwrap().trunc()
@@ -257,6 +378,36 @@ mod tests {
             .iter()
             .all(|r| is_our_rich_rule(r)));
         assert!(!is_our_rich_rule(r#"rule source ipset="blocklist" drop"#));
+    }
+
+    #[test]
+    fn policy_settings_round_trip_and_differences_are_named() {
+        let rules = BTreeSet::from([r#"rule source ipset="banhound-sshd-v4" drop"#.to_owned()]);
+        let wanted = PolicyShape::wanted(rules);
+        let settings: PolicySettings = wanted
+            .permanent_settings()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), OwnedValue::try_from(v).unwrap()))
+            .collect();
+        let read = PolicyShape::from_settings(&settings);
+        assert_eq!(read, wanted);
+        assert!(wanted.differences(&read).is_empty());
+
+        let mut moved = read.clone();
+        moved.ingress_zones = BTreeSet::from(["public".to_owned()]);
+        moved.priority = -1;
+        moved.rich_rules.clear();
+        assert_eq!(
+            wanted.differences(&moved),
+            ["priority", "ingress zones", "rich rules"]
+        );
+        assert_eq!(
+            wanted.runtime_differences(&moved),
+            ["ingress zones", "rich rules"]
+        );
+        // Nothing readable: everything differs rather than anything passing for ours.
+        let empty = PolicyShape::from_settings(&PolicySettings::new());
+        assert_eq!(wanted.differences(&empty).len(), 5);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use zbus::proxy;
-use zbus::zvariant::OwnedObjectPath;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 /// firewalld's well-known bus name.
 pub(super) const SERVICE: &str = "org.fedoraproject.FirewallD1";
@@ -23,6 +23,10 @@ pub(super) type IpSetSettings = (
     HashMap<String, String>,
     Vec<String>,
 );
+
+/// A policy's settings as firewalld returns them (`a{sv}`: `target`, `priority`,
+/// `ingress_zones`, `egress_zones`, `rich_rules`, ...; see firewalld.policy(5)).
+pub(super) type PolicySettings = HashMap<String, OwnedValue>;
 
 /// The main runtime interface: default zone, reload, and the `Reloaded` signal.
 #[proxy(
@@ -66,7 +70,8 @@ pub(super) trait RuntimeIpSets {
     fn remove_entry(&self, ipset: &str, entry: &str) -> zbus::Result<()>;
 }
 
-/// Runtime zones: where the rich rules that reference our ipsets take effect immediately.
+/// Runtime zones: where banhound put its rich rules before it used a policy; read to remove
+/// them.
 #[proxy(
     interface = "org.fedoraproject.FirewallD1.zone",
     default_service = "org.fedoraproject.FirewallD1",
@@ -79,15 +84,34 @@ pub(super) trait RuntimeZones {
     #[zbus(name = "getRichRules")]
     fn get_rich_rules(&self, zone: &str) -> zbus::Result<Vec<String>>;
 
-    /// `timeout` 0 means the rule stays until removed or reloaded.
-    #[zbus(name = "addRichRule")]
-    fn add_rich_rule(&self, zone: &str, rule: &str, timeout: i32) -> zbus::Result<String>;
-
     #[zbus(name = "removeRichRule")]
     fn remove_rich_rule(&self, zone: &str, rule: &str) -> zbus::Result<String>;
 }
 
-/// The permanent configuration: ipset definitions and zone objects by name.
+/// Runtime policies: a policy exists at runtime only once a reload loaded it from the
+/// permanent configuration, but its zones and rich rules can be changed in place.
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.policy",
+    default_service = "org.fedoraproject.FirewallD1",
+    default_path = "/org/fedoraproject/FirewallD1"
+)]
+pub(super) trait RuntimePolicies {
+    #[zbus(name = "getPolicies")]
+    fn get_policies(&self) -> zbus::Result<Vec<String>>;
+
+    #[zbus(name = "getPolicySettings")]
+    fn get_policy_settings(&self, policy: &str) -> zbus::Result<PolicySettings>;
+
+    /// Changes only the settings named in `settings` (firewalld applies the difference).
+    #[zbus(name = "setPolicySettings")]
+    fn set_policy_settings(
+        &self,
+        policy: &str,
+        settings: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
+}
+
+/// The permanent configuration: ipset, zone and policy objects by name.
 #[proxy(
     interface = "org.fedoraproject.FirewallD1.config",
     default_service = "org.fedoraproject.FirewallD1",
@@ -108,6 +132,19 @@ pub(super) trait Config {
 
     #[zbus(name = "getZoneByName")]
     fn get_zone_by_name(&self, zone: &str) -> zbus::Result<OwnedObjectPath>;
+
+    #[zbus(name = "getPolicyNames")]
+    fn get_policy_names(&self) -> zbus::Result<Vec<String>>;
+
+    #[zbus(name = "getPolicyByName")]
+    fn get_policy_by_name(&self, policy: &str) -> zbus::Result<OwnedObjectPath>;
+
+    #[zbus(name = "addPolicy")]
+    fn add_policy(
+        &self,
+        policy: &str,
+        settings: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
 }
 
 /// One permanent ipset, at the object path `Config::get_ipset_by_name` returns.
@@ -126,7 +163,8 @@ pub(super) trait ConfigIpSet {
     fn remove(&self) -> zbus::Result<()>;
 }
 
-/// One permanent zone, at the object path `Config::get_zone_by_name` returns.
+/// One permanent zone, at the object path `Config::get_zone_by_name` returns (read to remove
+/// rules of an older banhound).
 #[proxy(
     interface = "org.fedoraproject.FirewallD1.config.zone",
     default_service = "org.fedoraproject.FirewallD1"
@@ -135,9 +173,23 @@ pub(super) trait ConfigZone {
     #[zbus(name = "getRichRules")]
     fn get_rich_rules(&self) -> zbus::Result<Vec<String>>;
 
-    #[zbus(name = "addRichRule")]
-    fn add_rich_rule(&self, rule: &str) -> zbus::Result<()>;
-
     #[zbus(name = "removeRichRule")]
     fn remove_rich_rule(&self, rule: &str) -> zbus::Result<()>;
+}
+
+/// One permanent policy, at the object path `Config::get_policy_by_name` returns.
+#[proxy(
+    interface = "org.fedoraproject.FirewallD1.config.policy",
+    default_service = "org.fedoraproject.FirewallD1"
+)]
+pub(super) trait ConfigPolicy {
+    #[zbus(name = "getSettings")]
+    fn get_settings(&self) -> zbus::Result<PolicySettings>;
+
+    /// Replaces the policy's settings; those not named take their defaults.
+    #[zbus(name = "update")]
+    fn update(&self, settings: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
+
+    #[zbus(name = "remove")]
+    fn remove(&self) -> zbus::Result<()>;
 }
