@@ -14,12 +14,13 @@ use crate::daemon::display_target;
 use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{
-    Counting, Filter, FilterSpec, Host, Matcher, Outcome, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
+    Counting, Filter, FilterSpec, Host, Matcher, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
 };
+use crate::engine::jail::{FileSource, Jail, Record as JailRecord, Seen, Step};
 use crate::engine::multiline::{Origin, SourceState};
-use crate::engine::prepare::{LineFormat, LinePreparer, Prepared};
+use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
-use crate::engine::tracker::{Tracker, Verdict};
+use crate::engine::tracker::{Mode, Tracker, Verdict};
 use crate::source::file::{Line, LineReader};
 use crate::source::journal::{
     JailMatches, JournalError, JournalReader, JournalSource, MatchExpr, Start,
@@ -421,6 +422,8 @@ struct Report {
     not_syslog: u64,
     too_long: u64,
     no_date: u64,
+    /// File lines more than findtime older than the newest line so far (or than --now).
+    too_old: u64,
     no_message: u64,
     /// Searches the backtracking engine gave up on (counted in `missed` when no other
     /// regex matched the line).
@@ -448,6 +451,9 @@ struct JsonMatch<'a> {
     user: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     fields: BTreeMap<&'a str, Cow<'a, str>>,
+    /// The time of the ban this failure decided (the jail's settings), if it decided one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ban: Option<String>,
 }
 
 /// What the records come from.
@@ -555,8 +561,6 @@ enum JournalRender {
 struct Run<'f, W: Write> {
     report: Report,
     matcher: Matcher<'f>,
-    /// What earlier records said, for multi-line filters.
-    multiline: SourceState,
     tracker: Tracker,
     out: W,
     json: bool,
@@ -577,7 +581,6 @@ pub fn run(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<()> {
             ..Report::default()
         },
         matcher: subject.filter.matcher(),
-        multiline: SourceState::new(),
         tracker: Tracker::new(policy.to_policy(&[])),
         out: BufWriter::with_capacity(64 << 10, stdout.lock()),
         json: args.json,
@@ -617,68 +620,38 @@ fn read_lines<W: Write>(
     let zone = Zone::parse(&args.timezone)
         .map_err(|e| invalid(anyhow!("--timezone {:?}: {e}", args.timezone)))?;
     let now = parse_now(args.now.as_deref())?;
-    let mut preparer = LinePreparer::new(
+    let preparer = LinePreparer::new(
         DateDetector::new(zone).with_pattern(subject.datepattern.clone()),
         subject.format,
         &subject.identifiers,
     );
+    // As the daemon reads a file from its start at `now`.
+    let mut source = FileSource::new(preparer, Some(now));
     let mut reader = LineReader::new(input);
-    let mut last_time = None;
     while let Some(line) = reader
         .next_line()
         .with_context(|| format!("reading {name}"))?
     {
-        let report = &mut run.report;
-        report.records += 1;
-        let number = report.records;
-        let text = match line {
+        run.report.records += 1;
+        let number = run.report.records;
+        let line = match line {
             Line::Text(t) => t,
             Line::TooLong(_) => {
-                report.too_long += 1;
-                report.missed += 1;
+                run.report.too_long += 1;
+                run.report.missed += 1;
                 continue;
             }
         };
-        let (time, message, origin) = match preparer.prepare(text, now) {
-            Prepared::Message {
-                time,
-                message,
-                origin,
-                ..
-            } => (time, message, origin),
-            Prepared::OtherProgram => {
-                report.other_program += 1;
-                report.missed += 1;
-                continue;
-            }
-            Prepared::NotSyslog => {
-                report.not_syslog += 1;
-                report.missed += 1;
-                continue;
-            }
+        let record = JailRecord::Line {
+            source: &mut source,
+            line,
         };
-        let time = match time {
-            Some(t) => {
-                last_time = Some(t);
-                Some(t)
-            }
-            None => {
-                report.no_date += 1;
-                None
-            }
-        };
-        run.process(
-            Record::Line(number),
-            message,
-            origin,
-            time,
-            last_time.unwrap_or(now),
-        )?;
+        run.process(Record::Line(number), record, now)?;
     }
     Ok(Provenance::Lines {
         name,
         format: subject.format,
-        preparer: Box::new(preparer),
+        preparer: Box::new(source.into_preparer()),
     })
 }
 
@@ -727,6 +700,7 @@ fn read_journal<W: Write>(
     // on it.
     let mut text = Vec::new();
     let (mut host, mut pid) = (Vec::new(), Vec::new());
+    let mut multiline = SourceState::new();
     loop {
         let time = {
             let Some(read) = reader
@@ -755,7 +729,14 @@ fn read_journal<W: Write>(
             host: &host,
             pid: Some(pid.as_slice()),
         };
-        run.process(Record::Entry(number), &text, origin, Some(time), time)?;
+        let record = JailRecord::Entry {
+            state: &mut multiline,
+            message: &text,
+            origin,
+            time,
+        };
+        // Journal entries are not judged by the clock (see `engine::jail`).
+        run.process(Record::Entry(number), record, time)?;
     }
     let stats = reader.stats();
     // Every entry the matches selected is a record; those without MESSAGE are missed.
@@ -781,17 +762,38 @@ impl<W: Write> Run<'_, W> {
     fn process(
         &mut self,
         record: Record,
-        message: &[u8],
-        origin: Origin<'_>,
-        time: Option<Timestamp>,
-        effective_time: Timestamp,
+        jail_record: JailRecord<'_>,
+        now: Timestamp,
     ) -> anyhow::Result<()> {
+        let mut jail = Jail {
+            matcher: &mut self.matcher,
+            tracker: &mut self.tracker,
+        };
+        let step = jail.decide(jail_record, Mode::Live, now);
         let report = &mut self.report;
-        match self
-            .matcher
-            .match_record(&mut self.multiline, message, origin, effective_time)
-        {
-            Outcome::Missed => {
+        let (time, seen) = match step {
+            Step::OtherProgram => {
+                report.other_program += 1;
+                report.missed += 1;
+                return Ok(());
+            }
+            Step::NotSyslog => {
+                report.not_syslog += 1;
+                report.missed += 1;
+                return Ok(());
+            }
+            Step::TooOld => {
+                report.too_old += 1;
+                report.missed += 1;
+                return Ok(());
+            }
+            Step::Seen { time, seen, .. } => (time, seen),
+        };
+        if time.is_none() {
+            report.no_date += 1;
+        }
+        match seen {
+            Seen::Missed { message } => {
                 report.missed += 1;
                 if self.verbose && report.missed_samples.len() < self.top {
                     let (Record::Line(n) | Record::Entry(n)) = record;
@@ -800,39 +802,32 @@ impl<W: Write> Run<'_, W> {
                         .push((n, String::from_utf8_lossy(message).into_owned()));
                 }
             }
-            Outcome::NoFailure { regex } => {
+            Seen::NoFailure { regex } => {
                 report.no_failure += 1;
                 report.fail_hits[regex] += 1;
             }
-            Outcome::Hostless { regex } => {
+            Seen::Hostless { regex } => {
                 report.hostless += 1;
                 report.fail_hits[regex] += 1;
             }
-            Outcome::Ignored { ignore, .. } => {
+            Seen::Ignored { ignore, .. } => {
                 report.ignored += 1;
                 *report.ignore_hits.entry(ignore).or_default() += 1;
             }
-            Outcome::Failure(failure) => {
+            Seen::Failure { failure, verdict } => {
                 report.matched += 1;
                 report.fail_hits[failure.regex] += 1;
-                let verdict = match failure.host {
-                    Host::Ip(ip) => {
-                        *report.addresses.entry(IpNet::from(ip)).or_default() += 1;
-                        Some(self.tracker.failure(ip, effective_time))
-                    }
-                    Host::Net(net) => {
-                        *report.addresses.entry(net).or_default() += 1;
-                        Some(self.tracker.failure_net(net, effective_time))
-                    }
-                    Host::Name(_) => {
-                        report.hostnames += 1;
-                        None
-                    }
-                };
+                match failure.host {
+                    Host::Ip(ip) => *report.addresses.entry(IpNet::from(ip)).or_default() += 1,
+                    Host::Net(net) => *report.addresses.entry(net).or_default() += 1,
+                    Host::Name(_) => report.hostnames += 1,
+                }
+                let mut ban = None;
                 match verdict {
                     Some(Verdict::Ban(d)) => {
                         let e = report.bans.entry(d.target).or_insert((d.at, 0));
                         e.1 += 1;
+                        ban = Some(d.at.to_rfc3339());
                     }
                     Some(Verdict::Ignored(_)) => report.ignored_addresses += 1,
                     Some(Verdict::AlreadyBanned | Verdict::Counted { .. }) | None => {}
@@ -854,6 +849,7 @@ impl<W: Write> Run<'_, W> {
                             .fields(failure.regex, failure.text)
                             .map(|(k, v)| (k, String::from_utf8_lossy(v)))
                             .collect(),
+                        ban,
                     };
                     serde_json::to_writer(&mut self.out, &json)?;
                     self.out.write_all(b"\n")?;
@@ -969,6 +965,12 @@ fn render_summary(
     if r.too_long > 0 {
         reasons.push(format!("{} too long", thousands(r.too_long)));
     }
+    if r.too_old > 0 {
+        reasons.push(format!(
+            "{} older than findtime before the newest line (or --now)",
+            thousands(r.too_old)
+        ));
+    }
     if !reasons.is_empty() {
         let _ = writeln!(s, "         missed before matching: {}", reasons.join(", "));
     }
@@ -984,7 +986,7 @@ fn render_summary(
     if r.no_date > 0 {
         let _ = writeln!(
             s,
-            "         {} {} had no recognisable date (the previous line's time was used)",
+            "         {} {} had no recognisable date (counted at --now, as the daemon counts them when read)",
             thousands(r.no_date),
             unit.1
         );

@@ -53,11 +53,12 @@ use crate::bus::{unban_reason, ControlError, Event, Health, JailSnapshot, Reques
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
-use crate::engine::filter::{Host, Matcher, Outcome};
+use crate::engine::filter::{Host, Matcher};
+use crate::engine::jail::{FileSource, Jail, Record, Seen, Step};
 use crate::engine::multiline::SourceState;
-use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine};
+use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
-use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::engine::tracker::{BanDecision, Mode, Tracker, Verdict};
 use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -149,12 +150,22 @@ pub fn display_target(target: &IpNet) -> String {
     }
 }
 
-/// A live failure: counts it and returns the ban it leads to, if any. Host names are never
-/// banned (nor resolved).
-fn judge(tracker: &mut Tracker, jail: &str, host: Host<'_>, at: Timestamp) -> Option<BanDecision> {
-    let (verdict, ip) = match host {
-        Host::Ip(ip) => (tracker.failure(ip, at), display_target(&IpNet::from(ip))),
-        Host::Net(net) => (tracker.failure_net(net, at), display_target(&net)),
+/// What the daemon does with a decided record: a ban decision to enforce, or a debug line.
+/// Host names are never banned (nor resolved).
+fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
+    let Step::Seen {
+        seen: Seen::Failure {
+            failure,
+            verdict: Some(verdict),
+        },
+        ..
+    } = step
+    else {
+        return None;
+    };
+    let ip = match failure.host {
+        Host::Ip(ip) => display_target(&IpNet::from(ip)),
+        Host::Net(net) => display_target(&net),
         Host::Name(_) => return None,
     };
     match verdict {
@@ -353,16 +364,11 @@ struct Daemon {
     matches: Vec<MatchExpr>,
     journal_jails: Vec<usize>,
     files: Vec<(PathBuf, Vec<usize>)>,
-    /// Per (jail, file): the date detector state of that file for that jail's filter.
-    preparers: HashMap<(usize, usize), LinePreparer>,
-    /// Per (jail, file): the time of the newest line read, the reference for skipping lines
-    /// older than findtime. Set to the start's time for a file read from its start (no
-    /// stored offset); absent for a file continued after its stored offset until its first
-    /// line, so the lines logged while banhound was stopped are judged by their own dates.
-    file_newest: HashMap<(usize, usize), Timestamp>,
-    /// Per (jail, file, or `None` for the journal): what earlier records said, for
-    /// multi-line filters (fail2ban's `<F-MLFID>` sessions and `maxlines`).
-    multiline: HashMap<(usize, Option<usize>), SourceState>,
+    /// Per (jail, file): what that jail remembers of that file (date detector, newest line,
+    /// multi-line state), made when the file's position is known ([`FileSource::new`]).
+    file_sources: HashMap<(usize, usize), FileSource>,
+    /// Per journal jail: what earlier entries said, for multi-line filters.
+    journal_multiline: HashMap<usize, SourceState>,
     zone: Zone,
     trackers: HashMap<String, Tracker>,
     backends: Backends,
@@ -451,9 +457,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         matches: prepared.matches,
         journal_jails: prepared.journal_jails,
         files: prepared.files,
-        preparers: HashMap::new(),
-        file_newest: HashMap::new(),
-        multiline: HashMap::new(),
+        file_sources: HashMap::new(),
+        journal_multiline: HashMap::new(),
         // Dates without a zone in files are local time, as syslog writes them.
         zone: Zone::parse("local").unwrap_or(Zone::Utc),
         backends: Backends::default(),
@@ -682,9 +687,8 @@ impl Daemon {
     /// already hold those failures).
     fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
         self.following = Following::default();
-        self.preparers.clear();
-        self.file_newest.clear();
-        self.multiline.clear();
+        self.file_sources.clear();
+        self.journal_multiline.clear();
         let journal = self.start_journal(reload)?;
         let files = self.start_files()?;
         if journal.is_none() && files.is_none() {
@@ -717,10 +721,16 @@ impl Daemon {
                     p.offset, p.inode
                 ))
             );
-            if stored.is_none() {
-                for &j in readers {
-                    self.file_newest.insert((j, file), now);
-                }
+            for &j in readers {
+                let filter = &self.jails[j].filter;
+                let preparer = LinePreparer::new(
+                    DateDetector::new(self.zone.clone()).with_pattern(filter.datepattern.clone()),
+                    filter.format,
+                    &filter.identifiers,
+                );
+                let newest = stored.is_none().then_some(now);
+                self.file_sources
+                    .insert((j, file), FileSource::new(preparer, newest));
             }
             list.push((path.clone(), stored));
         }
@@ -875,32 +885,29 @@ impl Daemon {
                     };
                     let jail = &self.jails[j];
                     let matcher = matchers[j].get_or_insert_with(|| jail.filter.filter.matcher());
-                    let at = entry.entry.timestamp;
                     let message = if jail.filter.format == LineFormat::AfterDate {
                         entry.entry.render_syslog(&mut rendered);
                         rendered.as_slice()
                     } else {
                         entry.entry.message
                     };
-                    let state = self.multiline.entry((j, None)).or_default();
-                    let origin = entry.entry.origin();
-                    let Outcome::Failure(failure) =
-                        matcher.match_record(state, message, origin, at)
-                    else {
-                        continue;
-                    };
                     let Some(tracker) = self.trackers.get_mut(&jail.name) else {
                         continue;
                     };
-                    match (entry.phase, failure.host) {
-                        (Phase::Replay, Host::Ip(ip)) => tracker.replay_failure(ip, at),
-                        (Phase::Replay, Host::Net(net)) => tracker.replay_failure_net(net, at),
-                        (Phase::Replay, Host::Name(_)) => {}
-                        (Phase::New, host) => {
-                            if let Some(decision) = judge(tracker, &jail.name, host, at) {
-                                decisions.push((j, decision));
-                            }
-                        }
+                    let mode = match entry.phase {
+                        Phase::Replay => Mode::Replay,
+                        Phase::New => Mode::Live,
+                    };
+                    let record = Record::Entry {
+                        state: self.journal_multiline.entry(j).or_default(),
+                        message,
+                        origin: entry.entry.origin(),
+                        time: entry.entry.timestamp,
+                    };
+                    let mut running = Jail { matcher, tracker };
+                    let step = running.decide(record, mode, now);
+                    if let Some(decision) = conclude_step(&jail.name, step) {
+                        decisions.push((j, decision));
                     }
                 }
             }
@@ -925,52 +932,27 @@ impl Daemon {
         let mut lines = 0;
         for &j in readers {
             let jail = &self.jails[j];
-            let findtime = jail.policy.findtime;
-            let mut newest = self.file_newest.get(&(j, chunk.file)).copied();
             let mut matcher = jail.filter.filter.matcher();
-            let preparer = self.preparers.entry((j, chunk.file)).or_insert_with(|| {
-                LinePreparer::new(
-                    DateDetector::new(self.zone.clone())
-                        .with_pattern(jail.filter.datepattern.clone()),
-                    jail.filter.format,
-                    &jail.filter.identifiers,
-                )
-            });
-            let Some(tracker) = self.trackers.get_mut(&jail.name) else {
+            let (Some(tracker), Some(source)) = (
+                self.trackers.get_mut(&jail.name),
+                self.file_sources.get_mut(&(j, chunk.file)),
+            ) else {
                 continue;
             };
-            let state = self.multiline.entry((j, Some(chunk.file))).or_default();
+            let mut running = Jail {
+                matcher: &mut matcher,
+                tracker,
+            };
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
-                let PreparedLine::Message {
-                    time,
-                    message,
-                    origin,
-                    ..
-                } = preparer.prepare(line, now)
-                else {
-                    continue;
+                let record = Record::Line {
+                    source: &mut *source,
+                    line,
                 };
-                let at = time.unwrap_or(now);
-                // A line more than findtime older than the newest one of this file cannot
-                // count (a file read from its start is judged against now: the look-back).
-                // The newest never passes the wall clock: a line dated in the future must not
-                // blind the jail to the lines after it.
-                let horizon = newest.map(|newest| newest - findtime);
-                newest = Some(newest.map_or(at, |newest| newest.max(at)).min(now));
-                if horizon.is_some_and(|horizon| at < horizon) {
-                    continue;
-                }
-                let Outcome::Failure(failure) = matcher.match_record(state, message, origin, at)
-                else {
-                    continue;
-                };
-                if let Some(decision) = judge(tracker, &jail.name, failure.host, at) {
+                let step = running.decide(record, Mode::Live, now);
+                if let Some(decision) = conclude_step(&jail.name, step) {
                     decisions.push((j, decision));
                 }
-            }
-            if let Some(newest) = newest {
-                self.file_newest.insert((j, chunk.file), newest);
             }
         }
         let position = Some((file_key(path), chunk.position.encode()));

@@ -9,6 +9,7 @@ pub mod address;
 pub mod datepattern;
 pub mod datetime;
 pub mod filter;
+pub mod jail;
 pub mod logline;
 pub mod multiline;
 pub mod prepare;

@@ -91,6 +91,32 @@ impl BanDecision {
     }
 }
 
+/// Who failed: one address, or a network named by the filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Ip(IpAddr),
+    Net(IpNet),
+}
+
+impl From<IpAddr> for Target {
+    fn from(addr: IpAddr) -> Target {
+        Target::Ip(addr)
+    }
+}
+
+impl From<IpNet> for Target {
+    fn from(net: IpNet) -> Target {
+        Target::Net(net)
+    }
+}
+
+/// Whether a failure is new (it may ban) or replayed at start-up (it only rebuilds windows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Live,
+    Replay,
+}
+
 /// What one failure led to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -197,30 +223,17 @@ impl Tracker {
         self.active.get(target)
     }
 
-    /// A failure of `addr` at `at`: counts it and decides.
-    pub fn failure(&mut self, addr: IpAddr, at: Timestamp) -> Verdict {
-        self.record(addr, at, true)
-    }
-
-    /// A failure of the subnet `net` (fail2ban's `<SUBNET>`) at `at`: the subnet is counted
-    /// and banned as one, widened to the jail's IPv6 prefix if that is shorter.
-    pub fn failure_net(&mut self, net: IpNet, at: Timestamp) -> Verdict {
-        self.record_target(ban_target_net(net, self.policy.ipv6_prefix), at, true)
-    }
-
-    /// [`Tracker::replay_failure`] for a subnet.
-    pub fn replay_failure_net(&mut self, net: IpNet, at: Timestamp) {
-        self.record_target(ban_target_net(net, self.policy.ipv6_prefix), at, false);
-    }
-
-    /// A failure replayed at start-up, from before the persisted position: it already had
-    /// its effect (any ban it caused is restored from state), so it only rebuilds the window.
-    pub fn replay_failure(&mut self, addr: IpAddr, at: Timestamp) {
-        self.record(addr, at, false);
-    }
-
-    fn record(&mut self, addr: IpAddr, at: Timestamp, decide: bool) -> Verdict {
-        self.record_target(ban_target(addr, self.policy.ipv6_prefix), at, decide)
+    /// A failure of `target` at `at`. Live, it counts and decides. Replayed (a failure from
+    /// before the persisted position, read again at start-up), it already had its effect (any
+    /// ban it caused is restored from state), so it only rebuilds the window and never bans. A
+    /// subnet (fail2ban's `<SUBNET>`) is counted and banned as one, widened to the jail's IPv6
+    /// prefix if that is shorter.
+    pub fn failure(&mut self, target: impl Into<Target>, at: Timestamp, mode: Mode) -> Verdict {
+        let target = match target.into() {
+            Target::Ip(addr) => ban_target(addr, self.policy.ipv6_prefix),
+            Target::Net(net) => ban_target_net(net, self.policy.ipv6_prefix),
+        };
+        self.record_target(target, at, mode == Mode::Live)
     }
 
     fn record_target(&mut self, target: IpNet, at: Timestamp, decide: bool) -> Verdict {
@@ -472,15 +485,21 @@ mod tests {
     fn bans_at_maxretry_within_findtime() {
         let mut tr = Tracker::new(policy());
         let a = ip("198.51.100.4");
-        assert_eq!(tr.failure(a, t(0)), Verdict::Counted { failures: 1 });
-        assert_eq!(tr.failure(a, t(100)), Verdict::Counted { failures: 2 });
-        let Verdict::Ban(d) = tr.failure(a, t(200)) else {
+        assert_eq!(
+            tr.failure(a, t(0), Mode::Live),
+            Verdict::Counted { failures: 1 }
+        );
+        assert_eq!(
+            tr.failure(a, t(100), Mode::Live),
+            Verdict::Counted { failures: 2 }
+        );
+        let Verdict::Ban(d) = tr.failure(a, t(200), Mode::Live) else {
             panic!()
         };
         assert_eq!(d.target.to_string(), "198.51.100.4/32");
         assert_eq!(d.failures, 3);
         assert_eq!(d.until(), Some(t(800)));
-        assert_eq!(tr.failure(a, t(300)), Verdict::AlreadyBanned);
+        assert_eq!(tr.failure(a, t(300), Mode::Live), Verdict::AlreadyBanned);
         assert_eq!(tr.next_expiry(), Some(t(800)));
     }
 
@@ -488,11 +507,14 @@ mod tests {
     fn window_slides() {
         let mut tr = Tracker::new(policy());
         let a = ip("198.51.100.4");
-        tr.failure(a, t(0));
-        tr.failure(a, t(500));
+        tr.failure(a, t(0), Mode::Live);
+        tr.failure(a, t(500), Mode::Live);
         // The first failure is now older than findtime.
-        assert_eq!(tr.failure(a, t(700)), Verdict::Counted { failures: 2 });
-        assert!(matches!(tr.failure(a, t(800)), Verdict::Ban(_)));
+        assert_eq!(
+            tr.failure(a, t(700), Mode::Live),
+            Verdict::Counted { failures: 2 }
+        );
+        assert!(matches!(tr.failure(a, t(800), Mode::Live), Verdict::Ban(_)));
     }
 
     #[test]
@@ -500,11 +522,11 @@ mod tests {
         let mut tr = Tracker::new(policy());
         for _ in 0..5 {
             assert_eq!(
-                tr.failure(ip("192.0.2.9"), t(0)),
+                tr.failure(ip("192.0.2.9"), t(0), Mode::Live),
                 Verdict::Ignored(IgnoreReason::IgnoreIp)
             );
             assert_eq!(
-                tr.failure(ip("::1"), t(0)),
+                tr.failure(ip("::1"), t(0), Mode::Live),
                 Verdict::Ignored(IgnoreReason::Loopback)
             );
         }
@@ -521,9 +543,9 @@ mod tests {
     #[test]
     fn ipv6_addresses_of_one_prefix_count_together() {
         let mut tr = Tracker::new(policy());
-        tr.failure(ip("2001:db8:1:2::1"), t(0));
-        tr.failure(ip("2001:db8:1:2::2"), t(1));
-        let Verdict::Ban(d) = tr.failure(ip("2001:db8:1:2::3"), t(2)) else {
+        tr.failure(ip("2001:db8:1:2::1"), t(0), Mode::Live);
+        tr.failure(ip("2001:db8:1:2::2"), t(1), Mode::Live);
+        let Verdict::Ban(d) = tr.failure(ip("2001:db8:1:2::3"), t(2), Mode::Live) else {
             panic!()
         };
         assert_eq!(d.target.to_string(), "2001:db8:1:2::/64");
@@ -542,7 +564,10 @@ mod tests {
         let mut lengths = Vec::new();
         let mut now = 0;
         for _ in 0..4 {
-            let v = (0..3).map(|_| tr.failure(a, t(now))).last().unwrap();
+            let v = (0..3)
+                .map(|_| tr.failure(a, t(now), Mode::Live))
+                .last()
+                .unwrap();
             let Verdict::Ban(d) = v else { panic!("{v:?}") };
             lengths.push((d.offence, d.bantime));
             now += 2000;
@@ -604,17 +629,20 @@ mod tests {
     fn replay_rebuilds_windows_without_banning() {
         let mut tr = Tracker::new(policy());
         let a = ip("198.51.100.8");
-        tr.replay_failure(a, t(0));
-        tr.replay_failure(a, t(1));
+        tr.failure(a, t(0), Mode::Replay);
+        tr.failure(a, t(1), Mode::Replay);
         assert_eq!(tr.totals(), Totals::default());
         // The third failure is live: it completes the rebuilt window.
-        assert!(matches!(tr.failure(a, t(2)), Verdict::Ban(_)));
+        assert!(matches!(tr.failure(a, t(2), Mode::Live), Verdict::Ban(_)));
         // A replayed window that reached maxretry had its ban already: it starts afresh.
         let b = ip("198.51.100.9");
         for s in 0..3 {
-            tr.replay_failure(b, t(s));
+            tr.failure(b, t(s), Mode::Replay);
         }
-        assert_eq!(tr.failure(b, t(4)), Verdict::Counted { failures: 1 });
+        assert_eq!(
+            tr.failure(b, t(4), Mode::Live),
+            Verdict::Counted { failures: 1 }
+        );
     }
 
     #[test]
@@ -624,30 +652,36 @@ mod tests {
         let mut tr = Tracker::new(policy());
         let a = ip("198.51.100.10");
         for s in 0..3 {
-            tr.failure(a, t(s));
+            tr.failure(a, t(s), Mode::Live);
         }
-        tr.failure(ip("198.51.100.11"), t(100));
+        tr.failure(ip("198.51.100.11"), t(100), Mode::Live);
         assert_eq!(tr.take_expired(t(10_000)), vec![ban_target(a, 64)]);
         // Failures logged during the ban still do not count, as in a run where the lift came
         // after them; from its end on they do.
-        assert_eq!(tr.failure(a, t(300)), Verdict::AlreadyBanned);
-        assert_eq!(tr.failure(a, t(601)), Verdict::AlreadyBanned);
-        assert_eq!(tr.failure(a, t(602)), Verdict::Counted { failures: 1 });
+        assert_eq!(tr.failure(a, t(300), Mode::Live), Verdict::AlreadyBanned);
+        assert_eq!(tr.failure(a, t(601), Mode::Live), Verdict::AlreadyBanned);
+        assert_eq!(
+            tr.failure(a, t(602), Mode::Live),
+            Verdict::Counted { failures: 1 }
+        );
         // The same for a ban restored that way after a restart, in replay as when live.
         let mut restarted = Tracker::new(policy());
         restarted.restore_lifted(ban_target(a, 64), t(602));
-        restarted.replay_failure(a, t(400));
-        assert_eq!(restarted.failure(a, t(500)), Verdict::AlreadyBanned);
+        restarted.failure(a, t(400), Mode::Replay);
         assert_eq!(
-            restarted.failure(a, t(700)),
+            restarted.failure(a, t(500), Mode::Live),
+            Verdict::AlreadyBanned
+        );
+        assert_eq!(
+            restarted.failure(a, t(700), Mode::Live),
             Verdict::Counted { failures: 1 }
         );
         // Live, the log is at the wall clock: nothing is kept.
         let mut live = Tracker::new(policy());
         for s in 0..3 {
-            live.failure(a, t(s));
+            live.failure(a, t(s), Mode::Live);
         }
-        live.failure(ip("198.51.100.11"), t(700));
+        live.failure(ip("198.51.100.11"), t(700), Mode::Live);
         live.take_expired(t(700));
         assert!(live.lifted.is_empty());
     }
@@ -706,7 +740,7 @@ mod tests {
         let mut tr = Tracker::new(p);
         for i in 0..10_000u32 {
             let a = IpAddr::from(std::net::Ipv4Addr::from(0xC633_0000 + i));
-            tr.failure(a, t(i64::from(i % 50)));
+            tr.failure(a, t(i64::from(i % 50)), Mode::Live);
             assert!(tr.currently_failing() <= 100);
         }
         assert!(tr.totals().evicted >= 9_900);
@@ -717,9 +751,16 @@ mod tests {
         let mut tr = Tracker::new(policy());
         let net: IpNet = "198.51.100.0/24".parse().unwrap();
         for _ in 0..2 {
-            assert!(matches!(tr.failure_net(net, t(0)), Verdict::Counted { .. }));
+            assert!(matches!(
+                tr.failure(net, t(0), Mode::Live),
+                Verdict::Counted { .. }
+            ));
         }
-        match tr.failure_net("198.51.100.9/24".parse().unwrap(), t(1)) {
+        match tr.failure(
+            "198.51.100.9/24".parse::<IpNet>().unwrap(),
+            t(1),
+            Mode::Live,
+        ) {
             Verdict::Ban(d) => assert_eq!(d.target, net),
             other => panic!("{other:?}"),
         }
@@ -729,13 +770,16 @@ mod tests {
             maxretry: 1,
             ..policy()
         })
-        .failure_net("2001:db8::ff00/120".parse().unwrap(), t(0))
-        {
+        .failure(
+            "2001:db8::ff00/120".parse::<IpNet>().unwrap(),
+            t(0),
+            Mode::Live,
+        ) {
             Verdict::Ban(d) => assert_eq!(d.target, "2001:db8::/64".parse::<IpNet>().unwrap()),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            tr.failure_net("192.0.0.0/16".parse().unwrap(), t(0)),
+            tr.failure("192.0.0.0/16".parse::<IpNet>().unwrap(), t(0), Mode::Live),
             Verdict::Ignored(_)
         ));
     }

@@ -12,7 +12,7 @@ use banhound::bus::{
 use banhound::config::{self, ConfigPaths};
 use banhound::engine::address::IgnoreList;
 use banhound::engine::time::Timestamp;
-use banhound::engine::tracker::{Policy, Tracker, Verdict};
+use banhound::engine::tracker::{Mode, Policy, Tracker, Verdict};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -171,7 +171,7 @@ impl Owner {
         match input {
             Input::Failure { jail, addr } => {
                 let Ok(j) = self.jail_mut(&jail) else { return };
-                if let Verdict::Ban(decision) = j.tracker.failure(addr, now()) {
+                if let Verdict::Ban(decision) = j.tracker.failure(addr, now(), Mode::Live) {
                     let findtime = j.tracker.policy().findtime;
                     self.emit(Event::Banned {
                         jail: jail.clone(),
