@@ -57,7 +57,7 @@ use banhound::daemon::state::{StateDb, StoredBan, DATABASE_FILE};
 use banhound::engine::filter::{Host, Outcome};
 use banhound::engine::multiline::{Origin, SourceState};
 use banhound::engine::time::{BanTime, Timestamp};
-use daemon_lab::{Daemon, Lab, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE, SSHD_SET};
+use daemon_lab::{generator, Daemon, Lab, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE, SSHD_SET};
 use ipnet::IpNet;
 use netlab::wait_for;
 use rusqlite::{Connection, OpenFlags};
@@ -65,7 +65,7 @@ use seeded::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io::Write;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -947,17 +947,6 @@ fn load_settings(text: &str) -> config::Settings {
         main_file: Some(main),
     })
     .expect("the test configuration loads")
-}
-
-fn generator() -> PathBuf {
-    if let Some(path) = std::env::var_os("GEN_SSHD_LOG") {
-        return PathBuf::from(path);
-    }
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen-sshd-log");
-    if shared.exists() {
-        return shared;
-    }
-    PathBuf::from("/work/shared/bench/gen-sshd-log")
 }
 
 fn wall_now_us() -> i64 {

@@ -594,3 +594,15 @@ impl Lab {
         self.journald.sshd(&messages);
     }
 }
+
+/// The shared benchmark generator of sshd logs: `GEN_SSHD_LOG`, else ../shared/bench.
+pub fn generator() -> PathBuf {
+    if let Some(path) = std::env::var_os("GEN_SSHD_LOG") {
+        return PathBuf::from(path);
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen-sshd-log");
+    if shared.exists() {
+        return shared;
+    }
+    PathBuf::from("/work/shared/bench/gen-sshd-log")
+}

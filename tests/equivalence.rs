@@ -1,0 +1,325 @@
+//! `banhound test-filter --jail` decides exactly as the daemon does: for the same log files,
+//! the bans the real daemon decides (file jails, log-only backend, read from its state
+//! database) are the bans test-filter reports, address by address and time by time.
+//!
+//! The files hold generated sshd traffic (`../shared/bench/gen-sshd-log`, several seeds,
+//! with sshd's processes logging several lines per try, which its filter's process sessions
+//! count once), lines older than findtime (the daemon's look-back skips them), a line over
+//! the 4 MiB line limit holding a failure (skipped by both), and, for a plain-format jail,
+//! lines without a date (counted when read).
+//!
+//! One thing cannot be the same instant: "when read". The daemon reads at its wall clock,
+//! test-filter at `--now`, given here as the moment the daemon had read everything. A ban
+//! decided by an undated line therefore carries a time between the daemon's start and that
+//! moment in the daemon, and `--now` in test-filter; every other ban's time, which is a
+//! line's own date, must be equal to the microsecond.
+//!
+//! Needs root, nft, ip, python3 and /lib/systemd/systemd-journald (the daemon lab).
+
+#[path = "support/daemon_lab.rs"]
+mod daemon_lab;
+#[path = "support/netlab.rs"]
+mod netlab;
+
+use banhound::daemon::state::StateDb;
+use banhound::engine::time::Timestamp;
+use banhound::source::file::MAX_LINE;
+use daemon_lab::{generator, Lab};
+use netlab::wait_for;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A ban: (jail, target as test-filter prints it, time).
+type Ban = (String, String, Timestamp);
+
+fn wall() -> Timestamp {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap())
+}
+
+/// A syslog date as gen-sshd-log writes them (UTC; the test host's zone is UTC, which the
+/// daemon and test-filter read syslog dates in).
+fn syslog_date(at: Timestamp) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{}", at.as_secs()), "+%b %e %H:%M:%S"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+fn generated(records: u32, seed: u32, start: Timestamp) -> Vec<u8> {
+    let out = Command::new("python3")
+        .arg(generator())
+        .arg(records.to_string())
+        .args(["--seed", &seed.to_string(), "--attackers", "40"])
+        .args(["--start", &start.as_secs().to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The sshd file of one seed: old failures, the generated traffic with an over-long line
+/// in the middle, and more old failures after it (older than findtime before the newest
+/// line read).
+fn sshd_file(seed: u32, now: Timestamp) -> Vec<u8> {
+    let hour_ago = Timestamp::from_secs(now.as_secs() - 3600);
+    let old = |addr: &str, pid: u32| {
+        let mut out = Vec::new();
+        for i in 0..4 {
+            out.extend(
+                format!(
+                    "{} bench-host sshd[{}]: Failed password for root from {addr} port {} ssh2\n",
+                    syslog_date(hour_ago),
+                    pid + i,
+                    40000 + i
+                )
+                .into_bytes(),
+            );
+        }
+        out
+    };
+    let mut bytes = old(&format!("198.51.100.{}", 10 + seed), 500);
+    let traffic = generated(1500, seed, Timestamp::from_secs(now.as_secs() - 120));
+    let middle = traffic.len() / 2;
+    let cut = middle + traffic[middle..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    bytes.extend_from_slice(&traffic[..cut]);
+    let mut long = format!("{} bench-host app[7]: user=", syslog_date(now)).into_bytes();
+    long.resize(MAX_LINE + 1024, b'x');
+    for i in 0..4 {
+        long.extend(
+            format!(" sshd[9]: Failed password for root from 198.51.100.250 port {i} ssh2")
+                .into_bytes(),
+        );
+    }
+    long.push(b'\n');
+    bytes.extend(long);
+    bytes.extend_from_slice(&traffic[cut..]);
+    bytes.extend(old(&format!("198.51.100.{}", 100 + seed), 600));
+    bytes
+}
+
+/// The plain-format file: dated failures (recent and old), and undated ones after old
+/// lines.
+fn app_file(now: Timestamp) -> Vec<u8> {
+    let date = |secs_ago: i64| {
+        Timestamp::from_secs(now.as_secs() - secs_ago)
+            .to_rfc3339()
+            .into_bytes()
+    };
+    let mut bytes = Vec::new();
+    let mut line = |prefix: Option<Vec<u8>>, addr: &str| {
+        if let Some(p) = prefix {
+            bytes.extend(p);
+            bytes.push(b' ');
+        }
+        bytes.extend(format!("FAIL from {addr}\n").into_bytes());
+    };
+    for s in [7200, 7190, 7180] {
+        line(Some(date(s)), "203.0.113.10");
+    }
+    for _ in 0..3 {
+        line(None, "203.0.113.11");
+    }
+    for s in [60, 50, 40] {
+        line(Some(date(s)), "203.0.113.12");
+    }
+    bytes
+}
+
+const APP_FILTER: &str = "format = \"plain\"\nfailregex = ['FAIL from <HOST>$']\n";
+
+fn config(dir: &Path, seed_files: &[std::path::PathBuf], app: &Path) -> String {
+    let logpath = seed_files
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[jail.sshd]\nenabled = false\n\n\
+         [jail.sshd-file]\nenabled = true\nfilter = \"sshd\"\nlogpath = [{logpath}]\n\
+         maxretry = 3\nfindtime = \"10m\"\nbantime = \"1d\"\nbackend = \"log-only\"\n\n\
+         [jail.app]\nenabled = true\nfilter = {:?}\nlogpath = [{:?}]\nmaxretry = 3\n\
+         findtime = \"10m\"\nbantime = \"1d\"\nbackend = \"log-only\"\n",
+        dir.join("app.toml").display().to_string(),
+        app.display().to_string(),
+    )
+}
+
+/// The bans test-filter reports for one file with a jail's settings: the "Would ban" list
+/// (each address once: bantime outlasts the logs).
+fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp) -> Vec<Ban> {
+    let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .arg("--defaults-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+        .arg("--config")
+        .arg(lab.config_path())
+        .args(["test-filter", filter])
+        .arg(file)
+        .args(["--jail", jail, "--top", "100000", "--timezone", "UTC"])
+        .args(["--now", &now.to_rfc3339()])
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{summary}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Would ban"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            // "ADDR first at TIME, 1 ban"
+            assert_eq!(words.get(4..), Some(&["1", "ban"][..]), "{l}");
+            let time = words[3].trim_end_matches(',');
+            (jail.to_string(), words[0].to_string(), parse_rfc3339(time))
+        })
+        .collect()
+}
+
+fn parse_rfc3339(text: &str) -> Timestamp {
+    let out = Command::new("date")
+        .args(["-u", "-d", text, "+%s"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{text}");
+    Timestamp::from_secs(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    )
+}
+
+fn shown(target: &ipnet::IpNet) -> String {
+    if target.prefix_len() == target.max_prefix_len() {
+        target.addr().to_string()
+    } else {
+        target.to_string()
+    }
+}
+
+#[test]
+fn test_filter_bans_exactly_what_the_daemon_bans() {
+    let now = Timestamp::from_secs(wall().as_secs());
+    let files = tempfile::tempdir().unwrap();
+    let seeds = [1, 2, 3];
+    let sshd_files: Vec<_> = seeds
+        .iter()
+        .map(|&seed| {
+            let path = files.path().join(format!("auth-{seed}.log"));
+            std::fs::write(&path, sshd_file(seed, now)).unwrap();
+            path
+        })
+        .collect();
+    let app = files.path().join("app.log");
+    std::fs::write(&app, app_file(now)).unwrap();
+    let mut lab = Lab::new("equiv", "");
+    std::fs::write(lab.dir().join("app.toml"), APP_FILTER).unwrap();
+    lab.write_config(&config(lab.dir(), &sshd_files, &app));
+
+    let started = Timestamp::from_secs(wall().as_secs());
+    let daemon = lab.start();
+    // Every file read to its end, and its position committed with its bans.
+    let mut all: Vec<_> = sshd_files.clone();
+    all.push(app.clone());
+    wait_for(
+        "the daemon to read every file",
+        Duration::from_secs(60),
+        || {
+            let Ok(db) = StateDb::open(&lab.state_dir()) else {
+                return false;
+            };
+            all.iter().all(|path| {
+                let len = std::fs::metadata(path).unwrap().len();
+                db.cursor(&format!("file:{}", path.display()))
+                    .ok()
+                    .flatten()
+                    .and_then(|c| c.rsplit_once(':').and_then(|(_, o)| o.parse::<u64>().ok()))
+                    == Some(len)
+            })
+        },
+    );
+    // Whole seconds, as test-filter's summary prints it.
+    let read = Timestamp::from_secs(wall().as_secs() + 1);
+    let log = daemon.log();
+    assert!(daemon.stop(), "{log}");
+    let daemon_bans: BTreeSet<Ban> = StateDb::open(&lab.state_dir())
+        .unwrap()
+        .bans()
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.jail, shown(&b.target), b.since))
+        .collect();
+
+    let mut reported: BTreeSet<Ban> = BTreeSet::new();
+    for file in &sshd_files {
+        reported.extend(test_filter(&lab, "sshd-file", "sshd", file, read));
+    }
+    let app_filter = lab.dir().join("app.toml").display().to_string();
+    reported.extend(test_filter(&lab, "app", &app_filter, &app, read));
+
+    // The undated lines' bans: at their reading moment in each.
+    let undated = |bans: &BTreeSet<Ban>| -> Vec<Ban> {
+        bans.iter()
+            .filter(|(jail, target, _)| jail == "app" && target == "203.0.113.11")
+            .cloned()
+            .collect()
+    };
+    let (daemon_undated, reported_undated) = (undated(&daemon_bans), undated(&reported));
+    assert_eq!(daemon_undated.len(), 1, "{daemon_bans:?}\n{log}");
+    assert!(
+        (started..=read).contains(&daemon_undated[0].2),
+        "{daemon_undated:?} not in {started}..{read}"
+    );
+    assert_eq!(
+        reported_undated.iter().map(|b| b.2).collect::<Vec<_>>(),
+        [read],
+        "{reported:?}"
+    );
+    let dated = |bans: &BTreeSet<Ban>| -> BTreeSet<Ban> {
+        bans.iter()
+            .filter(|b| !undated(bans).contains(b))
+            .cloned()
+            .collect()
+    };
+    let (daemon_dated, reported_dated) = (dated(&daemon_bans), dated(&reported));
+    assert_eq!(
+        daemon_dated.difference(&reported_dated).collect::<Vec<_>>(),
+        Vec::<&Ban>::new(),
+        "banned by the daemon only"
+    );
+    assert_eq!(
+        reported_dated.difference(&daemon_dated).collect::<Vec<_>>(),
+        Vec::<&Ban>::new(),
+        "reported by test-filter only"
+    );
+    // The comparison covered something: bans from the traffic of every seed, the recent
+    // app addresses, and none of what is skipped.
+    assert!(daemon_dated.len() > 3 * seeds.len(), "{daemon_dated:?}");
+    let targets: BTreeSet<&str> = daemon_bans.iter().map(|b| b.1.as_str()).collect();
+    for skipped in ["198.51.100.250", "203.0.113.10"] {
+        assert!(!targets.contains(skipped), "{skipped} banned: {targets:?}");
+    }
+    assert!(targets.contains("203.0.113.12"), "{targets:?}");
+    for seed in seeds {
+        for old in [10 + seed, 100 + seed] {
+            assert!(!targets.contains(format!("198.51.100.{old}").as_str()));
+        }
+    }
+}
