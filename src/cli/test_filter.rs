@@ -16,7 +16,7 @@ use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{
     Counting, Filter, FilterSpec, Host, Matcher, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT,
 };
-use crate::engine::jail::{FileSource, Jail, Record as JailRecord, Seen, Step};
+use crate::engine::jail::{Age, FileSource, Jail, Record as JailRecord, Seen, Step};
 use crate::engine::multiline::{Origin, SourceState};
 use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
@@ -588,7 +588,9 @@ pub fn run(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<()> {
         top: args.top,
     };
     let provenance = match input {
-        Input::Lines { reader, name } => read_lines(&mut run, args, &subject, reader, name)?,
+        Input::Lines { reader, name } => {
+            read_lines(&mut run, args, &subject, jail.as_ref(), reader, name)?
+        }
         Input::Journal(source) => read_journal(&mut run, args, &subject, jail.as_ref(), source)?,
     };
     run.out.flush()?;
@@ -614,6 +616,7 @@ fn read_lines<W: Write>(
     run: &mut Run<'_, W>,
     args: &TestFilterArgs,
     subject: &Subject,
+    jail: Option<&JailSettings>,
     input: Box<dyn Read>,
     name: String,
 ) -> anyhow::Result<Provenance> {
@@ -625,8 +628,13 @@ fn read_lines<W: Write>(
         subject.format,
         &subject.identifiers,
     );
-    // As the daemon reads a file from its start at `now`.
-    let mut source = FileSource::new(preparer, Some(now));
+    // With a jail, as its daemon reads a file from its start at `now`; without, a filter
+    // test: every line counts.
+    let age = match jail {
+        Some(_) => Age::LookBack(now),
+        None => Age::Any,
+    };
+    let mut source = FileSource::new(preparer, age);
     let mut reader = LineReader::new(input);
     while let Some(line) = reader
         .next_line()
@@ -967,7 +975,7 @@ fn render_summary(
     }
     if r.too_old > 0 {
         reasons.push(format!(
-            "{} older than findtime before the newest line (or --now)",
+            "{} older than the jail's findtime before the newest line (or --now)",
             thousands(r.too_old)
         ));
     }

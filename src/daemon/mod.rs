@@ -54,7 +54,7 @@ use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher};
-use crate::engine::jail::{FileSource, Jail, Record, Seen, Step};
+use crate::engine::jail::{Age, FileSource, Jail, Record, Seen, Step};
 use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
@@ -728,9 +728,12 @@ impl Daemon {
                     filter.format,
                     &filter.identifiers,
                 );
-                let newest = stored.is_none().then_some(now);
+                let age = match stored {
+                    None => Age::LookBack(now),
+                    Some(_) => Age::Continued,
+                };
                 self.file_sources
-                    .insert((j, file), FileSource::new(preparer, newest));
+                    .insert((j, file), FileSource::new(preparer, age));
             }
             list.push((path.clone(), stored));
         }

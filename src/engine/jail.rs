@@ -15,6 +15,8 @@
 //!   from its start begins with `now` as its newest (only the last findtime can count: the
 //!   look-back); a file continued after a stored offset begins with none, so the lines
 //!   logged while banhound was stopped are judged by their own dates;
+//! - `banhound test-filter` without `--jail` tests a filter, not a running jail: it reads
+//!   with [`Age::Any`], every line counted at its own date whatever its age;
 //! - journal entries are not skipped by age: the journal reader starts where it should
 //!   (the committed cursor, or findtime back), and entries replayed from before the cursor
 //!   only rebuild windows ([`Mode::Replay`]).
@@ -25,22 +27,37 @@ use crate::engine::prepare::{LinePreparer, Prepared};
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::{Mode, Tracker, Verdict};
 
+/// Which file lines are too old to count (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Age {
+    /// A file read from its start, reading starting at this time: only its last findtime
+    /// counts (the look-back).
+    LookBack(Timestamp),
+    /// A file continued after a stored offset: judged by its own dates.
+    Continued,
+    /// No line is too old (a filter test).
+    Any,
+}
+
 /// What a jail remembers of one log file: its line preparation (the date detector's
 /// state), the newest line's time (for the age rule) and its multi-line state.
 #[derive(Debug)]
 pub struct FileSource {
     preparer: LinePreparer,
+    age: Age,
     newest: Option<Timestamp>,
     multiline: SourceState,
 }
 
 impl FileSource {
-    /// A file read from its start (`newest` = the time reading starts) or continued after
-    /// a stored offset (`None`): see the module documentation.
-    pub fn new(preparer: LinePreparer, newest: Option<Timestamp>) -> FileSource {
+    pub fn new(preparer: LinePreparer, age: Age) -> FileSource {
         FileSource {
             preparer,
-            newest,
+            age,
+            newest: match age {
+                Age::LookBack(start) => Some(start),
+                Age::Continued | Age::Any => None,
+            },
             multiline: SourceState::new(),
         }
     }
@@ -126,6 +143,7 @@ impl Jail<'_, '_> {
             Record::Line { source, line } => {
                 let FileSource {
                     preparer,
+                    age,
                     newest,
                     multiline,
                 } = source;
@@ -142,7 +160,7 @@ impl Jail<'_, '_> {
                 let at = time.unwrap_or(now);
                 let horizon = newest.map(|newest| newest - self.tracker.policy().findtime);
                 *newest = Some(newest.map_or(at, |newest| newest.max(at)).min(now));
-                if horizon.is_some_and(|horizon| at < horizon) {
+                if *age != Age::Any && horizon.is_some_and(|horizon| at < horizon) {
                     return Step::TooOld;
                 }
                 (multiline, message, origin, time, at)
@@ -194,9 +212,9 @@ mod tests {
         (Filter::compile(&spec).unwrap(), tracker)
     }
 
-    fn source(newest: Option<Timestamp>) -> FileSource {
+    fn source(age: Age) -> FileSource {
         let detector = DateDetector::new(Zone::Utc);
-        FileSource::new(LinePreparer::new(detector, LineFormat::Plain, &[]), newest)
+        FileSource::new(LinePreparer::new(detector, LineFormat::Plain, &[]), age)
     }
 
     /// 2026-03-01T12:00:00Z plus `minutes`.
@@ -213,7 +231,7 @@ mod tests {
             tracker: &mut tracker,
         };
         let now = at(0);
-        let mut file = source(Some(now));
+        let mut file = source(Age::LookBack(now));
         let mut line = |jail: &mut Jail<'_, '_>, text: &'static str| match jail.decide(
             Record::Line {
                 source: &mut file,
@@ -249,7 +267,7 @@ mod tests {
             tracker: &mut tracker,
         };
         let now = at(0);
-        let mut file = source(None);
+        let mut file = source(Age::Continued);
         for text in [
             "2026-03-01T08:00:00Z FAIL from 192.0.2.2",
             "2026-03-01T08:01:00Z FAIL from 192.0.2.2",
