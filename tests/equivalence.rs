@@ -157,7 +157,8 @@ fn config(dir: &Path, seed_files: &[std::path::PathBuf], app: &Path) -> String {
 }
 
 /// The bans test-filter reports for one file with a jail's settings: the "Would ban" list
-/// (each address once: bantime outlasts the logs).
+/// (each address once: bantime outlasts the logs), which must be the bans its `--json`
+/// lines say each failure decided.
 fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp) -> Vec<Ban> {
     let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
         .arg("--defaults-dir")
@@ -166,17 +167,37 @@ fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp)
         .arg(lab.config_path())
         .args(["test-filter", filter])
         .arg(file)
-        .args(["--jail", jail, "--top", "100000", "--timezone", "UTC"])
-        .args(["--now", &now.to_rfc3339()])
+        .args([
+            "--jail",
+            jail,
+            "--look-back",
+            "--top",
+            "100000",
+            "--timezone",
+            "UTC",
+        ])
+        .args(["--now", &now.to_rfc3339(), "--json"])
         .output()
         .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout);
+    let summary = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
         "{summary}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    summary
+    let decided: Vec<Ban> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ban = v["ban"].as_str()?;
+            Some((
+                jail.to_string(),
+                v["host"].as_str()?.to_string(),
+                parse_rfc3339(ban),
+            ))
+        })
+        .collect();
+    let listed: Vec<Ban> = summary
         .lines()
         .skip_while(|l| !l.starts_with("Would ban"))
         .skip(1)
@@ -188,7 +209,14 @@ fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp)
             let time = words[3].trim_end_matches(',');
             (jail.to_string(), words[0].to_string(), parse_rfc3339(time))
         })
-        .collect()
+        .collect();
+    assert_eq!(
+        decided.iter().collect::<BTreeSet<_>>(),
+        listed.iter().collect::<BTreeSet<_>>(),
+        "{summary}"
+    );
+    assert_eq!(decided.len(), listed.len(), "{summary}");
+    listed
 }
 
 fn parse_rfc3339(text: &str) -> Timestamp {

@@ -69,9 +69,15 @@ pub struct TestFilterArgs {
     /// Time zone of dates that carry none: "local", "UTC", "+02:00", "Europe/Berlin".
     #[arg(long, default_value = "local")]
     pub timezone: String,
-    /// The current time (RFC 3339), for the year of syslog dates; default: the clock.
+    /// The current time (RFC 3339), for the year of syslog dates and the time of undated
+    /// lines; default: the clock.
     #[arg(long)]
     pub now: Option<String>,
+    /// With --jail, read SOURCE as the daemon reads a file it has no position for: from its
+    /// start at --now, where only the lines of the last findtime count. Without it, as the
+    /// daemon reads the lines appended to a file it follows: each by its own date.
+    #[arg(long, requires = "jail")]
+    pub look_back: bool,
     #[command(flatten)]
     pub journal: JournalArgs,
     /// Print one JSON object per matched line on stdout (the summary goes to stderr).
@@ -628,11 +634,11 @@ fn read_lines<W: Write>(
         subject.format,
         &subject.identifiers,
     );
-    // With a jail, as its daemon reads a file from its start at `now`; without, a filter
-    // test: every line counts.
-    let age = match jail {
-        Some(_) => Age::LookBack(now),
-        None => Age::Any,
+    // With a jail, as its daemon reads a file; without, a filter test: every line counts.
+    let age = match (jail, args.look_back) {
+        (Some(_), true) => Age::LookBack(now),
+        (Some(_), false) => Age::Continued,
+        (None, _) => Age::Any,
     };
     let mut source = FileSource::new(preparer, age);
     let mut reader = LineReader::new(input);

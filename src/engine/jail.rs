@@ -15,8 +15,10 @@
 //!   from its start begins with `now` as its newest (only the last findtime can count: the
 //!   look-back); a file continued after a stored offset begins with none, so the lines
 //!   logged while banhound was stopped are judged by their own dates;
-//! - `banhound test-filter` without `--jail` tests a filter, not a running jail: it reads
-//!   with [`Age::Any`], every line counted at its own date whatever its age;
+//! - `banhound test-filter --jail` reads a file as the daemon reads the lines appended to a
+//!   followed file ([`Age::Continued`]), or with `--look-back` as it reads a file it has
+//!   no position for, from its start at `--now` ([`Age::LookBack`]); without `--jail` it
+//!   tests a filter, not a running jail ([`Age::Any`]: no line is too old);
 //! - journal entries are not skipped by age: the journal reader starts where it should
 //!   (the committed cursor, or findtime back), and entries replayed from before the cursor
 //!   only rebuild windows ([`Mode::Replay`]).
