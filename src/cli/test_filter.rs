@@ -1,12 +1,12 @@
 //! `banhound test-filter FILTER [SOURCE]`: the `fail2ban-regex` of banhound.
 //!
 //! Runs a filter over a file, stdin, one line or the journal, exactly as the daemon would
-//! (same line preparation or journal reader, same matcher, same tracker), and reports what it
-//! found: records matched, ignored and missed, hits per regex, the date formats seen, the
-//! addresses and which of them a jail would ban. Lines and journal entries differ only in how
-//! a record is obtained (a file line is split and its date parsed; an entry gives MESSAGE
-//! and its own timestamp), so both feed one [`Run::process`]. It streams: memory depends on
-//! the number of distinct addresses, not on the size of the input.
+//! (same line reader or journal reader, and the daemon's own decision step,
+//! [`Jail::decide`], with `--now` as its clock), and reports what it found: records
+//! matched, ignored and missed, hits per regex, the date formats seen, the addresses and
+//! which of them a jail would ban. Lines and journal entries differ only in how a record is
+//! obtained, so both feed one [`Run::process`]. It streams: memory depends on the number of
+//! distinct addresses, not on the size of the input.
 
 use crate::cli::invalid;
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};

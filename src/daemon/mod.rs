@@ -2,7 +2,8 @@
 //! survives restarts.
 //!
 //! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
-//! state database); the source feeds ([`feed`] for the journal, [`crate::source::file_follow`] for log files) and
+//! state database) and hands every journal entry and file line to [`Jail::decide`], the
+//! engine's one record → verdict step (shared with `banhound test-filter`); the source feeds ([`feed`] for the journal, [`crate::source::file_follow`] for log files) and
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses

@@ -4,7 +4,9 @@
 //! A jail bans an address once `maxretry` failures fall within `findtime` of each other. Its
 //! ban lasts `bantime`, grown for repeat offenders when escalation is configured, capped by
 //! `maxtime`. The tracker also knows which bans are active and when each ends, so the daemon
-//! can sleep until exactly the next expiry instead of polling.
+//! can sleep until exactly the next expiry instead of polling. Failures come in through one
+//! entry point, [`Tracker::failure`], live (they may ban) or replayed at start-up (they only
+//! rebuild windows).
 //!
 //! Memory is bounded: at most `max_tracked` addresses have a failure window. When the table
 //! is full, windows whose failures all fell out of `findtime` go first; if that is not enough,
