@@ -4,7 +4,8 @@
 //!
 //! The files hold generated sshd traffic (`../shared/bench/gen-sshd-log`, several seeds,
 //! with sshd's processes logging several lines per try, which its filter's process sessions
-//! count once), lines older than findtime (the daemon's look-back skips them), a line over
+//! count once; and through Debian's fail2ban sshd filter, whose `<F-MLFID>` sessions join
+//! lines of one process), lines older than findtime (the daemon's look-back skips them), a line over
 //! the 4 MiB line limit holding a failure (skipped by both), and, for a plain-format jail,
 //! lines without a date (counted when read).
 //!
@@ -14,7 +15,8 @@
 //! moment in the daemon, and `--now` in test-filter; every other ban's time, which is a
 //! line's own date, must be equal to the microsecond.
 //!
-//! Needs root, nft, ip, python3 and /lib/systemd/systemd-journald (the daemon lab).
+//! Needs root, nft, ip, python3, /lib/systemd/systemd-journald (the daemon lab) and Debian's
+//! fail2ban package (its /etc/fail2ban/filter.d, read at run time).
 
 #[path = "support/daemon_lab.rs"]
 mod daemon_lab;
@@ -139,21 +141,36 @@ fn app_file(now: Timestamp) -> Vec<u8> {
 
 const APP_FILTER: &str = "format = \"plain\"\nfailregex = ['FAIL from <HOST>$']\n";
 
-fn config(dir: &Path, seed_files: &[std::path::PathBuf], app: &Path) -> String {
-    let logpath = seed_files
-        .iter()
-        .map(|p| format!("{:?}", p.display().to_string()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[jail.sshd]\nenabled = false\n\n\
-         [jail.sshd-file]\nenabled = true\nfilter = \"sshd\"\nlogpath = [{logpath}]\n\
-         maxretry = 3\nfindtime = \"10m\"\nbantime = \"1d\"\nbackend = \"log-only\"\n\n\
-         [jail.app]\nenabled = true\nfilter = {:?}\nlogpath = [{:?}]\nmaxretry = 3\n\
-         findtime = \"10m\"\nbantime = \"1d\"\nbackend = \"log-only\"\n",
-        dir.join("app.toml").display().to_string(),
-        app.display().to_string(),
-    )
+/// The jails reading the file of `seed`, with their filters: one jail per file, since a
+/// jail's tracker counts the failures of all its files together and test-filter reads one.
+fn seed_jails(seed: u32) -> [(String, &'static str); 2] {
+    [
+        (format!("sshd-{seed}"), "sshd"),
+        (format!("f2b-{seed}"), "fail2ban:sshd"),
+    ]
+}
+
+fn config(dir: &Path, seed_files: &[(u32, std::path::PathBuf)], app: &Path) -> String {
+    let jail = |name: &str, filter: &str, path: &Path| {
+        format!(
+            "[jail.{name}]\nenabled = true\nfilter = {filter:?}\nlogpath = [{:?}]\n\
+             maxretry = 3\nfindtime = \"10m\"\nbantime = \"1d\"\nbackend = \"log-only\"\n\n",
+            path.display().to_string()
+        )
+    };
+    let mut text =
+        "[fail2ban]\ndir = \"/etc/fail2ban\"\n\n[jail.sshd]\nenabled = false\n\n".to_string();
+    for (seed, path) in seed_files {
+        for (name, filter) in seed_jails(*seed) {
+            text.push_str(&jail(&name, filter, path));
+        }
+    }
+    text.push_str(&jail(
+        "app",
+        &dir.join("app.toml").display().to_string(),
+        app,
+    ));
+    text
 }
 
 /// The bans test-filter reports for one file with a jail's settings: the "Would ban" list
@@ -252,7 +269,7 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
         .map(|&seed| {
             let path = files.path().join(format!("auth-{seed}.log"));
             std::fs::write(&path, sshd_file(seed, now)).unwrap();
-            path
+            (seed, path)
         })
         .collect();
     let app = files.path().join("app.log");
@@ -264,7 +281,7 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
     let started = Timestamp::from_secs(wall().as_secs());
     let daemon = lab.start();
     // Every file read to its end, and its position committed with its bans.
-    let mut all: Vec<_> = sshd_files.clone();
+    let mut all: Vec<_> = sshd_files.iter().map(|(_, p)| p.clone()).collect();
     all.push(app.clone());
     wait_for(
         "the daemon to read every file",
@@ -296,8 +313,10 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
         .collect();
 
     let mut reported: BTreeSet<Ban> = BTreeSet::new();
-    for file in &sshd_files {
-        reported.extend(test_filter(&lab, "sshd-file", "sshd", file, read));
+    for (seed, file) in &sshd_files {
+        for (jail, filter) in seed_jails(*seed) {
+            reported.extend(test_filter(&lab, &jail, filter, file, read));
+        }
     }
     let app_filter = lab.dir().join("app.toml").display().to_string();
     reported.extend(test_filter(&lab, "app", &app_filter, &app, read));
@@ -337,9 +356,19 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
         Vec::<&Ban>::new(),
         "reported by test-filter only"
     );
+    println!(
+        "{} bans compared ({} decided by a dated line, to the microsecond)",
+        daemon_bans.len(),
+        daemon_dated.len()
+    );
     // The comparison covered something: bans from the traffic of every seed, the recent
     // app addresses, and none of what is skipped.
-    assert!(daemon_dated.len() > 3 * seeds.len(), "{daemon_dated:?}");
+    for seed in seeds {
+        for (jail, _) in seed_jails(seed) {
+            let n = daemon_dated.iter().filter(|b| b.0 == jail).count();
+            assert!(n > 3, "{jail}: {daemon_dated:?}");
+        }
+    }
     let targets: BTreeSet<&str> = daemon_bans.iter().map(|b| b.1.as_str()).collect();
     for skipped in ["198.51.100.250", "203.0.113.10"] {
         assert!(!targets.contains(skipped), "{skipped} banned: {targets:?}");
