@@ -2,12 +2,12 @@
 //! the bans the real daemon decides (file jails, log-only backend, read from its state
 //! database) are the bans test-filter reports, address by address and time by time.
 //!
-//! The files hold generated sshd traffic (`../shared/bench/gen-sshd-log`, several seeds,
-//! with sshd's processes logging several lines per try, which its filter's process sessions
-//! count once; and through Debian's fail2ban sshd filter, whose `<F-MLFID>` sessions join
-//! lines of one process), lines older than findtime (the daemon's look-back skips them), a line over
-//! the 4 MiB line limit holding a failure (skipped by both), and, for a plain-format jail,
-//! lines without a date (counted when read).
+//! The files hold generated sshd traffic (`../shared/bench/gen-sshd-log`, several seeds),
+//! read by two jails each: the shipped sshd filter (its process sessions count the several
+//! lines of one try once) and Debian's fail2ban sshd filter (its `<F-MLFID>` sessions join
+//! the lines of one process). Around the traffic: lines older than findtime (the daemon's
+//! look-back skips them) and an sshd failure over the 4 MiB line limit (skipped by both).
+//! A plain-format jail reads lines without a date (counted when read).
 //!
 //! One thing cannot be the same instant: "when read". The daemon reads at its wall clock,
 //! test-filter at `--now`, given here as the moment the daemon had read everything. A ban
@@ -96,16 +96,19 @@ fn sshd_file(seed: u32, now: Timestamp) -> Vec<u8> {
     let middle = traffic.len() / 2;
     let cut = middle + traffic[middle..].iter().position(|&b| b == b'\n').unwrap() + 1;
     bytes.extend_from_slice(&traffic[..cut]);
-    let mut long = format!("{} bench-host app[7]: user=", syslog_date(now)).into_bytes();
-    long.resize(MAX_LINE + 1024, b'x');
-    for i in 0..4 {
-        long.extend(
-            format!(" sshd[9]: Failed password for root from 198.51.100.250 port {i} ssh2")
-                .into_bytes(),
-        );
-    }
-    long.push(b'\n');
-    bytes.extend(long);
+    // An sshd failure over the line limit, and two ordinary ones of the same address: it
+    // would be banned (maxretry 3) if the long line counted, or if its tail were taken for
+    // a line.
+    let failure = |pid: u32, user: &str| {
+        format!(
+            "{} bench-host sshd[{pid}]: Failed password for invalid user {user} from 198.51.100.250 port 4{pid} ssh2\n",
+            syslog_date(now)
+        )
+        .into_bytes()
+    };
+    bytes.extend(failure(9, &"x".repeat(MAX_LINE)));
+    bytes.extend(failure(10, "a"));
+    bytes.extend(failure(11, "b"));
     bytes.extend_from_slice(&traffic[cut..]);
     bytes.extend(old(&format!("198.51.100.{}", 100 + seed), 600));
     bytes
