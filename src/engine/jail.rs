@@ -286,4 +286,62 @@ mod tests {
         }
         assert_eq!(jail.tracker.active_bans().count(), 1);
     }
+
+    #[test]
+    fn replayed_entries_rebuild_windows_without_banning_and_any_age_counts_old_lines() {
+        let (filter, mut tracker) = parts();
+        let mut matcher = filter.matcher();
+        let mut jail = Jail {
+            matcher: &mut matcher,
+            tracker: &mut tracker,
+        };
+        let mut state = SourceState::new();
+        let mut entry = |jail: &mut Jail<'_, '_>, minute: i64, mode: Mode| {
+            let step = jail.decide(
+                Record::Entry {
+                    state: &mut state,
+                    message: b"FAIL from 192.0.2.3",
+                    origin: Origin::default(),
+                    time: at(minute),
+                },
+                mode,
+                at(0),
+            );
+            match step {
+                Step::Seen {
+                    seen: Seen::Failure { verdict, .. },
+                    ..
+                } => verdict,
+                other => panic!("{other:?}"),
+            }
+        };
+        // Entries are never too old; replayed ones count but never ban (maxretry 2: the
+        // replayed window of one failure and the live one ban).
+        for minute in [-120, -1] {
+            assert!(matches!(
+                entry(&mut jail, minute, Mode::Replay),
+                Some(Verdict::Counted { .. })
+            ));
+        }
+        assert!(matches!(
+            entry(&mut jail, 0, Mode::Live),
+            Some(Verdict::Ban(_))
+        ));
+        let mut file = source(Age::Any);
+        for text in [
+            "2026-03-01T08:00:00Z FAIL from 192.0.2.4",
+            "2026-03-01T08:01:00Z FAIL from 192.0.2.4",
+        ] {
+            let step = jail.decide(
+                Record::Line {
+                    source: &mut file,
+                    line: text.as_bytes(),
+                },
+                Mode::Live,
+                at(0),
+            );
+            assert!(matches!(step, Step::Seen { .. }), "{step:?}");
+        }
+        assert_eq!(jail.tracker.active_bans().count(), 2);
+    }
 }
