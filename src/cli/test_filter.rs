@@ -5,7 +5,7 @@
 //! found: records matched, ignored and missed, hits per regex, the date formats seen, the
 //! addresses and which of them a jail would ban. Lines and journal entries differ only in how
 //! a record is obtained (a file line is split and its date parsed; an entry gives MESSAGE
-//! and its own timestamp), so both feed one [`Run::process`]. It streams: memory depends on
+//! and its own timestamp), so both feed one `Run::process`. It streams: memory depends on
 //! the number of distinct addresses, not on the size of the input.
 
 use crate::cli::invalid;
@@ -39,7 +39,7 @@ use toml::Spanned;
 pub struct TestFilterArgs {
     /// A filter name ("sshd"), a filter file, a fail2ban filter (a `filter.d/*.conf` file,
     /// or NAME[key=value,...] / fail2ban:NAME[...] looked up in --fail2ban-dir), or a
-    /// failregex with an address tag ('Failed password for .* from <HOST>').
+    /// failregex with an address tag (`'Failed password for .* from <HOST>'`).
     pub filter: String,
     /// A log file, "-" for standard input, or a single log line; omit it to read the journal
     /// (--journal, --journal-dir, --journal-file or --journal-namespace).
@@ -52,7 +52,7 @@ pub struct TestFilterArgs {
     #[arg(long, default_value = crate::config::fail2ban::DEFAULT_DIR)]
     pub fail2ban_dir: PathBuf,
     /// How lines are split when FILTER is a regex: "plain" (the regex sees the whole line)
-    /// or "syslog" (it sees the message after "DATE HOST IDENT[PID]: "). Files only.
+    /// or "syslog" (it sees the message after `DATE HOST IDENT[PID]: `). Files only.
     #[arg(long, value_parser = ["plain", "syslog"])]
     pub format: Option<String>,
     /// Decide bans with this jail's settings from the configuration (maxretry, findtime,
@@ -111,7 +111,7 @@ pub struct JournalArgs {
     #[arg(long)]
     pub until: Option<String>,
     /// What the regexes see of an entry: "message" (MESSAGE) or "syslog" (the line
-    /// "HOST IDENT[PID]: MESSAGE", for regexes written for such lines).
+    /// `HOST IDENT[PID]: MESSAGE`, for regexes written for such lines).
     /// Default: "syslog" for fail2ban filters, which are written for such lines, else
     /// "message".
     #[arg(long = "journal-render", value_parser = ["message", "syslog"])]

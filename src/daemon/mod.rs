@@ -6,7 +6,7 @@
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
-//! ([`host`]) and others' changes to the nftables table ([`nft_watch`]) arrive as netlink
+//! ([`host`]) and others' changes to the nftables table (`nft_watch`) arrive as netlink
 //! notifications, also without polling.
 //!
 //! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
@@ -26,13 +26,13 @@
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
 //! batch), sources positioned, then READY=1. firewalld not answering yet does not stop the
 //! start (nor does a restore the firewall refuses): it is a firewall failure, retried (see
-//! [`health`]); nftables refusing the setup (no CAP_NET_ADMIN) does. SIGHUP reloads in place (bans kept); a
+//! `health`); nftables refusing the setup (no CAP_NET_ADMIN) does. SIGHUP reloads in place (bans kept); a
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
 //!
 //! Control: with a bus, the D-Bus service ([`crate::bus`]) runs beside the owner task and
-//! sends it [`Request`]s; the owner answers them in order with the batches ([`control`]) and
+//! sends it [`Request`]s; the owner answers them in order with the batches (`control`) and
 //! announces every ban, unban and counter change as an [`Event`]. The name is taken before
 //! READY=1 (so `systemctl start banhound && banhound status` works); a bus that cannot be
 //! reached is logged and the daemon protects without a control interface, but a name owned

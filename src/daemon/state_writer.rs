@@ -24,7 +24,7 @@
 //!
 //! Failures: a write that fails leaves its changes waiting in memory (the backlog of
 //! [`StateDb`]) and later changes join them without touching the disk. The owner's retry
-//! timer ([`super::health`]) sends [`StateWriter::retry`]; the outcome comes back as a
+//! timer (`super::health`) sends [`StateWriter::retry`]; the outcome comes back as a
 //! [`Report`].
 
 use super::state::{CaughtUp, StateDb, StateError, StoredBan};
@@ -128,7 +128,7 @@ impl StateWriter {
         });
     }
 
-    /// Bounds the history (see [`StateDb::purge_history`]).
+    /// Bounds the history (see [`StateDb::queue_purge`]).
     pub fn purge_history(&self, now: Timestamp) {
         self.send(Command::Purge { now });
     }

@@ -285,15 +285,15 @@ impl FollowLoop<'_> {
         journal_fd: libc::c_int,
     ) -> Result<Flow, JournalError> {
         let j = reader.raw();
-        // SAFETY (all ffi calls below): `j` is the live handle owned by `reader`, used on the
-        // thread that opened it.
         loop {
             let events = check(
+                // SAFETY: `j` is the live handle `reader` owns, on the thread that opened it.
                 unsafe { ffi::sd_journal_get_events(j) },
                 "sd_journal_get_events",
             )?;
             let mut deadline = u64::MAX;
             check(
+                // SAFETY: `j` as above; `deadline` is a valid u64 to write to.
                 unsafe { ffi::sd_journal_get_timeout(j, &mut deadline) },
                 "sd_journal_get_timeout",
             )?;
@@ -310,6 +310,7 @@ impl FollowLoop<'_> {
                 },
             ];
             let timeout = poll_timeout_ms(deadline);
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfds, alive for the call.
             let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if ret < 0 {
                 let err = io::Error::last_os_error();
@@ -324,6 +325,7 @@ impl FollowLoop<'_> {
             if fds[1].revents != 0 {
                 return Ok(Flow::Stop);
             }
+            // SAFETY: `j` as above.
             let change = check(unsafe { ffi::sd_journal_process(j) }, "sd_journal_process")?;
             if change != ffi::SD_JOURNAL_NOP {
                 return Ok(Flow::Continue);

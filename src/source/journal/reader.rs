@@ -378,6 +378,7 @@ impl JournalReader {
                     })?;
             }
             for term in group.terms() {
+                // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send); `term` outlives the call and its length is passed (sd-journal copies it).
                 let ret = unsafe {
                     ffi::sd_journal_add_match(
                         self.ptr(),
@@ -401,6 +402,7 @@ impl JournalReader {
             Start::Head => {
                 self.install_matches()?;
                 check(
+                    // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send).
                     unsafe { ffi::sd_journal_seek_head(self.ptr()) },
                     "sd_journal_seek_head",
                 )?;
@@ -421,6 +423,7 @@ impl JournalReader {
     fn seek_realtime(&mut self, t: Timestamp) -> Result<(), JournalError> {
         let usec = u64::try_from(t.as_micros()).unwrap_or(0);
         check(
+            // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send).
             unsafe { ffi::sd_journal_seek_realtime_usec(self.ptr(), usec) },
             "sd_journal_seek_realtime_usec",
         )
@@ -451,6 +454,7 @@ impl JournalReader {
         // Whether the cursor's entry still exists is checked before matches are installed:
         // with matches, an entry the current configuration no longer selects would look
         // vacuumed.
+        // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send); `c_cursor` is NUL-terminated and outlives the call.
         let ret = unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) };
         if ret < 0 {
             return unusable(io::Error::from_raw_os_error(-ret).to_string(), self);
@@ -486,6 +490,7 @@ impl JournalReader {
             // Nothing to replay: land on the cursor's entry (the first one after seeking to
             // it, if the matches select it) and skip it.
             check(
+                // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send); `c_cursor` is NUL-terminated and outlives the call.
                 unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) },
                 "sd_journal_seek_cursor",
             )?;
@@ -513,6 +518,7 @@ impl JournalReader {
             return Ok(false);
         }
         let moved = check(
+            // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send).
             unsafe { ffi::sd_journal_next(self.ptr()) },
             "sd_journal_next",
         )? > 0;
@@ -528,6 +534,7 @@ impl JournalReader {
 
     fn test_cursor(&self, cursor: &CStr) -> Result<bool, JournalError> {
         Ok(check(
+            // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send); `cursor` is NUL-terminated and outlives the call.
             unsafe { ffi::sd_journal_test_cursor(self.ptr(), cursor.as_ptr()) },
             "sd_journal_test_cursor",
         )? > 0)
@@ -536,6 +543,7 @@ impl JournalReader {
     fn realtime(&self) -> Result<Timestamp, JournalError> {
         let mut usec = 0u64;
         check(
+            // SAFETY: `self.ptr()` is the live handle `self.journal` owns, used on the thread that opened it (the reader is not Send); `usec` is a valid u64 to write to.
             unsafe { ffi::sd_journal_get_realtime_usec(self.ptr(), &mut usec) },
             "sd_journal_get_realtime_usec",
         )?;
@@ -581,10 +589,12 @@ impl JournalReader {
         self.bufs.reset();
         self.term_hits.iter_mut().for_each(|h| *h = false);
         let j = self.ptr();
+        // SAFETY: `j` is the live handle `self.journal` owns, on its thread.
         unsafe { ffi::sd_journal_restart_data(j) };
         loop {
             let mut data: *const u8 = std::ptr::null();
             let mut len: libc::size_t = 0;
+            // SAFETY: `j` as above; `data` and `len` are valid places for the call to write to.
             let ret = unsafe { ffi::sd_journal_enumerate_data(j, &mut data, &mut len) };
             if check(ret, "sd_journal_enumerate_data")? == 0 {
                 return Ok(());
