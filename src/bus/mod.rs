@@ -54,15 +54,6 @@ pub fn jail_path(name: &str) -> String {
     path
 }
 
-/// A ban target as the bus shows it: a host as its bare address, a prefix in CIDR form.
-pub fn target_text(target: &IpNet) -> String {
-    if target.prefix_len() == target.max_prefix_len() {
-        target.addr().to_string()
-    } else {
-        target.to_string()
-    }
-}
-
 /// A jail as the owner reports it: settings in force and counters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JailSnapshot {
@@ -134,7 +125,7 @@ pub enum ControlError {
     #[error("invalid address {0:?}: {1}")]
     InvalidAddress(String, &'static str),
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
-    #[error("{} is never banned: {reason}", target_text(target))]
+    #[error("{} is never banned: {reason}", crate::display::display_target(target))]
     Ignored { target: IpNet, reason: String },
     /// A network wider than what one ban of the jail blocks (`/prefix`); on the bus an
     /// `InvalidAddress`.

@@ -11,9 +11,10 @@
 
 use super::read_only::ReadOnlyProperties;
 use super::{
-    args, jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
-    JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
+    args, jail_path, BanInfo, ControlError, Event, Health, JailSnapshot, Request, JAIL_INTERFACE,
+    MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
+use crate::display::display_target;
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::borrow::Cow;
@@ -246,7 +247,7 @@ fn until_secs(until: Option<Timestamp>) -> u64 {
 
 fn ban_record(ban: &BanInfo) -> (String, u64, u64, u32) {
     (
-        target_text(&ban.target),
+        display_target(&ban.target),
         unix_secs(ban.since),
         until_secs(ban.until),
         ban.offence,
@@ -866,14 +867,14 @@ async fn forward_events(
                 Manager::banned(
                     &manager,
                     &jail,
-                    &target_text(&target),
+                    &display_target(&target),
                     until_secs(until),
                     &reason,
                 )
                 .await
             }
             Ok(Event::Unbanned { jail, target, why }) => {
-                Manager::unbanned(&manager, &jail, &target_text(&target), &why).await
+                Manager::unbanned(&manager, &jail, &display_target(&target), &why).await
             }
             Ok(Event::JailChanged { snapshot }) => {
                 let mut known = jails.lock().await;

@@ -10,7 +10,7 @@
 
 use crate::cli::invalid;
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
-use crate::daemon::display_target;
+use crate::display::{display_target, thousands};
 use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{
@@ -862,18 +862,6 @@ impl<W: Write> Run<'_, W> {
         }
         Ok(())
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn render_summary(

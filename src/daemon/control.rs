@@ -8,12 +8,12 @@
 //! expiry ([`Daemon::lift`]).
 
 use super::{
-    display_target, wall_now, BanOrigin, Daemon, DaemonError, Feeds, Lifted, BUS_START_TIMEOUT,
-    REQUEST_BACKLOG,
+    wall_now, BanOrigin, Daemon, DaemonError, Feeds, Lifted, BUS_START_TIMEOUT, REQUEST_BACKLOG,
 };
 use crate::bus::service::{Bus, Service, StartError};
 use crate::bus::{BanInfo, ControlError, JailSnapshot, Request, ServerStatus, SERVICE_NAME};
 use crate::config::JailSettings;
+use crate::display::display_target;
 use crate::engine::address::{ban_target, IgnoreList};
 use crate::engine::time::BanTime;
 use crate::engine::tracker::{ActiveBan, Policy};

@@ -52,6 +52,7 @@ use crate::bus::service::{Bus, StartError};
 use crate::bus::{unban_reason, ControlError, Event, Health, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
+use crate::display::display_target;
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher, Outcome};
 use crate::engine::multiline::SourceState;
@@ -138,15 +139,6 @@ fn wall_now() -> Timestamp {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// A ban target as people write it: the bare address for a single host, CIDR for a network.
-pub fn display_target(target: &IpNet) -> String {
-    if target.prefix_len() == target.max_prefix_len() {
-        target.addr().to_string()
-    } else {
-        target.to_string()
-    }
 }
 
 /// A live failure: counts it and returns the ban it leads to, if any. Host names are never
@@ -1020,8 +1012,8 @@ impl Daemon {
                 JAIL = %jail,
                 EVICTED = evicted - *reported,
                 "jail {jail} reached max_tracked ({}): forgot the failures of {} address(es) whose last failure was oldest ({evicted} since start); raise max_tracked if this is not a flood",
-                crate::firewall::with_thousands(tracker.policy().max_tracked),
-                crate::firewall::with_thousands(usize::try_from(evicted - *reported).unwrap_or(usize::MAX)),
+                crate::display::thousands(tracker.policy().max_tracked as u64),
+                crate::display::thousands(evicted - *reported),
             );
             *reported = evicted;
             *at = Some(now);
