@@ -24,6 +24,40 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// Which D-Bus bus a connection goes to: the one banhound serves on, the one firewalld is
+/// found on, the one the control commands talk to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set, as libdbus does).
+    System,
+    /// A bus at this D-Bus address (`unix:path=...`), for tests and private buses.
+    Address(String),
+}
+
+impl Bus {
+    /// The system bus without an address, else the bus at it.
+    pub fn from_address(address: Option<&str>) -> Bus {
+        address.map_or(Bus::System, |a| Bus::Address(a.to_string()))
+    }
+
+    /// A connection builder for this bus (nothing is connected yet).
+    pub fn builder(&self) -> zbus::Result<zbus::connection::Builder<'static>> {
+        match self {
+            Bus::System => zbus::connection::Builder::system(),
+            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bus::System => f.write_str("the system bus"),
+            Bus::Address(address) => f.write_str(address),
+        }
+    }
+}
+
 /// The well-known name the daemon owns on the system bus.
 pub const SERVICE_NAME: &str = "org.banhound.Banhound1";
 /// The manager object.

@@ -11,8 +11,8 @@
 
 use super::read_only::ReadOnlyProperties;
 use super::{
-    args, jail_path, BanInfo, ControlError, Event, Health, JailSnapshot, Request, JAIL_INTERFACE,
-    MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
+    args, jail_path, BanInfo, Bus, ControlError, Event, Health, JailSnapshot, Request,
+    JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
 use crate::display::display_target;
 use crate::engine::time::{BanTime, Timestamp};
@@ -80,15 +80,6 @@ pub enum StartError {
     NameTaken,
 }
 
-/// Which bus to serve on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bus {
-    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set, as libdbus does).
-    System,
-    /// A bus at this D-Bus address (`unix:path=...`), for tests and private buses.
-    Address(String),
-}
-
 /// The running service. The connection serves method calls from zbus's own tasks until it
 /// is closed; [`Service::stop`] releases the name and stops the signal task.
 pub struct Service {
@@ -121,11 +112,7 @@ impl Service {
             .ask(|reply| Request::Status { reply })
             .await
             .map_err(|_| StartError::OwnerGone)?;
-        let builder = match &bus {
-            Bus::System => zbus::connection::Builder::system(),
-            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
-        }
-        .map_err(StartError::Connect)?;
+        let builder = bus.builder().map_err(StartError::Connect)?;
         let jails = Arc::new(Mutex::new(BTreeMap::new()));
         let mut builder = builder
             .serve_at(

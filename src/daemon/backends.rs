@@ -18,7 +18,8 @@
 //! banhound's objects (an earlier configuration's, before a switch from nftables to
 //! firewalld or back). A configuration with only log-only jails touches no firewall.
 
-use crate::firewall::firewalld::{Bus, FirewalldBackend, Reapplied, ReloadWatcher};
+use crate::bus::Bus;
+use crate::firewall::firewalld::{FirewalldBackend, Reapplied, ReloadWatcher};
 use crate::firewall::log_only::LogOnlyBackend;
 use crate::firewall::nftables::NftablesBackend;
 use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};

@@ -48,8 +48,8 @@ mod nft_watch;
 pub mod state;
 pub mod state_writer;
 
-use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, ControlError, Event, Health, JailSnapshot, Request};
+use crate::bus::service::StartError;
+use crate::bus::{unban_reason, Bus, ControlError, Event, Health, JailSnapshot, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::display::display_target;
