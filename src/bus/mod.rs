@@ -199,16 +199,32 @@ impl From<ManualBanRefusal> for ControlError {
     }
 }
 
-/// Why a ban was lifted, as the `Unbanned` signal tells it.
-pub mod unban_reason {
+/// Why a ban ended. The bus names it here ([`Lifted::signal_reason`]); the daemon's log and
+/// its database have their own wording of the same reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lifted {
     /// The ban time ran out.
-    pub const EXPIRED: &str = "expired";
-    /// An administrator lifted it (Unban, UnbanAll).
-    pub const MANUAL: &str = "manual";
+    Expired,
+    /// The ban time ran out while the daemon was stopped (found at start).
+    ExpiredWhileStopped,
     /// The jail was removed or disabled by a reload.
-    pub const JAIL_REMOVED: &str = "jail-removed";
-    /// The host now has an address the ban covers (`ignoreself`).
-    pub const OWN_ADDRESS: &str = "own-address";
+    JailRemoved,
+    /// An administrator lifted it (Unban, UnbanAll).
+    Manual { caller_uid: u32 },
+    /// It covers an address the host has now (`ignoreself`).
+    OwnAddress,
+}
+
+impl Lifted {
+    /// The `why` of the `Unbanned` signal.
+    pub fn signal_reason(self) -> &'static str {
+        match self {
+            Lifted::Expired | Lifted::ExpiredWhileStopped => "expired",
+            Lifted::JailRemoved => "jail-removed",
+            Lifted::Manual { .. } => "manual",
+            Lifted::OwnAddress => "own-address",
+        }
+    }
 }
 
 /// A request from the bus to the owner of the ban state. Every request carries its own reply
@@ -293,11 +309,11 @@ pub enum Event {
         /// Free text: "5 failures within 10m", "manual (uid 0)".
         reason: String,
     },
-    /// A ban was lifted; `why` is one of [`unban_reason`].
+    /// A ban was lifted.
     Unbanned {
         jail: String,
         target: IpNet,
-        why: String,
+        why: Lifted,
     },
     /// A jail's counters or settings changed. The bus emits `PropertiesChanged` for the
     /// properties that differ from the last snapshot it saw. The owner may coalesce these

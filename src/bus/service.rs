@@ -861,7 +861,13 @@ async fn forward_events(
                 .await
             }
             Ok(Event::Unbanned { jail, target, why }) => {
-                Manager::unbanned(&manager, &jail, &display_target(&target), &why).await
+                Manager::unbanned(
+                    &manager,
+                    &jail,
+                    &display_target(&target),
+                    why.signal_reason(),
+                )
+                .await
             }
             Ok(Event::JailChanged { snapshot }) => {
                 let mut known = jails.lock().await;

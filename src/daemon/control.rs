@@ -7,11 +7,11 @@
 //! logs ([`Daemon::enforce`]); a manual unban leaves the kernel and the database like an
 //! expiry ([`Daemon::lift`]).
 
-use super::{
-    wall_now, BanOrigin, Daemon, DaemonError, Feeds, Lifted, BUS_START_TIMEOUT, REQUEST_BACKLOG,
-};
+use super::{wall_now, BanOrigin, Daemon, DaemonError, Feeds, BUS_START_TIMEOUT, REQUEST_BACKLOG};
 use crate::bus::service::{Service, StartError};
-use crate::bus::{BanInfo, Bus, ControlError, JailSnapshot, Request, ServerStatus, SERVICE_NAME};
+use crate::bus::{
+    BanInfo, Bus, ControlError, JailSnapshot, Lifted, Request, ServerStatus, SERVICE_NAME,
+};
 use crate::config::JailSettings;
 use crate::display::display_target;
 use crate::engine::address::{ban_target, IgnoreList};

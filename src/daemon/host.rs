@@ -9,7 +9,8 @@
 //! (unless `ignoreip` covers it). Reading the whole list again, rather than applying each
 //! message, gives the same answer after lost notifications as after none.
 
-use super::{wall_now, Daemon, Lifted};
+use super::{wall_now, Daemon};
+use crate::bus::Lifted;
 use crate::engine::address::IgnoreReason;
 use crate::multicast::{Received, Subscription};
 use ipnet::IpNet;

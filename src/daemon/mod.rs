@@ -49,7 +49,7 @@ pub mod state;
 pub mod state_writer;
 
 use crate::bus::service::StartError;
-use crate::bus::{unban_reason, Bus, ControlError, Event, Health, JailSnapshot, Request};
+use crate::bus::{Bus, ControlError, Event, Health, JailSnapshot, Lifted, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::display::display_target;
@@ -196,37 +196,8 @@ enum BanOrigin {
     Manual { caller_uid: u32 },
 }
 
-/// Why a ban ended, as the log, the database and the `Unbanned` signal tell it.
-#[derive(Clone, Copy, Debug)]
-enum Lifted {
-    Expired,
-    JailRemoved,
-    Manual {
-        caller_uid: u32,
-    },
-    /// It covers an address the host has now (`ignoreself`).
-    OwnAddress,
-}
-
+/// The log's wording of why a ban ended (the bus and the database have theirs).
 impl Lifted {
-    fn stored_reason(self) -> &'static str {
-        match self {
-            Lifted::Expired => "expired",
-            Lifted::JailRemoved => "jail removed",
-            Lifted::Manual { .. } => "manual",
-            Lifted::OwnAddress => "own address",
-        }
-    }
-
-    fn signal_reason(self) -> &'static str {
-        match self {
-            Lifted::Expired => unban_reason::EXPIRED,
-            Lifted::JailRemoved => unban_reason::JAIL_REMOVED,
-            Lifted::Manual { .. } => unban_reason::MANUAL,
-            Lifted::OwnAddress => unban_reason::OWN_ADDRESS,
-        }
-    }
-
     fn log_text(self) -> String {
         match self {
             Lifted::Manual { caller_uid } => format!("manually, uid {caller_uid}"),
@@ -797,11 +768,11 @@ impl Daemon {
             }
         }
         let mut entries = Vec::new();
-        let mut ended: BTreeMap<(String, &'static str), Vec<IpNet>> = BTreeMap::new();
+        let mut ended: BTreeMap<(String, Lifted), Vec<IpNet>> = BTreeMap::new();
         for ban in stored {
             let Some(tracker) = self.trackers.get_mut(&ban.jail) else {
                 ended
-                    .entry((ban.jail.clone(), "jail removed"))
+                    .entry((ban.jail.clone(), Lifted::JailRemoved))
                     .or_default()
                     .push(ban.target);
                 continue;
@@ -809,7 +780,7 @@ impl Daemon {
             if let Some(until) = ban.until.filter(|until| *until <= now) {
                 tracker.restore_lifted(ban.target, until);
                 ended
-                    .entry((ban.jail.clone(), "expired while stopped"))
+                    .entry((ban.jail.clone(), Lifted::ExpiredWhileStopped))
                     .or_default()
                     .push(ban.target);
                 continue;
@@ -835,7 +806,7 @@ impl Daemon {
         for ((jail, reason), targets) in ended {
             self.state.end_bans(&jail, &targets, reason, now);
             for target in &targets {
-                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
+                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({})", display_target(target), reason.log_text());
             }
         }
         match self.backends.ban(&entries).await {
@@ -1127,14 +1098,14 @@ impl Daemon {
                 e,
             );
         }
-        self.state.end_bans(jail, targets, why.stored_reason(), now);
+        self.state.end_bans(jail, targets, why, now);
         for target in targets {
             let text = display_target(target);
             tracing::info!(JAIL = %jail, IP = %text, "Unbanned {text} in jail {jail} ({})", why.log_text());
             self.emit(Event::Unbanned {
                 jail: jail.to_string(),
                 target: *target,
-                why: why.signal_reason().to_string(),
+                why,
             });
         }
         self.update_status();
@@ -1283,7 +1254,7 @@ impl Daemon {
                     let lifted = self.backends.unban(&name, &targets).await;
                     self.keep_going("cannot lift the bans of a removed jail", lifted);
                     self.state
-                        .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
+                        .end_bans(&name, &targets, Lifted::JailRemoved, now);
                     self.trackers.remove(&name);
                     for target in &targets {
                         let text = display_target(target);
@@ -1291,7 +1262,7 @@ impl Daemon {
                         self.emit(Event::Unbanned {
                             jail: name.clone(),
                             target: *target,
-                            why: Lifted::JailRemoved.signal_reason().to_string(),
+                            why: Lifted::JailRemoved,
                         });
                     }
                     tracing::info!(JAIL = %name, "jail {name} removed");
