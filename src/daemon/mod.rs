@@ -38,7 +38,6 @@
 //! reached is logged and the daemon protects without a control interface, but a name owned
 //! by another process (another banhound) stops the start.
 
-pub mod backends;
 mod control;
 pub mod feed;
 mod health;
@@ -59,6 +58,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer, Prepared as PreparedLine};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Tracker, Verdict};
+use crate::firewall::dispatch::Backends;
 use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -67,7 +67,6 @@ use crate::source::journal::{
     parse_cursor, Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
     StartReport,
 };
-use backends::Backends;
 use feed::Feed;
 use ipnet::IpNet;
 use sd_notify::NotifyState;

@@ -3,8 +3,11 @@
 //! Every backend implements [`Firewall`]. Calls take batches because start-up restores and
 //! reconciles move thousands of bans at once, and a batch is one netlink message or one
 //! D-Bus call, not one per address. Backends own only their own objects (the `inet banhound`
-//! table, the `banhound-*` ipsets) and never touch anything else.
+//! table, the `banhound-*` ipsets) and never touch anything else. [`dispatch`] sends each
+//! jail's bans to the backend it uses and opens, sets up and closes them: the daemon's one
+//! handle on the firewall.
 
+pub mod dispatch;
 pub mod firewalld;
 pub mod log_only;
 pub mod nftables;

@@ -1,4 +1,6 @@
-//! Dispatch of bans to the backend each jail uses, and the backends' life cycle.
+//! Dispatch of bans to the backend each jail uses, and the backends' life cycle. It lives
+//! beside the backends it dispatches to; the daemon holds one [`Backends`] and calls nothing
+//! below it.
 //!
 //! The [`Firewall`] trait has async methods and is used through an enum, not `dyn`: the set
 //! of backends is closed and known here. Adding one means a variant in [`Backend`], an arm
