@@ -1101,11 +1101,7 @@ fn render_summary(
         thousands(total_bans)
     );
     for (net, (first, count)) in bans.iter().take(args.top) {
-        let shown = if net.prefix_len() == net.max_prefix_len() {
-            net.addr().to_string()
-        } else {
-            net.to_string()
-        };
+        let shown = display_target(net);
         let _ = writeln!(
             s,
             "  {shown:<40} first at {}, {} ban{}",
