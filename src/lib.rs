@@ -12,6 +12,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod display;
 pub mod engine;
 pub mod firewall;
 pub mod multicast;

@@ -5,7 +5,7 @@
 //! between nftables and firewalld leaves nothing behind in the firewall no longer used.
 //!
 //! tests/firewalld.rs proves the backend's reload watcher in-process; this proves the daemon's
-//! wiring of it (src/daemon/backends.rs starts the watcher when it opens the backend, the
+//! wiring of it (src/firewall/dispatch.rs starts the watcher when it opens the backend, the
 //! owner task logs each re-apply and reconciles at once if anything had failed), which
 //! nothing else exercises. The lab is daemon_lab.rs's (journald
 //! namespace, server/attacker/friend namespaces, listener on [`PORT`]) plus an IPv6 link to

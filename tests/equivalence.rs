@@ -24,6 +24,7 @@ mod daemon_lab;
 mod netlab;
 
 use banhound::daemon::state::StateDb;
+use banhound::display::display_target;
 use banhound::engine::time::Timestamp;
 use banhound::source::file::MAX_LINE;
 use daemon_lab::{generator, Lab};
@@ -254,14 +255,6 @@ fn parse_rfc3339(text: &str) -> Timestamp {
     )
 }
 
-fn shown(target: &ipnet::IpNet) -> String {
-    if target.prefix_len() == target.max_prefix_len() {
-        target.addr().to_string()
-    } else {
-        target.to_string()
-    }
-}
-
 #[test]
 fn test_filter_bans_exactly_what_the_daemon_bans() {
     let now = Timestamp::from_secs(wall().as_secs());
@@ -312,7 +305,7 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
         .bans()
         .unwrap()
         .into_iter()
-        .map(|b| (b.jail, shown(&b.target), b.since))
+        .map(|b| (b.jail, display_target(&b.target), b.since))
         .collect();
 
     let mut reported: BTreeSet<Ban> = BTreeSet::new();

@@ -20,7 +20,8 @@ mod firewalld_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
 
-use banhound::firewall::firewalld::{Bus, FirewalldBackend, ReapplyTrigger, ReloadWatcher};
+use banhound::bus::Bus;
+use banhound::firewall::firewalld::{FirewalldBackend, ReapplyTrigger, ReloadWatcher};
 use banhound::firewall::{BanEntry, BlockType, Firewall, JailRules, PortRange, Ports, Protocol};
 use firewalld_lab::PrivateFirewalld;
 use ipnet::IpNet;

@@ -24,6 +24,40 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// Which D-Bus bus a connection goes to: the one banhound serves on, the one firewalld is
+/// found on, the one the control commands talk to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set, as libdbus does).
+    System,
+    /// A bus at this D-Bus address (`unix:path=...`), for tests and private buses.
+    Address(String),
+}
+
+impl Bus {
+    /// The system bus without an address, else the bus at it.
+    pub fn from_address(address: Option<&str>) -> Bus {
+        address.map_or(Bus::System, |a| Bus::Address(a.to_string()))
+    }
+
+    /// A connection builder for this bus (nothing is connected yet).
+    pub fn builder(&self) -> zbus::Result<zbus::connection::Builder<'static>> {
+        match self {
+            Bus::System => zbus::connection::Builder::system(),
+            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
+        }
+    }
+}
+
+impl std::fmt::Display for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bus::System => f.write_str("the system bus"),
+            Bus::Address(address) => f.write_str(address),
+        }
+    }
+}
+
 /// The well-known name the daemon owns on the system bus.
 pub const SERVICE_NAME: &str = "org.banhound.Banhound1";
 /// The manager object.
@@ -52,15 +86,6 @@ pub fn jail_path(name: &str) -> String {
         }
     }
     path
-}
-
-/// A ban target as the bus shows it: a host as its bare address, a prefix in CIDR form.
-pub fn target_text(target: &IpNet) -> String {
-    if target.prefix_len() == target.max_prefix_len() {
-        target.addr().to_string()
-    } else {
-        target.to_string()
-    }
 }
 
 /// A jail as the owner reports it: settings in force and counters.
@@ -134,7 +159,7 @@ pub enum ControlError {
     #[error("invalid address {0:?}: {1}")]
     InvalidAddress(String, &'static str),
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
-    #[error("{} is never banned: {reason}", target_text(target))]
+    #[error("{} is never banned: {reason}", crate::display::display_target(target))]
     Ignored { target: IpNet, reason: String },
     /// A network wider than what one ban of the jail blocks (`/prefix`); on the bus an
     /// `InvalidAddress`.
@@ -174,16 +199,32 @@ impl From<ManualBanRefusal> for ControlError {
     }
 }
 
-/// Why a ban was lifted, as the `Unbanned` signal tells it.
-pub mod unban_reason {
+/// Why a ban ended. The bus names it here ([`Lifted::signal_reason`]); the daemon's log and
+/// its database have their own wording of the same reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lifted {
     /// The ban time ran out.
-    pub const EXPIRED: &str = "expired";
-    /// An administrator lifted it (Unban, UnbanAll).
-    pub const MANUAL: &str = "manual";
+    Expired,
+    /// The ban time ran out while the daemon was stopped (found at start).
+    ExpiredWhileStopped,
     /// The jail was removed or disabled by a reload.
-    pub const JAIL_REMOVED: &str = "jail-removed";
-    /// The host now has an address the ban covers (`ignoreself`).
-    pub const OWN_ADDRESS: &str = "own-address";
+    JailRemoved,
+    /// An administrator lifted it (Unban, UnbanAll).
+    Manual { caller_uid: u32 },
+    /// It covers an address the host has now (`ignoreself`).
+    OwnAddress,
+}
+
+impl Lifted {
+    /// The `why` of the `Unbanned` signal.
+    pub fn signal_reason(self) -> &'static str {
+        match self {
+            Lifted::Expired | Lifted::ExpiredWhileStopped => "expired",
+            Lifted::JailRemoved => "jail-removed",
+            Lifted::Manual { .. } => "manual",
+            Lifted::OwnAddress => "own-address",
+        }
+    }
 }
 
 /// A request from the bus to the owner of the ban state. Every request carries its own reply
@@ -268,11 +309,11 @@ pub enum Event {
         /// Free text: "5 failures within 10m", "manual (uid 0)".
         reason: String,
     },
-    /// A ban was lifted; `why` is one of [`unban_reason`].
+    /// A ban was lifted.
     Unbanned {
         jail: String,
         target: IpNet,
-        why: String,
+        why: Lifted,
     },
     /// A jail's counters or settings changed. The bus emits `PropertiesChanged` for the
     /// properties that differ from the last snapshot it saw. The owner may coalesce these

@@ -11,9 +11,10 @@
 
 use super::read_only::ReadOnlyProperties;
 use super::{
-    args, jail_path, target_text, BanInfo, ControlError, Event, Health, JailSnapshot, Request,
+    args, jail_path, BanInfo, Bus, ControlError, Event, Health, JailSnapshot, Request,
     JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH, SERVICE_NAME,
 };
+use crate::display::display_target;
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::borrow::Cow;
@@ -79,15 +80,6 @@ pub enum StartError {
     NameTaken,
 }
 
-/// Which bus to serve on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bus {
-    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set, as libdbus does).
-    System,
-    /// A bus at this D-Bus address (`unix:path=...`), for tests and private buses.
-    Address(String),
-}
-
 /// The running service. The connection serves method calls from zbus's own tasks until it
 /// is closed; [`Service::stop`] releases the name and stops the signal task.
 pub struct Service {
@@ -120,11 +112,7 @@ impl Service {
             .ask(|reply| Request::Status { reply })
             .await
             .map_err(|_| StartError::OwnerGone)?;
-        let builder = match &bus {
-            Bus::System => zbus::connection::Builder::system(),
-            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
-        }
-        .map_err(StartError::Connect)?;
+        let builder = bus.builder().map_err(StartError::Connect)?;
         let jails = Arc::new(Mutex::new(BTreeMap::new()));
         let mut builder = builder
             .serve_at(
@@ -246,7 +234,7 @@ fn until_secs(until: Option<Timestamp>) -> u64 {
 
 fn ban_record(ban: &BanInfo) -> (String, u64, u64, u32) {
     (
-        target_text(&ban.target),
+        display_target(&ban.target),
         unix_secs(ban.since),
         until_secs(ban.until),
         ban.offence,
@@ -866,14 +854,20 @@ async fn forward_events(
                 Manager::banned(
                     &manager,
                     &jail,
-                    &target_text(&target),
+                    &display_target(&target),
                     until_secs(until),
                     &reason,
                 )
                 .await
             }
             Ok(Event::Unbanned { jail, target, why }) => {
-                Manager::unbanned(&manager, &jail, &target_text(&target), &why).await
+                Manager::unbanned(
+                    &manager,
+                    &jail,
+                    &display_target(&target),
+                    why.signal_reason(),
+                )
+                .await
             }
             Ok(Event::JailChanged { snapshot }) => {
                 let mut known = jails.lock().await;

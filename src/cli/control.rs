@@ -7,7 +7,7 @@
 //! (3) and access denied (4) are told apart from invalid input (2) so scripts can react.
 
 use crate::bus::proxy::{JailProxy, ManagerProxy};
-use crate::bus::{ERROR_PREFIX, SERVICE_NAME};
+use crate::bus::{Bus, ERROR_PREFIX, SERVICE_NAME};
 use crate::cli::{exit_with, invalid, ExitCode};
 use crate::engine::time::{format_duration, Timestamp};
 use anyhow::{anyhow, Context};
@@ -133,12 +133,8 @@ pub fn run(bus_address: Option<&str>, action: Action<'_>) -> anyhow::Result<()> 
 }
 
 async fn connect(bus_address: Option<&str>) -> anyhow::Result<Connection> {
-    let builder = match bus_address {
-        Some(address) => zbus::connection::Builder::address(address),
-        None => zbus::connection::Builder::system(),
-    };
-    let what = bus_address.unwrap_or("the system bus");
-    let connection = match builder {
+    let bus = Bus::from_address(bus_address);
+    let connection = match bus.builder() {
         Ok(b) => b.build().await,
         Err(e) => Err(e),
     };
@@ -146,7 +142,7 @@ async fn connect(bus_address: Option<&str>) -> anyhow::Result<Connection> {
         exit_with(
             ExitCode::NotRunning,
             anyhow!(e).context(format!(
-                "cannot connect to {what}, so banhound cannot be reached"
+                "cannot connect to {bus}, so banhound cannot be reached"
             )),
         )
     })

@@ -1,7 +1,7 @@
 //! `banhound daemon`: the service. Builds the runtime, wires SIGTERM/SIGINT to the daemon's
 //! shutdown future and turns its errors into exit codes.
 
-use crate::bus::service::Bus;
+use crate::bus::Bus;
 use crate::cli::{exit_logged, exit_with, ExitCode};
 use crate::config::ConfigPaths;
 use crate::daemon::logging::{self, LogTarget};
@@ -64,8 +64,7 @@ pub fn run(
         flush_on_stop: args.flush_on_stop,
         bus: match (args.no_bus, bus_address) {
             (true, _) => None,
-            (false, Some(address)) => Some(Bus::Address(address.to_string())),
-            (false, None) => Some(Bus::System),
+            (false, address) => Some(Bus::from_address(address)),
         },
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

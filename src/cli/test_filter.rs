@@ -5,12 +5,12 @@
 //! [`Jail::decide`], with `--now` as its clock), and reports what it found: records
 //! matched, ignored and missed, hits per regex, the date formats seen, the addresses and
 //! which of them a jail would ban. Lines and journal entries differ only in how a record is
-//! obtained, so both feed one [`Run::process`]. It streams: memory depends on the number of
+//! obtained, so both feed one `Run::process`. It streams: memory depends on the number of
 //! distinct addresses, not on the size of the input.
 
 use crate::cli::invalid;
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
-use crate::daemon::display_target;
+use crate::display::{display_target, thousands};
 use crate::engine::datepattern::DatePattern;
 use crate::engine::datetime::{DateDetector, Template, Zone};
 use crate::engine::filter::{
@@ -40,7 +40,7 @@ use toml::Spanned;
 pub struct TestFilterArgs {
     /// A filter name ("sshd"), a filter file, a fail2ban filter (a `filter.d/*.conf` file,
     /// or NAME[key=value,...] / fail2ban:NAME[...] looked up in --fail2ban-dir), or a
-    /// failregex with an address tag ('Failed password for .* from <HOST>').
+    /// failregex with an address tag (`'Failed password for .* from <HOST>'`).
     pub filter: String,
     /// A log file, "-" for standard input, or a single log line; omit it to read the journal
     /// (--journal, --journal-dir, --journal-file or --journal-namespace).
@@ -53,7 +53,7 @@ pub struct TestFilterArgs {
     #[arg(long, default_value = crate::config::fail2ban::DEFAULT_DIR)]
     pub fail2ban_dir: PathBuf,
     /// How lines are split when FILTER is a regex: "plain" (the regex sees the whole line)
-    /// or "syslog" (it sees the message after "DATE HOST IDENT[PID]: "). Files only.
+    /// or "syslog" (it sees the message after `DATE HOST IDENT[PID]: `). Files only.
     #[arg(long, value_parser = ["plain", "syslog"])]
     pub format: Option<String>,
     /// Decide bans with this jail's settings from the configuration (maxretry, findtime,
@@ -118,7 +118,7 @@ pub struct JournalArgs {
     #[arg(long)]
     pub until: Option<String>,
     /// What the regexes see of an entry: "message" (MESSAGE) or "syslog" (the line
-    /// "HOST IDENT[PID]: MESSAGE", for regexes written for such lines).
+    /// `HOST IDENT[PID]: MESSAGE`, for regexes written for such lines).
     /// Default: "syslog" for fail2ban filters, which are written for such lines, else
     /// "message".
     #[arg(long = "journal-render", value_parser = ["message", "syslog"])]
@@ -874,18 +874,6 @@ impl<W: Write> Run<'_, W> {
     }
 }
 
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn render_summary(
     r: &Report,
     subject: &Subject,
@@ -1129,11 +1117,7 @@ fn render_summary(
         thousands(total_bans)
     );
     for (net, (first, count)) in bans.iter().take(args.top) {
-        let shown = if net.prefix_len() == net.max_prefix_len() {
-            net.addr().to_string()
-        } else {
-            net.to_string()
-        };
+        let shown = display_target(net);
         let _ = writeln!(
             s,
             "  {shown:<40} first at {}, {} ban{}",

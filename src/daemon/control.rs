@@ -7,13 +7,13 @@
 //! logs ([`Daemon::enforce`]); a manual unban leaves the kernel and the database like an
 //! expiry ([`Daemon::lift`]).
 
-use super::{
-    display_target, wall_now, BanOrigin, Daemon, DaemonError, Feeds, Lifted, BUS_START_TIMEOUT,
-    REQUEST_BACKLOG,
+use super::{wall_now, BanOrigin, Daemon, DaemonError, Feeds, BUS_START_TIMEOUT, REQUEST_BACKLOG};
+use crate::bus::service::{Service, StartError};
+use crate::bus::{
+    BanInfo, Bus, ControlError, JailSnapshot, Lifted, Request, ServerStatus, SERVICE_NAME,
 };
-use crate::bus::service::{Bus, Service, StartError};
-use crate::bus::{BanInfo, ControlError, JailSnapshot, Request, ServerStatus, SERVICE_NAME};
 use crate::config::JailSettings;
+use crate::display::display_target;
 use crate::engine::address::{ban_target, IgnoreList};
 use crate::engine::time::BanTime;
 use crate::engine::tracker::{ActiveBan, Policy};
@@ -46,10 +46,7 @@ impl Daemon {
         bus: Bus,
         feeds: &mut Feeds,
     ) -> Result<Control, DaemonError> {
-        let where_ = match &bus {
-            Bus::System => "the system bus".to_string(),
-            Bus::Address(address) => address.clone(),
-        };
+        let where_ = bus.to_string();
         let (sender, mut requests) = mpsc::channel(REQUEST_BACKLOG);
         let start = Service::start_with_health(
             bus,

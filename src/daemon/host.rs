@@ -9,7 +9,8 @@
 //! (unless `ignoreip` covers it). Reading the whole list again, rather than applying each
 //! message, gives the same answer after lost notifications as after none.
 
-use super::{wall_now, Daemon, Lifted};
+use super::{wall_now, Daemon};
+use crate::bus::Lifted;
 use crate::engine::address::IgnoreReason;
 use crate::multicast::{Received, Subscription};
 use ipnet::IpNet;
@@ -33,12 +34,14 @@ pub fn own_addresses() -> Vec<IpAddr> {
             // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
             match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
                 libc::AF_INET => {
+                    // SAFETY: the family is AF_INET, so the sockaddr is a sockaddr_in (getifaddrs(3)).
                     let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
                     out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
                         sin.sin_addr.s_addr,
                     ))));
                 }
                 libc::AF_INET6 => {
+                    // SAFETY: the family is AF_INET6, so the sockaddr is a sockaddr_in6 (getifaddrs(3)).
                     let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
                     out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
                 }

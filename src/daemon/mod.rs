@@ -7,7 +7,7 @@
 //! the timers only send it events, so no lock guards ban state and every decision is made
 //! in order. Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
-//! ([`host`]) and others' changes to the nftables table ([`nft_watch`]) arrive as netlink
+//! ([`host`]) and others' changes to the nftables table (`nft_watch`) arrive as netlink
 //! notifications, also without polling.
 //!
 //! Durability: each journal batch (or file chunk) is processed whole, then its bans and its
@@ -27,19 +27,18 @@
 //! Start-up order: configuration, state, firewall objects, restore of unexpired bans (one
 //! batch), sources positioned, then READY=1. firewalld not answering yet does not stop the
 //! start (nor does a restore the firewall refuses): it is a firewall failure, retried (see
-//! [`health`]); nftables refusing the setup (no CAP_NET_ADMIN) does. SIGHUP reloads in place (bans kept); a
+//! `health`); nftables refusing the setup (no CAP_NET_ADMIN) does. SIGHUP reloads in place (bans kept); a
 //! configuration that does not load is refused and the running one kept. The shutdown
 //! future (SIGTERM in the binary, anything in tests) stops the daemon; bans stay in the
 //! kernel with their timeouts unless `flush_on_stop`.
 //!
 //! Control: with a bus, the D-Bus service ([`crate::bus`]) runs beside the owner task and
-//! sends it [`Request`]s; the owner answers them in order with the batches ([`control`]) and
+//! sends it [`Request`]s; the owner answers them in order with the batches (`control`) and
 //! announces every ban, unban and counter change as an [`Event`]. The name is taken before
 //! READY=1 (so `systemctl start banhound && banhound status` works); a bus that cannot be
 //! reached is logged and the daemon protects without a control interface, but a name owned
 //! by another process (another banhound) stops the start.
 
-pub mod backends;
 mod control;
 pub mod feed;
 mod health;
@@ -49,10 +48,11 @@ mod nft_watch;
 pub mod state;
 pub mod state_writer;
 
-use crate::bus::service::{Bus, StartError};
-use crate::bus::{unban_reason, ControlError, Event, Health, JailSnapshot, Request};
+use crate::bus::service::StartError;
+use crate::bus::{Bus, ControlError, Event, Health, JailSnapshot, Lifted, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
+use crate::display::display_target;
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher};
 use crate::engine::jail::{Age, FileSource, Jail, Record, Seen, Step};
@@ -60,6 +60,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
 use crate::engine::tracker::{BanDecision, Mode, Tracker, Verdict};
+use crate::firewall::dispatch::Backends;
 use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -68,7 +69,6 @@ use crate::source::journal::{
     parse_cursor, Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
     StartReport,
 };
-use backends::Backends;
 use feed::Feed;
 use ipnet::IpNet;
 use sd_notify::NotifyState;
@@ -142,15 +142,6 @@ fn wall_now() -> Timestamp {
     Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// A ban target as people write it: the bare address for a single host, CIDR for a network.
-pub fn display_target(target: &IpNet) -> String {
-    if target.prefix_len() == target.max_prefix_len() {
-        target.addr().to_string()
-    } else {
-        target.to_string()
-    }
-}
-
 /// What the daemon does with a decided record: a ban decision to enforce, or a debug line.
 /// Host names are never banned (nor resolved).
 fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
@@ -216,37 +207,8 @@ enum BanOrigin {
     Manual { caller_uid: u32 },
 }
 
-/// Why a ban ended, as the log, the database and the `Unbanned` signal tell it.
-#[derive(Clone, Copy, Debug)]
-enum Lifted {
-    Expired,
-    JailRemoved,
-    Manual {
-        caller_uid: u32,
-    },
-    /// It covers an address the host has now (`ignoreself`).
-    OwnAddress,
-}
-
+/// The log's wording of why a ban ended (the bus and the database have theirs).
 impl Lifted {
-    fn stored_reason(self) -> &'static str {
-        match self {
-            Lifted::Expired => "expired",
-            Lifted::JailRemoved => "jail removed",
-            Lifted::Manual { .. } => "manual",
-            Lifted::OwnAddress => "own address",
-        }
-    }
-
-    fn signal_reason(self) -> &'static str {
-        match self {
-            Lifted::Expired => unban_reason::EXPIRED,
-            Lifted::JailRemoved => unban_reason::JAIL_REMOVED,
-            Lifted::Manual { .. } => unban_reason::MANUAL,
-            Lifted::OwnAddress => unban_reason::OWN_ADDRESS,
-        }
-    }
-
     fn log_text(self) -> String {
         match self {
             Lifted::Manual { caller_uid } => format!("manually, uid {caller_uid}"),
@@ -819,11 +781,11 @@ impl Daemon {
             }
         }
         let mut entries = Vec::new();
-        let mut ended: BTreeMap<(String, &'static str), Vec<IpNet>> = BTreeMap::new();
+        let mut ended: BTreeMap<(String, Lifted), Vec<IpNet>> = BTreeMap::new();
         for ban in stored {
             let Some(tracker) = self.trackers.get_mut(&ban.jail) else {
                 ended
-                    .entry((ban.jail.clone(), "jail removed"))
+                    .entry((ban.jail.clone(), Lifted::JailRemoved))
                     .or_default()
                     .push(ban.target);
                 continue;
@@ -831,7 +793,7 @@ impl Daemon {
             if let Some(until) = ban.until.filter(|until| *until <= now) {
                 tracker.restore_lifted(ban.target, until);
                 ended
-                    .entry((ban.jail.clone(), "expired while stopped"))
+                    .entry((ban.jail.clone(), Lifted::ExpiredWhileStopped))
                     .or_default()
                     .push(ban.target);
                 continue;
@@ -857,7 +819,7 @@ impl Daemon {
         for ((jail, reason), targets) in ended {
             self.state.end_bans(&jail, &targets, reason, now);
             for target in &targets {
-                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({reason})", display_target(target));
+                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({})", display_target(target), reason.log_text());
             }
         }
         match self.backends.ban(&entries).await {
@@ -1006,8 +968,8 @@ impl Daemon {
                 JAIL = %jail,
                 EVICTED = evicted - *reported,
                 "jail {jail} reached max_tracked ({}): forgot the failures of {} address(es) whose last failure was oldest ({evicted} since start); raise max_tracked if this is not a flood",
-                crate::firewall::with_thousands(tracker.policy().max_tracked),
-                crate::firewall::with_thousands(usize::try_from(evicted - *reported).unwrap_or(usize::MAX)),
+                crate::display::thousands(tracker.policy().max_tracked as u64),
+                crate::display::thousands(evicted - *reported),
             );
             *reported = evicted;
             *at = Some(now);
@@ -1121,14 +1083,14 @@ impl Daemon {
                 e,
             );
         }
-        self.state.end_bans(jail, targets, why.stored_reason(), now);
+        self.state.end_bans(jail, targets, why, now);
         for target in targets {
             let text = display_target(target);
             tracing::info!(JAIL = %jail, IP = %text, "Unbanned {text} in jail {jail} ({})", why.log_text());
             self.emit(Event::Unbanned {
                 jail: jail.to_string(),
                 target: *target,
-                why: why.signal_reason().to_string(),
+                why,
             });
         }
         self.update_status();
@@ -1277,7 +1239,7 @@ impl Daemon {
                     let lifted = self.backends.unban(&name, &targets).await;
                     self.keep_going("cannot lift the bans of a removed jail", lifted);
                     self.state
-                        .end_bans(&name, &targets, Lifted::JailRemoved.stored_reason(), now);
+                        .end_bans(&name, &targets, Lifted::JailRemoved, now);
                     self.trackers.remove(&name);
                     for target in &targets {
                         let text = display_target(target);
@@ -1285,7 +1247,7 @@ impl Daemon {
                         self.emit(Event::Unbanned {
                             jail: name.clone(),
                             target: *target,
-                            why: Lifted::JailRemoved.signal_reason().to_string(),
+                            why: Lifted::JailRemoved,
                         });
                     }
                     tracing::info!(JAIL = %name, "jail {name} removed");

@@ -21,6 +21,7 @@
 //!
 //! Times are microseconds since the Unix epoch, as in the engine.
 
+use crate::bus::Lifted;
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::ActiveBan;
 use ipnet::IpNet;
@@ -66,6 +67,21 @@ CREATE TABLE IF NOT EXISTS source_positions (
     updated_us  INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// The database's wording of why a ban ended (`end_reason`). These strings are stored and
+/// queried (the catch-up of expired bans looks for the two "expired" ones), so they never
+/// change; the README lists them.
+impl Lifted {
+    pub(super) fn stored_reason(self) -> &'static str {
+        match self {
+            Lifted::Expired => "expired",
+            Lifted::ExpiredWhileStopped => "expired while stopped",
+            Lifted::JailRemoved => "jail removed",
+            Lifted::Manual { .. } => "manual",
+            Lifted::OwnAddress => "own address",
+        }
+    }
+}
 
 /// History older than this is purged.
 const HISTORY_HORIZON: Duration = Duration::from_secs(90 * 86_400);
@@ -297,13 +313,7 @@ impl StateDb {
     }
 
     /// Queues the end of bans: removed from `bans`, their history rows closed with `reason`.
-    pub fn queue_end(
-        &mut self,
-        jail: &str,
-        targets: &[IpNet],
-        reason: &'static str,
-        now: Timestamp,
-    ) {
+    pub fn queue_end(&mut self, jail: &str, targets: &[IpNet], reason: Lifted, now: Timestamp) {
         for target in targets {
             let change = Change::End {
                 jail: jail.to_string(),
@@ -417,7 +427,7 @@ enum Change {
     End {
         jail: String,
         target: IpNet,
-        reason: &'static str,
+        reason: Lifted,
         at: Timestamp,
     },
 }
@@ -507,7 +517,12 @@ fn write_changes(
                 } => {
                     let target = target.to_string();
                     delete.execute(params![jail, target])?;
-                    close.execute(params![jail, target, at.as_micros(), reason])?;
+                    close.execute(params![
+                        jail,
+                        target,
+                        at.as_micros(),
+                        reason.stored_reason()
+                    ])?;
                 }
             }
         }
@@ -579,6 +594,30 @@ fn rewrite_bans(tx: &rusqlite::Transaction<'_>, active: &[StoredBan]) -> rusqlit
 mod tests {
     use super::*;
 
+    #[test]
+    fn end_reasons_are_stored_in_the_words_the_readme_lists() {
+        // Rows written by earlier versions are read with these strings: they must not change.
+        let stored: Vec<&str> = [
+            Lifted::Expired,
+            Lifted::ExpiredWhileStopped,
+            Lifted::JailRemoved,
+            Lifted::Manual { caller_uid: 0 },
+            Lifted::OwnAddress,
+        ]
+        .map(Lifted::stored_reason)
+        .to_vec();
+        assert_eq!(
+            stored,
+            [
+                "expired",
+                "expired while stopped",
+                "jail removed",
+                "manual",
+                "own address"
+            ]
+        );
+    }
+
     // Queue and write at once, as the writer thread does for a change sent alone.
 
     fn commit_batch(
@@ -595,7 +634,7 @@ mod tests {
         db: &mut StateDb,
         jail: &str,
         targets: &[IpNet],
-        reason: &'static str,
+        reason: Lifted,
         now: Timestamp,
     ) -> Result<(), StateError> {
         db.queue_end(jail, targets, reason, now);
@@ -650,7 +689,7 @@ mod tests {
             &mut db,
             "sshd",
             &[bans[0].target],
-            "expired",
+            Lifted::Expired,
             Timestamp::from_secs(700),
         )
         .unwrap();
@@ -717,7 +756,7 @@ mod tests {
             &mut db,
             "sshd",
             &["198.51.100.4/32".parse().unwrap()],
-            "expired",
+            Lifted::Expired,
             Timestamp::from_secs(700),
         )
         .unwrap();
@@ -880,7 +919,7 @@ mod tests {
             &mut db,
             "sshd",
             &[before[0].target],
-            "expired",
+            Lifted::Expired,
             Timestamp::from_secs(250),
         )
         .unwrap();
@@ -949,7 +988,7 @@ mod tests {
             &mut db,
             "sshd",
             &[old[1].target],
-            "manual",
+            Lifted::Manual { caller_uid: 0 },
             Timestamp::from_secs(210),
         )
         .unwrap();

@@ -24,10 +24,11 @@
 //!
 //! Failures: a write that fails leaves its changes waiting in memory (the backlog of
 //! [`StateDb`]) and later changes join them without touching the disk. The owner's retry
-//! timer ([`super::health`]) sends [`StateWriter::retry`]; the outcome comes back as a
+//! timer (`super::health`) sends [`StateWriter::retry`]; the outcome comes back as a
 //! [`Report`].
 
 use super::state::{CaughtUp, StateDb, StateError, StoredBan};
+use crate::bus::Lifted;
 use crate::engine::time::Timestamp;
 use ipnet::IpNet;
 use std::sync::mpsc;
@@ -47,7 +48,7 @@ enum Command {
     End {
         jail: String,
         targets: Vec<IpNet>,
-        reason: &'static str,
+        reason: Lifted,
         now: Timestamp,
     },
     Purge {
@@ -119,7 +120,7 @@ impl StateWriter {
     }
 
     /// Ended bans, with why they ended.
-    pub fn end_bans(&self, jail: &str, targets: &[IpNet], reason: &'static str, now: Timestamp) {
+    pub fn end_bans(&self, jail: &str, targets: &[IpNet], reason: Lifted, now: Timestamp) {
         self.send(Command::End {
             jail: jail.to_string(),
             targets: targets.to_vec(),
@@ -128,7 +129,7 @@ impl StateWriter {
         });
     }
 
-    /// Bounds the history (see [`StateDb::purge_history`]).
+    /// Bounds the history (see [`StateDb::queue_purge`]).
     pub fn purge_history(&self, now: Timestamp) {
         self.send(Command::Purge { now });
     }
@@ -291,7 +292,7 @@ mod tests {
         let targets: Vec<IpNet> = (0..25u8)
             .map(|i| format!("198.51.100.{i}/32").parse().unwrap())
             .collect();
-        writer.end_bans("sshd", &targets, "expired", now);
+        writer.end_bans("sshd", &targets, Lifted::Expired, now);
         let (bans, cursor) = writer
             .read(|db| Ok((db.bans()?.len(), db.cursor("journal:system")?)))
             .unwrap();

@@ -36,6 +36,7 @@ mod proxies;
 
 pub use objects::JailNameError;
 
+use crate::bus::Bus;
 use crate::firewall::Family;
 use crate::firewall::{
     count_of, BackendKind, BanEntry, Firewall, FirewallError, JailRules, Ports, Repairs,
@@ -77,15 +78,6 @@ const LONGEST_RETRY_DELAY: Duration = Duration::from_millis(250);
 const REAPPLY_FOR: Duration = Duration::from_secs(60);
 /// Re-apply reports the daemon has not read yet; older ones are dropped, not queued forever.
 const REPORT_BACKLOG: usize = 16;
-
-/// Which D-Bus bus firewalld is on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bus {
-    /// The system bus, where firewalld normally runs.
-    System,
-    /// A bus by address (`unix:path=...`), for tests with a private firewalld.
-    Address(String),
-}
 
 /// What went wrong talking to firewalld.
 #[derive(Debug, thiserror::Error)]
@@ -274,11 +266,7 @@ impl FirewalldBackend {
     /// Connects to the bus firewalld is on; firewalld itself need not be running yet.
     /// Nothing is changed until [`Firewall::setup`].
     pub async fn connect(bus: &Bus) -> Result<Self, FirewallError> {
-        let builder = match bus {
-            Bus::System => zbus::connection::Builder::system(),
-            Bus::Address(address) => zbus::connection::Builder::address(address.as_str()),
-        }
-        .map_err(connect_failed)?;
+        let builder = bus.builder().map_err(connect_failed)?;
         let connection = builder
             .method_timeout(CALL_TIMEOUT)
             .build()

@@ -3,8 +3,11 @@
 //! Every backend implements [`Firewall`]. Calls take batches because start-up restores and
 //! reconciles move thousands of bans at once, and a batch is one netlink message or one
 //! D-Bus call, not one per address. Backends own only their own objects (the `inet banhound`
-//! table, the `banhound-*` ipsets) and never touch anything else.
+//! table, the `banhound-*` ipsets) and never touch anything else. [`dispatch`] sends each
+//! jail's bans to the backend it uses and opens, sets up and closes them: the daemon's one
+//! handle on the firewall.
 
+pub mod dispatch;
 pub mod firewalld;
 pub mod log_only;
 pub mod nftables;
@@ -187,24 +190,12 @@ impl Repairs {
     }
 }
 
-/// `1204` as `1,204`: repair counts are read by people in the journal.
-pub fn with_thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `1 ban` / `2 bans`, with thousands separators.
+/// `1 ban` / `2 bans`, with thousands separators: repair counts are read by people in the
+/// journal.
 pub fn count_of(n: usize, singular: &str, plural: &str) -> String {
     format!(
         "{} {}",
-        with_thousands(n),
+        crate::display::thousands(n as u64),
         if n == 1 { singular } else { plural }
     )
 }
@@ -249,10 +240,6 @@ mod tests {
 
     #[test]
     fn counts_read_like_people_write_them() {
-        assert_eq!(with_thousands(0), "0");
-        assert_eq!(with_thousands(999), "999");
-        assert_eq!(with_thousands(1204), "1,204");
-        assert_eq!(with_thousands(1_000_000), "1,000,000");
         assert_eq!(count_of(1, "ban", "bans"), "1 ban");
         assert_eq!(count_of(12_345, "ban", "bans"), "12,345 bans");
     }

@@ -362,8 +362,8 @@ impl Inotify {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: a new descriptor owned by nobody else.
         Ok(Inotify {
+            // SAFETY: `fd` was just created and nothing else owns or closes it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         })
     }

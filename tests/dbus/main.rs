@@ -20,7 +20,8 @@ mod real_daemon;
 #[path = "../support/seeded.rs"]
 mod seeded;
 
-use banhound::bus::service::{Bus, Service, StartError};
+use banhound::bus::service::{Service, StartError};
+use banhound::bus::Bus;
 use banhound::bus::{jail_path, Event, Request, JAIL_INTERFACE, MANAGER_INTERFACE, MANAGER_PATH};
 use banhound::config::ConfigPaths;
 use futures_util::StreamExt;

@@ -6,9 +6,7 @@
 //! log sources, firewall and persistence; the real owner (src/daemon/control.rs) is tested
 //! end to end with those in tests/daemon.rs.
 
-use banhound::bus::{
-    unban_reason, BanInfo, ControlError, Event, JailSnapshot, Request, ServerStatus,
-};
+use banhound::bus::{BanInfo, ControlError, Event, JailSnapshot, Lifted, Request, ServerStatus};
 use banhound::config::{self, ConfigPaths};
 use banhound::engine::address::IgnoreList;
 use banhound::engine::time::Timestamp;
@@ -91,7 +89,7 @@ impl Owner {
                 self.emit(Event::Unbanned {
                     jail: name.clone(),
                     target: *target,
-                    why: unban_reason::JAIL_REMOVED.into(),
+                    why: Lifted::JailRemoved,
                 });
             }
         }
@@ -155,13 +153,13 @@ impl Owner {
         }
     }
 
-    fn lift(&mut self, name: &str, target: IpNet, why: &str) {
+    fn lift(&mut self, name: &str, target: IpNet, why: Lifted) {
         if let Some(jail) = self.jails.get_mut(name) {
             if jail.tracker.unban(&target) {
                 self.emit(Event::Unbanned {
                     jail: name.to_string(),
                     target,
-                    why: why.to_string(),
+                    why,
                 });
             }
         }
@@ -244,7 +242,7 @@ impl Owner {
             Request::Unban {
                 addr,
                 jail,
-                caller_uid: _,
+                caller_uid,
                 reply,
             } => {
                 let result = self.scope(jail).and_then(|names| {
@@ -253,7 +251,7 @@ impl Owner {
                         let prefix = self.jails[&name].tracker.policy().ipv6_prefix;
                         let target = banhound::engine::address::ban_target(addr, prefix);
                         if self.jails[&name].tracker.active_ban(&target).is_some() {
-                            self.lift(&name, target, unban_reason::MANUAL);
+                            self.lift(&name, target, Lifted::Manual { caller_uid });
                             self.changed(&name);
                             lifted.push(name);
                         }
@@ -268,7 +266,7 @@ impl Owner {
             }
             Request::UnbanAll {
                 jail,
-                caller_uid: _,
+                caller_uid,
                 reply,
             } => {
                 let result = self.scope(jail).map(|names| {
@@ -280,7 +278,7 @@ impl Owner {
                             .map(|(t, _)| *t)
                             .collect();
                         for target in &targets {
-                            self.lift(&name, *target, unban_reason::MANUAL);
+                            self.lift(&name, *target, Lifted::Manual { caller_uid });
                         }
                         if !targets.is_empty() {
                             self.changed(&name);
@@ -389,7 +387,7 @@ impl Owner {
                 self.emit(Event::Unbanned {
                     jail: name.clone(),
                     target: *target,
-                    why: unban_reason::EXPIRED.into(),
+                    why: Lifted::Expired,
                 });
             }
             if !ended.is_empty() {

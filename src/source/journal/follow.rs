@@ -16,9 +16,9 @@ use super::matches::JailMatches;
 use super::reader::{
     check, JournalError, JournalReader, JournalSource, ReadStats, Start, StartReport,
 };
-use libsystemd_sys::journal as ffi;
+use super::shim;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -67,16 +67,10 @@ impl Follower {
         start: Start,
         options: FollowOptions,
     ) -> Result<Follower, JournalError> {
-        // SAFETY: plain syscall; the result is checked before use.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(JournalError::Call {
-                operation: "eventfd",
-                source: io::Error::last_os_error(),
-            });
-        }
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        let stop = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let stop = Arc::new(shim::eventfd().map_err(|source| JournalError::Call {
+            operation: "eventfd",
+            source,
+        })?);
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Ready>(1);
         let (batch_tx, batches) = mpsc::sync_channel(options.queue_depth.max(1));
         let (recycle, recycle_rx) = mpsc::channel();
@@ -87,8 +81,7 @@ impl Follower {
                 let opened = JournalReader::open(&source, matches, &start);
                 let mut reader = match opened {
                     Ok((reader, report)) => {
-                        // SAFETY: gettid has no preconditions.
-                        let tid = unsafe { libc::gettid() };
+                        let tid = shim::gettid();
                         if ready_tx.send(Ok((report, tid))).is_err() {
                             return reader.stats();
                         }
@@ -185,15 +178,7 @@ pub struct FollowStopper(Arc<OwnedFd>);
 impl FollowStopper {
     /// Signals the thread; it stops at its next wake-up (at once when idle in poll(2)).
     pub fn stop(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to the follower's eventfd.
-        unsafe {
-            libc::write(
-                self.0.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            )
-        };
+        shim::signal(&self.0);
     }
 }
 
@@ -224,11 +209,7 @@ impl FollowLoop<'_> {
     fn run(&mut self, reader: &mut JournalReader) -> Result<(), JournalError> {
         // The inotify watches must exist before the first drain: an entry written between the
         // end of that drain and their creation would otherwise wait for the next write.
-        // SAFETY: the live handle owned by `reader`, on the thread that opened it.
-        let journal_fd = check(
-            unsafe { ffi::sd_journal_get_fd(reader.raw()) },
-            "sd_journal_get_fd",
-        )?;
+        let journal_fd = check(shim::fd(reader.journal()), "sd_journal_get_fd")?;
         loop {
             if self.drain(reader)? == Flow::Stop || self.wait(reader, journal_fd)? == Flow::Stop {
                 return Ok(());
@@ -284,19 +265,11 @@ impl FollowLoop<'_> {
         reader: &mut JournalReader,
         journal_fd: libc::c_int,
     ) -> Result<Flow, JournalError> {
-        let j = reader.raw();
-        // SAFETY (all ffi calls below): `j` is the live handle owned by `reader`, used on the
-        // thread that opened it.
+        let journal = reader.journal();
         loop {
-            let events = check(
-                unsafe { ffi::sd_journal_get_events(j) },
-                "sd_journal_get_events",
-            )?;
-            let mut deadline = u64::MAX;
-            check(
-                unsafe { ffi::sd_journal_get_timeout(j, &mut deadline) },
-                "sd_journal_get_timeout",
-            )?;
+            let events = check(shim::events(journal), "sd_journal_get_events")?;
+            let (ret, deadline) = shim::timeout(journal);
+            check(ret, "sd_journal_get_timeout")?;
             let mut fds = [
                 libc::pollfd {
                     fd: journal_fd,
@@ -310,9 +283,7 @@ impl FollowLoop<'_> {
                 },
             ];
             let timeout = poll_timeout_ms(deadline);
-            let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-            if ret < 0 {
-                let err = io::Error::last_os_error();
+            if let Err(err) = shim::poll(&mut fds, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -324,8 +295,8 @@ impl FollowLoop<'_> {
             if fds[1].revents != 0 {
                 return Ok(Flow::Stop);
             }
-            let change = check(unsafe { ffi::sd_journal_process(j) }, "sd_journal_process")?;
-            if change != ffi::SD_JOURNAL_NOP {
+            let change = check(shim::process(journal), "sd_journal_process")?;
+            if change != shim::NOP {
                 return Ok(Flow::Continue);
             }
         }
@@ -338,13 +309,7 @@ fn poll_timeout_ms(deadline_usec: u64) -> libc::c_int {
     if deadline_usec == u64::MAX {
         return -1;
     }
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes into a valid timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let now_usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+    let now_usec = shim::monotonic_usec();
     let left = deadline_usec.saturating_sub(now_usec);
     libc::c_int::try_from(left.div_ceil(1000)).unwrap_or(libc::c_int::MAX)
 }

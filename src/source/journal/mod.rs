@@ -6,13 +6,15 @@
 //!   reading entries without per-entry allocation;
 //! - [`follow`]: the follow thread (poll(2) on the journal fd and a stop eventfd);
 //! - [`cursor`]: the atomically persisted cursor;
-//! - [`entry`]: what a filter sees of an entry, and batches handed between threads.
+//! - [`entry`]: what a filter sees of an entry, and batches handed between threads;
+//! - `shim`: the raw sd-journal calls and syscalls, the source's only `unsafe` code.
 
 pub mod cursor;
 pub mod entry;
 pub mod follow;
 pub mod matches;
 pub mod reader;
+mod shim;
 
 pub use cursor::{parse_cursor, CursorStore, CursorStoreError};
 pub use entry::{Batch, EntryView, Phase, ReadEntry};

@@ -1,9 +1,10 @@
 //! Reading the journal through sd-journal: opening a source, installing the jails' matches,
 //! positioning from a stored cursor, and turning entries into [`ReadEntry`]s.
 //!
-//! The hot path calls libsystemd directly: one `sd_journal_enumerate_data` pass per entry
-//! copies the few fields banhound uses into buffers that live as long as the reader, and marks
-//! the match terms the entry carries, so reading allocates nothing per entry.
+//! The hot path calls libsystemd directly (through `shim`, the journal source's only unsafe
+//! code): one `sd_journal_enumerate_data` pass per entry copies the few fields banhound uses
+//! into buffers that live as long as the reader, and marks the match terms the entry carries,
+//! so reading allocates nothing per entry.
 //!
 //! Start-up positioning is where correctness lives (see [`Start`]): after a restart, entries
 //! up to the stored cursor, from a look-back before the cursor's own time, are replayed
@@ -15,9 +16,8 @@
 use super::cursor::{parse_cursor, CursorParseError};
 use super::entry::{EntryView, Phase, ReadEntry};
 use super::matches::JailMatches;
+use super::shim;
 use crate::engine::time::Timestamp;
-use foreign_types::ForeignType;
-use libsystemd_sys::journal as ffi;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
@@ -359,10 +359,6 @@ impl JournalReader {
         Ok((reader, report))
     }
 
-    fn ptr(&self) -> *mut ffi::sd_journal {
-        self.journal.as_ptr()
-    }
-
     fn install_matches(&mut self) -> Result<(), JournalError> {
         let Some(groups) = self.matches.union() else {
             return Ok(());
@@ -378,13 +374,7 @@ impl JournalReader {
                     })?;
             }
             for term in group.terms() {
-                let ret = unsafe {
-                    ffi::sd_journal_add_match(
-                        self.ptr(),
-                        term.as_bytes().as_ptr().cast(),
-                        term.as_bytes().len(),
-                    )
-                };
+                let ret = shim::add_match(&mut self.journal, term.as_bytes());
                 if ret < 0 {
                     return Err(JournalError::Match {
                         term: term.to_string(),
@@ -400,10 +390,7 @@ impl JournalReader {
         match start {
             Start::Head => {
                 self.install_matches()?;
-                check(
-                    unsafe { ffi::sd_journal_seek_head(self.ptr()) },
-                    "sd_journal_seek_head",
-                )?;
+                check(shim::seek_head(&mut self.journal), "sd_journal_seek_head")?;
                 Ok(StartReport::Head)
             }
             Start::Since(t) => {
@@ -421,7 +408,7 @@ impl JournalReader {
     fn seek_realtime(&mut self, t: Timestamp) -> Result<(), JournalError> {
         let usec = u64::try_from(t.as_micros()).unwrap_or(0);
         check(
-            unsafe { ffi::sd_journal_seek_realtime_usec(self.ptr(), usec) },
+            shim::seek_realtime_usec(&mut self.journal, usec),
             "sd_journal_seek_realtime_usec",
         )
         .map(drop)
@@ -451,7 +438,7 @@ impl JournalReader {
         // Whether the cursor's entry still exists is checked before matches are installed:
         // with matches, an entry the current configuration no longer selects would look
         // vacuumed.
-        let ret = unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) };
+        let ret = shim::seek_cursor(&mut self.journal, &c_cursor);
         if ret < 0 {
             return unusable(io::Error::from_raw_os_error(-ret).to_string(), self);
         }
@@ -486,7 +473,7 @@ impl JournalReader {
             // Nothing to replay: land on the cursor's entry (the first one after seeking to
             // it, if the matches select it) and skip it.
             check(
-                unsafe { ffi::sd_journal_seek_cursor(self.ptr(), c_cursor.as_ptr()) },
+                shim::seek_cursor(&mut self.journal, &c_cursor),
                 "sd_journal_seek_cursor",
             )?;
             self.boundary = Some(Boundary::SkipCursor(c_cursor));
@@ -512,10 +499,7 @@ impl JournalReader {
         if self.past_until {
             return Ok(false);
         }
-        let moved = check(
-            unsafe { ffi::sd_journal_next(self.ptr()) },
-            "sd_journal_next",
-        )? > 0;
+        let moved = check(shim::next(&mut self.journal), "sd_journal_next")? > 0;
         self.on_entry |= moved;
         if let (true, Some(until)) = (moved, self.until) {
             if self.realtime()? > until {
@@ -528,17 +512,14 @@ impl JournalReader {
 
     fn test_cursor(&self, cursor: &CStr) -> Result<bool, JournalError> {
         Ok(check(
-            unsafe { ffi::sd_journal_test_cursor(self.ptr(), cursor.as_ptr()) },
+            shim::test_cursor(&self.journal, cursor),
             "sd_journal_test_cursor",
         )? > 0)
     }
 
     fn realtime(&self) -> Result<Timestamp, JournalError> {
-        let mut usec = 0u64;
-        check(
-            unsafe { ffi::sd_journal_get_realtime_usec(self.ptr(), &mut usec) },
-            "sd_journal_get_realtime_usec",
-        )?;
+        let (ret, usec) = shim::realtime_usec(&self.journal);
+        check(ret, "sd_journal_get_realtime_usec")?;
         Ok(Timestamp::from_micros(
             i64::try_from(usec).unwrap_or(i64::MAX),
         ))
@@ -580,21 +561,12 @@ impl JournalReader {
     fn collect_fields(&mut self) -> Result<(), JournalError> {
         self.bufs.reset();
         self.term_hits.iter_mut().for_each(|h| *h = false);
-        let j = self.ptr();
-        unsafe { ffi::sd_journal_restart_data(j) };
-        loop {
-            let mut data: *const u8 = std::ptr::null();
-            let mut len: libc::size_t = 0;
-            let ret = unsafe { ffi::sd_journal_enumerate_data(j, &mut data, &mut len) };
-            if check(ret, "sd_journal_enumerate_data")? == 0 {
-                return Ok(());
-            }
-            // SAFETY: sd-journal returned a valid pointer to `len` bytes, valid until the next
-            // call on this journal; both uses below copy or compare before that.
-            let item = unsafe { std::slice::from_raw_parts(data, len) };
-            self.bufs.note(item);
-            self.matches.note_data(item, &mut self.term_hits);
-        }
+        let (bufs, matches, term_hits) = (&mut self.bufs, &self.matches, &mut self.term_hits);
+        let ret = shim::for_each_data(&mut self.journal, |item| {
+            bufs.note(item);
+            matches.note_data(item, term_hits);
+        });
+        check(ret, "sd_journal_enumerate_data").map(drop)
     }
 
     /// The next entry for at least one jail, or `None` at the end of the journal (for now:
@@ -663,9 +635,10 @@ impl JournalReader {
         self.stats
     }
 
-    /// The raw handle, for the follow loop's poll(2) calls.
-    pub(crate) fn raw(&self) -> *mut ffi::sd_journal {
-        self.ptr()
+    /// The handle, for the follow loop's wait on it ([`super::shim`]'s fd, events, timeout
+    /// and process).
+    pub(super) fn journal(&mut self) -> &mut Journal {
+        &mut self.journal
     }
 }
 

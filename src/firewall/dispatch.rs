@@ -1,4 +1,6 @@
-//! Dispatch of bans to the backend each jail uses, and the backends' life cycle.
+//! Dispatch of bans to the backend each jail uses, and the backends' life cycle. It lives
+//! beside the backends it dispatches to; the daemon holds one [`Backends`] and calls nothing
+//! below it.
 //!
 //! The [`Firewall`] trait has async methods and is used through an enum, not `dyn`: the set
 //! of backends is closed and known here. Adding one means a variant in [`Backend`], an arm
@@ -18,7 +20,8 @@
 //! banhound's objects (an earlier configuration's, before a switch from nftables to
 //! firewalld or back). A configuration with only log-only jails touches no firewall.
 
-use crate::firewall::firewalld::{Bus, FirewalldBackend, Reapplied, ReloadWatcher};
+use crate::bus::Bus;
+use crate::firewall::firewalld::{FirewalldBackend, Reapplied, ReloadWatcher};
 use crate::firewall::log_only::LogOnlyBackend;
 use crate::firewall::nftables::NftablesBackend;
 use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
