@@ -15,7 +15,7 @@
 //! parsed in safe code.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -72,8 +72,14 @@ impl Subscription {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // A bigger buffer loses fewer bursts; the FORCE variant (CAP_NET_ADMIN) ignores
         // net.core.rmem_max, the plain one is the fallback, and the default works too.
-        let _ = setsockopt_int(&fd, libc::SO_RCVBUFFORCE, SOCKET_RCVBUF)
-            .or_else(|_| setsockopt_int(&fd, libc::SO_RCVBUF, SOCKET_RCVBUF));
+        let raw_fd = fd.as_raw_fd();
+        let _ = setsockopt_int(
+            raw_fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            SOCKET_RCVBUF,
+        )
+        .or_else(|_| setsockopt_int(raw_fd, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_RCVBUF));
         // SAFETY: an all-zero sockaddr_nl is valid; family and groups are set below, port
         // id 0 lets the kernel choose one.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
@@ -160,12 +166,20 @@ impl Subscription {
     }
 }
 
-fn setsockopt_int(fd: &OwnedFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: `value` is a live c_int for the duration of the call; the fd is ours.
+/// `setsockopt(2)` of one `int` option: also the nftables batch socket's, so both sockets'
+/// options go through this one unsafe block.
+pub(crate) fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int for the duration of the call; a stale or foreign fd
+    // only makes the call fail with EBADF/ENOTSOCK.
     let rc = unsafe {
         libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
+            fd,
+            level,
             name,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,

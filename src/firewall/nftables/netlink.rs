@@ -196,21 +196,7 @@ impl NetlinkSocket {
         name: libc::c_int,
         value: libc::c_int,
     ) -> io::Result<()> {
-        // SAFETY: `value` is a live c_int for the duration of the call; the fd is ours.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        crate::multicast::setsockopt_int(self.fd, level, name, value)
     }
 
     /// Raises a socket buffer: the FORCE variant (CAP_NET_ADMIN, which we need anyway)
