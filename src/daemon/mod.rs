@@ -1236,20 +1236,10 @@ impl Daemon {
                     self.keep_going("cannot lift the bans of a jail moving backend", lifted);
                 }
                 None => {
-                    let lifted = self.backends.unban(&name, &targets).await;
-                    self.keep_going("cannot lift the bans of a removed jail", lifted);
-                    self.state
-                        .end_bans(&name, &targets, Lifted::JailRemoved, now);
                     self.trackers.remove(&name);
-                    for target in &targets {
-                        let text = display_target(target);
-                        tracing::info!(JAIL = %name, IP = %text, "Unbanned {text} in jail {name} (jail removed)");
-                        self.emit(Event::Unbanned {
-                            jail: name.clone(),
-                            target: *target,
-                            why: Lifted::JailRemoved,
-                        });
-                    }
+                    // `lift` reports a firewall failure itself (one more failure episode,
+                    // retried by the reconcile); the reload goes on either way.
+                    let _ = self.lift(&name, &targets, Lifted::JailRemoved, now).await;
                     tracing::info!(JAIL = %name, "jail {name} removed");
                 }
             }
