@@ -872,6 +872,11 @@ impl Daemon {
                     };
                     let mut running = Jail { matcher, tracker };
                     let step = running.decide(record, mode, now);
+                    // A replayed entry only rebuilds its window: it was logged (and any ban
+                    // it led to decided) when it was new.
+                    if mode == Mode::Replay {
+                        continue;
+                    }
                     if let Some(decision) = conclude_step(&jail.name, step) {
                         decisions.push((j, decision));
                     }
