@@ -435,13 +435,7 @@ impl Shared {
             .get_ipset_by_name(name)
             .await
             .map_err(call_failed(format!("getIPSetByName({name})")))?;
-        ConfigIpSetProxy::builder(&self.connection)
-            .path(path)
-            .map_err(connect_failed)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(connect_failed)
+        self.config_object(path).await
     }
 
     async fn config_zone(&self, zone: &str) -> Result<ConfigZoneProxy<'static>, FirewalldError> {
@@ -450,13 +444,7 @@ impl Shared {
             .get_zone_by_name(zone)
             .await
             .map_err(call_failed(format!("getZoneByName({zone})")))?;
-        ConfigZoneProxy::builder(&self.connection)
-            .path(path)
-            .map_err(connect_failed)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await
-            .map_err(connect_failed)
+        self.config_object(path).await
     }
 
     async fn config_policy(&self) -> Result<ConfigPolicyProxy<'static>, FirewalldError> {
@@ -465,7 +453,20 @@ impl Shared {
             .get_policy_by_name(objects::POLICY)
             .await
             .map_err(call_failed(format!("getPolicyByName({})", objects::POLICY)))?;
-        ConfigPolicyProxy::builder(&self.connection)
+        self.config_object(path).await
+    }
+
+    /// A proxy for one object of firewalld's permanent configuration (an ipset, a zone, the
+    /// policy) at the path its name led to: its properties are never cached, since firewalld
+    /// changes them behind our back.
+    async fn config_object<P>(
+        &self,
+        path: zbus::zvariant::OwnedObjectPath,
+    ) -> Result<P, FirewalldError>
+    where
+        P: zbus::proxy::ProxyImpl<'static> + From<zbus::Proxy<'static>>,
+    {
+        P::builder(&self.connection)
             .path(path)
             .map_err(connect_failed)?
             .cache_properties(CacheProperties::No)
