@@ -21,6 +21,21 @@ fn banhound(admin_dir: &Path) -> Command {
     c
 }
 
+/// `banhound daemon` without a control interface, logging to stderr, its state under
+/// `admin_dir`: for runs that must stop at the configuration.
+fn daemon_without_bus(admin_dir: &Path) -> Command {
+    let mut c = banhound(admin_dir);
+    c.args([
+        "daemon",
+        "--no-bus",
+        "--log-target",
+        "stderr",
+        "--state-dir",
+    ])
+    .arg(admin_dir.join("state"));
+    c
+}
+
 fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -289,18 +304,7 @@ fn check_config_refuses_what_the_daemon_refuses_with_the_same_message() {
             "expected {expected}\ngot: {check_err}"
         );
         // The daemon stops at the configuration, before it touches anything.
-        let daemon = run(
-            banhound(dir.path())
-                .args([
-                    "daemon",
-                    "--no-bus",
-                    "--log-target",
-                    "stderr",
-                    "--state-dir",
-                ])
-                .arg(dir.path().join("state")),
-            None,
-        );
+        let daemon = run(&mut daemon_without_bus(dir.path()), None);
         let daemon_err = text(&daemon.stderr);
         assert_eq!(daemon.status.code(), Some(2), "{daemon_err}");
         assert!(
@@ -322,16 +326,7 @@ fn no_bus_is_accepted_with_a_bus_address_in_the_environment() {
     )
     .unwrap();
     let out = run(
-        banhound(dir.path())
-            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
-            .args([
-                "daemon",
-                "--no-bus",
-                "--log-target",
-                "stderr",
-                "--state-dir",
-            ])
-            .arg(dir.path().join("state")),
+        daemon_without_bus(dir.path()).env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus"),
         None,
     );
     let err = text(&out.stderr);
