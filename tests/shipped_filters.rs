@@ -322,8 +322,8 @@ const PAYLOADS: &[&str] = &[
 const IMPOSSIBLE_IN_ATTACKER_FIELDS: &[(&str, char)] = &[("nginx-http-auth", ':')];
 
 /// Quoted strings that come from the server's configuration, not from the client: nginx's
-/// `user "x" was not found in "<auth_basic_user_file>"`.
-const ADMIN_QUOTED_AFTER: &[&str] = &["was not found in "];
+/// `user "x" was not found in "<auth_basic_user_file>"` and `by zone "<limit_req_zone name>"`.
+const ADMIN_QUOTED_AFTER: &[&str] = &["was not found in ", "by zone "];
 
 /// Spans of `message` an attacker controls, as far as the test can tell without knowing
 /// the service: the captured user name, and the inside of every double-quoted string.
