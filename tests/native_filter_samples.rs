@@ -107,8 +107,7 @@ fn compare(filter: &ShippedFilter, sample: &Path) -> Tally {
         }
         if let Some(json) = line.strip_prefix("# failJSON:") {
             pending = Some(
-                serde_json::from_str(json.trim())
-                    .unwrap_or_else(|e| panic!("{at}: failJSON: {e}")),
+                serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{at}: failJSON: {e}")),
             );
             continue;
         }
@@ -141,9 +140,9 @@ fn compare(filter: &ShippedFilter, sample: &Path) -> Tally {
             let case = format!("{at} [{mode}]: {line}");
             match (outcome, expected) {
                 (Outcome::Failure(f), true) => match host {
-                    Some(h) if !same_host(&f.host, h) => {
-                        tally.wrong.push(format!("{case}\n    host {}, fail2ban {h}", f.host))
-                    }
+                    Some(h) if !same_host(&f.host, h) => tally
+                        .wrong
+                        .push(format!("{case}\n    host {}, fail2ban {h}", f.host)),
                     _ => tally.agree += 1,
                 },
                 (Outcome::Failure(f), false) => tally

@@ -393,3 +393,45 @@ fn injected_addresses_never_become_the_peer() {
         "only {variants} hostile variants were tried"
     );
 }
+
+/// Every shipped filter has a jail in the shipped defaults (conf/jail.d, or sshd's in
+/// conf/banhound.toml), and only sshd's is enabled: installing banhound starts nothing else.
+#[test]
+fn every_shipped_filter_has_a_disabled_default_jail() {
+    let mut jails: BTreeMap<String, bool> = BTreeMap::new();
+    let mut files = vec![root().join("conf/banhound.toml")];
+    for entry in std::fs::read_dir(root().join("conf/jail.d")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    for path in files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+    {
+        let text = std::fs::read_to_string(path).unwrap();
+        let doc: toml::Table = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (name, jail) in doc
+            .get("jail")
+            .and_then(|j| j.as_table())
+            .into_iter()
+            .flatten()
+        {
+            let enabled = jail
+                .get("enabled")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(false);
+            jails.insert(name.clone(), enabled);
+        }
+    }
+    for (name, _) in filter_files() {
+        let enabled = jails
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name}: no jail in conf/jail.d"));
+        assert_eq!(
+            *enabled,
+            name == "sshd",
+            "{name}: enabled = {enabled} by default"
+        );
+    }
+}
