@@ -46,10 +46,16 @@ const NOW: Timestamp = Timestamp::from_secs(1_795_348_800); // 2026-11-22T12:00:
 const HOSTNAME: &[u8] = b"web1";
 /// Plain-format filters whose services write a date the date detector does not know yet
 /// (Apache's `[Sun Nov 22 02:26:07.123456 2026]`, Asterisk's and Vaultwarden's bracketed ISO
-/// date, Nextcloud's JSON "time"; issue #15 section 1): their lines are counted when read.
-/// For them the first line must give no date or the line's own, never one from the
-/// client's text.
-const DATE_NOT_DETECTED_YET: &[&str] = &["apache-auth", "asterisk", "nextcloud", "vaultwarden"];
+/// date, Nextcloud's JSON "time", Grafana's logfmt `t=`; issue #15 section 1): their lines
+/// are counted when read. For them the first line must give no date or the line's own,
+/// never one from the client's text.
+const DATE_NOT_DETECTED_YET: &[&str] = &[
+    "apache-auth",
+    "asterisk",
+    "grafana",
+    "nextcloud",
+    "vaultwarden",
+];
 const PID: &[u8] = b"1234";
 
 /// rsyslog's default `$EscapeControlCharactersOnReceive on`: each control character

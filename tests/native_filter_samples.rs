@@ -51,6 +51,9 @@ const PAIRS: &[(&str, &str, usize)] = &[
     ("nginx-bad-request", "nginx-bad-request", 8),
     ("traefik-auth", "traefik-auth", 8),
     ("pam-generic", "pam-generic", 7),
+    ("gitlab", "gitlab", 2),
+    ("grafana", "grafana", 2),
+    ("selinux-ssh", "selinux-ssh", 10),
 ];
 
 /// "Now" for year-less dates; the comparison does not look at times.
