@@ -43,8 +43,11 @@ mod control;
 pub mod feed;
 mod health;
 pub mod host;
+mod ifaddrs;
 pub mod logging;
 mod nft_watch;
+#[cfg(test)]
+mod private_tmpfs;
 pub mod state;
 pub mod state_writer;
 
