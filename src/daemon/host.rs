@@ -11,9 +11,7 @@
 
 use super::{wall_now, Daemon};
 use crate::bus::Lifted;
-use crate::engine::address::IgnoreReason;
 use crate::multicast::{Received, Subscription};
-use ipnet::IpNet;
 use std::io;
 use std::net::IpAddr;
 
@@ -75,11 +73,12 @@ impl Daemon {
         let now_own = own_addresses();
         let added: Vec<IpAddr> = now_own
             .iter()
-            .filter(|a| !self.own_addresses.contains(a))
+            .filter(|a| !self.jails.own_addresses().contains(a))
             .copied()
             .collect();
         let removed: Vec<IpAddr> = self
-            .own_addresses
+            .jails
+            .own_addresses()
             .iter()
             .filter(|a| !now_own.contains(a))
             .copied()
@@ -109,40 +108,15 @@ impl Daemon {
                 list(&removed)
             ),
         }
-        self.own_addresses = now_own;
-        for jail in &self.jails {
-            let policy = match self.ignore_overrides.get(&jail.name) {
-                Some(networks) => self.policy_with_ignores(jail, networks.clone()),
-                None => jail.policy.to_policy(&self.own_addresses),
-            };
-            if let Some(tracker) = self.trackers.get_mut(&jail.name) {
-                tracker.set_policy(policy);
-            }
-        }
-        if added.is_empty() {
-            return;
-        }
+        let lifted = self.jails.set_own_addresses(now_own, &added);
         let now = wall_now();
-        let mut lifted: Vec<(String, Vec<IpNet>)> = Vec::new();
-        for (jail, tracker) in &mut self.trackers {
-            let covered: Vec<IpNet> = tracker
-                .active_bans()
-                .map(|(target, _)| *target)
-                .filter(|target| {
-                    tracker.policy().ignore.check(target) == Some(IgnoreReason::OwnAddress)
-                        && added.iter().any(|a| target.contains(a))
-                })
-                .collect();
-            for target in &covered {
-                tracker.unban(target);
-            }
-            if !covered.is_empty() {
-                lifted.push((jail.clone(), covered));
-            }
-        }
-        for (jail, targets) in lifted {
+        for (j, targets) in lifted {
+            let jail = &self.jails.get(j).settings.name;
             // Logged inside; a failed call is retried by the next reconcile.
-            let _ = self.lift(&jail, &targets, Lifted::OwnAddress, now).await;
+            let _ = self
+                .enforcement
+                .lift(jail, &targets, Lifted::OwnAddress, now)
+                .await;
         }
         self.publish_changes();
     }
