@@ -1,11 +1,20 @@
 //! `banhound daemon`: follows the journal and log files, decides bans, applies them,
 //! survives restarts.
 //!
-//! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
-//! state database) and hands every journal entry and file line to [`Jail::decide`], the
-//! engine's one record → verdict step (shared with `banhound test-filter`); the source feeds ([`feed`] for the journal, [`crate::source::file_follow`] for log files) and
-//! the timers only send it events, so no lock guards ban state and every decision is made
-//! in order. Unbans are driven by one `sleep_until`
+//! One task owns all ban state and runs the select loop below; the source feeds ([`feed`]
+//! for the journal, [`crate::source::file_follow`] for log files) and the timers only send it
+//! events, so no lock guards ban state and every decision is made in order. The state is in
+//! parts with one job each:
+//! - `jails` (jails.rs): the settings and the running jails, indexed by jail index, each
+//!   owning its tracker and its sources' state; every journal entry and file line goes to
+//!   [`crate::engine::jail::Jail::decide`], the engine's one record → verdict step (shared
+//!   with `banhound test-filter`). Decisions only, no I/O.
+//! - `enforcement` (enforcement.rs): the firewall backends, the state writer and the
+//!   [`Observer`]s (the bus's signals; jail actions and fleet sharing attach there): the only
+//!   place that bans and lifts.
+//! - `health` (health.rs): firewall and state database failures, their retries, DEGRADED.
+//!
+//! Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
 //! ([`host`]) and others' changes to the nftables table (`nft_watch`) arrive as netlink
 //! notifications, also without polling.
