@@ -213,23 +213,8 @@ fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp)
         "{summary}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decided: Vec<Ban> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let ban = v["ban"].as_str()?;
-            Some((
-                jail.to_string(),
-                v["host"].as_str()?.to_string(),
-                parse_rfc3339(ban),
-            ))
-        })
-        .collect();
-    let listed: Vec<Ban> = summary
-        .lines()
-        .skip_while(|l| !l.starts_with("Would ban"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
+    let decided = json_bans(&out.stdout, jail, parse_rfc3339);
+    let listed: Vec<Ban> = would_ban(&summary)
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             // "ADDR first at TIME, 1 ban"
@@ -247,13 +232,55 @@ fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp)
     listed
 }
 
+/// The bans test-filter's `--json` lines say a failure decided, in `jail`, with their time
+/// read by `parse`.
+fn json_bans(stdout: &[u8], jail: &str, parse: fn(&str) -> Timestamp) -> Vec<Ban> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ban = v["ban"].as_str()?;
+            Some((
+                jail.to_string(),
+                v["host"].as_str()?.to_string(),
+                parse(ban),
+            ))
+        })
+        .collect()
+}
+
+/// The lines of test-filter's summary under "Would ban", one per address.
+fn would_ban(summary: &str) -> impl Iterator<Item = &str> {
+    summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Would ban"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+}
+
+/// The daemon's bans are test-filter's, both ways (`context`: what to print besides).
+fn assert_same_bans(daemon: &BTreeSet<Ban>, reported: &BTreeSet<Ban>, context: &str) {
+    assert_eq!(
+        daemon.difference(reported).collect::<Vec<_>>(),
+        Vec::<&Ban>::new(),
+        "banned by the daemon only\n{context}"
+    );
+    assert_eq!(
+        reported.difference(daemon).collect::<Vec<_>>(),
+        Vec::<&Ban>::new(),
+        "reported by test-filter only"
+    );
+}
+
+/// A time as test-filter prints it (RFC 3339, with microseconds in `--json`), to the
+/// microsecond.
 fn parse_rfc3339(text: &str) -> Timestamp {
     let out = Command::new("date")
-        .args(["-u", "-d", text, "+%s"])
+        .args(["-u", "-d", text, "+%s%6N"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{text}");
-    Timestamp::from_secs(
+    Timestamp::from_micros(
         String::from_utf8(out.stdout)
             .unwrap()
             .trim()
@@ -349,16 +376,7 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
             .collect()
     };
     let (daemon_dated, reported_dated) = (dated(&daemon_bans), dated(&reported));
-    assert_eq!(
-        daemon_dated.difference(&reported_dated).collect::<Vec<_>>(),
-        Vec::<&Ban>::new(),
-        "banned by the daemon only"
-    );
-    assert_eq!(
-        reported_dated.difference(&daemon_dated).collect::<Vec<_>>(),
-        Vec::<&Ban>::new(),
-        "reported by test-filter only"
-    );
+    assert_same_bans(&daemon_dated, &reported_dated, "");
     println!(
         "{} bans compared ({} decided by a dated line, to the microsecond)",
         daemon_bans.len(),
@@ -382,23 +400,6 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
             assert!(!targets.contains(format!("198.51.100.{old}").as_str()));
         }
     }
-}
-
-/// A time as test-filter's `--json` prints it (RFC 3339 with microseconds), to the
-/// microsecond.
-fn parse_rfc3339_micros(text: &str) -> Timestamp {
-    let out = Command::new("date")
-        .args(["-u", "-d", text, "+%s%6N"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{text}");
-    Timestamp::from_micros(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap(),
-    )
 }
 
 /// The journal of one seed, in the export format systemd-journal-remote reads: failures
@@ -600,39 +601,14 @@ fn test_filter_bans_exactly_what_the_daemon_bans_on_the_journal() {
                 .unwrap();
             let summary = String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{summary}");
-            let decided: Vec<Ban> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    let ban = v["ban"].as_str()?;
-                    Some((
-                        name.clone(),
-                        v["host"].as_str()?.to_string(),
-                        parse_rfc3339_micros(ban),
-                    ))
-                })
-                .collect();
+            let decided = json_bans(&out.stdout, &name, parse_rfc3339);
             // The summary lists each address once, as the --json lines decided it.
-            let listed = summary
-                .lines()
-                .skip_while(|l| !l.starts_with("Would ban"))
-                .skip(1)
-                .take_while(|l| l.starts_with("  "))
-                .count();
+            let listed = would_ban(&summary).count();
             assert_eq!(listed, decided.len(), "{summary}");
             reported.extend(decided);
         }
     }
-    assert_eq!(
-        daemon_bans.difference(&reported).collect::<Vec<_>>(),
-        Vec::<&Ban>::new(),
-        "banned by the daemon only\n{daemon_log}"
-    );
-    assert_eq!(
-        reported.difference(&daemon_bans).collect::<Vec<_>>(),
-        Vec::<&Ban>::new(),
-        "reported by test-filter only"
-    );
+    assert_same_bans(&daemon_bans, &reported, &daemon_log);
     println!(
         "{} journal bans compared, to the microsecond",
         daemon_bans.len()

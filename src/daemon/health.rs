@@ -16,6 +16,10 @@
 //! yet) is one such failure, not a reason to stop. When firewalld reports that it re-applied
 //! the bans after coming back, a reconcile runs at once, so the failure ends (and DEGRADED
 //! clears) the moment the repair succeeds rather than at the next retry.
+//!
+//! [`Health`] belongs to [`super::enforcement`], whose backends and state writer are what
+//! fails; enforcement reports each failure and outcome to it. The reconcile's schedule (the
+//! interval, the wait for the journal's catch-up) is the owner task's, in daemon/mod.rs.
 
 use super::state::{CaughtUp, StateError};
 use super::state_writer::Report;

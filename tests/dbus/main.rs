@@ -25,7 +25,8 @@ use banhound::bus::{jail_path, Event, Request, JAIL_INTERFACE, MANAGER_INTERFACE
 use banhound::engine::time::Timestamp;
 use futures_util::StreamExt;
 use netlab::wait_for;
-use private_bus::{as_nobody, die_with_test, BusPolicy, DbusDaemon, Running};
+use private_bus::{as_nobody, BusPolicy, DbusDaemon, Running};
+use real_daemon::{spawn_daemon, wait_started};
 use serde_json::Value;
 use std::fs::File;
 use std::io::Write;
@@ -70,7 +71,6 @@ fn now() -> Timestamp {
 /// The bus and the real daemon serving it (killed by pid when the harness drops).
 struct Harness {
     daemon: Child,
-    daemon_log: PathBuf,
     /// The log file the sshd jail follows.
     auth_log: PathBuf,
     runtime: tokio::runtime::Runtime,
@@ -94,59 +94,25 @@ impl Harness {
             auth_log.display().to_string()
         );
         std::fs::write(&config, CONFIG.replace("[jail.sshd]", &sshd)).unwrap();
-        let journal = dir.path().join("journal");
-        std::fs::create_dir(&journal).unwrap();
-        let daemon_log = dir.path().join("daemon.log");
-        let daemon = die_with_test(&mut Command::new(env!("CARGO_BIN_EXE_banhound")))
-            .arg("--defaults-dir")
-            .arg(root().join("conf"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--bus-address")
-            .arg(&bus.address)
-            .args(["daemon", "--log-target", "stderr"])
-            .arg("--journal-directory")
-            .arg(&journal)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&daemon_log).unwrap())
-            .spawn()
-            .unwrap();
+        let mut daemon = spawn_daemon(
+            &mut Command::new(env!("CARGO_BIN_EXE_banhound")),
+            dir.path(),
+            &bus.address,
+        );
+        wait_started(&mut daemon, &dir.path().join("daemon.log"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let mut h = Harness {
+        Harness {
             daemon,
-            daemon_log,
             auth_log,
             runtime,
             config,
             _dir: dir,
             bus,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !h.daemon_log().contains("banhound started") {
-            assert!(
-                h.daemon.try_wait().unwrap().is_none(),
-                "the daemon exited: {}",
-                h.daemon_log()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not start: {}",
-                h.daemon_log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        h
-    }
-
-    fn daemon_log(&self) -> String {
-        std::fs::read_to_string(&self.daemon_log).unwrap_or_default()
     }
 
     /// A failure of `addr` in `jail`, as sshd logs it, appended to the file the jail follows;
