@@ -5,7 +5,7 @@
 //! bus) or [`Enforcement::restore`] (put back at start-up): persisted (a new ban with the
 //! source position it was derived up to, in one transaction), applied to the firewall,
 //! logged, observed. Every end of a ban goes through [`Enforcement::lift`] (expiry, the
-//! bus, a removed jail, an address the host now has), or [`Enforcement::ended_while_stopped`]
+//! bus, a removed jail, an address the host now has), or [`Enforcement::record_ended`]
 //! for a stored ban that ended while the daemon was stopped (the firewall never got it
 //! back): removed from the database, logged, observed, with one log line and one event
 //! format for all. Decisions are not made here ([`super::jails`] makes them); failures of
@@ -258,6 +258,7 @@ impl Enforcement {
                 Cause::Manual { caller_uid } => {
                     (manual_ban_message(jail, d, caller_uid), Some(caller_uid))
                 }
+                // Restored bans come through `restore`, which logs them at debug level.
                 Cause::Logs | Cause::Restored => (ban_message(jail, d), None),
             };
             tracing::info!(
@@ -357,24 +358,20 @@ impl Enforcement {
                 e,
             );
         }
-        self.ended(jail, targets, why, now);
+        self.record_ended(jail, targets, why, now);
         removed
     }
 
-    /// Ends stored bans that ended while the daemon was stopped (or whose jail is gone):
-    /// the firewall never got them back, so only the database, the log and the observers
-    /// hear of it.
-    pub(super) fn ended_while_stopped(
+    /// The end of bans the firewall no longer holds: the second half of [`Self::lift`], and
+    /// all of it for stored bans that ended while the daemon was stopped (or whose jail is
+    /// gone), which the firewall never got back. Removed from the database, logged, observed.
+    pub(super) fn record_ended(
         &mut self,
         jail: &str,
         targets: &[IpNet],
         why: Lifted,
         now: Timestamp,
     ) {
-        self.ended(jail, targets, why, now);
-    }
-
-    fn ended(&mut self, jail: &str, targets: &[IpNet], why: Lifted, now: Timestamp) {
         self.state.end_bans(jail, targets, why, now);
         for target in targets {
             let text = display_target(target);

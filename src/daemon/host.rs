@@ -16,7 +16,7 @@ use std::io;
 use std::net::IpAddr;
 
 /// Every address configured on an interface of this network namespace (getifaddrs(3),
-/// through [`super::ifaddrs`]); empty if the call fails, since loopback is never banned
+/// through the `ifaddrs` shim); empty if the call fails, since loopback is never banned
 /// anyway.
 pub fn own_addresses() -> Vec<IpAddr> {
     let mut out = super::ifaddrs::interface_addresses().unwrap_or_default();

@@ -608,8 +608,7 @@ impl Daemon {
             restored.push(ban);
         }
         for ((jail, why), targets) in ended {
-            self.enforcement
-                .ended_while_stopped(&jail, &targets, why, now);
+            self.enforcement.record_ended(&jail, &targets, why, now);
         }
         self.enforcement.restore(&self.jails, restored, now).await;
         Ok(())
