@@ -117,8 +117,10 @@ pub(super) struct RunningJail {
     pub(super) published: Option<JailSnapshot>,
 }
 
-/// What a reload did to the jails that were running: the bans the firewall must drop.
+/// What a reload changed: the jails added, and the bans the firewall must drop.
 pub(super) struct Reloaded {
+    /// Jails new in this configuration.
+    pub(super) added: Vec<String>,
     /// Jails no longer configured, with the bans they held (their trackers are gone).
     pub(super) removed: Vec<(String, Vec<IpNet>)>,
     /// Jails kept but moved to another backend, with their bans (kept in the tracker, to be
@@ -160,6 +162,7 @@ impl Jails {
         let mut old: Vec<Option<RunningJail>> = self.running.drain(..).map(Some).collect();
         let mut running = Vec::with_capacity(prepared.jails.len());
         let mut moved = Vec::new();
+        let mut added = Vec::new();
         for settings in prepared.jails {
             let policy = settings.policy.to_policy(&self.own_addresses);
             let kept = old
@@ -176,7 +179,7 @@ impl Jails {
                     tracker
                 }
                 None => {
-                    tracing::info!(JAIL = %settings.name, "jail {} added", settings.name);
+                    added.push(settings.name.clone());
                     Tracker::new(policy)
                 }
             };
@@ -199,7 +202,11 @@ impl Jails {
         self.matches = prepared.matches;
         self.journal_jails = prepared.journal_jails;
         self.files = prepared.files;
-        Reloaded { removed, moved }
+        Reloaded {
+            added,
+            removed,
+            moved,
+        }
     }
 
     pub(super) fn len(&self) -> usize {

@@ -794,6 +794,9 @@ impl Daemon {
                 .await;
             tracing::info!(JAIL = %jail, "jail {jail} removed");
         }
+        for jail in &reloaded.added {
+            tracing::info!(JAIL = %jail, "jail {jail} added");
+        }
         if let Err(e) = self.configure_backends().await {
             self.enforcement
                 .health
