@@ -63,10 +63,12 @@ fn syslog_date(at: Timestamp) -> String {
         .to_string()
 }
 
-fn generated(records: u32, seed: u32, start: Timestamp) -> Vec<u8> {
+/// Generated sshd traffic, as syslog lines or journal export data (`format`).
+fn generated(format: &str, records: u32, seed: u32, start: Timestamp) -> Vec<u8> {
     let out = Command::new("python3")
         .arg(generator())
         .arg(records.to_string())
+        .args(["--format", format])
         .args(["--seed", &seed.to_string(), "--attackers", "40"])
         .args(["--start", &start.as_secs().to_string()])
         .output()
@@ -100,7 +102,12 @@ fn sshd_file(seed: u32, now: Timestamp) -> Vec<u8> {
         out
     };
     let mut bytes = old(&format!("198.51.100.{}", 10 + seed), 500);
-    let traffic = generated(1500, seed, Timestamp::from_secs(now.as_secs() - 120));
+    let traffic = generated(
+        "syslog",
+        1500,
+        seed,
+        Timestamp::from_secs(now.as_secs() - 120),
+    );
     let middle = traffic.len() / 2;
     let cut = middle + traffic[middle..].iter().position(|&b| b == b'\n').unwrap() + 1;
     bytes.extend_from_slice(&traffic[..cut]);
@@ -426,20 +433,13 @@ fn seed_export(seed: u32, now: Timestamp) -> Vec<u8> {
             .into_bytes(),
         );
     }
-    let traffic = Command::new("python3")
-        .arg(generator())
-        .arg("1500")
-        .args(["--format", "export", "--seed", &seed.to_string()])
-        .args(["--attackers", "40"])
-        .args(["--start", &(now.as_secs() - 240).to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        traffic.status.success(),
-        "{}",
-        String::from_utf8_lossy(&traffic.stderr)
+    let traffic = generated(
+        "export",
+        1500,
+        seed,
+        Timestamp::from_secs(now.as_secs() - 240),
     );
-    for line in String::from_utf8(traffic.stdout).unwrap().lines() {
+    for line in String::from_utf8(traffic).unwrap().lines() {
         // Cursors are journald's to assign.
         if line.starts_with("__CURSOR=") {
             continue;
