@@ -15,8 +15,15 @@
 //! moment in the daemon, and `--now` in test-filter; every other ban's time, which is a
 //! line's own date, must be equal to the microsecond.
 //!
-//! Needs root, nft, ip, python3, /lib/systemd/systemd-journald (the daemon lab) and Debian's
-//! fail2ban package (its /etc/fail2ban/filter.d, read at run time).
+//! The same holds for journal jails: journal files made by systemd-journal-remote from the
+//! generator's export output (several seeds, each its own host name and jails), read by the
+//! daemon from a journal directory and by `test-filter --jail --journal-dir` from the
+//! daemon's look-back on; there every ban's time is its entry's own, equal to the
+//! microsecond.
+//!
+//! Needs root, nft, ip, python3, /lib/systemd/systemd-journald (the daemon lab),
+//! /lib/systemd/systemd-journal-remote and Debian's fail2ban package (its
+//! /etc/fail2ban/filter.d, read at run time).
 
 #[path = "support/daemon_lab.rs"]
 mod daemon_lab;
@@ -56,10 +63,12 @@ fn syslog_date(at: Timestamp) -> String {
         .to_string()
 }
 
-fn generated(records: u32, seed: u32, start: Timestamp) -> Vec<u8> {
+/// Generated sshd traffic, as syslog lines or journal export data (`format`).
+fn generated(format: &str, records: u32, seed: u32, start: Timestamp) -> Vec<u8> {
     let out = Command::new("python3")
         .arg(generator())
         .arg(records.to_string())
+        .args(["--format", format])
         .args(["--seed", &seed.to_string(), "--attackers", "40"])
         .args(["--start", &start.as_secs().to_string()])
         .output()
@@ -93,7 +102,12 @@ fn sshd_file(seed: u32, now: Timestamp) -> Vec<u8> {
         out
     };
     let mut bytes = old(&format!("198.51.100.{}", 10 + seed), 500);
-    let traffic = generated(1500, seed, Timestamp::from_secs(now.as_secs() - 120));
+    let traffic = generated(
+        "syslog",
+        1500,
+        seed,
+        Timestamp::from_secs(now.as_secs() - 120),
+    );
     let middle = traffic.len() / 2;
     let cut = middle + traffic[middle..].iter().position(|&b| b == b'\n').unwrap() + 1;
     bytes.extend_from_slice(&traffic[..cut]);
@@ -206,23 +220,8 @@ fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp)
         "{summary}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let decided: Vec<Ban> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let ban = v["ban"].as_str()?;
-            Some((
-                jail.to_string(),
-                v["host"].as_str()?.to_string(),
-                parse_rfc3339(ban),
-            ))
-        })
-        .collect();
-    let listed: Vec<Ban> = summary
-        .lines()
-        .skip_while(|l| !l.starts_with("Would ban"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
+    let decided = json_bans(&out.stdout, jail, parse_rfc3339);
+    let listed: Vec<Ban> = would_ban(&summary)
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
             // "ADDR first at TIME, 1 ban"
@@ -240,13 +239,55 @@ fn test_filter(lab: &Lab, jail: &str, filter: &str, file: &Path, now: Timestamp)
     listed
 }
 
+/// The bans test-filter's `--json` lines say a failure decided, in `jail`, with their time
+/// read by `parse`.
+fn json_bans(stdout: &[u8], jail: &str, parse: fn(&str) -> Timestamp) -> Vec<Ban> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ban = v["ban"].as_str()?;
+            Some((
+                jail.to_string(),
+                v["host"].as_str()?.to_string(),
+                parse(ban),
+            ))
+        })
+        .collect()
+}
+
+/// The lines of test-filter's summary under "Would ban", one per address.
+fn would_ban(summary: &str) -> impl Iterator<Item = &str> {
+    summary
+        .lines()
+        .skip_while(|l| !l.starts_with("Would ban"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+}
+
+/// The daemon's bans are test-filter's, both ways (`context`: what to print besides).
+fn assert_same_bans(daemon: &BTreeSet<Ban>, reported: &BTreeSet<Ban>, context: &str) {
+    assert_eq!(
+        daemon.difference(reported).collect::<Vec<_>>(),
+        Vec::<&Ban>::new(),
+        "banned by the daemon only\n{context}"
+    );
+    assert_eq!(
+        reported.difference(daemon).collect::<Vec<_>>(),
+        Vec::<&Ban>::new(),
+        "reported by test-filter only"
+    );
+}
+
+/// A time as test-filter prints it (RFC 3339, with microseconds in `--json`), to the
+/// microsecond.
 fn parse_rfc3339(text: &str) -> Timestamp {
     let out = Command::new("date")
-        .args(["-u", "-d", text, "+%s"])
+        .args(["-u", "-d", text, "+%s%6N"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{text}");
-    Timestamp::from_secs(
+    Timestamp::from_micros(
         String::from_utf8(out.stdout)
             .unwrap()
             .trim()
@@ -342,16 +383,7 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
             .collect()
     };
     let (daemon_dated, reported_dated) = (dated(&daemon_bans), dated(&reported));
-    assert_eq!(
-        daemon_dated.difference(&reported_dated).collect::<Vec<_>>(),
-        Vec::<&Ban>::new(),
-        "banned by the daemon only"
-    );
-    assert_eq!(
-        reported_dated.difference(&daemon_dated).collect::<Vec<_>>(),
-        Vec::<&Ban>::new(),
-        "reported by test-filter only"
-    );
+    assert_same_bans(&daemon_dated, &reported_dated, "");
     println!(
         "{} bans compared ({} decided by a dated line, to the microsecond)",
         daemon_bans.len(),
@@ -374,5 +406,221 @@ fn test_filter_bans_exactly_what_the_daemon_bans() {
         for old in [10 + seed, 100 + seed] {
             assert!(!targets.contains(format!("198.51.100.{old}").as_str()));
         }
+    }
+}
+
+/// The journal of one seed, in the export format systemd-journal-remote reads: failures
+/// older than findtime (before the daemon's look-back, so never read), then the generated
+/// traffic of the last minutes. Each seed has its own host name (the jails' journalmatch)
+/// and boot ids, so the files of several seeds interleave by time.
+fn seed_export(seed: u32, now: Timestamp) -> Vec<u8> {
+    let boot = |tag: u32| format!("_BOOT_ID={seed:08x}{tag:024x}\n");
+    let mut out = Vec::new();
+    let old = now.as_micros() - 30 * 60 * 1_000_000;
+    for i in 0..4i64 {
+        out.extend(
+            format!(
+                "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n{}_HOSTNAME=host-{seed}\n\
+                 SYSLOG_IDENTIFIER=sshd\n_COMM=sshd\n_PID={}\n_SYSTEMD_UNIT=ssh.service\n\
+                 MESSAGE=Failed password for root from 198.51.100.{} port {} ssh2\n\n",
+                old + i * 1_000_000,
+                1 + i * 1_000_000,
+                boot(1),
+                500 + i,
+                10 + seed,
+                40000 + i
+            )
+            .into_bytes(),
+        );
+    }
+    let traffic = generated(
+        "export",
+        1500,
+        seed,
+        Timestamp::from_secs(now.as_secs() - 240),
+    );
+    for line in String::from_utf8(traffic).unwrap().lines() {
+        // Cursors are journald's to assign.
+        if line.starts_with("__CURSOR=") {
+            continue;
+        }
+        if line.starts_with("_BOOT_ID=") {
+            out.extend(boot(2).into_bytes());
+        } else if line.starts_with("_HOSTNAME=") {
+            out.extend(format!("_HOSTNAME=host-{seed}\n").into_bytes());
+        } else {
+            out.extend(line.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Writes `dir/NAME.journal` from export data with systemd-journal-remote.
+fn write_journal(dir: &Path, name: &str, export: &[u8]) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join(format!("{name}.journal"));
+    let mut child = Command::new("/lib/systemd/systemd-journal-remote")
+        .arg("-o")
+        .arg(&path)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(export).unwrap();
+    assert!(child.wait().unwrap().success(), "journal-remote {name}");
+    path
+}
+
+/// `banhound daemon` reading a journal directory, killed by pid on drop.
+struct JournalDaemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl JournalDaemon {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for JournalDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The journal path: for the same journal files (several seeds of generated sshd traffic,
+/// with multi-line sessions, and failures older than the look-back), the bans the daemon
+/// decides (journal jails, log-only backend, read from its state database) are the bans
+/// `test-filter --jail` reports on the same journal from the daemon's look-back
+/// (`--since`: findtime before the daemon's start), address by address and time by time (to
+/// the microsecond: every record has its own time).
+#[test]
+fn test_filter_bans_exactly_what_the_daemon_bans_on_the_journal() {
+    let now = Timestamp::from_secs(wall().as_secs());
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    std::fs::create_dir(&journal).unwrap();
+    let seeds = [1, 2, 3];
+    let mut last = Timestamp::from_micros(0);
+    for seed in seeds {
+        let export = seed_export(seed, now);
+        for line in String::from_utf8_lossy(&export).lines() {
+            if let Some(t) = line.strip_prefix("__REALTIME_TIMESTAMP=") {
+                last = last.max(Timestamp::from_micros(t.parse().unwrap()));
+            }
+        }
+        write_journal(&journal, &format!("seed-{seed}"), &export);
+    }
+    let jail = |name: &str, filter: &str, seed: u32| {
+        format!(
+            "[jail.{name}]\nenabled = true\nfilter = {filter:?}\njournalmatch = [\"_HOSTNAME=host-{seed}\"]\n\
+             maxretry = 3\nfindtime = \"10m\"\nbantime = \"1d\"\nbackend = \"log-only\"\n\n"
+        )
+    };
+    let mut config =
+        "[fail2ban]\ndir = \"/etc/fail2ban\"\n\n[jail.sshd]\nenabled = false\n\n".to_string();
+    for seed in seeds {
+        for (name, filter) in seed_jails(seed) {
+            config.push_str(&jail(&name, filter, seed));
+        }
+    }
+    let config_path = dir.path().join("banhound.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("daemon.log");
+
+    let started = wall();
+    let mut daemon = JournalDaemon {
+        child: Command::new(env!("CARGO_BIN_EXE_banhound"))
+            .arg("--defaults-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+            .arg("--config")
+            .arg(&config_path)
+            .args(["daemon", "--no-bus", "--log-target", "stderr"])
+            .arg("--journal-directory")
+            .arg(&journal)
+            .arg("--state-dir")
+            .arg(&state)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        log,
+    };
+    let key = format!("journal:directory:{}", journal.display());
+    wait_for(
+        "the daemon to read the journal to its last entry",
+        Duration::from_secs(60),
+        || {
+            assert!(
+                daemon.child.try_wait().unwrap().is_none(),
+                "{}",
+                daemon.log()
+            );
+            let Ok(db) = StateDb::open(&state) else {
+                return false;
+            };
+            db.cursor(&key)
+                .ok()
+                .flatten()
+                .and_then(|c| banhound::source::journal::parse_cursor(&c).ok())
+                .is_some_and(|p| p.realtime == last)
+        },
+    );
+    let daemon_log = daemon.log();
+    drop(daemon);
+    let daemon_bans: BTreeSet<Ban> = StateDb::open(&state)
+        .unwrap()
+        .bans()
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.jail, display_target(&b.target), b.since))
+        .collect();
+
+    // The daemon read from findtime before its start; test-filter from the same point.
+    let since = Timestamp::from_secs(started.as_secs() - 600).to_rfc3339();
+    let mut reported: BTreeSet<Ban> = BTreeSet::new();
+    for seed in seeds {
+        for (name, filter) in seed_jails(seed) {
+            let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
+                .arg("--defaults-dir")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+                .arg("--config")
+                .arg(&config_path)
+                .args(["test-filter", filter, "--journal-dir"])
+                .arg(&journal)
+                .args(["--jail", &name, "--since", &since, "--top", "100000"])
+                .args(["--now", &wall().to_rfc3339(), "--json"])
+                .output()
+                .unwrap();
+            let summary = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{summary}");
+            let decided = json_bans(&out.stdout, &name, parse_rfc3339);
+            // The summary lists each address once, as the --json lines decided it.
+            let listed = would_ban(&summary).count();
+            assert_eq!(listed, decided.len(), "{summary}");
+            reported.extend(decided);
+        }
+    }
+    assert_same_bans(&daemon_bans, &reported, &daemon_log);
+    println!(
+        "{} journal bans compared, to the microsecond",
+        daemon_bans.len()
+    );
+    // The comparison covered something: bans from every seed and both filters, and none
+    // of the failures before the look-back.
+    for seed in seeds {
+        for (name, _) in seed_jails(seed) {
+            let n = daemon_bans.iter().filter(|b| b.0 == name).count();
+            assert!(n > 3, "{name}: {daemon_bans:?}");
+        }
+        let old = format!("198.51.100.{}", 10 + seed);
+        assert!(daemon_bans.iter().all(|b| b.1 != old), "{old} banned");
     }
 }

@@ -4,29 +4,22 @@
 //! Why inside the owner task: a request changes the same state the log sources change, so it
 //! runs in the same task, in order with the batches, and takes the same paths. A manual ban
 //! is persisted, applied to the firewall, logged and announced like a ban decided from the
-//! logs ([`Daemon::enforce`]); a manual unban leaves the kernel and the database like an
-//! expiry ([`Daemon::lift`]).
+//! logs (`Enforcement::ban`); a manual unban leaves the kernel and the database like an
+//! expiry (`Enforcement::lift`).
 
-use super::{wall_now, BanOrigin, Daemon, DaemonError, Feeds, BUS_START_TIMEOUT, REQUEST_BACKLOG};
+use super::enforcement::Cause;
+use super::{wall_now, Daemon, DaemonError, Feeds, BUS_START_TIMEOUT, REQUEST_BACKLOG};
 use crate::bus::service::{Service, StartError};
-use crate::bus::{
-    BanInfo, Bus, ControlError, JailSnapshot, Lifted, Request, ServerStatus, SERVICE_NAME,
-};
-use crate::config::JailSettings;
+use crate::bus::{BanInfo, Bus, ControlError, Lifted, Request, ServerStatus, SERVICE_NAME};
 use crate::display::display_target;
-use crate::engine::address::{ban_target, IgnoreList};
 use crate::engine::time::BanTime;
-use crate::engine::tracker::{ActiveBan, Policy};
+use crate::engine::tracker::ActiveBan;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot};
 
 /// The running control interface: where its requests arrive, and the service to stop.
 pub(super) type Control = (Option<mpsc::Receiver<Request>>, Option<Service>);
-
-fn count(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
 
 fn ban_info(target: IpNet, ban: &ActiveBan) -> BanInfo {
     BanInfo {
@@ -52,7 +45,7 @@ impl Daemon {
             bus,
             sender,
             self.events.subscribe(),
-            self.health.subscribe(),
+            self.enforcement.health.subscribe(),
         );
         tokio::pin!(start);
         let started = tokio::time::timeout(BUS_START_TIMEOUT, async {
@@ -90,14 +83,13 @@ impl Daemon {
             Request::Status { reply } => {
                 let _ = reply.send(ServerStatus {
                     started: self.started,
-                    jails: self.jails.iter().filter_map(|j| self.snapshot(j)).collect(),
+                    jails: (0..self.jails.len())
+                        .map(|j| self.jails.snapshot(j))
+                        .collect(),
                 });
             }
             Request::JailStatus { jail, reply } => {
-                let _ = reply.send(
-                    self.jail(&jail)
-                        .and_then(|j| self.snapshot(j).ok_or(ControlError::NoSuchJail(jail))),
-                );
+                let _ = reply.send(self.jails.index(&jail).map(|j| self.jails.snapshot(j)));
             }
             Request::Ban {
                 jail,
@@ -127,25 +119,25 @@ impl Daemon {
                 self.reply_once_saved(reply, result);
             }
             Request::IsBanned { addr, reply } => {
-                let bans = self
-                    .jails
-                    .iter()
+                let bans = (0..self.jails.len())
                     .filter_map(|j| {
-                        let tracker = self.trackers.get(&j.name)?;
-                        let target = ban_target(addr, tracker.policy().ipv6_prefix);
-                        let ban = tracker.active_ban(&target)?;
-                        Some((j.name.clone(), ban_info(target, ban)))
+                        let target = self.jails.target(j, addr);
+                        let jail = self.jails.get(j);
+                        let ban = jail.tracker.active_ban(&target)?;
+                        Some((jail.settings.name.clone(), ban_info(target, ban)))
                     })
                     .collect();
                 let _ = reply.send(bans);
             }
             Request::GetBans { jail, reply } => {
-                let bans = self.jail(&jail).map(|j| {
+                let bans = self.jails.index(&jail).map(|j| {
                     let mut bans: Vec<BanInfo> = self
-                        .trackers
-                        .get(&j.name)
-                        .map(|t| t.active_bans().map(|(t, b)| ban_info(*t, b)).collect())
-                        .unwrap_or_default();
+                        .jails
+                        .get(j)
+                        .tracker
+                        .active_bans()
+                        .map(|(t, b)| ban_info(*t, b))
+                        .collect();
                     bans.sort_by_key(|b| b.target);
                     bans
                 });
@@ -198,49 +190,12 @@ impl Daemon {
     /// Answers an admin's ban or unban once the state writer has saved it, so that a reply
     /// means the change survives a crash; the owner goes on meanwhile.
     fn reply_once_saved<T: Send + 'static>(&self, reply: oneshot::Sender<T>, value: T) {
-        let saved = self.state.saved();
+        let saved = self.enforcement.state().saved();
         tokio::spawn(async move {
             saved.await;
             // The caller may have given up: nobody to tell.
             let _ = reply.send(value);
         });
-    }
-
-    fn jail(&self, name: &str) -> Result<&JailSettings, ControlError> {
-        self.jails
-            .iter()
-            .find(|j| j.name == name)
-            .ok_or_else(|| ControlError::NoSuchJail(name.to_string()))
-    }
-
-    /// The jails a request applies to: the one named, or all.
-    fn scope(&self, jail: Option<String>) -> Result<Vec<String>, ControlError> {
-        match jail {
-            Some(name) => Ok(vec![self.jail(&name)?.name.clone()]),
-            None => Ok(self.jails.iter().map(|j| j.name.clone()).collect()),
-        }
-    }
-
-    /// A jail's settings in force and counters, as the bus shows them.
-    pub(super) fn snapshot(&self, jail: &JailSettings) -> Option<JailSnapshot> {
-        let tracker = self.trackers.get(&jail.name)?;
-        let policy = tracker.policy();
-        let totals = tracker.totals();
-        Some(JailSnapshot {
-            name: jail.name.clone(),
-            // Disabled jails are not loaded at all.
-            enabled: jail.enabled,
-            currently_failed: count(tracker.currently_failing()),
-            total_failed: totals.failures,
-            currently_banned: count(tracker.active_bans().count()),
-            total_banned: totals.bans,
-            findtime: policy.findtime,
-            maxretry: policy.maxretry,
-            bantime: policy.bantime,
-            filter: jail.filter.name.clone(),
-            backend: jail.backend.as_str().to_string(),
-            ignoreip: policy.ignore.networks().to_vec(),
-        })
     }
 
     async fn ban(
@@ -250,17 +205,13 @@ impl Daemon {
         duration: Option<BanTime>,
         caller_uid: u32,
     ) -> Result<BanInfo, ControlError> {
-        let index = self
-            .jails
-            .iter()
-            .position(|j| j.name == jail)
-            .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
+        let index = self.jails.index(jail)?;
         let now = wall_now();
-        let tracker = self
-            .trackers
-            .get_mut(jail)
-            .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
-        let decision = tracker.ban_manually(address, now, duration)?;
+        let decision = self
+            .jails
+            .get_mut(index)
+            .tracker
+            .ban_manually(address, now, duration)?;
         let info = BanInfo {
             target: decision.target,
             since: decision.at,
@@ -268,18 +219,20 @@ impl Daemon {
             offence: decision.offence,
         };
         let target = display_target(&decision.target);
-        self.enforce(
-            &[(index, decision)],
-            None,
-            now,
-            BanOrigin::Manual { caller_uid },
-        )
-        .await
-        .map_err(|e| {
-            ControlError::Failed(format!(
-                "the ban of {target} is recorded, but the firewall refused it: {e}"
-            ))
-        })?;
+        self.enforcement
+            .ban(
+                &self.jails,
+                &[(index, decision)],
+                None,
+                now,
+                Cause::Manual { caller_uid },
+            )
+            .await
+            .map_err(|e| {
+                ControlError::Failed(format!(
+                    "the ban of {target} is recorded, but the firewall refused it: {e}"
+                ))
+            })?;
         Ok(info)
     }
 
@@ -292,21 +245,21 @@ impl Daemon {
         let now = wall_now();
         let mut lifted = Vec::new();
         let mut refused = None;
-        for name in self.scope(jail)? {
-            let Some(tracker) = self.trackers.get_mut(&name) else {
-                continue;
-            };
-            let target = ban_target(addr, tracker.policy().ipv6_prefix);
-            if !tracker.unban(&target) {
+        for j in self.jails.scope(jail)? {
+            let target = self.jails.target(j, addr);
+            let running = self.jails.get_mut(j);
+            if !running.tracker.unban(&target) {
                 continue;
             }
+            let name = &running.settings.name;
             if let Err(e) = self
-                .lift(&name, &[target], Lifted::Manual { caller_uid }, now)
+                .enforcement
+                .lift(name, &[target], Lifted::Manual { caller_uid }, now)
                 .await
             {
                 refused = Some(e.to_string());
             }
-            lifted.push(name);
+            lifted.push(name.clone());
         }
         if let Some(e) = refused {
             return Err(ControlError::Failed(format!(
@@ -327,17 +280,21 @@ impl Daemon {
         let now = wall_now();
         let mut total = 0;
         let mut refused = None;
-        for name in self.scope(jail)? {
-            let Some(tracker) = self.trackers.get_mut(&name) else {
-                continue;
-            };
-            let targets: Vec<IpNet> = tracker.active_bans().map(|(t, _)| *t).collect();
+        for j in self.jails.scope(jail)? {
+            let running = self.jails.get_mut(j);
+            let targets: Vec<IpNet> = running.tracker.active_bans().map(|(t, _)| *t).collect();
             for target in &targets {
-                tracker.unban(target);
+                running.tracker.unban(target);
             }
             total += targets.len();
             if let Err(e) = self
-                .lift(&name, &targets, Lifted::Manual { caller_uid }, now)
+                .enforcement
+                .lift(
+                    &running.settings.name,
+                    &targets,
+                    Lifted::Manual { caller_uid },
+                    now,
+                )
                 .await
             {
                 refused = Some(e.to_string());
@@ -347,45 +304,17 @@ impl Daemon {
             Some(e) => Err(ControlError::Failed(format!(
                 "the bans are lifted in banhound's state, but the firewall refused: {e}"
             ))),
-            None => Ok(count(total)),
+            None => Ok(u32::try_from(total).unwrap_or(u32::MAX)),
         }
     }
 
-    /// Changes a jail's runtime ignore list; the policy is rebuilt from the configuration so
-    /// `ignoreself` (the host's own addresses) still holds.
+    /// Changes a jail's runtime ignore list (see [`super::jails::Jails::edit_ignore`]).
     fn edit_ignore(
         &mut self,
         jail: &str,
         edit: impl FnOnce(&mut Vec<IpNet>) -> bool,
     ) -> Result<bool, ControlError> {
-        let settings = self.jail(jail)?;
-        let mut networks = self
-            .ignore_overrides
-            .get(jail)
-            .cloned()
-            .unwrap_or_else(|| settings.policy.ignoreip.iter().map(IpNet::trunc).collect());
-        if !edit(&mut networks) {
-            return Ok(false);
-        }
-        let policy = self.policy_with_ignores(settings, networks.clone());
-        let tracker = self
-            .trackers
-            .get_mut(jail)
-            .ok_or_else(|| ControlError::NoSuchJail(jail.to_string()))?;
-        tracker.set_policy(policy);
-        self.ignore_overrides.insert(jail.to_string(), networks);
-        Ok(true)
-    }
-
-    pub(super) fn policy_with_ignores(&self, jail: &JailSettings, networks: Vec<IpNet>) -> Policy {
-        let own = if jail.policy.ignoreself {
-            self.own_addresses.clone()
-        } else {
-            Vec::new()
-        };
-        Policy {
-            ignore: IgnoreList::new(networks, own),
-            ..jail.policy.to_policy(&self.own_addresses)
-        }
+        let index = self.jails.index(jail)?;
+        Ok(self.jails.edit_ignore(index, edit))
     }
 }

@@ -4,7 +4,7 @@
 //! Both are handled the same way: bans keep working from the owner task's memory, the
 //! failure is logged once when it starts (not once per batch: a flood of entries during a
 //! full disk would otherwise flood the journal too) and once when it ends, it shows in
-//! STATUS= and on the bus ([`Health`], published on a watch channel the bus service reads),
+//! STATUS= and on the bus ([`crate::bus::Health`], published on a watch channel the bus service reads),
 //! and a timer retries with backoff. Nothing polls: the retry deadlines and the periodic
 //! reconcile are deadlines in the owner task's one `select!`, and without a failure the
 //! reconcile interval is the only periodic wake-up.
@@ -16,17 +16,18 @@
 //! yet) is one such failure, not a reason to stop. When firewalld reports that it re-applied
 //! the bans after coming back, a reconcile runs at once, so the failure ends (and DEGRADED
 //! clears) the moment the repair succeeds rather than at the next retry.
+//!
+//! [`Health`] belongs to [`super::enforcement`], whose backends and state writer are what
+//! fails; enforcement reports each failure and outcome to it. The reconcile's schedule (the
+//! interval, the wait for the journal's catch-up) is the owner task's, in daemon/mod.rs.
 
 use super::state::{CaughtUp, StateError};
 use super::state_writer::Report;
-use super::{wall_now, Daemon, StoredBan};
-use crate::bus::Health;
-use crate::engine::time::{format_duration, Timestamp};
-use crate::engine::tracker::Tracker;
-use crate::firewall::firewalld::Reapplied;
-use crate::firewall::{BanEntry, FirewallError};
-use std::collections::HashMap;
+use crate::bus::Health as Published;
+use crate::engine::time::format_duration;
+use crate::firewall::FirewallError;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The first retry after a failed firewall call or state write, doubled after each failed
@@ -67,66 +68,62 @@ impl Trouble {
     }
 }
 
-impl Daemon {
-    /// Every ban in force, with what is left of it (zero for one whose expiry is due).
-    pub(super) fn bans_in_force(&self, now: Timestamp) -> Vec<BanEntry> {
-        self.trackers
-            .iter()
-            .flat_map(|(jail, tracker)| {
-                tracker.active_bans().map(move |(target, ban)| BanEntry {
-                    jail: jail.clone(),
-                    target: *target,
-                    timeout: ban.until.map(|until| until.since(now)),
-                })
-            })
-            .collect()
+/// The health of enforcement: what fails, since when, when to retry; published on a watch
+/// channel for the bus, and in STATUS= (the daemon asks [`Health::take_status_changed`]).
+pub(super) struct Health {
+    /// A firewall call failed and no reconcile has succeeded since.
+    firewall_trouble: Option<Trouble>,
+    /// The state database could not be written; changes wait in memory.
+    state_trouble: Option<Trouble>,
+    /// A retry of the state database was sent and has not been answered yet.
+    state_retrying: bool,
+    /// Changes waiting in memory, as the state writer last reported.
+    unsaved_changes: usize,
+    published: watch::Sender<Published>,
+    /// Something STATUS= shows changed (a ban, a lift, a failure) since it was last sent.
+    status_changed: bool,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            firewall_trouble: None,
+            state_trouble: None,
+            state_retrying: false,
+            unsaved_changes: 0,
+            published: watch::channel(Published::default()).0,
+            status_changed: false,
+        }
+    }
+}
+
+impl Health {
+    /// The health as the bus shows it, from now on.
+    pub(super) fn subscribe(&self) -> watch::Receiver<Published> {
+        self.published.subscribe()
     }
 
-    /// When the firewall is next reconciled: a retry after a failure, else the next
-    /// periodic check; never before the journal's catch-up after the start is done (see
-    /// `journal_caught_up`; one runs as soon as it is).
-    pub(super) fn next_reconcile(&self) -> Option<Instant> {
-        if !self.journal_caught_up {
-            return None;
-        }
-        match (&self.firewall_trouble, self.reconcile_at) {
-            (Some(t), Some(at)) => Some(t.retry_at.min(at)),
-            (Some(t), None) => Some(t.retry_at),
-            (None, at) => at,
-        }
+    /// Notes that STATUS= is out of date.
+    pub(super) fn status_changed(&mut self) {
+        self.status_changed = true;
     }
 
-    /// Starts (or restarts, after a reload changed it) the periodic reconcile.
-    pub(super) fn schedule_reconcile(&mut self) {
-        self.reconcile_at = self.reconcile_interval.map(|every| Instant::now() + every);
+    /// Whether STATUS= is out of date; clears it.
+    pub(super) fn take_status_changed(&mut self) -> bool {
+        std::mem::take(&mut self.status_changed)
     }
 
-    /// Compares every backend with the bans in force and repairs it; logs what it repaired.
-    pub(super) async fn reconcile(&mut self) {
-        if !self.journal_caught_up {
-            // Run as soon as the catch-up is done (`Daemon::catch_up_done`).
-            return;
-        }
-        self.schedule_reconcile();
-        let bans = self.bans_in_force(wall_now());
-        let mut failure = None;
-        let results = self.backends.reconcile(&bans).await;
-        // A retry may have opened the nftables backend only now.
-        self.follow_nftables();
-        for (kind, result) in results {
-            match result {
-                Ok(repairs) if repairs.is_empty() => {}
-                Ok(repairs) => tracing::warn!(
-                    BACKEND = kind.as_str(),
-                    RESTORED = repairs.restored,
-                    REMOVED = repairs.removed,
-                    OBJECTS = %repairs.objects.join(", "),
-                    "{}",
-                    repairs.message
-                ),
-                Err(e) => failure = Some(e),
-            }
-        }
+    /// When a failed firewall call is retried (by a reconcile), if one failed.
+    pub(super) fn firewall_retry_at(&self) -> Option<Instant> {
+        self.firewall_trouble.as_ref().map(|t| t.retry_at)
+    }
+
+    pub(super) fn firewall_failing(&self) -> bool {
+        self.firewall_trouble.is_some()
+    }
+
+    /// The outcome of a reconcile: `failure` is the error of a backend that failed.
+    pub(super) fn reconciled(&mut self, failure: Option<FirewallError>) {
         match (failure, self.firewall_trouble.take()) {
             (Some(e), None) => self.firewall_failed("cannot reconcile the firewall", &e),
             (Some(e), Some(mut trouble)) => {
@@ -143,29 +140,6 @@ impl Daemon {
                 self.health_changed();
             }
             (None, None) => {}
-        }
-    }
-
-    /// firewalld re-applied the bans after a reload or restart (or, before its first setup,
-    /// answers calls again). If anything failed meanwhile (a setup, bans applied while it
-    /// was away), the repair is not left to the next retry: it runs now, and a success ends
-    /// the failure episode at once.
-    pub(super) async fn firewalld_reapplied(&mut self, report: Reapplied) {
-        match &report.result {
-            Ok(entries) => tracing::info!(
-                "firewalld {:?}: {entries} ban entries re-applied in {:?}",
-                report.trigger,
-                report.elapsed
-            ),
-            Err(e) => tracing::error!(
-                "firewalld {:?}: re-applying bans failed: {e}",
-                report.trigger
-            ),
-        }
-        if report.result.is_ok()
-            && (self.firewall_trouble.is_some() || !self.backends.is_configured())
-        {
-            self.reconcile().await;
         }
     }
 
@@ -211,7 +185,7 @@ impl Daemon {
     fn state_written(&mut self, result: Result<(), StateError>) {
         if self.state_trouble.is_some() {
             // Queued, not written: the bus shows how many changes wait.
-            self.publish_health();
+            self.publish();
             return;
         }
         let Err(error) = result else {
@@ -236,14 +210,12 @@ impl Daemon {
         self.state_trouble.as_ref().map(|t| t.retry_at)
     }
 
-    /// Asks the writer thread to write everything waiting in memory, in one transaction;
-    /// the outcome comes back as [`Report::Retried`]. The bans in force go with it in case
-    /// the backlog overflowed (then the `bans` table is rewritten from them).
-    pub(super) fn retry_state(&mut self) {
-        self.state.retry(stored_bans(&self.trackers));
+    /// A retry was sent to the writer thread: everything waiting in memory, in one
+    /// transaction, with the bans in force in case the backlog overflowed (then the `bans`
+    /// table is rewritten from them); the outcome comes back as [`Report::Retried`].
+    pub(super) fn retry_sent(&mut self) {
         self.state_retrying = true;
     }
-
     /// The outcome of a retry.
     fn state_retried(&mut self, result: Result<CaughtUp, StateError>) {
         let Some(mut trouble) = self.state_trouble.take() else {
@@ -279,8 +251,8 @@ impl Daemon {
         self.health_changed();
     }
 
-    pub(super) fn health(&self) -> Health {
-        Health {
+    pub(super) fn current(&self) -> Published {
+        Published {
             state_error: self.state_trouble.as_ref().map(|t| t.error.clone()),
             unsaved_changes: u64::try_from(self.unsaved_changes).unwrap_or(u64::MAX),
             firewall_error: self.firewall_trouble.as_ref().map(|t| t.error.clone()),
@@ -288,7 +260,7 @@ impl Daemon {
     }
 
     /// What STATUS= adds to the counts while something fails.
-    pub(super) fn health_status(&self) -> String {
+    pub(super) fn status_text(&self) -> String {
         let mut out = String::new();
         if let Some(t) = &self.state_trouble {
             out.push_str(&format!("; state not saved: {}", t.error));
@@ -301,14 +273,14 @@ impl Daemon {
 
     /// Tells the service manager and the bus.
     fn health_changed(&mut self) {
-        self.update_status();
-        self.publish_health();
+        self.status_changed = true;
+        self.publish();
     }
 
     /// Publishes the health for the bus, if it changed.
-    fn publish_health(&self) {
-        let now = self.health();
-        self.health.send_if_modified(|published| {
+    fn publish(&self) {
+        let now = self.current();
+        self.published.send_if_modified(|published| {
             let changed = *published != now;
             if changed {
                 *published = now;
@@ -316,26 +288,6 @@ impl Daemon {
             changed
         });
     }
-}
-
-/// The bans in force as the state database stores them, to rewrite its `bans` table after
-/// the backlog overflowed. Failure counts are not kept in memory: 0 for bans the database
-/// lost, the stored count for the others.
-fn stored_bans(trackers: &HashMap<String, Tracker>) -> Vec<StoredBan> {
-    let mut out = Vec::new();
-    for (jail, tracker) in trackers {
-        for (target, ban) in tracker.active_bans() {
-            out.push(StoredBan {
-                jail: jail.clone(),
-                target: *target,
-                since: ban.since,
-                until: ban.until,
-                offence: ban.offence,
-                failures: 0,
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -11,47 +11,15 @@
 
 use super::{wall_now, Daemon};
 use crate::bus::Lifted;
-use crate::engine::address::IgnoreReason;
 use crate::multicast::{Received, Subscription};
-use ipnet::IpNet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-/// Every address configured on an interface of this network namespace (getifaddrs(3));
-/// empty if the call fails, since loopback is never banned anyway.
+/// Every address configured on an interface of this network namespace (getifaddrs(3),
+/// through the `ifaddrs` shim); empty if the call fails, since loopback is never banned
+/// anyway.
 pub fn own_addresses() -> Vec<IpAddr> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below with freeifaddrs.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family says which struct it is.
-            match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
-                libc::AF_INET => {
-                    // SAFETY: the family is AF_INET, so the sockaddr is a sockaddr_in (getifaddrs(3)).
-                    let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
-                        sin.sin_addr.s_addr,
-                    ))));
-                }
-                libc::AF_INET6 => {
-                    // SAFETY: the family is AF_INET6, so the sockaddr is a sockaddr_in6 (getifaddrs(3)).
-                    let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                    out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
-                }
-                _ => {}
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: frees the list getifaddrs allocated, once.
-    unsafe { libc::freeifaddrs(head) };
+    let mut out = super::ifaddrs::interface_addresses().unwrap_or_default();
     out.sort();
     out.dedup();
     out
@@ -105,11 +73,12 @@ impl Daemon {
         let now_own = own_addresses();
         let added: Vec<IpAddr> = now_own
             .iter()
-            .filter(|a| !self.own_addresses.contains(a))
+            .filter(|a| !self.jails.own_addresses().contains(a))
             .copied()
             .collect();
         let removed: Vec<IpAddr> = self
-            .own_addresses
+            .jails
+            .own_addresses()
             .iter()
             .filter(|a| !now_own.contains(a))
             .copied()
@@ -139,40 +108,15 @@ impl Daemon {
                 list(&removed)
             ),
         }
-        self.own_addresses = now_own;
-        for jail in &self.jails {
-            let policy = match self.ignore_overrides.get(&jail.name) {
-                Some(networks) => self.policy_with_ignores(jail, networks.clone()),
-                None => jail.policy.to_policy(&self.own_addresses),
-            };
-            if let Some(tracker) = self.trackers.get_mut(&jail.name) {
-                tracker.set_policy(policy);
-            }
-        }
-        if added.is_empty() {
-            return;
-        }
+        let lifted = self.jails.set_own_addresses(now_own, &added);
         let now = wall_now();
-        let mut lifted: Vec<(String, Vec<IpNet>)> = Vec::new();
-        for (jail, tracker) in &mut self.trackers {
-            let covered: Vec<IpNet> = tracker
-                .active_bans()
-                .map(|(target, _)| *target)
-                .filter(|target| {
-                    tracker.policy().ignore.check(target) == Some(IgnoreReason::OwnAddress)
-                        && added.iter().any(|a| target.contains(a))
-                })
-                .collect();
-            for target in &covered {
-                tracker.unban(target);
-            }
-            if !covered.is_empty() {
-                lifted.push((jail.clone(), covered));
-            }
-        }
-        for (jail, targets) in lifted {
+        for (j, targets) in lifted {
+            let jail = &self.jails.get(j).settings.name;
             // Logged inside; a failed call is retried by the next reconcile.
-            let _ = self.lift(&jail, &targets, Lifted::OwnAddress, now).await;
+            let _ = self
+                .enforcement
+                .lift(jail, &targets, Lifted::OwnAddress, now)
+                .await;
         }
         self.publish_changes();
     }

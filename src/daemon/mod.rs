@@ -1,11 +1,20 @@
 //! `banhound daemon`: follows the journal and log files, decides bans, applies them,
 //! survives restarts.
 //!
-//! One task owns all ban state (the per-jail [`Tracker`]s, the firewall backends and the
-//! state database) and hands every journal entry and file line to [`Jail::decide`], the
-//! engine's one record → verdict step (shared with `banhound test-filter`); the source feeds ([`feed`] for the journal, [`crate::source::file_follow`] for log files) and
-//! the timers only send it events, so no lock guards ban state and every decision is made
-//! in order. Unbans are driven by one `sleep_until`
+//! One task owns all ban state and runs the select loop below; the source feeds ([`feed`]
+//! for the journal, [`crate::source::file_follow`] for log files) and the timers only send it
+//! events, so no lock guards ban state and every decision is made in order. The state is in
+//! parts with one job each:
+//! - `jails` (jails.rs): the settings and the running jails, indexed by jail index, each
+//!   owning its tracker and its sources' state; every journal entry and file line goes to
+//!   [`crate::engine::jail::Jail::decide`], the engine's one record → verdict step (shared
+//!   with `banhound test-filter`). Decisions only, no I/O.
+//! - `enforcement` (enforcement.rs): the firewall backends, the state writer and the
+//!   [`Observer`]s (the bus's signals; jail actions and fleet sharing attach there): the only
+//!   place that bans and lifts.
+//! - `health` (health.rs): firewall and state database failures, their retries, DEGRADED.
+//!
+//! Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
 //! ([`host`]) and others' changes to the nftables table (`nft_watch`) arrive as netlink
 //! notifications, also without polling.
@@ -40,47 +49,47 @@
 //! by another process (another banhound) stops the start.
 
 mod control;
+mod enforcement;
 pub mod feed;
 mod health;
 pub mod host;
+mod ifaddrs;
+mod jails;
 pub mod logging;
 mod nft_watch;
+#[cfg(test)]
+mod private_tmpfs;
 pub mod state;
 pub mod state_writer;
 
+pub use enforcement::{ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer};
+
 use crate::bus::service::StartError;
-use crate::bus::{Bus, ControlError, Event, Health, JailSnapshot, Lifted, Request};
+use crate::bus::{Bus, ControlError, Event, Lifted, Request};
 use crate::config::error::ConfigError;
-use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
-use crate::display::display_target;
-use crate::engine::datetime::{DateDetector, Zone};
-use crate::engine::filter::{Host, Matcher};
-use crate::engine::jail::{Age, FileSource, Jail, Record, Seen, Step};
-use crate::engine::multiline::SourceState;
-use crate::engine::prepare::{LineFormat, LinePreparer};
-use crate::engine::time::{format_duration, BanTime, Timestamp};
-use crate::engine::tracker::{BanDecision, Mode, Tracker, Verdict};
-use crate::firewall::dispatch::Backends;
-use crate::firewall::firewalld::{FirewalldBackend, FirewalldError};
+use crate::config::{self, ConfigPaths};
+use crate::engine::time::Timestamp;
+use crate::engine::tracker::BanDecision;
+use crate::firewall::firewalld::{FirewalldError, Reapplied};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosition};
 use crate::source::journal::{
-    parse_cursor, Batch, JournalError, JournalSource, MatchError, MatchExpr, Phase, Start,
-    StartReport,
+    parse_cursor, Batch, JournalError, JournalSource, MatchError, Start, StartReport,
 };
+use enforcement::{Enforcement, Report, Signals};
 use feed::Feed;
 use ipnet::IpNet;
+use jails::{Jails, Prepared};
 use sd_notify::NotifyState;
-use state::{StateDb, StateError, StoredBan};
+use state::{StateDb, StateError};
 use state_writer::StateWriter;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 
 /// How the daemon is run.
@@ -142,147 +151,13 @@ fn wall_now() -> Timestamp {
     Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// What the daemon does with a decided record: a ban decision to enforce, or a debug line.
-/// Host names are never banned (nor resolved).
-fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
-    let Step::Seen {
-        seen: Seen::Failure {
-            failure,
-            verdict: Some(verdict),
-        },
-        ..
-    } = step
-    else {
-        return None;
-    };
-    let ip = match failure.host {
-        Host::Ip(ip) => display_target(&IpNet::from(ip)),
-        Host::Net(net) => display_target(&net),
-        Host::Name(_) => return None,
-    };
-    match verdict {
-        Verdict::Ban(decision) => return Some(decision),
-        Verdict::Counted { failures } => tracing::debug!(
-            JAIL = %jail,
-            IP = %ip,
-            FAILURES = failures,
-            "Found {ip} in jail {jail} ({failures} failure(s))"
-        ),
-        Verdict::Ignored(reason) => tracing::debug!(
-            JAIL = %jail,
-            IP = %ip,
-            "Ignored {ip} in jail {jail} ({})",
-            reason.as_str()
-        ),
-        Verdict::AlreadyBanned => {}
-    }
-    None
-}
-
-/// The MESSAGE of a ban: a fixed format, because the shipped recidive filter reads it.
-pub fn ban_message(jail: &str, decision: &BanDecision) -> String {
-    format!(
-        "Banned {} in jail {jail} for {} after {} failures",
-        display_target(&decision.target),
-        decision.bantime,
-        decision.failures
-    )
-}
-
-/// The MESSAGE of a ban ordered over the control interface. Deliberately NOT the form
-/// recidive reads: an administrator already chose this ban's length, and a few manual bans
-/// must not turn into recidive's week-long ban from every port.
-pub fn manual_ban_message(jail: &str, decision: &BanDecision, caller_uid: u32) -> String {
-    format!(
-        "Banned {} in jail {jail} for {} manually (uid {caller_uid})",
-        display_target(&decision.target),
-        decision.bantime
-    )
-}
-
-/// Where a ban came from; decides its log line and the reason its `Banned` signal gives.
-#[derive(Clone, Copy, Debug)]
-enum BanOrigin {
-    Logs,
-    Manual { caller_uid: u32 },
-}
-
-/// The log's wording of why a ban ended (the bus and the database have theirs).
-impl Lifted {
-    fn log_text(self) -> String {
-        match self {
-            Lifted::Manual { caller_uid } => format!("manually, uid {caller_uid}"),
-            Lifted::OwnAddress => "this host now has an address it covers: ignoreself".into(),
-            other => other.stored_reason().to_string(),
-        }
-    }
-}
-
 /// How many events may wait for the bus's signal task; a slower task loses the oldest
 /// (signals are notifications, the state stays queryable).
 const EVENT_BACKLOG: usize = 1024;
-/// A jail that keeps hitting `max_tracked` is reported at most this often.
-const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// How many control requests may wait for the owner task.
 const REQUEST_BACKLOG: usize = 64;
 /// How long connecting to the bus and taking the name may delay READY=1.
 const BUS_START_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The jails the daemon runs, validated against what this daemon supports, before anything
-/// running is touched (so a reload can refuse them without side effects).
-struct Prepared {
-    daemon: DaemonSettings,
-    jails: Vec<JailSettings>,
-    /// The journal matches of the journal jails, and for each the index of its jail.
-    matches: Vec<MatchExpr>,
-    journal_jails: Vec<usize>,
-    /// Each followed file, with the indexes of the jails reading it.
-    files: Vec<(PathBuf, Vec<usize>)>,
-}
-
-fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
-    let mut jails = Vec::new();
-    let mut matches = Vec::new();
-    let mut journal_jails = Vec::new();
-    let mut files: Vec<(PathBuf, Vec<usize>)> = Vec::new();
-    for jail in settings.jails.into_iter().filter(|j| j.enabled) {
-        let index = jails.len();
-        match &jail.source {
-            JailSource::Files { paths } => {
-                for path in paths {
-                    match files.iter_mut().find(|(p, _)| p == path) {
-                        Some((_, readers)) => readers.push(index),
-                        None => files.push((path.clone(), vec![index])),
-                    }
-                }
-            }
-            JailSource::Journal { matches: words } => {
-                let expr = MatchExpr::parse(words).map_err(|source| DaemonError::Match {
-                    jail: jail.name.clone(),
-                    source,
-                })?;
-                matches.push(expr);
-                journal_jails.push(index);
-            }
-        }
-        // What firewalld cannot represent is refused with the configuration, before anything
-        // is changed (a firewall that does not answer is retried instead).
-        if jail.backend == BackendKind::Firewalld {
-            FirewalldBackend::check_jail(&jail.rules).map_err(|source| DaemonError::Backend {
-                jail: jail.name.clone(),
-                source,
-            })?;
-        }
-        jails.push(jail);
-    }
-    Ok(Prepared {
-        daemon: settings.daemon,
-        jails,
-        matches,
-        journal_jails,
-        files,
-    })
-}
 
 /// The key of a file's position in the state database.
 fn file_key(path: &Path) -> String {
@@ -319,27 +194,13 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
-/// The ban state and everything that changes it. Owned by one task.
+/// The ban state and everything that changes it, in its parts: the jails (decisions),
+/// enforcement (bans, lifts and their health) and the sources' bookkeeping. Owned by one task.
 struct Daemon {
     options: Options,
     source_key: String,
-    jails: Vec<JailSettings>,
-    matches: Vec<MatchExpr>,
-    journal_jails: Vec<usize>,
-    files: Vec<(PathBuf, Vec<usize>)>,
-    /// Per (jail, file): what that jail remembers of that file (date detector, newest line,
-    /// multi-line state), made when the file's position is known ([`FileSource::new`]).
-    file_sources: HashMap<(usize, usize), FileSource>,
-    /// Per journal jail: what earlier entries said, for multi-line filters.
-    journal_multiline: HashMap<usize, SourceState>,
-    zone: Zone,
-    trackers: HashMap<String, Tracker>,
-    backends: Backends,
-    /// The state database, on its own thread.
-    state: StateWriter,
-    /// Changes waiting in memory, as the state writer last reported.
-    unsaved_changes: usize,
-    own_addresses: Vec<IpAddr>,
+    jails: Jails,
+    enforcement: Enforcement,
     following: Following,
     /// The last batch or chunk was full: more are waiting (start-up catch-up, a flood).
     catching_up: bool,
@@ -351,31 +212,17 @@ struct Daemon {
     journal_caught_up: bool,
     /// When the daemon started (wall clock), for the control interface's uptime.
     started: Timestamp,
-    /// Bans, unbans and counter changes, for the control interface's signals.
+    /// Bans, unbans and counter changes, for the control interface's signals (bans and
+    /// unbans reach it through enforcement's [`Signals`] observer).
     events: broadcast::Sender<Event>,
-    /// The last snapshot of each jail sent as [`Event::JailChanged`], so only changes are.
-    published: HashMap<String, JailSnapshot>,
-    /// Per jail: its ignore list as changed over the control interface (the configured
-    /// `ignoreip` plus additions minus removals). Dropped at the next reload.
-    ignore_overrides: HashMap<String, Vec<IpNet>>,
     /// `[daemon] reconcile_interval`: `None` is off.
     reconcile_interval: Option<Duration>,
     /// The next periodic reconcile of the firewall.
     reconcile_at: Option<Instant>,
-    /// A firewall call failed and no reconcile has succeeded since.
-    firewall_trouble: Option<health::Trouble>,
-    /// The state database could not be written; changes wait in memory.
-    state_trouble: Option<health::Trouble>,
-    /// A retry of the state database was sent and has not been answered yet.
-    state_retrying: bool,
-    /// The health as the bus shows it.
-    health: watch::Sender<Health>,
     /// Others' changes to banhound's nftables table ([`nft_watch`]), and when the burst
     /// being settled is repaired.
     nft_changes: Option<ChangeWatcher>,
     nft_repair_at: Option<Instant>,
-    /// Per jail: evictions reported so far, and when last.
-    evictions_reported: HashMap<String, (u64, Option<Instant>)>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -395,7 +242,7 @@ struct Following {
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     // Installed first: SIGHUP's default action would end the process during start-up.
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let prepared = prepare(config::load(&options.config)?)?;
+    let prepared = Prepared::new(config::load(&options.config)?)?;
     let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
     // Subscribed before the addresses are read, so no change falls in between.
     let mut address_changes = host::AddressWatch::open()
@@ -404,46 +251,22 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         })
         .ok();
     let own_addresses = host::own_addresses();
+    let events = broadcast::channel(EVENT_BACKLOG).0;
+    let mut enforcement = Enforcement::new(state);
+    enforcement.observe(Box::new(Signals(events.clone())));
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
-        trackers: prepared
-            .jails
-            .iter()
-            .map(|j| {
-                (
-                    j.name.clone(),
-                    Tracker::new(j.policy.to_policy(&own_addresses)),
-                )
-            })
-            .collect(),
-        jails: prepared.jails,
-        matches: prepared.matches,
-        journal_jails: prepared.journal_jails,
-        files: prepared.files,
-        file_sources: HashMap::new(),
-        journal_multiline: HashMap::new(),
-        // Dates without a zone in files are local time, as syslog writes them.
-        zone: Zone::parse("local").unwrap_or(Zone::Utc),
-        backends: Backends::default(),
-        state,
-        unsaved_changes: 0,
-        own_addresses,
+        reconcile_interval: prepared.daemon.reconcile_interval,
+        jails: Jails::new(prepared, own_addresses),
+        enforcement,
         following: Following::default(),
         catching_up: false,
         journal_caught_up: false,
         started: wall_now(),
-        events: broadcast::channel(EVENT_BACKLOG).0,
-        published: HashMap::new(),
-        ignore_overrides: HashMap::new(),
-        reconcile_interval: prepared.daemon.reconcile_interval,
+        events,
         reconcile_at: None,
-        firewall_trouble: None,
-        state_trouble: None,
-        state_retrying: false,
-        health: watch::channel(Health::default()).0,
         nft_changes: None,
         nft_repair_at: None,
-        evictions_reported: HashMap::new(),
         options,
     };
     // firewalld may start after banhound (ordered after it, never pulled in) or be
@@ -454,7 +277,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         if e.backend != BackendKind::Firewalld {
             return Err(e.into());
         }
-        daemon.firewall_failed("cannot set up the firewall", &e);
+        daemon
+            .enforcement
+            .health
+            .firewall_failed("cannot set up the firewall", &e);
     }
     daemon.restore().await?;
     daemon.schedule_reconcile();
@@ -503,12 +329,17 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 daemon.reconcile().await;
                 daemon.publish_changes();
             }
-            () = sleep_until_some(daemon.next_state_retry()) => daemon.retry_state(),
-            report = daemon.backends.next_reapplied() => {
-                daemon.firewalld_reapplied(report).await;
-                daemon.publish_changes();
+            () = sleep_until_some(daemon.enforcement.health.next_state_retry()) => {
+                let active = daemon.jails.stored_bans();
+                daemon.enforcement.retry_state(active);
             }
-            report = daemon.state.next_report() => daemon.state_reported(report),
+            report = daemon.enforcement.next_report() => match report {
+                Report::Reapplied(report) => {
+                    daemon.firewalld_reapplied(report).await;
+                    daemon.publish_changes();
+                }
+                Report::State(report) => daemon.enforcement.state_reported(report),
+            },
             // Before the sources: a new address of the host must not be banned by the
             // entries that follow it.
             changed = host::address_change(&mut address_changes) => match changed {
@@ -537,6 +368,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             },
             () = sleep_until_some(deadline) => daemon.expire().await,
         }
+        if daemon.enforcement.health.take_status_changed() {
+            daemon.update_status();
+        }
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
@@ -546,10 +380,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     // Unprocessed batches are dropped: their entries are after the committed positions.
     drop(feeds);
     if daemon.options.flush_on_stop {
-        daemon.backends.teardown().await?;
+        daemon.enforcement.teardown().await?;
         tracing::info!("flushed banhound's firewall objects (--flush-on-stop); bans stay in the state database");
     }
-    tracing::info!("banhound stopped: {} bans in force", daemon.banned());
+    tracing::info!("banhound stopped: {} bans in force", daemon.jails.banned());
     Ok(())
 }
 
@@ -591,26 +425,19 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 }
 
 impl Daemon {
-    fn banned(&self) -> usize {
-        self.trackers
-            .values()
-            .map(|t| t.active_bans().count())
-            .sum()
-    }
-
     fn status(&self) -> String {
         let jails = self.jails.len();
         format!(
             "{jails} jail{}, {} banned, {}{}",
             if jails == 1 { "" } else { "s" },
-            self.banned(),
+            self.jails.banned(),
             match (self.following.journal, self.following.files) {
                 (true, 0) => "following journal".to_string(),
                 (true, n) => format!("following journal and {n} file(s)"),
                 (false, 0) => "following nothing".to_string(),
                 (false, n) => format!("following {n} file(s)"),
             },
-            self.health_status()
+            self.enforcement.health.status_text()
         )
     }
 
@@ -619,12 +446,7 @@ impl Daemon {
     }
 
     async fn configure_backends(&mut self) -> Result<(), FirewallError> {
-        let rules: Vec<(BackendKind, _)> = self
-            .jails
-            .iter()
-            .map(|j| (j.backend, j.rules.clone()))
-            .collect();
-        let configured = self.backends.configure(&rules).await;
+        let configured = self.enforcement.configure(&self.jails).await;
         match &configured {
             // Its own failure says it all; a retry that sets it up starts the watch.
             Err(e) if e.backend == BackendKind::Nftables => {}
@@ -639,7 +461,7 @@ impl Daemon {
     /// would take a new backend's own changes, from another socket, for someone else's),
     /// started for one just opened (by a configuration or by a retry).
     pub(super) fn follow_nftables(&mut self) {
-        if self.backends.nftables().is_none() {
+        if self.enforcement.nftables().is_none() {
             self.nft_changes = None;
         }
         self.watch_nftables();
@@ -650,8 +472,7 @@ impl Daemon {
     /// already hold those failures).
     fn start_feeds(&mut self, reload: bool) -> Result<Feeds, DaemonError> {
         self.following = Following::default();
-        self.file_sources.clear();
-        self.journal_multiline.clear();
+        self.jails.reset_sources();
         let journal = self.start_journal(reload)?;
         let files = self.start_files()?;
         if journal.is_none() && files.is_none() {
@@ -665,15 +486,17 @@ impl Daemon {
     /// are skipped (the look-back); after a stored position every line is new, judged by its
     /// own date.
     fn start_files(&mut self) -> Result<Option<FileFeed>, DaemonError> {
-        if self.files.is_empty() {
+        if self.jails.files().is_empty() {
             return Ok(None);
         }
         let now = wall_now();
         let mut list = Vec::new();
-        for (file, (path, readers)) in self.files.iter().enumerate() {
-            let key = file_key(path);
+        for file in 0..self.jails.files().len() {
+            let path = self.jails.files()[file].0.clone();
+            let key = file_key(&path);
             let stored = self
-                .state
+                .enforcement
+                .state()
                 .read(move |db| db.cursor(&key))?
                 .and_then(|p| FilePosition::decode(&p));
             tracing::info!(
@@ -684,40 +507,24 @@ impl Daemon {
                     p.offset, p.inode
                 ))
             );
-            for &j in readers {
-                let filter = &self.jails[j].filter;
-                let preparer = LinePreparer::new(
-                    DateDetector::new(self.zone.clone()).with_pattern(filter.datepattern.clone()),
-                    filter.format,
-                    &filter.identifiers,
-                );
-                let age = match stored {
-                    None => Age::LookBack(now),
-                    Some(_) => Age::Continued,
-                };
-                self.file_sources
-                    .insert((j, file), FileSource::new(preparer, age));
-            }
-            list.push((path.clone(), stored));
+            self.jails.position_file(file, stored, now);
+            list.push((path, stored));
         }
         let feed = FileFeed::start(list)?;
-        self.following.files = self.files.len();
+        self.following.files = self.jails.files().len();
         Ok(Some(feed))
     }
 
     fn start_journal(&mut self, reload: bool) -> Result<Option<Feed>, DaemonError> {
-        if self.journal_jails.is_empty() {
+        let Some(lookback) = self.jails.journal_lookback() else {
             return Ok(None);
-        }
+        };
         let now = wall_now();
-        let lookback = self
-            .journal_jails
-            .iter()
-            .map(|&j| self.jails[j].policy.findtime)
-            .max()
-            .unwrap_or_default();
         let source = self.source_key.clone();
-        let stored = self.state.read(move |db| db.cursor(&source))?;
+        let stored = self
+            .enforcement
+            .state()
+            .read(move |db| db.cursor(&source))?;
         let start = match (stored, reload) {
             (Some(cursor), true) => Start::Resume {
                 cursor,
@@ -725,8 +532,11 @@ impl Daemon {
             },
             (stored, _) => Start::from_stored(stored, now, lookback),
         };
-        let (feed, report) =
-            Feed::start(self.options.journal.clone(), self.matches.clone(), start)?;
+        let (feed, report) = Feed::start(
+            self.options.journal.clone(),
+            self.jails.matches().to_vec(),
+            start,
+        )?;
         if let Some(warning) = report.warning() {
             tracing::warn!("{warning}");
         }
@@ -748,18 +558,14 @@ impl Daemon {
     /// learn where they ended in log time, back to the oldest entry the start reads again
     /// (the stored cursor's time minus the longest findtime): failures logged during such a
     /// ban and read again now (replayed, or new after a crash or a long stop) do not count,
-    /// exactly as in a run that was never stopped.
+    /// exactly as in a run that was never stopped. Those bans, and the bans of jails no longer
+    /// configured, end through enforcement like any other.
     async fn restore(&mut self) -> Result<(), DaemonError> {
         let now = wall_now();
-        let lookback = self
-            .jails
-            .iter()
-            .map(|j| j.policy.findtime)
-            .max()
-            .unwrap_or_default();
+        let lookback = self.jails.longest_findtime();
         let source = self.source_key.clone();
         // Offence counts first: a restored active ban then overrides its own entry.
-        let (offences, stored, expired) = self.state.read(move |db| {
+        let (offences, stored, expired) = self.enforcement.state().read(move |db| {
             let cursor = db.cursor(&source)?;
             let read_from = cursor
                 .and_then(|c| parse_cursor(&c).ok())
@@ -771,19 +577,19 @@ impl Daemon {
             ))
         })?;
         for (jail, target, offences, last) in offences {
-            if let Some(tracker) = self.trackers.get_mut(&jail) {
-                tracker.restore_offences(target, offences, last);
+            if let Some(jail) = self.jails.by_name_mut(&jail) {
+                jail.tracker.restore_offences(target, offences, last);
             }
         }
         for (jail, target, until) in expired {
-            if let Some(tracker) = self.trackers.get_mut(&jail) {
-                tracker.restore_lifted(target, until);
+            if let Some(jail) = self.jails.by_name_mut(&jail) {
+                jail.tracker.restore_lifted(target, until);
             }
         }
-        let mut entries = Vec::new();
+        let mut restored = Vec::new();
         let mut ended: BTreeMap<(String, Lifted), Vec<IpNet>> = BTreeMap::new();
         for ban in stored {
-            let Some(tracker) = self.trackers.get_mut(&ban.jail) else {
+            let Some(jail) = self.jails.by_name_mut(&ban.jail) else {
                 ended
                     .entry((ban.jail.clone(), Lifted::JailRemoved))
                     .or_default()
@@ -791,42 +597,20 @@ impl Daemon {
                 continue;
             };
             if let Some(until) = ban.until.filter(|until| *until <= now) {
-                tracker.restore_lifted(ban.target, until);
+                jail.tracker.restore_lifted(ban.target, until);
                 ended
                     .entry((ban.jail.clone(), Lifted::ExpiredWhileStopped))
                     .or_default()
                     .push(ban.target);
                 continue;
             }
-            tracker.restore_ban(ban.target, ban.active());
-            let timeout = ban.until.map(|until| until.since(now));
-            // One line per ban at debug level: a restart with 100,000 bans must not spend half
-            // its start-up writing them (the summary below says how many were restored).
-            tracing::debug!(
-                JAIL = %ban.jail,
-                IP = %display_target(&ban.target),
-                "Restored ban of {} in jail {} ({} left)",
-                display_target(&ban.target),
-                ban.jail,
-                timeout.map_or_else(|| "permanent".to_string(), |t| BanTime::For(t).to_string())
-            );
-            entries.push(BanEntry {
-                jail: ban.jail,
-                target: ban.target,
-                timeout,
-            });
+            jail.tracker.restore_ban(ban.target, ban.active());
+            restored.push(ban);
         }
-        for ((jail, reason), targets) in ended {
-            self.state.end_bans(&jail, &targets, reason, now);
-            for target in &targets {
-                tracing::info!(JAIL = %jail, IP = %display_target(target), "Unbanned {} in jail {jail} ({})", display_target(target), reason.log_text());
-            }
+        for ((jail, why), targets) in ended {
+            self.enforcement.record_ended(&jail, &targets, why, now);
         }
-        match self.backends.ban(&entries).await {
-            Ok(()) => tracing::info!("restored {} ban(s)", entries.len()),
-            // Kept in the trackers: the retry's reconcile puts them in place.
-            Err(e) => self.firewall_failed(&format!("cannot restore {} ban(s)", entries.len()), &e),
-        }
+        self.enforcement.restore(&self.jails, restored, now).await;
         Ok(())
     }
 
@@ -838,51 +622,7 @@ impl Daemon {
         if batch.at_end() {
             self.catch_up_done();
         }
-        let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
-        {
-            let mut matchers: Vec<Option<Matcher<'_>>> = self.jails.iter().map(|_| None).collect();
-            // fail2ban filters (after-date format) see an entry as "HOST IDENT[PID]: MESSAGE",
-            // as on fail2ban's systemd backend: their session ids are in that prefix.
-            let mut rendered = Vec::new();
-            for entry in batch.iter() {
-                for &m in entry.jails {
-                    let Some(&j) = self.journal_jails.get(m) else {
-                        continue;
-                    };
-                    let jail = &self.jails[j];
-                    let matcher = matchers[j].get_or_insert_with(|| jail.filter.filter.matcher());
-                    let message = if jail.filter.format == LineFormat::AfterDate {
-                        entry.entry.render_syslog(&mut rendered);
-                        rendered.as_slice()
-                    } else {
-                        entry.entry.message
-                    };
-                    let Some(tracker) = self.trackers.get_mut(&jail.name) else {
-                        continue;
-                    };
-                    let mode = match entry.phase {
-                        Phase::Replay => Mode::Replay,
-                        Phase::New => Mode::Live,
-                    };
-                    let record = Record::Entry {
-                        state: self.journal_multiline.entry(j).or_default(),
-                        message,
-                        origin: entry.entry.origin(),
-                        time: entry.entry.timestamp,
-                    };
-                    let mut running = Jail { matcher, tracker };
-                    let step = running.decide(record, mode, now);
-                    // A replayed entry only rebuilds its window: it was logged (and any ban
-                    // it led to decided) when it was new.
-                    if mode == Mode::Replay {
-                        continue;
-                    }
-                    if let Some(decision) = conclude_step(&jail.name, step) {
-                        decisions.push((j, decision));
-                    }
-                }
-            }
-        }
+        let decisions = self.jails.decide_batch(&batch, now);
         let position = batch
             .cursor()
             .map(|c| (self.source_key.clone(), c.to_string()));
@@ -896,37 +636,11 @@ impl Daemon {
         let now = wall_now();
         // A read fills READ_SIZE when more is waiting; the chunk is that minus a partial line.
         self.catching_up = chunk.lines.len() >= file_follow::READ_SIZE / 2;
-        let Some((path, readers)) = self.files.get(chunk.file) else {
+        let Some((path, _)) = self.jails.files().get(chunk.file) else {
             return;
         };
-        let mut decisions: Vec<(usize, BanDecision)> = Vec::new();
-        let mut lines = 0;
-        for &j in readers {
-            let jail = &self.jails[j];
-            let mut matcher = jail.filter.filter.matcher();
-            let (Some(tracker), Some(source)) = (
-                self.trackers.get_mut(&jail.name),
-                self.file_sources.get_mut(&(j, chunk.file)),
-            ) else {
-                continue;
-            };
-            let mut running = Jail {
-                matcher: &mut matcher,
-                tracker,
-            };
-            for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
-                lines += 1;
-                let record = Record::Line {
-                    source: &mut *source,
-                    line,
-                };
-                let step = running.decide(record, Mode::Live, now);
-                if let Some(decision) = conclude_step(&jail.name, step) {
-                    decisions.push((j, decision));
-                }
-            }
-        }
         let position = Some((file_key(path), chunk.position.encode()));
+        let (decisions, lines) = self.jails.decide_chunk(&chunk, now);
         self.conclude(decisions, position, lines, started, now)
             .await;
     }
@@ -945,161 +659,16 @@ impl Daemon {
         let bans = decisions.len();
         // Logged inside; a failed firewall call is retried by the next reconcile.
         let _ = self
-            .enforce(&decisions, position, now, BanOrigin::Logs)
+            .enforcement
+            .ban(&self.jails, &decisions, position, now, Cause::Logs)
             .await;
         tracing::debug!(
             target: "banhound::batch",
             "batch of {records} entries: {bans} ban(s), done in {} us",
             started.elapsed().as_micros()
         );
-        self.report_evictions();
+        self.jails.report_evictions();
         self.publish_changes();
-    }
-
-    /// Says when a jail hit `max_tracked` and forgot addresses, at most once a minute per
-    /// jail (a flood evicts in every batch), with the count since the last report.
-    fn report_evictions(&mut self) {
-        let now = Instant::now();
-        for (jail, tracker) in &self.trackers {
-            let evicted = tracker.totals().evicted;
-            let (reported, at) = self
-                .evictions_reported
-                .entry(jail.clone())
-                .or_insert((0, None));
-            if evicted <= *reported || at.is_some_and(|at| now < at + EVICTION_REPORT_EVERY) {
-                continue;
-            }
-            tracing::warn!(
-                JAIL = %jail,
-                EVICTED = evicted - *reported,
-                "jail {jail} reached max_tracked ({}): forgot the failures of {} address(es) whose last failure was oldest ({evicted} since start); raise max_tracked if this is not a flood",
-                crate::display::thousands(tracker.policy().max_tracked as u64),
-                crate::display::thousands(evicted - *reported),
-            );
-            *reported = evicted;
-            *at = Some(now);
-        }
-    }
-
-    /// The one path of every ban, decided from the logs or ordered over the bus: sent to be
-    /// persisted (with the source position it was derived up to, in one transaction),
-    /// applied to the firewall, logged, announced.
-    async fn enforce(
-        &mut self,
-        decisions: &[(usize, BanDecision)],
-        position: Option<(&str, &str)>,
-        now: Timestamp,
-        origin: BanOrigin,
-    ) -> Result<(), FirewallError> {
-        let stored: Vec<StoredBan> = decisions
-            .iter()
-            .map(|(j, d)| StoredBan {
-                jail: self.jails[*j].name.clone(),
-                target: d.target,
-                since: d.at,
-                until: d.until(),
-                offence: d.offence,
-                failures: d.failures,
-            })
-            .collect();
-        let entries: Vec<BanEntry> = stored
-            .iter()
-            .filter_map(|b| {
-                let timeout = match b.until {
-                    None => None,
-                    Some(until) if until > now => Some(until.since(now)),
-                    // Already over (an old entry): the expiry timer lifts it at once.
-                    Some(_) => return None,
-                };
-                Some(BanEntry {
-                    jail: b.jail.clone(),
-                    target: b.target,
-                    timeout,
-                })
-            })
-            .collect();
-        // Sent, not waited for (the writer thread commits it with the position, in order):
-        // blocking matters more than remembering, and the ban goes to the firewall
-        // regardless of the disk.
-        self.state.commit_batch(stored, position, now);
-        if decisions.is_empty() {
-            return Ok(());
-        }
-        let applied = self.backends.ban(&entries).await;
-        if let Err(e) = &applied {
-            self.firewall_failed(&format!("cannot apply {} ban(s)", entries.len()), e);
-        }
-        for (j, d) in decisions {
-            let jail = &self.jails[*j];
-            let (message, reason, caller) = match origin {
-                BanOrigin::Logs => (
-                    ban_message(&jail.name, d),
-                    format!(
-                        "{} failures within {}",
-                        d.failures,
-                        format_duration(jail.policy.findtime)
-                    ),
-                    None,
-                ),
-                BanOrigin::Manual { caller_uid } => (
-                    manual_ban_message(&jail.name, d, caller_uid),
-                    format!("manual (uid {caller_uid})"),
-                    Some(caller_uid),
-                ),
-            };
-            tracing::info!(
-                JAIL = %jail.name,
-                IP = %display_target(&d.target),
-                BANTIME = %d.bantime,
-                FAILURES = d.failures,
-                OFFENCE = d.offence,
-                CALLER_UID = caller,
-                "{message}"
-            );
-            self.emit(Event::Banned {
-                jail: jail.name.clone(),
-                target: d.target,
-                until: d.until(),
-                reason,
-            });
-        }
-        self.update_status();
-        applied
-    }
-
-    /// The one path of every unban (the tracker has already dropped the targets): removed
-    /// from the firewall and the database, logged, announced.
-    async fn lift(
-        &mut self,
-        jail: &str,
-        targets: &[IpNet],
-        why: Lifted,
-        now: Timestamp,
-    ) -> Result<(), FirewallError> {
-        if targets.is_empty() {
-            return Ok(());
-        }
-        // The kernel has usually dropped expired ones already (element timeouts); this covers
-        // backends without timeouts and bans whose timeout was refreshed.
-        let removed = self.backends.unban(jail, targets).await;
-        if let Err(e) = &removed {
-            self.firewall_failed(
-                &format!("cannot lift {} ban(s) of jail {jail}", targets.len()),
-                e,
-            );
-        }
-        self.state.end_bans(jail, targets, why, now);
-        for target in targets {
-            let text = display_target(target);
-            tracing::info!(JAIL = %jail, IP = %text, "Unbanned {text} in jail {jail} ({})", why.log_text());
-            self.emit(Event::Unbanned {
-                jail: jail.to_string(),
-                target: *target,
-                why,
-            });
-        }
-        self.update_status();
-        removed
     }
 
     fn emit(&self, event: Event) {
@@ -1113,25 +682,20 @@ impl Daemon {
         if self.events.receiver_count() == 0 {
             return;
         }
-        let snapshots: Vec<JailSnapshot> =
-            self.jails.iter().filter_map(|j| self.snapshot(j)).collect();
-        for snapshot in snapshots {
-            if self.published.get(&snapshot.name) == Some(&snapshot) {
+        for index in 0..self.jails.len() {
+            let snapshot = self.jails.snapshot(index);
+            let jail = self.jails.get_mut(index);
+            if jail.published.as_ref() == Some(&snapshot) {
                 continue;
             }
-            self.published
-                .insert(snapshot.name.clone(), snapshot.clone());
+            jail.published = Some(snapshot.clone());
             self.emit(Event::JailChanged { snapshot });
         }
     }
 
     /// When the earliest ban of any jail ends, as a point on tokio's clock.
     fn next_deadline(&self) -> Option<Instant> {
-        let next = self
-            .trackers
-            .values()
-            .filter_map(Tracker::next_expiry)
-            .min()?;
+        let next = self.jails.next_expiry()?;
         let at = Instant::now() + next.since(wall_now());
         Some(if self.catching_up {
             at.max(Instant::now() + CATCH_UP_GRACE)
@@ -1149,25 +713,19 @@ impl Daemon {
         // (tests/load.rs). 256 takes a few milliseconds.
         const STEP: usize = 256;
         let now = wall_now();
-        let mut budget = STEP;
-        let expired: Vec<(String, Vec<IpNet>)> = self
-            .trackers
-            .iter_mut()
-            .map(|(jail, tracker)| {
-                let targets = tracker.take_expired_at_most(now, budget);
-                budget -= targets.len();
-                (jail.clone(), targets)
-            })
-            .filter(|(_, targets)| !targets.is_empty())
-            .collect();
+        let expired = self.jails.take_expired(now, STEP);
         if expired.is_empty() {
             return;
         }
-        for (jail, targets) in expired {
+        for (j, targets) in expired {
+            let jail = &self.jails.get(j).settings.name;
             // Logged inside; the kernel's element timeouts lift nftables bans regardless.
-            let _ = self.lift(&jail, &targets, Lifted::Expired, now).await;
+            let _ = self
+                .enforcement
+                .lift(jail, &targets, Lifted::Expired, now)
+                .await;
         }
-        self.state.purge_history(now);
+        self.enforcement.purge_history(now);
         self.publish_changes();
     }
 
@@ -1192,7 +750,6 @@ impl Daemon {
             Ok(prepared) => {
                 let applied = self.apply(prepared, feeds).await;
                 // Whatever part of it was applied, the jails may have changed.
-                self.published.clear();
                 self.emit(Event::JailsChanged);
                 match applied {
                     Err(e) => {
@@ -1212,72 +769,47 @@ impl Daemon {
         result
     }
 
+    /// A firewall failure during a reload is one more failure episode, retried by the
+    /// reconcile like any other, not a reason to stop half-way: the rest of the
+    /// configuration, and above all the sources (stopped at the start of the reload), must
+    /// still be applied.
     async fn apply(&mut self, prepared: Prepared, feeds: &mut Feeds) -> Result<(), DaemonError> {
         let now = wall_now();
         // What was not processed yet is read again from the committed positions.
         *feeds = Feeds::default();
-        self.own_addresses = host::own_addresses();
-        self.ignore_overrides.clear();
-        let kept: HashMap<&str, BackendKind> = prepared
-            .jails
-            .iter()
-            .map(|j| (j.name.as_str(), j.backend))
-            .collect();
-        let old_jails: Vec<(String, BackendKind)> = self
-            .jails
-            .iter()
-            .map(|j| (j.name.clone(), j.backend))
-            .collect();
-        for (name, old_backend) in old_jails {
-            let Some(tracker) = self.trackers.get(&name) else {
-                continue;
-            };
-            let targets: Vec<IpNet> = tracker.active_bans().map(|(t, _)| *t).collect();
-            match kept.get(name.as_str()) {
-                Some(new_backend) if *new_backend == old_backend => continue,
-                // Moving to another backend: lift here, re-applied there below.
-                Some(_) => {
-                    let lifted = self.backends.unban(&name, &targets).await;
-                    self.keep_going("cannot lift the bans of a jail moving backend", lifted);
-                }
-                None => {
-                    self.trackers.remove(&name);
-                    // `lift` reports a firewall failure itself (one more failure episode,
-                    // retried by the reconcile); the reload goes on either way.
-                    let _ = self.lift(&name, &targets, Lifted::JailRemoved, now).await;
-                    tracing::info!(JAIL = %name, "jail {name} removed");
-                }
-            }
-        }
-        for jail in &prepared.jails {
-            let policy = jail.policy.to_policy(&self.own_addresses);
-            match self.trackers.get_mut(&jail.name) {
-                Some(tracker) => tracker.set_policy(policy),
-                None => {
-                    tracing::info!(JAIL = %jail.name, "jail {} added", jail.name);
-                    self.trackers
-                        .insert(jail.name.clone(), Tracker::new(policy));
-                }
-            }
-        }
         if self.reconcile_interval != prepared.daemon.reconcile_interval {
             self.reconcile_interval = prepared.daemon.reconcile_interval;
             self.schedule_reconcile();
         }
-        self.jails = prepared.jails;
-        self.matches = prepared.matches;
-        self.journal_jails = prepared.journal_jails;
-        self.files = prepared.files;
-        let configured = self.configure_backends().await;
-        self.keep_going("cannot set up the firewall", configured);
+        let reloaded = self.jails.reload(prepared, host::own_addresses());
+        for (jail, targets) in reloaded.moved {
+            // Moving to another backend: lifted here, re-applied there below.
+            self.enforcement.leave_backend(&jail, &targets).await;
+        }
+        for (jail, targets) in reloaded.removed {
+            // `lift` reports a firewall failure itself; the reload goes on either way.
+            let _ = self
+                .enforcement
+                .lift(&jail, &targets, Lifted::JailRemoved, now)
+                .await;
+            tracing::info!(JAIL = %jail, "jail {jail} removed");
+        }
+        for jail in &reloaded.added {
+            tracing::info!(JAIL = %jail, "jail {jail} added");
+        }
+        if let Err(e) = self.configure_backends().await {
+            self.enforcement
+                .health
+                .firewall_failed("cannot set up the firewall", &e);
+        }
         // Idempotent: refreshes every ban, which also repairs sets that were recreated.
         let entries: Vec<BanEntry> = self
+            .jails
             .bans_in_force(now)
             .into_iter()
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
-        let banned = self.backends.ban(&entries).await;
-        self.keep_going(&format!("cannot apply {} ban(s)", entries.len()), banned);
+        self.enforcement.refresh(&entries).await;
         *feeds = self.start_feeds(true)?;
         if feeds.journal.is_none() {
             // No journal jail left: no catch-up to wait for.
@@ -1296,97 +828,72 @@ impl Daemon {
         }
     }
 
-    /// A firewall failure during a reload is one more failure episode, retried by the
-    /// reconcile like any other, not a reason to stop half-way: the rest of the
-    /// configuration, and above all the sources (stopped at the start of the reload), must
-    /// still be applied.
-    fn keep_going(&mut self, what: &str, result: Result<(), FirewallError>) {
-        if let Err(e) = result {
-            self.firewall_failed(what, &e);
+    /// When the firewall is next reconciled: a retry after a failure, else the next
+    /// periodic check; never before the journal's catch-up after the start is done (see
+    /// `journal_caught_up`; one runs as soon as it is).
+    fn next_reconcile(&self) -> Option<Instant> {
+        if !self.journal_caught_up {
+            return None;
+        }
+        match (
+            self.enforcement.health.firewall_retry_at(),
+            self.reconcile_at,
+        ) {
+            (Some(retry), Some(at)) => Some(retry.min(at)),
+            (Some(retry), None) => Some(retry),
+            (None, at) => at,
+        }
+    }
+
+    /// Starts (or restarts, after a reload changed it) the periodic reconcile.
+    fn schedule_reconcile(&mut self) {
+        self.reconcile_at = self.reconcile_interval.map(|every| Instant::now() + every);
+    }
+
+    /// Compares every backend with the bans in force and repairs it (see [`health`]).
+    async fn reconcile(&mut self) {
+        if !self.journal_caught_up {
+            // Run as soon as the catch-up is done (`Daemon::catch_up_done`).
+            return;
+        }
+        self.schedule_reconcile();
+        let bans = self.jails.bans_in_force(wall_now());
+        self.enforcement.reconcile(&bans).await;
+        // A retry may have opened the nftables backend only now.
+        self.follow_nftables();
+    }
+
+    /// firewalld re-applied the bans after a reload or restart (or, before its first setup,
+    /// answers calls again). If anything failed meanwhile (a setup, bans applied while it
+    /// was away), the repair is not left to the next retry: it runs now, and a success ends
+    /// the failure episode at once.
+    async fn firewalld_reapplied(&mut self, report: Reapplied) {
+        match &report.result {
+            Ok(entries) => tracing::info!(
+                "firewalld {:?}: {entries} ban entries re-applied in {:?}",
+                report.trigger,
+                report.elapsed
+            ),
+            Err(e) => tracing::error!(
+                "firewalld {:?}: re-applying bans failed: {e}",
+                report.trigger
+            ),
+        }
+        if report.result.is_ok()
+            && (self.enforcement.health.firewall_failing() || !self.enforcement.is_configured())
+        {
+            self.reconcile().await;
         }
     }
 }
 
 fn prepare_settings(paths: &ConfigPaths) -> Result<Prepared, DaemonError> {
-    prepare(config::load(paths)?)
+    Prepared::new(config::load(paths)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::load_filter_file;
-    use crate::engine::filter::{Host, Outcome};
-    use std::path::Path;
-
-    fn decision(target: &str, bantime: BanTime, failures: u32) -> BanDecision {
-        BanDecision {
-            target: target.parse().unwrap(),
-            at: Timestamp::from_secs(1_700_000_000),
-            bantime,
-            failures,
-            offence: 1,
-        }
-    }
-
-    #[test]
-    fn ban_messages_have_the_documented_form_and_feed_recidive() {
-        let v4 = decision("198.51.100.4/32", BanTime::For(Duration::from_secs(600)), 5);
-        let v6 = decision(
-            "2001:db8:1:2::/64",
-            BanTime::For(Duration::from_secs(5400)),
-            3,
-        );
-        let forever = decision("203.0.113.9/32", BanTime::Permanent, 1);
-        assert_eq!(
-            ban_message("sshd", &v4),
-            "Banned 198.51.100.4 in jail sshd for 10m after 5 failures"
-        );
-        assert_eq!(
-            ban_message("sshd", &v6),
-            "Banned 2001:db8:1:2::/64 in jail sshd for 1h30m after 3 failures"
-        );
-        assert_eq!(
-            ban_message("nginx-http-auth", &forever),
-            "Banned 203.0.113.9 in jail nginx-http-auth for permanent after 1 failures"
-        );
-
-        let recidive = load_filter_file(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/filters/recidive.toml"),
-            "recidive",
-            None,
-        )
-        .unwrap();
-        let mut matcher = recidive.filter.matcher();
-        for (d, addr) in [
-            (&v4, "198.51.100.4"),
-            (&v6, "2001:db8:1:2::"),
-            (&forever, "203.0.113.9"),
-        ] {
-            let message = ban_message("sshd", d);
-            match matcher.match_line(message.as_bytes()) {
-                Outcome::Failure(f) => {
-                    assert_eq!(f.host, Host::Ip(addr.parse().unwrap()), "{message}")
-                }
-                other => panic!("recidive does not read {message:?}: {other:?}"),
-            }
-        }
-        // Its own bans do not feed it again.
-        let own = ban_message("recidive", &v4);
-        assert!(matches!(
-            matcher.match_line(own.as_bytes()),
-            Outcome::Ignored { .. }
-        ));
-        // Nor do manual bans: their length was an admin's choice.
-        let manual = manual_ban_message("sshd", &v4, 0);
-        assert_eq!(
-            manual,
-            "Banned 198.51.100.4 in jail sshd for 10m manually (uid 0)"
-        );
-        assert!(
-            !matches!(matcher.match_line(manual.as_bytes()), Outcome::Failure(_)),
-            "{manual}"
-        );
-    }
 
     #[test]
     fn positions_are_keyed_by_source() {

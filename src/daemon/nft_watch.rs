@@ -30,7 +30,7 @@ impl Daemon {
         if self.nft_changes.is_some() {
             return;
         }
-        let Some(backend) = self.backends.nftables() else {
+        let Some(backend) = self.enforcement.nftables() else {
             return;
         };
         match backend.watch_changes() {

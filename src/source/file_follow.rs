@@ -18,7 +18,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use crate::source::fd_shim::{drain, eventfd, inotify, inotify_watch, poll, signal};
 use crate::source::file::{Line, LineReader, MAX_LINE};
 
 /// A chunk is handed over once it holds this many bytes of lines (more may wait behind it);
@@ -139,22 +140,6 @@ impl Drop for FileFeed {
             let _ = thread.join();
         }
     }
-}
-
-fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn signal(fd: &OwnedFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a valid u64 to an eventfd.
-    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }
 
 /// What the follower is told by a wake-up.
@@ -333,14 +318,10 @@ impl FileFollower {
             },
         ];
         loop {
-            // SAFETY: two valid pollfds.
-            let ret = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if ret < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
+            match poll(&mut fds, -1) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {}
             }
             if fds[1].revents != 0 {
                 return Ok(Wake::Stop);
@@ -357,33 +338,19 @@ struct Inotify {
 
 impl Inotify {
     fn new() -> io::Result<Inotify> {
-        // SAFETY: plain syscall; checked.
-        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Inotify {
-            // SAFETY: `fd` was just created and nothing else owns or closes it.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        Ok(Inotify { fd: inotify()? })
     }
 
     fn watch(&self, path: &Path, mask: u32) -> io::Result<()> {
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-        // SAFETY: a valid inotify fd and NUL-terminated path.
-        if unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        inotify_watch(&self.fd, &c, mask)
     }
 
     /// Empties the event queue: the follower re-checks the file itself, so which events
     /// arrived does not matter, only that some did.
     fn discard_events(&self) {
-        let mut buf = [0u8; 4096];
-        // SAFETY: reads into a valid buffer from our non-blocking fd until it is empty.
-        while unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        drain(&self.fd);
     }
 }
 

@@ -3,6 +3,7 @@
 //! line reader (test-filter and the daemon), [`file_follow`] the daemon's follower of files
 //! being written (rotation, truncation, persisted offsets).
 
+pub mod fd_shim;
 pub mod file;
 pub mod file_follow;
 pub mod journal;

@@ -20,6 +20,52 @@ use std::time::{Duration, Instant};
 pub const OWN_V4: &str = "192.0.2.1";
 pub const OWN_V6: &str = "2001:db8:1:2::10";
 
+/// Starts `banhound daemon` through `runner` (the binary, or something that runs it: `ip
+/// netns exec NS BINARY`), serving `bus_address`, with its configuration in
+/// `dir/banhound.toml`, an empty journal directory `dir/journal`, its state in `dir/state`
+/// and its log in `dir/daemon.log`. It dies with the test thread that started it.
+pub fn spawn_daemon(runner: &mut Command, dir: &Path, bus_address: &str) -> Child {
+    let journal = dir.join("journal");
+    std::fs::create_dir_all(&journal).unwrap();
+    die_with_test(runner)
+        .arg("--defaults-dir")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
+        .arg("--config")
+        .arg(dir.join("banhound.toml"))
+        .arg("--bus-address")
+        .arg(bus_address)
+        .args(["daemon", "--log-target", "stderr"])
+        .arg("--journal-directory")
+        .arg(&journal)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(dir.join("daemon.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the daemon says it started (its name is on the bus then); fails the test
+/// if it exits first or takes over 20 s.
+pub fn wait_started(child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    while !text().contains("banhound started") {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon exited: {}",
+            text()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not start: {}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `banhound daemon` in its namespace; killed by pid, then the namespace deleted, on drop.
 pub struct RealDaemon {
     child: Child,
@@ -51,44 +97,21 @@ impl RealDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("banhound.toml");
         std::fs::write(&config_path, config).unwrap();
-        let journal = dir.path().join("journal");
-        std::fs::create_dir(&journal).unwrap();
         let log = dir.path().join("daemon.log");
-        let child = die_with_test(Command::new("ip").args(["netns", "exec", netns.name()]))
-            .arg(env!("CARGO_BIN_EXE_banhound"))
-            .arg("--defaults-dir")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf"))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--bus-address")
-            .arg(bus_address)
-            .args(["daemon", "--log-target", "stderr"])
-            .arg("--journal-directory")
-            .arg(&journal)
-            .arg("--state-dir")
-            .arg(dir.path().join("state"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut daemon = RealDaemon {
+        let mut child = spawn_daemon(
+            Command::new("ip")
+                .args(["netns", "exec", netns.name()])
+                .arg(env!("CARGO_BIN_EXE_banhound")),
+            dir.path(),
+            bus_address,
+        );
+        wait_started(&mut child, &log);
+        RealDaemon {
             child,
             log,
             netns,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !daemon.log().contains("banhound started") {
-            assert!(daemon.is_running(), "the daemon exited: {}", daemon.log());
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not start: {}",
-                daemon.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
-        daemon
     }
 
     pub fn log(&self) -> String {

@@ -1,6 +1,7 @@
 //! The raw calls of the journal source, and its only `unsafe` code: the sd-journal functions
 //! the `systemd` crate does not wrap (or wraps with an allocation per call, too slow for the
-//! per-entry path), and the few syscalls of the follow thread (eventfd, poll, gettid).
+//! per-entry path), and the follow thread's gettid and clock (its eventfd and poll(2) are the
+//! followers' shared [`crate::source::fd_shim`]).
 //!
 //! Every sd-journal call borrows the `Journal`. The handle is live for as long as the
 //! `Journal` exists (its `Drop` closes it), and `Journal` is neither `Send` nor `Sync`, so a
@@ -13,8 +14,6 @@
 use foreign_types::ForeignType;
 use libsystemd_sys::journal as ffi;
 use std::ffi::CStr;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use systemd::Journal;
 
 /// `sd_journal_add_match` of one `FIELD=value` term (sd-journal copies it).
@@ -112,40 +111,8 @@ pub(super) fn process(journal: &mut Journal) -> libc::c_int {
     unsafe { ffi::sd_journal_process(journal.as_ptr()) }
 }
 
-/// A new non-blocking eventfd, for asking the follow thread to stop.
-pub(super) fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: a plain syscall; the result is checked before use.
-    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just created and nothing else owns or closes it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Adds one to an eventfd (wakes whoever polls it). A full counter, the only failure on a
-/// valid eventfd, leaves it readable anyway, so the result does not matter.
-pub(super) fn signal(eventfd: &OwnedFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a valid u64 to an open descriptor.
-    unsafe {
-        libc::write(
-            eventfd.as_raw_fd(),
-            (&one as *const u64).cast(),
-            std::mem::size_of::<u64>(),
-        )
-    };
-}
-
-/// poll(2) on `fds` for at most `timeout_ms` (-1: no limit).
-pub(super) fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<libc::c_int> {
-    // SAFETY: `fds` is a valid array of `fds.len()` pollfds, borrowed for the call.
-    let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ret)
-}
+/// The follow thread's stop eventfd and poll(2), shared with the file follower.
+pub(super) use crate::source::fd_shim::{eventfd, poll, signal};
 
 /// The calling thread's id.
 pub(super) fn gettid() -> libc::pid_t {
