@@ -37,7 +37,9 @@
 //! announces every ban, unban and counter change as an [`Event`]. The name is taken before
 //! READY=1 (so `systemctl start banhound && banhound status` works); a bus that cannot be
 //! reached is logged and the daemon protects without a control interface, but a name owned
-//! by another process (another banhound) stops the start.
+//! by another process (another banhound) stops the start. The `[metrics] listen` endpoint
+//! ([`crate::metrics`]) is a second client of the same request channel; its address is read
+//! at start (a reload that changes it says so and keeps the running one).
 
 mod control;
 pub mod feed;
@@ -51,7 +53,9 @@ pub mod state_writer;
 use crate::bus::service::StartError;
 use crate::bus::{Bus, ControlError, Event, Health, JailSnapshot, Lifted, Request};
 use crate::config::error::ConfigError;
-use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
+use crate::config::{
+    self, ConfigPaths, DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings,
+};
 use crate::display::display_target;
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher};
@@ -76,7 +80,7 @@ use state::{StateDb, StateError, StoredBan};
 use state_writer::StateWriter;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
@@ -232,6 +236,7 @@ const BUS_START_TIMEOUT: Duration = Duration::from_secs(15);
 /// running is touched (so a reload can refuse them without side effects).
 struct Prepared {
     daemon: DaemonSettings,
+    metrics: MetricsSettings,
     jails: Vec<JailSettings>,
     /// The journal matches of the journal jails, and for each the index of its jail.
     matches: Vec<MatchExpr>,
@@ -277,6 +282,7 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
     }
     Ok(Prepared {
         daemon: settings.daemon,
+        metrics: settings.metrics,
         jails,
         matches,
         journal_jails,
@@ -360,6 +366,8 @@ struct Daemon {
     ignore_overrides: HashMap<String, Vec<IpNet>>,
     /// `[daemon] reconcile_interval`: `None` is off.
     reconcile_interval: Option<Duration>,
+    /// `[metrics] listen` as the endpoint was started with.
+    metrics_listen: Option<SocketAddr>,
     /// The next periodic reconcile of the firewall.
     reconcile_at: Option<Instant>,
     /// A firewall call failed and no reconcile has succeeded since.
@@ -436,6 +444,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         published: HashMap::new(),
         ignore_overrides: HashMap::new(),
         reconcile_interval: prepared.daemon.reconcile_interval,
+        metrics_listen: prepared.metrics.listen,
         reconcile_at: None,
         firewall_trouble: None,
         state_trouble: None,
@@ -460,13 +469,20 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
     daemon.journal_caught_up = feeds.journal.is_none();
-    let (mut requests, service) = match daemon.options.bus.clone() {
-        Some(bus) => daemon.start_service(bus, &mut feeds).await?,
+    let (request_sender, mut request_receiver) = mpsc::channel(REQUEST_BACKLOG);
+    let metrics = daemon.start_metrics(&request_sender).await;
+    let service = match daemon.options.bus.clone() {
+        Some(bus) => {
+            daemon
+                .start_service(bus, request_sender, &mut request_receiver, &mut feeds)
+                .await?
+        }
         None => {
             tracing::info!("no control interface (--no-bus)");
-            (None, None)
+            None
         }
     };
+    let mut requests = Some(request_receiver);
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
 
@@ -540,6 +556,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    drop(metrics);
     if let Some(service) = service {
         service.stop().await;
     }
@@ -1259,6 +1276,11 @@ impl Daemon {
                         .insert(jail.name.clone(), Tracker::new(policy));
                 }
             }
+        }
+        if self.metrics_listen != prepared.metrics.listen {
+            tracing::warn!(
+                "[metrics] listen changed: the endpoint keeps its address until banhound restarts"
+            );
         }
         if self.reconcile_interval != prepared.daemon.reconcile_interval {
             self.reconcile_interval = prepared.daemon.reconcile_interval;
