@@ -51,15 +51,14 @@ fn http(ns: &str, port: u16, request: &[u8]) -> (String, String) {
     })
 }
 
-/// `promtool check metrics` on `text`: (success, what it printed).
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
+/// Runs `command` with `text` on its standard input: (success, what it printed).
+fn check_with(command: &mut Command, text: &str) -> (bool, String) {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (Debian's prometheus package; bash test.sh installs it)");
+        .unwrap_or_else(|e| panic!("{command:?} (bash test.sh installs it): {e}"));
     child
         .stdin
         .take()
@@ -75,36 +74,25 @@ fn promtool(text: &str) -> (bool, String) {
     (out.status.success(), said)
 }
 
-/// Parses `text` with prometheus_client's OpenMetrics parser (strict: `# EOF`, family
-/// names, types); (success, what it said).
+/// `promtool check metrics` (Debian's prometheus package) on the text format.
+fn promtool(text: &str) -> (bool, String) {
+    check_with(Command::new("promtool").args(["check", "metrics"]), text)
+}
+
+/// prometheus_client's OpenMetrics parser (strict: `# EOF`, family names, types), printing
+/// each family as "name type samples".
 fn openmetrics_parser(text: &str) -> (bool, String) {
     // Debian's python3, where python3-prometheus-client is installed (not a pyenv one).
-    let mut child = Command::new("/usr/bin/python3")
-        .args([
+    check_with(
+        Command::new("/usr/bin/python3").args([
             "-c",
             "import sys\n\
              from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
              for f in text_string_to_metric_families(sys.stdin.read()):\n    \
              print(f.name, f.type, len(f.samples))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), said)
+        ]),
+        text,
+    )
 }
 
 fn has_line(text: &str, line: &str) -> bool {
