@@ -5,7 +5,7 @@
 //! The tree follows the architecture: [`engine`] is the pure core (no I/O), [`config`]
 //! turns TOML into validated settings, [`source`] reads logs, [`firewall`] applies bans,
 //! [`bus`] serves the D-Bus control interface, [`cli`] implements the subcommands,
-//! [`multicast`] brings the kernel's netlink notifications (addresses, nf_tables changes). Only
+//! [`metrics`] renders Prometheus metrics, [`multicast`] brings the kernel's netlink notifications (addresses, nf_tables changes). Only
 //! `main` decides exit codes.
 
 pub mod bus;
@@ -15,5 +15,6 @@ pub mod daemon;
 pub mod display;
 pub mod engine;
 pub mod firewall;
+pub mod metrics;
 pub mod multicast;
 pub mod source;

@@ -23,6 +23,7 @@ fn main() {
         Command::Reload => control(&cli, Action::Reload),
         Command::Ignore(args) => control(&cli, Action::Ignore(args)),
         Command::Monitor(args) => control(&cli, Action::Monitor(args)),
+        Command::Metrics(args) => control(&cli, Action::Metrics(args)),
         Command::ImportFail2ban(args) => import_fail2ban::run(&paths, args),
     };
     if let Err(err) = result {

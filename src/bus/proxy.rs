@@ -25,6 +25,9 @@ pub trait Manager {
 
     fn get_status(&self) -> zbus::Result<StatusRecord>;
 
+    /// `format`: "text" (Prometheus' text format 0.0.4) or "openmetrics".
+    fn get_metrics(&self, format: &str) -> zbus::Result<String>;
+
     fn ban(&self, jail: &str, address: &str, duration: &str) -> zbus::Result<BanRecord>;
 
     /// `jail` empty: every jail. Answers the jails the ban was lifted in.

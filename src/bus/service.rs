@@ -47,6 +47,8 @@ pub enum BusError {
     NotBanned(String),
     AccessDenied(String),
     InvalidConfiguration(String),
+    /// GetMetrics was asked for a format it does not write.
+    InvalidFormat(String),
     Failed(String),
 }
 
@@ -296,6 +298,24 @@ impl Manager {
             jails.iter().map(|j| j.total_failed).sum(),
             jails.iter().map(|j| j.currently_banned).sum(),
             jails.iter().map(|j| j.total_banned).sum(),
+        ))
+    }
+
+    /// GetMetrics: the daemon's figures for Prometheus, as `banhound metrics` prints them
+    /// and the `[metrics] listen` endpoint serves them, in format "text" (the text
+    /// exposition format 0.0.4, also for "") or "openmetrics". Errors: InvalidFormat.
+    #[zbus(out_args("text"))]
+    async fn get_metrics(&self, format: &str) -> Result<String, BusError> {
+        let format = crate::metrics::Format::parse(format).ok_or_else(|| {
+            BusError::InvalidFormat(format!(
+                "no metrics format {format:?} (\"text\" or \"openmetrics\")"
+            ))
+        })?;
+        let status = self.owner.ask(|reply| Request::Status { reply }).await?;
+        Ok(crate::metrics::render(
+            &status,
+            &self.health.borrow(),
+            format,
         ))
     }
 

@@ -101,6 +101,7 @@ pub enum Action<'a> {
     Reload,
     Ignore(&'a IgnoreArgs),
     Monitor(&'a MonitorArgs),
+    Metrics(&'a super::metrics::MetricsArgs),
 }
 
 /// Runs a control subcommand against the daemon on `bus_address` (the system bus if none).
@@ -128,6 +129,7 @@ pub fn run(bus_address: Option<&str>, action: Action<'_>) -> anyhow::Result<()> 
             }
             Action::Ignore(args) => ignore(&connection, &manager, args).await,
             Action::Monitor(args) => monitor(&connection, &manager, args).await,
+            Action::Metrics(args) => super::metrics::print(&manager, args).await,
         }
     })
 }

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod generate;
 pub mod import_fail2ban;
+pub mod metrics;
 pub mod test_filter;
 
 use crate::config::ConfigPaths;
@@ -88,6 +89,9 @@ pub enum Command {
     Ignore(control::IgnoreArgs),
     /// Print bans and unbans as they happen.
     Monitor(control::MonitorArgs),
+    /// Print the daemon's figures for Prometheus (OpenMetrics text), or write them for
+    /// node_exporter's textfile collector.
+    Metrics(metrics::MetricsArgs),
     /// Generate shell completions or man pages.
     #[command(hide = true, subcommand)]
     Generate(generate::GenerateArgs),

@@ -208,11 +208,19 @@ impl Default for DaemonSettings {
     }
 }
 
+/// Settings of the metrics endpoint, from `[metrics]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served over HTTP; `None` (the default) serves nothing.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Settings {
     pub files: Vec<PathBuf>,
     pub daemon: DaemonSettings,
+    pub metrics: MetricsSettings,
     pub jails: Vec<JailSettings>,
 }
 
@@ -230,6 +238,7 @@ impl Settings {
 #[serde(deny_unknown_fields)]
 struct RawFile {
     daemon: Option<RawDaemon>,
+    metrics: Option<RawMetrics>,
     defaults: Option<RawJail>,
     fail2ban: Option<RawFail2ban>,
     #[serde(default)]
@@ -241,6 +250,13 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     reconcile_interval: Option<Spanned<IntervalValue>>,
+}
+
+/// `[metrics]`: the optional Prometheus endpoint.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 /// `[fail2ban]`: where jails find filters named `fail2ban:NAME[params]`.
@@ -423,9 +439,11 @@ pub fn load_sources(
         )?);
     }
     let daemon = build_daemon(&sources, &raws)?;
+    let metrics = build_metrics(&sources, &raws)?;
     Ok(Settings {
         files,
         daemon,
+        metrics,
         jails,
     })
 }
@@ -450,6 +468,32 @@ fn build_daemon(sources: &[SourceText], raws: &[RawFile]) -> Result<DaemonSettin
         settings.reconcile_interval = interval;
     }
     Ok(settings)
+}
+
+/// `[metrics]`, each key from the last file that sets it.
+fn build_metrics(sources: &[SourceText], raws: &[RawFile]) -> Result<MetricsSettings, ConfigError> {
+    let listen = raws.iter().enumerate().rev().find_map(|(file, r)| {
+        r.metrics
+            .as_ref()
+            .and_then(|m| m.listen.as_ref())
+            .map(|v| (file, v))
+    });
+    let Some((file, value)) = listen else {
+        return Ok(MetricsSettings::default());
+    };
+    let text = value.get_ref().trim();
+    if text.is_empty() || text == "off" {
+        return Ok(MetricsSettings::default());
+    }
+    let address = text.parse().map_err(|_| {
+        sources[file].error_at(
+            Some(value.span()),
+            "listen must be an address and port, such as \"127.0.0.1:9542\" or \"[::1]:9542\", or \"off\"",
+        )
+    })?;
+    Ok(MetricsSettings {
+        listen: Some(address),
+    })
 }
 
 fn build_jail(

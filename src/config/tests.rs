@@ -329,3 +329,33 @@ fn a_fail2ban_filters_journalmatch_is_checked_at_the_jail() {
         "{err}"
     );
 }
+
+#[test]
+fn metrics_section_sets_the_listen_address() {
+    let t = Tree::new();
+    assert_eq!(t.load().unwrap().metrics.listen, None);
+    for (text, expected) in [
+        ("\"127.0.0.1:9542\"", Some("127.0.0.1:9542")),
+        ("\"[::1]:9542\"", Some("[::1]:9542")),
+        ("\"off\"", None),
+    ] {
+        t.write(
+            "etc/banhound.toml",
+            &format!("[metrics]\nlisten = {text}\n"),
+        );
+        assert_eq!(
+            t.load().unwrap().metrics.listen,
+            expected.map(|a| a.parse().unwrap()),
+            "{text}"
+        );
+    }
+    t.write("etc/banhound.toml", "[metrics]\nlisten = \"localhost\"\n");
+    let error = t.load().unwrap_err();
+    assert!(
+        error.starts_with("etc/banhound.toml:2:")
+            && error.contains("listen must be an address and port"),
+        "{error}"
+    );
+    t.write("etc/banhound.toml", "[metrics]\nport = 9542\n");
+    assert!(t.load().unwrap_err().contains("unknown field `port`"));
+}

@@ -8,18 +8,16 @@
 //! expiry (`Enforcement::lift`).
 
 use super::enforcement::Cause;
-use super::{wall_now, Daemon, DaemonError, Feeds, BUS_START_TIMEOUT, REQUEST_BACKLOG};
+use super::{wall_now, Daemon, DaemonError, Feeds, BUS_START_TIMEOUT};
 use crate::bus::service::{Service, StartError};
 use crate::bus::{BanInfo, Bus, ControlError, Lifted, Request, ServerStatus, SERVICE_NAME};
 use crate::display::display_target;
 use crate::engine::time::BanTime;
 use crate::engine::tracker::ActiveBan;
+use crate::metrics::listener::MetricsEndpoint;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use tokio::sync::{mpsc, oneshot};
-
-/// The running control interface: where its requests arrive, and the service to stop.
-pub(super) type Control = (Option<mpsc::Receiver<Request>>, Option<Service>);
 
 fn ban_info(target: IpNet, ban: &ActiveBan) -> BanInfo {
     BanInfo {
@@ -34,13 +32,16 @@ impl Daemon {
     /// Connects to `bus` and takes the name, answering the service's requests meanwhile (it
     /// asks for the status before it registers the jails). Only a name owned by someone
     /// else is fatal; without a reachable bus the daemon still protects, uncontrolled.
+    /// `requests` is the owner's end of `sender`'s channel; it stays the owner's whether
+    /// or not the service starts (the metrics endpoint may use it too).
     pub(super) async fn start_service(
         &mut self,
         bus: Bus,
+        sender: mpsc::Sender<Request>,
+        requests: &mut mpsc::Receiver<Request>,
         feeds: &mut Feeds,
-    ) -> Result<Control, DaemonError> {
+    ) -> Result<Option<Service>, DaemonError> {
         let where_ = bus.to_string();
-        let (sender, mut requests) = mpsc::channel(REQUEST_BACKLOG);
         let start = Service::start_with_health(
             bus,
             sender,
@@ -60,7 +61,7 @@ impl Daemon {
         let failure = match started {
             Ok(Ok(service)) => {
                 tracing::info!("control interface: {SERVICE_NAME} on {where_}");
-                return Ok((Some(requests), Some(service)));
+                return Ok(Some(service));
             }
             Ok(Err(StartError::NameTaken)) => return Err(DaemonError::Bus(StartError::NameTaken)),
             Ok(Err(e)) => e.to_string(),
@@ -73,7 +74,27 @@ impl Daemon {
             "{failure}: running without the control interface (banhound status, ban and \
              unban cannot reach this daemon; restart it once the bus is there)"
         );
-        Ok((None, None))
+        Ok(None)
+    }
+
+    /// Starts the `[metrics] listen` endpoint, a client of the owner through `sender`. One
+    /// that cannot bind is logged: the daemon protects without it, as without a bus.
+    pub(super) async fn start_metrics(
+        &self,
+        sender: &mpsc::Sender<Request>,
+    ) -> Option<MetricsEndpoint> {
+        let address = self.metrics_listen?;
+        let health = self.enforcement.health.subscribe();
+        match MetricsEndpoint::start(address, sender.clone(), health).await {
+            Ok(endpoint) => {
+                tracing::info!("metrics: http://{}/metrics", endpoint.address());
+                Some(endpoint)
+            }
+            Err(e) => {
+                tracing::warn!("{e}: running without the metrics endpoint");
+                None
+            }
+        }
     }
 
     /// Answers one request; every request is answered, also when the caller is gone.

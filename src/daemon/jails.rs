@@ -14,7 +14,7 @@
 
 use super::DaemonError;
 use crate::bus::{ControlError, JailSnapshot};
-use crate::config::{DaemonSettings, JailSettings, JailSource, Settings};
+use crate::config::{DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings};
 use crate::display::display_target;
 use crate::engine::address::{ban_target, IgnoreList, IgnoreReason};
 use crate::engine::datetime::{DateDetector, Zone};
@@ -43,6 +43,7 @@ const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 /// anything running is touched (so a reload can refuse them without side effects).
 pub(super) struct Prepared {
     pub(super) daemon: DaemonSettings,
+    pub(super) metrics: MetricsSettings,
     jails: Vec<JailSettings>,
     /// The journal matches of the journal jails, and for each the index of its jail.
     matches: Vec<MatchExpr>,
@@ -91,6 +92,7 @@ impl Prepared {
         }
         Ok(Prepared {
             daemon: settings.daemon,
+            metrics: settings.metrics,
             jails,
             matches,
             journal_jails,

@@ -46,7 +46,9 @@
 //! announces every ban, unban and counter change as an [`Event`]. The name is taken before
 //! READY=1 (so `systemctl start banhound && banhound status` works); a bus that cannot be
 //! reached is logged and the daemon protects without a control interface, but a name owned
-//! by another process (another banhound) stops the start.
+//! by another process (another banhound) stops the start. The `[metrics] listen` endpoint
+//! ([`crate::metrics`]) is a second client of the same request channel; its address is read
+//! at start (a reload that changes it says so and keeps the running one).
 
 mod control;
 mod enforcement;
@@ -86,6 +88,7 @@ use state::{StateDb, StateError};
 use state_writer::StateWriter;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::signal::unix::{signal, SignalKind};
@@ -217,6 +220,8 @@ struct Daemon {
     events: broadcast::Sender<Event>,
     /// `[daemon] reconcile_interval`: `None` is off.
     reconcile_interval: Option<Duration>,
+    /// `[metrics] listen` as the endpoint was started with.
+    metrics_listen: Option<SocketAddr>,
     /// The next periodic reconcile of the firewall.
     reconcile_at: Option<Instant>,
     /// Others' changes to banhound's nftables table ([`nft_watch`]), and when the burst
@@ -257,6 +262,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
         reconcile_interval: prepared.daemon.reconcile_interval,
+        metrics_listen: prepared.metrics.listen,
         jails: Jails::new(prepared, own_addresses),
         enforcement,
         following: Following::default(),
@@ -286,13 +292,20 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
     daemon.journal_caught_up = feeds.journal.is_none();
-    let (mut requests, service) = match daemon.options.bus.clone() {
-        Some(bus) => daemon.start_service(bus, &mut feeds).await?,
+    let (request_sender, mut request_receiver) = mpsc::channel(REQUEST_BACKLOG);
+    let metrics = daemon.start_metrics(&request_sender).await;
+    let service = match daemon.options.bus.clone() {
+        Some(bus) => {
+            daemon
+                .start_service(bus, request_sender, &mut request_receiver, &mut feeds)
+                .await?
+        }
         None => {
             tracing::info!("no control interface (--no-bus)");
-            (None, None)
+            None
         }
     };
+    let mut requests = Some(request_receiver);
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_ticks = watchdog.map(|period| tokio::time::interval(period / 2));
 
@@ -374,6 +387,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     }
 
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    drop(metrics);
     if let Some(service) = service {
         service.stop().await;
     }
@@ -777,6 +791,11 @@ impl Daemon {
         let now = wall_now();
         // What was not processed yet is read again from the committed positions.
         *feeds = Feeds::default();
+        if self.metrics_listen != prepared.metrics.listen {
+            tracing::warn!(
+                "[metrics] listen changed: the endpoint keeps its address until banhound restarts"
+            );
+        }
         if self.reconcile_interval != prepared.daemon.reconcile_interval {
             self.reconcile_interval = prepared.daemon.reconcile_interval;
             self.schedule_reconcile();
