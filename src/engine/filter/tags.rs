@@ -13,7 +13,11 @@ use std::borrow::Cow;
 // need to find the right span. They avoid counted repetitions (`{0,63}`), which multiply the
 // NFA's states and with them the cost of every capture.
 pub(super) const IP4: &str = r"(?-u:\b)\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?-u:\b)";
-pub(super) const IP6: &str = r"\[?[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]*(?:%[0-9A-Za-z_.\-]+)?\]?";
+// IP6 takes at most four hex digits per group, as an address has: after an address written
+// with its port (`2001:db8::1234:58430`), the group that cannot be one is given back, and the
+// search backs off to the longest address the rest of the regex accepts, as fail2ban's does.
+pub(super) const IP6: &str =
+    r"\[?[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4})+(?:\.[0-9]{1,3}){0,3}(?:%[0-9A-Za-z_.\-]+)?\]?";
 pub(super) const DNS: &str = r"[A-Za-z0-9][A-Za-z0-9_.\-]*";
 
 pub(super) const ADDRESS_GROUP_PREFIX: &str = "__addr";
@@ -230,6 +234,9 @@ pub(super) fn translate_tags(
             match after.as_bytes().first() {
                 // Python's end of string.
                 Some(b'Z') => out.push_str("\\z"),
+                // Python's `\<` and `\>` are the characters; the regex crate's are word
+                // boundaries.
+                Some(&c @ (b'<' | b'>')) => out.push(char::from(c)),
                 Some(b'1'..=b'9') | Some(b'k') => {
                     needs_backtracking = true;
                     out.push_str(&tail[..1 + next]);

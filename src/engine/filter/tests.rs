@@ -626,3 +626,47 @@ fn subnet_and_cidr_name_networks() {
     assert_eq!(host(&mut m, "bad net 192.0.2.77/33"), None);
     assert_eq!(host(&mut m, "bad block 198.51.100.0/999"), None);
 }
+
+#[test]
+fn ipv6_address_with_port_backs_off_to_the_address() {
+    // haproxy writes the peer with its port; fail2ban's filter makes the port optional.
+    let f = fail2ban_filter(&[r"^<HOST>(?::\d+)?\s+\[[^]]+\] \S+ <NOSRV> 401$"]);
+    let line = "2001:db8::1234:58430 [27/Nov/2026:10:00:00.123] fe <NOSRV> 401";
+    assert_eq!(host_of(&f, line).as_deref(), Some("2001:db8::1234"));
+    // A port of four digits or fewer is part of a valid address, and fail2ban takes it so.
+    let line = "2001:db8::1234:8443 [27/Nov/2026:10:00:00.123] fe <NOSRV> 401";
+    assert_eq!(host_of(&f, line).as_deref(), Some("2001:db8::1234:8443"));
+    let line = "198.51.100.4:58430 [27/Nov/2026:10:00:00.123] fe <NOSRV> 401";
+    assert_eq!(host_of(&f, line).as_deref(), Some("198.51.100.4"));
+    // Without a place for the port, nothing valid is left: a miss, never a guess.
+    let f = fail2ban_filter(&[r"^<HOST> \[[^]]+\] \S+ <NOSRV> 401$"]);
+    let line = "2001:db8::1234:58430 [27/Nov/2026:10:00:00.123] fe <NOSRV> 401";
+    assert_eq!(host_of(&f, line), None);
+    // Mapped and zoned forms still match whole.
+    let f = filter(&[r"^from <HOST> port \d+$"]);
+    let mapped = "from ::ffff:198.51.100.4 port 22";
+    assert_eq!(host_of(&f, mapped).as_deref(), Some("198.51.100.4"));
+    let bracketed = "from [2001:db8::7] port 22";
+    assert_eq!(host_of(&f, bracketed).as_deref(), Some("2001:db8::7"));
+}
+
+#[test]
+fn python_angle_bracket_escapes_are_literal() {
+    // Python's `\<` and `\>` are '<' and '>' (assp, murmur), not word boundaries.
+    let f = fail2ban_filter(&[r"^<HOST> (?:\<\S+@\S+\.\S+\> )*relay attempt blocked$"]);
+    let line = "192.0.2.7 <spam@example.org> relay attempt blocked";
+    assert_eq!(host_of(&f, line).as_deref(), Some("192.0.2.7"));
+    assert_eq!(host_of(&f, "192.0.2.7 spam@example.org relay attempt blocked"), None);
+    let f = filter(&[r"^\<W\>\S+ from <HOST>$"]);
+    assert_eq!(host_of(&f, "<W>x from 192.0.2.8").as_deref(), Some("192.0.2.8"));
+    assert_eq!(host_of(&f, "Wx from 192.0.2.8"), None);
+}
+
+fn fail2ban_filter(fail: &[&str]) -> Filter {
+    Filter::compile(&FilterSpec {
+        failregex: fail.iter().map(|s| s.to_string()).collect(),
+        dialect: Dialect::Fail2ban,
+        ..Default::default()
+    })
+    .unwrap()
+}
