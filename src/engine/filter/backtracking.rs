@@ -4,6 +4,7 @@
 //! never reach it. [`Engine`] is the one type the matcher calls for either engine.
 
 use super::spans::Slots;
+use super::split::Split;
 use regex::bytes::Regex;
 use std::fmt;
 
@@ -37,7 +38,11 @@ impl fmt::Display for EngineKind {
 /// A compiled regex on one of the two engines.
 #[derive(Debug)]
 pub(super) enum Engine {
-    Linear(Regex),
+    Linear {
+        regex: Regex,
+        /// Its spans without the capture engine, when its shape allows ([`Split`]).
+        split: Option<Box<Split>>,
+    },
     Backtracking {
         regex: fancy_regex::Regex,
         /// A linear-time regex matching a superset of `regex`'s matches (lookarounds
@@ -50,14 +55,16 @@ pub(super) enum Engine {
 impl Engine {
     pub(super) fn kind(&self) -> EngineKind {
         match self {
-            Engine::Linear(_) => EngineKind::Linear,
+            Engine::Linear { .. } => EngineKind::Linear,
             Engine::Backtracking { .. } => EngineKind::Backtracking,
         }
     }
 
     pub(super) fn capture_names(&self) -> Vec<Option<String>> {
         match self {
-            Engine::Linear(r) => r.capture_names().map(|n| n.map(str::to_string)).collect(),
+            Engine::Linear { regex: r, .. } => {
+                r.capture_names().map(|n| n.map(str::to_string)).collect()
+            }
             Engine::Backtracking { regex: r, .. } => {
                 r.capture_names().map(|n| n.map(str::to_string)).collect()
             }
@@ -66,7 +73,15 @@ impl Engine {
 
     pub(super) fn slots(&self) -> Slots {
         match self {
-            Engine::Linear(r) => Slots::Linear(r.capture_locations()),
+            Engine::Linear {
+                regex: r,
+                split: Some(split),
+            } => Slots::Split {
+                spans: vec![None; r.captures_len()],
+                locs: r.capture_locations(),
+                cache: Box::new(split.cache()),
+            },
+            Engine::Linear { regex: r, .. } => Slots::Linear(r.capture_locations()),
             Engine::Backtracking { regex: r, .. } => {
                 Slots::Backtracking(vec![None; r.captures_len()])
             }
@@ -81,7 +96,25 @@ impl Engine {
         scratch: &mut BacktrackScratch,
     ) -> bool {
         match (self, slots) {
-            (Engine::Linear(r), Slots::Linear(locs)) => r.captures_read(locs, text).is_some(),
+            (Engine::Linear { regex: r, .. }, Slots::Linear(locs)) => {
+                r.captures_read(locs, text).is_some()
+            }
+            (
+                Engine::Linear {
+                    regex: r,
+                    split: Some(split),
+                },
+                Slots::Split { spans, locs, cache },
+            ) => match split.captures(text, cache, spans) {
+                Some(matched) => matched,
+                None => {
+                    let matched = r.captures_read(locs, text).is_some();
+                    for (i, span) in spans.iter_mut().enumerate() {
+                        *span = locs.get(i);
+                    }
+                    matched
+                }
+            },
             (Engine::Backtracking { regex: r, gate }, Slots::Backtracking(spans)) => {
                 if gate.as_ref().is_some_and(|g| !g.is_match(text)) {
                     return false;
@@ -101,7 +134,7 @@ impl Engine {
 
     pub(super) fn is_match(&self, text: &[u8], scratch: &mut BacktrackScratch) -> bool {
         match self {
-            Engine::Linear(r) => r.is_match(text),
+            Engine::Linear { regex: r, .. } => r.is_match(text),
             Engine::Backtracking { regex: r, gate } => {
                 gate.as_ref().is_none_or(|g| g.is_match(text))
                     && run_backtracking(scratch, text, |line| {

@@ -41,6 +41,7 @@ mod backtracking;
 mod prefilter;
 mod prefregex;
 mod spans;
+mod split;
 mod tags;
 
 pub use crate::engine::address::Host;

@@ -1,6 +1,7 @@
 //! Span extraction: what a match names, read from its capture slots — the address (parsed,
 //! never guessed), the network prefix, the user.
 
+use super::split::SplitCache;
 use super::tags::CompiledRegex;
 use crate::engine::address::{parse_address, Host};
 use ipnet::IpNet;
@@ -11,13 +12,20 @@ use regex::bytes::CaptureLocations;
 pub(super) enum Slots {
     Linear(CaptureLocations),
     Backtracking(Vec<Option<(usize, usize)>>),
+    /// A regex whose spans [`Split`](super::split::Split) takes: the spans, and the full
+    /// regex's locations for the lines it leaves undecided.
+    Split {
+        spans: Vec<Option<(usize, usize)>>,
+        locs: CaptureLocations,
+        cache: Box<SplitCache>,
+    },
 }
 
 impl Slots {
     pub(super) fn get(&self, i: usize) -> Option<(usize, usize)> {
         match self {
             Slots::Linear(l) => l.get(i),
-            Slots::Backtracking(v) => v.get(i).copied().flatten(),
+            Slots::Backtracking(v) | Slots::Split { spans: v, .. } => v.get(i).copied().flatten(),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use super::backtracking::{relax_for_literals, Engine, EngineKind, BACKTRACK_LIMIT};
 use super::spans::Slots;
+use super::split::Split;
 use super::{Dialect, FilterErrorKind};
 use regex::bytes::RegexBuilder;
 use std::borrow::Cow;
@@ -75,7 +76,12 @@ pub(super) fn compile_tagged(
             .size_limit(32 << 20)
             .build()
             .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
-        Engine::Linear(regex)
+        // A window's `^`/`$` are the lines', which the split does not model.
+        let split = (!multi_line)
+            .then(|| Split::new(&translated.pattern, &regex))
+            .flatten()
+            .map(Box::new);
+        Engine::Linear { regex, split }
     };
     let mut address_groups = Vec::new();
     let mut cidr_groups = Vec::new();

@@ -656,9 +656,15 @@ fn python_angle_bracket_escapes_are_literal() {
     let f = fail2ban_filter(&[r"^<HOST> (?:\<\S+@\S+\.\S+\> )*relay attempt blocked$"]);
     let line = "192.0.2.7 <spam@example.org> relay attempt blocked";
     assert_eq!(host_of(&f, line).as_deref(), Some("192.0.2.7"));
-    assert_eq!(host_of(&f, "192.0.2.7 spam@example.org relay attempt blocked"), None);
+    assert_eq!(
+        host_of(&f, "192.0.2.7 spam@example.org relay attempt blocked"),
+        None
+    );
     let f = filter(&[r"^\<W\>\S+ from <HOST>$"]);
-    assert_eq!(host_of(&f, "<W>x from 192.0.2.8").as_deref(), Some("192.0.2.8"));
+    assert_eq!(
+        host_of(&f, "<W>x from 192.0.2.8").as_deref(),
+        Some("192.0.2.8")
+    );
     assert_eq!(host_of(&f, "Wx from 192.0.2.8"), None);
 }
 
