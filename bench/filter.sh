@@ -44,8 +44,10 @@ work=$(mktemp -d /tmp/banhound-filter-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 python3 "$gen" "$lines" --seed 1 > "$work/auth.log"
 head -n "$f2b_lines" "$work/auth.log" > "$work/auth-f2b.log"
+# journal-remote rotates a large output into sibling files: the floor reads them all.
+mkdir "$work/journal"
 python3 "$gen" "$lines" --seed 1 --format export \
-  | /lib/systemd/systemd-journal-remote -o "$work/auth.journal" - 2>/dev/null
+  | /lib/systemd/systemd-journal-remote -o "$work/journal/auth.journal" - 2>/dev/null
 { echo '[global]'; "$f2brs" gen-config sshd; } > "$work/fail2ban-rs.toml"
 
 names=(banhound sshguard fail2ban-rs grep journalctl fail2ban-regex)
@@ -56,7 +58,7 @@ argv() {
     sshguard) printf '%s\n' sh -c "exec $sshg < '$2'" ;;
     fail2ban-rs) printf '%s\n' "$f2brs" -c "$work/fail2ban-rs.toml" dry-run "$2" --jail sshd ;;
     grep) printf '%s\n' grep -c sshd "$2" ;;
-    journalctl) printf '%s\n' journalctl --file "$work/auth.journal" -o cat ;;
+    journalctl) printf '%s\n' journalctl --directory "$work/journal" -o cat ;;
     fail2ban-regex) printf '%s\n' fail2ban-regex -r --print-no-missed --print-no-ignored "$2" \
       /etc/fail2ban/filter.d/sshd.conf ;;
   esac
