@@ -13,7 +13,30 @@
 //! every interface: a neighbour could get the router of another link banned).
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The peer a failure names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host<'a> {
+    Ip(IpAddr),
+    /// A network named by `<SUBNET>` or `<ADDR>/<CIDR>` (host bits cleared); a prefix that
+    /// covers the whole address is [`Host::Ip`] instead.
+    Net(IpNet),
+    /// A host name; banhound does not resolve names (an attacker controls their DNS), so
+    /// these are reported but never banned.
+    Name(&'a [u8]),
+}
+
+impl fmt::Display for Host<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => ip.fmt(f),
+            Host::Net(net) => net.fmt(f),
+            Host::Name(n) => f.write_str(&String::from_utf8_lossy(n)),
+        }
+    }
+}
 
 /// `::ffff:a.b.c.d` becomes `a.b.c.d`; everything else is returned as is.
 pub fn normalize(addr: IpAddr) -> IpAddr {

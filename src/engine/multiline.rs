@@ -29,7 +29,7 @@
 //! tracked, and the window holds at most `maxlines` lines of at most [`MAX_WINDOW_LINE`]
 //! bytes each.
 
-use crate::engine::filter::Host;
+use crate::engine::address::Host;
 use crate::engine::time::Timestamp;
 use ipnet::IpNet;
 use std::collections::{HashMap, VecDeque};

@@ -1,0 +1,317 @@
+//! Capture-free spans for the shape most failregexes have: `^PREFIX<F-USER>.*</F-USER>SUFFIX$`,
+//! a fixed prefix, a free-form user name, and a server-written tail (with the address) pinned
+//! to the end of the line.
+//!
+//! The capture engine would try every end of the greedy `.*` from the right, and the rest of
+//! the regex at each one. The same answer comes from automata: the user name ends where the
+//! rightmost match of SUFFIX anchored at the end of the line starts (one reverse lazy-DFA scan
+//! from the end, stopping at the first match it sees), and it starts where PREFIX's own
+//! leftmost-first match ends. Only SUFFIX's groups (the address) need captures, and on that
+//! short tail alone. Exactness holds as long as PREFIX's first choice ends before the tail;
+//! when it does not (or a newline is in the way of `.`), [`Split::captures`] answers
+//! "undecided" and the caller runs the full regex.
+
+use regex::bytes::{Regex, RegexBuilder};
+use regex_automata::hybrid::dfa::{Cache as RevCache, DFA};
+use regex_automata::meta;
+use regex_automata::nfa::thompson;
+use regex_automata::util::captures::Captures;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+
+const USER_GROUP: &str = "(?P<F_USER>.*)";
+
+/// A regex split around its top-level `<F-USER>.*</F-USER>`.
+#[derive(Debug)]
+pub(super) struct Split {
+    /// PREFIX, with its leading `^`.
+    prefix: Regex,
+    /// SUFFIX reversed, to find where it starts from the end of the line.
+    suffix_rev: DFA,
+    /// SUFFIX forward, for its captures from that start.
+    suffix: meta::Regex,
+    /// The full regex's index of the user group; SUFFIX's group `j` is the full regex's
+    /// `user_group + j`.
+    user_group: usize,
+    group_count: usize,
+}
+
+/// What [`Split::captures`] needs between lines.
+#[derive(Debug)]
+pub(super) struct SplitCache {
+    rev: RevCache,
+    suffix: meta::Cache,
+    captures: Captures,
+}
+
+impl Split {
+    /// The split of a translated single-line pattern (`regex` compiled from it), when it has
+    /// the shape: starts with `^`, ends with `$`, `(?P<F_USER>.*)` at the top level, no
+    /// top-level alternation, no flags that would scope over both halves, and no named group
+    /// in the prefix.
+    pub(super) fn new(pattern: &str, regex: &Regex) -> Option<Split> {
+        if !pattern.starts_with('^') || !pattern.ends_with('$') || pattern.ends_with("\\$") {
+            return None;
+        }
+        let at = pattern.find(USER_GROUP)?;
+        let (prefix, suffix) = (&pattern[..at], &pattern[at + USER_GROUP.len()..]);
+        if !plain_top_level(prefix) || !plain_top_level(suffix) || prefix.contains("(?P<") {
+            return None;
+        }
+        let syntax = syntax::Config::new().unicode(false).utf8(false);
+        let prefix = RegexBuilder::new(prefix).unicode(false).build().ok()?;
+        let suffix_rev = DFA::builder()
+            .syntax(syntax)
+            .thompson(thompson::Config::new().reverse(true))
+            .build(suffix)
+            .ok()?;
+        let suffix = meta::Regex::builder().syntax(syntax).build(suffix).ok()?;
+        let user_group = prefix.captures_len();
+        let group_count = regex.captures_len();
+        (user_group + suffix.captures_len() == group_count).then_some(Split {
+            prefix,
+            suffix_rev,
+            suffix,
+            user_group,
+            group_count,
+        })
+    }
+
+    pub(super) fn cache(&self) -> SplitCache {
+        SplitCache {
+            rev: self.suffix_rev.create_cache(),
+            suffix: self.suffix.create_cache(),
+            captures: self.suffix.create_captures(),
+        }
+    }
+
+    /// Matches `text`, with the full regex's spans in `spans`: `Some(true)` a match,
+    /// `Some(false)` none, `None` undecided (run the full regex).
+    pub(super) fn captures(
+        &self,
+        text: &[u8],
+        cache: &mut SplitCache,
+        spans: &mut [Option<(usize, usize)>],
+    ) -> Option<bool> {
+        let rev = Input::new(text).anchored(Anchored::Yes).earliest(true);
+        let Some(tail) = self.suffix_rev.try_search_rev(&mut cache.rev, &rev).ok()? else {
+            // Every match ends with SUFFIX at the end of the line.
+            return Some(false);
+        };
+        let tail = tail.offset();
+        let Some(head) = self.prefix.find(text) else {
+            return Some(false);
+        };
+        let head = head.end();
+        if head > tail || memchr::memchr(b'\n', &text[head..tail]).is_some() {
+            return None;
+        }
+        let input = Input::new(text).range(tail..).anchored(Anchored::Yes);
+        self.suffix
+            .search_captures_with(&mut cache.suffix, &input, &mut cache.captures);
+        if !cache.captures.is_match() {
+            return None;
+        }
+        spans.fill(None);
+        spans[0] = Some((0, text.len()));
+        spans[self.user_group] = Some((head, tail));
+        for j in 1..self.suffix.captures_len() {
+            if let Some(span) = cache.captures.get_group(j) {
+                spans[self.user_group + j] = Some((span.start, span.end));
+            }
+        }
+        debug_assert_eq!(spans.len(), self.group_count);
+        Some(true)
+    }
+}
+
+/// Whether `part` of a pattern can stand alone: its groups balanced, no `|` outside a group,
+/// and no group but `(?:`, `(?P<` and `(?-u:` (an inline flag such as `(?i)` would scope over
+/// what follows it in the whole regex, not in the half).
+fn plain_top_level(part: &str) -> bool {
+    let b = part.as_bytes();
+    let (mut depth, mut i, mut in_class) = (0usize, 0usize, false);
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => {
+                in_class = true;
+                // A ']' (or '^]') first in a class is a literal.
+                if b.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b']' if in_class => in_class = false,
+            b'(' if !in_class => {
+                let rest = &part[i..];
+                if rest.starts_with("(?")
+                    && !["(?:", "(?P<", "(?-u:"].iter().any(|g| rest.starts_with(g))
+                {
+                    return false;
+                }
+                depth += 1;
+            }
+            b')' if !in_class => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            b'|' if !in_class && depth == 0 => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    depth == 0 && !in_class
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans_of(pattern: &str, text: &str) -> (Option<bool>, Vec<Option<(usize, usize)>>) {
+        let full = Regex::new(pattern).unwrap();
+        let split = Split::new(pattern, &full).expect("the shape splits");
+        let mut cache = split.cache();
+        let mut spans = vec![None; full.captures_len()];
+        let r = split.captures(text.as_bytes(), &mut cache, &mut spans);
+        (r, spans)
+    }
+
+    /// The spans the capture engine gives.
+    fn reference(pattern: &str, text: &str) -> Option<Vec<Option<(usize, usize)>>> {
+        let full = Regex::new(pattern).unwrap();
+        let mut locs = full.capture_locations();
+        full.captures_read(&mut locs, text.as_bytes())?;
+        Some((0..locs.len()).map(|i| locs.get(i)).collect())
+    }
+
+    #[test]
+    fn spans_are_the_capture_engines() {
+        let pattern = r"^Failed (?:password|publickey) for (?:invalid user )?(?P<F_USER>.*) from (?P<__addr0>[0-9.]+|[a-z]+) port \d+(?: ssh\d)?$";
+        for text in [
+            "Failed password for invalid user admin from 198.51.100.4 port 4242 ssh2",
+            "Failed password for root from 203.0.113.9 from 198.51.100.4 port 22 ssh2",
+            "Failed password for x from 1.2.3.4 port 22 ssh2 from 198.51.100.4 port 22",
+            "Failed password for invalid user  from host port 22",
+            "Failed password for  from 1.1.1.1 port 1",
+            "Failed password for invalid user from 1.1.1.1 port 1",
+            "Failed publickey for a from b port 1 ssh2 trailing",
+            "Failed password for a\nb from 1.1.1.1 port 1",
+            "nothing here",
+        ] {
+            let (r, spans) = spans_of(pattern, text);
+            match (r, reference(pattern, text)) {
+                (Some(true), Some(expected)) => assert_eq!(spans, expected, "{text:?}"),
+                (Some(false), None) | (None, _) => {}
+                (r, expected) => panic!("{text:?}: split {r:?}, capture engine {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn random_lines_agree_with_the_capture_engine() {
+        use super::super::tags::{DNS, IP4, IP6};
+        let host = format!("(?P<__addr0>{IP6}|{IP4}|{DNS})");
+        let patterns = [
+            format!(
+                r"^Failed (?:password|publickey) for (?:invalid user )?(?P<F_USER>.*) from {host} port \d+(?: ssh\d)?(?:: \S+ \S+)?$"
+            ),
+            format!(r"^(?:Invalid|Illegal) user (?P<F_USER>.*) from {host}(?: port \d+)?$"),
+            format!(
+                r"^(?:Connection closed by|Disconnected from) (?:authenticating|invalid) user (?P<F_USER>.*) {host} port \d+(?: \[preauth\])?$"
+            ),
+        ];
+        let starts = [
+            "Failed password for ",
+            "Invalid user ",
+            "Connection closed by ",
+        ];
+        let middles = ["", "invalid user ", "authenticating user ", "user "];
+        let junk = [
+            "x",
+            " ",
+            "from ",
+            " from ",
+            "198.51.100.4",
+            " port 22",
+            "\n",
+            ":",
+            "\u{e9}",
+            "[preauth]",
+        ];
+        let hosts = [
+            "198.51.100.4",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+            "host.example",
+            "999.1.1.1",
+            "",
+        ];
+        let tails = [
+            "",
+            " port 22",
+            " port 22 ssh2",
+            " port 22 ssh2: RSA SHA256:x",
+            " port 22 [preauth]",
+            " port x",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize % n
+        };
+        let (mut decided, mut matched) = (0, 0);
+        for pattern in &patterns {
+            let full = Regex::new(pattern).unwrap();
+            let split = Split::new(pattern, &full).expect("the shape splits");
+            let mut cache = split.cache();
+            let mut spans = vec![None; full.captures_len()];
+            let mut locs = full.capture_locations();
+            for _ in 0..3000 {
+                let mut text = format!("{}{}", starts[next(3)], middles[next(4)]);
+                for _ in 0..next(4) {
+                    text.push_str(junk[next(junk.len())]);
+                }
+                text.push_str([" from ", " "][next(2)]);
+                text.push_str(hosts[next(hosts.len())]);
+                text.push_str(tails[next(tails.len())]);
+                let expected = full
+                    .captures_read(&mut locs, text.as_bytes())
+                    .map(|_| (0..locs.len()).map(|i| locs.get(i)).collect::<Vec<_>>());
+                match split.captures(text.as_bytes(), &mut cache, &mut spans) {
+                    Some(true) => {
+                        matched += 1;
+                        assert_eq!(Some(spans.clone()), expected, "{pattern} on {text:?}");
+                    }
+                    Some(false) => assert_eq!(expected, None, "{pattern} on {text:?}"),
+                    None => continue,
+                }
+                decided += 1;
+            }
+        }
+        // The test means something only if most lines are decided and many match.
+        assert!(
+            decided > 8000 && matched > 300,
+            "{decided} decided, {matched} matched"
+        );
+    }
+
+    #[test]
+    fn other_shapes_do_not_split() {
+        for pattern in [
+            r"^a (?P<F_USER>.*) b",
+            r"a (?P<F_USER>.*) b$",
+            r"^a|b (?P<F_USER>.*) c$",
+            r"^(?i)a (?P<F_USER>.*) b$",
+            r"^(?P<F_X>a) (?P<F_USER>.*) b$",
+            r"^a (?:x (?P<F_USER>.*)) b$",
+        ] {
+            let full = Regex::new(pattern).unwrap();
+            assert!(Split::new(pattern, &full).is_none(), "{pattern}");
+        }
+    }
+}
