@@ -14,10 +14,9 @@
 //!
 //! `TAI64N` is refused ([`DatePatternError::Unsupported`]), so its filters are told the date
 //! is not read rather than given a wrong one. The regexes run on the `regex` crate, so a
-//! pattern costs linear time on hostile lines; only the first [`SEARCH_WINDOW`] bytes of a
-//! line are searched.
+//! pattern costs linear time on hostile lines; the date detector gives them only the start of
+//! a line (its search window).
 
-use crate::engine::datetime::SEARCH_WINDOW;
 use regex::bytes::{Regex, RegexBuilder};
 
 /// Why a `datepattern` is not used.
@@ -358,9 +357,8 @@ fn directive_regex(d: &str) -> Result<(Option<&'static str>, &'static str), Date
 }
 
 impl FormatRegex {
-    /// The date fields in the first [`SEARCH_WINDOW`] bytes of `line`.
-    pub(crate) fn fields(&self, line: &[u8]) -> Option<DateFields> {
-        let window = &line[..line.len().min(SEARCH_WINDOW)];
+    /// The date fields in `window`, the start of a line where dates are looked for.
+    pub(crate) fn fields(&self, window: &[u8]) -> Option<DateFields> {
         let caps = self.regex.captures(window)?;
         let text = |name: &str| caps.name(name).map(|m| m.as_bytes());
         let num = |name: &str| -> Option<Option<u32>> {
