@@ -74,6 +74,8 @@ pub(super) struct SyslogDate {
     pub(super) day: u32,
     pub(super) sod: i64,
     pub(super) micros: u32,
+    /// When the line names its zone (`PDT Apr 16 21:05:29`).
+    pub(super) offset: Option<i32>,
 }
 
 pub(super) fn is_leap(year: i64) -> bool {
@@ -141,6 +143,19 @@ pub(super) fn month_abbrev(b: &[u8], i: usize) -> Option<u32> {
     })
 }
 
+/// `HH:MM:SS` or `H:MM:SS` at `i`, unvalidated: (hour, minute, second, end).
+pub(super) fn hms_loose(b: &[u8], i: usize) -> Option<(u32, u32, u32, usize)> {
+    if b.get(i + 1) == Some(&b':') {
+        let hour = digit(b, i)?;
+        let minute = num2(b, i + 2)?;
+        expect(b, i + 4, b':')?;
+        let second = num2(b, i + 5)?;
+        return Some((hour, minute, second, i + 7));
+    }
+    let (hour, minute, second) = hms(b, i)?;
+    Some((hour, minute, second, i + 8))
+}
+
 /// `HH:MM:SS` at `i`, unvalidated.
 pub(super) fn hms(b: &[u8], i: usize) -> Option<(u32, u32, u32)> {
     let h = num2(b, i)?;
@@ -197,21 +212,32 @@ pub(super) fn parse_offset(b: &[u8], i: usize) -> Option<(i32, usize)> {
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|offset]` at `i`.
 pub(super) fn parse_iso8601(b: &[u8], i: usize) -> Option<Found> {
     let year = num4(b, i)?;
-    expect(b, i + 4, b'-')?;
+    // `2026-11-22`, and syslog-ng's `2026.11.22` (the same separator twice).
+    let separator = *b.get(i + 4).filter(|&&c| c == b'-' || c == b'.')?;
     let month = num2(b, i + 5)?;
-    expect(b, i + 7, b'-')?;
+    expect(b, i + 7, separator)?;
     let day = num2(b, i + 8)?;
-    if !matches!(b.get(i + 10), Some(b'T' | b't' | b' ')) {
-        return None;
-    }
-    let (hour, minute, second) = hms(b, i + 11)?;
-    let (micros, j) = fraction(b, i + 19)?;
-    let (offset, end) = match b.get(j) {
-        Some(b'Z' | b'z') => (Some(0), j + 1),
-        Some(b'+' | b'-') => {
+    // `T`, a blank, or two blanks before a space-padded hour (`2015-10-07  8:25:38`).
+    let time_start = match (b.get(i + 10), b.get(i + 11)) {
+        (Some(b'T' | b't'), _) => i + 11,
+        (Some(b' '), Some(b' ')) => i + 12,
+        (Some(b' '), _) => i + 11,
+        _ => return None,
+    };
+    let (hour, minute, second, after) = hms_loose(b, time_start)?;
+    let (micros, j) = fraction(b, after)?;
+    let (offset, end) = match (b.get(j), b.get(j + 1)) {
+        (Some(b'Z' | b'z'), _) => (Some(0), j + 1),
+        (Some(b'+' | b'-'), _) => {
             let (offset, end) = parse_offset(b, j)?;
             (Some(offset), end)
         }
+        // An offset after a blank (`2019-11-26 01:04:49.008 +08:00`); a blank and a dash
+        // that are no offset leave the date without one.
+        (Some(b' '), Some(b'+' | b'-')) => match parse_offset(b, j + 1) {
+            Some((offset, end)) => (Some(offset), end),
+            None => (None, j),
+        },
         _ => (None, j),
     };
     if is_digit_at(b, end) {
@@ -291,6 +317,7 @@ pub(super) fn parse_syslog(b: &[u8], i: usize) -> Option<(SyslogDate, Range<usiz
             day,
             sod,
             micros,
+            offset: None,
         },
         i..end,
     ))
@@ -396,15 +423,17 @@ pub(super) fn parse_clf(b: &[u8], i: usize) -> Option<Found> {
     let year = num4(b, i + 7)?;
     expect(b, i + 11, b':')?;
     let (hour, minute, second) = hms(b, i + 12)?;
-    let (offset, end) = match b.get(i + 20) {
+    let (offset, end, close) = match (b.get(i + 20), b.get(i + 21)) {
+        // An empty offset (`[31/Jan/2015:14:29:44 ]`, Apache's `%{%z}t` unset).
+        (Some(b' '), Some(b']')) => (None, i + 20, i + 21),
         // CLF always writes the offset as `+HHMM`.
-        Some(b' ') => match parse_offset(b, i + 21)? {
-            (offset, end) if end == i + 26 => (Some(offset), end),
+        (Some(b' '), _) => match parse_offset(b, i + 21)? {
+            (offset, end) if end == i + 26 => (Some(offset), end, end),
             _ => return None,
         },
-        _ => (None, i + 20),
+        _ => (None, i + 20, i + 20),
     };
-    expect(b, end, b']')?;
+    expect(b, close, b']')?;
     Some(Found {
         time: Parsed::Wall(WallClock {
             year: i64::from(year),
@@ -417,5 +446,259 @@ pub(super) fn parse_clf(b: &[u8], i: usize) -> Option<Found> {
             offset,
         }),
         span: i..end,
+    })
+}
+
+/// A date that may lack its year: asctime writes one, or not.
+pub(super) enum Dated {
+    Full(Found),
+    YearLess(SyslogDate, Range<usize>),
+}
+
+/// Time zone abbreviations that name one offset the world over, in seconds east of UTC.
+/// Ambiguous ones (`IST`: India, Ireland or Israel; `CST`: America or China) are left out,
+/// so a date naming them is not read rather than read with a guess.
+const ZONE_ABBREVIATIONS: [(&[u8], i32); 22] = [
+    (b"UTC", 0),
+    (b"GMT", 0),
+    (b"WET", 0),
+    (b"WEST", 3600),
+    (b"CET", 3600),
+    (b"CEST", 7200),
+    (b"EET", 7200),
+    (b"EEST", 10_800),
+    (b"MSK", 10_800),
+    (b"JST", 32_400),
+    (b"KST", 32_400),
+    (b"AEST", 36_000),
+    (b"AEDT", 39_600),
+    (b"EST", -18_000),
+    (b"EDT", -14_400),
+    (b"CDT", -18_000),
+    (b"MST", -25_200),
+    (b"MDT", -21_600),
+    (b"PST", -28_800),
+    (b"PDT", -25_200),
+    (b"AKST", -32_400),
+    (b"AKDT", -28_800),
+];
+
+const WEEKDAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+
+/// A zone abbreviation and a blank at `i`: (offset, end).
+fn zone_abbreviation(b: &[u8], i: usize) -> Option<(i32, usize)> {
+    ZONE_ABBREVIATIONS.iter().find_map(|(name, offset)| {
+        let end = i + name.len();
+        (b.get(i..end) == Some(name) && b.get(end) == Some(&b' ')).then_some((*offset, end + 1))
+    })
+}
+
+/// Four digits of a year at `i` that no other digit follows.
+fn year_at(b: &[u8], i: usize) -> Option<i64> {
+    let year = num4(b, i)?;
+    (!is_digit_at(b, i + 4)).then_some(i64::from(year))
+}
+
+/// asctime and its relatives, as Apache's error log, vsftpd, monit and macOS write them:
+/// `Thu Jul 11 01:21:41 2013`, `Thu Sep 25 09:27:18.813902 2014`, `Oct 27 2015 12:35:40`,
+/// `PDT Apr 16 21:05:29`. Plain `Mon dd HH:MM:SS` is syslog's; this template wants a
+/// weekday, a zone or a year before the time, so that a line's date never depends on which
+/// template happened to match the line before.
+pub(super) fn parse_asctime(b: &[u8], i: usize) -> Option<Dated> {
+    let (offset, mut j) = match zone_abbreviation(b, i) {
+        Some((offset, end)) => (Some(offset), end),
+        None => (None, i),
+    };
+    let mut marked = offset.is_some();
+    if b.get(j..j + 3).is_some_and(|w| WEEKDAYS.contains(&w)) {
+        expect(b, j + 3, b' ')?;
+        j += 4;
+        marked = true;
+    }
+    let month = month_abbrev(b, j)?;
+    expect(b, j + 3, b' ')?;
+    let (day, after_day) = match (b.get(j + 4), digit(b, j + 5)) {
+        (Some(b' '), Some(d)) => (d, j + 6),
+        (Some(b'0'..=b'9'), Some(d)) => (digit(b, j + 4)? * 10 + d, j + 6),
+        (Some(b'0'..=b'9'), None) => (digit(b, j + 4)?, j + 5),
+        _ => return None,
+    };
+    expect(b, after_day, b' ')?;
+    let (year, hour, minute, second, micros, end) = match year_at(b, after_day + 1) {
+        Some(year) => {
+            expect(b, after_day + 5, b' ')?;
+            let (h, m, s, after) = hms_loose(b, after_day + 6)?;
+            let (micros, end) = fraction(b, after)?;
+            (Some(year), h, m, s, micros, end)
+        }
+        None => {
+            let (h, m, s, after) = hms_loose(b, after_day + 1)?;
+            let (micros, end) = fraction(b, after)?;
+            match (b.get(end), year_at(b, end + 1)) {
+                (Some(b' '), Some(year)) if marked => (Some(year), h, m, s, micros, end + 5),
+                _ => (None, h, m, s, micros, end),
+            }
+        }
+    };
+    if !(marked || year.is_some()) || is_digit_at(b, end) || day == 0 || day > 31 {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let span = i..end;
+    Some(match year {
+        Some(year) => Dated::Full(Found {
+            time: Parsed::Wall(WallClock {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                micros,
+                offset,
+            }),
+            span,
+        }),
+        None => Dated::YearLess(
+            SyslogDate {
+                month,
+                day,
+                sod: i64::from(hour * 3600 + minute * 60 + second),
+                micros,
+                offset,
+            },
+            span,
+        ),
+    })
+}
+
+/// One or two digits at `i`: (value, end).
+fn num1or2(b: &[u8], i: usize) -> Option<(u32, usize)> {
+    let first = digit(b, i)?;
+    match digit(b, i + 1) {
+        Some(second) => Some((first * 10 + second, i + 2)),
+        None => Some((first, i + 1)),
+    }
+}
+
+/// Day-first dates: `22-Jan-2013 22:28:21 +0200` (roundcube), `11-Aug-2013 03:36:11.372`
+/// (BIND), `22/Jan/2013:22:28:21`, and numeric ones, `11-06-2013 02:09:40` (3proxy),
+/// `17/07/08 17:23:25`. A numeric date whose first number cannot be a day of a month
+/// whose second could (`01-27-2012`) is read month first, as US software writes it.
+pub(super) fn parse_day_first(b: &[u8], i: usize) -> Option<Found> {
+    let (first, j) = num1or2(b, i)?;
+    let separator = *b.get(j).filter(|&&c| c == b'-' || c == b'/')?;
+    let (day, month, year, time_start, named) = match month_abbrev(b, j + 1) {
+        Some(month) => {
+            expect(b, j + 4, separator)?;
+            let year = year_at(b, j + 5)?;
+            // `[ :]?` between date and time.
+            let t = match b.get(j + 9) {
+                Some(b' ' | b':') => j + 10,
+                _ => j + 9,
+            };
+            (first, month, year, t, true)
+        }
+        None => {
+            let (second, k) = num1or2(b, j + 1)?;
+            expect(b, k, separator)?;
+            let (year, after_year) = match year_at(b, k + 1) {
+                Some(year) => (year, k + 5),
+                None => (2000 + i64::from(num2(b, k + 1)?), k + 3),
+            };
+            expect(b, after_year, b' ')?;
+            let (day, month) = if first > 12 || second <= 12 {
+                (first, second)
+            } else {
+                (second, first)
+            };
+            (day, month, year, after_year + 1, false)
+        }
+    };
+    let (hour, minute, second, after) = hms_loose(b, time_start)?;
+    let (micros, j) = fraction(b, after)?;
+    // Only the named-month forms carry an offset (`+0200` after a numeric date is some
+    // other field of the line, 3proxy's for one).
+    let (offset, end) = match (named, b.get(j), b.get(j + 1)) {
+        (true, Some(b' '), Some(b'+' | b'-')) => match parse_offset(b, j + 1) {
+            Some((offset, end)) => (Some(offset), end),
+            None => (None, j),
+        },
+        _ => (None, j),
+    };
+    if is_digit_at(b, end) {
+        return None;
+    }
+    Some(Found {
+        time: Parsed::Wall(WallClock {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+            offset,
+        }),
+        span: i..end,
+    })
+}
+
+/// MySQL's (before 5.7) and MariaDB's error log: `130324  0:04:00`, `130324 17:56:13`
+/// (`yymmdd`, then one blank before a two-digit hour, two before a one-digit one).
+pub(super) fn parse_mysql(b: &[u8], i: usize) -> Option<Found> {
+    let year = 2000 + i64::from(num2(b, i)?);
+    let month = num2(b, i + 2)?;
+    let day = num2(b, i + 4)?;
+    expect(b, i + 6, b' ')?;
+    let time_start = if b.get(i + 7) == Some(&b' ') {
+        i + 8
+    } else {
+        i + 7
+    };
+    let (hour, minute, second, end) = hms_loose(b, time_start)?;
+    if is_digit_at(b, end) {
+        return None;
+    }
+    Some(Found {
+        time: Parsed::Wall(WallClock {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros: 0,
+            offset: None,
+        }),
+        span: i..end,
+    })
+}
+
+/// daemontools' TAI64N label, `@400000004c91b044077a9e94`: 2^62 plus the seconds, then
+/// the nanoseconds, in hexadecimal. The seconds are taken as UTC seconds, as fail2ban and
+/// multilog's users read them (the ten-odd seconds TAI runs ahead are not subtracted).
+pub(super) fn parse_tai64n(b: &[u8], i: usize) -> Option<Found> {
+    expect(b, i, b'@')?;
+    let hex = |from: usize, len: usize| -> Option<u64> {
+        let text = std::str::from_utf8(b.get(from..from + len)?).ok()?;
+        if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(text, 16).ok()
+    };
+    let label = hex(i + 1, 16)?;
+    let nanos = hex(i + 17, 8)?;
+    if b.get(i + 25).is_some_and(u8::is_ascii_hexdigit) || nanos >= 1_000_000_000 {
+        return None;
+    }
+    let secs = i64::try_from(label.checked_sub(1 << 62)?).ok()?;
+    Some(Found {
+        time: Parsed::Utc {
+            micros: secs.checked_mul(1_000_000)? + i64::try_from(nanos / 1000).ok()?,
+        },
+        span: i..i + 25,
     })
 }

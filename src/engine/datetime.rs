@@ -15,16 +15,24 @@
 //!
 //! | name          | example                                              | zone          |
 //! |---------------|------------------------------------------------------|---------------|
-//! | `iso8601`     | `2026-11-22T02:26:07.123+01:00`, `2026-11-22 02:26:07`| offset or local |
+//! | `iso8601`     | `2026-11-22T02:26:07.123+01:00`, `2026-11-22 02:26:07`, `2026.11.22  2:26:07 +08:00` | offset or local |
 //! | `syslog`      | `Nov 22 02:26:07`, `Nov  2 02:26:07` (no year)       | local         |
+//! | `asctime`     | `Thu Jul 11 01:21:41.5 2013`, `Oct 27 2015 12:35:40`, `PDT Apr 16 21:05:29` | zone named, or local |
 //! | `rfc5424`     | `<34>1 2026-11-22T02:26:07.003Z host app - - - msg`  | offset or local |
 //! | `nginx-error` | `2015/10/01 12:46:34 [error] ...`                    | local         |
+//! | `day-first`   | `22-Jan-2013 22:28:21 +0200`, `11-06-2013 02:09:40`  | offset or local |
+//! | `mysql`       | `130324  0:04:00`                                    | local         |
+//! | `tai64n`      | `@400000004c91b044077a9e94`                          | UTC           |
 //! | `epoch`       | `1443703594` or `1443703594.123456` at line start    | UTC           |
 //! | `clf`         | `... [01/Oct/2015:12:46:34 -0400] ...` anywhere      | offset or local |
 //! | `audit`       | `type=USER_AUTH msg=audit(1443703594.123:45): ...`   | UTC           |
 //!
-//! All templates except `clf` and `audit` are anchored at the start of the line (after
-//! optional blanks). Those two are searched for in the first [`SEARCH_WINDOW`] bytes only, so
+//! These are the formats fail2ban's own default detection reads. All templates except
+//! `clf` and `audit` are anchored at the start of the line (after optional blanks, and also
+//! inside a `[` there: `[2012-02-13 17:21:54] NOTICE`, Apache's `[Thu Jul 11 01:21:41 2013]
+//! [error]`; the span is then the date without its brackets, as fail2ban cuts it, so that
+//! its regexes see `[] [error]`). `clf` and `audit` are searched for in the first
+//! [`SEARCH_WINDOW`] bytes only, so
 //! a megabyte-long line costs no more than a short one. The reported span covers the date
 //! text itself: without the brackets of `clf`, the `<PRI>VERSION` of `rfc5424` or the
 //! `audit(` of `audit`. A seconds field of 60 (a leap second, allowed by RFC 3339) is
@@ -37,9 +45,10 @@ use memchr::memmem::Finder;
 
 pub use super::date_templates::SEARCH_WINDOW;
 use super::date_templates::{
-    days_in_month, find_audit, find_clf, parse_clf, parse_epoch, parse_iso8601, parse_nginx_error,
-    parse_offset, parse_rfc5424, parse_syslog, skip_blanks, Found, Parsed, SyslogDate, WallClock,
-    AUDIT_MARKER, CLF_DATE_END,
+    days_in_month, find_audit, find_clf, parse_asctime, parse_clf, parse_day_first, parse_epoch,
+    parse_iso8601, parse_mysql, parse_nginx_error, parse_offset, parse_rfc5424, parse_syslog,
+    parse_tai64n, skip_blanks, Dated, Found, Parsed, SyslogDate, WallClock, AUDIT_MARKER,
+    CLF_DATE_END,
 };
 use super::datepattern::{Alternative, DateFields, DatePattern};
 use super::time::{civil_from_days, days_from_civil, Timestamp};
@@ -53,8 +62,12 @@ const SYSLOG_FUTURE_TOLERANCE_SECS: i64 = 2 * 86_400;
 pub enum Template {
     Iso8601,
     Syslog,
+    Asctime,
     Rfc5424,
     NginxError,
+    DayFirst,
+    Mysql,
+    Tai64n,
     Epoch,
     Clf,
     Audit,
@@ -65,11 +78,15 @@ pub enum Template {
 impl Template {
     /// Every template, in the order they are tried after the last one that matched. The
     /// anchored ones come first: they fail on the first few bytes, the unanchored ones scan.
-    pub const ALL: [Template; 7] = [
+    pub const ALL: [Template; 11] = [
         Template::Iso8601,
         Template::Syslog,
+        Template::Asctime,
         Template::Rfc5424,
         Template::NginxError,
+        Template::DayFirst,
+        Template::Mysql,
+        Template::Tai64n,
         Template::Epoch,
         Template::Clf,
         Template::Audit,
@@ -80,6 +97,10 @@ impl Template {
         match self {
             Template::Iso8601 => "iso8601",
             Template::Syslog => "syslog",
+            Template::Asctime => "asctime",
+            Template::DayFirst => "day-first",
+            Template::Mysql => "mysql",
+            Template::Tai64n => "tai64n",
             Template::Rfc5424 => "rfc5424",
             Template::NginxError => "nginx-error",
             Template::Epoch => "epoch",
@@ -177,6 +198,8 @@ pub struct DateDetector {
     pattern: Option<DatePattern>,
     pattern_hits: u64,
     clf_date_end: Finder<'static>,
+    /// The last date found, for a pattern that says a line has none of its own.
+    previous: Option<Timestamp>,
 }
 
 impl DateDetector {
@@ -189,6 +212,7 @@ impl DateDetector {
             pattern: None,
             pattern_hits: 0,
             clf_date_end: Finder::new(CLF_DATE_END),
+            previous: None,
         }
     }
 
@@ -205,12 +229,18 @@ impl DateDetector {
     /// configured zone, or the year before if that would put the line more than two days
     /// after `now` (a December line read in January).
     pub fn detect(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
-        if let Some(pattern) = self.pattern.take() {
-            let found = self.detect_with_pattern(&pattern, line, now);
-            self.pattern = Some(pattern);
-            return found;
+        let found = match self.pattern.take() {
+            Some(pattern) => {
+                let found = self.detect_with_pattern(&pattern, line, now);
+                self.pattern = Some(pattern);
+                found
+            }
+            None => self.detect_standard(line, now),
+        };
+        if let Some(found) = &found {
+            self.previous = Some(found.timestamp);
         }
-        self.detect_standard(line, now)
+        found
     }
 
     fn detect_standard(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
@@ -270,9 +300,13 @@ impl DateDetector {
                     ..
                 } => {
                     let window = &line[..line.len().min(SEARCH_WINDOW)];
-                    prefix
-                        .find(window)
-                        .and_then(|m| self.detect_at(line, m.end(), now))
+                    prefix.regex.find(window).and_then(|m| {
+                        let mut found = self.detect_at(line, m.end(), now)?;
+                        if prefix.cut {
+                            found.span.start = m.start();
+                        }
+                        Some(found)
+                    })
                 }
                 Alternative::Format(format) => format
                     .fields(&line[..line.len().min(SEARCH_WINDOW)])
@@ -292,8 +326,12 @@ impl DateDetector {
         for template in [
             Template::Iso8601,
             Template::Syslog,
+            Template::Asctime,
             Template::Rfc5424,
             Template::NginxError,
+            Template::DayFirst,
+            Template::Mysql,
+            Template::Tai64n,
             Template::Epoch,
         ] {
             if let Some(found) = self.try_template(template, line, start, now) {
@@ -306,7 +344,19 @@ impl DateDetector {
 
     /// A date from a pattern's fields: what it lacks (the year, or the whole date of a
     /// time-only pattern) is taken from `now` in the configured zone, as for syslog dates.
+    ///
+    /// A pattern that matched an empty date (fail2ban's `^WARNING:()**`) says the line has
+    /// none of its own and belongs with the line before (the second line of a Java log
+    /// record): it gets that line's date, or none (so it counts when it is read) if no line
+    /// had one. Reading such a line as midnight today would put it outside findtime.
     fn date_of_fields(&mut self, f: DateFields, now: Timestamp) -> Option<DetectedDate> {
+        if f.span.is_empty() && f.epoch.is_none() {
+            return Some(DetectedDate {
+                timestamp: self.previous?,
+                span: f.span,
+                template: Template::Custom,
+            });
+        }
         if let Some((secs, micros)) = f.epoch {
             return Some(DetectedDate {
                 timestamp: Timestamp::from_micros(
@@ -357,6 +407,7 @@ impl DateDetector {
                 day,
                 sod,
                 micros: f.micros,
+                offset: f.offset,
             };
             let mut found = self.year_less(date, f.span, now)?;
             found.template = Template::Custom;
@@ -389,14 +440,26 @@ impl DateDetector {
         now: Timestamp,
     ) -> Option<DetectedDate> {
         let parsed = match template {
-            Template::Iso8601 => parse_iso8601(line, start),
-            Template::Syslog => return self.syslog(line, start, now),
-            Template::Rfc5424 => parse_rfc5424(line, start),
-            Template::NginxError => parse_nginx_error(line, start),
-            Template::Epoch => parse_epoch(line, start),
             Template::Clf => find_clf(&self.clf_date_end, line),
             Template::Audit => find_audit(&self.audit_marker, line),
             Template::Custom => None,
+            anchored => {
+                // At the start, or inside a bracket there.
+                let bracketed = line.get(start) == Some(&b'[');
+                let dated = parse_anchored(anchored, line, start).or_else(|| {
+                    bracketed
+                        .then(|| parse_anchored(anchored, line, start + 1))
+                        .flatten()
+                })?;
+                match dated {
+                    Dated::Full(found) => Some(found),
+                    Dated::YearLess(date, span) => {
+                        let mut found = self.year_less(date, span, now)?;
+                        found.template = template;
+                        return Some(found);
+                    }
+                }
+            }
         }?;
         self.convert(parsed, template)
     }
@@ -423,11 +486,6 @@ impl DateDetector {
         })
     }
 
-    fn syslog(&mut self, line: &[u8], start: usize, now: Timestamp) -> Option<DetectedDate> {
-        let (date, span) = parse_syslog(line, start)?;
-        self.year_less(date, span, now)
-    }
-
     /// A date without a year: this year in the configured zone, or last year if that would
     /// put it more than two days after `now`.
     fn year_less(
@@ -443,7 +501,10 @@ impl DateDetector {
                 continue;
             }
             let local = days_from_civil(candidate, date.month, date.day) * 86_400 + date.sod;
-            let utc = self.clock.utc_of_local(local)?;
+            let utc = match date.offset {
+                Some(offset) => local - i64::from(offset),
+                None => self.clock.utc_of_local(local)?,
+            };
             let micros = utc
                 .checked_mul(1_000_000)?
                 .checked_add(i64::from(date.micros))?;
@@ -460,6 +521,26 @@ impl DateDetector {
         }
         None
     }
+}
+
+/// An anchored template's parser at `start`.
+fn parse_anchored(template: Template, line: &[u8], start: usize) -> Option<Dated> {
+    let full = match template {
+        Template::Iso8601 => parse_iso8601(line, start),
+        Template::Syslog => {
+            let (date, span) = parse_syslog(line, start)?;
+            return Some(Dated::YearLess(date, span));
+        }
+        Template::Asctime => return parse_asctime(line, start),
+        Template::Rfc5424 => parse_rfc5424(line, start),
+        Template::NginxError => parse_nginx_error(line, start),
+        Template::DayFirst => parse_day_first(line, start),
+        Template::Mysql => parse_mysql(line, start),
+        Template::Tai64n => parse_tai64n(line, start),
+        Template::Epoch => parse_epoch(line, start),
+        Template::Clf | Template::Audit | Template::Custom => None,
+    }?;
+    Some(Dated::Full(full))
 }
 
 /// Local wall-clock time to UTC, with the offsets of the last two local hours cached: log
@@ -946,13 +1027,193 @@ mod tests {
             vec![
                 ("iso8601", 3),
                 ("syslog", 0),
+                ("asctime", 0),
                 ("rfc5424", 0),
                 ("nginx-error", 0),
+                ("day-first", 0),
+                ("mysql", 0),
+                ("tai64n", 0),
                 ("epoch", 0),
                 ("clf", 2),
                 ("audit", 0),
             ]
         );
+    }
+
+    /// The date of `line` in UTC, with its template and the text the span covers.
+    fn read(line: &str) -> Option<(String, Template, String)> {
+        let d = detect(line)?;
+        Some((
+            d.timestamp.to_rfc3339(),
+            d.template,
+            line[d.span.clone()].to_string(),
+        ))
+    }
+
+    #[test]
+    fn fail2bans_further_default_formats() {
+        let cases: [(&str, &str, Template, &str); 16] = [
+            (
+                "[Thu Jul 11 01:21:41 2013] [error] x",
+                "2013-07-11T01:21:41Z",
+                Template::Asctime,
+                "Thu Jul 11 01:21:41 2013",
+            ),
+            (
+                "[Thu Sep 25 09:27:18.813902 2014] [cgi:error]",
+                "2014-09-25T09:27:18.813902Z",
+                Template::Asctime,
+                "Thu Sep 25 09:27:18.813902 2014",
+            ),
+            (
+                "Fri Jan 19 12:20:33 2007 [pid 1]",
+                "2007-01-19T12:20:33Z",
+                Template::Asctime,
+                "Fri Jan 19 12:20:33 2007",
+            ),
+            (
+                "Oct 27 2015 12:35:40 host x[1]:",
+                "2015-10-27T12:35:40Z",
+                Template::Asctime,
+                "Oct 27 2015 12:35:40",
+            ),
+            (
+                "[PDT Apr 16 21:05:29] error",
+                "2026-04-17T04:05:29Z",
+                Template::Asctime,
+                "PDT Apr 16 21:05:29",
+            ),
+            (
+                "[Jan 18 17:39:50] NOTICE[1]",
+                "2026-01-18T17:39:50Z",
+                Template::Syslog,
+                "Jan 18 17:39:50",
+            ),
+            (
+                "[2012-02-13 17:21:54] NOTICE[1638]",
+                "2012-02-13T17:21:54Z",
+                Template::Iso8601,
+                "2012-02-13 17:21:54",
+            ),
+            (
+                "2011.11.21 14:29:16 LOG3[1]",
+                "2011-11-21T14:29:16Z",
+                Template::Iso8601,
+                "2011.11.21 14:29:16",
+            ),
+            (
+                "2015-10-07  8:25:38 1398 [Warning]",
+                "2015-10-07T08:25:38Z",
+                Template::Iso8601,
+                "2015-10-07  8:25:38",
+            ),
+            (
+                "2019-11-26 01:04:49.008 +08:00 [WRN]",
+                "2019-11-25T17:04:49.008000Z",
+                Template::Iso8601,
+                "2019-11-26 01:04:49.008 +08:00",
+            ),
+            (
+                "[22-Jan-2013 22:28:21 +0200]: FAILED",
+                "2013-01-22T20:28:21Z",
+                Template::DayFirst,
+                "22-Jan-2013 22:28:21 +0200",
+            ),
+            (
+                "11-Aug-2013 03:36:11.372 error: x",
+                "2013-08-11T03:36:11.372000Z",
+                Template::DayFirst,
+                "11-Aug-2013 03:36:11.372",
+            ),
+            (
+                "11-06-2013 02:09:40 +0300 PROXY",
+                "2013-06-11T02:09:40Z",
+                Template::DayFirst,
+                "11-06-2013 02:09:40",
+            ),
+            (
+                "01-27-2012 16:22:44 x",
+                "2012-01-27T16:22:44Z",
+                Template::DayFirst,
+                "01-27-2012 16:22:44",
+            ),
+            (
+                "130324  0:04:00 [Warning] x",
+                "2013-03-24T00:04:00Z",
+                Template::Mysql,
+                "130324  0:04:00",
+            ),
+            (
+                "@400000004c91b044077a9e94 imap-login:",
+                "2010-09-16T05:51:00.125476Z",
+                Template::Tai64n,
+                "@400000004c91b044077a9e94",
+            ),
+        ];
+        for (line, time, template, text) in cases {
+            assert_eq!(
+                read(line),
+                Some((time.to_string(), template, text.to_string())),
+                "{line}"
+            );
+        }
+        // An empty CLF offset: the date without it.
+        let d = detect("1.2.3.4 - - - [31/Jan/2015:14:29:44 ] example.com").unwrap();
+        assert_eq!(d.timestamp, utc(2015, 1, 31, 14, 29, 44));
+    }
+
+    #[test]
+    fn an_empty_pattern_date_is_the_previous_lines() {
+        let pattern = DatePattern::parse("^%b %d, %ExY %I:%M:%S %p\n^WARNING:()**").unwrap();
+        let mut detector = DateDetector::new(Zone::Utc).with_pattern(Some(pattern));
+        // No line before: no date (the line counts when it is read), not midnight.
+        assert_eq!(detector.detect(b"WARNING: first", now()), None);
+        let first = detector
+            .detect(b"Apr 15, 2013 8:34:08 PM org.x warn", now())
+            .unwrap();
+        assert_eq!(first.timestamp, utc(2013, 4, 15, 20, 34, 8));
+        let second = detector.detect(b"WARNING: attempt from x", now()).unwrap();
+        assert_eq!(second.timestamp, first.timestamp);
+        assert!(second.span.is_empty());
+    }
+
+    #[test]
+    fn a_date_without_a_group_of_its_own_takes_its_prefix_along() {
+        let line = b"<W>2015-11-29 16:38:01.818 1 => x";
+        let cut = DatePattern::parse("^<W>{DATE}").unwrap();
+        let d = DateDetector::new(Zone::Utc)
+            .with_pattern(Some(cut))
+            .detect(line, now())
+            .unwrap();
+        assert_eq!(d.span, 0..26);
+        let kept = DatePattern::parse("^<W>({DATE})").unwrap();
+        let d = DateDetector::new(Zone::Utc)
+            .with_pattern(Some(kept))
+            .detect(line, now())
+            .unwrap();
+        assert_eq!(d.span, 3..26);
+    }
+
+    #[test]
+    fn further_formats_refuse_what_they_cannot_be_sure_of() {
+        for line in [
+            // A zone abbreviation that names several offsets.
+            "IST Apr 16 21:05:29 x",
+            // A numeric date that is neither day- nor month-first.
+            "13-13-2013 02:09:40 x",
+            "130399 10:00:00 x",
+            // A TAI64N label below 2^62, or too long.
+            "@300000004c91b044077a9e94 x",
+            "@400000004c91b044077a9e94f x",
+            // A blank and a dash after a date are not an offset; the date stays local.
+        ] {
+            assert_eq!(detect(line), None, "{line}");
+        }
+        let d = detect("2026-11-22 02:26:07 - - x").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 2, 26, 7));
+        // A weekday alone does not make a syslog date take the number after it as its year.
+        let d = detect("Nov 22 02:26:07 2024 sshd[1]: x").unwrap();
+        assert_eq!(d.template, Template::Syslog);
     }
 
     #[test]
