@@ -126,7 +126,9 @@ fn jail_toml(jail: &Fail2banJail, filter: &str, report: &mut Vec<String>) -> Str
         JailSourceKind::Journal { .. } => {}
         JailSourceKind::Files { logpath } => {
             if logpath.iter().any(|p| p.contains(['*', '?', '['])) {
-                report.push("logpath has wildcards, which banhound does not expand".into());
+                report.push(
+                    "logpath has wildcards: banhound expands them when it starts and on reload (systemctl reload banhound), not when a matching file appears in between".into(),
+                );
             }
             let _ = writeln!(t, "logpath = {}", toml_list(logpath));
         }
