@@ -380,6 +380,16 @@ fn per_mille(part: u64, whole: u64) -> u64 {
     (part * 1000).checked_div(whole).unwrap_or(1000)
 }
 
+/// Fails unless `part` of `whole` reaches `floor` tenths of a percent.
+fn at_least(what: &str, part: u64, whole: u64, floor: u64) {
+    assert!(
+        per_mille(part, whole) >= floor,
+        "{part}/{whole} {what}, below the floor of {}.{} %",
+        floor / 10,
+        floor % 10
+    );
+}
+
 fn percent(part: u64, whole: u64) -> String {
     if whole == 0 {
         return "-".to_string();
@@ -584,20 +594,11 @@ fn banhound_agrees_with_fail2bans_annotated_samples() {
         "false matches:\n{}",
         false_matches.join("\n")
     );
-    assert!(
-        per_mille(total.agree, total.cases) >= AGREEMENT_FLOOR,
-        "{}/{} cases agree, below the floor of {}.{} %",
-        total.agree,
-        total.cases,
-        AGREEMENT_FLOOR / 10,
-        AGREEMENT_FLOOR % 10
-    );
-    assert!(
-        per_mille(total.time_agrees, total.timed) >= TIME_FLOOR,
-        "{}/{} times agree to the second, below the floor of {}.{} %",
+    at_least("cases agree", total.agree, total.cases, AGREEMENT_FLOOR);
+    at_least(
+        "times agree to the second",
         total.time_agrees,
         total.timed,
-        TIME_FLOOR / 10,
-        TIME_FLOOR % 10
+        TIME_FLOOR,
     );
 }

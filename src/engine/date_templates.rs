@@ -209,6 +209,37 @@ pub(super) fn parse_offset(b: &[u8], i: usize) -> Option<(i32, usize)> {
     Some((sign * (hours * 3600 + minutes * 60) as i32, end))
 }
 
+/// A wall-clock date and time as a template found it at `span`.
+fn wall_found(
+    (year, month, day): (i64, u32, u32),
+    (hour, minute, second, micros): (u32, u32, u32, u32),
+    offset: Option<i32>,
+    span: Range<usize>,
+) -> Found {
+    Found {
+        time: Parsed::Wall(WallClock {
+            year,
+            month,
+            day,
+            hour,
+            minute,
+            second,
+            micros,
+            offset,
+        }),
+        span,
+    }
+}
+
+/// The offset after the blank at `j` (`… +08:00`): (offset, end); a blank and a sign that
+/// are no offset leave the date without one, ending at `j`.
+fn offset_after_blank(b: &[u8], j: usize) -> (Option<i32>, usize) {
+    match parse_offset(b, j + 1) {
+        Some((offset, end)) => (Some(offset), end),
+        None => (None, j),
+    }
+}
+
 /// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|offset]` at `i`.
 pub(super) fn parse_iso8601(b: &[u8], i: usize) -> Option<Found> {
     let year = num4(b, i)?;
@@ -232,30 +263,19 @@ pub(super) fn parse_iso8601(b: &[u8], i: usize) -> Option<Found> {
             let (offset, end) = parse_offset(b, j)?;
             (Some(offset), end)
         }
-        // An offset after a blank (`2019-11-26 01:04:49.008 +08:00`); a blank and a dash
-        // that are no offset leave the date without one.
-        (Some(b' '), Some(b'+' | b'-')) => match parse_offset(b, j + 1) {
-            Some((offset, end)) => (Some(offset), end),
-            None => (None, j),
-        },
+        // An offset after a blank (`2019-11-26 01:04:49.008 +08:00`).
+        (Some(b' '), Some(b'+' | b'-')) => offset_after_blank(b, j),
         _ => (None, j),
     };
     if is_digit_at(b, end) {
         return None;
     }
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros,
-            offset,
-        }),
-        span: i..end,
-    })
+    Some(wall_found(
+        (i64::from(year), month, day),
+        (hour, minute, second, micros),
+        offset,
+        i..end,
+    ))
 }
 
 /// `<PRI>VERSION TIMESTAMP` at `i`; the span is the timestamp only.
@@ -336,19 +356,12 @@ pub(super) fn parse_nginx_error(b: &[u8], i: usize) -> Option<Found> {
     if is_digit_at(b, end) {
         return None;
     }
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros: 0,
-            offset: None,
-        }),
-        span: i..end,
-    })
+    Some(wall_found(
+        (i64::from(year), month, day),
+        (hour, minute, second, 0),
+        None,
+        i..end,
+    ))
 }
 
 /// Ten digits of Unix seconds and an optional fraction at `i`: (micros, end).
@@ -434,19 +447,12 @@ pub(super) fn parse_clf(b: &[u8], i: usize) -> Option<Found> {
         _ => (None, i + 20, i + 20),
     };
     expect(b, close, b']')?;
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros: 0,
-            offset,
-        }),
-        span: i..end,
-    })
+    Some(wall_found(
+        (i64::from(year), month, day),
+        (hour, minute, second, 0),
+        offset,
+        i..end,
+    ))
 }
 
 /// A date that may lack its year: asctime writes one, or not.
@@ -548,19 +554,12 @@ pub(super) fn parse_asctime(b: &[u8], i: usize) -> Option<Dated> {
     }
     let span = i..end;
     Some(match year {
-        Some(year) => Dated::Full(Found {
-            time: Parsed::Wall(WallClock {
-                year,
-                month,
-                day,
-                hour,
-                minute,
-                second,
-                micros,
-                offset,
-            }),
+        Some(year) => Dated::Full(wall_found(
+            (year, month, day),
+            (hour, minute, second, micros),
+            offset,
             span,
-        }),
+        )),
         None => Dated::YearLess(
             SyslogDate {
                 month,
@@ -622,28 +621,18 @@ pub(super) fn parse_day_first(b: &[u8], i: usize) -> Option<Found> {
     // Only the named-month forms carry an offset (`+0200` after a numeric date is some
     // other field of the line, 3proxy's for one).
     let (offset, end) = match (named, b.get(j), b.get(j + 1)) {
-        (true, Some(b' '), Some(b'+' | b'-')) => match parse_offset(b, j + 1) {
-            Some((offset, end)) => (Some(offset), end),
-            None => (None, j),
-        },
+        (true, Some(b' '), Some(b'+' | b'-')) => offset_after_blank(b, j),
         _ => (None, j),
     };
     if is_digit_at(b, end) {
         return None;
     }
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros,
-            offset,
-        }),
-        span: i..end,
-    })
+    Some(wall_found(
+        (year, month, day),
+        (hour, minute, second, micros),
+        offset,
+        i..end,
+    ))
 }
 
 /// MySQL's (before 5.7) and MariaDB's error log: `130324  0:04:00`, `130324 17:56:13`
@@ -662,19 +651,12 @@ pub(super) fn parse_mysql(b: &[u8], i: usize) -> Option<Found> {
     if is_digit_at(b, end) {
         return None;
     }
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros: 0,
-            offset: None,
-        }),
-        span: i..end,
-    })
+    Some(wall_found(
+        (year, month, day),
+        (hour, minute, second, 0),
+        None,
+        i..end,
+    ))
 }
 
 /// daemontools' TAI64N label, `@400000004c91b044077a9e94`: 2^62 plus the seconds, then
