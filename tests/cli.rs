@@ -347,3 +347,26 @@ fn shipped_configuration_is_valid() {
     );
     assert!(s.contains("jail recidive (disabled)"), "{s}");
 }
+
+#[test]
+fn test_filter_names_the_shape_of_lines_without_a_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let undated = b"11.06.13 02:09:40 PROXY denied 198.51.100.7\n11.06.13 02:09:41 PROXY denied 198.51.100.7\nNov 22 10:00:01 PROXY denied 198.51.100.7\n";
+    let args = ["test-filter", "denied <HOST>", "-", "--now", NOW];
+    let out = run(banhound(dir.path()).args(args), Some(undated));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains("note: most lines have no date banhound recognises; they look like `99.99.99 99:99:99 PROXY denied 999.99.99`"),
+        "{summary}"
+    );
+    // Mostly dated: the count, no note.
+    let dated = b"Nov 22 10:00:01 PROXY denied 198.51.100.7\nNov 22 10:00:02 PROXY denied 198.51.100.7\n11.06.13 02:09:40 PROXY denied 198.51.100.7\n";
+    let out = run(banhound(dir.path()).args(args), Some(dated));
+    let summary = text(&out.stdout);
+    assert!(
+        summary.contains("1 lines had no recognisable date"),
+        "{summary}"
+    );
+    assert!(!summary.contains("note: most lines"), "{summary}");
+}

@@ -605,6 +605,37 @@ fn an_over_long_line_is_skipped_whole_not_split_and_test_filter_agrees() {
     assert_eq!(would_ban, [ATTACKER], "{summary}");
 }
 
+#[test]
+fn a_wildcard_logpath_follows_every_matching_file_and_a_reload_finds_new_ones() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
+    let failure = |addr: &str| {
+        format!("{stamp} server sshd[1000]: Failed password for root from {addr} port 41000 ssh2\n")
+    };
+    let site = |name: &str| log_dir.path().join(format!("{name}-error.log"));
+    std::fs::write(site("a"), failure("192.0.2.81")).unwrap();
+    std::fs::write(site("b"), failure("192.0.2.82")).unwrap();
+    // Not named by the pattern.
+    std::fs::write(log_dir.path().join("a-access.log"), failure("192.0.2.83")).unwrap();
+    let mut lab = Lab::new(
+        "wildcard",
+        &format!(
+            "[jail.sshd]\nenabled = false\n\n[jail.sshd-file]\nenabled = true\nfilter = \"sshd\"\nlogpath = [\"{}/*-error.log\"]\nmaxretry = 1\nbackend = \"log-only\"\n",
+            log_dir.path().display()
+        ),
+    );
+    let daemon = lab.start();
+    daemon.wait_log("Banned 192.0.2.81 in jail sshd-file", 1);
+    daemon.wait_log("Banned 192.0.2.82 in jail sshd-file", 1);
+    // A file that appears later is followed from the next reload on.
+    std::fs::write(site("c"), failure("192.0.2.84")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("Banned 192.0.2.84 in jail sshd-file", 1);
+    let log = daemon.log();
+    assert!(!log.contains("192.0.2.83"), "{log}");
+    assert!(daemon.stop());
+}
+
 const WAIT: Duration = Duration::from_secs(10);
 
 /// `banhound --bus-address BUS ARGS` as root.

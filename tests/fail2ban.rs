@@ -398,7 +398,12 @@ fn publickey_parameter_changes_what_counts() {
 }
 
 fn banhound(args: &[&str]) -> (bool, String) {
+    banhound_in(Path::new("."), args)
+}
+
+fn banhound_in(cwd: &Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .current_dir(cwd)
         .args(args)
         .output()
         .unwrap();
@@ -446,6 +451,36 @@ fn import_writes_configuration_that_loads() {
     ]);
     assert!(ok, "{check}");
     assert!(check.contains("jail sshd ("), "{check}");
+    // fail2ban's recidive reads fail2ban's own log; it becomes banhound's, and says so.
+    assert!(
+        report.contains("[recidive] -> banhound's own recidive filter"),
+        "{report}"
+    );
+    let imported = std::fs::read_to_string(target.join("jail.d/fail2ban-import.toml")).unwrap();
+    let recidive = imported.split("[jail.recidive]").nth(1).unwrap();
+    let recidive = recidive.split("\n[jail.").next().unwrap();
+    assert!(recidive.contains("filter = \"recidive\""), "{recidive}");
+    assert!(!recidive.contains("fail2ban.log"), "{recidive}");
+    // A relative fail2ban directory is written absolute.
+    let relative = out.path().join("relative");
+    let parent = dir.parent().unwrap();
+    let (ok, report) = banhound_in(
+        parent,
+        &[
+            "import-fail2ban",
+            dir.file_name().unwrap().to_str().unwrap(),
+            "-o",
+            relative.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{report}");
+    // (sshd, enabled in Debian's stock configuration, keeps its filter in fail2ban's
+    // directory, so the directory is written.)
+    let main = std::fs::read_to_string(relative.join("banhound.toml")).unwrap();
+    assert!(
+        main.contains(&format!("dir = \"{}\"", dir.display())),
+        "{main}"
+    );
     // A second import into the same place is refused rather than mixed in.
     let (again, msg) = banhound(&["import-fail2ban", "-o", target.to_str().unwrap()]);
     assert!(!again && msg.contains("exists"), "{msg}");

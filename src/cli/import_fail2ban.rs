@@ -126,7 +126,9 @@ fn jail_toml(jail: &Fail2banJail, filter: &str, report: &mut Vec<String>) -> Str
         JailSourceKind::Journal { .. } => {}
         JailSourceKind::Files { logpath } => {
             if logpath.iter().any(|p| p.contains(['*', '?', '['])) {
-                report.push("logpath has wildcards, which banhound does not expand".into());
+                report.push(
+                    "logpath has wildcards: banhound expands them when it starts and on reload (systemctl reload banhound), not when a matching file appears in between".into(),
+                );
             }
             let _ = writeln!(t, "logpath = {}", toml_list(logpath));
         }
@@ -225,8 +227,22 @@ fn jail_toml(jail: &Fail2banJail, filter: &str, report: &mut Vec<String>) -> Str
     t
 }
 
+/// banhound's own recidive filter, which fail2ban's `[recidive]` is mapped onto: fail2ban's
+/// reads `/var/log/fail2ban.log`, which nothing writes once fail2ban is gone.
+const RECIDIVE_FILTER: &str = include_str!("../../conf/filters/recidive.toml");
+const RECIDIVE: &str = "recidive";
+
+/// Whether a fail2ban jail is its recidive jail (by its filter: `recidive`, with or without
+/// parameters).
+fn is_recidive(jail: &Fail2banJail) -> bool {
+    FilterReference::parse(&jail.filter).is_ok_and(|r| r.name == RECIDIVE)
+}
+
 pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()> {
-    let dir = &args.dir;
+    // Absolute, so that the `[fail2ban] dir` written for referenced filters holds wherever
+    // the daemon runs.
+    let dir = &std::path::absolute(&args.dir)
+        .with_context(|| format!("resolving {}", args.dir.display()))?;
     if !dir.join("jail.conf").is_file() {
         return Err(invalid(anyhow!(
             "{} has no jail.conf: not a fail2ban configuration directory",
@@ -260,6 +276,35 @@ pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()
             continue;
         }
         let mut notes: Vec<String> = jail.warnings.clone();
+        if is_recidive(jail) {
+            let path = out.join("filters").join(format!("{RECIDIVE}.toml"));
+            std::fs::create_dir_all(out.join("filters"))?;
+            std::fs::write(&path, RECIDIVE_FILTER)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let own = Fail2banJail {
+                source: JailSourceKind::Journal {
+                    journalmatch: Vec::new(),
+                },
+                ..jail.clone()
+            };
+            jail_text.push('\n');
+            jail_text.push_str(&jail_toml(&own, RECIDIVE, &mut notes));
+            imported += 1;
+            let _ = writeln!(
+                report,
+                "\n[{}] -> banhound's own recidive filter (written to {}): fail2ban's reads {}, which nothing writes once fail2ban is gone; this one reads banhound's ban messages in the journal. This jail, with fail2ban's settings, takes the place of banhound's shipped [jail.recidive].",
+                jail.name,
+                path.display(),
+                match &jail.source {
+                    JailSourceKind::Files { logpath } => logpath.join(" "),
+                    JailSourceKind::Journal { .. } => "the journal".to_string(),
+                }
+            );
+            for n in &notes {
+                let _ = writeln!(report, "  not mapped: {n}");
+            }
+            continue;
+        }
         let filter = match convert_filter(dir, jail) {
             Ok(FilterChoice::Converted { name, toml }) => {
                 std::fs::create_dir_all(out.join("filters"))?;

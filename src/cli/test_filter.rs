@@ -428,6 +428,8 @@ struct Report {
     not_syslog: u64,
     too_long: u64,
     no_date: u64,
+    /// The shape of the first line without a recognisable date ([`line_shape`]).
+    undated_shape: Option<String>,
     /// File lines more than findtime older than the newest line so far (or than --now).
     too_old: u64,
     no_message: u64,
@@ -783,6 +785,10 @@ impl<W: Write> Run<'_, W> {
             matcher: &mut self.matcher,
             tracker: &mut self.tracker,
         };
+        let line = match &jail_record {
+            JailRecord::Line { line, .. } => Some(*line),
+            JailRecord::Entry { .. } => None,
+        };
         let step = jail.decide(jail_record, Mode::Live, now);
         let report = &mut self.report;
         let (time, seen) = match step {
@@ -805,6 +811,9 @@ impl<W: Write> Run<'_, W> {
         };
         if time.is_none() {
             report.no_date += 1;
+            if report.undated_shape.is_none() {
+                report.undated_shape = line.map(line_shape);
+            }
         }
         match seen {
             Seen::Missed { message } => {
@@ -872,6 +881,21 @@ impl<W: Write> Run<'_, W> {
         }
         Ok(())
     }
+}
+
+/// How a line begins, with its digits as `9`, so that a date format can be recognised
+/// without copying the line's content (addresses, names) into the report.
+fn line_shape(line: &[u8]) -> String {
+    const SHAPE_LENGTH: usize = 40;
+    line.trim_ascii()
+        .iter()
+        .take(SHAPE_LENGTH)
+        .map(|&b| match b {
+            b'0'..=b'9' => '9',
+            b' '..=b'~' if b != b'`' => char::from(b),
+            _ => '?',
+        })
+        .collect()
 }
 
 fn render_summary(
@@ -992,6 +1016,18 @@ fn render_summary(
             thousands(r.no_date),
             unit.1
         );
+        if let Some(shape) = r
+            .undated_shape
+            .as_ref()
+            .filter(|_| r.no_date * 2 > r.records)
+        {
+            let _ = writeln!(
+                s,
+                "  note: most lines have no date banhound recognises; they look like `{shape}` \
+                 (9 = a digit): give the filter a datepattern for them, or their failures \
+                 count when read, not when they happened"
+            );
+        }
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "Failregex hits:");

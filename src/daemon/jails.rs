@@ -62,10 +62,11 @@ impl Prepared {
             let index = jails.len();
             match &jail.source {
                 JailSource::Files { paths } => {
-                    for path in paths {
-                        match files.iter_mut().find(|(p, _)| p == path) {
+                    // A wildcard names the files that exist now; a reload looks again.
+                    for path in paths.iter().flat_map(|p| crate::source::glob::expand(p)) {
+                        match files.iter_mut().find(|(p, _)| *p == path) {
                             Some((_, readers)) => readers.push(index),
-                            None => files.push((path.clone(), vec![index])),
+                            None => files.push((path, vec![index])),
                         }
                     }
                 }

@@ -12,19 +12,16 @@
 //! - `Epoch`/`EPOCH` are Unix seconds, `ISO8601` an ISO 8601 date and time;
 //! - several patterns, one a line, are tried in order.
 //!
-//! `TAI64N` is refused ([`DatePatternError::Unsupported`]), so its filters are told the date
-//! is not read rather than given a wrong one. The regexes run on the `regex` crate, so a
-//! pattern costs linear time on hostile lines; only the first [`SEARCH_WINDOW`] bytes of a
-//! line are searched.
+//! `TAI64N` is one of the standard templates, so a `TAI64N` alternative is the standard
+//! detection (at the start of the line with `{^LN-BEG}`). The regexes run on the `regex` crate, so a
+//! pattern costs linear time on hostile lines; the date detector gives them only the start of
+//! a line (its search window).
 
-use crate::engine::datetime::SEARCH_WINDOW;
 use regex::bytes::{Regex, RegexBuilder};
 
 /// Why a `datepattern` is not used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DatePatternError {
-    #[error("date format {0} is not supported")]
-    Unsupported(String),
     #[error("unknown directive %{0} in the date pattern")]
     Directive(String),
     #[error("the date pattern does not compile: {0}")]
@@ -37,8 +34,6 @@ pub enum DatePatternError {
 #[derive(Clone, Debug)]
 pub struct DatePattern {
     pub(crate) alternatives: Vec<Alternative>,
-    /// Alternatives left out because banhound cannot read their dates (TAI64N).
-    unsupported: Vec<String>,
     source: String,
 }
 
@@ -49,11 +44,21 @@ pub(crate) enum Alternative {
     /// A standard date, at the end of `prefix`'s match (`{DATE}`), at the start of the line
     /// (`anchored`), or wherever the standard detection finds one.
     Standard {
-        prefix: Option<Regex>,
+        prefix: Option<Prefix>,
         anchored: bool,
     },
     /// `{NONE}`: no date.
     NoDate,
+}
+
+/// What comes before `{DATE}` in a pattern.
+#[derive(Clone, Debug)]
+pub(crate) struct Prefix {
+    pub(crate) regex: Regex,
+    /// The pattern gives the date no group of its own (`^<W>{DATE}`), so, as in fail2ban,
+    /// its whole match is the date and is cut from the line, the prefix with it; with a
+    /// group (`^[^\[]*\[({DATE})`) only the date is.
+    pub(crate) cut: bool,
 }
 
 /// The capture groups of a format regex.
@@ -91,29 +96,16 @@ const MONTHS: [&str; 12] = [
 impl DatePattern {
     pub fn parse(text: &str) -> Result<DatePattern, DatePatternError> {
         let mut alternatives = Vec::new();
-        let mut unsupported = Vec::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            match parse_alternative(line) {
-                Ok(a) => alternatives.push(a),
-                Err(DatePatternError::Unsupported(what)) => unsupported.push(what),
-                Err(e) => return Err(e),
-            }
+            alternatives.push(parse_alternative(line)?);
         }
-        match (alternatives.is_empty(), unsupported.first()) {
-            (true, Some(what)) => return Err(DatePatternError::Unsupported(what.clone())),
-            (true, None) => return Err(DatePatternError::Empty),
-            _ => {}
+        if alternatives.is_empty() {
+            return Err(DatePatternError::Empty);
         }
         Ok(DatePattern {
             alternatives,
-            unsupported,
             source: text.trim().to_string(),
         })
-    }
-
-    /// The alternatives that were left out, because their date formats are not supported.
-    pub fn unsupported(&self) -> &[String] {
-        &self.unsupported
     }
 
     /// The pattern as written, for reports.
@@ -132,21 +124,24 @@ fn parse_alternative(text: &str) -> Result<Alternative, DatePatternError> {
         None => (false, rest),
     };
     match rest {
-        "" | "{DEFAULT}" => {
+        "" | "{DEFAULT}" | "TAI64N" => {
             return Ok(Alternative::Standard {
                 prefix: None,
                 anchored: line_start,
             })
         }
         "{NONE}" => return Ok(Alternative::NoDate),
-        "TAI64N" => return Err(DatePatternError::Unsupported("TAI64N".into())),
         _ => {}
     }
     if let Some((before, _after)) = rest.split_once("{DATE}") {
         let prefix = if before.is_empty() || before == "^" {
             None
         } else {
-            Some(compile(&balance(before))?)
+            let balanced = balance(before);
+            Some(Prefix {
+                cut: balanced.len() == before.len(),
+                regex: compile(&balanced)?,
+            })
         };
         return Ok(Alternative::Standard {
             anchored: prefix.is_none() && (line_start || before == "^"),
@@ -358,9 +353,8 @@ fn directive_regex(d: &str) -> Result<(Option<&'static str>, &'static str), Date
 }
 
 impl FormatRegex {
-    /// The date fields in the first [`SEARCH_WINDOW`] bytes of `line`.
-    pub(crate) fn fields(&self, line: &[u8]) -> Option<DateFields> {
-        let window = &line[..line.len().min(SEARCH_WINDOW)];
+    /// The date fields in `window`, the start of a line where dates are looked for.
+    pub(crate) fn fields(&self, window: &[u8]) -> Option<DateFields> {
         let caps = self.regex.captures(window)?;
         let text = |name: &str| caps.name(name).map(|m| m.as_bytes());
         let num = |name: &str| -> Option<Option<u32>> {
@@ -503,14 +497,12 @@ mod tests {
             }
         ));
         assert!(matches!(
-            DatePattern::parse("{^LN-BEG}TAI64N"),
-            Err(DatePatternError::Unsupported(_))
+            DatePattern::parse("{^LN-BEG}TAI64N").unwrap().alternatives[..],
+            [Alternative::Standard {
+                prefix: None,
+                anchored: true
+            }]
         ));
-        let p = DatePattern::parse("{^LN-BEG}TAI64N\n{^LN-BEG}").unwrap();
-        assert_eq!(
-            (p.alternatives.len(), p.unsupported()),
-            (1, &["TAI64N".to_string()][..])
-        );
         assert!(matches!(
             DatePattern::parse("%Q"),
             Err(DatePatternError::Directive(_))

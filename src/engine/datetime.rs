@@ -15,16 +15,24 @@
 //!
 //! | name          | example                                              | zone          |
 //! |---------------|------------------------------------------------------|---------------|
-//! | `iso8601`     | `2026-11-22T02:26:07.123+01:00`, `2026-11-22 02:26:07`| offset or local |
+//! | `iso8601`     | `2026-11-22T02:26:07.123+01:00`, `2026-11-22 02:26:07`, `2026.11.22  2:26:07 +08:00` | offset or local |
 //! | `syslog`      | `Nov 22 02:26:07`, `Nov  2 02:26:07` (no year)       | local         |
+//! | `asctime`     | `Thu Jul 11 01:21:41.5 2013`, `Oct 27 2015 12:35:40`, `PDT Apr 16 21:05:29` | zone named, or local |
 //! | `rfc5424`     | `<34>1 2026-11-22T02:26:07.003Z host app - - - msg`  | offset or local |
 //! | `nginx-error` | `2015/10/01 12:46:34 [error] ...`                    | local         |
+//! | `day-first`   | `22-Jan-2013 22:28:21 +0200`, `11-06-2013 02:09:40`  | offset or local |
+//! | `mysql`       | `130324  0:04:00`                                    | local         |
+//! | `tai64n`      | `@400000004c91b044077a9e94`                          | UTC           |
 //! | `epoch`       | `1443703594` or `1443703594.123456` at line start    | UTC           |
 //! | `clf`         | `... [01/Oct/2015:12:46:34 -0400] ...` anywhere      | offset or local |
 //! | `audit`       | `type=USER_AUTH msg=audit(1443703594.123:45): ...`   | UTC           |
 //!
-//! All templates except `clf` and `audit` are anchored at the start of the line (after
-//! optional blanks). Those two are searched for in the first [`SEARCH_WINDOW`] bytes only, so
+//! These are the formats fail2ban's own default detection reads. All templates except
+//! `clf` and `audit` are anchored at the start of the line (after optional blanks, and also
+//! inside a `[` there: `[2012-02-13 17:21:54] NOTICE`, Apache's `[Thu Jul 11 01:21:41 2013]
+//! [error]`; the span is then the date without its brackets, as fail2ban cuts it, so that
+//! its regexes see `[] [error]`). `clf` and `audit` are searched for in the first
+//! [`SEARCH_WINDOW`] bytes only, so
 //! a megabyte-long line costs no more than a short one. The reported span covers the date
 //! text itself: without the brackets of `clf`, the `<PRI>VERSION` of `rfc5424` or the
 //! `audit(` of `audit`. A seconds field of 60 (a leap second, allowed by RFC 3339) is
@@ -35,21 +43,15 @@ use std::ops::Range;
 use jiff::tz::TimeZone;
 use memchr::memmem::Finder;
 
+pub use super::date_templates::SEARCH_WINDOW;
+use super::date_templates::{
+    days_in_month, find_audit, find_clf, parse_asctime, parse_clf, parse_day_first, parse_epoch,
+    parse_iso8601, parse_mysql, parse_nginx_error, parse_offset, parse_rfc5424, parse_syslog,
+    parse_tai64n, skip_blanks, Dated, Found, Parsed, SyslogDate, WallClock, AUDIT_MARKER,
+    CLF_DATE_END,
+};
 use super::datepattern::{Alternative, DateFields, DatePattern};
 use super::time::{civil_from_days, days_from_civil, Timestamp};
-
-/// How far into a line the unanchored templates look for a date, and how many leading blanks
-/// are skipped before the anchored ones: dates sit near the start of a line, and scanning
-/// further would make very long (possibly hostile) lines expensive.
-pub const SEARCH_WINDOW: usize = 512;
-
-/// What precedes the epoch seconds in Linux audit records.
-const AUDIT_MARKER: &[u8] = b"audit(";
-
-/// What follows the date in the common and combined log formats: the quoted request.
-const CLF_DATE_END: &[u8] = b"] \"";
-/// `dd/Mon/yyyy:HH:MM:SS +zzzz` and `dd/Mon/yyyy:HH:MM:SS`.
-const CLF_DATE_LENGTHS: [usize; 2] = [26, 20];
 
 /// How far in the future a year-less syslog date may be before it is taken to be from last
 /// year: a little clock skew between hosts must not throw a fresh line back a whole year.
@@ -60,8 +62,12 @@ const SYSLOG_FUTURE_TOLERANCE_SECS: i64 = 2 * 86_400;
 pub enum Template {
     Iso8601,
     Syslog,
+    Asctime,
     Rfc5424,
     NginxError,
+    DayFirst,
+    Mysql,
+    Tai64n,
     Epoch,
     Clf,
     Audit,
@@ -72,11 +78,15 @@ pub enum Template {
 impl Template {
     /// Every template, in the order they are tried after the last one that matched. The
     /// anchored ones come first: they fail on the first few bytes, the unanchored ones scan.
-    pub const ALL: [Template; 7] = [
+    pub const ALL: [Template; 11] = [
         Template::Iso8601,
         Template::Syslog,
+        Template::Asctime,
         Template::Rfc5424,
         Template::NginxError,
+        Template::DayFirst,
+        Template::Mysql,
+        Template::Tai64n,
         Template::Epoch,
         Template::Clf,
         Template::Audit,
@@ -87,6 +97,10 @@ impl Template {
         match self {
             Template::Iso8601 => "iso8601",
             Template::Syslog => "syslog",
+            Template::Asctime => "asctime",
+            Template::DayFirst => "day-first",
+            Template::Mysql => "mysql",
+            Template::Tai64n => "tai64n",
             Template::Rfc5424 => "rfc5424",
             Template::NginxError => "nginx-error",
             Template::Epoch => "epoch",
@@ -184,6 +198,8 @@ pub struct DateDetector {
     pattern: Option<DatePattern>,
     pattern_hits: u64,
     clf_date_end: Finder<'static>,
+    /// The last date found, for a pattern that says a line has none of its own.
+    previous: Option<Timestamp>,
 }
 
 impl DateDetector {
@@ -196,6 +212,7 @@ impl DateDetector {
             pattern: None,
             pattern_hits: 0,
             clf_date_end: Finder::new(CLF_DATE_END),
+            previous: None,
         }
     }
 
@@ -212,12 +229,18 @@ impl DateDetector {
     /// configured zone, or the year before if that would put the line more than two days
     /// after `now` (a December line read in January).
     pub fn detect(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
-        if let Some(pattern) = self.pattern.take() {
-            let found = self.detect_with_pattern(&pattern, line, now);
-            self.pattern = Some(pattern);
-            return found;
+        let found = match self.pattern.take() {
+            Some(pattern) => {
+                let found = self.detect_with_pattern(&pattern, line, now);
+                self.pattern = Some(pattern);
+                found
+            }
+            None => self.detect_standard(line, now),
+        };
+        if let Some(found) = &found {
+            self.previous = Some(found.timestamp);
         }
-        self.detect_standard(line, now)
+        found
     }
 
     fn detect_standard(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
@@ -277,12 +300,16 @@ impl DateDetector {
                     ..
                 } => {
                     let window = &line[..line.len().min(SEARCH_WINDOW)];
-                    prefix
-                        .find(window)
-                        .and_then(|m| self.detect_at(line, m.end(), now))
+                    prefix.regex.find(window).and_then(|m| {
+                        let mut found = self.detect_at(line, m.end(), now)?;
+                        if prefix.cut {
+                            found.span.start = m.start();
+                        }
+                        Some(found)
+                    })
                 }
                 Alternative::Format(format) => format
-                    .fields(line)
+                    .fields(&line[..line.len().min(SEARCH_WINDOW)])
                     .and_then(|fields| self.date_of_fields(fields, now)),
             };
             if let Some(mut found) = found {
@@ -299,8 +326,12 @@ impl DateDetector {
         for template in [
             Template::Iso8601,
             Template::Syslog,
+            Template::Asctime,
             Template::Rfc5424,
             Template::NginxError,
+            Template::DayFirst,
+            Template::Mysql,
+            Template::Tai64n,
             Template::Epoch,
         ] {
             if let Some(found) = self.try_template(template, line, start, now) {
@@ -313,7 +344,19 @@ impl DateDetector {
 
     /// A date from a pattern's fields: what it lacks (the year, or the whole date of a
     /// time-only pattern) is taken from `now` in the configured zone, as for syslog dates.
+    ///
+    /// A pattern that matched an empty date (fail2ban's `^WARNING:()**`) says the line has
+    /// none of its own and belongs with the line before (the second line of a Java log
+    /// record): it gets that line's date, or none (so it counts when it is read) if no line
+    /// had one. Reading such a line as midnight today would put it outside findtime.
     fn date_of_fields(&mut self, f: DateFields, now: Timestamp) -> Option<DetectedDate> {
+        if f.span.is_empty() && f.epoch.is_none() {
+            return Some(DetectedDate {
+                timestamp: self.previous?,
+                span: f.span,
+                template: Template::Custom,
+            });
+        }
         if let Some((secs, micros)) = f.epoch {
             return Some(DetectedDate {
                 timestamp: Timestamp::from_micros(
@@ -364,6 +407,7 @@ impl DateDetector {
                 day,
                 sod,
                 micros: f.micros,
+                offset: f.offset,
             };
             let mut found = self.year_less(date, f.span, now)?;
             found.template = Template::Custom;
@@ -396,14 +440,26 @@ impl DateDetector {
         now: Timestamp,
     ) -> Option<DetectedDate> {
         let parsed = match template {
-            Template::Iso8601 => parse_iso8601(line, start),
-            Template::Syslog => return self.syslog(line, start, now),
-            Template::Rfc5424 => parse_rfc5424(line, start),
-            Template::NginxError => parse_nginx_error(line, start),
-            Template::Epoch => parse_epoch(line, start),
             Template::Clf => find_clf(&self.clf_date_end, line),
             Template::Audit => find_audit(&self.audit_marker, line),
             Template::Custom => None,
+            anchored => {
+                // At the start, or inside a bracket there.
+                let bracketed = line.get(start) == Some(&b'[');
+                let dated = parse_anchored(anchored, line, start).or_else(|| {
+                    bracketed
+                        .then(|| parse_anchored(anchored, line, start + 1))
+                        .flatten()
+                })?;
+                match dated {
+                    Dated::Full(found) => Some(found),
+                    Dated::YearLess(date, span) => {
+                        let mut found = self.year_less(date, span, now)?;
+                        found.template = template;
+                        return Some(found);
+                    }
+                }
+            }
         }?;
         self.convert(parsed, template)
     }
@@ -430,11 +486,6 @@ impl DateDetector {
         })
     }
 
-    fn syslog(&mut self, line: &[u8], start: usize, now: Timestamp) -> Option<DetectedDate> {
-        let (date, span) = parse_syslog(line, start)?;
-        self.year_less(date, span, now)
-    }
-
     /// A date without a year: this year in the configured zone, or last year if that would
     /// put it more than two days after `now`.
     fn year_less(
@@ -450,7 +501,10 @@ impl DateDetector {
                 continue;
             }
             let local = days_from_civil(candidate, date.month, date.day) * 86_400 + date.sod;
-            let utc = self.clock.utc_of_local(local)?;
+            let utc = match date.offset {
+                Some(offset) => local - i64::from(offset),
+                None => self.clock.utc_of_local(local)?,
+            };
             let micros = utc
                 .checked_mul(1_000_000)?
                 .checked_add(i64::from(date.micros))?;
@@ -467,6 +521,26 @@ impl DateDetector {
         }
         None
     }
+}
+
+/// An anchored template's parser at `start`.
+fn parse_anchored(template: Template, line: &[u8], start: usize) -> Option<Dated> {
+    let full = match template {
+        Template::Iso8601 => parse_iso8601(line, start),
+        Template::Syslog => {
+            let (date, span) = parse_syslog(line, start)?;
+            return Some(Dated::YearLess(date, span));
+        }
+        Template::Asctime => return parse_asctime(line, start),
+        Template::Rfc5424 => parse_rfc5424(line, start),
+        Template::NginxError => parse_nginx_error(line, start),
+        Template::DayFirst => parse_day_first(line, start),
+        Template::Mysql => parse_mysql(line, start),
+        Template::Tai64n => parse_tai64n(line, start),
+        Template::Epoch => parse_epoch(line, start),
+        Template::Clf | Template::Audit | Template::Custom => None,
+    }?;
+    Some(Dated::Full(full))
 }
 
 /// Local wall-clock time to UTC, with the offsets of the last two local hours cached: log
@@ -576,401 +650,6 @@ fn named_offset_for_local(tz: &TimeZone, local: i64) -> Option<i64> {
         .ok()?
         .as_second();
     Some(local - utc)
-}
-
-/// What a template parser found, before time zone conversion.
-struct Found {
-    time: Parsed,
-    span: Range<usize>,
-}
-
-enum Parsed {
-    /// An instant given directly (epoch seconds).
-    Utc {
-        micros: i64,
-    },
-    Wall(WallClock),
-}
-
-/// A full calendar date and time as written in the line; `offset` when the line gives one.
-struct WallClock {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-    micros: u32,
-    offset: Option<i32>,
-}
-
-impl WallClock {
-    /// Seconds since the epoch as if the wall clock were UTC, `None` for impossible dates.
-    fn local_secs(&self) -> Option<i64> {
-        if !(1..=12).contains(&self.month)
-            || self.day == 0
-            || self.day > days_in_month(self.year, self.month)
-            || self.hour > 23
-            || self.minute > 59
-            || self.second > 60
-        {
-            return None;
-        }
-        let sod = i64::from(self.hour * 3600 + self.minute * 60 + self.second);
-        Some(days_from_civil(self.year, self.month, self.day) * 86_400 + sod)
-    }
-}
-
-/// A syslog date: no year yet, that depends on `now`.
-struct SyslogDate {
-    month: u32,
-    day: u32,
-    sod: i64,
-    micros: u32,
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => 0,
-    }
-}
-
-fn skip_blanks(line: &[u8]) -> usize {
-    let window = &line[..line.len().min(SEARCH_WINDOW)];
-    window
-        .iter()
-        .position(|&b| b != b' ' && b != b'\t')
-        .unwrap_or(window.len())
-}
-
-fn digit(b: &[u8], i: usize) -> Option<u32> {
-    match b.get(i) {
-        Some(c @ b'0'..=b'9') => Some(u32::from(c - b'0')),
-        _ => None,
-    }
-}
-
-fn is_digit_at(b: &[u8], i: usize) -> bool {
-    matches!(b.get(i), Some(b'0'..=b'9'))
-}
-
-fn num2(b: &[u8], i: usize) -> Option<u32> {
-    Some(digit(b, i)? * 10 + digit(b, i + 1)?)
-}
-
-fn num4(b: &[u8], i: usize) -> Option<u32> {
-    Some(num2(b, i)? * 100 + num2(b, i + 2)?)
-}
-
-fn expect(b: &[u8], i: usize, c: u8) -> Option<()> {
-    (b.get(i) == Some(&c)).then_some(())
-}
-
-/// `Jan`..`Dec` (as written by syslog and CLF) to 1..=12.
-fn month_abbrev(b: &[u8], i: usize) -> Option<u32> {
-    let m = b.get(i..i + 3)?;
-    Some(match m {
-        b"Jan" => 1,
-        b"Feb" => 2,
-        b"Mar" => 3,
-        b"Apr" => 4,
-        b"May" => 5,
-        b"Jun" => 6,
-        b"Jul" => 7,
-        b"Aug" => 8,
-        b"Sep" => 9,
-        b"Oct" => 10,
-        b"Nov" => 11,
-        b"Dec" => 12,
-        _ => return None,
-    })
-}
-
-/// `HH:MM:SS` at `i`, unvalidated.
-fn hms(b: &[u8], i: usize) -> Option<(u32, u32, u32)> {
-    let h = num2(b, i)?;
-    expect(b, i + 2, b':')?;
-    let m = num2(b, i + 3)?;
-    expect(b, i + 5, b':')?;
-    let s = num2(b, i + 6)?;
-    Some((h, m, s))
-}
-
-/// An optional `.ffffff` or `,fff` fraction at `i`: (microseconds, end). More than nine
-/// digits is refused rather than scanned, so a hostile run of digits stays cheap.
-fn fraction(b: &[u8], i: usize) -> Option<(u32, usize)> {
-    if !matches!(b.get(i), Some(b'.' | b',')) || !is_digit_at(b, i + 1) {
-        return Some((0, i));
-    }
-    let mut micros = 0;
-    let mut j = i + 1;
-    while let Some(d) = digit(b, j) {
-        let n = j - i;
-        if n > 9 {
-            return None;
-        }
-        if n <= 6 {
-            micros = micros * 10 + d;
-        }
-        j += 1;
-    }
-    for _ in (j - i)..=6 {
-        micros *= 10;
-    }
-    Some((micros, j))
-}
-
-/// `+HH:MM`, `+HHMM` or `+HH` (or `-`) at `i`: (seconds east of UTC, end).
-fn parse_offset(b: &[u8], i: usize) -> Option<(i32, usize)> {
-    let sign = match b.get(i) {
-        Some(b'+') => 1,
-        Some(b'-') => -1,
-        _ => return None,
-    };
-    let hours = num2(b, i + 1)?;
-    let (minutes, end) = match b.get(i + 3) {
-        Some(b':') => (num2(b, i + 4)?, i + 6),
-        Some(b'0'..=b'9') => (num2(b, i + 3)?, i + 5),
-        _ => (0, i + 3),
-    };
-    if hours > 23 || minutes > 59 || is_digit_at(b, end) {
-        return None;
-    }
-    Some((sign * (hours * 3600 + minutes * 60) as i32, end))
-}
-
-/// `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|offset]` at `i`.
-fn parse_iso8601(b: &[u8], i: usize) -> Option<Found> {
-    let year = num4(b, i)?;
-    expect(b, i + 4, b'-')?;
-    let month = num2(b, i + 5)?;
-    expect(b, i + 7, b'-')?;
-    let day = num2(b, i + 8)?;
-    if !matches!(b.get(i + 10), Some(b'T' | b't' | b' ')) {
-        return None;
-    }
-    let (hour, minute, second) = hms(b, i + 11)?;
-    let (micros, j) = fraction(b, i + 19)?;
-    let (offset, end) = match b.get(j) {
-        Some(b'Z' | b'z') => (Some(0), j + 1),
-        Some(b'+' | b'-') => {
-            let (offset, end) = parse_offset(b, j)?;
-            (Some(offset), end)
-        }
-        _ => (None, j),
-    };
-    if is_digit_at(b, end) {
-        return None;
-    }
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros,
-            offset,
-        }),
-        span: i..end,
-    })
-}
-
-/// `<PRI>VERSION TIMESTAMP` at `i`; the span is the timestamp only.
-fn parse_rfc5424(b: &[u8], i: usize) -> Option<Found> {
-    expect(b, i, b'<')?;
-    let mut j = i + 1;
-    let mut pri = 0;
-    while let Some(d) = digit(b, j) {
-        pri = pri * 10 + d;
-        j += 1;
-        if j - i > 4 {
-            return None;
-        }
-    }
-    if j == i + 1 || pri > 191 {
-        return None;
-    }
-    expect(b, j, b'>')?;
-    j += 1;
-    // VERSION is NONZERO-DIGIT 0*2DIGIT.
-    if !matches!(b.get(j), Some(b'1'..=b'9')) {
-        return None;
-    }
-    let version_start = j;
-    while is_digit_at(b, j) {
-        j += 1;
-        if j - version_start > 3 {
-            return None;
-        }
-    }
-    expect(b, j, b' ')?;
-    // RFC 3339 requires the `T` separator, unlike the looser ISO template.
-    if !matches!(b.get(j + 11), Some(b'T' | b't')) {
-        return None;
-    }
-    parse_iso8601(b, j + 1)
-}
-
-/// `Mon dd HH:MM:SS[.frac]` with `dd` as `22`, ` 2` or `2`.
-fn parse_syslog(b: &[u8], i: usize) -> Option<(SyslogDate, Range<usize>)> {
-    let month = month_abbrev(b, i)?;
-    expect(b, i + 3, b' ')?;
-    let (day, j) = match (b.get(i + 4), digit(b, i + 5)) {
-        (Some(b' '), Some(d)) => (d, i + 6),
-        (Some(b'0'..=b'9'), Some(d)) => (digit(b, i + 4)? * 10 + d, i + 6),
-        (Some(b'0'..=b'9'), None) => (digit(b, i + 4)?, i + 5),
-        _ => return None,
-    };
-    expect(b, j, b' ')?;
-    let (hour, minute, second) = hms(b, j + 1)?;
-    let (micros, end) = fraction(b, j + 9)?;
-    if is_digit_at(b, end) || day == 0 || day > 31 || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let sod = i64::from(hour * 3600 + minute * 60 + second);
-    Some((
-        SyslogDate {
-            month,
-            day,
-            sod,
-            micros,
-        },
-        i..end,
-    ))
-}
-
-/// `YYYY/MM/DD HH:MM:SS` at `i` (nginx's error log, always local time).
-fn parse_nginx_error(b: &[u8], i: usize) -> Option<Found> {
-    let year = num4(b, i)?;
-    expect(b, i + 4, b'/')?;
-    let month = num2(b, i + 5)?;
-    expect(b, i + 7, b'/')?;
-    let day = num2(b, i + 8)?;
-    expect(b, i + 10, b' ')?;
-    let (hour, minute, second) = hms(b, i + 11)?;
-    let end = i + 19;
-    if is_digit_at(b, end) {
-        return None;
-    }
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros: 0,
-            offset: None,
-        }),
-        span: i..end,
-    })
-}
-
-/// Ten digits of Unix seconds and an optional fraction at `i`: (micros, end).
-fn epoch_at(b: &[u8], i: usize) -> Option<(i64, usize)> {
-    let mut secs: i64 = 0;
-    for k in 0..10 {
-        secs = secs * 10 + i64::from(digit(b, i + k)?);
-    }
-    let (micros, end) = match b.get(i + 10) {
-        Some(b'.') => fraction(b, i + 10)?,
-        _ => (0, i + 10),
-    };
-    if is_digit_at(b, end) {
-        return None;
-    }
-    Some((secs * 1_000_000 + i64::from(micros), end))
-}
-
-fn parse_epoch(b: &[u8], i: usize) -> Option<Found> {
-    let (micros, end) = epoch_at(b, i)?;
-    Some(Found {
-        time: Parsed::Utc { micros },
-        span: i..end,
-    })
-}
-
-/// `audit(SECONDS.FRAC:SERIAL)` anywhere in the search window.
-fn find_audit(marker: &Finder<'static>, b: &[u8]) -> Option<Found> {
-    let window = &b[..b.len().min(SEARCH_WINDOW)];
-    for pos in marker.find_iter(window) {
-        let start = pos + AUDIT_MARKER.len();
-        if let Some((micros, end)) = epoch_at(b, start) {
-            if b.get(end) == Some(&b':') {
-                return Some(Found {
-                    time: Parsed::Utc { micros },
-                    span: start..end,
-                });
-            }
-        }
-    }
-    None
-}
-
-/// `[dd/Mon/yyyy:HH:MM:SS[ +zzzz]]`; span without brackets.
-///
-/// In the common and combined log formats the date comes right before the quoted request,
-/// after the user name, which is the client's (nginx: the Basic credentials) and may hold
-/// a forged `[date]` and any amount of padding, but never a `"` (nginx and Apache escape it
-/// there). So the date that ends at the line's first `] "` is taken, however far into the
-/// line (a substring search, linear); a forged earlier date would otherwise date the
-/// client's failures out of `findtime`. Lines without one: the first date in the search
-/// window.
-fn find_clf(date_end: &Finder<'static>, b: &[u8]) -> Option<Found> {
-    if let Some(end) = date_end.find(b) {
-        let before_request = CLF_DATE_LENGTHS.iter().find_map(|len| {
-            let open = end.checked_sub(len + 1)?;
-            (b[open] == b'[').then(|| parse_clf(b, open + 1)).flatten()
-        });
-        if before_request.is_some() {
-            return before_request;
-        }
-    }
-    let window = &b[..b.len().min(SEARCH_WINDOW)];
-    memchr::memchr_iter(b'[', window).find_map(|pos| parse_clf(b, pos + 1))
-}
-
-fn parse_clf(b: &[u8], i: usize) -> Option<Found> {
-    let day = num2(b, i)?;
-    expect(b, i + 2, b'/')?;
-    let month = month_abbrev(b, i + 3)?;
-    expect(b, i + 6, b'/')?;
-    let year = num4(b, i + 7)?;
-    expect(b, i + 11, b':')?;
-    let (hour, minute, second) = hms(b, i + 12)?;
-    let (offset, end) = match b.get(i + 20) {
-        // CLF always writes the offset as `+HHMM`.
-        Some(b' ') => match parse_offset(b, i + 21)? {
-            (offset, end) if end == i + 26 => (Some(offset), end),
-            _ => return None,
-        },
-        _ => (None, i + 20),
-    };
-    expect(b, end, b']')?;
-    Some(Found {
-        time: Parsed::Wall(WallClock {
-            year: i64::from(year),
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            micros: 0,
-            offset,
-        }),
-        span: i..end,
-    })
 }
 
 #[cfg(test)]
@@ -1348,13 +1027,193 @@ mod tests {
             vec![
                 ("iso8601", 3),
                 ("syslog", 0),
+                ("asctime", 0),
                 ("rfc5424", 0),
                 ("nginx-error", 0),
+                ("day-first", 0),
+                ("mysql", 0),
+                ("tai64n", 0),
                 ("epoch", 0),
                 ("clf", 2),
                 ("audit", 0),
             ]
         );
+    }
+
+    /// The date of `line` in UTC, with its template and the text the span covers.
+    fn read(line: &str) -> Option<(String, Template, String)> {
+        let d = detect(line)?;
+        Some((
+            d.timestamp.to_rfc3339(),
+            d.template,
+            line[d.span.clone()].to_string(),
+        ))
+    }
+
+    #[test]
+    fn fail2bans_further_default_formats() {
+        let cases: [(&str, &str, Template, &str); 16] = [
+            (
+                "[Thu Jul 11 01:21:41 2013] [error] x",
+                "2013-07-11T01:21:41Z",
+                Template::Asctime,
+                "Thu Jul 11 01:21:41 2013",
+            ),
+            (
+                "[Thu Sep 25 09:27:18.813902 2014] [cgi:error]",
+                "2014-09-25T09:27:18.813902Z",
+                Template::Asctime,
+                "Thu Sep 25 09:27:18.813902 2014",
+            ),
+            (
+                "Fri Jan 19 12:20:33 2007 [pid 1]",
+                "2007-01-19T12:20:33Z",
+                Template::Asctime,
+                "Fri Jan 19 12:20:33 2007",
+            ),
+            (
+                "Oct 27 2015 12:35:40 host x[1]:",
+                "2015-10-27T12:35:40Z",
+                Template::Asctime,
+                "Oct 27 2015 12:35:40",
+            ),
+            (
+                "[PDT Apr 16 21:05:29] error",
+                "2026-04-17T04:05:29Z",
+                Template::Asctime,
+                "PDT Apr 16 21:05:29",
+            ),
+            (
+                "[Jan 18 17:39:50] NOTICE[1]",
+                "2026-01-18T17:39:50Z",
+                Template::Syslog,
+                "Jan 18 17:39:50",
+            ),
+            (
+                "[2012-02-13 17:21:54] NOTICE[1638]",
+                "2012-02-13T17:21:54Z",
+                Template::Iso8601,
+                "2012-02-13 17:21:54",
+            ),
+            (
+                "2011.11.21 14:29:16 LOG3[1]",
+                "2011-11-21T14:29:16Z",
+                Template::Iso8601,
+                "2011.11.21 14:29:16",
+            ),
+            (
+                "2015-10-07  8:25:38 1398 [Warning]",
+                "2015-10-07T08:25:38Z",
+                Template::Iso8601,
+                "2015-10-07  8:25:38",
+            ),
+            (
+                "2019-11-26 01:04:49.008 +08:00 [WRN]",
+                "2019-11-25T17:04:49.008000Z",
+                Template::Iso8601,
+                "2019-11-26 01:04:49.008 +08:00",
+            ),
+            (
+                "[22-Jan-2013 22:28:21 +0200]: FAILED",
+                "2013-01-22T20:28:21Z",
+                Template::DayFirst,
+                "22-Jan-2013 22:28:21 +0200",
+            ),
+            (
+                "11-Aug-2013 03:36:11.372 error: x",
+                "2013-08-11T03:36:11.372000Z",
+                Template::DayFirst,
+                "11-Aug-2013 03:36:11.372",
+            ),
+            (
+                "11-06-2013 02:09:40 +0300 PROXY",
+                "2013-06-11T02:09:40Z",
+                Template::DayFirst,
+                "11-06-2013 02:09:40",
+            ),
+            (
+                "01-27-2012 16:22:44 x",
+                "2012-01-27T16:22:44Z",
+                Template::DayFirst,
+                "01-27-2012 16:22:44",
+            ),
+            (
+                "130324  0:04:00 [Warning] x",
+                "2013-03-24T00:04:00Z",
+                Template::Mysql,
+                "130324  0:04:00",
+            ),
+            (
+                "@400000004c91b044077a9e94 imap-login:",
+                "2010-09-16T05:51:00.125476Z",
+                Template::Tai64n,
+                "@400000004c91b044077a9e94",
+            ),
+        ];
+        for (line, time, template, text) in cases {
+            assert_eq!(
+                read(line),
+                Some((time.to_string(), template, text.to_string())),
+                "{line}"
+            );
+        }
+        // An empty CLF offset: the date without it.
+        let d = detect("1.2.3.4 - - - [31/Jan/2015:14:29:44 ] example.com").unwrap();
+        assert_eq!(d.timestamp, utc(2015, 1, 31, 14, 29, 44));
+    }
+
+    #[test]
+    fn an_empty_pattern_date_is_the_previous_lines() {
+        let pattern = DatePattern::parse("^%b %d, %ExY %I:%M:%S %p\n^WARNING:()**").unwrap();
+        let mut detector = DateDetector::new(Zone::Utc).with_pattern(Some(pattern));
+        // No line before: no date (the line counts when it is read), not midnight.
+        assert_eq!(detector.detect(b"WARNING: first", now()), None);
+        let first = detector
+            .detect(b"Apr 15, 2013 8:34:08 PM org.x warn", now())
+            .unwrap();
+        assert_eq!(first.timestamp, utc(2013, 4, 15, 20, 34, 8));
+        let second = detector.detect(b"WARNING: attempt from x", now()).unwrap();
+        assert_eq!(second.timestamp, first.timestamp);
+        assert!(second.span.is_empty());
+    }
+
+    #[test]
+    fn a_date_without_a_group_of_its_own_takes_its_prefix_along() {
+        let line = b"<W>2015-11-29 16:38:01.818 1 => x";
+        let cut = DatePattern::parse("^<W>{DATE}").unwrap();
+        let d = DateDetector::new(Zone::Utc)
+            .with_pattern(Some(cut))
+            .detect(line, now())
+            .unwrap();
+        assert_eq!(d.span, 0..26);
+        let kept = DatePattern::parse("^<W>({DATE})").unwrap();
+        let d = DateDetector::new(Zone::Utc)
+            .with_pattern(Some(kept))
+            .detect(line, now())
+            .unwrap();
+        assert_eq!(d.span, 3..26);
+    }
+
+    #[test]
+    fn further_formats_refuse_what_they_cannot_be_sure_of() {
+        for line in [
+            // A zone abbreviation that names several offsets.
+            "IST Apr 16 21:05:29 x",
+            // A numeric date that is neither day- nor month-first.
+            "13-13-2013 02:09:40 x",
+            "130399 10:00:00 x",
+            // A TAI64N label below 2^62, or too long.
+            "@300000004c91b044077a9e94 x",
+            "@400000004c91b044077a9e94f x",
+            // A blank and a dash after a date are not an offset; the date stays local.
+        ] {
+            assert_eq!(detect(line), None, "{line}");
+        }
+        let d = detect("2026-11-22 02:26:07 - - x").unwrap();
+        assert_eq!(d.timestamp, utc(2026, 11, 22, 2, 26, 7));
+        // A weekday alone does not make a syslog date take the number after it as its year.
+        let d = detect("Nov 22 02:26:07 2024 sshd[1]: x").unwrap();
+        assert_eq!(d.template, Template::Syslog);
     }
 
     #[test]

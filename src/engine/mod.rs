@@ -6,6 +6,7 @@
 //! `banhound test-filter` and the daemon.
 
 pub mod address;
+mod date_templates;
 pub mod datepattern;
 pub mod datetime;
 pub mod filter;

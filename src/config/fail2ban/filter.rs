@@ -12,7 +12,7 @@
 //! filter gets [`LineFormat::AfterDate`]; journal entries are given to it rendered as
 //! `HOST IDENT[PID]: MESSAGE`, the way fail2ban's systemd backend presents them.
 //! Multi-line filters (`maxlines`, `<F-MLFID>` sessions) and `datepattern` are applied by
-//! the engine; what has no banhound equivalent (a TAI64N date) is listed in
+//! the engine; what has no banhound equivalent (a `datepattern` that does not compile) is listed in
 //! [`Fail2banFilter::notes`] rather than silently dropped.
 
 use super::ini::{Ini, IniError};
@@ -214,14 +214,7 @@ fn resolve(
     let date_pattern = match &datepattern {
         None => None,
         Some(dp) => match DatePattern::parse(dp) {
-            Ok(p) => {
-                for what in p.unsupported() {
-                    notes.push(format!(
-                        "datepattern {dp:?}: {what} dates are not supported; lines in that form get no time of their own"
-                    ));
-                }
-                Some(p)
-            }
+            Ok(p) => Some(p),
             Err(e) => {
                 notes.push(format!(
                     "datepattern {dp:?} is not applied ({e}): the standard date templates are used"

@@ -258,7 +258,7 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
         })
         .unwrap_or_default();
     let ignoreself = get("ignoreself").and_then(|v| truthy(&v));
-    let port = get("port").filter(|p| !p.is_empty());
+    let mut port = get("port").filter(|p| !p.is_empty());
     let protocol = get("protocol").filter(|p| !p.is_empty());
     let banaction = get("banaction").unwrap_or_default();
     let backend = match banaction.as_str() {
@@ -272,6 +272,11 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
         }
     };
     let action = get("action").unwrap_or_default();
+    // A port given to the action (`iptables[name=pop3, port=pop3]`) is the one it blocks,
+    // whatever the jail's `port` (often just [DEFAULT]'s every port) says.
+    if let Some(action_port) = action_port(&action) {
+        port = Some(action_port);
+    }
     let action_lines = action.lines().filter(|l| !l.trim().is_empty()).count();
     if action_lines > 1 || (!action.is_empty() && !action.contains(&banaction)) {
         warnings.borrow_mut().push(format!(
@@ -317,6 +322,16 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
     }
 }
 
+/// The `port` parameter of the first action line that gives one (`NAME[port=...]`), unless
+/// it is still an unexpanded reference.
+fn action_port(action: &str) -> Option<String> {
+    action.lines().find_map(|line| {
+        let reference = super::FilterReference::parse(line.trim()).ok()?;
+        let port = reference.params.get("port")?.trim().to_string();
+        (!port.is_empty() && !port.contains(['%', '<'])).then_some(port)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +348,26 @@ mod tests {
         assert_eq!(d("1mo"), 2_592_000);
         assert_eq!(parse_fail2ban_bantime("-1").unwrap(), BanTime::Permanent);
         assert!(parse_fail2ban_duration("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn a_port_given_to_the_action_is_the_jails() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("jail.conf"),
+            "[DEFAULT]\nport = 0:65535\nbanaction = iptables-multiport\naction = %(banaction)s[port=\"%(port)s\"]\n\
+             [pop3]\nenabled = true\nlogpath = /var/log/mail.log\naction = iptables[name=pop3, port=pop3, protocol=tcp]\n\
+             [sshd]\nenabled = true\nport = ssh\nlogpath = /var/log/auth.log\n",
+        )
+        .unwrap();
+        let (jails, _) = load_jails(dir.path()).unwrap();
+        let port = |name: &str| {
+            let jail = jails.iter().find(|j| j.name == name).unwrap();
+            jail.port.clone()
+        };
+        assert_eq!(port("pop3").as_deref(), Some("pop3"));
+        // The default action passes the jail's own port on.
+        assert_eq!(port("sshd").as_deref(), Some("ssh"));
     }
 
     #[test]
