@@ -9,9 +9,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Subcommand)]
 pub enum GenerateArgs {
     /// Print the completion script for SHELL to stdout.
-    Completions { shell: clap_complete::Shell },
-    /// Write banhound.1 and banhound-SUBCOMMAND.1 into DIR.
-    Man { dir: PathBuf },
+    Completions {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages into DIR.
+    Man {
+        /// Where the pages go (created if missing).
+        dir: PathBuf,
+    },
 }
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
