@@ -474,3 +474,82 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
         );
     }
 }
+
+#[test]
+fn bash_completes_jail_names_from_the_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("etc");
+    fs::create_dir_all(admin.join("jail.d")).unwrap();
+    fs::write(
+        admin.join("jail.d/mine.toml"),
+        "[jail.myapp]\nenabled = true\nfilter = \"sshd\"\n",
+    )
+    .unwrap();
+    // `banhound` on PATH as the script calls it, reading this configuration.
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("banhound");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} --defaults-dir {} --config-dir {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_banhound"),
+            root().join("conf").display(),
+            admin.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.path().join("banhound.bash");
+    let out = run(
+        banhound(&admin).args(["generate", "completions", "bash"]),
+        None,
+    );
+    assert!(out.status.success());
+    fs::write(&script, &out.stdout).unwrap();
+    let complete = |words: &str| -> Vec<String> {
+        let out = run(
+            Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                     _banhound_with_jails banhound; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                    script.display()
+                ))
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display())),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(str::to_string).collect()
+    };
+    for words in [
+        "banhound status ''",
+        "banhound ban ''",
+        "banhound ignore add ''",
+        "banhound unban 192.0.2.1 --jail ''",
+        "banhound unban --all ''",
+        "banhound --config-dir /x status ''",
+    ] {
+        let got = complete(words);
+        assert!(
+            got.contains(&"myapp".to_string()) && got.contains(&"sshd".to_string()),
+            "{words}: {got:?}"
+        );
+    }
+    assert_eq!(complete("banhound status my"), ["myapp"]);
+    // Elsewhere clap's completions: subcommands and option values, no jails.
+    let got = complete("banhound ''");
+    assert!(
+        got.contains(&"status".to_string()) && !got.contains(&"myapp".to_string()),
+        "{got:?}"
+    );
+    let got = complete("banhound ignore ''");
+    assert!(
+        got.contains(&"add".to_string())
+            && got.contains(&"remove".to_string())
+            && !got.contains(&"myapp".to_string()),
+        "{got:?}"
+    );
+    assert!(!complete("banhound ban sshd ''").contains(&"myapp".to_string()));
+}

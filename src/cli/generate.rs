@@ -103,11 +103,47 @@ The daemon's state directory (set by systemd's StateDirectory=), as \fB\-\-state
 The daemon's log levels, in tracing's EnvFilter syntax (default "info").
 "#;
 
+/// Appended to clap's bash script: jail names where a jail goes (`status`, `ban`, `unban
+/// --all`, `ignore add|remove`, `--jail`), read from the configuration as `check-config`
+/// prints it, so they are the jails the daemon would run; everything else is clap's.
+const BASH_JAIL_NAMES: &str = r#"
+_banhound_jail_names() {
+    banhound check-config 2>/dev/null | sed -n 's/^  jail \([^ ]*\) (.*/\1/p'
+}
+_banhound_with_jails() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
+    local sub="" positional=0 all=0 i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            --config|--config-dir|--defaults-dir|--bus-address|--for|--jail) ((i++)) ;;
+            --all) all=1 ;;
+            -*) ;;
+            *) if [ -z "$sub" ]; then sub="${COMP_WORDS[i]}"; else ((positional++)); fi ;;
+        esac
+    done
+    local jail=0
+    case "$sub:$positional" in
+        status:0|ban:0|ignore:1) jail=1 ;;
+        unban:0) [ "$all" = 1 ] && jail=1 ;;
+    esac
+    [ "$prev" = --jail ] && jail=1
+    if [ "$jail" = 1 ] && [[ "$cur" != -* ]]; then
+        COMPREPLY=($(compgen -W "$(_banhound_jail_names)" -- "$cur"))
+        return 0
+    fi
+    _banhound "$@"
+}
+complete -F _banhound_with_jails -o bashdefault -o default banhound
+"#;
+
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let mut command = Cli::command();
     match args {
         GenerateArgs::Completions { shell } => {
             clap_complete::generate(*shell, &mut command, "banhound", &mut std::io::stdout());
+            if *shell == clap_complete::Shell::Bash {
+                print!("{BASH_JAIL_NAMES}");
+            }
             Ok(())
         }
         GenerateArgs::Man { dir } => write_man_pages(command, dir),
