@@ -20,7 +20,7 @@ unitdir="${UNITDIR:-/lib/systemd/system}"
 # The system bus reads policies from here (and is asked to reread them after the install).
 buspolicydir="/usr/share/dbus-1/system.d"
 businterfacedir="/usr/share/dbus-1/interfaces"
-mandir="$PREFIX/share/man/man1"
+mandir="$PREFIX/share/man"
 bashcompdir="$PREFIX/share/bash-completion/completions"
 zshcompdir="$PREFIX/share/zsh/vendor-completions"
 fishcompdir="$PREFIX/share/fish/vendor_completions.d"
@@ -82,12 +82,14 @@ done
 
 # Man pages and shell completions are generated from the command-line definitions, so they
 # always describe this binary.
-install -d -m 0755 "$DESTDIR$mandir" "$DESTDIR$bashcompdir" "$DESTDIR$zshcompdir" "$DESTDIR$fishcompdir"
+install -d -m 0755 "$DESTDIR$mandir/man1" "$DESTDIR$mandir/man5" "$DESTDIR$bashcompdir" \
+    "$DESTDIR$zshcompdir" "$DESTDIR$fishcompdir"
 mantmp="$(mktemp -d "$DESTDIR$mandir/.banhound-man.XXXXXX")"
 "$bin" generate man "$mantmp"
-for page in "$mantmp"/*.1; do
+for page in "$mantmp"/*.[15]; do
     chmod 0644 "$page"
-    mv -f "$page" "$DESTDIR$mandir/$(basename "$page")"
+    section="${page##*.}"
+    mv -f "$page" "$DESTDIR$mandir/man$section/$(basename "$page")"
 done
 made 0644 "$DESTDIR$bashcompdir/banhound" "$bin" generate completions bash
 made 0644 "$DESTDIR$zshcompdir/_banhound" "$bin" generate completions zsh

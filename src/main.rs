@@ -4,13 +4,17 @@
 
 use banhound::cli::control::{self, Action};
 use banhound::cli::{
-    check_config, daemon, generate, import_fail2ban, test_filter, Cli, Command, Exit, ExitCode,
+    broken_pipe, check_config, daemon, generate, import_fail2ban, test_filter, Cli, Command, Exit,
+    ExitCode,
 };
 use clap::Parser;
 
 fn main() {
     let cli = Cli::parse();
     let paths = cli.config_paths();
+    if !matches!(cli.command, Command::Daemon(_)) {
+        broken_pipe::end_quietly_on_broken_pipe();
+    }
     let result = match &cli.command {
         Command::TestFilter(args) => test_filter::run(&paths, args),
         Command::CheckConfig(args) => check_config::run(&paths, args),

@@ -370,3 +370,210 @@ fn test_filter_names_the_shape_of_lines_without_a_date() {
     );
     assert!(!summary.contains("note: most lines"), "{summary}");
 }
+
+#[test]
+fn a_bare_filter_name_is_banhounds_own_or_an_error_saying_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    // A fail2ban directory with an sshd filter of its own: a bare "sshd" must not reach it.
+    let fail2ban = dir.path().join("fail2ban");
+    fs::create_dir_all(fail2ban.join("filter.d")).unwrap();
+    fs::write(
+        fail2ban.join("filter.d/sshd.conf"),
+        "[Definition]\nfailregex = ^fake failure from <HOST>$\n",
+    )
+    .unwrap();
+    let no_defaults = dir.path().join("not-installed");
+    let line = "fake failure from 192.0.2.7";
+    let out = run(
+        Command::new(env!("CARGO_BIN_EXE_banhound"))
+            .arg("--defaults-dir")
+            .arg(&no_defaults)
+            .arg("--config-dir")
+            .arg(dir.path().join("etc"))
+            .args(["test-filter", "sshd", line, "--fail2ban-dir"])
+            .arg(&fail2ban),
+        None,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}/filters", no_defaults.display()))
+            && stderr.contains("are banhound's defaults installed?")
+            && stderr.contains("fail2ban:sshd"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("192.0.2.7"));
+
+    // fail2ban's, when asked for by name.
+    let out = run(
+        banhound(&dir.path().join("etc"))
+            .args(["test-filter", "fail2ban:sshd", line, "--fail2ban-dir"])
+            .arg(&fail2ban),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!(
+        "fail2ban filter {}",
+        fail2ban.join("filter.d/sshd.conf").display()
+    )));
+}
+
+/// A control command that cannot reach any bus.
+fn control_without_bus(dir: &Path, args: &[&str]) -> Output {
+    let mut c = banhound(dir);
+    c.arg("--bus-address")
+        .arg(format!("unix:path={}", dir.join("no-bus").display()))
+        .args(args);
+    run(&mut c, None)
+}
+
+#[test]
+fn malformed_control_arguments_are_refused_before_the_bus_is_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["ban", "sshd", "198.51.100.300"][..],
+        &["ban", "sshd", "198.51.100.7", "--for", "a while"],
+        &["unban", "198.51.100.7 "],
+        &["banned", "not-an-address"],
+        &["ignore", "add", "sshd", "192.0.2.0/33"],
+    ] {
+        let out = control_without_bus(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("cannot connect"), "{args:?}: {stderr}");
+    }
+    // Well-formed, the same commands get as far as the bus: not running.
+    for args in [
+        &["ban", "sshd", "198.51.100.7", "--for", "1h"][..],
+        &["unban", "198.51.100.7"],
+        &["banned", "2001:db8::1"],
+        &["ignore", "add", "sshd", "192.0.2.0/24"],
+    ] {
+        let out = control_without_bus(dir.path(), args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("auth.log");
+    let mut lines = String::new();
+    for i in 0..20_000 {
+        lines.push_str(&format!(
+            "Nov 22 10:00:00 web1 sshd[1]: Failed password for root from 192.0.2.{} port 22 ssh2\n",
+            i % 200 + 1
+        ));
+    }
+    fs::write(&log, lines).unwrap();
+    let log = log.to_str().unwrap();
+    for args in [
+        &["generate", "completions", "fish"][..],
+        &["check-config"],
+        &["test-filter", "sshd", log, "--json", "--now", NOW],
+        &["test-filter", "sshd", log, "--now", NOW],
+    ] {
+        // The read end is closed before banhound writes: its first write meets EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = banhound(dir.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(text(&out.stderr), "", "{args:?}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn bash_completes_jail_names_from_the_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("etc");
+    fs::create_dir_all(admin.join("jail.d")).unwrap();
+    fs::write(
+        admin.join("jail.d/mine.toml"),
+        "[jail.myapp]\nenabled = true\nfilter = \"sshd\"\n",
+    )
+    .unwrap();
+    // `banhound` on PATH as the script calls it, reading this configuration.
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("banhound");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} --defaults-dir {} --config-dir {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_banhound"),
+            root().join("conf").display(),
+            admin.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let script = dir.path().join("banhound.bash");
+    let out = run(
+        banhound(&admin).args(["generate", "completions", "bash"]),
+        None,
+    );
+    assert!(out.status.success());
+    fs::write(&script, &out.stdout).unwrap();
+    let complete = |words: &str| -> Vec<String> {
+        let out = run(
+            Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                     _banhound_with_jails banhound; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                    script.display()
+                ))
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display())),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(str::to_string).collect()
+    };
+    for words in [
+        "banhound status ''",
+        "banhound ban ''",
+        "banhound ignore add ''",
+        "banhound unban 192.0.2.1 --jail ''",
+        "banhound unban --all ''",
+        "banhound --config-dir /x status ''",
+    ] {
+        let got = complete(words);
+        assert!(
+            got.contains(&"myapp".to_string()) && got.contains(&"sshd".to_string()),
+            "{words}: {got:?}"
+        );
+    }
+    // A prefix narrows them (the shipped mysqld-auth jail also begins with "my").
+    assert_eq!(complete("banhound status mya"), ["myapp"]);
+    // Elsewhere clap's completions: subcommands and option values, no jails.
+    let got = complete("banhound ''");
+    assert!(
+        got.contains(&"status".to_string()) && !got.contains(&"myapp".to_string()),
+        "{got:?}"
+    );
+    let got = complete("banhound ignore ''");
+    assert!(
+        got.contains(&"add".to_string())
+            && got.contains(&"remove".to_string())
+            && !got.contains(&"myapp".to_string()),
+        "{got:?}"
+    );
+    assert!(!complete("banhound ban sshd ''").contains(&"myapp".to_string()));
+}

@@ -817,7 +817,13 @@ fn the_cli_controls_the_daemon_over_dbus_with_real_bans() {
         1,
     );
     let out = cli(&bus, &["unban", FRIEND]);
-    assert_eq!(out.status.code(), Some(1), "not banned any more");
+    // Exit 2 as for any request that cannot apply (1 is a failure of the system).
+    assert_eq!(out.status.code(), Some(2), "not banned any more");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{FRIEND} is not banned")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Reload over the bus: the new settings are in force, bans kept; a broken configuration
     // is refused (exit 1) and the running one stays.

@@ -419,16 +419,62 @@ fn since_and_until_select_by_receive_time() {
     ]);
     assert_eq!(strings(&matches, "host"), ["192.0.2.1"]);
 
+    // journalctl's forms: a wall-clock time in --timezone, relative times from --now.
+    for (since, until) in [
+        ("2023-11-14 22:13:22", "22:13:26"),
+        ("-4s", "now"),
+        ("4 sec ago", "2023-11-14T23:13:26+01:00"),
+    ] {
+        let (matches, _) = s.json(&[
+            "sshd",
+            "--journal-file",
+            s.journal(),
+            "--timezone",
+            "UTC",
+            "--now",
+            "2023-11-14T22:13:26Z",
+            "--since",
+            since,
+            "--until",
+            until,
+        ]);
+        assert_eq!(numbers(&matches, "entry"), [1, 2, 4], "{since} .. {until}");
+    }
+    // The next morning, as the calendar days journalctl names.
+    let on_the_15th = |range: &[&str]| {
+        let mut args = vec![
+            "sshd",
+            "--journal-file",
+            s.journal(),
+            "--now",
+            "2023-11-15T09:00:00Z",
+            "--timezone",
+            "UTC",
+        ];
+        args.extend_from_slice(range);
+        s.json(&args).0
+    };
+    let (everything, _) = s.json(&["sshd", "--journal-file", s.journal()]);
+    assert_eq!(
+        on_the_15th(&["--since", "yesterday", "--until", "today"]),
+        everything,
+        "every entry was received on the 14th"
+    );
+    assert!(on_the_15th(&["--since", "today"]).is_empty());
+
     let out = s.run(&[
         "sshd",
         "--journal-file",
         s.journal(),
         "--since",
-        "yesterday",
+        "a fortnight ago",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("--since \"yesterday\" is not an RFC 3339 time"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--since \"a fortnight ago\" is not a time") && stderr.contains("-10min"),
+        "{stderr}"
+    );
 }
 
 #[test]

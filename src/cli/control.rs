@@ -7,7 +7,7 @@
 //! (3) and access denied (4) are told apart from invalid input (2) so scripts can react.
 
 use crate::bus::proxy::{JailProxy, ManagerProxy};
-use crate::bus::{Bus, ERROR_PREFIX, SERVICE_NAME};
+use crate::bus::{args, Bus, ControlError, ERROR_PREFIX, SERVICE_NAME};
 use crate::cli::{exit_with, invalid, ExitCode};
 use crate::engine::time::{format_duration, Timestamp};
 use anyhow::{anyhow, Context};
@@ -32,6 +32,7 @@ pub struct StatusArgs {
 /// `banhound ban JAIL ADDR [--for DURATION]`
 #[derive(Debug, Args)]
 pub struct BanArgs {
+    /// The jail whose firewall rules block the address (and whose ban time applies).
     pub jail: String,
     /// An IPv4 or IPv6 address.
     #[arg(value_name = "ADDR")]
@@ -69,14 +70,18 @@ pub struct BannedArgs {
 /// What `banhound ignore` does to the list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum IgnoreChange {
+    /// Never ban addresses in the network.
     Add,
+    /// Take the network off the list.
     Remove,
 }
 
 /// `banhound ignore add|remove JAIL NETWORK`
 #[derive(Debug, Args)]
 pub struct IgnoreArgs {
+    /// Add the network to the list or remove it.
     pub change: IgnoreChange,
+    /// The jail whose ignore list changes.
     pub jail: String,
     /// An address or a network in CIDR form.
     #[arg(value_name = "NETWORK")]
@@ -106,6 +111,9 @@ pub enum Action<'a> {
 
 /// Runs a control subcommand against the daemon on `bus_address` (the system bus if none).
 pub fn run(bus_address: Option<&str>, action: Action<'_>) -> anyhow::Result<()> {
+    // A malformed argument is the caller's mistake whether or not the daemon runs: said
+    // first (exit 2), not hidden behind "not running" (exit 3). The daemon checks again.
+    validate(&action).map_err(invalid)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -132,6 +140,31 @@ pub fn run(bus_address: Option<&str>, action: Action<'_>) -> anyhow::Result<()> 
             Action::Metrics(args) => super::metrics::print(&manager, args).await,
         }
     })
+}
+
+/// The checks of the arguments that need no daemon: the same parsers the daemon's bus
+/// interface applies ([`crate::bus::args`]).
+fn validate(action: &Action<'_>) -> Result<(), ControlError> {
+    match action {
+        Action::Ban(a) => {
+            args::ban_address(&a.address)?;
+            args::duration(a.duration.as_deref().unwrap_or(""))?;
+        }
+        Action::Unban(a) if !a.all => {
+            args::address(a.target.as_deref().unwrap_or_default())?;
+        }
+        Action::Banned(BannedArgs {
+            address: Some(address),
+            ..
+        }) => {
+            args::address(address)?;
+        }
+        Action::Ignore(a) => {
+            args::network(&a.network)?;
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 async fn connect(bus_address: Option<&str>) -> anyhow::Result<Connection> {
@@ -184,6 +217,7 @@ pub fn bus_error(e: zbus::Error) -> anyhow::Error {
                 | "InvalidAddress"
                 | "InvalidDuration"
                 | "Ignored"
+                | "NotBanned"
                 | "InvalidConfiguration",
             ),
         ) => invalid(anyhow!("{message}")),

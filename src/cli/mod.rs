@@ -4,6 +4,7 @@
 //! Subcommands return `anyhow::Result`; only `main` turns errors into exit codes, through
 //! [`ExitCode`] carried in the error chain where a specific code matters.
 
+pub mod broken_pipe;
 pub mod check_config;
 pub mod control;
 pub mod daemon;
@@ -11,11 +12,16 @@ pub mod generate;
 pub mod import_fail2ban;
 pub mod metrics;
 pub mod test_filter;
+pub mod time_arg;
 
 use crate::config::ConfigPaths;
 use clap::{Parser, Subcommand};
 use std::fmt;
 use std::path::PathBuf;
+
+/// The heading global options are listed under in every subcommand's help, apart from the
+/// subcommand's own.
+const GLOBAL: &str = "Global options";
 
 /// banhound: bans addresses that fail to authenticate, reading the systemd journal.
 #[derive(Debug, Parser)]
@@ -23,12 +29,13 @@ use std::path::PathBuf;
 pub struct Cli {
     /// Use this file instead of /etc/banhound/banhound.toml and its jail.d/ drop-ins
     /// (the shipped defaults still apply underneath).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
     /// The admin's configuration directory.
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         value_name = "DIR",
         default_value = "/etc/banhound"
     )]
@@ -37,6 +44,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         value_name = "DIR",
         env = "BANHOUND_DEFAULTS_DIR",
         default_value = "/usr/lib/banhound"
@@ -48,6 +56,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         value_name = "ADDRESS",
         env = "DBUS_SYSTEM_BUS_ADDRESS"
     )]
@@ -89,11 +98,11 @@ pub enum Command {
     Ignore(control::IgnoreArgs),
     /// Print bans and unbans as they happen.
     Monitor(control::MonitorArgs),
-    /// Print the daemon's figures for Prometheus (OpenMetrics text), or write them for
-    /// node_exporter's textfile collector.
+    /// Print the daemon's figures for Prometheus (text format or OpenMetrics), or write
+    /// them for node_exporter's textfile collector.
     Metrics(metrics::MetricsArgs),
-    /// Generate shell completions or man pages.
-    #[command(hide = true, subcommand)]
+    /// Generate shell completions or man pages (packaging runs it at build time).
+    #[command(subcommand)]
     Generate(generate::GenerateArgs),
     /// Write banhound configuration equivalent to fail2ban's jails (default /etc/fail2ban),
     /// with a report of what could not be mapped.
@@ -106,7 +115,8 @@ pub enum ExitCode {
     /// Something failed while running (I/O, the system).
     Failure = 1,
     /// The configuration, a filter or the arguments are invalid (for control commands: no
-    /// such jail, bad address or duration, or an address that is never banned).
+    /// such jail, bad address or duration, an address that is never banned, or an unban of
+    /// an address that is not banned).
     Invalid = 2,
     /// The daemon is not running (nothing owns its D-Bus name) or the bus cannot be reached.
     NotRunning = 3,
@@ -160,4 +170,45 @@ pub fn exit_logged(code: ExitCode, err: impl Into<anyhow::Error>) -> anyhow::Err
         logged: true,
         error: err.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand, with the path of subcommands leading to it.
+    fn all_args(command: &clap::Command, path: String, out: &mut Vec<(String, clap::Arg)>) {
+        for arg in command.get_arguments() {
+            out.push((path.clone(), arg.clone()));
+        }
+        for sub in command.get_subcommands() {
+            all_args(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_and_global_ones_are_set_apart() {
+        let mut command = Cli::command();
+        command.build();
+        let mut args = Vec::new();
+        all_args(&command, "banhound".into(), &mut args);
+        let builtin = ["help", "version"];
+        let missing: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| !builtin.contains(&a.get_id().as_str()) && a.get_help().is_none())
+            .map(|(path, a)| format!("{path}: {}", a.get_id()))
+            .collect();
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+        let misplaced: Vec<String> = args
+            .iter()
+            .filter(|(_, a)| a.is_global_set() != (a.get_help_heading() == Some(GLOBAL)))
+            .map(|(path, a)| format!("{path}: {}", a.get_id()))
+            .collect();
+        assert!(
+            misplaced.is_empty(),
+            "global options out of their heading: {misplaced:?}"
+        );
+        assert!(command.get_subcommands().all(|s| !s.is_hide_set()));
+    }
 }

@@ -8,7 +8,7 @@
 //! obtained, so both feed one `Run::process`. It streams: memory depends on the number of
 //! distinct addresses, not on the size of the input.
 
-use crate::cli::invalid;
+use crate::cli::{invalid, time_arg};
 use crate::config::{self, load_filter_file, ConfigPaths, JailPolicy, JailSettings, JailSource};
 use crate::display::{display_target, thousands};
 use crate::engine::datepattern::DatePattern;
@@ -60,11 +60,14 @@ pub struct TestFilterArgs {
     /// bantime, ignoreip, escalation); on the journal, also use its journalmatch.
     #[arg(long)]
     pub jail: Option<String>,
-    #[arg(long)]
+    /// Failures within --findtime that lead to a ban (default: the jail's, else 5).
+    #[arg(long, value_name = "COUNT")]
     pub maxretry: Option<u32>,
-    #[arg(long, value_parser = parse_duration_arg)]
+    /// The window failures are counted in ("10m", "1h"; default: the jail's, else 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
     pub findtime: Option<Duration>,
-    #[arg(long, value_parser = parse_bantime_arg)]
+    /// How long a ban lasts ("10m", "2d", "permanent"; default: the jail's, else 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_bantime_arg)]
     pub bantime: Option<BanTime>,
     /// Time zone of dates that carry none: "local", "UTC", "+02:00", "Europe/Berlin".
     #[arg(long, default_value = "local")]
@@ -111,11 +114,13 @@ pub struct JournalArgs {
     /// fields AND), and a separate "+" between OR groups.
     #[arg(long = "match", value_name = "FIELD=VALUE")]
     pub matches: Vec<String>,
-    /// Read entries received at or after this time (RFC 3339).
-    #[arg(long)]
+    /// Read entries received at or after this time, as journalctl takes it: RFC 3339,
+    /// "2026-12-01 10:00", "15:53", "today", "-10min", "2h ago" (wall-clock times in
+    /// --timezone).
+    #[arg(long, allow_hyphen_values = true)]
     pub since: Option<String>,
-    /// Read entries received at or before this time (RFC 3339).
-    #[arg(long)]
+    /// Read entries received at or before this time (the forms of --since).
+    #[arg(long, allow_hyphen_values = true)]
     pub until: Option<String>,
     /// What the regexes see of an entry: "message" (MESSAGE) or "syslog" (the line
     /// `HOST IDENT[PID]: MESSAGE`, for regexes written for such lines).
@@ -189,7 +194,7 @@ struct Subject {
 
 /// Whether FILTER names a fail2ban filter: a `.conf`/`.local` file (optionally followed by
 /// `[params]`), `fail2ban:NAME[...]`, or `NAME[...]`.
-fn fail2ban_subject(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<Option<Subject>> {
+fn fail2ban_subject(args: &TestFilterArgs) -> anyhow::Result<Option<Subject>> {
     use crate::config::fail2ban::{self, FilterReference};
     let arg = args.filter.as_str();
     let explicit = arg.strip_prefix("fail2ban:");
@@ -206,18 +211,18 @@ fn fail2ban_subject(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Resul
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     let path = if is_file {
         PathBuf::from(base)
-    } else if is_name
-        && (explicit.is_some() || !params_part.is_empty() || paths.find_filter(base).is_none())
-    {
+    } else if is_name && (explicit.is_some() || !params_part.is_empty()) {
+        // A bare name is banhound's filter or an error: falling back to fail2ban's file of
+        // that name would test another filter than the one the user thinks (a checkout, a
+        // mistyped --defaults-dir).
         match fail2ban::find_filter_file(&args.fail2ban_dir, base) {
             Some(p) => p,
-            None if explicit.is_some() || !params_part.is_empty() => {
+            None => {
                 return Err(invalid(anyhow!(
                     "no fail2ban filter {base:?} in {}",
                     args.fail2ban_dir.join("filter.d").display()
                 )))
             }
-            None => return Ok(None),
         }
     } else {
         return Ok(None);
@@ -254,7 +259,7 @@ fn fail2ban_subject(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Resul
 }
 
 fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<Subject> {
-    if let Some(subject) = fail2ban_subject(paths, args)? {
+    if let Some(subject) = fail2ban_subject(args)? {
         return Ok(subject);
     }
     let arg = args.filter.as_str();
@@ -292,9 +297,19 @@ fn resolve_filter(paths: &ConfigPaths, args: &TestFilterArgs) -> anyhow::Result<
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if arg.contains('/') && !arg.contains('<') || arg.ends_with(".toml") || looks_like_name {
+        let looked_in: Vec<String> = paths
+            .filter_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        let available = match paths.filter_names() {
+            names if names.is_empty() => "none: are banhound's defaults installed?".to_string(),
+            names => names.join(", "),
+        };
         return Err(invalid(anyhow!(
-            "no filter {arg:?}: not a filter file, and not a filter name (available: {}); a regex needs an address tag such as <HOST>",
-            paths.filter_names().join(", ")
+            "no filter {arg:?}: not a filter file, and no {arg}.toml in {} (available: {available}); \
+             fail2ban's filter of that name is fail2ban:{arg}, and a regex needs an address tag such as <HOST>",
+            looked_in.join(" or ")
         )));
     }
     if args.mode.is_some() {
@@ -398,6 +413,15 @@ fn has_explicit_zone(s: &str) -> bool {
                 .all(|(i, c)| c.is_ascii_digit() || (len == 6 && i == 2 && *c == b':'))
     };
     offset(6) || offset(5)
+}
+
+/// `--since`/`--until` in journalctl's forms: wall-clock times in --timezone, relative ones
+/// from --now (the clock by default).
+fn journal_time(flag: &str, s: &str, args: &TestFilterArgs) -> anyhow::Result<Timestamp> {
+    let zone = Zone::parse(&args.timezone)
+        .map_err(|e| invalid(anyhow!("--timezone {:?}: {e}", args.timezone)))?;
+    let now = parse_now(args.now.as_deref())?;
+    time_arg::parse(s, now, &time_arg::time_zone(&zone)).map_err(|e| invalid(anyhow!("{flag} {e}")))
 }
 
 fn parse_now(arg: Option<&str>) -> anyhow::Result<Timestamp> {
@@ -690,14 +714,14 @@ fn read_journal<W: Write>(
         })
         .collect();
     let start = match &args.journal.since {
-        Some(s) => Start::Since(parse_time("--since", s)?),
+        Some(s) => Start::Since(journal_time("--since", s, args)?),
         None => Start::Head,
     };
     let until = args
         .journal
         .until
         .as_deref()
-        .map(|s| parse_time("--until", s))
+        .map(|s| journal_time("--until", s, args))
         .transpose()?;
     let render = match (args.journal.render.as_deref(), subject.format) {
         (Some("syslog"), _) | (None, LineFormat::AfterDate) => JournalRender::Syslog,

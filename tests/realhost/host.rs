@@ -297,6 +297,14 @@ impl Host {
         ));
     }
 
+    /// Copies `deb` into the host and installs it with `dpkg -i`, as an admin installs the
+    /// package; the output of dpkg.
+    pub fn install_deb(&self, deb: &Path) -> Output {
+        let inside = "/root/banhound.deb";
+        fs::copy(deb, self.merged().join(inside.trim_start_matches('/'))).unwrap();
+        self.run(&format!("dpkg -i {inside}"))
+    }
+
     /// The installer run as on a server without Rust: no `BANHOUND_BIN`.
     pub fn install_without_binary(&self) -> Output {
         self.run(&format!("cd {SRC_IN_HOST} && ./install.sh"))

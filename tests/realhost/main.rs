@@ -648,3 +648,79 @@ fn two_typos_of_the_admin_do_not_ban_five_wrong_passwords_do() {
         || host.nft_expires("sshd-v4", ATTACKER_V4).is_some(),
     );
 }
+
+/// The Debian package (dist/deb/build-deb.sh, here from the binary under test): installed
+/// with dpkg, enabled by the admin with `systemctl enable --now banhound`, it bans; removed,
+/// it stops and leaves no binary behind.
+#[test]
+fn the_deb_installs_with_dpkg_and_runs_from_its_unit() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Stripped, the debug binary packs in seconds instead of minutes.
+    let bin = dir.path().join("banhound");
+    let strip = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&bin)
+        .arg(env!("CARGO_BIN_EXE_banhound"))
+        .status()
+        .unwrap();
+    assert!(strip.success());
+    let built = std::process::Command::new(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/deb/build-deb.sh"),
+    )
+    .arg(dir.path())
+    .env("BANHOUND_BIN", &bin)
+    .env("BANHOUND_DEB_COMPRESSION", "gzip")
+    .output()
+    .unwrap();
+    assert!(
+        built.status.success(),
+        "build-deb.sh: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = std::path::PathBuf::from(String::from_utf8(built.stdout).unwrap().trim());
+
+    let host = Host::boot();
+    host.write(CONFIG, &sshd_jail("maxretry = 3\nbantime = \"10m\""));
+    let out = host.install_deb(&deb);
+    assert!(
+        out.status.success(),
+        "dpkg -i: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !host.is_active("banhound"),
+        "a fresh install must not start"
+    );
+    let listed = host.sh("dpkg -L banhound");
+    for path in [
+        "/usr/bin/banhound",
+        "/lib/systemd/system/banhound.service",
+        "/usr/share/dbus-1/system.d/org.banhound.Banhound1.conf",
+        "/usr/lib/banhound/filters/sshd.toml",
+        "/usr/share/man/man5/banhound.toml.5.gz",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == path),
+            "{path} not in dpkg -L: {listed}"
+        );
+    }
+    host.sh("systemctl enable --now banhound");
+    wait_banhound(&host);
+    assert!(host.is_active("banhound"));
+    attack_until_banned(&host, &host.attacker, "nosuch", SERVER_V4, 10, || {
+        host.nft_expires("sshd-v4", ATTACKER_V4).is_some()
+    });
+    assert!(!host.reaches_ssh(&host.attacker, SERVER_V4));
+    assert!(host.reaches_ssh(&host.friend, SERVER_FRIEND_V4));
+
+    let out = host.run("dpkg -r banhound");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!host.is_active("banhound"));
+    assert!(!host.run("test -e /usr/bin/banhound").status.success());
+}
