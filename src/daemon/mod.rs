@@ -48,11 +48,14 @@ mod nft_watch;
 pub mod state;
 pub mod state_writer;
 
+use crate::action::config::ActionSpec;
+use crate::action::Actions;
 use crate::bus::service::StartError;
 use crate::bus::{Bus, ControlError, Event, Health, JailSnapshot, Lifted, Request};
 use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths, DaemonSettings, JailSettings, JailSource, Settings};
 use crate::display::display_target;
+use crate::engine::address::{ban_target, ban_target_net};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher};
 use crate::engine::jail::{Age, FileSource, Jail, Record, Seen, Step};
@@ -142,9 +145,14 @@ fn wall_now() -> Timestamp {
     Timestamp::from_micros(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// What the daemon does with a decided record: a ban decision to enforce, or a debug line.
-/// Host names are never banned (nor resolved).
-fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
+/// What the daemon does with a decided record: a ban decision to enforce, or a debug line;
+/// a failure's line is kept for the jail's actions. Host names are never banned (nor
+/// resolved).
+fn conclude_step(
+    jail: &JailSettings,
+    step: Step<'_>,
+    actions: &mut Actions,
+) -> Option<BanDecision> {
     let Step::Seen {
         seen: Seen::Failure {
             failure,
@@ -155,11 +163,21 @@ fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
     else {
         return None;
     };
-    let ip = match failure.host {
-        Host::Ip(ip) => display_target(&IpNet::from(ip)),
-        Host::Net(net) => display_target(&net),
+    let (ip, target) = match failure.host {
+        Host::Ip(ip) => (
+            display_target(&IpNet::from(ip)),
+            ban_target(ip, jail.policy.ipv6_prefix),
+        ),
+        Host::Net(net) => (
+            display_target(&net),
+            ban_target_net(net, jail.policy.ipv6_prefix),
+        ),
         Host::Name(_) => return None,
     };
+    if let Verdict::Ban(_) | Verdict::Counted { .. } = verdict {
+        actions.note_failure(&jail.name, target, failure.text);
+    }
+    let jail = &jail.name;
     match verdict {
         Verdict::Ban(decision) => return Some(decision),
         Verdict::Counted { failures } => tracing::debug!(
@@ -238,6 +256,20 @@ struct Prepared {
     journal_jails: Vec<usize>,
     /// Each followed file, with the indexes of the jails reading it.
     files: Vec<(PathBuf, Vec<usize>)>,
+    actions: Vec<ActionSpec>,
+}
+
+impl Prepared {
+    /// The actions, started for the jails that have any.
+    fn start_actions(&self) -> Actions {
+        let jails = self
+            .jails
+            .iter()
+            .filter(|j| !j.actions.is_empty())
+            .map(|j| (j.name.clone(), j.actions.clone()))
+            .collect();
+        Actions::start(&self.actions, jails)
+    }
 }
 
 fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
@@ -281,6 +313,7 @@ fn prepare(settings: Settings) -> Result<Prepared, DaemonError> {
         matches,
         journal_jails,
         files,
+        actions: settings.actions,
     })
 }
 
@@ -376,6 +409,8 @@ struct Daemon {
     nft_repair_at: Option<Instant>,
     /// Per jail: evictions reported so far, and when last.
     evictions_reported: HashMap<String, (u64, Option<Instant>)>,
+    /// Alerts and other actions on ban and unban ([`crate::action`]).
+    actions: Actions,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -404,7 +439,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         })
         .ok();
     let own_addresses = host::own_addresses();
+    let actions = prepared.start_actions();
     let mut daemon = Daemon {
+        actions,
         source_key: source_key(&options.journal),
         trackers: prepared
             .jails
@@ -601,7 +638,7 @@ impl Daemon {
     fn status(&self) -> String {
         let jails = self.jails.len();
         format!(
-            "{jails} jail{}, {} banned, {}{}",
+            "{jails} jail{}, {} banned, {}{}{}",
             if jails == 1 { "" } else { "s" },
             self.banned(),
             match (self.following.journal, self.following.files) {
@@ -610,7 +647,10 @@ impl Daemon {
                 (false, 0) => "following nothing".to_string(),
                 (false, n) => format!("following {n} file(s)"),
             },
-            self.health_status()
+            self.health_status(),
+            self.actions
+                .trouble()
+                .map_or_else(String::new, |t| format!("; {t}"))
         )
     }
 
@@ -877,7 +917,7 @@ impl Daemon {
                     if mode == Mode::Replay {
                         continue;
                     }
-                    if let Some(decision) = conclude_step(&jail.name, step) {
+                    if let Some(decision) = conclude_step(jail, step, &mut self.actions) {
                         decisions.push((j, decision));
                     }
                 }
@@ -921,7 +961,7 @@ impl Daemon {
                     line,
                 };
                 let step = running.decide(record, Mode::Live, now);
-                if let Some(decision) = conclude_step(&jail.name, step) {
+                if let Some(decision) = conclude_step(jail, step, &mut self.actions) {
                     decisions.push((j, decision));
                 }
             }
@@ -1062,6 +1102,8 @@ impl Daemon {
                 until: d.until(),
                 reason,
             });
+            self.actions
+                .banned(&jail.name, d.target, d.at, d.bantime, d.failures, d.offence);
         }
         self.update_status();
         applied
@@ -1097,6 +1139,7 @@ impl Daemon {
                 target: *target,
                 why,
             });
+            self.actions.lifted(jail, *target, now, why.signal_reason());
         }
         self.update_status();
         removed
@@ -1264,6 +1307,7 @@ impl Daemon {
             self.reconcile_interval = prepared.daemon.reconcile_interval;
             self.schedule_reconcile();
         }
+        self.actions = prepared.start_actions();
         self.jails = prepared.jails;
         self.matches = prepared.matches;
         self.journal_jails = prepared.journal_jails;
