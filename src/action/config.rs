@@ -28,10 +28,12 @@ use toml::Spanned;
 
 /// The default time limit of one run (a whois lookup counts in a mail's).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// A mail action's default `max_per_minute`: beyond it, a digest.
-pub const DEFAULT_MAIL_PER_MINUTE: u32 = 10;
-/// A webhook's default `max_per_minute` (public services limit callers too).
-pub const DEFAULT_WEBHOOK_PER_MINUTE: u32 = 30;
+/// A mail action's default `rate_limit`: beyond it, a digest.
+pub const DEFAULT_MAIL_RATE: u32 = 10;
+/// A webhook's default `rate_limit` (public services limit callers too).
+pub const DEFAULT_WEBHOOK_RATE: u32 = 30;
+/// The default `rate_window`.
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// An `[action.NAME]` table as written.
 #[derive(Debug, Deserialize)]
@@ -41,7 +43,8 @@ pub struct RawAction {
     /// `["ban"]`, `["unban"]` or both (the default: what the kind has templates for).
     on: Option<Spanned<Vec<String>>>,
     timeout: Option<Spanned<DurationValue>>,
-    max_per_minute: Option<Spanned<u32>>,
+    rate_limit: Option<Spanned<u32>>,
+    rate_window: Option<Spanned<DurationValue>>,
     // command
     ban: Option<Spanned<Vec<Spanned<String>>>>,
     unban: Option<Spanned<Vec<Spanned<String>>>>,
@@ -72,8 +75,9 @@ pub struct ActionSpec {
     pub on_ban: bool,
     pub on_unban: bool,
     pub timeout: Duration,
-    /// `None`: no limit.
-    pub max_per_minute: Option<u32>,
+    /// Events run per `rate_window` at most; `None`: no limit.
+    pub rate_limit: Option<u32>,
+    pub rate_window: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -96,7 +100,7 @@ impl ActionKind {
     }
 }
 
-/// Keys each kind accepts besides `kind`, `on`, `timeout` and `max_per_minute`.
+/// Keys each kind accepts besides `kind`, `on`, `timeout`, `rate_limit` and `rate_window`.
 const COMMAND_KEYS: &[&str] = &["ban", "unban"];
 const MAIL_KEYS: &[&str] = &[
     "to",
@@ -254,7 +258,7 @@ pub fn build_action(
                 ActionKind::Mail(Box::new(mail)),
                 true,
                 false,
-                Some(DEFAULT_MAIL_PER_MINUTE),
+                Some(DEFAULT_MAIL_RATE),
             )
         }
         _ => {
@@ -300,7 +304,7 @@ pub fn build_action(
                 ActionKind::Webhook(Box::new(webhook)),
                 true,
                 true,
-                Some(DEFAULT_WEBHOOK_PER_MINUTE),
+                Some(DEFAULT_WEBHOOK_RATE),
             )
         }
     };
@@ -342,11 +346,21 @@ pub fn build_action(
         Some(t) => t.get_ref().0,
         None => DEFAULT_TIMEOUT,
     };
-    let max_per_minute = match &raw.max_per_minute {
+    let rate_limit = match &raw.rate_limit {
         // 0 switches the limit off.
         Some(m) if *m.get_ref() == 0 => None,
         Some(m) => Some(*m.get_ref()),
         None => default_rate,
+    };
+    let rate_window = match &raw.rate_window {
+        Some(w) if w.get_ref().0 < Duration::from_secs(1) => {
+            return Err(at(
+                w.span(),
+                format!("action {name}: rate_window must be at least 1s"),
+            ))
+        }
+        Some(w) => w.get_ref().0,
+        None => DEFAULT_RATE_WINDOW,
     };
     Ok(ActionSpec {
         name: name.to_string(),
@@ -354,7 +368,8 @@ pub fn build_action(
         on_ban,
         on_unban,
         timeout,
-        max_per_minute,
+        rate_limit,
+        rate_window,
     })
 }
 
@@ -398,7 +413,8 @@ pub fn resolve_jail_actions(
                 on_unban: true,
                 timeout: DEFAULT_TIMEOUT,
                 // Their effects (a hosts.deny line) must not be dropped: the queue bounds them.
-                max_per_minute: None,
+                rate_limit: None,
+                rate_window: DEFAULT_RATE_WINDOW,
             });
             specs.len() - 1
         } else {

@@ -1,6 +1,6 @@
 //! `kind = "mail"`: an alert mail through the system's `sendmail -t -i` (what every MTA
 //! provides), optionally with a whois report, and a digest when bans come faster than
-//! `max_per_minute`.
+//! `rate_limit`.
 //!
 //! banhound writes the header itself: `To`, `From` and `Subject` from the configuration and
 //! templates, with every value stripped of CR, LF and other control characters (a matched
@@ -139,11 +139,10 @@ impl MailAction {
         timeout: Duration,
     ) -> Result<(), String> {
         let total = bans.len() as u64 + more;
-        let subject = format!(
-            "[banhound] {total} more ban(s) on {hostname} (over this alert's max_per_minute)"
-        );
+        let subject =
+            format!("[banhound] {total} more ban(s) on {hostname} (over this alert's rate_limit)");
         let mut body = format!(
-            "banhound on {hostname} banned {total} more address(es) within a minute than this alert sends mails for.\n\n"
+            "banhound on {hostname} banned {total} more address(es) within its rate_window than this alert sends mails for.\n\n"
         );
         for ban in bans {
             body.push_str(&format!(

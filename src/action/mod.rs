@@ -6,8 +6,8 @@
 //! [`Actions::banned`] / [`Actions::lifted`], which decide admission on the spot (a per-action
 //! rate limit) and hand the event to that action's bounded queue without waiting; the work
 //! runs on separate tasks, a few per action ([`RUNNING_PER_ACTION`]), each program with a time
-//! limit. A flood over an action's `max_per_minute` does not start a process per ban: a mail
-//! action collects the excess into one digest mail per minute, other kinds count what they
+//! limit. A flood over an action's `rate_limit` does not start a process per ban: a mail
+//! action collects the excess into one digest mail per `rate_window`, other kinds count what they
 //! dropped and say so in the log. A full queue drops and counts the same way. Failures are
 //! logged once per episode (the first failure, then "works again"), with the action's name.
 //!
@@ -44,8 +44,6 @@ use tokio::time::Instant;
 pub const QUEUE_PER_ACTION: usize = 256;
 /// Programs of one action running at once: a hanging one holds at most this many.
 pub const RUNNING_PER_ACTION: usize = 4;
-/// The window `max_per_minute` counts in.
-const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// Bans a digest lists; more are counted in it.
 pub const DIGEST_ENTRIES: usize = 1000;
 
@@ -129,7 +127,7 @@ impl ActionEvent {
 /// One unit of work for an action.
 enum Job {
     Event(ActionEvent),
-    /// The bans over `max_per_minute` of one window, and how many more there were.
+    /// The bans over `rate_limit` of one window, and how many more there were.
     Digest {
         bans: Vec<BanRecord>,
         more: u64,
@@ -150,7 +148,7 @@ pub struct ActionHealth {
     /// The error of the current failure episode, if the last run failed.
     pub failing: Option<String>,
     pub failures: u64,
-    /// Events not run: over `max_per_minute` (without a digest) or a full queue.
+    /// Events not run: over `rate_limit` (without a digest) or a full queue.
     pub dropped: u64,
 }
 
@@ -179,12 +177,12 @@ impl Shared {
 
     /// Whether an event may run now; if not, it goes into the digest or is counted.
     fn admit(&self, event: &ActionEvent) -> bool {
-        let Some(limit) = self.spec.max_per_minute else {
+        let Some(limit) = self.spec.rate_limit else {
             return true;
         };
         let mut state = self.lock();
         let now = Instant::now();
-        if now >= state.window_start + RATE_WINDOW {
+        if now >= state.window_start + self.spec.rate_window {
             state.window_start = now;
             state.admitted_in_window = 0;
         }
@@ -217,7 +215,7 @@ impl Shared {
     /// Ends a window: the digest to send, and the drops to report.
     fn take_window(&self, closing: bool) -> (Option<Job>, u64) {
         let mut state = self.lock();
-        if !closing && Instant::now() < state.window_start + RATE_WINDOW {
+        if !closing && Instant::now() < state.window_start + self.spec.rate_window {
             return (None, 0);
         }
         let dropped = std::mem::take(&mut state.dropped_unreported);
@@ -470,7 +468,7 @@ async fn windows(
             let (digest, dropped) = action.take_window(closing);
             if dropped > 0 {
                 let name = &action.spec.name;
-                tracing::warn!(ACTION = %name, DROPPED = dropped, "action {name}: {dropped} event(s) not run (over max_per_minute, or its queue was full)");
+                tracing::warn!(ACTION = %name, DROPPED = dropped, "action {name}: {dropped} event(s) not run (over rate_limit, or its queue was full)");
             }
             if let Some(job) = digest {
                 if queue.try_send(job).is_err() {

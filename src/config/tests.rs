@@ -352,7 +352,7 @@ fn actions_are_named_in_defaults_and_jails() {
     assert_eq!(names("other"), ["note", "mail"]);
     let note = &s.actions[s.jail("other").unwrap().actions[0]];
     assert!(note.on_ban && note.on_unban);
-    assert_eq!(note.max_per_minute, None);
+    assert_eq!(note.rate_limit, None);
 }
 
 #[test]
