@@ -103,7 +103,6 @@ pub fn split_message(message: &str) -> (&str, &str) {
 pub struct Server {
     child: Child,
     pub log: PathBuf,
-    pub port: u16,
 }
 
 impl Server {
@@ -128,7 +127,7 @@ impl Server {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "ready", "{script} did not start");
-        Server { child, log, port }
+        Server { child, log }
     }
 
     pub fn log_text(&self) -> String {
