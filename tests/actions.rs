@@ -469,3 +469,114 @@ fn a_flood_runs_at_most_rate_limit_actions_and_mails_one_digest() {
     assert!(daemon.log().contains(&dropped), "{}", daemon.log());
     assert!(daemon.stop());
 }
+
+/// A temp fail2ban directory: Debian's installed files linked as they are, a `jail.local` and
+/// `action.d` files of the test's own.
+fn fail2ban_tree(jail_local: &str, own_actions: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir("/etc/fail2ban").unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name != "action.d" && name != "jail.d" {
+            std::os::unix::fs::symlink(&path, dir.path().join(name)).unwrap();
+        }
+    }
+    let action_d = dir.path().join("action.d");
+    std::fs::create_dir(&action_d).unwrap();
+    for entry in std::fs::read_dir("/etc/fail2ban/action.d").unwrap() {
+        let path = entry.unwrap().path();
+        std::os::unix::fs::symlink(&path, action_d.join(path.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in own_actions {
+        std::fs::write(action_d.join(format!("{name}.conf")), text).unwrap();
+    }
+    std::fs::write(dir.path().join("jail.local"), jail_local).unwrap();
+    dir
+}
+
+fn banhound(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The guides' setups: Linode's `[DEFAULT] action = %(action_mwl)s` with `destemail`, the
+/// Gentoo wiki's `mail-whois[name=…, dest=…]` beside the firewall action, and a custom
+/// action.d script; imported and then loaded by the daemon's own loader.
+#[test]
+fn the_guides_mail_and_custom_actions_survive_import_fail2ban() {
+    let f2b = fail2ban_tree(
+        "[DEFAULT]\ndestemail = admin@banhound.test\nsender = fail2ban@banhound.test\nsendername = Fail2Ban alerts\naction = %(action_mwl)s\n\n\
+         [sshd]\nenabled = true\nbackend = systemd\n\n\
+         [vsftpd]\nenabled = true\naction = iptables[name=FTP, port=ftp, protocol=tcp]\n         mail-whois[name=FTP, dest=root@banhound.test]\n\n\
+         [dropbear]\nenabled = true\naction = %(action_)s\n         my-notify[topic=bans]\n         missing-action[x=1]\n",
+        &[(
+            "my-notify",
+            "[Definition]\nactionban = echo \"<topic> <ip>\" >> /tmp/never-run\n[Init]\ntopic = none\n",
+        )],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("conf");
+    let (ok, report) = banhound(&[
+        "import-fail2ban",
+        f2b.path().to_str().unwrap(),
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert!(ok, "{report}");
+    let written = std::fs::read_to_string(target.join("jail.d/fail2ban-import.toml")).unwrap();
+    let sshd = written
+        .split("[jail.")
+        .find(|j| j.starts_with("sshd]"))
+        .unwrap();
+    assert!(
+        sshd.contains("actions = ['fail2ban:sendmail-whois-lines["),
+        "{sshd}"
+    );
+    assert!(sshd.contains("dest=\"admin@banhound.test\""), "{sshd}");
+    assert!(sshd.contains("sender=\"fail2ban@banhound.test\""), "{sshd}");
+    assert!(!sshd.contains("iptables"), "{sshd}");
+    let vsftpd = written
+        .split("[jail.")
+        .find(|j| j.starts_with("vsftpd]"))
+        .unwrap();
+    assert!(
+        vsftpd.contains("fail2ban:mail-whois[name=FTP, dest=root@banhound.test]"),
+        "{vsftpd}"
+    );
+    let dropbear = written
+        .split("[jail.")
+        .find(|j| j.starts_with("dropbear]"))
+        .unwrap();
+    assert!(
+        dropbear.contains("fail2ban:my-notify[topic=bans]"),
+        "{dropbear}"
+    );
+    // Only what cannot be mapped is reported: the action without a file.
+    assert!(
+        report.contains("action missing-action[x=1]: no action.d/missing-action.conf"),
+        "{report}"
+    );
+    assert!(!report.contains("destemail is not imported"), "{report}");
+    assert!(!report.contains("only the banaction"), "{report}");
+    assert!(
+        report.contains("The written configuration loads"),
+        "{report}"
+    );
+    let none = out.path().join("no-defaults");
+    let (ok, check) = banhound(&[
+        "--config-dir",
+        target.to_str().unwrap(),
+        "--defaults-dir",
+        none.to_str().unwrap(),
+        "check-config",
+    ]);
+    assert!(ok, "{check}");
+}
