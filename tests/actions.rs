@@ -580,3 +580,140 @@ fn the_guides_mail_and_custom_actions_survive_import_fail2ban() {
     ]);
     assert!(ok, "{check}");
 }
+
+/// Milliseconds from writing one failure (maxretry 1) to the daemon's ban line, for `n`
+/// addresses one after the other from 10.2.0.0; sorted.
+fn ban_latencies(daemon: &daemon_lab::Daemon, auth: &Path, n: u32) -> Vec<u128> {
+    let mut latencies = Vec::new();
+    for i in 0..n {
+        let addr = std::net::Ipv4Addr::from(0x0a02_0000 + i);
+        let started = Instant::now();
+        append(
+            auth,
+            &[sshd_line(
+                format!("Failed password for root from {addr} port 40000 ssh2").as_bytes(),
+            )],
+        );
+        daemon.wait_log(&format!("Banned {addr} in jail ssh"), 1);
+        latencies.push(started.elapsed().as_millis());
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
+/// The figures of docs/actions.md: a flood of bans through a rate-limited command and mail
+/// action (how many processes ran, what was dropped, how long the bans took), and ban latency
+/// with and without a hanging webhook. 5,000 bans by default; `BANHOUND_FULL_FLOOD=1`: 60,000.
+#[test]
+fn flood_and_hanging_action_figures() {
+    let bans: u32 = if std::env::var_os("BANHOUND_FULL_FLOOD").is_some_and(|v| v == "1") {
+        60_000
+    } else {
+        5_000
+    };
+    let exim = Exim::new();
+    let logs = tempfile::tempdir().unwrap();
+    let auth = logs.path().join("auth.log");
+    let commands = logs.path().join("commands.json");
+    std::fs::write(&auth, "").unwrap();
+    let config = format!(
+        "{}\nmax_tracked = 100000\n\n[action.mail]\nkind = \"mail\"\nto = [\"admin@banhound.test\"]\nsendmail = {}\nrate_limit = 10\nrate_window = \"10s\"\n\n[action.note]\nkind = \"command\"\nban = {}\nrate_limit = 10\nrate_window = \"10s\"\n",
+        jail(&auth, 1, "1h", &["mail", "note"]),
+        toml_list(&exim.sendmail()),
+        toml_list(&recorder(&commands, "ban")),
+    );
+    let mut lab = Lab::new("figs", &config);
+    lab.set_daemon_env("BANHOUND_LOG", "info");
+    let daemon = lab.start();
+    let started = Instant::now();
+    flood(&auth, bans);
+    let last = std::net::Ipv4Addr::from(0x0a01_0000 + bans - 1);
+    wait_for("the flood's bans", Duration::from_secs(600), || {
+        daemon.log().contains(&format!("Banned {last} in jail ssh"))
+    });
+    let flood_time = started.elapsed();
+    wait_for("the digest", Duration::from_secs(60), || {
+        exim.messages().iter().any(|m| m.contains("more ban(s) on"))
+    });
+    let dropped_reported = || -> u64 {
+        daemon
+            .log()
+            .lines()
+            .filter_map(|l| {
+                l.split("action note: ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    // Every ban is either run (admitted) or reported dropped at the end of its window.
+    wait_for("every ban run or reported", Duration::from_secs(60), || {
+        read_json_lines(&commands).len() as u64 + dropped_reported() == u64::from(bans)
+    });
+    let windows = started.elapsed().as_secs() / 10 + 1;
+    let runs = read_json_lines(&commands).len() as u64;
+    let mails = exim.messages().len();
+    let dropped = dropped_reported();
+    eprintln!(
+        "FIGURE flood: {bans} bans in {:.1}s; command action ran {runs} time(s) ({windows} window(s) of 10s, limit 10), {dropped} reported dropped; {mails} mail(s) incl. digests",
+        flood_time.as_secs_f64()
+    );
+    assert!(runs <= 10 * windows, "{runs} runs in {windows} windows");
+    assert!(daemon.stop());
+
+    // The same flood without actions, for comparison.
+    let auth = logs.path().join("baseline.log");
+    std::fs::write(&auth, "").unwrap();
+    let mut lab = Lab::new(
+        "figb",
+        &format!("{}\nmax_tracked = 100000\n", jail(&auth, 1, "1h", &[])),
+    );
+    lab.set_daemon_env("BANHOUND_LOG", "info");
+    let daemon = lab.start();
+    let started = Instant::now();
+    flood(&auth, bans);
+    wait_for(
+        "the baseline flood's bans",
+        Duration::from_secs(600),
+        || daemon.log().contains(&format!("Banned {last} in jail ssh")),
+    );
+    eprintln!(
+        "FIGURE flood without actions: {bans} bans in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(daemon.stop());
+
+    // Ban latency without and with a webhook that never answers (timeout 30s).
+    let mut figures = Vec::new();
+    for hanging in [false, true] {
+        let auth = logs.path().join(format!("latency-{hanging}.log"));
+        std::fs::write(&auth, "").unwrap();
+        let actions: &[&str] = if hanging { &["hang"] } else { &[] };
+        let config = format!(
+            "{}\n[action.hang]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{HTTP_PORT}/hang\"\nretries = 0\nrate_limit = 0\n",
+            jail(&auth, 1, "1h", actions)
+        );
+        let mut lab = Lab::new(if hanging { "lath" } else { "latn" }, &config);
+        let _http = Server::start(
+            lab.server().name(),
+            "webhook-server.py",
+            HTTP_PORT,
+            lab.dir(),
+        );
+        let daemon = lab.start();
+        let latencies = ban_latencies(&daemon, &auth, 40);
+        let median = latencies[latencies.len() / 2];
+        let max = latencies[latencies.len() - 1];
+        eprintln!(
+            "FIGURE ban latency {} a hanging webhook: median {median} ms, max {max} ms (40 bans, log polled every 20 ms)",
+            if hanging { "with" } else { "without" }
+        );
+        figures.push(median);
+        assert!(daemon.stop());
+    }
+    // Generous: the shared 2-core machine is noisy; a blocked owner task would be seconds.
+    assert!(figures[1] < figures[0] + 500, "{figures:?}");
+}
