@@ -83,20 +83,57 @@ fn read_json_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The test's files: the jail's log (empty), where a command records its runs, and a canary
+/// that any execution of the attacker's text would create.
+struct Scratch {
+    dir: tempfile::TempDir,
+    auth: std::path::PathBuf,
+    canary: std::path::PathBuf,
+    commands: std::path::PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let auth = dir.path().join("auth.log");
+        std::fs::write(&auth, "").unwrap();
+        Scratch {
+            auth,
+            canary: dir.path().join("canary"),
+            commands: dir.path().join("commands.json"),
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A flood jail (maxretry 1) with a mail and a recording command action, limited to
+/// `limits` (mail, command) per `window`.
+fn flood_config(exim: &Exim, files: &Scratch, limits: [u32; 2], window: &str) -> String {
+    format!(
+        "{}\nmax_tracked = 100000\n\n[action.mail]\nkind = \"mail\"\nto = [\"admin@banhound.test\"]\nsendmail = {}\nrate_limit = {}\nrate_window = \"{window}\"\n\n[action.note]\nkind = \"command\"\nban = {}\nrate_limit = {}\nrate_window = \"{window}\"\n",
+        jail(&files.auth, 1, "1h", &["mail", "note"]),
+        toml_list(&exim.sendmail()),
+        limits[0],
+        toml_list(&recorder(&files.commands, "ban")),
+        limits[1],
+    )
+}
+
 #[test]
 fn a_ban_mails_whois_and_lines_through_a_real_mta_and_runs_a_command_without_a_shell() {
     let exim = Exim::new();
-    let logs = tempfile::tempdir().unwrap();
-    let auth = logs.path().join("auth.log");
-    let canary = logs.path().join("canary");
-    let commands = logs.path().join("commands.json");
-    std::fs::write(&auth, "").unwrap();
+    let files = Scratch::new();
+    let (auth, canary, commands) = (&files.auth, &files.canary, &files.commands);
     let config = format!(
         "{}\n[action.mail]\nkind = \"mail\"\nto = [\"admin@banhound.test\"]\nfrom = \"banhound@banhound.test\"\nfrom_name = \"banhound alerts\"\nwhois = true\nwhois_command = ['whois', '-h', '127.0.0.1', '-p', '{WHOIS_PORT}']\nsendmail = {}\n\n[action.note]\nkind = \"command\"\nban = {}\nunban = {}\n",
-        jail(&auth, 3, "3s", &["mail", "note"]),
+        jail(auth, 3, "3s", &["mail", "note"]),
         toml_list(&exim.sendmail()),
-        toml_list(&recorder(&commands, "ban")),
-        toml_list(&recorder(&commands, "unban")),
+        toml_list(&recorder(commands, "ban")),
+        toml_list(&recorder(commands, "unban")),
     );
     let mut lab = Lab::new("mail", &config);
     let whois = Server::start(
@@ -106,13 +143,13 @@ fn a_ban_mails_whois_and_lines_through_a_real_mta_and_runs_a_command_without_a_s
         lab.dir(),
     );
     let daemon = lab.start();
-    append(&auth, &hostile_failures(ATTACKER, &canary));
+    append(auth, &hostile_failures(ATTACKER, canary));
     daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
     wait_for("the mail", Duration::from_secs(20), || {
         !exim.messages().is_empty()
     });
     wait_for("the unban command", Duration::from_secs(20), || {
-        read_json_lines(&commands).len() >= 2
+        read_json_lines(commands).len() >= 2
     });
 
     // The mail, as delivered.
@@ -171,7 +208,7 @@ fn a_ban_mails_whois_and_lines_through_a_real_mta_and_runs_a_command_without_a_s
     assert!(!messages[0].contains('\x1b'));
 
     // The command: one argument per value, whatever they contain; ban then unban.
-    let runs = read_json_lines(&commands);
+    let runs = read_json_lines(commands);
     assert_eq!(runs[0]["argv"][0], "ban");
     assert_eq!(runs[0]["argv"][1], ATTACKER);
     let lines = runs[0]["argv"][3].as_str().unwrap();
@@ -199,14 +236,12 @@ fn a_ban_mails_whois_and_lines_through_a_real_mta_and_runs_a_command_without_a_s
 
 #[test]
 fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
-    let logs = tempfile::tempdir().unwrap();
-    let auth = logs.path().join("auth.log");
-    let canary = logs.path().join("canary");
-    std::fs::write(&auth, "").unwrap();
+    let files = Scratch::new();
+    let (auth, canary) = (&files.auth, &files.canary);
     let url = |path: &str| format!("http://127.0.0.1:{HTTP_PORT}{path}");
     let config = format!(
         "{}\n[action.flaky]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer t0ken\", X-Jail = \"{{jail}}\" }}\nbody = {{ text = \"Banned {{ip}} in {{jail}}\", comment = \"{{lines}}\", categories = \"18,22\", n = 3 }}\nretries = 2\nretry_delay = 1\n\n[action.hang]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"2s\"\nretries = 0\n",
-        jail(&auth, 3, "10m", &["flaky", "hang"]),
+        jail(auth, 3, "10m", &["flaky", "hang"]),
         url("/flaky"),
         url("/hang"),
     );
@@ -218,12 +253,12 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
         lab.dir(),
     );
     let daemon = lab.start();
-    append(&auth, &hostile_failures(ATTACKER, &canary));
+    append(auth, &hostile_failures(ATTACKER, canary));
     daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
     // While the hanging hook holds its worker, bans keep coming at once.
     let started = Instant::now();
     append(
-        &auth,
+        auth,
         &(0..3)
             .map(|i| {
                 sshd_line(
@@ -308,12 +343,10 @@ fn fail2ban_dir(custom: &str) -> tempfile::TempDir {
 #[test]
 fn fail2ban_action_d_files_run_as_they_are_with_every_value_quoted() {
     let exim = Exim::new();
-    let logs = tempfile::tempdir().unwrap();
-    let auth = logs.path().join("auth.log");
-    let canary = logs.path().join("canary");
-    let hosts_deny = logs.path().join("hosts.deny");
-    let record = logs.path().join("record.txt");
-    std::fs::write(&auth, "").unwrap();
+    let files = Scratch::new();
+    let (auth, canary) = (&files.auth, &files.canary);
+    let hosts_deny = files.path("hosts.deny");
+    let record = files.path("record.txt");
     std::fs::write(&hosts_deny, "# test\n").unwrap();
     // Tags in every quoting context: unquoted, double, single, inside $(...).
     let f2b = fail2ban_dir(
@@ -328,7 +361,7 @@ fn fail2ban_action_d_files_run_as_they_are_with_every_value_quoted() {
         "[fail2ban]\ndir = \"{}\"\n\n{}",
         f2b.path().display(),
         jail(
-            &auth,
+            auth,
             3,
             "3s",
             &[
@@ -347,12 +380,16 @@ fn fail2ban_action_d_files_run_as_they_are_with_every_value_quoted() {
         std::fs::read_to_string(&record)
             .is_ok_and(|t| t.contains(&format!("start ssh {}", auth.display())))
     });
-    append(&auth, &hostile_failures(ATTACKER, &canary));
+    append(auth, &hostile_failures(ATTACKER, canary));
     daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
     wait_for("hosts.deny", Duration::from_secs(10), || {
         std::fs::read_to_string(&hosts_deny)
             .unwrap()
             .contains(&format!("ALL: {ATTACKER}"))
+    });
+    // Each action has its own workers: the custom one may finish after hostsdeny.
+    wait_for("the custom action's ban", Duration::from_secs(10), || {
+        std::fs::read_to_string(&record).unwrap().contains("m=")
     });
     let text = std::fs::read_to_string(&record).unwrap();
     assert!(text.contains(&format!("ban|{ATTACKER}|")), "{text}");
@@ -433,40 +470,68 @@ fn flood(auth: &Path, n: u32) {
 fn a_flood_runs_at_most_rate_limit_actions_and_mails_one_digest() {
     const BANS: u32 = 500;
     let exim = Exim::new();
-    let logs = tempfile::tempdir().unwrap();
-    let auth = logs.path().join("auth.log");
-    let commands = logs.path().join("commands.json");
-    std::fs::write(&auth, "").unwrap();
-    let config = format!(
-        "{}\n[action.mail]\nkind = \"mail\"\nto = [\"admin@banhound.test\"]\nsendmail = {}\nrate_limit = 3\nrate_window = \"3s\"\n\n[action.note]\nkind = \"command\"\nban = {}\nrate_limit = 5\nrate_window = \"3s\"\n",
-        jail(&auth, 1, "10m", &["mail", "note"]),
-        toml_list(&exim.sendmail()),
-        toml_list(&recorder(&commands, "ban")),
-    );
+    let files = Scratch::new();
+    let (auth, commands) = (&files.auth, &files.commands);
+    let config = flood_config(&exim, &files, [3, 5], "3s");
     let mut lab = Lab::new("flood", &config);
     let daemon = lab.start();
-    flood(&auth, BANS);
+    flood(auth, BANS);
     daemon.wait_log("Banned 10.1.1.243 in jail ssh", 1);
-    wait_for("the digest", Duration::from_secs(30), || {
-        exim.messages().len() >= 4
-    });
-    daemon.wait_log("action note: ", 1);
-    std::thread::sleep(Duration::from_secs(4));
+    let started = Instant::now();
+    // Each ban is one alert mail (at most 3 per window) or a line of a digest; each is one
+    // command run (at most 5 per window) or counted in a drop report. A slow machine may
+    // spread the flood over more than one window.
+    let alerts = |messages: &[String]| {
+        messages
+            .iter()
+            .filter(|m| m.contains("ssh: banned"))
+            .count()
+    };
+    let digested = |messages: &[String]| -> usize {
+        messages
+            .iter()
+            .filter(|m| m.contains("more ban(s) on"))
+            .map(|m| {
+                split_message(m)
+                    .1
+                    .lines()
+                    .filter(|l| l.starts_with("ssh 10.1."))
+                    .count()
+            })
+            .sum()
+    };
+    wait_for(
+        "alerts and digests for every ban",
+        Duration::from_secs(30),
+        || {
+            let messages = exim.messages();
+            alerts(&messages) + digested(&messages) == BANS as usize
+        },
+    );
+    let dropped = || -> usize {
+        daemon
+            .log()
+            .lines()
+            .filter_map(|l| {
+                l.split("action note: ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum()
+    };
+    wait_for(
+        "every command run or reported",
+        Duration::from_secs(30),
+        || read_json_lines(commands).len() + dropped() == BANS as usize,
+    );
+    let windows = (started.elapsed().as_secs() / 3 + 2) as usize;
     let messages = exim.messages();
-    assert_eq!(messages.len(), 4, "{}", exim.log());
-    let digest = &messages[3];
-    let (header, body) = split_message(digest);
-    assert!(
-        header.contains(&format!("Subject: [banhound] {} more ban(s) on", BANS - 3)),
-        "{header}"
-    );
-    assert_eq!(
-        body.lines().filter(|l| l.starts_with("ssh 10.1.")).count(),
-        (BANS - 3) as usize
-    );
-    assert_eq!(read_json_lines(&commands).len(), 5);
-    let dropped = format!("action note: {} event(s) not run", BANS - 5);
-    assert!(daemon.log().contains(&dropped), "{}", daemon.log());
+    assert!(alerts(&messages) <= 3 * windows, "{}", alerts(&messages));
+    assert!(digested(&messages) >= BANS as usize - 3 * windows);
+    assert!(read_json_lines(commands).len() <= 5 * windows);
     assert!(daemon.stop());
 }
 
@@ -612,21 +677,14 @@ fn flood_and_hanging_action_figures() {
         5_000
     };
     let exim = Exim::new();
-    let logs = tempfile::tempdir().unwrap();
-    let auth = logs.path().join("auth.log");
-    let commands = logs.path().join("commands.json");
-    std::fs::write(&auth, "").unwrap();
-    let config = format!(
-        "{}\nmax_tracked = 100000\n\n[action.mail]\nkind = \"mail\"\nto = [\"admin@banhound.test\"]\nsendmail = {}\nrate_limit = 10\nrate_window = \"10s\"\n\n[action.note]\nkind = \"command\"\nban = {}\nrate_limit = 10\nrate_window = \"10s\"\n",
-        jail(&auth, 1, "1h", &["mail", "note"]),
-        toml_list(&exim.sendmail()),
-        toml_list(&recorder(&commands, "ban")),
-    );
+    let files = Scratch::new();
+    let (auth, commands) = (&files.auth, &files.commands);
+    let config = flood_config(&exim, &files, [10, 10], "10s");
     let mut lab = Lab::new("figs", &config);
     lab.set_daemon_env("BANHOUND_LOG", "info");
     let daemon = lab.start();
     let started = Instant::now();
-    flood(&auth, bans);
+    flood(auth, bans);
     let last = std::net::Ipv4Addr::from(0x0a01_0000 + bans - 1);
     wait_for("the flood's bans", Duration::from_secs(600), || {
         daemon.log().contains(&format!("Banned {last} in jail ssh"))
@@ -651,10 +709,10 @@ fn flood_and_hanging_action_figures() {
     };
     // Every ban is either run (admitted) or reported dropped at the end of its window.
     wait_for("every ban run or reported", Duration::from_secs(60), || {
-        read_json_lines(&commands).len() as u64 + dropped_reported() == u64::from(bans)
+        read_json_lines(commands).len() as u64 + dropped_reported() == u64::from(bans)
     });
     let windows = started.elapsed().as_secs() / 10 + 1;
-    let runs = read_json_lines(&commands).len() as u64;
+    let runs = read_json_lines(commands).len() as u64;
     let mails = exim.messages().len();
     let dropped = dropped_reported();
     eprintln!(
@@ -665,7 +723,7 @@ fn flood_and_hanging_action_figures() {
     assert!(daemon.stop());
 
     // The same flood without actions, for comparison.
-    let auth = logs.path().join("baseline.log");
+    let auth = files.path("baseline.log");
     std::fs::write(&auth, "").unwrap();
     let mut lab = Lab::new(
         "figb",
@@ -689,7 +747,7 @@ fn flood_and_hanging_action_figures() {
     // Ban latency without and with a webhook that never answers (timeout 30s).
     let mut figures = Vec::new();
     for hanging in [false, true] {
-        let auth = logs.path().join(format!("latency-{hanging}.log"));
+        let auth = files.path(&format!("latency-{hanging}.log"));
         std::fs::write(&auth, "").unwrap();
         let actions: &[&str] = if hanging { &["hang"] } else { &[] };
         let config = format!(
