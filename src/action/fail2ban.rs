@@ -150,12 +150,7 @@ impl Fail2banAction {
     }
 
     /// actionban / actionunban for an event.
-    pub async fn run_event(
-        &self,
-        event: &ActionEvent,
-        hostname: &str,
-        timeout: Duration,
-    ) -> Result<(), String> {
+    pub async fn run_event(&self, event: &ActionEvent, timeout: Duration) -> Result<(), String> {
         let target = event.target();
         let scripts = if target.addr().is_ipv6() {
             &self.inet6
@@ -166,18 +161,13 @@ impl Fail2banAction {
             ActionEvent::Ban(_) => &scripts.ban,
             ActionEvent::Unban(_) => &scripts.unban,
         };
-        let _ = hostname;
         self.run_script(script, |tag| event_value(event, tag), timeout)
             .await
     }
 
-    /// actionstart / actionstop (IPv4 family values, as fail2ban's default).
-    pub async fn run_start_stop(
-        &self,
-        start: bool,
-        _jail: &str,
-        timeout: Duration,
-    ) -> Result<(), String> {
+    /// actionstart / actionstop (IPv4 family values, as fail2ban's default). The action was
+    /// loaded for one jail, whose name is already in the scripts.
+    pub async fn run_start_stop(&self, start: bool, timeout: Duration) -> Result<(), String> {
         let script = if start {
             &self.inet4.start
         } else {

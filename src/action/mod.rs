@@ -132,13 +132,9 @@ enum Job {
         bans: Vec<BanRecord>,
         more: u64,
     },
-    /// A fail2ban action's `actionstart` / `actionstop`, per jail.
-    Start {
-        jail: String,
-    },
-    Stop {
-        jail: String,
-    },
+    /// A fail2ban action's `actionstart` / `actionstop` (each is loaded for one jail).
+    Start,
+    Stop,
 }
 
 /// How an action is doing, for the log, `banhound status` and the bus.
@@ -305,10 +301,10 @@ impl Actions {
             shared.push(action);
             queues.push(sender);
         }
-        for (jail, indexes) in &jails {
+        for indexes in jails.values() {
             for &i in indexes {
                 if shared[i].spec.kind.has_start_stop() {
-                    let _ = queues[i].try_send(Job::Start { jail: jail.clone() });
+                    let _ = queues[i].try_send(Job::Start);
                 }
             }
         }
@@ -435,15 +431,11 @@ async fn run_job(action: &Shared, job: Job) -> Result<(), String> {
             m.send_digest(&bans, more, hostname, spec.timeout).await
         }
         (ActionKind::Webhook(w), Job::Event(e)) => w.post(&e, hostname, spec.timeout).await,
-        (ActionKind::Fail2ban(f), Job::Event(e)) => f.run_event(&e, hostname, spec.timeout).await,
-        (ActionKind::Fail2ban(f), Job::Start { jail }) => {
-            f.run_start_stop(true, &jail, spec.timeout).await
-        }
-        (ActionKind::Fail2ban(f), Job::Stop { jail }) => {
-            f.run_start_stop(false, &jail, spec.timeout).await
-        }
+        (ActionKind::Fail2ban(f), Job::Event(e)) => f.run_event(&e, spec.timeout).await,
+        (ActionKind::Fail2ban(f), Job::Start) => f.run_start_stop(true, spec.timeout).await,
+        (ActionKind::Fail2ban(f), Job::Stop) => f.run_start_stop(false, spec.timeout).await,
         // Digests are only made for kinds that send them; start/stop only for fail2ban's.
-        (_, Job::Digest { .. } | Job::Start { .. } | Job::Stop { .. }) => Ok(()),
+        (_, Job::Digest { .. } | Job::Start | Job::Stop) => Ok(()),
     };
     result
 }
@@ -477,10 +469,10 @@ async fn windows(
             }
         }
         if closing {
-            for (jail, indexes) in &jails {
+            for indexes in jails.values() {
                 for &i in indexes {
                     if shared[i].spec.kind.has_start_stop() {
-                        let _ = queues[i].try_send(Job::Stop { jail: jail.clone() });
+                        let _ = queues[i].try_send(Job::Stop);
                     }
                 }
             }
