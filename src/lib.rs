@@ -8,6 +8,7 @@
 //! [`metrics`] renders Prometheus metrics, [`multicast`] brings the kernel's netlink notifications (addresses, nf_tables changes). Only
 //! `main` decides exit codes.
 
+pub mod action;
 pub mod bus;
 pub mod cli;
 pub mod config;

@@ -114,7 +114,30 @@ fn convert_filter(dir: &Path, jail: &Fail2banJail) -> Result<FilterChoice, Strin
     Ok(FilterChoice::Converted { name, toml: t })
 }
 
-fn jail_toml(jail: &Fail2banJail, filter: &str, report: &mut Vec<String>) -> String {
+/// The jail's non-firewall actions as `fail2ban:NAME[...]` references, for those whose
+/// action.d file exists (the others are reported).
+fn import_actions(dir: &Path, jail: &Fail2banJail, report: &mut Vec<String>) -> Vec<String> {
+    let mut actions = Vec::new();
+    for action in &jail.actions {
+        let name = action.split('[').next().unwrap_or("").trim();
+        if dir.join("action.d").join(format!("{name}.conf")).is_file() {
+            actions.push(format!("{}{action}", config::FAIL2BAN_FILTER_PREFIX));
+        } else {
+            report.push(format!(
+                "action {action}: no action.d/{name}.conf in {}: not imported",
+                dir.display()
+            ));
+        }
+    }
+    actions
+}
+
+fn jail_toml(
+    jail: &Fail2banJail,
+    filter: &str,
+    actions: &[String],
+    report: &mut Vec<String>,
+) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "[jail.{}]", toml_key(&jail.name));
     let _ = writeln!(t, "enabled = {}", jail.enabled);
@@ -206,6 +229,9 @@ fn jail_toml(jail: &Fail2banJail, filter: &str, report: &mut Vec<String>) -> Str
         None => {}
     }
     let _ = writeln!(t, "backend = {}", toml_str(jail.backend));
+    if !actions.is_empty() {
+        let _ = writeln!(t, "actions = {}", toml_list(actions));
+    }
     if let Some(inc) = &jail.escalation {
         let _ = writeln!(t, "[jail.{}.escalation]", toml_key(&jail.name));
         if !inc.multipliers.is_empty() {
@@ -270,6 +296,7 @@ pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()
         dir.display()
     );
     let (mut imported, mut skipped, mut converted, mut referenced) = (0, 0, 0, 0);
+    let mut with_actions = 0;
     for jail in &jails {
         if !jail.enabled && !args.all {
             skipped += 1;
@@ -287,8 +314,10 @@ pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()
                 },
                 ..jail.clone()
             };
+            let actions = import_actions(dir, jail, &mut notes);
+            with_actions += usize::from(!actions.is_empty());
             jail_text.push('\n');
-            jail_text.push_str(&jail_toml(&own, RECIDIVE, &mut notes));
+            jail_text.push_str(&jail_toml(&own, RECIDIVE, &actions, &mut notes));
             imported += 1;
             let _ = writeln!(
                 report,
@@ -329,8 +358,10 @@ pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()
                 continue;
             }
         };
+        let actions = import_actions(dir, jail, &mut notes);
+        with_actions += usize::from(!actions.is_empty());
         jail_text.push('\n');
-        jail_text.push_str(&jail_toml(jail, &filter, &mut notes));
+        jail_text.push_str(&jail_toml(jail, &filter, &actions, &mut notes));
         imported += 1;
         let _ = writeln!(report, "\n[{}] -> filter {filter}", jail.name);
         for n in &notes {
@@ -339,10 +370,10 @@ pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()
     }
     std::fs::write(&jail_file, &jail_text)
         .with_context(|| format!("writing {}", jail_file.display()))?;
-    if referenced > 0 {
+    if referenced > 0 || with_actions > 0 {
         let main = out.join("banhound.toml");
         let text = format!(
-            "# Written by banhound import-fail2ban: jails refer to fail2ban filters here.\n[fail2ban]\ndir = {}\n",
+            "# Written by banhound import-fail2ban: jails refer to fail2ban filters or actions here.\n[fail2ban]\ndir = {}\n",
             toml_str(&dir.display().to_string())
         );
         std::fs::write(&main, text).with_context(|| format!("writing {}", main.display()))?;

@@ -18,6 +18,9 @@ pub mod fail2ban;
 pub mod filter_file;
 pub mod values;
 
+use crate::action::config::{
+    build_action, resolve_jail_actions, valid_action_name, ActionSpec, RawAction,
+};
 use crate::engine::address::IgnoreList;
 use crate::engine::time::BanTime;
 use crate::engine::tracker::{Escalation, Growth, Policy};
@@ -184,6 +187,8 @@ pub struct JailSettings {
     pub policy: JailPolicy,
     pub backend: BackendKind,
     pub rules: JailRules,
+    /// Indexes into [`Settings::actions`].
+    pub actions: Vec<usize>,
 }
 
 /// Settings of the daemon as a whole, from `[daemon]`.
@@ -222,6 +227,8 @@ pub struct Settings {
     pub daemon: DaemonSettings,
     pub metrics: MetricsSettings,
     pub jails: Vec<JailSettings>,
+    /// The `[action.NAME]` tables, then the jails' fail2ban actions.
+    pub actions: Vec<ActionSpec>,
 }
 
 impl Settings {
@@ -243,6 +250,8 @@ struct RawFile {
     fail2ban: Option<RawFail2ban>,
     #[serde(default)]
     jail: BTreeMap<String, Spanned<RawJail>>,
+    #[serde(default)]
+    action: BTreeMap<String, Spanned<RawAction>>,
 }
 
 /// `[daemon]`: settings of the daemon as a whole.
@@ -289,6 +298,7 @@ struct RawJail {
     escalation: Option<Spanned<RawEscalation>>,
     ipv6_prefix: Option<Spanned<u8>>,
     max_tracked: Option<Spanned<usize>>,
+    actions: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -409,6 +419,27 @@ pub fn load_sources(
         .iter()
         .rev()
         .find_map(|r| r.fail2ban.as_ref().and_then(|f| f.dir.clone()));
+    // A later file's [action.NAME] replaces an earlier one's whole.
+    let mut actions = Vec::new();
+    let mut named: BTreeMap<String, usize> = BTreeMap::new();
+    for (file, raw) in raws.iter().enumerate() {
+        for (name, table) in &raw.action {
+            if !valid_action_name(name) {
+                return Err(sources[file].error_at(
+                    Some(table.span()),
+                    format!("invalid action name {name:?}: use 1-64 letters, digits, '-' or '_'"),
+                ));
+            }
+            let spec = build_action(&sources[file], name, table.get_ref())?;
+            match named.get(name) {
+                Some(&i) => actions[i] = spec,
+                None => {
+                    named.insert(name.clone(), actions.len());
+                    actions.push(spec);
+                }
+            }
+        }
+    }
     let mut jails = Vec::with_capacity(names.len());
     for name in names {
         let mut layers: Vec<Layer> = defaults
@@ -429,14 +460,30 @@ pub fn load_sources(
             }
         }
         let (file, span) = first_seen.unwrap_or((0, 0..0));
-        jails.push(build_jail(
+        let mut jail = build_jail(
             paths,
             fail2ban_dir.as_deref(),
             &sources,
             name,
             (file, span),
             &layers,
-        )?);
+        )?;
+        if let Some((file, words)) = pick(&layers, |j| j.actions.as_ref()) {
+            let logpath = match &jail.source {
+                JailSource::Files { paths } => paths.clone(),
+                JailSource::Journal { .. } => Vec::new(),
+            };
+            jail.actions = resolve_jail_actions(
+                &sources[file],
+                words.get_ref(),
+                name,
+                fail2ban_dir.as_deref(),
+                &logpath,
+                &named,
+                &mut actions,
+            )?;
+        }
+        jails.push(jail);
     }
     let daemon = build_daemon(&sources, &raws)?;
     let metrics = build_metrics(&sources, &raws)?;
@@ -445,6 +492,7 @@ pub fn load_sources(
         daemon,
         metrics,
         jails,
+        actions,
     })
 }
 
@@ -747,6 +795,7 @@ fn build_jail(
         },
         backend,
         rules,
+        actions: Vec::new(),
     })
 }
 

@@ -97,7 +97,7 @@ fn unknown_key_names_file_line_and_key() {
     );
     assert_eq!(
         t.load().unwrap_err(),
-        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `escalation`, `ipv6_prefix`, `max_tracked`"
+        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `escalation`, `ipv6_prefix`, `max_tracked`, `actions`"
     );
 }
 
@@ -358,4 +358,64 @@ fn metrics_section_sets_the_listen_address() {
     );
     t.write("etc/banhound.toml", "[metrics]\nport = 9542\n");
     assert!(t.load().unwrap_err().contains("unknown field `port`"));
+}
+
+#[test]
+fn actions_are_named_in_defaults_and_jails() {
+    let t = Tree::new();
+    t.write(
+        "etc/banhound.toml",
+        "[action.mail]\nkind = \"mail\"\nto = [\"root@localhost\"]\nwhois = true\n\n\
+         [action.note]\nkind = \"command\"\nban = [\"/bin/true\", \"{ip}\"]\nunban = [\"/bin/true\"]\n\n\
+         [defaults]\nactions = [\"mail\"]\n\n[jail.other]\nenabled = true\nfilter = \"sshd\"\nactions = [\"note\", \"mail\"]\n",
+    );
+    let s = t.load().unwrap();
+    let names = |jail: &str| -> Vec<String> {
+        s.jail(jail)
+            .unwrap()
+            .actions
+            .iter()
+            .map(|&i| s.actions[i].name.clone())
+            .collect()
+    };
+    assert_eq!(names("sshd"), ["mail"]);
+    assert_eq!(names("other"), ["note", "mail"]);
+    let note = &s.actions[s.jail("other").unwrap().actions[0]];
+    assert!(note.on_ban && note.on_unban);
+    assert_eq!(note.rate_limit, None);
+}
+
+#[test]
+fn action_errors_name_file_line_and_key() {
+    for (text, expected) in [
+        (
+            "[defaults]\nactions = [\"nope\"]\n",
+            "etc/banhound.toml:2: defaults.actions: jail sshd: no action named \"nope\"",
+        ),
+        (
+            "[action.m]\nkind = \"mail\"\nto = [\"root@x\\r\\nBcc: y\"]\n",
+            "etc/banhound.toml:3: action.m.to: \"root@x\\r\\nBcc: y\" is not a plain mail address",
+        ),
+        (
+            "[action.c]\nkind = \"command\"\nban = [\"/bin/echo\", \"{ipp}\"]\n",
+            "etc/banhound.toml:3: action.c.ban: unknown placeholder {ipp}",
+        ),
+        (
+            "[action.c]\nkind = \"command\"\nban = [\"x\"]\nto = [\"root\"]\n",
+            "etc/banhound.toml:4: action.c.to: action c: to is not a key of a command action",
+        ),
+        (
+            "[action.w]\nkind = \"webhook\"\nurl = \"file:///etc/shadow\"\n",
+            "etc/banhound.toml:3: action.w.url: action w: url \"file:///etc/shadow\" must be an http",
+        ),
+        (
+            "[defaults]\nactions = [\"fail2ban:hostsdeny\"]\n",
+            "etc/banhound.toml:2: defaults.actions: jail sshd: action \"fail2ban:hostsdeny\" names a fail2ban action: set its directory",
+        ),
+    ] {
+        let t = Tree::new();
+        t.write("etc/banhound.toml", text);
+        let err = t.load().unwrap_err();
+        assert!(err.starts_with(expected), "{text}\n{err}");
+    }
 }

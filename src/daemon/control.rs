@@ -244,6 +244,7 @@ impl Daemon {
             .ban(
                 &self.jails,
                 &[(index, decision)],
+                &[],
                 None,
                 now,
                 Cause::Manual { caller_uid },

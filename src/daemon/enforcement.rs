@@ -17,17 +17,20 @@
 //! jail, the [`BanDecision`] with target, start, ban time, offence and failure count, the
 //! jail's findtime, and its [`Cause`]) and every lift ([`LiftNotice`]: jail, target, the
 //! [`Lifted`] reason, when), after the firewall call and in the owner task's order. This is
-//! the attachment point of effects: the bus's signals are one ([`Signals`]); jail actions
-//! (mail, command, webhook) and fleet ban sharing attach the same way. A ban put back at
-//! start-up has [`Cause::Restored`], so an action does not alert it a second time. The
-//! tracker keeps failure times, not the matched lines: whoever keeps them extends
-//! [`BanDecision`], which the notice lends as it is. Observers run inside the owner task:
-//! one that does I/O hands the notice to its own task (a bounded queue) and returns.
+//! the attachment point of effects: the bus's signals are one ([`Signals`]); the jail
+//! actions ([`crate::action`]: mail, command, webhook, fail2ban action.d) are the
+//! configuration's own, replaced at each reload; fleet ban sharing attaches the same way. A
+//! ban put back at start-up has [`Cause::Restored`], so an action does not alert it a second
+//! time. The tracker keeps failure times, not the matched lines: a running jail with actions
+//! keeps its failures' lines ([`super::jails`]) and the notice lends those of its target.
+//! Observers run inside the owner task: one that does I/O hands the notice to its own task
+//! (a bounded queue) and returns.
 
 use super::health::Health;
 use super::jails::Jails;
 use super::state::StoredBan;
 use super::state_writer::{Report as StateReport, StateWriter};
+use crate::action::{Actions, BanRecord};
 use crate::bus::{Event, Lifted};
 use crate::display::display_target;
 use crate::engine::time::{format_duration, BanTime, Timestamp};
@@ -61,6 +64,9 @@ pub struct BanNotice<'a> {
     /// The jail's findtime (the window the failures fell in).
     pub findtime: Duration,
     pub cause: Cause,
+    /// The log lines that led to it, neutralised (kept only for jails with actions; none
+    /// for manual and restored bans).
+    pub lines: &'a [String],
 }
 
 /// A ban that ended, as observers see it.
@@ -76,6 +82,39 @@ pub struct LiftNotice<'a> {
 pub trait Observer: Send {
     fn banned(&mut self, ban: &BanNotice<'_>);
     fn lifted(&mut self, lift: &LiftNotice<'_>);
+}
+
+/// Jail actions ([`crate::action`]) run for bans from the logs (with their lines) and from
+/// the bus, not for restored ones (they ran when the ban was new), and for every lift.
+impl Observer for Actions {
+    fn banned(&mut self, ban: &BanNotice<'_>) {
+        if ban.cause == Cause::Restored {
+            return;
+        }
+        let d = ban.decision;
+        Actions::banned(
+            self,
+            BanRecord {
+                jail: ban.jail.to_string(),
+                target: d.target,
+                at: d.at,
+                bantime: d.bantime,
+                failures: d.failures,
+                offence: d.offence,
+                lines: ban.lines.to_vec(),
+            },
+        );
+    }
+
+    fn lifted(&mut self, lift: &LiftNotice<'_>) {
+        Actions::lifted(
+            self,
+            lift.jail,
+            lift.target,
+            lift.at,
+            lift.why.signal_reason(),
+        );
+    }
 }
 
 /// The bus's signals: `Banned` for new bans (not for restored ones: they were signalled
@@ -154,6 +193,9 @@ pub(super) struct Enforcement {
     backends: Backends,
     state: StateWriter,
     observers: Vec<Box<dyn Observer>>,
+    /// The jail actions: an observer like the others, but the configuration's own, replaced
+    /// at each reload.
+    pub(super) actions: Actions,
     pub(super) health: Health,
 }
 
@@ -163,6 +205,7 @@ impl Enforcement {
             backends: Backends::default(),
             state,
             observers: Vec::new(),
+            actions: Actions::none(),
             health: Health::default(),
         }
     }
@@ -203,11 +246,13 @@ impl Enforcement {
     }
 
     /// Bans decided from the logs or ordered over the bus (see the module documentation);
-    /// `position` is the source position they were derived up to, committed with them.
+    /// `position` is the source position they were derived up to, committed with them;
+    /// `lines[i]`, when there, are the log lines that led to `decisions[i]`, for observers.
     pub(super) async fn ban(
         &mut self,
         jails: &Jails,
         decisions: &[(usize, BanDecision)],
+        lines: &[Vec<String>],
         position: Option<(&str, &str)>,
         now: Timestamp,
         cause: Cause,
@@ -251,7 +296,7 @@ impl Enforcement {
             self.health
                 .firewall_failed(&format!("cannot apply {} ban(s)", entries.len()), e);
         }
-        for (j, d) in decisions {
+        for (i, (j, d)) in decisions.iter().enumerate() {
             let settings = &jails.get(*j).settings;
             let jail = settings.name.as_str();
             let (message, caller) = match cause {
@@ -275,6 +320,7 @@ impl Enforcement {
                 decision: d,
                 findtime: settings.policy.findtime,
                 cause,
+                lines: lines.get(i).map_or(&[][..], Vec::as_slice),
             });
         }
         self.health.status_changed();
@@ -332,6 +378,7 @@ impl Enforcement {
                 decision: &decision,
                 findtime,
                 cause: Cause::Restored,
+                lines: &[],
             });
         }
         self.health.status_changed();
@@ -385,6 +432,7 @@ impl Enforcement {
             for observer in &mut self.observers {
                 observer.lifted(&notice);
             }
+            Observer::lifted(&mut self.actions, &notice);
         }
         self.health.status_changed();
     }
@@ -393,6 +441,7 @@ impl Enforcement {
         for observer in &mut self.observers {
             observer.banned(notice);
         }
+        Observer::banned(&mut self.actions, notice);
     }
 
     /// Takes a jail's bans off the backend it is leaving (a reload moved it); they stay in
@@ -550,6 +599,7 @@ mod tests {
                 decision: &d,
                 findtime: Duration::from_secs(600),
                 cause,
+                lines: &[],
             });
         }
         signals.lifted(&LiftNotice {

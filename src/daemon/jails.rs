@@ -13,10 +13,13 @@
 //! own filter, not kept: a kept one would borrow the settings it sits beside.
 
 use super::DaemonError;
+use crate::action::config::ActionSpec;
+use crate::action::lines::MatchedLines;
+use crate::action::Actions;
 use crate::bus::{ControlError, JailSnapshot};
 use crate::config::{DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings};
 use crate::display::display_target;
-use crate::engine::address::{ban_target, IgnoreList, IgnoreReason};
+use crate::engine::address::{ban_target, ban_target_net, IgnoreList, IgnoreReason};
 use crate::engine::datetime::{DateDetector, Zone};
 use crate::engine::filter::{Host, Matcher};
 use crate::engine::jail::{Age, FileSource, Jail, Record, Seen, Step};
@@ -44,6 +47,8 @@ const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 pub(super) struct Prepared {
     pub(super) daemon: DaemonSettings,
     pub(super) metrics: MetricsSettings,
+    /// Every `[action.NAME]` of the configuration; jails name theirs by index.
+    actions: Vec<ActionSpec>,
     jails: Vec<JailSettings>,
     /// The journal matches of the journal jails, and for each the index of its jail.
     matches: Vec<MatchExpr>,
@@ -53,6 +58,17 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// The configuration's actions, started for the jails that have any (on the runtime).
+    pub(super) fn start_actions(&self) -> Actions {
+        let jails = self
+            .jails
+            .iter()
+            .filter(|j| !j.actions.is_empty())
+            .map(|j| (j.name.clone(), j.actions.clone()))
+            .collect();
+        Actions::start(&self.actions, jails)
+    }
+
     pub(super) fn new(settings: Settings) -> Result<Prepared, DaemonError> {
         let mut jails = Vec::new();
         let mut matches = Vec::new();
@@ -94,6 +110,7 @@ impl Prepared {
         Ok(Prepared {
             daemon: settings.daemon,
             metrics: settings.metrics,
+            actions: settings.actions,
             jails,
             matches,
             journal_jails,
@@ -118,6 +135,9 @@ pub(super) struct RunningJail {
     evictions_reported: (u64, Option<Instant>),
     /// The snapshot last sent as `Event::JailChanged`, so only changes are.
     pub(super) published: Option<JailSnapshot>,
+    /// The lines of its failures, per target, for its actions' alerts (`None`: it has no
+    /// actions, and nothing is kept).
+    matched: Option<MatchedLines>,
 }
 
 /// What a reload changed: the jails added, and the bans the firewall must drop.
@@ -186,7 +206,10 @@ impl Jails {
                     Tracker::new(policy)
                 }
             };
+            let matched = (!settings.actions.is_empty())
+                .then(|| MatchedLines::for_jails(std::iter::once(settings.name.as_str())));
             running.push(RunningJail {
+                matched,
                 settings,
                 tracker,
                 journal: SourceState::default(),
@@ -315,7 +338,15 @@ impl Jails {
         let mut jails: Vec<_> = self
             .running
             .iter_mut()
-            .map(|j| (&j.settings, &mut j.tracker, &mut j.journal, None))
+            .map(|j| {
+                (
+                    &j.settings,
+                    &mut j.tracker,
+                    &mut j.journal,
+                    None,
+                    &mut j.matched,
+                )
+            })
             .collect();
         // fail2ban filters (after-date format) see an entry as "HOST IDENT[PID]: MESSAGE",
         // as on fail2ban's systemd backend: their session ids are in that prefix.
@@ -325,7 +356,7 @@ impl Jails {
                 let Some(&j) = self.journal_jails.get(m) else {
                     continue;
                 };
-                let (settings, tracker, state, matcher) = &mut jails[j];
+                let (settings, tracker, state, matcher, matched) = &mut jails[j];
                 let matcher: &mut Matcher<'_> =
                     matcher.get_or_insert_with(|| settings.filter.filter.matcher());
                 let message = if settings.filter.format == LineFormat::AfterDate {
@@ -348,7 +379,7 @@ impl Jails {
                 if mode == Mode::Replay {
                     continue;
                 }
-                if let Some(decision) = conclude_step(&settings.name, step) {
+                if let Some(decision) = conclude_step(settings, step, matched.as_mut()) {
                     decisions.push((j, decision));
                 }
             }
@@ -378,6 +409,7 @@ impl Jails {
                 matcher: &mut matcher,
                 tracker: &mut jail.tracker,
             };
+            let (settings, mut matched) = (&jail.settings, jail.matched.as_mut());
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
                 let record = Record::Line {
@@ -385,12 +417,22 @@ impl Jails {
                     line,
                 };
                 let step = running.decide(record, Mode::Live, now);
-                if let Some(decision) = conclude_step(&jail.settings.name, step) {
+                if let Some(decision) = conclude_step(settings, step, matched.as_deref_mut()) {
                     decisions.push((j, decision));
                 }
             }
         }
         (decisions, lines)
+    }
+
+    /// The lines that led to `target`'s ban in jail `index`, for its actions (forgotten
+    /// here); none when the jail keeps none.
+    pub(super) fn take_lines(&mut self, index: usize, target: &IpNet) -> Vec<String> {
+        let jail = &mut self.running[index];
+        match &mut jail.matched {
+            Some(matched) => matched.take(&jail.settings.name, target),
+            None => Vec::new(),
+        }
     }
 
     /// How many bans are in force, over all jails.
@@ -608,9 +650,14 @@ fn policy_with_ignores(jail: &JailSettings, networks: Vec<IpNet>, own: &[IpAddr]
     }
 }
 
-/// What the daemon does with a decided record: a ban decision to enforce, or a debug line.
-/// Host names are never banned (nor resolved).
-fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
+/// What the daemon does with a decided record: a ban decision to enforce, or a debug line;
+/// a counted failure's line is kept in `matched` for the jail's actions. Host names are
+/// never banned (nor resolved).
+fn conclude_step(
+    settings: &JailSettings,
+    step: Step<'_>,
+    matched: Option<&mut MatchedLines>,
+) -> Option<BanDecision> {
     let Step::Seen {
         seen: Seen::Failure {
             failure,
@@ -621,11 +668,21 @@ fn conclude_step(jail: &str, step: Step<'_>) -> Option<BanDecision> {
     else {
         return None;
     };
-    let ip = match failure.host {
-        Host::Ip(ip) => display_target(&IpNet::from(ip)),
-        Host::Net(net) => display_target(&net),
+    let (ip, target) = match failure.host {
+        Host::Ip(ip) => (
+            display_target(&IpNet::from(ip)),
+            ban_target(ip, settings.policy.ipv6_prefix),
+        ),
+        Host::Net(net) => (
+            display_target(&net),
+            ban_target_net(net, settings.policy.ipv6_prefix),
+        ),
         Host::Name(_) => return None,
     };
+    if let (Some(matched), Verdict::Ban(_) | Verdict::Counted { .. }) = (matched, &verdict) {
+        matched.note(&settings.name, target, failure.text);
+    }
+    let jail = &settings.name;
     match verdict {
         Verdict::Ban(decision) => return Some(decision),
         Verdict::Counted { failures } => tracing::debug!(

@@ -259,6 +259,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let events = broadcast::channel(EVENT_BACKLOG).0;
     let mut enforcement = Enforcement::new(state);
     enforcement.observe(Box::new(Signals(events.clone())));
+    enforcement.actions = prepared.start_actions();
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
         reconcile_interval: prepared.daemon.reconcile_interval,
@@ -442,7 +443,7 @@ impl Daemon {
     fn status(&self) -> String {
         let jails = self.jails.len();
         format!(
-            "{jails} jail{}, {} banned, {}{}",
+            "{jails} jail{}, {} banned, {}{}{}",
             if jails == 1 { "" } else { "s" },
             self.jails.banned(),
             match (self.following.journal, self.following.files) {
@@ -451,7 +452,11 @@ impl Daemon {
                 (false, 0) => "following nothing".to_string(),
                 (false, n) => format!("following {n} file(s)"),
             },
-            self.enforcement.health.status_text()
+            self.enforcement.health.status_text(),
+            self.enforcement
+                .actions
+                .trouble()
+                .map_or_else(String::new, |t| format!("; {t}"))
         )
     }
 
@@ -671,10 +676,14 @@ impl Daemon {
     ) {
         let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let bans = decisions.len();
+        let lines: Vec<Vec<String>> = decisions
+            .iter()
+            .map(|(j, d)| self.jails.take_lines(*j, &d.target))
+            .collect();
         // Logged inside; a failed firewall call is retried by the next reconcile.
         let _ = self
             .enforcement
-            .ban(&self.jails, &decisions, position, now, Cause::Logs)
+            .ban(&self.jails, &decisions, &lines, position, now, Cause::Logs)
             .await;
         tracing::debug!(
             target: "banhound::batch",
@@ -800,6 +809,8 @@ impl Daemon {
             self.reconcile_interval = prepared.daemon.reconcile_interval;
             self.schedule_reconcile();
         }
+        // The old actions' queued work still runs; their workers end when it is done.
+        self.enforcement.actions = prepared.start_actions();
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.

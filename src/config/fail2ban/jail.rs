@@ -31,6 +31,9 @@ pub struct Fail2banJail {
     pub protocol: Option<String>,
     /// "nftables" or "firewalld".
     pub backend: &'static str,
+    /// The jail's actions other than firewall ones, as `NAME[params]` with the jail's values
+    /// (`destemail`, `sender`, `mta`, …) already interpolated into them.
+    pub actions: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -277,13 +280,14 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
     if let Some(action_port) = action_port(&action) {
         port = Some(action_port);
     }
-    let action_lines = action.lines().filter(|l| !l.trim().is_empty()).count();
-    if action_lines > 1 || (!action.is_empty() && !action.contains(&banaction)) {
-        warnings.borrow_mut().push(format!(
-            "action {:?}: only the banaction's ban is imported (mail, reporting and other actions are not)",
-            action.replace('\n', " ")
-        ));
-    }
+    // Firewall actions are the jail's backend; every other one is run as fail2ban would.
+    let actions: Vec<String> = split_actions(&action)
+        .into_iter()
+        .filter(|a| {
+            let name = a.split('[').next().unwrap_or("").trim();
+            !crate::action::fail2ban::is_firewall_action(name)
+        })
+        .collect();
     if let Some(usedns) = get("usedns").filter(|v| v != "no" && v != "warn") {
         warnings.borrow_mut().push(format!(
             "usedns = {usedns}: banhound never resolves host names"
@@ -295,7 +299,11 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
             .push("ignorecommand is not imported".into());
     }
     for key in ini.keys(name) {
+        // The mail keys reach the actions that use them through interpolation.
+        let carried =
+            !actions.is_empty() && matches!(key, "destemail" | "sender" | "sendername" | "mta");
         if !MAPPED.contains(&key)
+            && !carried
             && !key.starts_with("known/")
             && !key.starts_with("bantime.")
             && !matches!(key, "usedns" | "ignorecommand" | "__name__")
@@ -318,6 +326,7 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
         port,
         protocol,
         backend,
+        actions,
         warnings,
     }
 }
@@ -330,6 +339,36 @@ fn action_port(action: &str) -> Option<String> {
         let port = reference.params.get("port")?.trim().to_string();
         (!port.is_empty() && !port.contains(['%', '<'])).then_some(port)
     })
+}
+
+/// The actions of an `action = ...` value: one per line, except that a `[...]` of
+/// parameters may go on over several lines.
+fn split_actions(value: &str) -> Vec<String> {
+    let mut actions = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for c in value.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if depth > 0 => quote = Some(c),
+            (None, '[') => depth += 1,
+            (None, ']') => depth = depth.saturating_sub(1),
+            (None, '\n') if depth == 0 => {
+                actions.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(if c == '\n' { ' ' } else { c });
+    }
+    actions.push(current);
+    actions
+        .into_iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -420,6 +459,7 @@ mod tests {
             "{:?}",
             sshd.warnings
         );
+        assert!(sshd.actions.is_empty());
         let nginx = jails.iter().find(|j| j.name == "nginx-http-auth").unwrap();
         assert!(!nginx.enabled);
         assert_eq!(
@@ -427,6 +467,33 @@ mod tests {
             JailSourceKind::Files {
                 logpath: vec!["/var/log/nginx/error.log".into()]
             }
+        );
+    }
+
+    #[test]
+    fn mail_and_other_actions_are_kept_with_the_jails_values() {
+        assert_eq!(
+            split_actions("iptables-multiport[name=a, port=\"ssh,\n 22\"]\n  sendmail-whois-lines[dest=\"x@y\"]\n\n"),
+            ["iptables-multiport[name=a, port=\"ssh,  22\"]", "sendmail-whois-lines[dest=\"x@y\"]"]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("jail.conf"),
+            "[DEFAULT]\nbanaction = iptables-multiport\ndestemail = root@localhost\nsender = root@<fq-hostname>\nmta = sendmail\n\
+             action_ = %(banaction)s[port=\"%(port)s\"]\naction_mwl = %(action_)s\n %(mta)s-whois-lines[sender=\"%(sender)s\", dest=\"%(destemail)s\", logpath=\"%(logpath)s\"]\n\
+             action = %(action_mwl)s\nport = 0:65535\nlogpath = /var/log/auth.log\n[sshd]\nenabled = true\ndestemail = admin@example.org\n",
+        )
+        .unwrap();
+        let (jails, _) = load_jails(dir.path()).unwrap();
+        let sshd = &jails[0];
+        assert_eq!(
+            sshd.actions,
+            ["sendmail-whois-lines[sender=\"root@<fq-hostname>\", dest=\"admin@example.org\", logpath=\"/var/log/auth.log\"]"]
+        );
+        assert!(
+            !sshd.warnings.iter().any(|w| w.contains("destemail")),
+            "{:?}",
+            sshd.warnings
         );
     }
 }

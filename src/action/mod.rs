@@ -1,0 +1,469 @@
+//! Jail actions: what happens besides the firewall when an address is banned or unbanned
+//! (a mail with whois and the matched lines, a command, a webhook, a fail2ban `action.d`
+//! file).
+//!
+//! Actions never stand in the way of banning. The daemon's owner task only calls
+//! [`Actions::banned`] / [`Actions::lifted`], which decide admission on the spot (a per-action
+//! rate limit) and hand the event to that action's bounded queue without waiting; the work
+//! runs on separate tasks, a few per action ([`RUNNING_PER_ACTION`]), each program with a time
+//! limit. A flood over an action's `rate_limit` does not start a process per ban: a mail
+//! action collects the excess into one digest mail per `rate_window`, other kinds count what they
+//! dropped and say so in the log. A full queue drops and counts the same way. Failures are
+//! logged once per episode (the first failure, then "works again"), with the action's name.
+//!
+//! Bans restored at start are not events here (they were alerted when they were new); their
+//! unbans are.
+//!
+//! Kinds, one module each: [`command`], [`mail`] (with [`whois`]), [`webhook`], [`fail2ban`].
+//! Values from logs and whois are attacker-controlled and pass through
+//! [`template::neutralise`] before any of them sees them.
+
+pub mod command;
+pub mod config;
+pub mod fail2ban;
+pub mod lines;
+pub mod mail;
+pub mod process;
+pub mod template;
+pub mod webhook;
+pub mod whois;
+
+use crate::display::display_target;
+use crate::engine::time::{BanTime, Timestamp};
+use config::{ActionKind, ActionSpec};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use template::Placeholder;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Events waiting per action; more are dropped (and counted).
+pub const QUEUE_PER_ACTION: usize = 256;
+/// Programs of one action running at once: a hanging one holds at most this many.
+pub const RUNNING_PER_ACTION: usize = 4;
+/// Bans a digest lists; more are counted in it.
+pub const DIGEST_ENTRIES: usize = 1000;
+
+/// A ban, as actions see it.
+#[derive(Clone, Debug)]
+pub struct BanRecord {
+    pub jail: String,
+    pub target: IpNet,
+    pub at: Timestamp,
+    pub bantime: BanTime,
+    pub failures: u32,
+    pub offence: u32,
+    /// The matched lines, neutralised ([`lines`]); empty for a manual ban.
+    pub lines: Vec<String>,
+}
+
+/// An unban, as actions see it.
+#[derive(Clone, Debug)]
+pub struct UnbanRecord {
+    pub jail: String,
+    pub target: IpNet,
+    pub at: Timestamp,
+    /// Why it ended (`expired`, `manual`, …).
+    pub reason: &'static str,
+}
+
+/// What an action is run for.
+#[derive(Clone, Debug)]
+pub enum ActionEvent {
+    Ban(BanRecord),
+    Unban(UnbanRecord),
+}
+
+impl ActionEvent {
+    pub fn jail(&self) -> &str {
+        match self {
+            ActionEvent::Ban(b) => &b.jail,
+            ActionEvent::Unban(u) => &u.jail,
+        }
+    }
+
+    pub fn target(&self) -> &IpNet {
+        match self {
+            ActionEvent::Ban(b) => &b.target,
+            ActionEvent::Unban(u) => &u.target,
+        }
+    }
+
+    /// A placeholder's text for this event (already safe: lines were neutralised when kept).
+    pub fn value(&self, placeholder: Placeholder, hostname: &str) -> String {
+        match (placeholder, self) {
+            (Placeholder::Jail, e) => e.jail().to_string(),
+            (Placeholder::Ip, e) => display_target(e.target()),
+            (Placeholder::Event, ActionEvent::Ban(_)) => "ban".into(),
+            (Placeholder::Event, ActionEvent::Unban(_)) => "unban".into(),
+            (Placeholder::Failures, ActionEvent::Ban(b)) => b.failures.to_string(),
+            (Placeholder::Offence, ActionEvent::Ban(b)) => b.offence.to_string(),
+            (Placeholder::Bantime, ActionEvent::Ban(b)) => b.bantime.to_string(),
+            (Placeholder::Time, ActionEvent::Ban(b)) => b.at.to_rfc3339(),
+            (Placeholder::Time, ActionEvent::Unban(u)) => u.at.to_rfc3339(),
+            (Placeholder::Until, ActionEvent::Ban(b)) => b
+                .bantime
+                .until(b.at)
+                .map_or_else(|| "never".to_string(), Timestamp::to_rfc3339),
+            (Placeholder::Lines, ActionEvent::Ban(b)) => b.lines.join("\n"),
+            (Placeholder::Reason, ActionEvent::Unban(u)) => u.reason.to_string(),
+            (Placeholder::Hostname, _) => hostname.to_string(),
+            (
+                Placeholder::Failures
+                | Placeholder::Offence
+                | Placeholder::Bantime
+                | Placeholder::Until
+                | Placeholder::Lines,
+                ActionEvent::Unban(_),
+            )
+            | (Placeholder::Reason, ActionEvent::Ban(_)) => String::new(),
+        }
+    }
+}
+
+/// One unit of work for an action.
+enum Job {
+    Event(ActionEvent),
+    /// The bans over `rate_limit` of one window, and how many more there were.
+    Digest {
+        bans: Vec<BanRecord>,
+        more: u64,
+    },
+    /// A fail2ban action's `actionstart` / `actionstop` (each is loaded for one jail).
+    Start,
+    Stop,
+}
+
+/// How an action is doing, for the log, `banhound status` and the bus.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActionHealth {
+    pub name: String,
+    /// The error of the current failure episode, if the last run failed.
+    pub failing: Option<String>,
+    pub failures: u64,
+    /// Events not run: over `rate_limit` (without a digest) or a full queue.
+    pub dropped: u64,
+}
+
+/// Admission and health of one action, shared by the owner task and the workers.
+struct Shared {
+    spec: ActionSpec,
+    hostname: Arc<str>,
+    state: Mutex<State>,
+}
+
+struct State {
+    window_start: Instant,
+    admitted_in_window: u32,
+    digest: Vec<BanRecord>,
+    digest_more: u64,
+    /// Dropped since last reported in the log.
+    dropped_unreported: u64,
+    health: ActionHealth,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A worker that panicked mid-update leaves counters at worst slightly off.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether an event may run now; if not, it goes into the digest or is counted.
+    fn admit(&self, event: &ActionEvent) -> bool {
+        let Some(limit) = self.spec.rate_limit else {
+            return true;
+        };
+        let mut state = self.lock();
+        let now = Instant::now();
+        if now >= state.window_start + self.spec.rate_window {
+            state.window_start = now;
+            state.admitted_in_window = 0;
+        }
+        if state.admitted_in_window < limit {
+            state.admitted_in_window += 1;
+            return true;
+        }
+        match (event, self.spec.kind.digests()) {
+            (ActionEvent::Ban(ban), true) if state.digest.len() < DIGEST_ENTRIES => {
+                let mut ban = ban.clone();
+                // One line per ban is enough in a list of up to a thousand.
+                ban.lines.truncate(1);
+                state.digest.push(ban);
+            }
+            (ActionEvent::Ban(_), true) => state.digest_more += 1,
+            _ => {
+                state.dropped_unreported += 1;
+                state.health.dropped += 1;
+            }
+        }
+        false
+    }
+
+    fn dropped_by_full_queue(&self) {
+        let mut state = self.lock();
+        state.dropped_unreported += 1;
+        state.health.dropped += 1;
+    }
+
+    /// Ends a window: the digest to send, and the drops to report.
+    fn take_window(&self, closing: bool) -> (Option<Job>, u64) {
+        let mut state = self.lock();
+        if !closing && Instant::now() < state.window_start + self.spec.rate_window {
+            return (None, 0);
+        }
+        let dropped = std::mem::take(&mut state.dropped_unreported);
+        if state.digest.is_empty() && state.digest_more == 0 {
+            return (None, dropped);
+        }
+        let bans = std::mem::take(&mut state.digest);
+        let more = std::mem::take(&mut state.digest_more);
+        (Some(Job::Digest { bans, more }), dropped)
+    }
+
+    /// Records a run's outcome; logs the first failure of an episode and the recovery.
+    fn outcome(&self, result: Result<(), String>) {
+        let mut state = self.lock();
+        let name = &self.spec.name;
+        match result {
+            Ok(()) => {
+                if state.health.failing.take().is_some() {
+                    tracing::info!(ACTION = %name, "action {name} works again");
+                }
+            }
+            Err(e) => {
+                state.health.failures += 1;
+                if state.health.failing.is_none() {
+                    tracing::warn!(ACTION = %name, "action {name} failed: {e} (further failures are not logged until it works again)");
+                }
+                state.health.failing = Some(e);
+            }
+        }
+    }
+}
+
+/// The actions of the running configuration: owned by the daemon's owner task, replaced on
+/// reload (the old one's queued work still runs, then its workers end).
+pub struct Actions {
+    /// Per jail, the indexes of its actions in `shared`.
+    jails: HashMap<String, Vec<usize>>,
+    shared: Vec<Arc<Shared>>,
+    queues: Vec<mpsc::Sender<Job>>,
+    /// Dropped to tell the window task to flush and end.
+    _closing: Option<oneshot::Sender<()>>,
+}
+
+impl Actions {
+    /// No actions (tests, a configuration without any).
+    pub fn none() -> Actions {
+        Actions {
+            jails: HashMap::new(),
+            shared: Vec::new(),
+            queues: Vec::new(),
+            _closing: None,
+        }
+    }
+
+    /// Starts the workers of these actions; `jails` gives each jail's action indexes.
+    /// Must be called on the daemon's runtime.
+    pub fn start(specs: &[ActionSpec], jails: HashMap<String, Vec<usize>>) -> Actions {
+        if specs.is_empty() {
+            return Actions::none();
+        }
+        let hostname: Arc<str> = hostname().into();
+        let mut shared = Vec::new();
+        let mut queues = Vec::new();
+        for spec in specs {
+            let action = Arc::new(Shared {
+                spec: spec.clone(),
+                hostname: hostname.clone(),
+                state: Mutex::new(State {
+                    window_start: Instant::now(),
+                    admitted_in_window: 0,
+                    digest: Vec::new(),
+                    digest_more: 0,
+                    dropped_unreported: 0,
+                    health: ActionHealth {
+                        name: spec.name.clone(),
+                        ..ActionHealth::default()
+                    },
+                }),
+            });
+            let (sender, receiver) = mpsc::channel(QUEUE_PER_ACTION);
+            let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+            for _ in 0..RUNNING_PER_ACTION {
+                tokio::spawn(work(action.clone(), receiver.clone()));
+            }
+            shared.push(action);
+            queues.push(sender);
+        }
+        for indexes in jails.values() {
+            for &i in indexes {
+                if shared[i].spec.kind.has_start_stop() {
+                    let _ = queues[i].try_send(Job::Start);
+                }
+            }
+        }
+        let (closing, closed) = oneshot::channel();
+        tokio::spawn(windows(
+            shared.clone(),
+            queues.clone(),
+            jails.clone(),
+            closed,
+        ));
+        Actions {
+            jails,
+            shared,
+            queues,
+            _closing: Some(closing),
+        }
+    }
+
+    /// Whether `jail` has actions (so its failures' lines are worth keeping).
+    pub fn has_actions(&self, jail: &str) -> bool {
+        self.jails.contains_key(jail)
+    }
+
+    /// A ban decided from the logs (with the lines that led to it, [`lines`]) or ordered
+    /// manually (no lines); never a restored one.
+    pub fn banned(&mut self, ban: BanRecord) {
+        if !self.jails.contains_key(&ban.jail) {
+            return;
+        }
+        self.dispatch(ActionEvent::Ban(ban));
+    }
+
+    /// A ban lifted (every unban goes through the daemon's `lift`).
+    pub fn lifted(&mut self, jail: &str, target: IpNet, at: Timestamp, reason: &'static str) {
+        if !self.jails.contains_key(jail) {
+            return;
+        }
+        self.dispatch(ActionEvent::Unban(UnbanRecord {
+            jail: jail.to_string(),
+            target,
+            at,
+            reason,
+        }));
+    }
+
+    fn dispatch(&self, event: ActionEvent) {
+        let Some(indexes) = self.jails.get(event.jail()) else {
+            return;
+        };
+        for &i in indexes {
+            let action = &self.shared[i];
+            let wanted = match &event {
+                ActionEvent::Ban(_) => action.spec.on_ban,
+                ActionEvent::Unban(_) => action.spec.on_unban,
+            };
+            if !wanted || !action.admit(&event) {
+                continue;
+            }
+            if self.queues[i].try_send(Job::Event(event.clone())).is_err() {
+                action.dropped_by_full_queue();
+            }
+        }
+    }
+
+    /// How each action is doing.
+    pub fn health(&self) -> Vec<ActionHealth> {
+        self.shared
+            .iter()
+            .map(|a| a.lock().health.clone())
+            .collect()
+    }
+
+    /// A short summary for STATUS= and `banhound status`: empty when all is well.
+    pub fn trouble(&self) -> Option<String> {
+        let failing: Vec<String> = self
+            .health()
+            .into_iter()
+            .filter(|h| h.failing.is_some())
+            .map(|h| h.name)
+            .collect();
+        (!failing.is_empty()).then(|| format!("action(s) failing: {}", failing.join(", ")))
+    }
+}
+
+/// One worker of an action: takes jobs from its queue until the queue is closed.
+async fn work(action: Arc<Shared>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let job = queue.lock().await.recv().await;
+        let Some(job) = job else {
+            return;
+        };
+        let result = run_job(&action, job).await;
+        action.outcome(result);
+    }
+}
+
+async fn run_job(action: &Shared, job: Job) -> Result<(), String> {
+    let spec = &action.spec;
+    let hostname = &action.hostname;
+    let result = match (&spec.kind, job) {
+        (ActionKind::Command(c), Job::Event(e)) => c
+            .run(&e, hostname, spec.timeout)
+            .await
+            .map_err(|e| e.to_string()),
+        (ActionKind::Mail(m), Job::Event(e)) => m.send(&e, hostname, spec.timeout).await,
+        (ActionKind::Mail(m), Job::Digest { bans, more }) => {
+            m.send_digest(&bans, more, hostname, spec.timeout).await
+        }
+        (ActionKind::Webhook(w), Job::Event(e)) => w.post(&e, hostname, spec.timeout).await,
+        (ActionKind::Fail2ban(f), Job::Event(e)) => f.run_event(&e, spec.timeout).await,
+        (ActionKind::Fail2ban(f), Job::Start) => f.run_start_stop(true, spec.timeout).await,
+        (ActionKind::Fail2ban(f), Job::Stop) => f.run_start_stop(false, spec.timeout).await,
+        // Digests are only made for kinds that send them; start/stop only for fail2ban's.
+        (_, Job::Digest { .. } | Job::Start | Job::Stop) => Ok(()),
+    };
+    result
+}
+
+/// Ends each action's rate window once a second: sends the digest, reports the drops. When
+/// the actions are replaced or the daemon stops, flushes what is pending and runs the
+/// fail2ban actions' `actionstop`.
+async fn windows(
+    shared: Vec<Arc<Shared>>,
+    queues: Vec<mpsc::Sender<Job>>,
+    jails: HashMap<String, Vec<usize>>,
+    mut closed: oneshot::Receiver<()>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let closing = tokio::select! {
+            _ = tick.tick() => false,
+            _ = &mut closed => true,
+        };
+        for (action, queue) in shared.iter().zip(&queues) {
+            let (digest, dropped) = action.take_window(closing);
+            if dropped > 0 {
+                let name = &action.spec.name;
+                tracing::warn!(ACTION = %name, DROPPED = dropped, "action {name}: {dropped} event(s) not run (over rate_limit, or its queue was full)");
+            }
+            if let Some(job) = digest {
+                if queue.try_send(job).is_err() {
+                    action.dropped_by_full_queue();
+                }
+            }
+        }
+        if closing {
+            for indexes in jails.values() {
+                for &i in indexes {
+                    if shared[i].spec.kind.has_start_stop() {
+                        let _ = queues[i].try_send(Job::Stop);
+                    }
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// This host's name, for alerts.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
