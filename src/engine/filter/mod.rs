@@ -33,9 +33,9 @@
 //! (one byte for one, so every offset stays that of the original line).
 
 //!
-//! The parts: [`tags`] compiles the tags, [`prefilter`] rejects lines by their literals,
-//! [`prefregex`] takes the common prefregex shape without captures, [`spans`] reads what a
-//! match names, and [`backtracking`] is the bounded fallback engine.
+//! The parts: `tags` compiles the tags, `prefilter` rejects lines by their literals,
+//! `prefregex` takes the common prefregex shape without captures, `spans` reads what a
+//! match names, and `backtracking` is the bounded fallback engine.
 
 mod backtracking;
 mod prefilter;
