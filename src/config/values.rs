@@ -4,7 +4,7 @@
 //! the error for free, so "bantime = \"10 minutes please\"" is reported at its line.
 
 use crate::engine::time::{parse_duration, BanTime};
-use crate::firewall::{PortRange, Ports, Protocol};
+use crate::firewall::{Chains, PortRange, Ports, Protocol};
 use ipnet::IpNet;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -283,6 +283,58 @@ fn parse_protocols<'a>(items: impl Iterator<Item = &'a str>) -> Result<Protocols
     Ok(ProtocolsValue(out))
 }
 
+/// `chains`: where a jail's bans apply, "input", "forward" or both ("input,forward" /
+/// ["input", "forward"]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainsValue(pub Chains);
+
+impl<'de> Deserialize<'de> for ChainsValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ChainsValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"input\", \"forward\" or both")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ChainsValue, E> {
+                parse_chains(v.split(',')).map_err(E::custom)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChainsValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                parse_chains(items.iter().map(String::as_str)).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn parse_chains<'a>(items: impl Iterator<Item = &'a str>) -> Result<ChainsValue, String> {
+    let mut chains = Chains {
+        input: false,
+        forward: false,
+    };
+    for item in items.map(str::trim) {
+        match item {
+            "input" => chains.input = true,
+            "forward" => chains.forward = true,
+            other => {
+                return Err(format!(
+                    "unknown chain {other:?}: expected \"input\" (traffic to this host) or \"forward\" (traffic routed through it)"
+                ))
+            }
+        }
+    }
+    if !chains.input && !chains.forward {
+        return Err(
+            "no chain listed: a jail's bans must apply to \"input\", \"forward\" or both".into(),
+        );
+    }
+    Ok(ChainsValue(chains))
+}
+
 /// Combines `port` and `protocol` into what the firewall blocks.
 pub fn blocked_ports(ports: &PortsValue, protocols: &[Protocol]) -> Ports {
     match ports {
@@ -304,6 +356,7 @@ mod tests {
         bantime: Option<BanTimeValue>,
         findtime: Option<DurationValue>,
         protocol: Option<ProtocolsValue>,
+        chains: Option<ChainsValue>,
     }
 
     fn parse(s: &str) -> Result<T, String> {
@@ -393,5 +446,27 @@ mod tests {
         assert!(parse("protocol = \"icmp\"")
             .unwrap_err()
             .contains("unknown protocol"));
+    }
+
+    #[test]
+    fn chains() {
+        let c = |s| parse(s).unwrap().chains.unwrap().0;
+        assert_eq!(c("chains = [\"input\"]"), Chains::INPUT);
+        let both = Chains {
+            input: true,
+            forward: true,
+        };
+        assert_eq!(c("chains = [\"forward\", \"input\", \"forward\"]"), both);
+        assert_eq!(c("chains = \"input, forward\""), both);
+        let forward = c("chains = \"forward\"");
+        assert!(forward.forward && !forward.input);
+        assert_eq!(forward.names(), ["forward"]);
+        // Netfilter's hook names only, lower case, as everywhere else in the configuration.
+        for bad in ["chains = [\"FORWARD\"]", "chains = [\"prerouting\"]"] {
+            assert!(parse(bad).unwrap_err().contains("unknown chain"), "{bad}");
+        }
+        assert!(parse("chains = []")
+            .unwrap_err()
+            .contains("no chain listed"));
     }
 }

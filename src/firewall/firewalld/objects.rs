@@ -303,6 +303,7 @@ mod tests {
             ports,
             blocktype,
             prefix_bans: false,
+            chains: crate::firewall::Chains::INPUT,
         }
     }
 

@@ -454,6 +454,7 @@ mod tests {
             },
             blocktype: BlockType::Reject,
             prefix_bans,
+            chains: crate::firewall::Chains::INPUT,
         }
     }
 
