@@ -515,9 +515,11 @@ mod tests {
             },
             ..jail("sshd", false)
         };
-        assert!(expected_rules(BaseChain::Input, &[gateway.clone()])
-            .unwrap()
-            .is_empty());
+        assert!(
+            expected_rules(BaseChain::Input, std::slice::from_ref(&gateway))
+                .unwrap()
+                .is_empty()
+        );
         let forward = expected_rules(BaseChain::Forward, &[gateway]).unwrap();
         assert_eq!(forward.len(), 4);
         assert_eq!(forward[0], rules[0]);
