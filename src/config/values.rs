@@ -240,31 +240,41 @@ pub struct ProtocolsValue(pub Vec<Protocol>);
 
 impl<'de> Deserialize<'de> for ProtocolsValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ProtocolsValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"tcp\", \"udp\" or both")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ProtocolsValue, E> {
-                parse_protocols(v.split(',')).map_err(E::custom)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ProtocolsValue, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item);
-                }
-                parse_protocols(items.iter().map(String::as_str)).map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_any(V)
+        names_or_list(d, "\"tcp\", \"udp\" or both", parse_protocols)
     }
 }
 
-fn parse_protocols<'a>(items: impl Iterator<Item = &'a str>) -> Result<ProtocolsValue, String> {
+/// Deserializes a value written either as one comma-separated string (`"tcp,udp"`) or as a
+/// list of strings (`["tcp", "udp"]`), each name handed to `parse`.
+fn names_or_list<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&mut dyn Iterator<Item = &str>) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    struct V<T> {
+        expecting: &'static str,
+        parse: fn(&mut dyn Iterator<Item = &str>) -> Result<T, String>,
+    }
+    impl<'de, T> Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.parse)(&mut v.split(',')).map_err(E::custom)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            (self.parse)(&mut items.iter().map(String::as_str)).map_err(de::Error::custom)
+        }
+    }
+    d.deserialize_any(V { expecting, parse })
+}
+
+fn parse_protocols(items: &mut dyn Iterator<Item = &str>) -> Result<ProtocolsValue, String> {
     let mut out = Vec::new();
     for item in items.map(str::trim) {
         let p = match item {
@@ -290,28 +300,11 @@ pub struct ChainsValue(pub Chains);
 
 impl<'de> Deserialize<'de> for ChainsValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ChainsValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"input\", \"forward\" or both")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ChainsValue, E> {
-                parse_chains(v.split(',')).map_err(E::custom)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<ChainsValue, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item);
-                }
-                parse_chains(items.iter().map(String::as_str)).map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_any(V)
+        names_or_list(d, "\"input\", \"forward\" or both", parse_chains)
     }
 }
 
-fn parse_chains<'a>(items: impl Iterator<Item = &'a str>) -> Result<ChainsValue, String> {
+fn parse_chains(items: &mut dyn Iterator<Item = &str>) -> Result<ChainsValue, String> {
     let mut chains = Chains {
         input: false,
         forward: false,
