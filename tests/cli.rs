@@ -252,6 +252,7 @@ fn config_errors_name_file_line_and_key() {
         ("[jail.sshd]\nmaxretries = 3\n", "banhound.toml:2: jail.sshd.maxretries: unknown field `maxretries`"),
         ("[defaults]\nignoreip = [\"192.0.2.0/24\",\n  \"10.1.2.3/40\"]\n", "banhound.toml:3: defaults.ignoreip: invalid address or network \"10.1.2.3/40\""),
         ("[jail.sshd\nenabled = true\n", "banhound.toml:1:"),
+        ("[jail.sshd]\nenabled = true\nchains = [\"input\", \"prerouting\"]\n", "banhound.toml:3: jail.sshd.chains: unknown chain \"prerouting\""),
         ("[jail.x]\nenabled = true\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login failed$']\n", "banhound.toml:5: jail.x.filter.failregex: filter inline in jail x: failregex #0: no address tag"),
         ("[jail.x]\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login (failed from <HOST>$']\n", "banhound.toml:4: jail.x.filter.failregex: filter inline in jail x: failregex #0: does not compile"),
     ];
@@ -346,6 +347,8 @@ fn shipped_configuration_is_valid() {
         "{s}"
     );
     assert!(s.contains("jail recidive (disabled)"), "{s}");
+    // Bans apply to traffic to this host unless a jail says otherwise.
+    assert!(s.contains("backend nftables, chains input\n"), "{s}");
 }
 
 #[test]

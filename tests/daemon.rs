@@ -174,6 +174,40 @@ fn restart_restores_remaining_time_and_counts_no_entry_twice() {
 }
 
 #[test]
+fn a_reload_adds_and_removes_the_forward_chain_with_the_jails_chains() {
+    let mut lab = Lab::new("fwdchain", &sshd_config(5, "10m"));
+    let daemon = lab.start();
+    lab.fail_logins(ATTACKER, 5);
+    daemon.wait_log(&ban_line(ATTACKER, "10m", 5), 1);
+    let table = || lab.server().nft(&["list", "table", "inet", "banhound"]);
+    assert!(!table().contains("chain forward"));
+
+    lab.write_config(&format!(
+        "{}chains = [\"input\", \"forward\"]\n",
+        sshd_config(5, "10m")
+    ));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    let forward = lab
+        .server()
+        .nft(&["list", "chain", "inet", "banhound", "forward"]);
+    assert!(
+        forward.contains("hook forward priority filter - 10"),
+        "{forward}"
+    );
+    assert!(forward.contains("ip saddr @sshd-v4"), "{forward}");
+    assert!(forward.contains("ct original proto-dst"), "{forward}");
+    assert!(lab.is_banned(ATTACKER), "bans are kept across the change");
+
+    lab.write_config(&sshd_config(5, "10m"));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 2);
+    assert!(!table().contains("chain forward"));
+    assert!(lab.is_banned(ATTACKER));
+    assert!(daemon.stop());
+}
+
+#[test]
 fn sighup_applies_a_changed_jail_and_refuses_a_broken_config() {
     let mut lab = Lab::new("reload", &sshd_config(5, "10m"));
     let daemon = lab.start();

@@ -21,11 +21,16 @@
 //!
 //! Needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns) and `ip`/`nft`.
 
+#[path = "support/gateway_lab.rs"]
+mod gateway_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
 
 use banhound::firewall::nftables::{KernelFeatures, NftError, NftablesBackend};
-use banhound::firewall::{BanEntry, BlockType, Firewall, JailRules, PortRange, Ports, Protocol};
+use banhound::firewall::{
+    BanEntry, BlockType, Chains, Firewall, JailRules, PortRange, Ports, Protocol,
+};
+use gateway_lab::GatewayLab;
 use ipnet::IpNet;
 use netlab::{connect, sh, Listener, Netns, Outcome};
 use std::future::Future;
@@ -152,6 +157,18 @@ fn jail(name: &str, ports: Ports, blocktype: BlockType, prefix_bans: bool) -> Ja
         ports,
         blocktype,
         prefix_bans,
+        chains: Chains::INPUT,
+    }
+}
+
+/// A jail that bans on the forward path only, as on a gateway.
+fn gateway_jail(name: &str, ports: Ports) -> JailRules {
+    JailRules {
+        chains: Chains {
+            input: false,
+            forward: true,
+        },
+        ..jail(name, ports, BlockType::Drop, false)
     }
 }
 
@@ -197,6 +214,96 @@ use Outcome::{Connected, Refused, TimedOut};
 
 // ---------------------------------------------------------------------------------------
 // Tests.
+
+#[test]
+fn gateway_drops_a_banned_attackers_forwarded_packets_to_every_host_behind_it() {
+    let lab = GatewayLab::new();
+    let mut fw = lab.gateway.run(|| NftablesBackend::new().unwrap());
+    let chains_of = || lab.gateway.nft(&["list", "table", "inet", "banhound"]);
+    let bans = vec![
+        ban("gw", gateway_lab::ATTACKER_V4, None),
+        ban("gw", gateway_lab::ATTACKER_V6, None),
+    ];
+    // Input only (the default): forwarded packets pass, there is no forward chain.
+    let input_only = jail("gw", Ports::All, BlockType::Drop, false);
+    run(fw.setup(std::slice::from_ref(&input_only))).unwrap();
+    run(fw.ban(&bans)).unwrap();
+    assert!(!chains_of().contains("chain forward"));
+    assert_eq!(lab.to_hosts(&lab.attacker), [Connected; 4]);
+
+    // Switched on (as a reload does): both hosts, both families, dropped; the friend passes.
+    let forward = gateway_jail("gw", Ports::All);
+    run(fw.setup(std::slice::from_ref(&forward))).unwrap();
+    assert!(chains_of().contains("hook forward priority filter - 10"));
+    // The sets kept their elements across the change of chains.
+    assert_eq!(listed(&mut fw).len(), 2);
+    assert_eq!(lab.to_hosts(&lab.attacker), [TimedOut; 4]);
+    assert_eq!(lab.to_hosts(&lab.friend), [Connected; 4]);
+
+    // An admin deleting the chain: reconcile puts it back, with its rules.
+    lab.gateway
+        .nft(&["delete", "chain", "inet", "banhound", "forward"]);
+    assert_eq!(lab.to_hosts(&lab.attacker)[0], Connected);
+    let repairs = run(fw.reconcile(&bans)).unwrap();
+    assert_eq!(
+        repairs.message,
+        "nftables table inet banhound was damaged (chain forward missing): repaired, 0 bans put back"
+    );
+    assert_eq!(lab.to_hosts(&lab.attacker), [TimedOut; 4]);
+    assert!(run(fw.reconcile(&bans)).unwrap().is_empty());
+
+    // Unbanned: through again.
+    run(fw.unban("gw", &bans.iter().map(|b| b.target).collect::<Vec<_>>())).unwrap();
+    assert_eq!(lab.to_hosts(&lab.attacker), [Connected; 4]);
+
+    // Switched off again: the chain is gone, and a forward chain nobody wants is removed
+    // by reconcile too.
+    run(fw.ban(&bans)).unwrap();
+    run(fw.setup(std::slice::from_ref(&input_only))).unwrap();
+    assert!(!chains_of().contains("chain forward"));
+    assert_eq!(lab.to_hosts(&lab.attacker), [Connected; 4]);
+    lab.gateway
+        .nft(&["add chain inet banhound forward { type filter hook forward priority -10; }"]);
+    let repairs = run(fw.reconcile(&bans)).unwrap();
+    assert_eq!(
+        repairs.message,
+        "nftables table inet banhound was damaged (chain forward banhound did not write): repaired, 0 bans put back"
+    );
+    assert!(!chains_of().contains("chain forward"));
+}
+
+#[test]
+fn a_dnat_published_port_is_protected_on_forward() {
+    const PUBLISHED: u16 = 9090;
+    let lab = GatewayLab::new();
+    lab.publish(PUBLISHED);
+    let gw = gateway_lab::GATEWAY_VIA_ATTACKER;
+    assert_eq!(lab.connect(&lab.attacker, gw, PUBLISHED), Connected);
+    let mut fw = lab.gateway.run(|| NftablesBackend::new().unwrap());
+    let bans = vec![ban("web", gateway_lab::ATTACKER_V4, None)];
+
+    // On input only, as banhound always did: the DNATed connection never meets the ban.
+    let input_only = jail("web", tcp_port(PUBLISHED), BlockType::Drop, false);
+    run(fw.setup(std::slice::from_ref(&input_only))).unwrap();
+    run(fw.ban(&bans)).unwrap();
+    assert_eq!(lab.connect(&lab.attacker, gw, PUBLISHED), Connected);
+
+    // On forward, with the published port (what clients connect to, before DNAT): dropped,
+    // the friend passes, and other ports of the banned address stay open.
+    run(fw.setup(&[gateway_jail("web", tcp_port(PUBLISHED))])).unwrap();
+    assert_eq!(lab.connect(&lab.attacker, gw, PUBLISHED), TimedOut);
+    let friend_gw = gateway_lab::GATEWAY_VIA_FRIEND;
+    assert_eq!(lab.connect(&lab.friend, friend_gw, PUBLISHED), Connected);
+    let to_host2 = lab.connect(&lab.attacker, gateway_lab::HOST2_V4, gateway_lab::HOST_PORT);
+    assert_eq!(to_host2, Connected);
+
+    // With the container's port (after DNAT) instead: dropped too.
+    run(fw.setup(&[gateway_jail("web", tcp_port(gateway_lab::HOST_PORT))])).unwrap();
+    assert_eq!(lab.connect(&lab.attacker, gw, PUBLISHED), TimedOut);
+    assert_eq!(lab.connect(&lab.friend, friend_gw, PUBLISHED), Connected);
+    // And a reconcile finds the ct rules as it wrote them.
+    assert!(run(fw.reconcile(&bans)).unwrap().is_empty());
+}
 
 #[test]
 fn drop_blocks_the_attacker_but_not_the_friend_until_unbanned() {

@@ -2,6 +2,7 @@
 
 use crate::cli::invalid;
 use crate::config::{self, ConfigPaths, JailSource};
+use crate::firewall::BackendKind;
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -43,7 +44,7 @@ pub fn run(paths: &ConfigPaths, args: &CheckConfigArgs) -> anyhow::Result<()> {
         };
         let mode = j.filter.mode.as_deref().unwrap_or("normal");
         println!(
-            "  jail {} ({}): filter {} [{mode}], {}; maxretry {} in {}, bantime {}, backend {}",
+            "  jail {} ({}): filter {} [{mode}], {}; maxretry {} in {}, bantime {}, backend {}, chains {}",
             j.name,
             if j.enabled { "enabled" } else { "disabled" },
             j.filter.name,
@@ -52,7 +53,14 @@ pub fn run(paths: &ConfigPaths, args: &CheckConfigArgs) -> anyhow::Result<()> {
             crate::engine::time::format_duration(j.policy.findtime),
             j.policy.bantime,
             j.backend,
+            j.rules.chains.names().join(","),
         );
+        if j.backend == BackendKind::Firewalld && j.rules.chains.forward {
+            println!(
+                "    note: firewalld accepts DNATed connections (published container ports, port forwards) before any policy, so jail {} does not block those on forward; use backend = \"nftables\" for them",
+                j.name
+            );
+        }
     }
     Ok(())
 }

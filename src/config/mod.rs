@@ -24,7 +24,7 @@ use crate::action::config::{
 use crate::engine::address::IgnoreList;
 use crate::engine::time::BanTime;
 use crate::engine::tracker::{Escalation, Growth, Policy};
-use crate::firewall::{BackendKind, BlockType, JailRules, Protocol};
+use crate::firewall::{BackendKind, BlockType, Chains, JailRules, Protocol};
 use crate::source::journal::matches::{MatchError, MatchExpr};
 use error::{ConfigError, SourceText};
 use filter_file::{build_filter, parse_filter_file, FilterDefinition, RawFilter};
@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 use values::{
-    blocked_ports, parse_net, BanTimeValue, DurationValue, IntervalValue, PortsValue,
+    blocked_ports, parse_net, BanTimeValue, ChainsValue, DurationValue, IntervalValue, PortsValue,
     ProtocolsValue,
 };
 
@@ -295,6 +295,7 @@ struct RawJail {
     protocol: Option<Spanned<ProtocolsValue>>,
     backend: Option<Spanned<String>>,
     blocktype: Option<Spanned<String>>,
+    chains: Option<Spanned<ChainsValue>>,
     escalation: Option<Spanned<RawEscalation>>,
     ipv6_prefix: Option<Spanned<u8>>,
     max_tracked: Option<Spanned<usize>>,
@@ -771,10 +772,12 @@ fn build_jail(
     let protocols = pick(layers, |j| j.protocol.as_ref())
         .map(|(_, v)| v.get_ref().0.clone())
         .unwrap_or_else(|| vec![Protocol::Tcp]);
+    let chains = pick(layers, |j| j.chains.as_ref()).map_or(Chains::INPUT, |(_, v)| v.get_ref().0);
     let rules = JailRules {
         jail: name.to_string(),
         ports: blocked_ports(&ports, &protocols),
         blocktype,
+        chains,
         prefix_bans: ipv6_prefix < 128,
     };
 

@@ -97,7 +97,7 @@ fn unknown_key_names_file_line_and_key() {
     );
     assert_eq!(
         t.load().unwrap_err(),
-        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `escalation`, `ipv6_prefix`, `max_tracked`, `actions`"
+        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `chains`, `escalation`, `ipv6_prefix`, `max_tracked`, `actions`"
     );
 }
 
@@ -223,6 +223,39 @@ fn inline_filter_and_ports() {
     );
     let esc = j.policy.escalation.as_ref().unwrap();
     assert_eq!(esc.maxtime, Some(Duration::from_secs(604_800)));
+}
+
+#[test]
+fn chains_default_to_input_and_errors_name_file_line_and_key() {
+    let t = Tree::new();
+    assert_eq!(
+        t.load().unwrap().jail("sshd").unwrap().rules.chains,
+        Chains::INPUT
+    );
+    // Like any jail key: [defaults] sets it for every jail, a jail's own table beats it.
+    t.write(
+        "etc/banhound.toml",
+        "[defaults]\nchains = [\"input\", \"forward\"]\n",
+    );
+    let both = Chains {
+        input: true,
+        forward: true,
+    };
+    assert_eq!(t.load().unwrap().jail("sshd").unwrap().rules.chains, both);
+    t.write(
+        "etc/jail.d/gw.toml",
+        "[jail.sshd]\nenabled = true\nchains = \"forward\"\n",
+    );
+    let chains = t.load().unwrap().jail("sshd").unwrap().rules.chains;
+    assert!(chains.forward && !chains.input);
+    t.write(
+        "etc/jail.d/gw.toml",
+        "[jail.sshd]\nenabled = true\n\nchains = [\"input\", \"FORWARD\"]\n",
+    );
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/jail.d/gw.toml:4: jail.sshd.chains: unknown chain \"FORWARD\": expected \"input\" (traffic to this host) or \"forward\" (traffic routed through it)"
+    );
 }
 
 #[test]

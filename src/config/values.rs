@@ -4,7 +4,7 @@
 //! the error for free, so "bantime = \"10 minutes please\"" is reported at its line.
 
 use crate::engine::time::{parse_duration, BanTime};
-use crate::firewall::{PortRange, Ports, Protocol};
+use crate::firewall::{Chains, PortRange, Ports, Protocol};
 use ipnet::IpNet;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -240,31 +240,41 @@ pub struct ProtocolsValue(pub Vec<Protocol>);
 
 impl<'de> Deserialize<'de> for ProtocolsValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ProtocolsValue;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("\"tcp\", \"udp\" or both")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<ProtocolsValue, E> {
-                parse_protocols(v.split(',')).map_err(E::custom)
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ProtocolsValue, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item);
-                }
-                parse_protocols(items.iter().map(String::as_str)).map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_any(V)
+        names_or_list(d, "\"tcp\", \"udp\" or both", parse_protocols)
     }
 }
 
-fn parse_protocols<'a>(items: impl Iterator<Item = &'a str>) -> Result<ProtocolsValue, String> {
+/// Deserializes a value written either as one comma-separated string (`"tcp,udp"`) or as a
+/// list of strings (`["tcp", "udp"]`), each name handed to `parse`.
+fn names_or_list<'de, D: Deserializer<'de>, T>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&mut dyn Iterator<Item = &str>) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    struct V<T> {
+        expecting: &'static str,
+        parse: fn(&mut dyn Iterator<Item = &str>) -> Result<T, String>,
+    }
+    impl<'de, T> Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            (self.parse)(&mut v.split(',')).map_err(E::custom)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                items.push(item);
+            }
+            (self.parse)(&mut items.iter().map(String::as_str)).map_err(de::Error::custom)
+        }
+    }
+    d.deserialize_any(V { expecting, parse })
+}
+
+fn parse_protocols(items: &mut dyn Iterator<Item = &str>) -> Result<ProtocolsValue, String> {
     let mut out = Vec::new();
     for item in items.map(str::trim) {
         let p = match item {
@@ -281,6 +291,41 @@ fn parse_protocols<'a>(items: impl Iterator<Item = &'a str>) -> Result<Protocols
         }
     }
     Ok(ProtocolsValue(out))
+}
+
+/// `chains`: where a jail's bans apply, "input", "forward" or both ("input,forward" /
+/// ["input", "forward"]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainsValue(pub Chains);
+
+impl<'de> Deserialize<'de> for ChainsValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        names_or_list(d, "\"input\", \"forward\" or both", parse_chains)
+    }
+}
+
+fn parse_chains(items: &mut dyn Iterator<Item = &str>) -> Result<ChainsValue, String> {
+    let mut chains = Chains {
+        input: false,
+        forward: false,
+    };
+    for item in items.map(str::trim) {
+        match item {
+            "input" => chains.input = true,
+            "forward" => chains.forward = true,
+            other => {
+                return Err(format!(
+                    "unknown chain {other:?}: expected \"input\" (traffic to this host) or \"forward\" (traffic routed through it)"
+                ))
+            }
+        }
+    }
+    if !chains.input && !chains.forward {
+        return Err(
+            "no chain listed: a jail's bans must apply to \"input\", \"forward\" or both".into(),
+        );
+    }
+    Ok(ChainsValue(chains))
 }
 
 /// Combines `port` and `protocol` into what the firewall blocks.
@@ -304,6 +349,7 @@ mod tests {
         bantime: Option<BanTimeValue>,
         findtime: Option<DurationValue>,
         protocol: Option<ProtocolsValue>,
+        chains: Option<ChainsValue>,
     }
 
     fn parse(s: &str) -> Result<T, String> {
@@ -393,5 +439,27 @@ mod tests {
         assert!(parse("protocol = \"icmp\"")
             .unwrap_err()
             .contains("unknown protocol"));
+    }
+
+    #[test]
+    fn chains() {
+        let c = |s| parse(s).unwrap().chains.unwrap().0;
+        assert_eq!(c("chains = [\"input\"]"), Chains::INPUT);
+        let both = Chains {
+            input: true,
+            forward: true,
+        };
+        assert_eq!(c("chains = [\"forward\", \"input\", \"forward\"]"), both);
+        assert_eq!(c("chains = \"input, forward\""), both);
+        let forward = c("chains = \"forward\"");
+        assert!(forward.forward && !forward.input);
+        assert_eq!(forward.names(), ["forward"]);
+        // Netfilter's hook names only, lower case, as everywhere else in the configuration.
+        for bad in ["chains = [\"FORWARD\"]", "chains = [\"prerouting\"]"] {
+            assert!(parse(bad).unwrap_err().contains("unknown chain"), "{bad}");
+        }
+        assert!(parse("chains = []")
+            .unwrap_err()
+            .contains("no chain listed"));
     }
 }

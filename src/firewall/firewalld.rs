@@ -26,12 +26,17 @@
 //! `Ports::All`) in one firewalld policy, `banhound`, from every zone (`ANY`) to the host
 //! (`HOST`) at a negative priority: it applies before any zone's rules, whatever zone an
 //! interface is in or is moved to (rules in a zone would only cover that zone's
-//! interfaces). The policy is permanent (so it survives reloads; creating it takes one
+//! interfaces). Jails that ban forwarded traffic (`chains = ["forward"]`) have the same
+//! rules in a second policy, `banhound-forward`, from `ANY` to `ANY`: firewalld's forward
+//! path, after DNAT, so it covers the hosts behind a gateway and a Docker host's published
+//! ports. Its port rules compare the port as forwarded (after DNAT: a container's own port);
+//! rich rules cannot match the port before DNAT as the nftables backend also does. The policy is permanent (so it survives reloads; creating it takes one
 //! reload, like the ipsets) and its zones and rules are checked and put right at runtime
 //! too. Rules of ours are recognised by `source ipset="banhound-`; setup removes any an older
 //! banhound left in a zone.
 
 mod objects;
+mod policy;
 mod proxies;
 
 pub use objects::JailNameError;
@@ -43,7 +48,7 @@ use crate::firewall::{
 };
 use futures_util::StreamExt;
 use ipnet::IpNet;
-use objects::PolicyShape;
+use objects::{OurPolicy, PolicyShape};
 use proxies::{
     ConfigIpSetProxy, ConfigPolicyProxy, ConfigProxy, ConfigZoneProxy, FirewalldProxy,
     RuntimeIpSetsProxy, RuntimePoliciesProxy, RuntimeZonesProxy,
@@ -447,12 +452,16 @@ impl Shared {
         self.config_object(path).await
     }
 
-    async fn config_policy(&self) -> Result<ConfigPolicyProxy<'static>, FirewalldError> {
+    async fn config_policy(
+        &self,
+        policy: OurPolicy,
+    ) -> Result<ConfigPolicyProxy<'static>, FirewalldError> {
+        let name = policy.name();
         let path = self
             .config
-            .get_policy_by_name(objects::POLICY)
+            .get_policy_by_name(name)
             .await
-            .map_err(call_failed(format!("getPolicyByName({})", objects::POLICY)))?;
+            .map_err(call_failed(format!("getPolicyByName({name})")))?;
         self.config_object(path).await
     }
 
@@ -491,18 +500,32 @@ impl Shared {
     ) -> Result<Repaired, FirewalldError> {
         let mut repaired = Repaired::default();
         let mut wanted_sets = BTreeMap::new();
-        let mut wanted_rules = BTreeSet::new();
+        let mut wanted_rules: BTreeMap<OurPolicy, BTreeSet<String>> = BTreeMap::new();
         for jail in &state.jails {
             for family in Family::BOTH {
                 wanted_sets.insert(
                     objects::ipset_name(&jail.jail, family),
                     objects::ipset_settings(&jail.jail, family),
                 );
-                wanted_rules.extend(objects::rich_rules(jail, family));
+                for policy in OurPolicy::ALL
+                    .into_iter()
+                    .filter(|p| p.used_by(jail.chains))
+                {
+                    wanted_rules
+                        .entry(policy)
+                        .or_default()
+                        .extend(objects::rich_rules(jail, family));
+                }
             }
         }
-        // No jails, no policy: an empty one would be a leftover.
-        let wanted_policy = (!wanted_rules.is_empty()).then(|| PolicyShape::wanted(wanted_rules));
+        // No jail using a policy, no policy: an empty one would be a leftover.
+        let wanted_policies = OurPolicy::ALL.map(|policy| {
+            let wanted = wanted_rules
+                .remove(&policy)
+                .filter(|rules| !rules.is_empty())
+                .map(|rules| PolicyShape::wanted(policy, rules));
+            (policy, wanted)
+        });
 
         if sweep_zones {
             self.remove_rules_from_zones().await?;
@@ -544,10 +567,12 @@ impl Shared {
                 repaired.objects.push(format!("permanent ipset {name}"));
             }
         }
-        // Then the policy, before the sets it may still reference are removed.
-        permanent_changed |= self
-            .sync_permanent_policy(wanted_policy.as_ref(), &mut repaired)
-            .await?;
+        // Then the policies, before the sets they may still reference are removed.
+        for (policy, wanted) in &wanted_policies {
+            permanent_changed |= self
+                .sync_permanent_policy(*policy, wanted.as_ref(), &mut repaired)
+                .await?;
+        }
         for name in existing.iter().filter(|n| !wanted_sets.contains_key(*n)) {
             self.config_ipset(name)
                 .await?
@@ -575,24 +600,28 @@ impl Shared {
                 .iter()
                 .map(|name| format!("runtime ipset {name}")),
         );
-        let runtime_policy = self
+        let runtime_policies = self
             .policies
             .get_policies()
             .await
-            .map_err(call_failed("getPolicies"))?
-            .iter()
-            .any(|p| p == objects::POLICY);
-        let policy_missing = wanted_policy.is_some() && !runtime_policy;
-        if policy_missing {
-            repaired
-                .objects
-                .push(format!("runtime policy {}", objects::POLICY));
+            .map_err(call_failed("getPolicies"))?;
+        let mut policy_missing = false;
+        for (policy, wanted) in &wanted_policies {
+            if wanted.is_some() && !runtime_policies.iter().any(|p| p == policy.name()) {
+                policy_missing = true;
+                repaired
+                    .objects
+                    .push(format!("runtime policy {}", policy.name()));
+            }
         }
         if permanent_changed || !missing_sets.is_empty() || policy_missing {
             self.reload().await?;
         }
-        if let Some(wanted) = &wanted_policy {
-            self.sync_runtime_policy(wanted, &mut repaired).await?;
+        for (policy, wanted) in &wanted_policies {
+            if let Some(wanted) = wanted {
+                self.sync_runtime_policy(*policy, wanted, &mut repaired)
+                    .await?;
+            }
         }
 
         for name in wanted_sets.keys() {
@@ -628,97 +657,6 @@ impl Shared {
             }
         }
         Ok(repaired)
-    }
-
-    /// Makes the permanent policy `wanted` (`None`: removes it); answers whether anything
-    /// changed (then firewalld must reload for it to take effect).
-    async fn sync_permanent_policy(
-        &self,
-        wanted: Option<&PolicyShape>,
-        repaired: &mut Repaired,
-    ) -> Result<bool, FirewalldError> {
-        let exists = self
-            .config
-            .get_policy_names()
-            .await
-            .map_err(call_failed("getPolicyNames"))?
-            .iter()
-            .any(|p| p == objects::POLICY);
-        match (wanted, exists) {
-            (None, false) => Ok(false),
-            (None, true) => {
-                self.config_policy()
-                    .await?
-                    .remove()
-                    .await
-                    .map_err(call_failed(format!("remove policy {}", objects::POLICY)))?;
-                Ok(true)
-            }
-            (Some(wanted), false) => {
-                self.config
-                    .add_policy(objects::POLICY, wanted.permanent_settings())
-                    .await
-                    .map_err(call_failed(format!("addPolicy({})", objects::POLICY)))?;
-                repaired
-                    .objects
-                    .push(format!("permanent policy {}", objects::POLICY));
-                Ok(true)
-            }
-            (Some(wanted), true) => {
-                let policy = self.config_policy().await?;
-                let found = policy
-                    .get_settings()
-                    .await
-                    .map_err(call_failed(format!("getSettings({})", objects::POLICY)))?;
-                let differences = wanted.differences(&PolicyShape::from_settings(&found));
-                if differences.is_empty() {
-                    return Ok(false);
-                }
-                policy
-                    .update(wanted.permanent_settings())
-                    .await
-                    .map_err(call_failed(format!("update({})", objects::POLICY)))?;
-                repaired.objects.push(format!(
-                    "permanent policy {} ({})",
-                    objects::POLICY,
-                    differences.join(", ")
-                ));
-                Ok(true)
-            }
-        }
-    }
-
-    /// Puts the runtime policy's zones and rich rules right, in place (no reload).
-    async fn sync_runtime_policy(
-        &self,
-        wanted: &PolicyShape,
-        repaired: &mut Repaired,
-    ) -> Result<(), FirewalldError> {
-        let found = self
-            .policies
-            .get_policy_settings(objects::POLICY)
-            .await
-            .map_err(call_failed(format!(
-                "getPolicySettings({})",
-                objects::POLICY
-            )))?;
-        let differences = wanted.runtime_differences(&PolicyShape::from_settings(&found));
-        if differences.is_empty() {
-            return Ok(());
-        }
-        self.policies
-            .set_policy_settings(objects::POLICY, wanted.runtime_settings())
-            .await
-            .map_err(call_failed(format!(
-                "setPolicySettings({})",
-                objects::POLICY
-            )))?;
-        repaired.objects.push(format!(
-            "runtime policy {} ({})",
-            objects::POLICY,
-            differences.join(", ")
-        ));
-        Ok(())
     }
 
     /// Removes rules of ours from every zone, runtime then permanent: where banhound put
@@ -963,23 +901,22 @@ impl Firewall for FirewalldBackend {
         let shared = &self.shared;
         let mut state = shared.state.lock().await;
         // Rules first: from here on nothing of ours blocks traffic.
-        let runtime_policy = shared
+        let runtime_policies = shared
             .policies
             .get_policies()
             .await
-            .map_err(call_failed("getPolicies"))?
-            .iter()
-            .any(|p| p == objects::POLICY);
-        if runtime_policy {
+            .map_err(call_failed("getPolicies"))?;
+        for policy in OurPolicy::ALL {
+            let name = policy.name();
+            if !runtime_policies.iter().any(|p| p == name) {
+                continue;
+            }
             let no_rules = HashMap::from([("rich_rules", Value::from(Vec::<String>::new()))]);
             shared
                 .policies
-                .set_policy_settings(objects::POLICY, no_rules)
+                .set_policy_settings(name, no_rules)
                 .await
-                .map_err(call_failed(format!(
-                    "setPolicySettings({})",
-                    objects::POLICY
-                )))?;
+                .map_err(call_failed(format!("setPolicySettings({name})")))?;
         }
         shared.remove_rules_from_zones().await?;
         let runtime_sets = shared
@@ -998,10 +935,13 @@ impl Firewall for FirewalldBackend {
             .get_ipset_names()
             .await
             .map_err(call_failed("getIPSetNames"))?;
-        // The policy before the sets its rules name.
-        let mut removed_any = shared
-            .sync_permanent_policy(None, &mut Repaired::default())
-            .await?;
+        // The policies before the sets their rules name.
+        let mut removed_any = false;
+        for policy in OurPolicy::ALL {
+            removed_any |= shared
+                .sync_permanent_policy(policy, None, &mut Repaired::default())
+                .await?;
+        }
         for name in permanent_sets
             .iter()
             .filter(|n| objects::parse_ipset_name(n).is_some())

@@ -103,6 +103,7 @@ mod tests {
             ports: Ports::All,
             blocktype: BlockType::Drop,
             prefix_bans: false,
+            chains: crate::firewall::Chains::INPUT,
         }
     }
 

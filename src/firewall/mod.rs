@@ -123,12 +123,51 @@ pub enum Ports {
     },
 }
 
+/// Which of a banned address's packets a jail blocks, by where they go: to this host's own
+/// services (`input`), or through this host to others (`forward`: the hosts behind a
+/// gateway, the containers behind a Docker host's published ports), or both. The names are
+/// the netfilter hooks an admin knows from `iptables -A INPUT` / `FORWARD`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Chains {
+    pub input: bool,
+    pub forward: bool,
+}
+
+impl Chains {
+    /// Only what is addressed to this host: bans protect the services whose logs they come
+    /// from.
+    pub const INPUT: Chains = Chains {
+        input: true,
+        forward: false,
+    };
+
+    /// The names of the chains, as the configuration spells them.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.input {
+            out.push("input");
+        }
+        if self.forward {
+            out.push("forward");
+        }
+        out
+    }
+}
+
+impl Default for Chains {
+    fn default() -> Self {
+        Chains::INPUT
+    }
+}
+
 /// What a backend must set up for one jail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JailRules {
     pub jail: String,
     pub ports: Ports,
     pub blocktype: BlockType,
+    /// Where the bans apply; at least one of the two.
+    pub chains: Chains,
     /// Whether bans may be whole networks (IPv6 prefix grouping): nftables then needs
     /// interval sets.
     pub prefix_bans: bool,

@@ -7,7 +7,7 @@
 //! `setup` would add a rule that is already there.
 
 use super::proxies::{IpSetSettings, PolicySettings};
-use crate::firewall::{BlockType, Family, JailRules, Ports};
+use crate::firewall::{BlockType, Chains, Family, JailRules, Ports};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -99,16 +99,51 @@ pub(super) fn ipset_settings_match(found: &IpSetSettings, wanted: &IpSetSettings
     found.3 == wanted.3 && found.4 == wanted.4
 }
 
-/// The firewalld policy (firewalld.policy(5), firewalld 0.9 and later) holding our rich
+/// The firewalld policies (firewalld.policy(5), firewalld 0.9 and later) holding our rich
 /// rules. A zone's rules apply only to the interfaces and sources bound to that zone, so
 /// rules in one zone let a banned address in through an interface of any other; a policy
 /// from every zone applies whatever zone an interface is in or is moved to.
-pub(super) const POLICY: &str = "banhound";
-/// Ingress `ANY`, egress `HOST`: traffic from any zone to this host's own services, as the
-/// nftables backend's `input` hook. Forwarded traffic (containers, routed networks) is not
-/// blocked: bans protect the services whose logs they come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum OurPolicy {
+    /// `banhound`: ingress `ANY`, egress `HOST`: traffic from any zone to this host's own
+    /// services, as the nftables backend's `input` hook (firewalld puts it in its
+    /// filter_INPUT).
+    Input,
+    /// `banhound-forward`: ingress `ANY`, egress `ANY`: traffic routed through this host
+    /// between any zones, as the nftables backend's `forward` hook (firewalld puts it in its
+    /// filter_FORWARD, which runs after DNAT: the hosts behind a gateway, a Docker host's
+    /// published ports). Present only while a jail bans forwarded traffic.
+    Forward,
+}
+
+impl OurPolicy {
+    pub const ALL: [OurPolicy; 2] = [OurPolicy::Input, OurPolicy::Forward];
+
+    /// Its name in firewalld (at most 18 characters, firewalld's limit).
+    pub fn name(self) -> &'static str {
+        match self {
+            OurPolicy::Input => "banhound",
+            OurPolicy::Forward => "banhound-forward",
+        }
+    }
+
+    fn egress_zone(self) -> &'static str {
+        match self {
+            OurPolicy::Input => "HOST",
+            OurPolicy::Forward => "ANY",
+        }
+    }
+
+    /// Whether a jail banning on `chains` has rules in this policy.
+    pub fn used_by(self, chains: Chains) -> bool {
+        match self {
+            OurPolicy::Input => chains.input,
+            OurPolicy::Forward => chains.forward,
+        }
+    }
+}
+
 const POLICY_INGRESS: &str = "ANY";
-const POLICY_EGRESS: &str = "HOST";
 /// Negative: before the rules of every zone (and an accepting zone target such as
 /// `trusted`'s), and before other policies of a higher priority.
 const POLICY_PRIORITY: i32 = -30000;
@@ -126,13 +161,13 @@ pub(super) struct PolicyShape {
 }
 
 impl PolicyShape {
-    /// Our policy holding `rich_rules`.
-    pub fn wanted(rich_rules: BTreeSet<String>) -> PolicyShape {
+    /// Our policy `policy` holding `rich_rules`.
+    pub fn wanted(policy: OurPolicy, rich_rules: BTreeSet<String>) -> PolicyShape {
         PolicyShape {
             target: POLICY_TARGET.to_owned(),
             priority: POLICY_PRIORITY,
             ingress_zones: BTreeSet::from([POLICY_INGRESS.to_owned()]),
-            egress_zones: BTreeSet::from([POLICY_EGRESS.to_owned()]),
+            egress_zones: BTreeSet::from([policy.egress_zone().to_owned()]),
             rich_rules,
         }
     }
@@ -164,10 +199,10 @@ impl PolicyShape {
         }
     }
 
-    /// The full permanent definition (`addPolicy`, `update`).
-    pub fn permanent_settings(&self) -> HashMap<&'static str, Value<'static>> {
+    /// The full permanent definition of `policy` (`addPolicy`, `update`).
+    pub fn permanent_settings(&self, policy: OurPolicy) -> HashMap<&'static str, Value<'static>> {
         let mut settings = self.runtime_settings();
-        settings.insert("short", Value::from(POLICY.to_owned()));
+        settings.insert("short", Value::from(policy.name().to_owned()));
         settings.insert(
             "description",
             Value::from("banhound: drops traffic from banned addresses".to_owned()),
@@ -303,6 +338,7 @@ mod tests {
             ports,
             blocktype,
             prefix_bans: false,
+            chains: crate::firewall::Chains::INPUT,
         }
     }
 
@@ -383,9 +419,9 @@ mod tests {
     #[test]
     fn policy_settings_round_trip_and_differences_are_named() {
         let rules = BTreeSet::from([r#"rule source ipset="banhound-sshd-v4" drop"#.to_owned()]);
-        let wanted = PolicyShape::wanted(rules);
+        let wanted = PolicyShape::wanted(OurPolicy::Input, rules.clone());
         let settings: PolicySettings = wanted
-            .permanent_settings()
+            .permanent_settings(OurPolicy::Input)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), OwnedValue::try_from(v).unwrap()))
             .collect();
@@ -405,6 +441,10 @@ mod tests {
             wanted.runtime_differences(&moved),
             ["ingress zones", "rich rules"]
         );
+        // The forward policy differs from the input one only in its egress zone.
+        let forward = PolicyShape::wanted(OurPolicy::Forward, rules);
+        assert_eq!(forward.differences(&wanted), ["egress zones"]);
+        assert_eq!(forward.egress_zones, BTreeSet::from(["ANY".to_owned()]));
         // Nothing readable: everything differs rather than anything passing for ours.
         let empty = PolicyShape::from_settings(&PolicySettings::new());
         assert_eq!(wanted.differences(&empty).len(), 5);

@@ -3,9 +3,24 @@
 //! banhound owns one table, `inet banhound`, and nothing else: per jail an IPv4 and an IPv6
 //! set (`flags timeout`, plus `interval` for jails with prefix bans), and a base chain
 //! `input` (filter, hook input, priority -10 so it runs before the usual filter chains at 0,
-//! policy accept) with each jail's `saddr @set ... drop|reject` rules. A ban is a set
-//! element whose timeout is the ban's remaining time, so bans expire in the kernel even
-//! while banhound is down, and a restart only has to reconcile.
+//! policy accept) with the `saddr @set ... drop|reject` rules of each jail that bans on
+//! input. When a jail also (or only) bans forwarded traffic (`chains = ["forward"]`), a
+//! second base chain `forward` (hook forward, same priority) holds its rules; it exists
+//! only while some jail uses it. A ban is a set element whose timeout is the ban's
+//! remaining time, so bans expire in the kernel even while banhound is down, and a restart
+//! only has to reconcile.
+//!
+//! Why the forward hook, for a gateway and a Docker host alike: DNAT (Docker's published
+//! ports, a gateway's port forwards) happens in prerouting at priority -100 and sends a
+//! packet for a container or an inner host to the forward hook, never to input, so only a
+//! forward chain sees it. By then the source address is still the attacker's (masquerade
+//! and SNAT come later, in postrouting) and the destination port may be the translated one,
+//! so forward port rules also compare the port the connection was opened to (see
+//! `rules.rs`). A prerouting chain before DNAT would see the original port but cannot tell
+//! the host's own traffic from routed traffic without route lookups, and the kernel allows
+//! `reject` only in input, forward and output. A drop in any base chain is final, so
+//! Docker's own accepting rules (iptables-nft, `ip filter FORWARD` at priority 0) cannot
+//! undo it.
 //!
 //! We talk netlink directly (libnftnl/libmnl) instead of running `nft`: a batch of any size
 //! is one atomic transaction costing milliseconds, where a process per ban costs
@@ -29,7 +44,7 @@ pub use netlink::{BatchStats, MessageInfo, Rejection};
 pub use shim::ElemOp;
 pub use watch::{Change, ChangeWatcher};
 
-use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
+use crate::firewall::{BackendKind, BanEntry, Chains, Firewall, FirewallError, JailRules, Repairs};
 use ipnet::IpNet;
 use netlink::{BatchBuilder, NetlinkSocket};
 use nftnl::{Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Table};
@@ -44,11 +59,75 @@ use std::time::Duration;
 /// The table banhound owns.
 pub const TABLE: &str = "banhound";
 const TABLE_C: &CStr = c"banhound";
-/// The base chain in it.
-pub const CHAIN: &str = "input";
-const CHAIN_C: &CStr = c"input";
-/// Ahead of the conventional filter priority (0), so a ban wins over an accept there.
+/// Ahead of the conventional filter priority (0), so a banned packet is dropped before
+/// other filter chains spend work on it.
 pub const CHAIN_PRIORITY: i32 = -10;
+
+/// banhound's base chains in its table, one per netfilter hook a jail can ban on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseChain {
+    /// Traffic to this host; always present.
+    Input,
+    /// Traffic routed through this host; present while a jail bans on it.
+    Forward,
+}
+
+impl BaseChain {
+    pub const ALL: [BaseChain; 2] = [BaseChain::Input, BaseChain::Forward];
+
+    /// The chain's name, which is also the hook's.
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseChain::Input => "input",
+            BaseChain::Forward => "forward",
+        }
+    }
+
+    fn c_name(self) -> &'static CStr {
+        match self {
+            BaseChain::Input => c"input",
+            BaseChain::Forward => c"forward",
+        }
+    }
+
+    fn hook(self) -> Hook {
+        match self {
+            BaseChain::Input => Hook::In,
+            BaseChain::Forward => Hook::Forward,
+        }
+    }
+
+    /// The hook's number as the kernel reports it (`NF_INET_LOCAL_IN`, `NF_INET_FORWARD`).
+    fn hook_number(self) -> u32 {
+        match self {
+            BaseChain::Input => 1,
+            BaseChain::Forward => 2,
+        }
+    }
+
+    /// Whether a jail banning on `chains` has rules in this chain.
+    pub fn used_by(self, chains: Chains) -> bool {
+        match self {
+            BaseChain::Input => chains.input,
+            BaseChain::Forward => chains.forward,
+        }
+    }
+
+    /// Whether the chain must exist for `jails`: input always (so a reconcile has one
+    /// shape to check), forward only while a jail bans on it.
+    fn wanted(self, jails: &[JailRules]) -> bool {
+        self == BaseChain::Input || jails.iter().any(|j| self.used_by(j.chains))
+    }
+
+    /// The chain as setup creates it, in `table`.
+    fn build<'t>(self, table: &'t Table) -> Chain<'t> {
+        let mut chain = Chain::new(self.c_name(), table);
+        chain.set_type(ChainType::Filter);
+        chain.set_hook(self.hook(), CHAIN_PRIORITY);
+        chain.set_policy(Policy::Accept);
+        chain
+    }
+}
 /// Default bound on every wait for the kernel.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A set only the feature probe uses; its name is no jail's, so setup removes a leftover.
@@ -464,7 +543,7 @@ impl NftablesBackend {
                     .ok_or_else(|| NftError::JailName(jail.jail.clone()))?;
                 wanted.insert(name, (jail, set_flags(jail)));
             }
-            if rules::jail_rules(&jail.ports, jail.blocktype).is_empty() {
+            if rules::jail_rules(&jail.ports, jail.blocktype, BaseChain::Input).is_empty() {
                 return Err(NftError::NoPorts(jail.jail.clone()));
             }
         }
@@ -481,10 +560,7 @@ impl NftablesBackend {
             .collect();
 
         let table = Table::new(TABLE_C, ProtoFamily::Inet);
-        let mut chain = Chain::new(CHAIN_C, &table);
-        chain.set_type(ChainType::Filter);
-        chain.set_hook(Hook::In, CHAIN_PRIORITY);
-        chain.set_policy(Policy::Accept);
+        let chains = BaseChain::ALL.map(|c| (c, c.build(&table), c.wanted(jails)));
 
         let mut batch = BatchBuilder::new();
         batch.add(
@@ -492,18 +568,30 @@ impl NftablesBackend {
             MsgType::Add,
             MessageInfo::Object(format!("table inet {TABLE}")),
         );
-        batch.add(
-            &chain,
-            MsgType::Add,
-            MessageInfo::Object(format!("chain {CHAIN}")),
-        );
-        // Without a handle, deleting a rule flushes the chain: the rules are rebuilt below,
-        // in the same transaction, so there is no moment without them.
-        batch.add(
-            &nftnl::Rule::new(&chain),
-            MsgType::Del,
-            MessageInfo::Object(format!("flush chain {CHAIN}")),
-        );
+        for (base, chain, wanted) in &chains {
+            let name = base.name();
+            // Adding is a no-op for a chain that exists, so an unwanted one is added and
+            // deleted: gone afterwards whether or not it was there, in one transaction.
+            batch.add(
+                chain,
+                MsgType::Add,
+                MessageInfo::Object(format!("chain {name}")),
+            );
+            // Without a handle, deleting a rule flushes the chain: the rules are rebuilt
+            // below, in the same transaction, so there is no moment without them.
+            batch.add(
+                &nftnl::Rule::new(chain),
+                MsgType::Del,
+                MessageInfo::Object(format!("flush chain {name}")),
+            );
+            if !wanted {
+                batch.add(
+                    chain,
+                    MsgType::Del,
+                    MessageInfo::Object(format!("delete chain {name}")),
+                );
+            }
+        }
         let mut doomed_sets = Vec::new();
         for name in &doomed {
             let c_name = shim::c_name(name)
@@ -546,16 +634,22 @@ impl NftablesBackend {
                 MsgType::Add,
                 MessageInfo::Object(format!("set {v6_name}")),
             );
-            for spec in rules::jail_rules(&jail.ports, jail.blocktype) {
-                let rule = match spec.family {
-                    Family::V4 => rules::build(&chain, &set4, &spec),
-                    Family::V6 => rules::build(&chain, &set6, &spec),
-                };
-                batch.add(
-                    &rule,
-                    MsgType::Add,
-                    MessageInfo::Object(format!("rule of jail {} ({spec:?})", jail.jail)),
-                );
+            for (base, chain, _) in chains.iter().filter(|(b, _, _)| b.used_by(jail.chains)) {
+                for spec in rules::jail_rules(&jail.ports, jail.blocktype, *base) {
+                    let rule = match spec.family {
+                        Family::V4 => rules::build(chain, &set4, &spec),
+                        Family::V6 => rules::build(chain, &set6, &spec),
+                    };
+                    batch.add(
+                        &rule,
+                        MsgType::Add,
+                        MessageInfo::Object(format!(
+                            "{} rule of jail {} ({spec:?})",
+                            base.name(),
+                            jail.jail
+                        )),
+                    );
+                }
             }
         }
         Ok(batch)

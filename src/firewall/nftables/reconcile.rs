@@ -9,7 +9,8 @@
 //! announces someone else's change to the table (see `watch.rs`), and periodically as the
 //! backstop, so such damage lasts at most one interval even when an announcement is lost.
 //!
-//! What is compared: the table; the base chain (hook and priority); the chain's rules, each
+//! What is compared: the table; the base chains (`input`, and `forward` exactly while a jail
+//! bans forwarded traffic: hook and priority); each chain's rules, each
 //! reduced to its expressions and the attributes that decide what it matches and does (so
 //! a deleted, added or edited rule is noticed, and handles or registers are not); each
 //! jail's sets and their flags; and every element of every set, with its remaining timeout.
@@ -26,13 +27,12 @@
 //! it, nobody else changed anything and a reconcile is one round trip.
 
 use super::{
-    netlink, rules, set_flags, sets, shim, BatchBuilder, ElemOp, Family, KernelFeatures, NewElem,
-    NftError, NftablesBackend, CHAIN, CHAIN_C, CHAIN_PRIORITY, EXPIRY_RACE_RETRIES, INET, TABLE,
-    TABLE_C,
+    netlink, rules, set_flags, sets, shim, BaseChain, BatchBuilder, ElemOp, Family, KernelFeatures,
+    NewElem, NftError, NftablesBackend, CHAIN_PRIORITY, EXPIRY_RACE_RETRIES, INET, TABLE, TABLE_C,
 };
 use crate::firewall::{count_of, BanEntry, JailRules, Repairs};
 use ipnet::IpNet;
-use nftnl::{Chain, ChainType, Hook, Policy, ProtoFamily, Table};
+use nftnl::{ProtoFamily, Table};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -44,8 +44,6 @@ const EXPIRING: Duration = Duration::from_secs(1);
 /// this is refreshed. Timeouts are set once per ban and then count down in step; the slack
 /// covers rounding to milliseconds and the time between reading the clock and the kernel.
 const TIMEOUT_SLACK: Duration = Duration::from_secs(5);
-/// `NF_INET_LOCAL_IN`, the hook of the `input` chain.
-const HOOK_INPUT: u32 = 1;
 
 /// One of banhound's sets as it should be.
 struct WantedSet {
@@ -106,7 +104,9 @@ impl NftablesBackend {
         let mut problems = Vec::new();
         let mut objects = Vec::new();
         if table_present {
-            self.check_chain(&jails, &mut problems, &mut objects)?;
+            for chain in BaseChain::ALL {
+                self.check_chain(chain, &jails, &mut problems, &mut objects)?;
+            }
         } else {
             objects.push(format!("table inet {TABLE}"));
         }
@@ -262,34 +262,45 @@ impl NftablesBackend {
         })
     }
 
-    /// Checks the base chain and its rules; what is wrong goes to `problems` (for the log)
-    /// and `objects`.
+    /// Checks one base chain and its rules (or, for a chain no jail needs, that it is
+    /// absent); what is wrong goes to `problems` (for the log) and `objects`.
     fn check_chain(
         &mut self,
+        base: BaseChain,
         jails: &[JailRules],
         problems: &mut Vec<String>,
         objects: &mut Vec<String>,
     ) -> Result<(), NftError> {
+        let name = base.name();
         let mut chain = None;
         let found = self.socket.dump(
-            |seq| shim::get_chain_request(TABLE_C, CHAIN_C, INET, seq),
+            |seq| shim::get_chain_request(TABLE_C, base.c_name(), INET, seq),
             |msg| {
                 if let Some(c) = shim::parse_chain(msg) {
                     chain = Some(c);
                 }
             },
         )?;
-        match chain.filter(|_| found) {
+        let chain = chain.filter(|_| found);
+        if !base.wanted(jails) {
+            // A jail stopped banning forwarded traffic while the daemon could not set up,
+            // or someone added it: setup deletes it.
+            if chain.is_some() {
+                problems.push(format!("chain {name} banhound did not write"));
+            }
+            return Ok(());
+        }
+        match chain {
             None => {
-                problems.push(format!("chain {CHAIN} missing"));
-                objects.push(format!("chain {CHAIN}"));
+                problems.push(format!("chain {name} missing"));
+                objects.push(format!("chain {name}"));
                 return Ok(());
             }
             // Not repairable in the same batch (the kernel cannot move a chain to another
             // hook): said clearly, and the batch that tries fails with the kernel's reason.
-            Some(c) if c.hook != Some(HOOK_INPUT) || c.priority != Some(CHAIN_PRIORITY) => {
+            Some(c) if c.hook != Some(base.hook_number()) || c.priority != Some(CHAIN_PRIORITY) => {
                 problems.push(format!(
-                    "chain {CHAIN} is not a base chain on the input hook at priority {CHAIN_PRIORITY}"
+                    "chain {name} is not a base chain on the {name} hook at priority {CHAIN_PRIORITY}"
                 ));
             }
             Some(_) => {}
@@ -297,30 +308,36 @@ impl NftablesBackend {
         let mut present = Vec::new();
         let mut malformed = false;
         self.socket.dump(
-            |seq| shim::get_rules_request(TABLE_C, CHAIN_C, INET, seq),
+            |seq| shim::get_rules_request(TABLE_C, base.c_name(), INET, seq),
             |msg| match shim::parse_rule(msg) {
-                Some(rule) if rule.chain == CHAIN => present.push(rule.signature),
+                Some(rule) if rule.chain == name => present.push(rule.signature),
                 Some(_) => {}
                 None => malformed = true,
             },
         )?;
         if malformed {
             return Err(NftError::Malformed(format!(
-                "a rule of chain {CHAIN} could not be parsed"
+                "a rule of chain {name} could not be parsed"
             )));
         }
-        let expected = expected_rules(jails)?;
+        let expected = expected_rules(base, jails)?;
         let (missing, unexpected) = multiset_difference(&expected, &present);
+        // The input chain's counts keep the words they always had; the forward chain's say
+        // whose they are.
+        let of = match base {
+            BaseChain::Input => String::new(),
+            BaseChain::Forward => format!(" of chain {name}"),
+        };
         if missing > 0 {
             problems.push(format!(
-                "{missing} of {} missing",
+                "{missing} of {}{of} missing",
                 count_of(expected.len(), "rule", "rules")
             ));
-            objects.push(count_of(missing, "rule", "rules"));
+            objects.push(format!("{}{of}", count_of(missing, "rule", "rules")));
         }
         if unexpected > 0 {
             problems.push(format!(
-                "{} banhound did not write",
+                "{}{of} banhound did not write",
                 count_of(unexpected, "rule", "rules")
             ));
         }
@@ -382,16 +399,13 @@ fn expires_too_early(kernel: Option<Duration>, wanted: Option<Duration>) -> bool
     }
 }
 
-/// The signatures of the rules setup writes for `jails`, built by the same code and read
-/// back by the same parser as the kernel's rules.
-fn expected_rules(jails: &[JailRules]) -> Result<Vec<String>, NftError> {
+/// The signatures of the rules setup writes into `base` for `jails`, built by the same code
+/// and read back by the same parser as the kernel's rules.
+fn expected_rules(base: BaseChain, jails: &[JailRules]) -> Result<Vec<String>, NftError> {
     let table = Table::new(TABLE_C, ProtoFamily::Inet);
-    let mut chain = Chain::new(CHAIN_C, &table);
-    chain.set_type(ChainType::Filter);
-    chain.set_hook(Hook::In, CHAIN_PRIORITY);
-    chain.set_policy(Policy::Accept);
+    let chain = base.build(&table);
     let mut out = Vec::new();
-    for jail in jails {
+    for jail in jails.iter().filter(|j| base.used_by(j.chains)) {
         let name = |family| {
             sets::set_name(&jail.jail, family)
                 .and_then(|n| shim::c_name(&n))
@@ -400,7 +414,7 @@ fn expected_rules(jails: &[JailRules]) -> Result<Vec<String>, NftError> {
         let (c4, c6) = (name(Family::V4)?, name(Family::V6)?);
         let set4 = nftnl::set::Set::<Ipv4Addr>::new_named(&c4, 0, &table, ProtoFamily::Inet);
         let set6 = nftnl::set::Set::<Ipv6Addr>::new_named(&c6, 0, &table, ProtoFamily::Inet);
-        for spec in rules::jail_rules(&jail.ports, jail.blocktype) {
+        for spec in rules::jail_rules(&jail.ports, jail.blocktype, base) {
             let rule = match spec.family {
                 Family::V4 => rules::build(&chain, &set4, &spec),
                 Family::V6 => rules::build(&chain, &set6, &spec),
@@ -454,6 +468,7 @@ mod tests {
             },
             blocktype: BlockType::Reject,
             prefix_bans,
+            chains: crate::firewall::Chains::INPUT,
         }
     }
 
@@ -467,7 +482,7 @@ mod tests {
 
     #[test]
     fn rule_signatures_name_what_a_rule_matches_and_does() {
-        let rules = expected_rules(&[jail("sshd", false)]).unwrap();
+        let rules = expected_rules(BaseChain::Input, &[jail("sshd", false)]).unwrap();
         assert_eq!(rules.len(), 2);
         assert!(rules[0].contains("lookup sshd-v4"), "{}", rules[0]);
         assert!(rules[1].contains("lookup sshd-v6"), "{}", rules[1]);
@@ -484,7 +499,32 @@ mod tests {
             },
             ..jail("sshd", false)
         };
-        assert_ne!(expected_rules(&[other_port]).unwrap(), rules);
+        assert_ne!(
+            expected_rules(BaseChain::Input, &[other_port]).unwrap(),
+            rules
+        );
+        // A jail that bans on input only has no rule in forward; one that bans on forward
+        // too has its port rules there twice, once on the port before DNAT (`ct`).
+        assert!(expected_rules(BaseChain::Forward, &[jail("sshd", false)])
+            .unwrap()
+            .is_empty());
+        let gateway = JailRules {
+            chains: crate::firewall::Chains {
+                input: false,
+                forward: true,
+            },
+            ..jail("sshd", false)
+        };
+        assert!(
+            expected_rules(BaseChain::Input, std::slice::from_ref(&gateway))
+                .unwrap()
+                .is_empty()
+        );
+        let forward = expected_rules(BaseChain::Forward, &[gateway]).unwrap();
+        assert_eq!(forward.len(), 4);
+        assert_eq!(forward[0], rules[0]);
+        // Key 12 (proto-dst), direction 0 (original).
+        assert!(forward[1].contains("ct 0c000000 00;"), "{}", forward[1]);
     }
 
     #[test]

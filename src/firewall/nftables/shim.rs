@@ -4,7 +4,8 @@
 //! flags on a named set, to give an element a timeout or an interval-end flag, to choose the
 //! netlink flags of an element message (its adds always carry `NLM_F_EXCL`, so re-banning
 //! would fail instead of refreshing), or to read elements back. This module fills exactly
-//! those gaps through the re-exported `nftnl_sys`, and nothing else: every pointer is owned
+//! those gaps through the re-exported `nftnl_sys` (and the one expression the safe API lacks,
+//! [`OriginalDestinationPort`]), and nothing else: every pointer is owned
 //! by a Rust value that frees it on drop, so the rest of the backend stays safe code.
 
 use nftnl::nftnl_sys as sys;
@@ -462,6 +463,37 @@ pub fn parse_chain(msg: &[u8]) -> Option<RawChain> {
     }
 }
 
+/// `ct original proto-dst`: the destination port the connection was opened to, before any
+/// DNAT rewrote it (a Docker host's published port, not the container's), loaded into
+/// register 1 for a `cmp`. The safe API's conntrack expression has no direction and no
+/// port keys.
+pub struct OriginalDestinationPort;
+
+/// `IP_CT_DIR_ORIGINAL`: the direction of the packets that opened the connection.
+const IP_CT_DIR_ORIGINAL: u8 = 0;
+
+impl nftnl::expr::Expression for OriginalDestinationPort {
+    fn to_expr(&self, _rule: &nftnl::Rule) -> NonNull<sys::nftnl_expr> {
+        // SAFETY: a fresh expression or NULL (then we abort, as the safe API does on OOM);
+        // the three attributes are a u32 register, a u32 key and a u8 direction, as
+        // libnftnl's ct expression defines them. The caller owns and frees the expression.
+        unsafe {
+            let Some(expr) = NonNull::new(sys::nftnl_expr_alloc(c"ct".as_ptr())) else {
+                std::process::abort();
+            };
+            let e = expr.as_ptr();
+            sys::nftnl_expr_set_u32(e, sys::NFTNL_EXPR_CT_DREG as u16, libc::NFT_REG_1 as u32);
+            sys::nftnl_expr_set_u32(
+                e,
+                sys::NFTNL_EXPR_CT_KEY as u16,
+                libc::NFT_CT_PROTO_DST as u32,
+            );
+            sys::nftnl_expr_set_u8(e, sys::NFTNL_EXPR_CT_DIR as u16, IP_CT_DIR_ORIGINAL);
+            expr
+        }
+    }
+}
+
 /// A rule as the kernel reported it (or as we would send it), reduced to what tells rules
 /// apart: its chain, and per expression its kind and the attributes that make it match
 /// what it does (never handles, registers or set ids, which differ between the rule we send
@@ -481,6 +513,7 @@ fn distinguishing_attributes(kind: &str) -> &'static [u32] {
             sys::NFTNL_EXPR_PAYLOAD_LEN,
         ],
         "meta" => &[sys::NFTNL_EXPR_META_KEY],
+        "ct" => &[sys::NFTNL_EXPR_CT_KEY, sys::NFTNL_EXPR_CT_DIR],
         "cmp" => &[sys::NFTNL_EXPR_CMP_OP, sys::NFTNL_EXPR_CMP_DATA],
         "lookup" => &[sys::NFTNL_EXPR_LOOKUP_SET],
         "immediate" => &[sys::NFTNL_EXPR_IMM_VERDICT],
