@@ -1048,7 +1048,7 @@ fn render_summary(
                 }
             }
             let mut any_date = false;
-            for (name, hits) in preparer.detector().hit_counts() {
+            for (name, hits) in preparer.date_hits() {
                 if hits > 0 {
                     any_date = true;
                     let _ = writeln!(s, "  {name:<12} {:>12}", thousands(hits));
