@@ -521,7 +521,15 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
-                Some(Ok(batch)) => daemon.process(batch).await,
+                Some(Ok(batch)) => {
+                    let before = daemon.live_failures();
+                    daemon.process(batch).await;
+                    if daemon.live_failures() != before {
+                        if let Some(feed) = &feeds.journal {
+                            feed.failures_seen();
+                        }
+                    }
+                }
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(JournalError::FollowThread.into()),
             },
@@ -831,6 +839,12 @@ impl Daemon {
     }
 
     /// One batch: match, count, decide; commit bans with the cursor; then block.
+    /// Failures counted live so far, all jails together: when a batch adds to it, an attack
+    /// is under way and the journal feed follows closely ([`Feed::failures_seen`]).
+    fn live_failures(&self) -> u64 {
+        self.trackers.values().map(|t| t.totals().failures).sum()
+    }
+
     async fn process(&mut self, batch: Batch) {
         let started = std::time::Instant::now();
         let now = wall_now();
