@@ -358,7 +358,7 @@ class JournalReader:
 
 
 def stats_of(values):
-    v = sorted(values)
+    v = sorted(values) or [float("nan")]
     return {"n": len(v), "min": v[0], "p50": percentile(v, 50), "p90": percentile(v, 90),
             "p99": percentile(v, 99), "max": v[-1]}
 
@@ -368,7 +368,7 @@ def fmt_stats(st):
             f"max {st['max']:.2f} ms")
 
 
-BATCH = re.compile(rb"batch of (\d+) entries: (\d+) ban\(s\), committed in (\d+) us")
+BATCH = re.compile(rb"batch of (\d+) entries: (\d+) ban\(s\), (?:committed|done) in (\d+) us")
 
 
 def bench_latency(args, results, burst=False):
@@ -389,7 +389,8 @@ def bench_latency(args, results, burst=False):
     runs = []
     for r in range(args.latency_runs):
         drop_table()
-        d = Daemon(args, f"latency{r}", config, {"BANHOUND_LOG": "info,banhound::batch=debug"})
+        d = Daemon(args, f"{'burst' if burst else 'latency'}{r}", config,
+                   {"BANHOUND_LOG": "info,banhound::batch=debug"})
         # One state database for all runs: the journal cursor carries over, so a run does not
         # start by catching up on (and banning) the previous runs' entries.
         d.state = os.path.join(args.dir, "latency-state")
@@ -415,6 +416,8 @@ def bench_latency(args, results, burst=False):
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and any(a not in monitor.seen for a in addrs):
                 time.sleep(0.05)
+            # journalctl -f lags up to journald's notification delay behind the kernel set.
+            time.sleep(0.6)
             missing = [a for a in addrs if a not in monitor.seen]
             lat = sorted((monitor.seen[a] - sent[a]) / 1e6 for a in addrs if a in monitor.seen)
             if not lat:

@@ -23,11 +23,12 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
-/// The tracker's maps, keyed by ban target. Addresses are chosen by whoever logs them (an
-/// IPv6 attacker picks any of 2^64 in its /64), so the hash must be seeded, unlike FxHash,
-/// whose collisions can be computed offline; foldhash's per-map random seed costs a few
-/// instructions per key against SipHash's rounds (it is already built in, through hashbrown).
-type TargetMap<V> = std::collections::HashMap<IpNet, V, foldhash::fast::RandomState>;
+/// Maps keyed by ban target (the tracker's, and test-filter's counts). Addresses are chosen
+/// by whoever logs them (an IPv6 attacker picks any of 2^64 in its /64), so the hash must be
+/// seeded, unlike FxHash, whose collisions can be computed offline; foldhash's per-map random
+/// seed costs a few instructions per key against SipHash's rounds (it is already built in,
+/// through hashbrown).
+pub type TargetMap<V> = std::collections::HashMap<IpNet, V, foldhash::fast::RandomState>;
 
 /// How ban times grow for an address banned before.
 #[derive(Clone, Debug, PartialEq)]
