@@ -20,7 +20,7 @@ use crate::engine::jail::{Age, FileSource, Jail, Record as JailRecord, Seen, Ste
 use crate::engine::multiline::{Origin, SourceState};
 use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::{format_duration, BanTime, Timestamp};
-use crate::engine::tracker::{Mode, TargetMap, Tracker, Verdict};
+use crate::engine::tracker::{Mode, Tracker, Verdict};
 use crate::source::file::{Line, LineReader};
 use crate::source::journal::{
     JailMatches, JournalError, JournalReader, JournalSource, MatchExpr, Start,
@@ -30,7 +30,7 @@ use clap::Args;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -464,8 +464,8 @@ struct Report {
     fail_hits: Vec<u64>,
     ignore_hits: BTreeMap<usize, u64>,
     /// Single addresses, and the networks of <SUBNET> failures.
-    addresses: TargetMap<u64>,
-    bans: TargetMap<(Timestamp, u64)>,
+    addresses: HashMap<IpNet, u64>,
+    bans: HashMap<IpNet, (Timestamp, u64)>,
     ignored_addresses: u64,
     missed_samples: Vec<(u64, String)>,
 }
@@ -1108,7 +1108,7 @@ fn render_summary(
                 }
             }
             let mut any_date = false;
-            for (name, hits) in preparer.date_hits() {
+            for (name, hits) in preparer.detector().hit_counts() {
                 if hits > 0 {
                     any_date = true;
                     let _ = writeln!(s, "  {name:<12} {:>12}", thousands(hits));

@@ -1,19 +1,23 @@
-//! The journal feed: a [`Follower`] (its own thread, blocking sd-journal) that hands its
-//! batches straight to the owner task over a tokio channel, as the file feed does (see
-//! [`crate::source`] for why both sources hand batches this one way).
+//! The journal feed: a [`Follower`] (its own thread, blocking sd-journal) bridged into the
+//! owner task's async world by a second small thread that forwards batches over a tokio
+//! channel.
 //!
 //! A feed belongs to one configuration: batch entries name jails by their index in it.
 //! A reload stops the feed and starts a new one from the committed cursor, so batches the
 //! owner had not processed yet are simply read again, never half-applied.
 
 use crate::source::journal::{
-    Batch, FollowOptions, Follower, JailMatches, JournalError, JournalSource, MatchExpr, Start,
-    StartReport,
+    Batch, FollowOptions, FollowStopper, Follower, JailMatches, JournalError, JournalSource,
+    MatchExpr, Start, StartReport,
 };
+use std::thread::JoinHandle;
+use tokio::sync::mpsc;
 
-/// A running feed; dropping it stops the follow thread.
+/// A running feed; dropping it stops both threads.
 pub struct Feed {
-    follower: Follower,
+    batches: mpsc::Receiver<Result<Batch, JournalError>>,
+    stopper: FollowStopper,
+    bridge: Option<JoinHandle<()>>,
 }
 
 impl Feed {
@@ -30,16 +34,52 @@ impl Feed {
             FollowOptions::default(),
         )?;
         let report = follower.start_report().clone();
-        Ok((Feed { follower }, report))
+        let stopper = follower.stopper();
+        let (tx, batches) = mpsc::channel(2);
+        let bridge = std::thread::Builder::new()
+            .name("journal-bridge".into())
+            .spawn(move || {
+                // Ends when the follow thread stops (its sender goes) or the owner drops the
+                // receiver; dropping `follower` then joins the follow thread.
+                while let Ok(message) = follower.batches().recv() {
+                    let last = message.is_err();
+                    if tx.blocking_send(message).is_err() || last {
+                        break;
+                    }
+                }
+            })
+            .map_err(|source| JournalError::Call {
+                operation: "spawning the journal bridge thread",
+                source,
+            })?;
+        Ok((
+            Feed {
+                batches,
+                stopper,
+                bridge: Some(bridge),
+            },
+            report,
+        ))
     }
 
     /// The next batch; `None` once the feed has ended.
     pub async fn next(&mut self) -> Option<Result<Batch, JournalError>> {
-        self.follower.next().await
+        self.batches.recv().await
     }
 
-    /// A batch had failures: an attack may be under way, follow the journal closely.
-    pub fn failures_seen(&self) {
-        self.follower.failures_seen();
+    fn shut_down(&mut self) {
+        self.stopper.stop();
+        // Unblocks the bridge if it waits to hand over a batch; that batch is dropped.
+        self.batches.close();
+        while self.batches.try_recv().is_ok() {}
+        if let Some(bridge) = self.bridge.take() {
+            let _ = bridge.join();
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.shut_down();
     }
 }

@@ -366,15 +366,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
-                Some(Ok(batch)) => {
-                    let before = daemon.live_failures();
-                    daemon.process(batch).await;
-                    if daemon.live_failures() != before {
-                        if let Some(feed) = &feeds.journal {
-                            feed.failures_seen();
-                        }
-                    }
-                }
+                Some(Ok(batch)) => daemon.process(batch).await,
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(JournalError::FollowThread.into()),
             },
@@ -639,12 +631,6 @@ impl Daemon {
         }
         self.enforcement.restore(&self.jails, restored, now).await;
         Ok(())
-    }
-
-    /// Failures counted live so far, all jails together: when a batch adds to it, an attack
-    /// is under way and the journal feed follows closely ([`Feed::failures_seen`]).
-    fn live_failures(&self) -> u64 {
-        self.jails.iter().map(|j| j.tracker.totals().failures).sum()
     }
 
     /// One batch: match, count, decide; commit bans with the cursor; then block.

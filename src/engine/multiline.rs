@@ -195,8 +195,7 @@ pub(crate) enum SessionVerdict<'a> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    /// Keyed by ids taken from log lines: a seeded hash (as the tracker's), not SipHash.
-    ids: HashMap<Box<[u8]>, Session, foldhash::fast::RandomState>,
+    ids: HashMap<Box<[u8]>, Session>,
     /// A host name or user taken from a session, copied here so that the verdict can
     /// borrow it after the session is updated or forgotten.
     name: Vec<u8>,

@@ -19,16 +19,9 @@ use crate::engine::address::{
 };
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
-
-/// Maps keyed by ban target (the tracker's, and test-filter's counts). Addresses are chosen
-/// by whoever logs them (an IPv6 attacker picks any of 2^64 in its /64), so the hash must be
-/// seeded, unlike FxHash, whose collisions can be computed offline; foldhash's per-map random
-/// seed costs a few instructions per key against SipHash's rounds (it is already built in,
-/// through hashbrown).
-pub type TargetMap<V> = std::collections::HashMap<IpNet, V, foldhash::fast::RandomState>;
 
 /// How ban times grow for an address banned before.
 #[derive(Clone, Debug, PartialEq)]
@@ -177,16 +170,16 @@ pub struct Totals {
 #[derive(Debug)]
 pub struct Tracker {
     policy: Policy,
-    windows: TargetMap<Window>,
-    history: TargetMap<History>,
-    active: TargetMap<ActiveBan>,
+    windows: HashMap<IpNet, Window>,
+    history: HashMap<IpNet, History>,
+    active: HashMap<IpNet, ActiveBan>,
     expiries: BTreeSet<(Timestamp, IpNet)>,
     /// Bans lifted (by the wall clock) while the log being read was still inside them, with
     /// their end: catching up on old entries, a failure logged during a ban is not counted
     /// whether or not the wall clock has lifted that ban yet, so what is decided does not
     /// depend on when the lift ran (nor on a restart in between). Dropped once the log's
     /// time has passed their end.
-    lifted: TargetMap<Timestamp>,
+    lifted: HashMap<IpNet, Timestamp>,
     /// The newest log time of a failure recorded.
     newest: Timestamp,
     totals: Totals,
@@ -196,11 +189,11 @@ impl Tracker {
     pub fn new(policy: Policy) -> Self {
         Tracker {
             policy,
-            windows: TargetMap::default(),
-            history: TargetMap::default(),
-            active: TargetMap::default(),
+            windows: HashMap::new(),
+            history: HashMap::new(),
+            active: HashMap::new(),
             expiries: BTreeSet::new(),
-            lifted: TargetMap::default(),
+            lifted: HashMap::new(),
             newest: Timestamp::default(),
             totals: Totals::default(),
         }
@@ -255,20 +248,16 @@ impl Tracker {
                 return Verdict::AlreadyBanned;
             }
         }
-        // `lifted` is empty but while catching up: skip hashing the key for it.
-        if !self.lifted.is_empty() {
-            if let Some(&until) = self.lifted.get(&target) {
-                if until > at {
-                    return Verdict::AlreadyBanned;
-                }
-                self.lifted.remove(&target);
+        if let Some(&until) = self.lifted.get(&target) {
+            if until > at {
+                return Verdict::AlreadyBanned;
             }
+            self.lifted.remove(&target);
         }
         if decide {
             self.totals.failures += 1;
         }
-        // The length first: the key is looked up twice only when the table is full.
-        if self.windows.len() >= self.policy.max_tracked && !self.windows.contains_key(&target) {
+        if !self.windows.contains_key(&target) && self.windows.len() >= self.policy.max_tracked {
             self.evict(at);
         }
         let findtime = self.policy.findtime;

@@ -1,21 +1,11 @@
 //! Following the journal live, from a dedicated thread that sleeps until journald writes.
 //!
 //! sd-journal handles are not `Send`, so the thread opens its own reader and hands entries
-//! in [`Batch`]es (one channel message and one cursor per batch, not per entry) straight to
-//! the async consumer over a bounded tokio channel, as the file followers do (see
-//! [`crate::source`]). It blocks in poll(2) on two descriptors: the journal's inotify fd (with
-//! the events and timeout sd-journal asks for) and an eventfd that [`Follower::stop`]
-//! signals. With nothing logged the thread never wakes up; a wake-up is followed by
-//! `sd_journal_process`, and only APPEND or INVALIDATE lead to reading, so spurious wake-ups
-//! do not spin.
-//!
-//! **Hot follow.** journald writes an entry into the file at once but coalesces the change
-//! notifications of its readers on a timer (a quarter of a second), so a reader that waits
-//! for them sees an attack that late. While the consumer reports failures
-//! ([`Follower::failures_seen`]), the thread therefore also reads on a short tick
-//! ([`FollowOptions::hot_tick`]): sd-journal sees entries appended to a file it has open
-//! without a notification. [`FollowOptions::hot_for`] after the last report it is back to
-//! notifications only, and to no wake-ups when nothing is logged.
+//! over a bounded channel in [`Batch`]es (one channel message and one cursor per batch, not per
+//! entry). It blocks in poll(2) on two descriptors: the journal's inotify fd (with the events
+//! and timeout sd-journal asks for) and an eventfd that [`Follower::stop`] signals. With
+//! nothing logged the thread never wakes up; a wake-up is followed by `sd_journal_process`,
+//! and only APPEND or INVALIDATE lead to reading, so spurious wake-ups do not spin.
 //! INVALIDATE (rotation, vacuum, journald restart) needs no special handling beyond reading
 //! on: sd-journal keeps the read position across file changes, so nothing is lost or repeated.
 //! The batch that empties the journal says so ([`Batch::at_end`]); the first one is sent even
@@ -29,12 +19,9 @@ use super::reader::{
 use super::shim;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self as std_mpsc, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// Sizes of the hand-over between the follow thread and its consumer.
 #[derive(Clone, Copy, Debug)]
@@ -46,10 +33,6 @@ pub struct FollowOptions {
     /// Batches waiting for the consumer before the follow thread blocks (back-pressure: the
     /// journal itself is the buffer, so a slow consumer never makes banhound drop entries).
     pub queue_depth: usize,
-    /// While hot, the journal is read at least this often (see the module documentation).
-    pub hot_tick: Duration,
-    /// How long after the last [`Follower::failures_seen`] the follower stays hot.
-    pub hot_for: Duration,
 }
 
 impl Default for FollowOptions {
@@ -58,26 +41,7 @@ impl Default for FollowOptions {
             batch_entries: 1024,
             batch_bytes: 1 << 20,
             queue_depth: 4,
-            hot_tick: Duration::from_millis(5),
-            hot_for: Duration::from_secs(3),
         }
-    }
-}
-
-/// Until when the follower is hot: a CLOCK_MONOTONIC time in microseconds (0: not hot),
-/// written by the consumer, read by the follow thread before each sleep.
-#[derive(Debug, Default)]
-struct HotUntil(AtomicU64);
-
-impl HotUntil {
-    fn extend(&self, hot_for: Duration) {
-        let until = shim::monotonic_usec()
-            .saturating_add(u64::try_from(hot_for.as_micros()).unwrap_or(u64::MAX));
-        self.0.fetch_max(until, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -86,11 +50,9 @@ type Ready = Result<(StartReport, libc::pid_t), JournalError>;
 
 /// A running follow thread. Dropping it stops the thread too.
 pub struct Follower {
-    batches: mpsc::Receiver<Result<Batch, JournalError>>,
+    batches: Receiver<Result<Batch, JournalError>>,
     recycle: Sender<Batch>,
     stop: Arc<OwnedFd>,
-    hot: Arc<HotUntil>,
-    hot_for: Duration,
     thread: Option<JoinHandle<ReadStats>>,
     report: StartReport,
     thread_id: libc::pid_t,
@@ -109,12 +71,10 @@ impl Follower {
             operation: "eventfd",
             source,
         })?);
-        let (ready_tx, ready_rx) = std_mpsc::sync_channel::<Ready>(1);
-        let (batch_tx, batches) = mpsc::channel(options.queue_depth.max(1));
-        let (recycle, recycle_rx) = std_mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::sync_channel::<Ready>(1);
+        let (batch_tx, batches) = mpsc::sync_channel(options.queue_depth.max(1));
+        let (recycle, recycle_rx) = mpsc::channel();
         let thread_stop = Arc::clone(&stop);
-        let hot = Arc::new(HotUntil::default());
-        let thread_hot = Arc::clone(&hot);
         let thread = thread::Builder::new()
             .name("journal-follow".into())
             .spawn(move || {
@@ -137,11 +97,10 @@ impl Follower {
                     batches: batch_tx,
                     recycled: recycle_rx,
                     stop: &thread_stop,
-                    hot: &thread_hot,
                     end_reported: false,
                 };
                 if let Err(e) = follow.run(&mut reader) {
-                    let _ = follow.batches.blocking_send(Err(e));
+                    let _ = follow.batches.send(Err(e));
                 }
                 reader.stats()
             })
@@ -164,8 +123,6 @@ impl Follower {
             batches,
             recycle,
             stop,
-            hot,
-            hot_for: options.hot_for,
             thread: Some(thread),
             report,
             thread_id,
@@ -177,22 +134,9 @@ impl Follower {
         &self.report
     }
 
-    /// The next batch, in journal order; `None` once the thread has stopped. An `Err` is the
-    /// last message.
-    pub async fn next(&mut self) -> Option<Result<Batch, JournalError>> {
-        self.batches.recv().await
-    }
-
-    /// The next batch from a thread outside any async runtime (tests, tools); as
-    /// [`Follower::next`].
-    pub fn blocking_next(&mut self) -> Option<Result<Batch, JournalError>> {
-        self.batches.blocking_recv()
-    }
-
-    /// The consumer found failures in what it was handed: read on the short tick for a
-    /// while, so the rest of an attack under way is seen without journald's delay.
-    pub fn failures_seen(&self) {
-        self.hot.extend(self.hot_for);
+    /// Batches in journal order. An `Err` is the last message: the thread has stopped.
+    pub fn batches(&self) -> &Receiver<Result<Batch, JournalError>> {
+        &self.batches
     }
 
     /// Hands a processed batch back so its buffers are reused.
@@ -206,8 +150,8 @@ impl Follower {
     }
 
     /// A handle that asks the thread to stop from anywhere, e.g. while another thread is
-    /// blocked in [`Follower::blocking_next`] (which then returns `None`: the thread's sender
-    /// is gone).
+    /// blocked receiving from [`Follower::batches`] (the receive then fails: the thread's
+    /// sender is gone).
     pub fn stopper(&self) -> FollowStopper {
         FollowStopper(Arc::clone(&self.stop))
     }
@@ -220,10 +164,9 @@ impl Follower {
     fn shut_down(&mut self) -> Option<ReadStats> {
         let thread = self.thread.take()?;
         self.stopper().stop();
-        // The thread may be blocked sending to a full queue: closing the channel frees it;
-        // the batches not taken are read again by the next follower, from the cursor.
-        self.batches.close();
-        while self.batches.try_recv().is_ok() {}
+        // The thread may be blocked sending to a full queue: dropping the receiver frees it.
+        let (_, idle) = mpsc::sync_channel(0);
+        drop(std::mem::replace(&mut self.batches, idle));
         thread.join().ok()
     }
 }
@@ -247,10 +190,9 @@ impl Drop for Follower {
 
 struct FollowLoop<'a> {
     options: FollowOptions,
-    batches: mpsc::Sender<Result<Batch, JournalError>>,
+    batches: SyncSender<Result<Batch, JournalError>>,
     recycled: Receiver<Batch>,
     stop: &'a OwnedFd,
-    hot: &'a HotUntil,
     /// A batch with [`Batch::at_end`] was sent: later drains that read nothing send nothing.
     end_reported: bool,
 }
@@ -308,7 +250,7 @@ impl FollowLoop<'_> {
                 batch.set_at_end();
                 self.end_reported = true;
             }
-            if self.batches.blocking_send(Ok(batch)).is_err() {
+            if self.batches.send(Ok(batch)).is_err() {
                 return Ok(Flow::Stop);
             }
             if !full {
@@ -317,8 +259,7 @@ impl FollowLoop<'_> {
         }
     }
 
-    /// Sleeps until the journal changed (APPEND or INVALIDATE), a hot tick is due, or a stop
-    /// is requested.
+    /// Sleeps until the journal changed (APPEND or INVALIDATE) or a stop is requested.
     fn wait(
         &mut self,
         reader: &mut JournalReader,
@@ -327,9 +268,8 @@ impl FollowLoop<'_> {
         let journal = reader.journal();
         loop {
             let events = check(shim::events(journal), "sd_journal_get_events")?;
-            let (ret, journal_deadline) = shim::timeout(journal);
+            let (ret, deadline) = shim::timeout(journal);
             check(ret, "sd_journal_get_timeout")?;
-            let tick = self.hot_tick();
             let mut fds = [
                 libc::pollfd {
                     fd: journal_fd,
@@ -342,7 +282,7 @@ impl FollowLoop<'_> {
                     revents: 0,
                 },
             ];
-            let timeout = poll_timeout_ms(journal_deadline.min(tick.unwrap_or(u64::MAX)));
+            let timeout = poll_timeout_ms(deadline);
             if let Err(err) = shim::poll(&mut fds, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -356,25 +296,15 @@ impl FollowLoop<'_> {
                 return Ok(Flow::Stop);
             }
             let change = check(shim::process(journal), "sd_journal_process")?;
-            if change != shim::NOP || tick.is_some_and(|tick| shim::monotonic_usec() >= tick) {
+            if change != shim::NOP {
                 return Ok(Flow::Continue);
             }
         }
     }
-
-    /// When the next hot read is due (CLOCK_MONOTONIC microseconds), or `None` when the
-    /// follower is not hot.
-    fn hot_tick(&self) -> Option<u64> {
-        let now = shim::monotonic_usec();
-        (now < self.hot.get()).then(|| {
-            now.saturating_add(u64::try_from(self.options.hot_tick.as_micros()).unwrap_or(u64::MAX))
-        })
-    }
 }
 
 /// sd_journal_get_timeout gives an absolute CLOCK_MONOTONIC deadline (`u64::MAX`: none, the
-/// usual case with inotify), and so does the hot tick; poll wants relative milliseconds,
-/// rounded up so it never spins.
+/// usual case with inotify); poll wants relative milliseconds, rounded up so it never spins.
 fn poll_timeout_ms(deadline_usec: u64) -> libc::c_int {
     if deadline_usec == u64::MAX {
         return -1;
