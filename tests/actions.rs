@@ -58,6 +58,12 @@ fn hostile_failures(addr: &str, canary: &Path) -> Vec<Vec<u8>> {
     ]
 }
 
+/// Logs [`hostile_failures`] from the attacker and waits for its ban.
+fn attack_with_hostile_text(daemon: &daemon_lab::Daemon, auth: &Path, canary: &Path) {
+    append(auth, &hostile_failures(ATTACKER, canary));
+    daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
+}
+
 /// A command action recording its argv and BANHOUND_LINES (tests/support/record-action.py).
 fn recorder(out: &Path, event: &str) -> Vec<String> {
     vec![
@@ -143,8 +149,7 @@ fn a_ban_mails_whois_and_lines_through_a_real_mta_and_runs_a_command_without_a_s
         lab.dir(),
     );
     let daemon = lab.start();
-    append(auth, &hostile_failures(ATTACKER, canary));
-    daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
+    attack_with_hostile_text(&daemon, auth, canary);
     wait_for("the mail", Duration::from_secs(20), || {
         !exim.messages().is_empty()
     });
@@ -253,8 +258,7 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
         lab.dir(),
     );
     let daemon = lab.start();
-    append(auth, &hostile_failures(ATTACKER, canary));
-    daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
+    attack_with_hostile_text(&daemon, auth, canary);
     // While the hanging hook holds its worker, bans keep coming at once.
     let started = Instant::now();
     append(
@@ -387,8 +391,7 @@ fn fail2ban_action_d_files_run_as_they_are_with_every_value_quoted() {
         std::fs::read_to_string(&record)
             .is_ok_and(|t| t.contains(&format!("start ssh {}", auth.display())))
     });
-    append(auth, &hostile_failures(ATTACKER, canary));
-    daemon.wait_log(&format!("Banned {ATTACKER} in jail ssh"), 1);
+    attack_with_hostile_text(&daemon, auth, canary);
     wait_for("hosts.deny", Duration::from_secs(10), || {
         std::fs::read_to_string(&hosts_deny)
             .unwrap()
