@@ -30,6 +30,12 @@ pub fn run(paths: &ConfigPaths, args: &CheckConfigArgs) -> anyhow::Result<()> {
                 format!("every {}", crate::engine::time::format_duration(i))
             })
     );
+    if let Some(dir) = &settings.daemon.journal_directory {
+        println!(
+            "  journal jails read the journal directory {} (journal_directory)",
+            dir.display()
+        );
+    }
     for j in &settings.jails {
         let source = match &j.source {
             JailSource::Journal { matches } => format!("journal {}", matches.join(" ")),

@@ -25,7 +25,9 @@ pub struct DaemonArgs {
     /// Read this journald namespace (systemd-journald@NAME) instead of the system journal.
     #[arg(long, value_name = "NAME", conflicts_with = "journal_directory")]
     pub journal_namespace: Option<String>,
-    /// Read the journal files in this directory instead of the system journal.
+    /// Read the journal files in this directory instead of the system journal, e.g.
+    /// systemd-journal-remote's output on a collector (as [daemon] journal_directory, which
+    /// this overrides); files created in it later are read too.
     #[arg(long, value_name = "DIR")]
     pub journal_directory: Option<PathBuf>,
     /// Remove banhound's firewall objects, and so every ban, when stopping (they are
@@ -53,9 +55,10 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let logs_to = logging::init(args.log_target).context("cannot set up logging")?;
     let journal = match (&args.journal_namespace, &args.journal_directory) {
-        (Some(ns), _) => JournalSource::Namespace(ns.clone()),
-        (None, Some(dir)) => JournalSource::Directory(dir.clone()),
-        (None, None) => JournalSource::System,
+        (Some(ns), _) => Some(JournalSource::Namespace(ns.clone())),
+        (None, Some(dir)) => Some(JournalSource::Directory(dir.clone())),
+        // The configuration's [daemon] journal_directory, else the system journal.
+        (None, None) => None,
     };
     let options = Options {
         config: paths.clone(),

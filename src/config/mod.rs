@@ -198,6 +198,10 @@ pub struct DaemonSettings {
     /// `nft flush ruleset`, a firewalld restart that went unnoticed, a failed call); `None`
     /// turns the periodic check off.
     pub reconcile_interval: Option<Duration>,
+    /// The journal directory the journal jails read instead of the system journal, e.g.
+    /// systemd-journal-remote's output on a collector (`--journal-directory` and
+    /// `--journal-namespace` win over it). Read at start.
+    pub journal_directory: Option<PathBuf>,
 }
 
 /// The default `reconcile_interval`: an admin's flush is repaired within this long.
@@ -209,6 +213,7 @@ impl Default for DaemonSettings {
     fn default() -> Self {
         DaemonSettings {
             reconcile_interval: Some(DEFAULT_RECONCILE_INTERVAL),
+            journal_directory: None,
         }
     }
 }
@@ -259,6 +264,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawDaemon {
     reconcile_interval: Option<Spanned<IntervalValue>>,
+    journal_directory: Option<Spanned<String>>,
 }
 
 /// `[metrics]`: the optional Prometheus endpoint.
@@ -515,6 +521,23 @@ fn build_daemon(sources: &[SourceText], raws: &[RawFile]) -> Result<DaemonSettin
             ));
         }
         settings.reconcile_interval = interval;
+    }
+    let directory = raws.iter().enumerate().rev().find_map(|(file, r)| {
+        r.daemon
+            .as_ref()
+            .and_then(|d| d.journal_directory.as_ref())
+            .map(|v| (file, v))
+    });
+    if let Some((file, value)) = directory {
+        let text = value.get_ref();
+        // A relative path would depend on the directory the daemon happens to start in.
+        if !text.starts_with('/') {
+            return Err(sources[file].error_at(
+                Some(value.span()),
+                "journal_directory must be an absolute path, such as \"/var/log/journal/remote\"",
+            ));
+        }
+        settings.journal_directory = Some(PathBuf::from(text));
     }
     Ok(settings)
 }

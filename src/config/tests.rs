@@ -142,12 +142,34 @@ fn daemon_section_sets_the_reconcile_interval() {
 }
 
 #[test]
+fn daemon_section_names_the_journal_directory() {
+    let t = Tree::new();
+    assert_eq!(t.load().unwrap().daemon.journal_directory, None);
+    t.write(
+        "etc/banhound.toml",
+        "[daemon]\njournal_directory = \"/var/log/journal/remote\"\n",
+    );
+    assert_eq!(
+        t.load().unwrap().daemon.journal_directory,
+        Some(PathBuf::from("/var/log/journal/remote"))
+    );
+    t.write(
+        "etc/banhound.toml",
+        "[daemon]\n\njournal_directory = \"remote\"\n",
+    );
+    assert_eq!(
+        t.load().unwrap_err(),
+        "etc/banhound.toml:3: daemon.journal_directory: journal_directory must be an absolute path, such as \"/var/log/journal/remote\""
+    );
+}
+
+#[test]
 fn bad_values_name_their_line() {
     let cases: [(&str, String); 16] = [
         ("[daemon]\nreconcile_interval = \"soon\"\n", "etc/banhound.toml:2: daemon.reconcile_interval: ".into()),
         ("[daemon]\nreconcile_interval = \"0.5s\"\n", "etc/banhound.toml:2: daemon.reconcile_interval: reconcile_interval must be at least 1s, or \"off\"".into()),
         ("[daemon]\nreconcile_interval = -5\n", "etc/banhound.toml:2: daemon.reconcile_interval: negative duration -5".into()),
-        ("[daemon]\nreconcile = \"30s\"\n", "etc/banhound.toml:2: daemon.reconcile: unknown field `reconcile`, expected `reconcile_interval`".into()),
+        ("[daemon]\nreconcile = \"30s\"\n", "etc/banhound.toml:2: daemon.reconcile: unknown field `reconcile`, expected `reconcile_interval` or `journal_directory`".into()),
         ("[jail.sshd]\nbantime = \"10 minuts\"\n", "etc/banhound.toml:2: jail.sshd.bantime: unknown unit \"minuts\"".into()),
         ("[defaults]\nignoreip = [\n  \"192.0.2.1\",\n  \"10.0.0.0/33\",\n]\n", "etc/banhound.toml:4: defaults.ignoreip: invalid address or network \"10.0.0.0/33\"".into()),
         ("[jail.sshd]\nmaxretry = 0\n", "etc/banhound.toml:2: jail.sshd.maxretry: maxretry must be at least 1".into()),

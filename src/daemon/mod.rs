@@ -101,8 +101,9 @@ pub struct Options {
     pub config: ConfigPaths,
     /// Where the state database lives (`/var/lib/banhound`).
     pub state_dir: PathBuf,
-    /// Which journal the journal jails read.
-    pub journal: JournalSource,
+    /// Which journal the journal jails read, as chosen on the command line; `None`: the
+    /// configuration's `[daemon] journal_directory`, else the system journal.
+    pub journal: Option<JournalSource>,
     /// Remove banhound's firewall objects (and so every ban) when stopping.
     pub flush_on_stop: bool,
     /// The bus the control interface is served on; `None`: no control interface.
@@ -201,6 +202,10 @@ fn notify(states: &[NotifyState]) {
 /// enforcement (bans, lifts and their health) and the sources' bookkeeping. Owned by one task.
 struct Daemon {
     options: Options,
+    /// The journal the journal jails read: the command line's, else the configuration's.
+    journal: JournalSource,
+    /// `[daemon] journal_directory` as read at start (a reload does not change the source).
+    configured_journal_directory: Option<PathBuf>,
     source_key: String,
     jails: Jails,
     enforcement: Enforcement,
@@ -244,10 +249,20 @@ struct Following {
 }
 
 /// Runs the daemon until `shutdown` completes. See the module documentation.
-pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    mut options: Options,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
     // Installed first: SIGHUP's default action would end the process during start-up.
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let prepared = Prepared::new(config::load(&options.config)?)?;
+    let journal = options.journal.take().unwrap_or_else(|| {
+        prepared
+            .daemon
+            .journal_directory
+            .clone()
+            .map_or(JournalSource::System, JournalSource::Directory)
+    });
     let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
     // Subscribed before the addresses are read, so no change falls in between.
     let mut address_changes = host::AddressWatch::open()
@@ -261,7 +276,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     enforcement.observe(Box::new(Signals(events.clone())));
     enforcement.actions = prepared.start_actions();
     let mut daemon = Daemon {
-        source_key: source_key(&options.journal),
+        source_key: source_key(&journal),
+        journal,
+        configured_journal_directory: prepared.daemon.journal_directory.clone(),
         reconcile_interval: prepared.daemon.reconcile_interval,
         metrics_listen: prepared.metrics.listen,
         jails: Jails::new(prepared, own_addresses),
@@ -551,11 +568,8 @@ impl Daemon {
             },
             (stored, _) => Start::from_stored(stored, now, lookback),
         };
-        let (feed, report) = Feed::start(
-            self.options.journal.clone(),
-            self.jails.matches().to_vec(),
-            start,
-        )?;
+        let (feed, report) =
+            Feed::start(self.journal.clone(), self.jails.matches().to_vec(), start)?;
         if let Some(warning) = report.warning() {
             tracing::warn!("{warning}");
         }
@@ -566,7 +580,7 @@ impl Daemon {
             StartReport::Since(t) => format!("from {t} (no stored position)"),
             other => format!("{other:?}"),
         };
-        tracing::info!("following {} {from}", self.options.journal);
+        tracing::info!("following {} {from}", self.journal);
         self.following.journal = true;
         Ok(Some(feed))
     }
@@ -803,6 +817,14 @@ impl Daemon {
         if self.metrics_listen != prepared.metrics.listen {
             tracing::warn!(
                 "[metrics] listen changed: the endpoint keeps its address until banhound restarts"
+            );
+        }
+        if self.options.journal.is_none()
+            && self.configured_journal_directory != prepared.daemon.journal_directory
+        {
+            tracing::warn!(
+                "[daemon] journal_directory changed: the journal read stays {} until banhound restarts",
+                self.journal
             );
         }
         if self.reconcile_interval != prepared.daemon.reconcile_interval {
