@@ -4,6 +4,11 @@
 //! them) with the entry's own timestamp, so no date is parsed. Filters written for syslog
 //! files can instead be fed the classic line `HOST IDENT[PID]: MESSAGE`, rendered into a
 //! buffer the caller reuses.
+//!
+//! `_HOSTNAME` is set by journald on the host that logged the entry, but in a merged journal
+//! (systemd-journal-remote's output on a collector) every uploading host wrote its own
+//! entries' fields, so a compromised host can put anything there. It is a label only: it is
+//! rendered as one word ([`host_label`]) and never decides which address is banned.
 
 use crate::engine::logline::SyslogLine;
 use crate::engine::multiline::Origin;
@@ -49,16 +54,60 @@ impl<'a> EntryView<'a> {
     }
 
     /// Writes `HOST IDENT[PID]: MESSAGE` into `out` (cleared first), leaving out the parts
-    /// the entry lacks, so filters written for syslog lines apply unchanged.
+    /// the entry lacks, so filters written for syslog lines apply unchanged. A `_HOSTNAME`
+    /// that is not a host name (blanks, a forged `x sshd[1]: Failed password … from ADDR`) is
+    /// rendered as its [`host_label`], one word, so it cannot stand in for the line's tag or
+    /// message.
     pub fn render_syslog(&self, out: &mut Vec<u8>) {
+        let raw = self.hostname.unwrap_or_default();
+        let label;
+        let host = if is_host_name(raw) {
+            raw
+        } else {
+            label = host_label(raw);
+            label.as_bytes()
+        };
         SyslogLine {
-            host: self.hostname.unwrap_or_default(),
+            host,
             ident: self.ident().unwrap_or_default(),
             pid: self.pid,
             message: self.message,
         }
         .render_into(out);
     }
+}
+
+/// Host labels longer than this are cut: a name shown in a log line, not a payload.
+const HOST_LABEL_BYTES: usize = 64;
+
+fn is_host_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
+}
+
+fn is_host_name(raw: &[u8]) -> bool {
+    raw.len() <= HOST_LABEL_BYTES && raw.iter().all(|&b| is_host_name_byte(b))
+}
+
+/// A `_HOSTNAME` as banhound shows it (log lines, events, alerts): letters, digits, `-`, `.`
+/// and `_` kept, any other byte as `\xNN`, cut after [`HOST_LABEL_BYTES`] bytes of the
+/// value (then ending in `…`); `-` for an empty one. One word without `,`, `(` or `)`, so
+/// a list of labels reads unambiguously whatever the uploading hosts wrote.
+pub fn host_label(raw: &[u8]) -> String {
+    if raw.is_empty() {
+        return "-".into();
+    }
+    let mut label = String::with_capacity(raw.len().min(HOST_LABEL_BYTES));
+    for &b in raw.iter().take(HOST_LABEL_BYTES) {
+        if is_host_name_byte(b) {
+            label.push(char::from(b));
+        } else {
+            label.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    if raw.len() > HOST_LABEL_BYTES {
+        label.push('…');
+    }
+    label
 }
 
 /// An entry as a reader yields it: which jails it goes to, and whether it is a replay.
@@ -228,6 +277,26 @@ mod tests {
         let bare = EntryView { comm: None, ..e };
         bare.render_syslog(&mut out);
         assert_eq!(out, b"\xffx");
+    }
+
+    #[test]
+    fn a_forged_hostname_renders_as_one_word() {
+        let mut out = Vec::new();
+        let forged = EntryView {
+            hostname: Some(b"a sshd[1]: Failed password from 198.51.100.9"),
+            ..view(b"Accepted publickey for alice")
+        };
+        forged.render_syslog(&mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "a\\x20sshd\\x5b1\\x5d\\x3a\\x20Failed\\x20password\\x20from\\x20198.51.100.9 \
+             sshd[42]: Accepted publickey for alice"
+        );
+        assert_eq!(host_label(b"web-1.example.org"), "web-1.example.org");
+        assert_eq!(host_label(b""), "-");
+        assert_eq!(host_label(b"a,b (c)"), "a\\x2cb\\x20\\x28c\\x29");
+        let long = host_label(&[b'h'; 300]);
+        assert_eq!(long, format!("{}…", "h".repeat(HOST_LABEL_BYTES)));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod reader;
 mod shim;
 
 pub use cursor::{parse_cursor, CursorStore, CursorStoreError};
-pub use entry::{Batch, EntryView, Phase, ReadEntry};
+pub use entry::{host_label, Batch, EntryView, Phase, ReadEntry};
 pub use follow::{FollowOptions, FollowStopper, Follower};
 pub use matches::{JailMatches, MatchError, MatchExpr, MatchTerm};
 pub use reader::{JournalError, JournalReader, JournalSource, ReadStats, Start, StartReport};
