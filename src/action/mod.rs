@@ -461,8 +461,8 @@ async fn windows(
     }
 }
 
-/// This host's name, for alerts.
-fn hostname() -> String {
+/// This host's name, for alerts (and to tell a collector's remote hosts from itself).
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())

@@ -15,7 +15,8 @@
 //!
 //! An [`Observer`] registered with [`Enforcement::observe`] sees every ban ([`BanNotice`]:
 //! jail, the [`BanDecision`] with target, start, ban time, offence and failure count, the
-//! jail's findtime, and its [`Cause`]) and every lift ([`LiftNotice`]: jail, target, the
+//! jail's findtime, its [`Cause`] and the hosts its failures were logged on when that is not
+//! only this one: a collector's) and every lift ([`LiftNotice`]: jail, target, the
 //! [`Lifted`] reason, when), after the firewall call and in the owner task's order. This is
 //! the attachment point of effects: the bus's signals are one ([`Signals`]); the jail
 //! actions ([`crate::action`]: mail, command, webhook, fail2ban action.d) are the
@@ -28,6 +29,7 @@
 
 use super::health::Health;
 use super::jails::Jails;
+use super::origins::OriginHosts;
 use super::state::StoredBan;
 use super::state_writer::{Report as StateReport, StateWriter};
 use crate::action::{Actions, BanRecord};
@@ -67,6 +69,17 @@ pub struct BanNotice<'a> {
     /// The log lines that led to it, neutralised (kept only for jails with actions; none
     /// for manual and restored bans).
     pub lines: &'a [String],
+    /// The hosts its failures were logged on (`_HOSTNAME`, neutralised), when another host
+    /// than this one is among them; empty otherwise. Labels only: they decided nothing.
+    pub hosts: &'a OriginHosts,
+}
+
+/// What led to a ban decided from the logs, lent to its observers.
+#[derive(Debug, Default)]
+pub struct Evidence {
+    /// Its failures' lines (jails with actions only).
+    pub lines: Vec<String>,
+    pub hosts: OriginHosts,
 }
 
 /// A ban that ended, as observers see it.
@@ -125,9 +138,10 @@ impl Observer for Signals {
     fn banned(&mut self, ban: &BanNotice<'_>) {
         let reason = match ban.cause {
             Cause::Logs => format!(
-                "{} failures within {}",
+                "{} failures within {}{}",
                 ban.decision.failures,
-                format_duration(ban.findtime)
+                format_duration(ban.findtime),
+                ban.hosts.suffix()
             ),
             Cause::Manual { caller_uid } => format!("manual (uid {caller_uid})"),
             Cause::Restored => return,
@@ -247,12 +261,12 @@ impl Enforcement {
 
     /// Bans decided from the logs or ordered over the bus (see the module documentation);
     /// `position` is the source position they were derived up to, committed with them;
-    /// `lines[i]`, when there, are the log lines that led to `decisions[i]`, for observers.
+    /// `evidence[i]`, when there, is what led to `decisions[i]`, for the log and observers.
     pub(super) async fn ban(
         &mut self,
         jails: &Jails,
         decisions: &[(usize, BanDecision)],
-        lines: &[Vec<String>],
+        evidence: &[Evidence],
         position: Option<(&str, &str)>,
         now: Timestamp,
         cause: Cause,
@@ -296,16 +310,22 @@ impl Enforcement {
             self.health
                 .firewall_failed(&format!("cannot apply {} ban(s)", entries.len()), e);
         }
+        let none = Evidence::default();
         for (i, (j, d)) in decisions.iter().enumerate() {
             let settings = &jails.get(*j).settings;
             let jail = settings.name.as_str();
+            let evidence = evidence.get(i).unwrap_or(&none);
             let (message, caller) = match cause {
                 Cause::Manual { caller_uid } => {
                     (manual_ban_message(jail, d, caller_uid), Some(caller_uid))
                 }
                 // Restored bans come through `restore`, which logs them at debug level.
-                Cause::Logs | Cause::Restored => (ban_message(jail, d), None),
+                Cause::Logs | Cause::Restored => (
+                    format!("{}{}", ban_message(jail, d), evidence.hosts.suffix()),
+                    None,
+                ),
             };
+            let hosts = (!evidence.hosts.is_empty()).then(|| evidence.hosts.list());
             tracing::info!(
                 JAIL = %jail,
                 IP = %display_target(&d.target),
@@ -313,6 +333,7 @@ impl Enforcement {
                 FAILURES = d.failures,
                 OFFENCE = d.offence,
                 CALLER_UID = caller,
+                ORIGIN_HOSTS = hosts,
                 "{message}"
             );
             self.notify_ban(&BanNotice {
@@ -320,7 +341,8 @@ impl Enforcement {
                 decision: d,
                 findtime: settings.policy.findtime,
                 cause,
-                lines: lines.get(i).map_or(&[][..], Vec::as_slice),
+                lines: &evidence.lines,
+                hosts: &evidence.hosts,
             });
         }
         self.health.status_changed();
@@ -379,6 +401,7 @@ impl Enforcement {
                 findtime,
                 cause: Cause::Restored,
                 lines: &[],
+                hosts: &OriginHosts::default(),
             });
         }
         self.health.status_changed();
@@ -556,12 +579,22 @@ mod tests {
             (&v6, "2001:db8:1:2::"),
             (&forever, "203.0.113.9"),
         ] {
-            let message = ban_message("sshd", d);
-            match matcher.match_line(message.as_bytes()) {
-                Outcome::Failure(f) => {
-                    assert_eq!(f.host, Host::Ip(addr.parse().unwrap()), "{message}")
+            // On a collector the line names the hosts the failures came from; a host label
+            // is one escaped word, so a forged `_HOSTNAME` cannot change what is captured.
+            let hosts = OriginHosts {
+                labels: vec!["web-1".into(), "x\\x20203.0.113.77".into()],
+                more: true,
+            };
+            for message in [
+                ban_message("sshd", d),
+                format!("{}{}", ban_message("sshd", d), hosts.suffix()),
+            ] {
+                match matcher.match_line(message.as_bytes()) {
+                    Outcome::Failure(f) => {
+                        assert_eq!(f.host, Host::Ip(addr.parse().unwrap()), "{message}")
+                    }
+                    other => panic!("recidive does not read {message:?}: {other:?}"),
                 }
-                other => panic!("recidive does not read {message:?}: {other:?}"),
             }
         }
         // Its own bans do not feed it again.
@@ -600,6 +633,7 @@ mod tests {
                 findtime: Duration::from_secs(600),
                 cause,
                 lines: &[],
+                hosts: &OriginHosts::default(),
             });
         }
         signals.lifted(&LiftNotice {

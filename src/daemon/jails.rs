@@ -9,9 +9,13 @@
 //! that bans and lifts. A reload keeps a jail's tracker (its failures and bans) under its
 //! name, with the new policy.
 //!
+//! The hosts journal failures were logged on are kept per target ([`FailureOrigins`]) so a
+//! ban on a collector names them; they are labels, never part of a decision.
+//!
 //! The matcher (capture slots borrowed from the filter) is made per batch from the jail's
 //! own filter, not kept: a kept one would borrow the settings it sits beside.
 
+use super::origins::{FailureOrigins, OriginHosts};
 use super::DaemonError;
 use crate::action::config::ActionSpec;
 use crate::action::lines::MatchedLines;
@@ -30,7 +34,7 @@ use crate::engine::tracker::{BanDecision, Mode, Policy, Tracker, Verdict};
 use crate::firewall::firewalld::FirewalldBackend;
 use crate::firewall::{BackendKind, BanEntry};
 use crate::source::file_follow::{FileChunk, FilePosition};
-use crate::source::journal::{Batch, MatchExpr, Phase};
+use crate::source::journal::{host_label, Batch, MatchExpr, Phase};
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -138,6 +142,8 @@ pub(super) struct RunningJail {
     /// The lines of its failures, per target, for its actions' alerts (`None`: it has no
     /// actions, and nothing is kept).
     matched: Option<MatchedLines>,
+    /// The hosts its journal failures were logged on, per target.
+    origins: FailureOrigins,
 }
 
 /// What a reload changed: the jails added, and the bans the firewall must drop.
@@ -159,6 +165,9 @@ pub(super) struct Jails {
     journal_jails: Vec<usize>,
     files: Vec<(PathBuf, Vec<usize>)>,
     own_addresses: Vec<IpAddr>,
+    /// This host's name: journal failures logged on another host (a collector's merged
+    /// journal) name their host in the ban.
+    this_host: Vec<u8>,
     /// Dates without a zone in files are local time, as syslog writes them.
     zone: Zone,
 }
@@ -171,6 +180,7 @@ impl Jails {
             journal_jails: Vec::new(),
             files: Vec::new(),
             own_addresses: Vec::new(),
+            this_host: Vec::new(),
             zone: Zone::parse("local").unwrap_or(Zone::Utc),
         };
         jails.reload(prepared, own_addresses);
@@ -182,6 +192,7 @@ impl Jails {
     /// dropped and the sources' per-jail state starts anew (the feeds are restarted).
     pub(super) fn reload(&mut self, prepared: Prepared, own_addresses: Vec<IpAddr>) -> Reloaded {
         self.own_addresses = own_addresses;
+        self.this_host = crate::action::hostname().into_bytes();
         let mut old: Vec<Option<RunningJail>> = self.running.drain(..).map(Some).collect();
         let mut running = Vec::with_capacity(prepared.jails.len());
         let mut moved = Vec::new();
@@ -217,6 +228,7 @@ impl Jails {
                 ignore_override: None,
                 evictions_reported: (0, None),
                 published: None,
+                origins: FailureOrigins::default(),
             });
         }
         let removed = old
@@ -345,6 +357,7 @@ impl Jails {
                     &mut j.journal,
                     None,
                     &mut j.matched,
+                    &mut j.origins,
                 )
             })
             .collect();
@@ -356,7 +369,7 @@ impl Jails {
                 let Some(&j) = self.journal_jails.get(m) else {
                     continue;
                 };
-                let (settings, tracker, state, matcher, matched) = &mut jails[j];
+                let (settings, tracker, state, matcher, matched, origins) = &mut jails[j];
                 let matcher: &mut Matcher<'_> =
                     matcher.get_or_insert_with(|| settings.filter.filter.matcher());
                 let message = if settings.filter.format == LineFormat::AfterDate {
@@ -376,10 +389,22 @@ impl Jails {
                     time: entry.entry.timestamp,
                 };
                 let step = Jail { matcher, tracker }.decide(record, mode, now);
+                // Replayed failures too: a ban after a restart names the hosts of the
+                // failures it counts.
+                let host = entry.entry.hostname;
+                if let (Some(host), Some(target)) = (host, counted_target(settings, &step)) {
+                    origins.note(target, host, entry.entry.timestamp);
+                }
                 if mode == Mode::Replay {
                     continue;
                 }
-                if let Some(decision) = conclude_step(settings, step, matched.as_mut()) {
+                // An alert's line names the host it was logged on when that is not this one
+                // (the rendered syslog form has it already).
+                let foreign = host.filter(|h| {
+                    *h != self.this_host.as_slice()
+                        && settings.filter.format != LineFormat::AfterDate
+                });
+                if let Some(decision) = conclude_step(settings, step, matched.as_mut(), foreign) {
                     decisions.push((j, decision));
                 }
             }
@@ -417,7 +442,8 @@ impl Jails {
                     line,
                 };
                 let step = running.decide(record, Mode::Live, now);
-                if let Some(decision) = conclude_step(settings, step, matched.as_deref_mut()) {
+                if let Some(decision) = conclude_step(settings, step, matched.as_deref_mut(), None)
+                {
                     decisions.push((j, decision));
                 }
             }
@@ -433,6 +459,18 @@ impl Jails {
             Some(matched) => matched.take(&jail.settings.name, target),
             None => Vec::new(),
         }
+    }
+
+    /// The hosts the failures behind `decision`'s ban in jail `index` were logged on, when
+    /// another host than this one is among them (forgotten here).
+    pub(super) fn take_hosts(&mut self, index: usize, decision: &BanDecision) -> OriginHosts {
+        let jail = &mut self.running[index];
+        jail.origins.take(
+            &decision.target,
+            decision.at,
+            jail.settings.policy.findtime,
+            &self.this_host,
+        )
     }
 
     /// How many bans are in force, over all jails.
@@ -650,13 +688,35 @@ fn policy_with_ignores(jail: &JailSettings, networks: Vec<IpNet>, own: &[IpAddr]
     }
 }
 
+/// The ban target of a failure the tracker counted (or banned for), if the step is one.
+fn counted_target(settings: &JailSettings, step: &Step<'_>) -> Option<IpNet> {
+    let Step::Seen {
+        seen:
+            Seen::Failure {
+                failure,
+                verdict: Some(Verdict::Ban(_) | Verdict::Counted { .. }),
+            },
+        ..
+    } = step
+    else {
+        return None;
+    };
+    match failure.host {
+        Host::Ip(ip) => Some(ban_target(ip, settings.policy.ipv6_prefix)),
+        Host::Net(net) => Some(ban_target_net(net, settings.policy.ipv6_prefix)),
+        Host::Name(_) => None,
+    }
+}
+
 /// What the daemon does with a decided record: a ban decision to enforce, or a debug line;
-/// a counted failure's line is kept in `matched` for the jail's actions. Host names are
-/// never banned (nor resolved).
+/// a counted failure's line is kept in `matched` for the jail's actions, led by `host` (the
+/// journal entry's, when it was logged on another host). Host names are never banned (nor
+/// resolved).
 fn conclude_step(
     settings: &JailSettings,
     step: Step<'_>,
     matched: Option<&mut MatchedLines>,
+    host: Option<&[u8]>,
 ) -> Option<BanDecision> {
     let Step::Seen {
         seen: Seen::Failure {
@@ -680,7 +740,15 @@ fn conclude_step(
         Host::Name(_) => return None,
     };
     if let (Some(matched), Verdict::Ban(_) | Verdict::Counted { .. }) = (matched, &verdict) {
-        matched.note(&settings.name, target, failure.text);
+        match host {
+            Some(host) => {
+                let mut line = host_label(host).into_bytes();
+                line.push(b' ');
+                line.extend_from_slice(failure.text);
+                matched.note(&settings.name, target, &line);
+            }
+            None => matched.note(&settings.name, target, failure.text),
+        }
     }
     let jail = &settings.name;
     match verdict {

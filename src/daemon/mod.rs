@@ -59,6 +59,8 @@ mod ifaddrs;
 mod jails;
 pub mod logging;
 mod nft_watch;
+mod origins;
+pub use origins::OriginHosts;
 #[cfg(test)]
 mod private_tmpfs;
 pub mod state;
@@ -79,7 +81,7 @@ use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosit
 use crate::source::journal::{
     parse_cursor, Batch, JournalError, JournalSource, MatchError, Start, StartReport,
 };
-use enforcement::{Enforcement, Report, Signals};
+use enforcement::{Enforcement, Evidence, Report, Signals};
 use feed::Feed;
 use ipnet::IpNet;
 use jails::{Jails, Prepared};
@@ -690,14 +692,24 @@ impl Daemon {
     ) {
         let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let bans = decisions.len();
-        let lines: Vec<Vec<String>> = decisions
+        let evidence: Vec<Evidence> = decisions
             .iter()
-            .map(|(j, d)| self.jails.take_lines(*j, &d.target))
+            .map(|(j, d)| Evidence {
+                lines: self.jails.take_lines(*j, &d.target),
+                hosts: self.jails.take_hosts(*j, d),
+            })
             .collect();
         // Logged inside; a failed firewall call is retried by the next reconcile.
         let _ = self
             .enforcement
-            .ban(&self.jails, &decisions, &lines, position, now, Cause::Logs)
+            .ban(
+                &self.jails,
+                &decisions,
+                &evidence,
+                position,
+                now,
+                Cause::Logs,
+            )
             .await;
         tracing::debug!(
             target: "banhound::batch",
