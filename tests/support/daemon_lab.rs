@@ -356,6 +356,8 @@ pub struct Lab {
     starts: usize,
     /// Set by [`Lab::read_journal_directory`]: what daemons read instead of the namespace.
     journal_directory: Option<PathBuf>,
+    /// Set by [`Lab::read_configured_journal`]: daemons get no journal option at all.
+    journal_from_config: bool,
     /// Environment given to the daemons started from now on, after the defaults (so it can
     /// override them: `BANHOUND_LOG`).
     daemon_env: Vec<(String, String)>,
@@ -393,6 +395,7 @@ impl Lab {
             dir,
             starts: 0,
             journal_directory: None,
+            journal_from_config: false,
             daemon_env: Vec::new(),
         };
         lab.write_config(config);
@@ -457,6 +460,12 @@ impl Lab {
         self.journal_directory = Some(dir.to_path_buf());
     }
 
+    /// Daemons started from now on are given no journal option: they read what the
+    /// configuration says (`[daemon] journal_directory`), as a service started by its unit.
+    pub fn read_configured_journal(&mut self) {
+        self.journal_from_config = true;
+    }
+
     /// Starts the daemon and waits until it is ready (bans restored, journal followed).
     pub fn start(&mut self) -> Daemon {
         self.start_with(false, &[])
@@ -503,9 +512,10 @@ impl Lab {
                 "--log-target",
                 if to_journal { "journal" } else { "stderr" },
             ])
-            .args(match &self.journal_directory {
-                Some(dir) => [OsStr::new("--journal-directory"), dir.as_os_str()],
-                None => [
+            .args(match (&self.journal_directory, self.journal_from_config) {
+                (_, true) => Vec::new(),
+                (Some(dir), false) => vec![OsStr::new("--journal-directory"), dir.as_os_str()],
+                (None, false) => vec![
                     OsStr::new("--journal-namespace"),
                     OsStr::new(self.journald.name()),
                 ],
