@@ -393,7 +393,7 @@ impl Jails {
                 // failures it counts.
                 let host = entry.entry.hostname;
                 if let (Some(host), Some(target)) = (host, counted_target(settings, &step)) {
-                    origins.note(target, host, entry.entry.timestamp);
+                    origins.note(target, host, entry.entry.timestamp, &self.this_host);
                 }
                 if mode == Mode::Replay {
                     continue;

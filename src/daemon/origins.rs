@@ -7,6 +7,8 @@
 //! target the [`HOSTS_PER_TARGET`] hosts that failed last, each with its last failure's time,
 //! for at most [`TARGETS_PER_JAIL`] targets (the oldest first-seen target is forgotten first).
 //! A ban takes its target's hosts, those with a failure within the jail's findtime before it.
+//! Nothing is kept until the jail has seen a failure logged on another host than this one: a
+//! single host pays one comparison per failure.
 //!
 //! A host name is a label and nothing more: the uploading host wrote `_HOSTNAME` itself (a
 //! compromised one can write any), so it never decides anything. Which address is banned
@@ -73,11 +75,20 @@ pub struct FailureOrigins {
     by_target: HashMap<IpNet, TargetHosts>,
     /// Targets in the order first seen, for eviction (may hold targets already taken).
     order: VecDeque<IpNet>,
+    /// A failure logged on another host than this one was seen: from then on every
+    /// failure's host is kept.
+    other_hosts: bool,
 }
 
 impl FailureOrigins {
-    /// Remembers that `target` failed on `host` at `at`.
-    pub fn note(&mut self, target: IpNet, host: &[u8], at: Timestamp) {
+    /// Remembers that `target` failed on `host` at `at` (`this_host`: this host's name).
+    pub fn note(&mut self, target: IpNet, host: &[u8], at: Timestamp, this_host: &[u8]) {
+        if !self.other_hosts {
+            if host == this_host {
+                return;
+            }
+            self.other_hosts = true;
+        }
         if !self.by_target.contains_key(&target) {
             while self.by_target.len() >= TARGETS_PER_JAIL {
                 let Some(oldest) = self.order.pop_front() else {
@@ -154,11 +165,11 @@ mod tests {
     fn a_ban_names_the_hosts_that_failed_within_findtime() {
         let mut origins = FailureOrigins::default();
         let attacker = net("203.0.113.66/32");
-        origins.note(attacker, b"old-host", at(0));
+        origins.note(attacker, b"old-host", at(0), b"collector");
         for (i, host) in [b"web-a", b"web-b", b"web-a"].iter().enumerate() {
-            origins.note(attacker, *host, at(1000 + i as i64));
+            origins.note(attacker, *host, at(1000 + i as i64), b"collector");
         }
-        origins.note(net("198.51.100.7/32"), b"web-c", at(1001));
+        origins.note(net("198.51.100.7/32"), b"web-c", at(1001), b"collector");
         let hosts = origins.take(&attacker, at(1002), FINDTIME, b"collector");
         assert_eq!(hosts.labels, ["web-a", "web-b"]);
         assert_eq!(hosts.suffix(), " (from hosts web-a, web-b)");
@@ -172,14 +183,17 @@ mod tests {
     fn a_single_host_s_own_failures_name_no_host() {
         let mut origins = FailureOrigins::default();
         let attacker = net("203.0.113.66/32");
-        origins.note(attacker, b"here", at(1));
-        origins.note(attacker, b"here", at(2));
+        origins.note(attacker, b"here", at(1), b"here");
+        origins.note(attacker, b"here", at(2), b"here");
+        // Nothing kept before another host is seen.
+        assert!(origins.by_target.is_empty());
         assert!(origins.take(&attacker, at(2), FINDTIME, b"here").is_empty());
-        origins.note(attacker, b"here", at(3));
-        origins.note(attacker, b"there", at(4));
+        // Once another host is seen, this host's failures are kept too.
+        origins.note(attacker, b"there", at(3), b"here");
+        origins.note(attacker, b"here", at(4), b"here");
         let hosts = origins.take(&attacker, at(4), FINDTIME, b"here");
-        assert_eq!(hosts.suffix(), " (from hosts here, there)");
-        origins.note(attacker, b"there", at(5));
+        assert_eq!(hosts.suffix(), " (from hosts there, here)");
+        origins.note(attacker, b"there", at(5), b"here");
         assert_eq!(
             origins.take(&attacker, at(5), FINDTIME, b"here").suffix(),
             " (from host there)"
@@ -190,7 +204,7 @@ mod tests {
     fn forged_host_names_are_shown_neutralised() {
         let mut origins = FailureOrigins::default();
         let attacker = net("203.0.113.66/32");
-        origins.note(attacker, b"a, b) (from hosts c", at(1));
+        origins.note(attacker, b"a, b) (from hosts c", at(1), b"collector");
         let hosts = origins.take(&attacker, at(1), FINDTIME, b"collector");
         assert_eq!(
             hosts.suffix(),
@@ -203,7 +217,12 @@ mod tests {
         let mut origins = FailureOrigins::default();
         let attacker = net("203.0.113.66/32");
         for i in 0..(HOSTS_PER_TARGET + 3) {
-            origins.note(attacker, format!("h{i}").as_bytes(), at(i as i64));
+            origins.note(
+                attacker,
+                format!("h{i}").as_bytes(),
+                at(i as i64),
+                b"collector",
+            );
         }
         let hosts = origins.take(&attacker, at(20), FINDTIME, b"collector");
         assert_eq!(hosts.labels.len(), HOSTS_PER_TARGET);
@@ -211,7 +230,12 @@ mod tests {
         assert!(hosts.list().ends_with(", h10 and more"));
         for i in 0..(3 * TARGETS_PER_JAIL as u32) {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-            origins.note(IpNet::from(std::net::IpAddr::V4(addr)), b"h", at(1));
+            origins.note(
+                IpNet::from(std::net::IpAddr::V4(addr)),
+                b"h",
+                at(1),
+                b"collector",
+            );
         }
         assert_eq!(origins.by_target.len(), TARGETS_PER_JAIL);
         assert!(origins.order.len() <= 2 * TARGETS_PER_JAIL);
