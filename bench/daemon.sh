@@ -9,7 +9,7 @@
 # namespace. Everything started here is stopped by pid, and the namespaces and directories
 # removed, on exit, also on failure or ^C.
 #
-# usage: bench/daemon.sh [--only idle,latency,burst,startup] [--latency-runs N] [--bans N] ...
+# usage: bench/daemon.sh [--only idle,latency,burst,fileburst,startup] [--latency-runs N] [--bans N] ...
 #        (options are passed to bench/daemon_bench.py; BANHOUND_BIN=PATH: that binary
 #        instead of a fresh release build)
 set -eu

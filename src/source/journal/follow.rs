@@ -62,9 +62,10 @@ impl Default for FollowOptions {
             // long enough that a hot thread costs little: a read that finds nothing is a few
             // microseconds.
             hot_tick: Duration::from_millis(5),
-            // An attack under way logs failures every second or so (sshd's own pace); a few
-            // seconds keep it hot between them without ticking long after it stopped.
-            hot_for: Duration::from_secs(3),
+            // A password guesser over ssh fails about once per connection, and sshd answers a
+            // wrong password only after PAM's delay: one attacker's attempts come seconds
+            // apart (tests/realhost), and a hot period must span that gap.
+            hot_for: Duration::from_secs(10),
         }
     }
 }
