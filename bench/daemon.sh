@@ -9,14 +9,20 @@
 # namespace. Everything started here is stopped by pid, and the namespaces and directories
 # removed, on exit, also on failure or ^C.
 #
-# usage: bench/daemon.sh [--only idle,latency,startup] [--latency-runs N] [--bans N] ...
-#        (options are passed to bench/daemon_bench.py)
+# usage: bench/daemon.sh [--only idle,latency,burst,fileburst,startup] [--latency-runs N] [--bans N] ...
+#        (options are passed to bench/daemon_bench.py; BANHOUND_BIN=PATH: that binary
+#        instead of a fresh release build)
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/daemon.sh: needs root" >&2; exit 1; }
 
-cargo build --release
-BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/banhound"
+# BANHOUND_BIN=PATH measures another build (e.g. an older one, for a before/after table).
+if [ -n "${BANHOUND_BIN:-}" ]; then
+    BIN="$BANHOUND_BIN"
+else
+    cargo build --release
+    BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/banhound"
+fi
 [ -x "$BIN" ] || { echo "bench/daemon.sh: no $BIN" >&2; exit 1; }
 
 TAG="bhbench$$"

@@ -7,7 +7,11 @@ Why Python: the measurements need a process named `sshd` writing native-protocol
 daemon starts, and CLOCK_MONOTONIC timestamps shared by the writer, the notify reader and
 the `nft monitor` reader, all in one place.
 
-  latency   journal entry completing maxretry -> element in the kernel set (nft monitor)
+  latency   journal entry completing maxretry -> element in the kernel set (nft monitor),
+            maxretry = 1 (every entry bans)
+  burst     the same for an attack under way: each address sends maxretry = 5 entries,
+            round-robin, timed from its 5th
+  fileburst the same attack written as syslog lines to a log file a file jail follows
   startup   exec -> READY=1 with 100,000 persisted bans; kernel set contents checked after
   memory    VmRSS / VmHWM / smaps_rollup 10 s after READY=1 (idle default jails; 100k bans)
   wakeups   voluntary context switches of every daemon thread over 10 idle seconds (--idle-seconds)
@@ -262,22 +266,33 @@ WRITER = r"""
 import socket, sys, time
 with open("/proc/self/comm", "w") as f:
     f.write("sshd")
-path, rate, addrs = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+path, rate, rounds, addrs = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+# A path ending in .log is a log file a file jail follows: syslog lines appended to it, one
+# write(2) each; anything else is the journal namespace's native socket.
+to_file = path.endswith(".log")
+if to_file:
+    log = open(path, "ab", buffering=0)
+else:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 period = 1e9 / rate
 start = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 50_000_000
 out = []
-for i, addr in enumerate(addrs):
+for i, addr in enumerate(addrs * rounds):
     due = start + int(i * period)
     while True:
         left = due - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         if left <= 0:
             break
         time.sleep(left / 1e9)
-    datagram = ("SYSLOG_IDENTIFIER=sshd\nPRIORITY=6\nMESSAGE=Failed password for invalid user "
-                "bench from %s port 40000 ssh2\n" % addr).encode()
-    t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-    sock.sendto(datagram, path)
+    message = "Failed password for invalid user bench from %s port 40000 ssh2" % addr
+    if to_file:
+        line = ("%s bench sshd[4242]: %s\n" % (time.strftime("%b %e %H:%M:%S"), message)).encode()
+        t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        log.write(line)
+    else:
+        datagram = ("SYSLOG_IDENTIFIER=sshd\nPRIORITY=6\nMESSAGE=%s\n" % message).encode()
+        t = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        sock.sendto(datagram, path)
     out.append("%s %d" % (addr, t))
 sys.stdout.write("\n".join(out) + "\n")
 """
@@ -346,7 +361,8 @@ class JournalReader:
             t = now_ns()
             m = self.ADDR.search(raw.decode(errors="replace"))
             if m:
-                self.seen.setdefault(m.group(1), t)
+                # The last entry of an address: its maxretry-th, the one that bans.
+                self.seen[m.group(1)] = t
 
     def close(self):
         stop(self.proc)
@@ -354,7 +370,7 @@ class JournalReader:
 
 
 def stats_of(values):
-    v = sorted(values)
+    v = sorted(values) or [float("nan")]
     return {"n": len(v), "min": v[0], "p50": percentile(v, 50), "p90": percentile(v, 90),
             "p99": percentile(v, 99), "max": v[-1]}
 
@@ -364,19 +380,39 @@ def fmt_stats(st):
             f"max {st['max']:.2f} ms")
 
 
-BATCH = re.compile(rb"batch of (\d+) entries: (\d+) ban\(s\), committed in (\d+) us")
+BATCH = re.compile(rb"batch of (\d+) entries: (\d+) ban\(s\), (?:committed|done) in (\d+) us")
 
 
-def bench_latency(args, results):
-    print(f"\n== ban latency: {args.bans} bans per run at {args.rate}/s, maxretry = 1 (load {loadavg()})",
-          flush=True)
-    config = ('[jail.sshd]\nenabled = true\nport = "2222"\nmaxretry = 1\nfindtime = "10m"\n'
-              'bantime = "1h"\n')
-    base = int(ipaddress.IPv4Address("198.18.0.0"))
+def bench_latency(args, results, burst=False, file=False):
+    """maxretry = 1, one entry per address (`latency`); or an attack burst (`burst`): each
+    address sends maxretry entries, round-robin, and the latency is counted from its
+    maxretry-th entry, by which time failures have been coming in for a while."""
+    kind = "fileburst" if file else "burst" if burst else "latency"
+    if burst:
+        maxretry, count = args.burst_maxretry, args.burst_addrs
+        first = "198.18.192.0" if file else "198.18.128.0"
+        print(f"\n== attack burst{' (log file)' if file else ''}: {count} addresses per run, "
+              f"{maxretry} entries each, round-robin at {args.rate}/s, maxretry = {maxretry} "
+              f"(load {loadavg()})", flush=True)
+    else:
+        maxretry, count, first = 1, args.bans, "198.18.0.0"
+        print(f"\n== ban latency: {count} bans per run at {args.rate}/s, maxretry = 1 "
+              f"(load {loadavg()})", flush=True)
+    config = ('[jail.sshd]\nenabled = true\nport = "2222"\nmaxretry = %d\nfindtime = "10m"\n'
+              'bantime = "1h"\n' % maxretry)
+    if file:
+        config = config.replace("enabled = true", "enabled = false") + (
+            '\n[jail.sshd-file]\nenabled = true\nfilter = "sshd"\nlogpath = ["LOGFILE"]\n'
+            'port = "2222"\nmaxretry = %d\nfindtime = "10m"\nbantime = "1h"\n' % maxretry)
+    base = int(ipaddress.IPv4Address(first))
     runs = []
     for r in range(args.latency_runs):
         drop_table()
-        d = Daemon(args, f"latency{r}", config, {"BANHOUND_LOG": "info,banhound::batch=debug"})
+        logfile = os.path.join(args.dir, f"{kind}{r}", "auth.log")
+        os.makedirs(os.path.dirname(logfile), exist_ok=True)
+        open(logfile, "wb").close()
+        d = Daemon(args, f"{kind}{r}", config.replace("LOGFILE", logfile),
+                   {"BANHOUND_LOG": "info,banhound::batch=debug"})
         # One state database for all runs: the journal cursor carries over, so a run does not
         # start by catching up on (and banning) the previous runs' entries.
         d.state = os.path.join(args.dir, "latency-state")
@@ -385,21 +421,27 @@ def bench_latency(args, results):
             d.start()
             monitor = Monitor(args)
             monitor.probe()
-            reader = JournalReader(args)
-            time.sleep(0.5)  # journalctl's inotify watch in place
-            addrs = [str(ipaddress.IPv4Address(base + r * args.bans + i + 1)) for i in range(args.bans)]
-            writer = subprocess.Popen([sys.executable, "-c", WRITER, args.journal_socket, str(args.rate),
-                                       *addrs], stdout=subprocess.PIPE, text=True)
+            if not file:
+                reader = JournalReader(args)
+                time.sleep(0.5)  # journalctl's inotify watch in place
+            addrs = [str(ipaddress.IPv4Address(base + r * count + i + 1)) for i in range(count)]
+            # The writer's argument list is too long for 1,000s of addresses times maxretry:
+            # it repeats the list itself.
+            target = logfile if file else args.journal_socket
+            writer = subprocess.Popen([sys.executable, "-c", WRITER, target, str(args.rate),
+                                       str(maxretry), *addrs], stdout=subprocess.PIPE, text=True)
             record_pid(args, writer.pid)
             sent_text, _ = writer.communicate()
             sent = {}
             for line in sent_text.split("\n"):
                 if line:
                     a, t = line.split()
-                    sent[a] = int(t)
+                    sent[a] = int(t)  # the last send of an address: its maxretry-th entry
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and any(a not in monitor.seen for a in addrs):
                 time.sleep(0.05)
+            # journalctl -f lags up to journald's notification delay behind the kernel set.
+            time.sleep(0.6)
             missing = [a for a in addrs if a not in monitor.seen]
             lat = sorted((monitor.seen[a] - sent[a]) / 1e6 for a in addrs if a in monitor.seen)
             if not lat:
@@ -409,9 +451,10 @@ def bench_latency(args, results):
                 "p90": percentile(lat, 90), "p99": percentile(lat, 99), "max": lat[-1],
                 "min": lat[0], "over5": sum(1 for x in lat if x > 5.0),
             }
-            visible = [(reader.seen[a] - sent[a]) / 1e6 for a in addrs if a in reader.seen]
-            daemon_part = [(monitor.seen[a] - reader.seen[a]) / 1e6 for a in addrs
-                           if a in reader.seen and a in monitor.seen]
+            seen = reader.seen if reader is not None else {}
+            visible = [(seen[a] - sent[a]) / 1e6 for a in addrs if a in seen]
+            daemon_part = [(monitor.seen[a] - seen[a]) / 1e6 for a in addrs
+                           if a in seen and a in monitor.seen]
             stats["journal"] = stats_of(visible)
             stats["daemon"] = stats_of(daemon_part)
             with open(d.log.name, "rb") as f:
@@ -431,13 +474,14 @@ def bench_latency(args, results):
               f"p50 {stats['p50']:.2f} p90 {stats['p90']:.2f} p99 {stats['p99']:.2f} "
               f"max {stats['max']:.2f} ms; > 5 ms: {stats['over5']}; 'Banned' log lines "
               f"{stats['ban_lines']}; load {loadavg()}", flush=True)
-        print(f"    send -> visible to journalctl -f: {fmt_stats(stats['journal'])}")
-        print(f"    visible to journalctl -f -> kernel: {fmt_stats(stats['daemon'])}")
+        if not file:
+            print(f"    send -> visible to journalctl -f: {fmt_stats(stats['journal'])}")
+            print(f"    visible to journalctl -f -> kernel: {fmt_stats(stats['daemon'])}")
         print(f"    daemon batches with bans: {stats['batches']}, entries per batch "
               f"p50 {stats['batch_entries']['p50']:.0f} max {stats['batch_entries']['max']:.0f}; "
               f"match+commit time {fmt_stats(stats['commit'])}", flush=True)
         runs.append(stats)
-    results["latency"] = runs
+    results[kind] = runs
 
 
 # ---------------------------------------------------------------------------- 100k start
@@ -541,10 +585,10 @@ def bench_startup(args, results):
 
 def summary(results):
     print("\n== medians", flush=True)
-    if "latency" in results:
-        lat = results["latency"]
-        for k in ("p50", "p99", "max"):
-            print(f"  latency {k}: median {statistics.median(r[k] for r in lat):.2f} ms "
+    for kind in ("latency", "burst", "fileburst"):
+        lat = results.get(kind)
+        for k in ("p50", "p99", "max") if lat else ():
+            print(f"  {kind} {k}: median {statistics.median(r[k] for r in lat):.2f} ms "
                   f"(runs: {', '.join(f'{r[k]:.2f}' for r in lat)})")
     if "startup" in results:
         s = [r["ready_ms"] for r in results["startup"]]
@@ -567,10 +611,12 @@ def main():
     p.add_argument("--journal-socket", required=True)
     p.add_argument("--dir", required=True)
     p.add_argument("--pidfile", required=True)
-    p.add_argument("--only", default="idle,latency,startup")
+    p.add_argument("--only", default="idle,latency,burst,fileburst,startup")
     p.add_argument("--bans", type=int, default=1000)
     p.add_argument("--rate", type=float, default=200)
     p.add_argument("--latency-runs", type=int, default=5)
+    p.add_argument("--burst-addrs", type=int, default=200)
+    p.add_argument("--burst-maxretry", type=int, default=5)
     p.add_argument("--idle-runs", type=int, default=3)
     # 10 s shows the idle floor; over 30 s (the default reconcile_interval) it includes the
     # periodic firewall reconcile.
@@ -590,6 +636,10 @@ def main():
         bench_idle(args, results)
     if "latency" in only:
         bench_latency(args, results)
+    if "burst" in only:
+        bench_latency(args, results, burst=True)
+    if "fileburst" in only:
+        bench_latency(args, results, burst=True, file=True)
     if "startup" in only:
         bench_startup(args, results)
     summary(results)

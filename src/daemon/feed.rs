@@ -1,23 +1,19 @@
-//! The journal feed: a [`Follower`] (its own thread, blocking sd-journal) bridged into the
-//! owner task's async world by a second small thread that forwards batches over a tokio
-//! channel.
+//! The journal feed: a [`Follower`] (its own thread, blocking sd-journal) that hands its
+//! batches straight to the owner task over a tokio channel, as the file feed does (the one
+//! way of handing batches over, see [`crate::source`]).
 //!
 //! A feed belongs to one configuration: batch entries name jails by their index in it.
 //! A reload stops the feed and starts a new one from the committed cursor, so batches the
 //! owner had not processed yet are simply read again, never half-applied.
 
 use crate::source::journal::{
-    Batch, FollowOptions, FollowStopper, Follower, JailMatches, JournalError, JournalSource,
-    MatchExpr, Start, StartReport,
+    Batch, FollowOptions, Follower, JailMatches, JournalError, JournalSource, MatchExpr, Start,
+    StartReport,
 };
-use std::thread::JoinHandle;
-use tokio::sync::mpsc;
 
-/// A running feed; dropping it stops both threads.
+/// A running feed; dropping it stops the follow thread.
 pub struct Feed {
-    batches: mpsc::Receiver<Result<Batch, JournalError>>,
-    stopper: FollowStopper,
-    bridge: Option<JoinHandle<()>>,
+    follower: Follower,
 }
 
 impl Feed {
@@ -34,52 +30,22 @@ impl Feed {
             FollowOptions::default(),
         )?;
         let report = follower.start_report().clone();
-        let stopper = follower.stopper();
-        let (tx, batches) = mpsc::channel(2);
-        let bridge = std::thread::Builder::new()
-            .name("journal-bridge".into())
-            .spawn(move || {
-                // Ends when the follow thread stops (its sender goes) or the owner drops the
-                // receiver; dropping `follower` then joins the follow thread.
-                while let Ok(message) = follower.batches().recv() {
-                    let last = message.is_err();
-                    if tx.blocking_send(message).is_err() || last {
-                        break;
-                    }
-                }
-            })
-            .map_err(|source| JournalError::Call {
-                operation: "spawning the journal bridge thread",
-                source,
-            })?;
-        Ok((
-            Feed {
-                batches,
-                stopper,
-                bridge: Some(bridge),
-            },
-            report,
-        ))
+        Ok((Feed { follower }, report))
     }
 
     /// The next batch; `None` once the feed has ended.
     pub async fn next(&mut self) -> Option<Result<Batch, JournalError>> {
-        self.batches.recv().await
+        self.follower.next().await
     }
 
-    fn shut_down(&mut self) {
-        self.stopper.stop();
-        // Unblocks the bridge if it waits to hand over a batch; that batch is dropped.
-        self.batches.close();
-        while self.batches.try_recv().is_ok() {}
-        if let Some(bridge) = self.bridge.take() {
-            let _ = bridge.join();
-        }
+    /// Hands a processed batch back so its buffers are reused.
+    pub fn recycle(&self, batch: Batch) {
+        self.follower.recycle(batch);
     }
-}
 
-impl Drop for Feed {
-    fn drop(&mut self) {
-        self.shut_down();
+    /// A batch had live failures: an attack may be under way, so the journal is followed
+    /// closely for a while ([`Follower::failures_seen`]).
+    pub fn failures_seen(&self) {
+        self.follower.failures_seen();
     }
 }

@@ -451,6 +451,16 @@ impl Jails {
         (decisions, lines)
     }
 
+    /// Live failures counted so far, all jails together: a batch that adds to them is part
+    /// of an attack under way, and the journal is followed closely for a while
+    /// ([`super::feed::Feed::failures_seen`]).
+    pub(super) fn live_failures(&self) -> u64 {
+        self.running
+            .iter()
+            .map(|j| j.tracker.totals().failures)
+            .sum()
+    }
+
     /// The lines that led to `target`'s ban in jail `index`, for its actions (forgotten
     /// here); none when the jail keeps none.
     pub(super) fn take_lines(&mut self, index: usize, target: &IpNet) -> Vec<String> {

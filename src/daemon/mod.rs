@@ -385,7 +385,16 @@ pub async fn run(
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
-                Some(Ok(batch)) => daemon.process(batch).await,
+                Some(Ok(batch)) => {
+                    let failures = daemon.jails.live_failures();
+                    daemon.process(&batch).await;
+                    if let Some(feed) = &feeds.journal {
+                        if daemon.jails.live_failures() != failures {
+                            feed.failures_seen();
+                        }
+                        feed.recycle(batch);
+                    }
+                }
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(JournalError::FollowThread.into()),
             },
@@ -650,14 +659,14 @@ impl Daemon {
     }
 
     /// One batch: match, count, decide; commit bans with the cursor; then block.
-    async fn process(&mut self, batch: Batch) {
+    async fn process(&mut self, batch: &Batch) {
         let started = std::time::Instant::now();
         let now = wall_now();
         self.catching_up = !batch.at_end();
         if batch.at_end() {
             self.catch_up_done();
         }
-        let decisions = self.jails.decide_batch(&batch, now);
+        let decisions = self.jails.decide_batch(batch, now);
         let position = batch
             .cursor()
             .map(|c| (self.source_key.clone(), c.to_string()));

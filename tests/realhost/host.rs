@@ -50,6 +50,13 @@ const PATH: &str = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 /// Boot, poweroff and reboot of a small root take seconds; this only bounds a broken host.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one ssh login may take. A login from an address banned while it is under way
+/// (sshd logged "Invalid user", the failure that completes maxretry, and banhound banned
+/// within milliseconds, before the client sent its password) never ends by itself: its
+/// packets are dropped from then on, and the client waits in the authentication exchange,
+/// which ConnectTimeout does not cover. A real login takes a few seconds (PAM's delay after
+/// a wrong password included).
+pub const LOGIN_LIMIT: Duration = Duration::from_secs(15);
 
 /// The cached root (built on first use by this process, or found in the cache).
 fn root() -> &'static Path {
@@ -78,7 +85,8 @@ fn root() -> &'static Path {
 pub enum Login {
     /// sshd answered and refused the password.
     Refused,
-    /// No connection (dropped: banned) or another ssh failure.
+    /// No connection (dropped: banned), a login cut off at [`LOGIN_LIMIT`] (banned while
+    /// under way), or another ssh failure.
     NoConnection,
     /// The password was right.
     LoggedIn,
@@ -349,6 +357,7 @@ impl Host {
     pub fn login(&self, from: &Netns, user: &str, password: &str, to: &str) -> Login {
         let out = Command::new("ip")
             .args(["netns", "exec", from.name()])
+            .args(["timeout", &LOGIN_LIMIT.as_secs().to_string()])
             .args(["sshpass", "-p", password, "ssh"])
             .args(["-o", "PreferredAuthentications=password"])
             .args(["-o", "NumberOfPasswordPrompts=1"])

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use host::{
     Host, Login, ADMIN, ADMIN_PASSWORD, ATTACKER2_V4, ATTACKER_IF, ATTACKER_V4, ATTACKER_V6,
+    LOGIN_LIMIT,
 };
 use host::{SERVER2_V4, SERVER_FRIEND_V4, SERVER_FRIEND_V6, SERVER_V4, SERVER_V6};
 use netlab::{wait_for, Netns};
@@ -92,14 +93,21 @@ fn attack_until_banned(
         let _stop = StopOnDrop(&done);
         let mut attempts = 0;
         while !done.load(Ordering::SeqCst) && attempts < max {
+            let started = Instant::now();
             let login = host.fail_login(from, user, to);
             attempts += 1;
             if login == Login::NoConnection {
-                // A ban that came after the settling time blocks this attempt (which then
-                // never reached sshd): let the watcher see it.
+                // A ban blocks this attempt: one that came after the settling time, before
+                // it connected (it never reached sshd, and is not counted), or one that came
+                // while it was under way, decided on its own first line (its packets are
+                // dropped from then on, and ssh is cut off at LOGIN_LIMIT): let the watcher
+                // see it.
+                let cut_off = started.elapsed() >= LOGIN_LIMIT;
                 std::thread::sleep(Duration::from_secs(2));
                 if done.load(Ordering::SeqCst) {
-                    attempts -= 1;
+                    if !cut_off {
+                        attempts -= 1;
+                    }
                     break;
                 }
             }

@@ -1,15 +1,25 @@
 //! Following the journal live, from a dedicated thread that sleeps until journald writes.
 //!
 //! sd-journal handles are not `Send`, so the thread opens its own reader and hands entries
-//! over a bounded channel in [`Batch`]es (one channel message and one cursor per batch, not per
-//! entry). It blocks in poll(2) on two descriptors: the journal's inotify fd (with the events
-//! and timeout sd-journal asks for) and an eventfd that [`Follower::stop`] signals. With
-//! nothing logged the thread never wakes up; a wake-up is followed by `sd_journal_process`,
-//! and only APPEND or INVALIDATE lead to reading, so spurious wake-ups do not spin.
+//! in [`Batch`]es (one channel message and one cursor per batch, not per entry) straight to
+//! the async consumer over a bounded tokio channel, as the file followers do (the one way
+//! both sources hand batches over; see [`crate::source`]). It blocks in poll(2) on the
+//! journal's inotify fd (with the events and timeout sd-journal asks for), an eventfd that
+//! [`Follower::stop`] signals and one that [`Follower::failures_seen`] signals. With nothing
+//! logged the thread never wakes up; a wake-up is followed by `sd_journal_process`, and only
+//! APPEND or INVALIDATE lead to reading, so spurious wake-ups do not spin.
 //! INVALIDATE (rotation, vacuum, journald restart) needs no special handling beyond reading
 //! on: sd-journal keeps the read position across file changes, so nothing is lost or repeated.
 //! The batch that empties the journal says so ([`Batch::at_end`]); the first one is sent even
 //! when there was nothing to read, so a consumer always learns that its catch-up is over.
+//!
+//! **Hot follow.** journald appends an entry to the journal file at once, but coalesces the
+//! change notifications its readers get on a timer (a quarter of a second), so a reader that
+//! only waits for them sees an attack that late. While the consumer reports failures
+//! ([`Follower::failures_seen`]), the thread therefore also reads on a short tick
+//! ([`FollowOptions::hot_tick`]): sd-journal sees what was appended to a file it has mapped
+//! without being notified. [`FollowOptions::hot_for`] after the last report it is back to
+//! notifications only, and to no wake-ups at all when nothing is logged.
 
 use super::entry::Batch;
 use super::matches::JailMatches;
@@ -19,11 +29,14 @@ use super::reader::{
 use super::shim;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self as std_mpsc, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
+use tokio::sync::mpsc;
 
-/// Sizes of the hand-over between the follow thread and its consumer.
+/// Sizes of the hand-over between the follow thread and its consumer, and its hot follow.
 #[derive(Clone, Copy, Debug)]
 pub struct FollowOptions {
     /// At most this many entries per batch.
@@ -33,6 +46,10 @@ pub struct FollowOptions {
     /// Batches waiting for the consumer before the follow thread blocks (back-pressure: the
     /// journal itself is the buffer, so a slow consumer never makes banhound drop entries).
     pub queue_depth: usize,
+    /// While hot, the journal is read at least this often (see the module documentation).
+    pub hot_tick: Duration,
+    /// How long after the last [`Follower::failures_seen`] the follower stays hot.
+    pub hot_for: Duration,
 }
 
 impl Default for FollowOptions {
@@ -41,7 +58,38 @@ impl Default for FollowOptions {
             batch_entries: 1024,
             batch_bytes: 1 << 20,
             queue_depth: 4,
+            // Short against the latency goal (an attack's entries seen within milliseconds),
+            // long enough that a hot thread costs little: a read that finds nothing is a few
+            // microseconds.
+            hot_tick: Duration::from_millis(5),
+            // A password guesser over ssh fails about once per connection, and sshd answers a
+            // wrong password only after PAM's delay: one attacker's attempts come seconds
+            // apart (tests/realhost), and a hot period must span that gap.
+            hot_for: Duration::from_secs(10),
         }
+    }
+}
+
+/// Until when the follower is hot, as a CLOCK_MONOTONIC time in microseconds (0: never),
+/// written by the consumer, read by the follow thread before each sleep; and the eventfd
+/// that wakes the thread when it turns hot (it may be asleep without a timeout then).
+#[derive(Debug)]
+struct Hot {
+    until: AtomicU64,
+    wake: OwnedFd,
+}
+
+impl Hot {
+    /// Hot until `hot_for` from now; true if it was not hot a moment ago (the thread must be
+    /// woken to start ticking).
+    fn extend(&self, hot_for: Duration) -> bool {
+        let now = shim::monotonic_usec();
+        let until = now.saturating_add(u64::try_from(hot_for.as_micros()).unwrap_or(u64::MAX));
+        self.until.fetch_max(until, Ordering::Relaxed) <= now
+    }
+
+    fn until(&self) -> u64 {
+        self.until.load(Ordering::Relaxed)
     }
 }
 
@@ -50,9 +98,11 @@ type Ready = Result<(StartReport, libc::pid_t), JournalError>;
 
 /// A running follow thread. Dropping it stops the thread too.
 pub struct Follower {
-    batches: Receiver<Result<Batch, JournalError>>,
+    batches: mpsc::Receiver<Result<Batch, JournalError>>,
     recycle: Sender<Batch>,
     stop: Arc<OwnedFd>,
+    hot: Arc<Hot>,
+    hot_for: Duration,
     thread: Option<JoinHandle<ReadStats>>,
     report: StartReport,
     thread_id: libc::pid_t,
@@ -67,14 +117,22 @@ impl Follower {
         start: Start,
         options: FollowOptions,
     ) -> Result<Follower, JournalError> {
-        let stop = Arc::new(shim::eventfd().map_err(|source| JournalError::Call {
-            operation: "eventfd",
-            source,
-        })?);
-        let (ready_tx, ready_rx) = mpsc::sync_channel::<Ready>(1);
-        let (batch_tx, batches) = mpsc::sync_channel(options.queue_depth.max(1));
-        let (recycle, recycle_rx) = mpsc::channel();
+        let eventfd = || {
+            shim::eventfd().map_err(|source| JournalError::Call {
+                operation: "eventfd",
+                source,
+            })
+        };
+        let stop = Arc::new(eventfd()?);
+        let hot = Arc::new(Hot {
+            until: AtomicU64::new(0),
+            wake: eventfd()?,
+        });
+        let (ready_tx, ready_rx) = std_mpsc::sync_channel::<Ready>(1);
+        let (batch_tx, batches) = mpsc::channel(options.queue_depth.max(1));
+        let (recycle, recycle_rx) = std_mpsc::channel();
         let thread_stop = Arc::clone(&stop);
+        let thread_hot = Arc::clone(&hot);
         let thread = thread::Builder::new()
             .name("journal-follow".into())
             .spawn(move || {
@@ -97,10 +155,11 @@ impl Follower {
                     batches: batch_tx,
                     recycled: recycle_rx,
                     stop: &thread_stop,
+                    hot: &thread_hot,
                     end_reported: false,
                 };
                 if let Err(e) = follow.run(&mut reader) {
-                    let _ = follow.batches.send(Err(e));
+                    let _ = follow.batches.blocking_send(Err(e));
                 }
                 reader.stats()
             })
@@ -123,6 +182,8 @@ impl Follower {
             batches,
             recycle,
             stop,
+            hot,
+            hot_for: options.hot_for,
             thread: Some(thread),
             report,
             thread_id,
@@ -134,9 +195,23 @@ impl Follower {
         &self.report
     }
 
-    /// Batches in journal order. An `Err` is the last message: the thread has stopped.
-    pub fn batches(&self) -> &Receiver<Result<Batch, JournalError>> {
-        &self.batches
+    /// The next batch, in journal order; `None` once the thread has stopped. An `Err` is the
+    /// last message.
+    pub async fn next(&mut self) -> Option<Result<Batch, JournalError>> {
+        self.batches.recv().await
+    }
+
+    /// [`Follower::next`] for a consumer outside any async runtime (tools, tests).
+    pub fn blocking_next(&mut self) -> Option<Result<Batch, JournalError>> {
+        self.batches.blocking_recv()
+    }
+
+    /// The consumer counted failures in what it was handed: an attack may be under way, so
+    /// the thread reads on the short tick for a while (see the module documentation).
+    pub fn failures_seen(&self) {
+        if self.hot.extend(self.hot_for) {
+            shim::signal(&self.hot.wake);
+        }
     }
 
     /// Hands a processed batch back so its buffers are reused.
@@ -150,7 +225,7 @@ impl Follower {
     }
 
     /// A handle that asks the thread to stop from anywhere, e.g. while another thread is
-    /// blocked receiving from [`Follower::batches`] (the receive then fails: the thread's
+    /// blocked in [`Follower::blocking_next`] (which then returns `None`: the thread's
     /// sender is gone).
     pub fn stopper(&self) -> FollowStopper {
         FollowStopper(Arc::clone(&self.stop))
@@ -164,9 +239,10 @@ impl Follower {
     fn shut_down(&mut self) -> Option<ReadStats> {
         let thread = self.thread.take()?;
         self.stopper().stop();
-        // The thread may be blocked sending to a full queue: dropping the receiver frees it.
-        let (_, idle) = mpsc::sync_channel(0);
-        drop(std::mem::replace(&mut self.batches, idle));
+        // The thread may be blocked sending to a full queue: closing the channel frees it.
+        // Batches not taken are dropped; the next follower reads them again from the cursor.
+        self.batches.close();
+        while self.batches.try_recv().is_ok() {}
         thread.join().ok()
     }
 }
@@ -190,9 +266,10 @@ impl Drop for Follower {
 
 struct FollowLoop<'a> {
     options: FollowOptions,
-    batches: SyncSender<Result<Batch, JournalError>>,
+    batches: mpsc::Sender<Result<Batch, JournalError>>,
     recycled: Receiver<Batch>,
     stop: &'a OwnedFd,
+    hot: &'a Hot,
     /// A batch with [`Batch::at_end`] was sent: later drains that read nothing send nothing.
     end_reported: bool,
 }
@@ -250,7 +327,7 @@ impl FollowLoop<'_> {
                 batch.set_at_end();
                 self.end_reported = true;
             }
-            if self.batches.send(Ok(batch)).is_err() {
+            if self.batches.blocking_send(Ok(batch)).is_err() {
                 return Ok(Flow::Stop);
             }
             if !full {
@@ -259,7 +336,8 @@ impl FollowLoop<'_> {
         }
     }
 
-    /// Sleeps until the journal changed (APPEND or INVALIDATE) or a stop is requested.
+    /// Sleeps until the journal changed (APPEND or INVALIDATE), a hot tick is due, or a stop
+    /// is requested.
     fn wait(
         &mut self,
         reader: &mut JournalReader,
@@ -268,8 +346,9 @@ impl FollowLoop<'_> {
         let journal = reader.journal();
         loop {
             let events = check(shim::events(journal), "sd_journal_get_events")?;
-            let (ret, deadline) = shim::timeout(journal);
+            let (ret, journal_deadline) = shim::timeout(journal);
             check(ret, "sd_journal_get_timeout")?;
+            let tick = self.hot_tick();
             let mut fds = [
                 libc::pollfd {
                     fd: journal_fd,
@@ -281,8 +360,13 @@ impl FollowLoop<'_> {
                     events: libc::POLLIN,
                     revents: 0,
                 },
+                libc::pollfd {
+                    fd: self.hot.wake.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
-            let timeout = poll_timeout_ms(deadline);
+            let timeout = poll_timeout_ms(journal_deadline.min(tick.unwrap_or(u64::MAX)));
             if let Err(err) = shim::poll(&mut fds, timeout) {
                 if err.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -295,16 +379,34 @@ impl FollowLoop<'_> {
             if fds[1].revents != 0 {
                 return Ok(Flow::Stop);
             }
+            let turned_hot = fds[2].revents != 0;
+            if turned_hot {
+                shim::drain(&self.hot.wake);
+            }
             let change = check(shim::process(journal), "sd_journal_process")?;
-            if change != shim::NOP {
+            // Turning hot reads at once: what was appended since the batch that had the
+            // failures is not notified before journald's timer.
+            if change != shim::NOP
+                || turned_hot
+                || tick.is_some_and(|tick| shim::monotonic_usec() >= tick)
+            {
                 return Ok(Flow::Continue);
             }
         }
     }
+
+    /// When the next hot read is due (CLOCK_MONOTONIC microseconds), or `None` when the
+    /// follower is not hot.
+    fn hot_tick(&self) -> Option<u64> {
+        let now = shim::monotonic_usec();
+        let tick = u64::try_from(self.options.hot_tick.as_micros()).unwrap_or(u64::MAX);
+        (now < self.hot.until()).then(|| now.saturating_add(tick))
+    }
 }
 
 /// sd_journal_get_timeout gives an absolute CLOCK_MONOTONIC deadline (`u64::MAX`: none, the
-/// usual case with inotify); poll wants relative milliseconds, rounded up so it never spins.
+/// usual case with inotify), and so is the hot tick; poll wants relative milliseconds, rounded
+/// up so it never spins.
 fn poll_timeout_ms(deadline_usec: u64) -> libc::c_int {
     if deadline_usec == u64::MAX {
         return -1;

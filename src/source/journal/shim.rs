@@ -111,8 +111,8 @@ pub(super) fn process(journal: &mut Journal) -> libc::c_int {
     unsafe { ffi::sd_journal_process(journal.as_ptr()) }
 }
 
-/// The follow thread's stop eventfd and poll(2), shared with the file follower.
-pub(super) use crate::source::fd_shim::{eventfd, poll, signal};
+/// The follow thread's eventfds (stop, turning hot) and poll(2), shared with the file follower.
+pub(super) use crate::source::fd_shim::{drain, eventfd, poll, signal};
 
 /// The calling thread's id.
 pub(super) fn gettid() -> libc::pid_t {
