@@ -1,7 +1,7 @@
 //! `kind = "command"`: a program run with an argv (never through a shell) on ban and unban.
 //!
 //! Each argument is a template; the same values are in the environment as `BANHOUND_JAIL`,
-//! `BANHOUND_IP`, … (see [`env`]), so a script needs no parsing of its arguments. An
+//! `BANHOUND_IP`, … (see [`env()`]), so a script needs no parsing of its arguments. An
 //! attacker's text (the matched lines) is one argument or one variable whatever it
 //! contains: no shell ever sees it.
 
