@@ -187,7 +187,9 @@ impl WebhookAction {
                     if code.starts_with('2') && code.len() == 3 {
                         return Ok(());
                     }
-                    format!("{} answered HTTP {code}", self.url)
+                    // Not the URL: it often is the secret (Slack's, ntfy's topic), and this
+                    // text is shown to every user of `banhound status`.
+                    format!("the server answered HTTP {code}")
                 }
                 Err(e) => e.to_string(),
             };

@@ -85,12 +85,10 @@ pub trait Observer: Send {
 }
 
 /// Jail actions ([`crate::action`]) run for bans from the logs (with their lines) and from
-/// the bus, not for restored ones (they ran when the ban was new), and for every lift.
+/// the bus, for restored ones only where fail2ban gives them (they ran when the ban was new),
+/// and for every lift.
 impl Observer for Actions {
     fn banned(&mut self, ban: &BanNotice<'_>) {
-        if ban.cause == Cause::Restored {
-            return;
-        }
         let d = ban.decision;
         Actions::banned(
             self,
@@ -102,6 +100,7 @@ impl Observer for Actions {
                 failures: d.failures,
                 offence: d.offence,
                 lines: ban.lines.to_vec(),
+                restored: ban.cause == Cause::Restored,
             },
         );
     }

@@ -58,15 +58,16 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// The configuration's actions, started for the jails that have any (on the runtime).
-    pub(super) fn start_actions(&self) -> Actions {
+    /// The configuration's actions, started for the jails that have any (on the runtime),
+    /// taking over from those of the configuration before (see [`Actions::replace`]).
+    pub(super) fn start_actions(&self, previous: Actions) -> Actions {
         let jails = self
             .jails
             .iter()
             .filter(|j| !j.actions.is_empty())
             .map(|j| (j.name.clone(), j.actions.clone()))
             .collect();
-        Actions::start(&self.actions, jails)
+        previous.replace(&self.actions, jails)
     }
 
     pub(super) fn new(settings: Settings) -> Result<Prepared, DaemonError> {

@@ -66,6 +66,7 @@ pub mod state_writer;
 
 pub use enforcement::{ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer};
 
+use crate::action::Actions;
 use crate::bus::service::StartError;
 use crate::bus::{Bus, ControlError, Event, Lifted, Request};
 use crate::config::error::ConfigError;
@@ -259,7 +260,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let events = broadcast::channel(EVENT_BACKLOG).0;
     let mut enforcement = Enforcement::new(state);
     enforcement.observe(Box::new(Signals(events.clone())));
-    enforcement.actions = prepared.start_actions();
+    enforcement.actions = prepared.start_actions(Actions::none());
     let mut daemon = Daemon {
         source_key: source_key(&options.journal),
         reconcile_interval: prepared.daemon.reconcile_interval,
@@ -394,6 +395,10 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     }
     // Unprocessed batches are dropped: their entries are after the committed positions.
     drop(feeds);
+    // Bounded: a hanging action does not hold the stop up.
+    std::mem::replace(&mut daemon.enforcement.actions, Actions::none())
+        .shut_down()
+        .await;
     if daemon.options.flush_on_stop {
         daemon.enforcement.teardown().await?;
         tracing::info!("flushed banhound's firewall objects (--flush-on-stop); bans stay in the state database");
@@ -810,7 +815,8 @@ impl Daemon {
             self.schedule_reconcile();
         }
         // The old actions' queued work still runs; their workers end when it is done.
-        self.enforcement.actions = prepared.start_actions();
+        let previous = std::mem::replace(&mut self.enforcement.actions, Actions::none());
+        self.enforcement.actions = prepared.start_actions(previous);
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.
