@@ -356,7 +356,10 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
     );
     let error = hang["error"].as_str().unwrap();
     assert!(error.contains("timed out"), "{status}");
-    assert!(!error.contains("/hang") && !error.contains("127.0.0.1"), "{status}");
+    assert!(
+        !error.contains("/hang") && !error.contains("127.0.0.1"),
+        "{status}"
+    );
     assert_eq!(hang["last_error"], hang["error"], "{status}");
     let out = private_bus::as_nobody()
         .arg(env!("CARGO_BIN_EXE_banhound"))
@@ -370,7 +373,9 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
         "{text}"
     );
     assert!(
-        text.contains("`- Action hang (webhook): 2 run(s), 2 failed, 0 queued, 0 dropped; FAILING: "),
+        text.contains(
+            "`- Action hang (webhook): 2 run(s), 2 failed, 0 queued, 0 dropped; FAILING: "
+        ),
         "{text}"
     );
     assert!(daemon.stop());
@@ -833,7 +838,10 @@ fn flood_and_hanging_action_figures() {
             assert_eq!(hang["kind"], "webhook", "{status}");
             // 40 events: RUNNING_PER_ACTION (4) running, the rest queued or done (each run
             // ends by the 30 s timeout, a failure).
-            let (runs, queued) = (hang["runs"].as_u64().unwrap(), hang["queued"].as_u64().unwrap());
+            let (runs, queued) = (
+                hang["runs"].as_u64().unwrap(),
+                hang["queued"].as_u64().unwrap(),
+            );
             assert_eq!(runs + queued, 36, "{status}");
             assert_eq!(hang["failures"].as_u64(), Some(runs), "{status}");
             assert_eq!(hang["dropped"], 0, "{status}");
@@ -877,4 +885,141 @@ fn jail_status(address: &str) -> serde_json::Value {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// fail2ban's life cycle of an action, observed by its effects: `actionstart` before the
+/// first ban, `actioncheck` before each (a failed check restores the action with
+/// `actionstop` + `actionstart`, then the ban runs), `<F-USER>` as text, nothing on a reload
+/// that changes nothing, `actionstop` at shutdown and when a reload drops the action, and the
+/// restored bans given again at start (`<restored>` 1) to an action without `norestored`:
+/// Debian's `dummy`, whose `actionstop` deletes its file, has its lines back.
+#[test]
+fn fail2ban_actions_start_check_stop_and_get_restored_bans_as_fail2ban_runs_them() {
+    let files = Scratch::new();
+    let (auth, canary) = (&files.auth, &files.canary);
+    let (record, ready, dummy) = (
+        files.path("record.txt"),
+        files.path("ready"),
+        files.path("dummy.txt"),
+    );
+    let f2b = fail2ban_dir(
+        "[Definition]\n\
+         actionstart = touch <ready>; echo start >> <out>\n\
+         actionstop = rm -f <ready>; echo stop >> <out>\n\
+         actioncheck = test -e <ready>\n\
+         actionban = echo \"ban <ip> user=<F-USER> restored=<restored>\" >> <out>\n\
+         actionunban = echo \"unban <ip>\" >> <out>\n\
+         [Init]\nout = /dev/null\nready = /dev/null\n",
+    );
+    let config = |with_custom: bool| {
+        let custom = format!(
+            "fail2ban:custom-record[out={}, ready={}]",
+            record.display(),
+            ready.display()
+        );
+        let dummy = format!("fail2ban:dummy[target={}]", dummy.display());
+        let actions: Vec<&str> = if with_custom {
+            vec![&custom, &dummy]
+        } else {
+            vec![&dummy]
+        };
+        format!(
+            "[fail2ban]\ndir = \"{}\"\n\n{}",
+            f2b.path().display(),
+            jail(auth, 3, "1h", &actions)
+        )
+    };
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    let mut lab = Lab::new("f2bl", &config(true));
+    let daemon = lab.start();
+    wait_for("actionstart", Duration::from_secs(10), || {
+        read(&record) == "start\n"
+    });
+    attack_with_hostile_text(&daemon, auth, canary);
+    wait_for("the first ban", Duration::from_secs(10), || {
+        read(&record).lines().count() == 2
+    });
+    let first = read(&record).lines().nth(1).unwrap().to_string();
+    // The user of the failure that made the ban (the third), as text, control bytes shown.
+    assert_eq!(
+        first,
+        format!(
+            "ban {ATTACKER} user=`touch {}`;rm -rf /;\\x0dBcc: injected@banhound.test\\x00x restored=0",
+            canary.display()
+        )
+    );
+
+    // Someone removes what actionstart set up: the check before the next ban fails.
+    std::fs::remove_file(&ready).unwrap();
+    append(
+        auth,
+        &(0..3)
+            .map(|i| {
+                sshd_line(
+                    format!(
+                        "Failed password for root from {FRIEND} port {} ssh2",
+                        42000 + i
+                    )
+                    .as_bytes(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    wait_for("the restored action's ban", Duration::from_secs(10), || {
+        read(&record).lines().count() == 5
+    });
+    let expected = format!("start\n{first}\nstop\nstart\nban {FRIEND} user=root restored=0\n");
+    assert_eq!(read(&record), expected);
+    assert!(daemon
+        .log()
+        .contains("actioncheck failed, restored the action"));
+
+    // A reload that changes nothing leaves the actions running.
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(&record), expected);
+    wait_for("dummy's lines", Duration::from_secs(10), || {
+        read(&dummy) == format!("123\n+{ATTACKER}\n+{FRIEND}\n")
+    });
+
+    // Shutdown: actionstop of both (dummy deletes its file).
+    assert!(daemon.stop());
+    assert_eq!(read(&record), format!("{expected}stop\n"));
+    assert!(!dummy.exists());
+
+    // Restart: started again, and the restored bans given to them (not to a mail action:
+    // Debian's sendmail-* set norestored, tests above).
+    let daemon = lab.start();
+    wait_for("the restored bans", Duration::from_secs(10), || {
+        read(&record).lines().count() == 9 && read(&dummy).lines().count() == 3
+    });
+    let restarted: Vec<String> = read(&record).lines().skip(6).map(String::from).collect();
+    assert_eq!(restarted[0], "start");
+    let mut restored = restarted[1..].to_vec();
+    restored.sort();
+    assert_eq!(
+        restored,
+        [
+            format!("ban {FRIEND} user= restored=1"),
+            format!("ban {ATTACKER} user= restored=1"),
+        ]
+    );
+    let dummy_lines = read(&dummy);
+    assert!(dummy_lines.starts_with("123\n"), "{dummy_lines}");
+    assert!(
+        dummy_lines.contains(&format!("+{ATTACKER}\n")),
+        "{dummy_lines}"
+    );
+
+    // A reload without the custom action stops it; dummy, unchanged, keeps running.
+    lab.write_config(&config(false));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    wait_for("the dropped action's stop", Duration::from_secs(10), || {
+        read(&record).ends_with("restored=1\nstop\n")
+    });
+    assert_eq!(read(&dummy), dummy_lines);
+    assert!(!canary.exists(), "text from the log was run");
+    assert!(daemon.stop());
 }

@@ -5,7 +5,8 @@
 //! parameters given at use over `[Init]`, `%(name)s` interpolation, then fail2ban's `<tag>`
 //! substitution of configuration values (`<mailcmd>`, `<dest>`, `<ip_value>`, recursively;
 //! `[Init?family=inet6]` for IPv6 bans). What remains are the tags of the event (`<ip>`,
-//! `<failures>`, `<matches>`, `<F-…>`, …), kept as markers.
+//! `<failures>`, `<matches>`, `<F-USER>`, …), kept as markers (other `<F-…>` fields of the
+//! filter are not kept with the lines: they stand for empty text).
 //!
 //! Running: `/bin/sh -c SCRIPT`, as fail2ban does. Each event value goes into the
 //! environment (`F2B_V0`, …) and its marker becomes a reference to that variable, written for
@@ -202,7 +203,12 @@ impl Fail2banAction {
 
     /// `actioncheck` before an event; when it fails and `repair`, restores the action and
     /// checks again.
-    async fn check(&self, scripts: &Scripts, repair: bool, timeout: Duration) -> Result<(), String> {
+    async fn check(
+        &self,
+        scripts: &Scripts,
+        repair: bool,
+        timeout: Duration,
+    ) -> Result<(), String> {
         let none = |_: &str| String::new();
         if scripts.check.trim().is_empty()
             || self.run_script(&scripts.check, none, timeout).await.is_ok()
@@ -353,6 +359,7 @@ fn event_value(event: &ActionEvent, tag: &str) -> String {
         ("time", ActionEvent::Ban(b)) => b.at.as_secs().to_string(),
         ("time", ActionEvent::Unban(u)) => u.at.as_secs().to_string(),
         ("restored", ActionEvent::Ban(b)) if b.restored => "1".into(),
+        ("F-USER", ActionEvent::Ban(b)) => b.user.clone().unwrap_or_default(),
         ("restored", _) => "0".into(),
         _ => String::new(),
     };

@@ -67,6 +67,8 @@ pub struct BanRecord {
     pub offence: u32,
     /// The matched lines, neutralised ([`lines`]); empty for a manual ban.
     pub lines: Vec<String>,
+    /// The user the filter named (`<F-USER>`), neutralised.
+    pub user: Option<String>,
     /// Put back at start-up (only fail2ban actions that want them see these).
     pub restored: bool,
 }
@@ -120,6 +122,7 @@ impl ActionEvent {
                 .until(b.at)
                 .map_or_else(|| "never".to_string(), Timestamp::to_rfc3339),
             (Placeholder::Lines, ActionEvent::Ban(b)) => b.lines.join("\n"),
+            (Placeholder::User, ActionEvent::Ban(b)) => b.user.clone().unwrap_or_default(),
             (Placeholder::Reason, ActionEvent::Unban(u)) => u.reason.to_string(),
             (Placeholder::Hostname, _) => hostname.to_string(),
             (
@@ -127,7 +130,8 @@ impl ActionEvent {
                 | Placeholder::Offence
                 | Placeholder::Bantime
                 | Placeholder::Until
-                | Placeholder::Lines,
+                | Placeholder::Lines
+                | Placeholder::User,
                 ActionEvent::Unban(_),
             )
             | (Placeholder::Reason, ActionEvent::Ban(_)) => String::new(),

@@ -30,6 +30,7 @@ use super::health::Health;
 use super::jails::Jails;
 use super::state::StoredBan;
 use super::state_writer::{Report as StateReport, StateWriter};
+use crate::action::lines::{Matched, NO_MATCH};
 use crate::action::{Actions, BanRecord};
 use crate::bus::{Event, Lifted};
 use crate::display::display_target;
@@ -64,9 +65,9 @@ pub struct BanNotice<'a> {
     /// The jail's findtime (the window the failures fell in).
     pub findtime: Duration,
     pub cause: Cause,
-    /// The log lines that led to it, neutralised (kept only for jails with actions; none
-    /// for manual and restored bans).
-    pub lines: &'a [String],
+    /// The log lines that led to it and their user, neutralised (kept only for jails with
+    /// actions; none for manual and restored bans).
+    pub matched: &'a Matched,
 }
 
 /// A ban that ended, as observers see it.
@@ -99,7 +100,8 @@ impl Observer for Actions {
                 bantime: d.bantime,
                 failures: d.failures,
                 offence: d.offence,
-                lines: ban.lines.to_vec(),
+                lines: ban.matched.lines.clone(),
+                user: ban.matched.user.clone(),
                 restored: ban.cause == Cause::Restored,
             },
         );
@@ -251,7 +253,7 @@ impl Enforcement {
         &mut self,
         jails: &Jails,
         decisions: &[(usize, BanDecision)],
-        lines: &[Vec<String>],
+        lines: &[Matched],
         position: Option<(&str, &str)>,
         now: Timestamp,
         cause: Cause,
@@ -319,7 +321,7 @@ impl Enforcement {
                 decision: d,
                 findtime: settings.policy.findtime,
                 cause,
-                lines: lines.get(i).map_or(&[][..], Vec::as_slice),
+                matched: lines.get(i).unwrap_or(&NO_MATCH),
             });
         }
         self.health.status_changed();
@@ -377,7 +379,7 @@ impl Enforcement {
                 decision: &decision,
                 findtime,
                 cause: Cause::Restored,
-                lines: &[],
+                matched: &NO_MATCH,
             });
         }
         self.health.status_changed();
@@ -598,7 +600,7 @@ mod tests {
                 decision: &d,
                 findtime: Duration::from_secs(600),
                 cause,
-                lines: &[],
+                matched: &NO_MATCH,
             });
         }
         signals.lifted(&LiftNotice {

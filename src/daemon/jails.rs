@@ -14,7 +14,7 @@
 
 use super::DaemonError;
 use crate::action::config::ActionSpec;
-use crate::action::lines::MatchedLines;
+use crate::action::lines::{Matched, MatchedLines};
 use crate::action::Actions;
 use crate::bus::{ControlError, JailSnapshot};
 use crate::config::{DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings};
@@ -428,11 +428,11 @@ impl Jails {
 
     /// The lines that led to `target`'s ban in jail `index`, for its actions (forgotten
     /// here); none when the jail keeps none.
-    pub(super) fn take_lines(&mut self, index: usize, target: &IpNet) -> Vec<String> {
+    pub(super) fn take_lines(&mut self, index: usize, target: &IpNet) -> Matched {
         let jail = &mut self.running[index];
         match &mut jail.matched {
             Some(matched) => matched.take(&jail.settings.name, target),
-            None => Vec::new(),
+            None => Matched::default(),
         }
     }
 
@@ -681,7 +681,7 @@ fn conclude_step(
         Host::Name(_) => return None,
     };
     if let (Some(matched), Verdict::Ban(_) | Verdict::Counted { .. }) = (matched, &verdict) {
-        matched.note(&settings.name, target, failure.text);
+        matched.note(&settings.name, target, failure.text, failure.user);
     }
     let jail = &settings.name;
     match verdict {

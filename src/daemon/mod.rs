@@ -681,7 +681,7 @@ impl Daemon {
     ) {
         let position = position.as_ref().map(|(k, v)| (k.as_str(), v.as_str()));
         let bans = decisions.len();
-        let lines: Vec<Vec<String>> = decisions
+        let lines: Vec<crate::action::lines::Matched> = decisions
             .iter()
             .map(|(j, d)| self.jails.take_lines(*j, &d.target))
             .collect();
