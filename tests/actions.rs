@@ -248,7 +248,7 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
     let (auth, canary) = (&files.auth, &files.canary);
     let url = |path: &str| format!("http://127.0.0.1:{HTTP_PORT}{path}");
     let config = format!(
-        "{}\n[action.flaky]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer t0ken\", X-Jail = \"{{jail}}\" }}\nbody = {{ text = \"Banned {{ip}} in {{jail}}\", comment = \"{{lines}}\", categories = \"18,22\", n = 3 }}\nretries = 2\nretry_delay = 1\n\n[action.hang]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"2s\"\nretries = 0\n",
+        "{}\n[action.flaky]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer t0ken\", X-Jail = \"{{jail}}\" }}\nbody = {{ text = \"Banned {{ip}} in {{jail}}\", comment = \"{{lines}}\", categories = \"18,22\", n = 3 }}\nretries = 2\nretry_delay = 1\n\n[action.hang]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer s3cret\" }}\ntimeout = \"2s\"\nretries = 0\n",
         jail(auth, 3, "10m", &["flaky", "hang"]),
         url("/flaky"),
         url("/hang"),
@@ -328,6 +328,18 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
         Duration::from_secs(10),
         || http.log_text().matches("\"/hang\"").count() >= 2,
     );
+    // While that request hangs, its curl's command line (readable by every local user)
+    // holds neither the URL nor the token.
+    let curls: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("curl "))
+        .collect();
+    assert!(!curls.is_empty(), "no curl running");
+    for c in &curls {
+        assert!(!c.contains("s3cret") && !c.contains("/hang"), "{c}");
+    }
     // Past its time limit (2s, and curl's own end).
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(

@@ -17,7 +17,8 @@
 //!
 //! A fail2ban action runs like fail2ban runs it: one script at a time, in order, its
 //! `actionstart` before any event and its `actionstop` after the last one (when its jail goes
-//! or its file changes in a reload, and at shutdown, which waits [`SHUTDOWN_WAIT`] at most).
+//! or its file changes in a reload, and at shutdown, which waits [`SHUTDOWN_WAIT`] at most;
+//! other kinds' events still queued then are not run, and the log says how many).
 //! An action unchanged by a reload keeps running, without a stop and a start; a changed one's
 //! new scripts start after the old ones stopped.
 //!
@@ -52,9 +53,9 @@ pub const QUEUE_PER_ACTION: usize = 256;
 pub const RUNNING_PER_ACTION: usize = 4;
 /// Bans a digest lists; more are counted in it.
 pub const DIGEST_ENTRIES: usize = 1000;
-/// How long a stopping daemon waits for its actions' queued work and `actionstop`s: a hanging
-/// action must not hold the stop up (its programs are killed when the daemon ends).
-pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How long a stopping daemon waits for its fail2ban actions' queued work and `actionstop`s:
+/// a hanging action must not hold the stop up (its programs are killed when the daemon ends).
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// A ban, as actions see it.
 #[derive(Clone, Debug)]
@@ -397,13 +398,22 @@ impl Actions {
         }
     }
 
-    /// At the daemon's stop: flushes the digests, runs the fail2ban actions' `actionstop`
-    /// after their queued work, and waits for all of it, [`SHUTDOWN_WAIT`] at most.
+    /// At the daemon's stop: runs the fail2ban actions' `actionstop` after their queued work
+    /// and waits for it, [`SHUTDOWN_WAIT`] at most; what other kinds still have queued is
+    /// dropped (a webhook that hangs must not hold the stop up), and said.
     pub async fn shut_down(mut self) {
+        for (i, action) in self.shared.iter().enumerate() {
+            let queued = self.health_of(i).queued;
+            if queued > 0 && !action.spec.kind.has_start_stop() {
+                let name = &action.spec.name;
+                tracing::warn!(ACTION = %name, DROPPED = queued, "action {name}: {queued} queued event(s) not run: banhound is stopping");
+            }
+        }
         let ended: Vec<(String, mpsc::Receiver<()>)> = self
             .shared
             .iter()
             .zip(&mut self.ended)
+            .filter(|(a, _)| a.spec.kind.has_start_stop())
             .filter_map(|(a, e)| Some((a.spec.name.clone(), e.take()?)))
             .collect();
         drop(self);
