@@ -15,10 +15,13 @@ mod action_lab;
 mod daemon_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
+#[path = "support/private_bus.rs"]
+mod private_bus;
 
 use action_lab::{append, split_message, sshd_line, Exim, Server};
 use daemon_lab::{Lab, ATTACKER, FRIEND, PORT};
 use netlab::wait_for;
+use private_bus::{BusPolicy, DbusDaemon};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -245,7 +248,7 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
     let (auth, canary) = (&files.auth, &files.canary);
     let url = |path: &str| format!("http://127.0.0.1:{HTTP_PORT}{path}");
     let config = format!(
-        "{}\n[action.flaky]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer t0ken\", X-Jail = \"{{jail}}\" }}\nbody = {{ text = \"Banned {{ip}} in {{jail}}\", comment = \"{{lines}}\", categories = \"18,22\", n = 3 }}\nretries = 2\nretry_delay = 1\n\n[action.hang]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"2s\"\nretries = 0\n",
+        "{}\n[action.flaky]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer t0ken\", X-Jail = \"{{jail}}\" }}\nbody = {{ text = \"Banned {{ip}} in {{jail}}\", comment = \"{{lines}}\", categories = \"18,22\", n = 3 }}\nretries = 2\nretry_delay = 1\n\n[action.hang]\nkind = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer s3cret\" }}\ntimeout = \"2s\"\nretries = 0\n",
         jail(auth, 3, "10m", &["flaky", "hang"]),
         url("/flaky"),
         url("/hang"),
@@ -257,7 +260,8 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
         HTTP_PORT,
         lab.dir(),
     );
-    let daemon = lab.start();
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let daemon = lab.start_with(false, &["--bus-address", &bus.address]);
     attack_with_hostile_text(&daemon, auth, canary);
     // While the hanging hook holds its worker, bans keep coming at once.
     let started = Instant::now();
@@ -324,6 +328,18 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
         Duration::from_secs(10),
         || http.log_text().matches("\"/hang\"").count() >= 2,
     );
+    // While that request hangs, its curl's command line (readable by every local user)
+    // holds neither the URL nor the token.
+    let curls: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("curl "))
+        .collect();
+    assert!(!curls.is_empty(), "no curl running");
+    for c in &curls {
+        assert!(!c.contains("s3cret") && !c.contains("/hang"), "{c}");
+    }
     // Past its time limit (2s, and curl's own end).
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
@@ -334,6 +350,46 @@ fn webhooks_post_json_retry_after_500_and_a_hanging_one_does_not_delay_bans() {
     );
     assert!(second_ban < Duration::from_secs(2), "{second_ban:?}");
     assert!(!canary.exists());
+
+    // What status shows of it, to anyone: the failing episode with its error (not the URL,
+    // which is often the secret), the retried hook working.
+    let status = jail_status(&bus.address);
+    let [flaky, hang] = [&status["actions"][0], &status["actions"][1]];
+    assert_eq!(
+        (&flaky["name"], &flaky["runs"], &flaky["failures"]),
+        (&"flaky".into(), &2.into(), &0.into()),
+        "{status}"
+    );
+    assert_eq!(flaky["error"], serde_json::Value::Null, "{status}");
+    assert_eq!(
+        (&hang["runs"], &hang["failures"], &hang["failing"]),
+        (&2.into(), &2.into(), &true.into()),
+        "{status}"
+    );
+    let error = hang["error"].as_str().unwrap();
+    assert!(error.contains("timed out"), "{status}");
+    assert!(
+        !error.contains("/hang") && !error.contains("127.0.0.1"),
+        "{status}"
+    );
+    assert_eq!(hang["last_error"], hang["error"], "{status}");
+    let out = private_bus::as_nobody()
+        .arg(env!("CARGO_BIN_EXE_banhound"))
+        .args(["--bus-address", &bus.address, "status", "ssh"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("|- Action flaky (webhook): 2 run(s), 0 failed, 0 queued, 0 dropped; ok\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "`- Action hang (webhook): 2 run(s), 2 failed, 0 queued, 0 dropped; FAILING: "
+        ),
+        "{text}"
+    );
     assert!(daemon.stop());
 }
 
@@ -771,17 +827,211 @@ fn flood_and_hanging_action_figures() {
             HTTP_PORT,
             lab.dir(),
         );
-        let daemon = lab.start();
+        let bus = DbusDaemon::start(BusPolicy::Shipped);
+        let daemon = lab.start_with(false, &["--bus-address", &bus.address]);
         let latencies = ban_latencies(&daemon, &auth, 40);
         let median = latencies[latencies.len() / 2];
         let max = latencies[latencies.len() - 1];
+        let with = if hanging { "with" } else { "without" };
         eprintln!(
-            "FIGURE ban latency {} a hanging webhook: median {median} ms, max {max} ms (40 bans, log polled every 20 ms)",
-            if hanging { "with" } else { "without" }
+            "FIGURE ban latency {with} a hanging webhook: median {median} ms, max {max} ms (40 bans, log polled every 20 ms)"
         );
-        figures.push(median);
+        // The bus while the webhook's workers hang (and its queue holds the rest).
+        let calls = bus_latencies(&bus.address, 30);
+        let (call_median, call_max) = (calls[calls.len() / 2], calls[calls.len() - 1]);
+        eprintln!(
+            "FIGURE D-Bus GetStatus {with} a hanging webhook: median {call_median} ms, max {call_max} ms (30 busctl calls, process start included)"
+        );
+        figures.push((median, call_median));
+        if hanging {
+            let status = jail_status(&bus.address);
+            let hang = &status["actions"][0];
+            assert_eq!(hang["name"], "hang", "{status}");
+            assert_eq!(hang["kind"], "webhook", "{status}");
+            // 40 events: RUNNING_PER_ACTION (4) running, the rest queued or done (each run
+            // ends by the 30 s timeout, a failure).
+            let (runs, queued) = (
+                hang["runs"].as_u64().unwrap(),
+                hang["queued"].as_u64().unwrap(),
+            );
+            assert_eq!(runs + queued, 36, "{status}");
+            assert_eq!(hang["failures"].as_u64(), Some(runs), "{status}");
+            assert_eq!(hang["dropped"], 0, "{status}");
+        }
         assert!(daemon.stop());
     }
     // Generous: the shared 2-core machine is noisy; a blocked owner task would be seconds.
-    assert!(figures[1] < figures[0] + 500, "{figures:?}");
+    assert!(figures[1].0 < figures[0].0 + 500, "{figures:?}");
+    assert!(figures[1].1 < figures[0].1 + 500, "{figures:?}");
+}
+
+/// `n` calls of Manager.GetStatus with busctl, each timed (sorted, in ms).
+fn bus_latencies(address: &str, n: usize) -> Vec<u128> {
+    let mut latencies: Vec<u128> = (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            let out = std::process::Command::new("busctl")
+                .arg(format!("--address={address}"))
+                .args([
+                    "call",
+                    "org.banhound.Banhound1",
+                    "/org/banhound/Banhound1",
+                    "org.banhound.Banhound1.Manager",
+                    "GetStatus",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            started.elapsed().as_millis()
+        })
+        .collect();
+    latencies.sort_unstable();
+    latencies
+}
+
+/// `banhound status ssh --json` through the bus at `address`.
+fn jail_status(address: &str) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .args(["--bus-address", address, "status", "ssh", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// fail2ban's life cycle of an action, observed by its effects: `actionstart` before the
+/// first ban, `actioncheck` before each (a failed check restores the action with
+/// `actionstop` + `actionstart`, then the ban runs), `<F-USER>` as text, nothing on a reload
+/// that changes nothing, `actionstop` at shutdown and when a reload drops the action, and the
+/// restored bans given again at start (`<restored>` 1) to an action without `norestored`:
+/// Debian's `dummy`, whose `actionstop` deletes its file, has its lines back.
+#[test]
+fn fail2ban_actions_start_check_stop_and_get_restored_bans_as_fail2ban_runs_them() {
+    let files = Scratch::new();
+    let (auth, canary) = (&files.auth, &files.canary);
+    let (record, ready, dummy) = (
+        files.path("record.txt"),
+        files.path("ready"),
+        files.path("dummy.txt"),
+    );
+    let f2b = fail2ban_dir(
+        "[Definition]\n\
+         actionstart = touch <ready>; echo start >> <out>\n\
+         actionstop = rm -f <ready>; echo stop >> <out>\n\
+         actioncheck = test -e <ready>\n\
+         actionban = echo \"ban <ip> user=<F-USER> restored=<restored>\" >> <out>\n\
+         actionunban = echo \"unban <ip>\" >> <out>\n\
+         [Init]\nout = /dev/null\nready = /dev/null\n",
+    );
+    let config = |with_custom: bool| {
+        let custom = format!(
+            "fail2ban:custom-record[out={}, ready={}]",
+            record.display(),
+            ready.display()
+        );
+        let dummy = format!("fail2ban:dummy[target={}]", dummy.display());
+        let actions: Vec<&str> = if with_custom {
+            vec![&custom, &dummy]
+        } else {
+            vec![&dummy]
+        };
+        format!(
+            "[fail2ban]\ndir = \"{}\"\n\n{}",
+            f2b.path().display(),
+            jail(auth, 3, "1h", &actions)
+        )
+    };
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    let mut lab = Lab::new("f2bl", &config(true));
+    let daemon = lab.start();
+    wait_for("actionstart", Duration::from_secs(10), || {
+        read(&record) == "start\n"
+    });
+    attack_with_hostile_text(&daemon, auth, canary);
+    wait_for("the first ban", Duration::from_secs(10), || {
+        read(&record).lines().count() == 2
+    });
+    let first = read(&record).lines().nth(1).unwrap().to_string();
+    // The user of the failure that made the ban (the third), as text, control bytes shown.
+    assert_eq!(
+        first,
+        format!(
+            "ban {ATTACKER} user=`touch {}`;rm -rf /;\\x0dBcc: injected@banhound.test\\x00x restored=0",
+            canary.display()
+        )
+    );
+
+    // Someone removes what actionstart set up: the check before the next ban fails.
+    std::fs::remove_file(&ready).unwrap();
+    append(
+        auth,
+        &(0..3)
+            .map(|i| {
+                sshd_line(
+                    format!(
+                        "Failed password for root from {FRIEND} port {} ssh2",
+                        42000 + i
+                    )
+                    .as_bytes(),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    wait_for("the restored action's ban", Duration::from_secs(10), || {
+        read(&record).lines().count() == 5
+    });
+    let expected = format!("start\n{first}\nstop\nstart\nban {FRIEND} user=root restored=0\n");
+    assert_eq!(read(&record), expected);
+    assert!(daemon
+        .log()
+        .contains("actioncheck failed, restored the action"));
+
+    // A reload that changes nothing leaves the actions running.
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(read(&record), expected);
+    wait_for("dummy's lines", Duration::from_secs(10), || {
+        read(&dummy) == format!("123\n+{ATTACKER}\n+{FRIEND}\n")
+    });
+
+    // Shutdown: actionstop of both (dummy deletes its file).
+    assert!(daemon.stop());
+    assert_eq!(read(&record), format!("{expected}stop\n"));
+    assert!(!dummy.exists());
+
+    // Restart: started again, and the restored bans given to them (not to a mail action:
+    // Debian's sendmail-* set norestored, tests above).
+    let daemon = lab.start();
+    wait_for("the restored bans", Duration::from_secs(10), || {
+        read(&record).lines().count() == 9 && read(&dummy).lines().count() == 3
+    });
+    let restarted: Vec<String> = read(&record).lines().skip(6).map(String::from).collect();
+    assert_eq!(restarted[0], "start");
+    let mut restored = restarted[1..].to_vec();
+    restored.sort();
+    assert_eq!(
+        restored,
+        [
+            format!("ban {FRIEND} user= restored=1"),
+            format!("ban {ATTACKER} user= restored=1"),
+        ]
+    );
+    let dummy_lines = read(&dummy);
+    assert!(dummy_lines.starts_with("123\n"), "{dummy_lines}");
+    assert!(
+        dummy_lines.contains(&format!("+{ATTACKER}\n")),
+        "{dummy_lines}"
+    );
+
+    // A reload without the custom action stops it; dummy, unchanged, keeps running.
+    lab.write_config(&config(false));
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    wait_for("the dropped action's stop", Duration::from_secs(10), || {
+        read(&record).ends_with("restored=1\nstop\n")
+    });
+    assert_eq!(read(&dummy), dummy_lines);
+    assert!(!canary.exists(), "text from the log was run");
+    assert!(daemon.stop());
 }

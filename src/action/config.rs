@@ -94,9 +94,32 @@ impl ActionKind {
         matches!(self, ActionKind::Mail(_))
     }
 
-    /// Whether the kind runs something when a jail starts and stops.
+    /// The kind's name, as `kind = ...` writes it (and `fail2ban`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionKind::Command(_) => "command",
+            ActionKind::Mail(_) => "mail",
+            ActionKind::Webhook(_) => "webhook",
+            ActionKind::Fail2ban(_) => "fail2ban",
+        }
+    }
+
+    /// Whether the kind runs something when a jail starts and stops (and so runs one job at
+    /// a time).
     pub fn has_start_stop(&self) -> bool {
         matches!(self, ActionKind::Fail2ban(_))
+    }
+}
+
+impl ActionSpec {
+    /// Whether a reload may keep this fail2ban action running as `other` (same scripts).
+    pub fn same_scripts(&self, other: &ActionSpec) -> bool {
+        match (&self.kind, &other.kind) {
+            (ActionKind::Fail2ban(a), ActionKind::Fail2ban(b)) => {
+                a == b && self.timeout == other.timeout
+            }
+            _ => false,
+        }
     }
 }
 

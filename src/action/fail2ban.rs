@@ -5,7 +5,8 @@
 //! parameters given at use over `[Init]`, `%(name)s` interpolation, then fail2ban's `<tag>`
 //! substitution of configuration values (`<mailcmd>`, `<dest>`, `<ip_value>`, recursively;
 //! `[Init?family=inet6]` for IPv6 bans). What remains are the tags of the event (`<ip>`,
-//! `<failures>`, `<matches>`, `<F-…>`, …), kept as markers.
+//! `<failures>`, `<matches>`, `<F-USER>`, …), kept as markers (other `<F-…>` fields of the
+//! filter are not kept with the lines: they stand for empty text).
 //!
 //! Running: `/bin/sh -c SCRIPT`, as fail2ban does. Each event value goes into the
 //! environment (`F2B_V0`, …) and its marker becomes a reference to that variable, written for
@@ -15,6 +16,12 @@
 //! backticks or `;rm -rf /` is text. (fail2ban itself escapes such characters with
 //! backslashes.) Firewall actions (`iptables-*`, `nftables-*`, `firewallcmd-*`, …) are
 //! refused: a jail's `backend` bans with banhound's own backends.
+//!
+//! As in fail2ban, a non-empty `actioncheck` runs before each `actionban` and `actionunban`;
+//! when it fails, a ban first restores the action (`actionrepair`, or `actionstop` then
+//! `actionstart`) and runs only if the check then passes; an unban is not run (unless the
+//! file sets `actionrepair_on_unban`). `actionflush` is not used: banhound keeps bans over a
+//! restart instead of flushing them at stop, and lifts a removed jail's bans one by one.
 
 use super::process::{self, Run};
 use super::template::neutralise;
@@ -74,16 +81,22 @@ pub fn is_firewall_action(name: &str) -> bool {
 struct Scripts {
     start: String,
     stop: String,
+    check: String,
+    repair: String,
     ban: String,
     unban: String,
 }
 
 /// A loaded fail2ban action for one jail.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fail2banAction {
     name: String,
     inet4: Scripts,
     inet6: Scripts,
+    /// `actionrepair_on_unban`: a failed check before an unban repairs too.
+    repair_on_unban: bool,
+    /// `norestored`: bans restored at start are not given to it.
+    norestored: bool,
 }
 
 impl Fail2banAction {
@@ -138,15 +151,33 @@ impl Fail2banAction {
             Ok(Scripts {
                 start: script("actionstart")?,
                 stop: script("actionstop")?,
+                check: script("actioncheck")?,
+                repair: script("actionrepair")?,
                 ban: script("actionban")?,
                 unban: script("actionunban")?,
+            })
+        };
+        // fail2ban reads these as booleans ("1", "true", "yes", "on").
+        let flag = |key: &str| {
+            ini.raw("Definition", key).is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
             })
         };
         Ok(Fail2banAction {
             name,
             inet4: scripts("inet4")?,
             inet6: scripts("inet6")?,
+            repair_on_unban: flag("actionrepair_on_unban"),
+            norestored: flag("norestored"),
         })
+    }
+
+    /// Whether bans restored at start are given to it (fail2ban's `norestored` unset).
+    pub fn replays_restored(&self) -> bool {
+        !self.norestored
     }
 
     /// actionban / actionunban for an event.
@@ -157,12 +188,51 @@ impl Fail2banAction {
         } else {
             &self.inet4
         };
-        let script = match event {
-            ActionEvent::Ban(_) => &scripts.ban,
-            ActionEvent::Unban(_) => &scripts.unban,
+        let (script, ban) = match event {
+            ActionEvent::Ban(_) => (&scripts.ban, true),
+            ActionEvent::Unban(_) => (&scripts.unban, false),
         };
+        if script.trim().is_empty() {
+            return Ok(());
+        }
+        self.check(scripts, ban || self.repair_on_unban, timeout)
+            .await?;
         self.run_script(script, |tag| event_value(event, tag), timeout)
             .await
+    }
+
+    /// `actioncheck` before an event; when it fails and `repair`, restores the action and
+    /// checks again.
+    async fn check(
+        &self,
+        scripts: &Scripts,
+        repair: bool,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let none = |_: &str| String::new();
+        if scripts.check.trim().is_empty()
+            || self.run_script(&scripts.check, none, timeout).await.is_ok()
+        {
+            return Ok(());
+        }
+        if !repair {
+            return Err(format!(
+                "fail2ban action {}: actioncheck failed, the unban was not run",
+                self.name
+            ));
+        }
+        let restored = if scripts.repair.trim().is_empty() {
+            // As fail2ban: a failed stop does not keep the start from trying.
+            let _ = self.run_script(&scripts.stop, none, timeout).await;
+            self.run_script(&scripts.start, none, timeout).await
+        } else {
+            self.run_script(&scripts.repair, none, timeout).await
+        };
+        restored
+            .and(self.run_script(&scripts.check, none, timeout).await)
+            .map_err(|e| format!("actioncheck failed and restoring the action did not help ({e}): the ban was not run"))?;
+        tracing::info!(ACTION = %self.name, "fail2ban action {}: actioncheck failed, restored the action", self.name);
+        Ok(())
     }
 
     /// actionstart / actionstop (IPv4 family values, as fail2ban's default). The action was
@@ -288,6 +358,8 @@ fn event_value(event: &ActionEvent, tag: &str) -> String {
         },
         ("time", ActionEvent::Ban(b)) => b.at.as_secs().to_string(),
         ("time", ActionEvent::Unban(u)) => u.at.as_secs().to_string(),
+        ("restored", ActionEvent::Ban(b)) if b.restored => "1".into(),
+        ("F-USER", ActionEvent::Ban(b)) => b.user.clone().unwrap_or_default(),
         ("restored", _) => "0".into(),
         _ => String::new(),
     };

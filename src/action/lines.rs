@@ -1,10 +1,11 @@
-//! The log lines that led to a ban, for alerts (`{lines}`, fail2ban's `<matches>`).
+//! The log lines that led to a ban, for alerts (`{lines}`, fail2ban's `<matches>`), and the
+//! user its filter named (`<F-USER>`: `{user}`, fail2ban's `<F-USER>`).
 //!
 //! The tracker keeps only failure times (it must stay small per address under a flood), so
 //! the lines are kept here, and only for jails with actions: per ban target the last
 //! [`LINES_PER_TARGET`] lines, neutralised and cut at [`LINE_BYTES`], for at most
 //! [`TARGETS_PER_JAIL`] targets (the oldest first-seen target is forgotten first). A ban takes
-//! its target's lines.
+//! its target's lines, and the user of its last failure that named one.
 
 use super::template::neutralise;
 use ipnet::IpNet;
@@ -17,9 +18,30 @@ pub const LINE_BYTES: usize = 1000;
 /// Targets remembered per jail; a flood beyond it loses the lines of its oldest targets.
 pub const TARGETS_PER_JAIL: usize = 4096;
 
+/// What a ban's alerts show of the failures that led to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Matched {
+    /// Oldest first, neutralised.
+    pub lines: Vec<String>,
+    /// `<F-USER>` of the last failure that captured one, neutralised.
+    pub user: Option<String>,
+}
+
+/// Nothing matched (a manual or restored ban).
+pub static NO_MATCH: Matched = Matched {
+    lines: Vec::new(),
+    user: None,
+};
+
+#[derive(Default)]
+struct Kept {
+    lines: VecDeque<String>,
+    user: Option<String>,
+}
+
 #[derive(Default)]
 struct JailLines {
-    by_target: HashMap<IpNet, VecDeque<String>>,
+    by_target: HashMap<IpNet, Kept>,
     /// Targets in the order first seen, for eviction (may hold targets already taken).
     order: VecDeque<IpNet>,
 }
@@ -40,8 +62,9 @@ impl MatchedLines {
         }
     }
 
-    /// Remembers a failure's line for `target` (a jail without actions keeps nothing).
-    pub fn note(&mut self, jail: &str, target: IpNet, line: &[u8]) {
+    /// Remembers a failure's line and user for `target` (a jail without actions keeps
+    /// nothing).
+    pub fn note(&mut self, jail: &str, target: IpNet, line: &[u8], user: Option<&[u8]>) {
         let Some(lines) = self.jails.get_mut(jail) else {
             return;
         };
@@ -60,18 +83,25 @@ impl MatchedLines {
             lines.order.push_back(target);
         }
         let kept = lines.by_target.entry(target).or_default();
-        if kept.len() == LINES_PER_TARGET {
-            kept.pop_front();
+        if kept.lines.len() == LINES_PER_TARGET {
+            kept.lines.pop_front();
         }
-        kept.push_back(neutralise(line.trim_ascii_end(), LINE_BYTES));
+        kept.lines
+            .push_back(neutralise(line.trim_ascii_end(), LINE_BYTES));
+        if let Some(user) = user.filter(|u| !u.is_empty()) {
+            kept.user = Some(neutralise(user, LINE_BYTES));
+        }
     }
 
-    /// The lines of a target that was just banned, oldest first; forgotten here.
-    pub fn take(&mut self, jail: &str, target: &IpNet) -> Vec<String> {
+    /// What was kept of a target that was just banned; forgotten here.
+    pub fn take(&mut self, jail: &str, target: &IpNet) -> Matched {
         self.jails
             .get_mut(jail)
             .and_then(|l| l.by_target.remove(target))
-            .map(Vec::from)
+            .map(|kept| Matched {
+                lines: Vec::from(kept.lines),
+                user: kept.user,
+            })
             .unwrap_or_default()
     }
 }
@@ -92,15 +122,24 @@ mod tests {
                 "sshd",
                 net("192.0.2.1/32"),
                 format!("line {i}\r\n").as_bytes(),
+                match i {
+                    3 => Some(b"$(reboot)\n".as_slice()),
+                    // A failure that names no user keeps the one before.
+                    _ => None,
+                },
             );
         }
-        lines.note("other", net("192.0.2.1/32"), b"not kept");
+        lines.note("other", net("192.0.2.1/32"), b"not kept", None);
         let taken = lines.take("sshd", &net("192.0.2.1/32"));
-        assert_eq!(taken.len(), LINES_PER_TARGET);
-        assert_eq!(taken[0], "line 5");
-        assert_eq!(taken[9], "line 14");
-        assert!(lines.take("sshd", &net("192.0.2.1/32")).is_empty());
-        assert!(lines.take("other", &net("192.0.2.1/32")).is_empty());
+        assert_eq!(taken.lines.len(), LINES_PER_TARGET);
+        assert_eq!(taken.lines[0], "line 5");
+        assert_eq!(taken.lines[9], "line 14");
+        assert_eq!(taken.user.as_deref(), Some("$(reboot)\\x0a"));
+        assert_eq!(lines.take("sshd", &net("192.0.2.1/32")), Matched::default());
+        assert_eq!(
+            lines.take("other", &net("192.0.2.1/32")),
+            Matched::default()
+        );
     }
 
     #[test]
@@ -108,16 +147,18 @@ mod tests {
         let mut lines = MatchedLines::for_jails(["sshd"].into_iter());
         for i in 0..(3 * TARGETS_PER_JAIL as u32) {
             let addr = std::net::Ipv4Addr::from(0x0a00_0000 + i);
-            lines.note("sshd", IpNet::from(std::net::IpAddr::V4(addr)), b"x");
+            lines.note("sshd", IpNet::from(std::net::IpAddr::V4(addr)), b"x", None);
         }
         let jail = &lines.jails["sshd"];
         assert_eq!(jail.by_target.len(), TARGETS_PER_JAIL);
         assert!(jail.order.len() <= 2 * TARGETS_PER_JAIL);
         // The newest are kept, the oldest forgotten.
-        assert!(lines.take("sshd", &net("10.0.0.0/32")).is_empty());
+        assert!(lines.take("sshd", &net("10.0.0.0/32")).lines.is_empty());
         let newest = std::net::Ipv4Addr::from(0x0a00_0000 + 3 * TARGETS_PER_JAIL as u32 - 1);
         assert_eq!(
-            lines.take("sshd", &IpNet::from(std::net::IpAddr::V4(newest))),
+            lines
+                .take("sshd", &IpNet::from(std::net::IpAddr::V4(newest)))
+                .lines,
             ["x"]
         );
     }

@@ -11,8 +11,16 @@
 //! dropped and say so in the log. A full queue drops and counts the same way. Failures are
 //! logged once per episode (the first failure, then "works again"), with the action's name.
 //!
-//! Bans restored at start are not events here (they were alerted when they were new); their
-//! unbans are.
+//! Bans restored at start are not events here (they were alerted when they were new), except
+//! for fail2ban actions, which fail2ban gives them with `<restored>` 1 unless the file sets
+//! `norestored` (its mail actions do); their unbans are events.
+//!
+//! A fail2ban action runs like fail2ban runs it: one script at a time, in order, its
+//! `actionstart` before any event and its `actionstop` after the last one (when its jail goes
+//! or its file changes in a reload, and at shutdown, which waits [`SHUTDOWN_WAIT`] at most;
+//! other kinds' events still queued then are not run, and the log says how many).
+//! An action unchanged by a reload keeps running, without a stop and a start; a changed one's
+//! new scripts start after the old ones stopped.
 //!
 //! Kinds, one module each: [`command`], [`mail`] (with [`whois`]), [`webhook`], [`fail2ban`].
 //! Values from logs and whois are attacker-controlled and pass through
@@ -45,6 +53,9 @@ pub const QUEUE_PER_ACTION: usize = 256;
 pub const RUNNING_PER_ACTION: usize = 4;
 /// Bans a digest lists; more are counted in it.
 pub const DIGEST_ENTRIES: usize = 1000;
+/// How long a stopping daemon waits for its fail2ban actions' queued work and `actionstop`s:
+/// a hanging action must not hold the stop up (its programs are killed when the daemon ends).
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 /// A ban, as actions see it.
 #[derive(Clone, Debug)]
@@ -57,6 +68,10 @@ pub struct BanRecord {
     pub offence: u32,
     /// The matched lines, neutralised ([`lines`]); empty for a manual ban.
     pub lines: Vec<String>,
+    /// The user the filter named (`<F-USER>`), neutralised.
+    pub user: Option<String>,
+    /// Put back at start-up (only fail2ban actions that want them see these).
+    pub restored: bool,
 }
 
 /// An unban, as actions see it.
@@ -108,6 +123,7 @@ impl ActionEvent {
                 .until(b.at)
                 .map_or_else(|| "never".to_string(), Timestamp::to_rfc3339),
             (Placeholder::Lines, ActionEvent::Ban(b)) => b.lines.join("\n"),
+            (Placeholder::User, ActionEvent::Ban(b)) => b.user.clone().unwrap_or_default(),
             (Placeholder::Reason, ActionEvent::Unban(u)) => u.reason.to_string(),
             (Placeholder::Hostname, _) => hostname.to_string(),
             (
@@ -115,7 +131,8 @@ impl ActionEvent {
                 | Placeholder::Offence
                 | Placeholder::Bantime
                 | Placeholder::Until
-                | Placeholder::Lines,
+                | Placeholder::Lines
+                | Placeholder::User,
                 ActionEvent::Unban(_),
             )
             | (Placeholder::Reason, ActionEvent::Ban(_)) => String::new(),
@@ -131,18 +148,37 @@ enum Job {
         bans: Vec<BanRecord>,
         more: u64,
     },
-    /// A fail2ban action's `actionstart` / `actionstop` (each is loaded for one jail).
-    Start,
+    /// A fail2ban action's `actionstop` (each is loaded for one jail); its `actionstart` is
+    /// the first thing its worker runs ([`Prologue`]).
     Stop,
 }
 
-/// How an action is doing, for the log, `banhound status` and the bus.
+/// What a fail2ban action's worker does before its first job.
+struct Prologue {
+    /// The same action of the configuration before a reload: its worker must have ended
+    /// (its queue run, its `actionstop` done) before this one runs anything.
+    after: Option<mpsc::Receiver<()>>,
+    /// Run `actionstart` (not for an action a reload left unchanged: it never stopped).
+    start: bool,
+}
+
+/// How an action is doing, for the log, `banhound status` and the bus. The counters are
+/// the action's, over every jail that names it, since the daemon started (a reload keeps
+/// them for an action of the same name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActionHealth {
     pub name: String,
+    /// `command`, `mail`, `webhook` or `fail2ban`.
+    pub kind: &'static str,
+    /// Runs that ended (successful or not): events, digests, start, stop and check scripts.
+    pub runs: u64,
+    pub failures: u64,
     /// The error of the current failure episode, if the last run failed.
     pub failing: Option<String>,
-    pub failures: u64,
+    /// The most recent error, also after the action worked again.
+    pub last_error: Option<String>,
+    /// Jobs waiting in its queue now (not counting those running).
+    pub queued: u64,
     /// Events not run: over `rate_limit` (without a digest) or a full queue.
     pub dropped: u64,
 }
@@ -152,6 +188,8 @@ struct Shared {
     spec: ActionSpec,
     hostname: Arc<str>,
     state: Mutex<State>,
+    /// A reload kept this fail2ban action unchanged: its successor goes on without a stop.
+    kept: std::sync::atomic::AtomicBool,
 }
 
 struct State {
@@ -226,6 +264,7 @@ impl Shared {
     fn outcome(&self, result: Result<(), String>) {
         let mut state = self.lock();
         let name = &self.spec.name;
+        state.health.runs += 1;
         match result {
             Ok(()) => {
                 if state.health.failing.take().is_some() {
@@ -237,6 +276,7 @@ impl Shared {
                 if state.health.failing.is_none() {
                     tracing::warn!(ACTION = %name, "action {name} failed: {e} (further failures are not logged until it works again)");
                 }
+                state.health.last_error = Some(e.clone());
                 state.health.failing = Some(e);
             }
         }
@@ -250,6 +290,9 @@ pub struct Actions {
     jails: HashMap<String, Vec<usize>>,
     shared: Vec<Arc<Shared>>,
     queues: Vec<mpsc::Sender<Job>>,
+    /// Per action, closed when its workers have all ended; taken by a successor or a
+    /// shutdown that waits for them.
+    ended: Vec<Option<mpsc::Receiver<()>>>,
     /// Dropped to tell the window task to flush and end.
     _closing: Option<oneshot::Sender<()>>,
 }
@@ -261,6 +304,7 @@ impl Actions {
             jails: HashMap::new(),
             shared: Vec::new(),
             queues: Vec::new(),
+            ended: Vec::new(),
             _closing: None,
         }
     }
@@ -268,13 +312,28 @@ impl Actions {
     /// Starts the workers of these actions; `jails` gives each jail's action indexes.
     /// Must be called on the daemon's runtime.
     pub fn start(specs: &[ActionSpec], jails: HashMap<String, Vec<usize>>) -> Actions {
+        Actions::none().replace(specs, jails)
+    }
+
+    /// The actions of a reloaded configuration, taking over from these: counters go on for
+    /// an action of the same name, and a fail2ban action is stopped only when its jail is
+    /// gone or its scripts changed (then the new ones start after the old ones stopped).
+    /// The old actions' queued work still runs, then their workers end.
+    pub fn replace(mut self, specs: &[ActionSpec], jails: HashMap<String, Vec<usize>>) -> Actions {
         if specs.is_empty() {
             return Actions::none();
         }
         let hostname: Arc<str> = hostname().into();
+        let in_use: std::collections::HashSet<usize> = jails.values().flatten().copied().collect();
         let mut shared = Vec::new();
         let mut queues = Vec::new();
-        for spec in specs {
+        let mut ended = Vec::new();
+        for (index, spec) in specs.iter().enumerate() {
+            let before = self.shared.iter().position(|a| a.spec.name == spec.name);
+            let health = match before {
+                Some(j) => self.shared[j].lock().health.clone(),
+                None => ActionHealth::default(),
+            };
             let action = Arc::new(Shared {
                 spec: spec.clone(),
                 hostname: hostname.clone(),
@@ -286,25 +345,43 @@ impl Actions {
                     dropped_unreported: 0,
                     health: ActionHealth {
                         name: spec.name.clone(),
-                        ..ActionHealth::default()
+                        kind: spec.kind.name(),
+                        ..health
                     },
                 }),
+                kept: std::sync::atomic::AtomicBool::new(false),
             });
+            let mut prologue = None;
+            if spec.kind.has_start_stop() && in_use.contains(&index) {
+                let kept = before.is_some_and(|j| self.shared[j].spec.same_scripts(spec));
+                if let Some(j) = before {
+                    self.shared[j]
+                        .kept
+                        .store(kept, std::sync::atomic::Ordering::Relaxed);
+                }
+                prologue = Some(Prologue {
+                    after: before.and_then(|j| self.ended[j].take()),
+                    start: !kept,
+                });
+            }
             let (sender, receiver) = mpsc::channel(QUEUE_PER_ACTION);
             let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
-            for _ in 0..RUNNING_PER_ACTION {
-                tokio::spawn(work(action.clone(), receiver.clone()));
+            let (alive, workers_ended) = mpsc::channel(1);
+            if prologue.is_some() {
+                // fail2ban runs a jail's actions one script at a time: theirs may not
+                // bear running beside each other (hostsdeny's `sed -i` beside an append).
+                tokio::spawn(work(action.clone(), receiver, prologue, alive));
+            } else {
+                for _ in 0..RUNNING_PER_ACTION {
+                    tokio::spawn(work(action.clone(), receiver.clone(), None, alive.clone()));
+                }
             }
             shared.push(action);
             queues.push(sender);
+            ended.push(Some(workers_ended));
         }
-        for indexes in jails.values() {
-            for &i in indexes {
-                if shared[i].spec.kind.has_start_stop() {
-                    let _ = queues[i].try_send(Job::Start);
-                }
-            }
-        }
+        // The old actions flush their windows and stop those not kept.
+        drop(self);
         let (closing, closed) = oneshot::channel();
         tokio::spawn(windows(
             shared.clone(),
@@ -316,7 +393,46 @@ impl Actions {
             jails,
             shared,
             queues,
+            ended,
             _closing: Some(closing),
+        }
+    }
+
+    /// At the daemon's stop: runs the fail2ban actions' `actionstop` after their queued work
+    /// and waits for it, [`SHUTDOWN_WAIT`] at most; what other kinds still have queued is
+    /// dropped (a webhook that hangs must not hold the stop up), and said.
+    pub async fn shut_down(mut self) {
+        for (i, action) in self.shared.iter().enumerate() {
+            let queued = self.health_of(i).queued;
+            if queued > 0 && !action.spec.kind.has_start_stop() {
+                let name = &action.spec.name;
+                tracing::warn!(ACTION = %name, DROPPED = queued, "action {name}: {queued} queued event(s) not run: banhound is stopping");
+            }
+        }
+        let ended: Vec<(String, mpsc::Receiver<()>)> = self
+            .shared
+            .iter()
+            .zip(&mut self.ended)
+            .filter(|(a, _)| a.spec.kind.has_start_stop())
+            .filter_map(|(a, e)| Some((a.spec.name.clone(), e.take()?)))
+            .collect();
+        drop(self);
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        let mut unfinished = Vec::new();
+        for (name, mut workers) in ended {
+            if tokio::time::timeout_at(deadline, workers.recv())
+                .await
+                .is_err()
+            {
+                unfinished.push(name);
+            }
+        }
+        if !unfinished.is_empty() {
+            tracing::warn!(
+                "action(s) {} did not finish their work within {}s: stopping without it (their programs are killed)",
+                unfinished.join(", "),
+                SHUTDOWN_WAIT.as_secs()
+            );
         }
     }
 
@@ -325,8 +441,8 @@ impl Actions {
         self.jails.contains_key(jail)
     }
 
-    /// A ban decided from the logs (with the lines that led to it, [`lines`]) or ordered
-    /// manually (no lines); never a restored one.
+    /// A ban decided from the logs (with the lines that led to it, [`lines`]), ordered
+    /// manually (no lines), or restored at start (for the fail2ban actions that want it).
     pub fn banned(&mut self, ban: BanRecord) {
         if !self.jails.contains_key(&ban.jail) {
             return;
@@ -354,6 +470,10 @@ impl Actions {
         for &i in indexes {
             let action = &self.shared[i];
             let wanted = match &event {
+                ActionEvent::Ban(b) if b.restored => match &action.spec.kind {
+                    ActionKind::Fail2ban(f) => f.replays_restored(),
+                    _ => false,
+                },
                 ActionEvent::Ban(_) => action.spec.on_ban,
                 ActionEvent::Unban(_) => action.spec.on_unban,
             };
@@ -368,10 +488,23 @@ impl Actions {
 
     /// How each action is doing.
     pub fn health(&self) -> Vec<ActionHealth> {
-        self.shared
-            .iter()
-            .map(|a| a.lock().health.clone())
-            .collect()
+        (0..self.shared.len()).map(|i| self.health_of(i)).collect()
+    }
+
+    /// How the actions of `jail` are doing, in the jail's order (none for a jail without).
+    pub fn jail_health(&self, jail: &str) -> Vec<ActionHealth> {
+        self.jails
+            .get(jail)
+            .map(|indexes| indexes.iter().map(|&i| self.health_of(i)).collect())
+            .unwrap_or_default()
+    }
+
+    fn health_of(&self, index: usize) -> ActionHealth {
+        let queue = &self.queues[index];
+        ActionHealth {
+            queued: (queue.max_capacity() - queue.capacity()) as u64,
+            ..self.shared[index].lock().health.clone()
+        }
     }
 
     /// A short summary for STATUS= and `banhound status`: empty when all is well.
@@ -386,8 +519,26 @@ impl Actions {
     }
 }
 
-/// One worker of an action: takes jobs from its queue until the queue is closed.
-async fn work(action: Arc<Shared>, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
+/// One worker of an action: takes jobs from its queue until the queue is closed. `_alive`
+/// is dropped when it ends ([`Actions::ended`]).
+async fn work(
+    action: Arc<Shared>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    prologue: Option<Prologue>,
+    _alive: mpsc::Sender<()>,
+) {
+    if let Some(prologue) = prologue {
+        if let Some(mut before) = prologue.after {
+            // Nothing is ever sent: it ends when the old workers have.
+            let _ = before.recv().await;
+        }
+        if prologue.start {
+            if let ActionKind::Fail2ban(f) = &action.spec.kind {
+                let result = f.run_start_stop(true, action.spec.timeout).await;
+                action.outcome(result);
+            }
+        }
+    }
     loop {
         let job = queue.lock().await.recv().await;
         let Some(job) = job else {
@@ -412,10 +563,9 @@ async fn run_job(action: &Shared, job: Job) -> Result<(), String> {
         }
         (ActionKind::Webhook(w), Job::Event(e)) => w.post(&e, hostname, spec.timeout).await,
         (ActionKind::Fail2ban(f), Job::Event(e)) => f.run_event(&e, spec.timeout).await,
-        (ActionKind::Fail2ban(f), Job::Start) => f.run_start_stop(true, spec.timeout).await,
         (ActionKind::Fail2ban(f), Job::Stop) => f.run_start_stop(false, spec.timeout).await,
-        // Digests are only made for kinds that send them; start/stop only for fail2ban's.
-        (_, Job::Digest { .. } | Job::Start | Job::Stop) => Ok(()),
+        // Digests are only made for kinds that send them; stops only for fail2ban's.
+        (_, Job::Digest { .. } | Job::Stop) => Ok(()),
     };
     result
 }
@@ -451,8 +601,10 @@ async fn windows(
         if closing {
             for indexes in jails.values() {
                 for &i in indexes {
-                    if shared[i].spec.kind.has_start_stop() {
-                        let _ = queues[i].try_send(Job::Stop);
+                    let kept = shared[i].kept.load(std::sync::atomic::Ordering::Relaxed);
+                    if shared[i].spec.kind.has_start_stop() && !kept {
+                        // Waits for room: the stop must come after the queued events.
+                        let _ = queues[i].send(Job::Stop).await;
                     }
                 }
             }

@@ -33,6 +33,8 @@ pub enum Placeholder {
     Until,
     /// The matched log lines, one per line.
     Lines,
+    /// The user the filter named (`<F-USER>`) in the failures; empty when none did.
+    User,
     /// Why an unban happened (`expired`, `manual`, …); empty for a ban.
     Reason,
     /// This host's name.
@@ -40,7 +42,7 @@ pub enum Placeholder {
 }
 
 impl Placeholder {
-    pub const ALL: [Placeholder; 11] = [
+    pub const ALL: [Placeholder; 12] = [
         Placeholder::Jail,
         Placeholder::Ip,
         Placeholder::Event,
@@ -50,6 +52,7 @@ impl Placeholder {
         Placeholder::Time,
         Placeholder::Until,
         Placeholder::Lines,
+        Placeholder::User,
         Placeholder::Reason,
         Placeholder::Hostname,
     ];
@@ -65,6 +68,7 @@ impl Placeholder {
             Placeholder::Time => "time",
             Placeholder::Until => "until",
             Placeholder::Lines => "lines",
+            Placeholder::User => "user",
             Placeholder::Reason => "reason",
             Placeholder::Hostname => "hostname",
         }

@@ -138,7 +138,10 @@ impl WebhookAction {
                 body.len()
             ));
         }
-        let mut argv = vec![
+        // The URL and headers go to curl on stdin (`--config -`), not on its command line,
+        // which every local user can read in /proc: they often hold the secret (a token,
+        // Slack's URL). The body goes with them.
+        let argv = vec![
             self.curl.clone(),
             "--silent".into(),
             "--show-error".into(),
@@ -152,24 +155,26 @@ impl WebhookAction {
             "%{http_code}".into(),
             "--request".into(),
             "POST".into(),
-            "--header".into(),
-            "Content-Type: application/json".into(),
+            "--config".into(),
+            "-".into(),
         ];
+        let mut config = String::new();
+        let mut option = |name: &str, value: &str| {
+            config.push_str(&format!("{name} = \"{}\"\n", curl_quoted(value)));
+        };
+        option("header", "Content-Type: application/json");
         for (name, template) in &self.headers {
             let text: String = template
                 .render(&value)
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
-            argv.push("--header".into());
-            argv.push(format!("{name}: {text}"));
+            option("header", &format!("{name}: {text}"));
         }
-        argv.extend([
-            "--data-binary".into(),
-            "@-".into(),
-            "--url".into(),
-            self.url.clone(),
-        ]);
+        option("url", &self.url);
+        // JSON text never starts with `@` (which would name a file to curl).
+        option("data-binary", &String::from_utf8_lossy(&body));
+        let body = config.into_bytes();
         let mut delay = self.retry_delay;
         let mut attempt = 0;
         loop {
@@ -187,7 +192,9 @@ impl WebhookAction {
                     if code.starts_with('2') && code.len() == 3 {
                         return Ok(());
                     }
-                    format!("{} answered HTTP {code}", self.url)
+                    // Not the URL: it often is the secret (Slack's, ntfy's topic), and this
+                    // text is shown to every user of `banhound status`.
+                    format!("the server answered HTTP {code}")
                 }
                 Err(e) => e.to_string(),
             };
@@ -200,6 +207,23 @@ impl WebhookAction {
             delay = delay.saturating_mul(2);
         }
     }
+}
+
+/// `text` for a double-quoted value of a curl config file, which reads `\\`, `\"`, `\n`,
+/// `\r` and `\t` as escapes.
+fn curl_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

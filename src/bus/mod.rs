@@ -274,6 +274,11 @@ pub enum Request {
         jail: String,
         reply: oneshot::Sender<Result<Vec<BanInfo>, ControlError>>,
     },
+    /// How the jail's actions are doing ([`crate::action`]), in the jail's order.
+    GetActions {
+        jail: String,
+        reply: oneshot::Sender<Result<Vec<crate::action::ActionHealth>, ControlError>>,
+    },
     /// Re-reads the configuration. After it answers, the bus re-lists the jails and adds or
     /// removes jail objects to match (as it does on [`Event::JailsChanged`], which the owner
     /// sends after any reload).

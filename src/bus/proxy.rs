@@ -11,6 +11,9 @@ use zbus::zvariant::OwnedObjectPath;
 pub type BanRecord = (String, u64, u64, u32);
 /// `(jail, target, since, until, offence)`, as `IsBanned` lists.
 pub type JailBanRecord = (String, String, u64, u64, u32);
+/// `(name, kind, runs, failures, queued, dropped, error, last_error)`, as `GetActions` lists
+/// (error: the current failure episode's, "" while it works; last_error "" if none).
+pub type ActionRecord = (String, String, u64, u64, u64, u64, String, String);
 /// `(version, uptime, jails, currently_failed, total_failed, currently_banned, total_banned)`.
 pub type StatusRecord = (String, u64, u32, u32, u64, u32, u64);
 
@@ -65,6 +68,8 @@ pub trait Manager {
 )]
 pub trait Jail {
     fn get_bans(&self) -> zbus::Result<Vec<BanRecord>>;
+
+    fn get_actions(&self) -> zbus::Result<Vec<ActionRecord>>;
 
     fn ban(&self, address: &str, duration: &str) -> zbus::Result<BanRecord>;
 

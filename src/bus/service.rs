@@ -527,6 +527,20 @@ impl Jail {
         Ok(bans.iter().map(ban_record).collect())
     }
 
+    /// GetActions: the jail's actions, in its order, as (name, kind, runs, failures, queued,
+    /// dropped, error, last_error). Counters are the action's since the daemon started (an
+    /// action named by several jails counts for all); error is the current failure
+    /// episode's ("" while it works), last_error the latest ever ("" if none).
+    #[zbus(out_args("actions"))]
+    async fn get_actions(&self) -> Result<Vec<ActionRecord>, BusError> {
+        let jail = self.name.clone();
+        let actions = self
+            .owner
+            .call(|reply| Request::GetActions { jail, reply })
+            .await?;
+        Ok(actions.into_iter().map(action_record).collect())
+    }
+
     /// Ban: as Manager.Ban, in this jail.
     #[zbus(out_args("target", "since", "until", "offence"))]
     async fn ban(
@@ -684,6 +698,22 @@ impl Jail {
     async fn ignore_ip(&self) -> zbus::fdo::Result<Vec<String>> {
         Ok(ignore_strings(&self.snapshot().await?))
     }
+}
+
+/// `(name, kind, runs, failures, queued, dropped, error, last_error)`, as `GetActions` lists.
+type ActionRecord = (String, String, u64, u64, u64, u64, String, String);
+
+fn action_record(health: crate::action::ActionHealth) -> ActionRecord {
+    (
+        health.name,
+        health.kind.to_string(),
+        health.runs,
+        health.failures,
+        health.queued,
+        health.dropped,
+        health.failing.unwrap_or_default(),
+        health.last_error.unwrap_or_default(),
+    )
 }
 
 fn ban_time_secs(bantime: BanTime) -> i64 {

@@ -6,7 +6,7 @@
 //! the bus policy governs both. Errors are mapped to exit codes here: the daemon not running
 //! (3) and access denied (4) are told apart from invalid input (2) so scripts can react.
 
-use crate::bus::proxy::{JailProxy, ManagerProxy};
+use crate::bus::proxy::{ActionRecord, JailProxy, ManagerProxy};
 use crate::bus::{args, Bus, ControlError, ERROR_PREFIX, SERVICE_NAME};
 use crate::cli::{exit_with, invalid, ExitCode};
 use crate::engine::time::{format_duration, Timestamp};
@@ -360,6 +360,7 @@ async fn status(
             let backend = jail.backend().await.map_err(e)?;
             let ignoreip = jail.ignore_ip().await.map_err(e)?;
             let bans = jail.get_bans().await.map_err(e)?;
+            let actions = jail.get_actions().await.map_err(e)?;
             if args.json {
                 let bans: Vec<Value> = bans
                     .iter()
@@ -382,6 +383,7 @@ async fn status(
                     "backend": backend,
                     "ignoreip": ignoreip,
                     "bans": bans,
+                    "actions": actions_json(&actions),
                 });
                 println!("{doc}");
             } else {
@@ -406,11 +408,61 @@ async fn status(
                 println!("`- Actions");
                 println!("   |- Currently banned: {banned}");
                 println!("   |- Total banned:     {total_banned}");
-                println!("   `- Banned IP list:   {}", list.join(" "));
+                println!(
+                    "   {}- Banned IP list:   {}",
+                    if actions.is_empty() { '`' } else { '|' },
+                    list.join(" ")
+                );
+                print_actions(&actions);
             }
         }
     }
     Ok(())
+}
+
+/// The jail's actions ([`crate::action`]) in `status JAIL --json`.
+fn actions_json(actions: &[ActionRecord]) -> Vec<Value> {
+    let optional = |text: &str| (!text.is_empty()).then(|| text.to_string());
+    actions
+        .iter()
+        .map(
+            |(name, kind, runs, failures, queued, dropped, error, last_error)| {
+                json!({"name": name, "kind": kind, "runs": runs, "failures": failures,
+                       "queued": queued, "dropped": dropped, "failing": !error.is_empty(),
+                       "error": optional(error), "last_error": optional(last_error)})
+            },
+        )
+        .collect()
+}
+
+/// The jail's actions under its `Actions` branch of `status JAIL`, one line each. Their
+/// errors are the actions' own words, cut so a line stays a line.
+fn print_actions(actions: &[ActionRecord]) {
+    for (i, (name, kind, runs, failures, queued, dropped, error, last_error)) in
+        actions.iter().enumerate()
+    {
+        let branch = if i + 1 == actions.len() { '`' } else { '|' };
+        let health = match (error.is_empty(), last_error.is_empty()) {
+            (false, _) => format!("FAILING: {}", one_line(error)),
+            (true, false) => format!("ok (last error: {})", one_line(last_error)),
+            (true, true) => "ok".to_string(),
+        };
+        println!(
+            "   {branch}- Action {name} ({kind}): {runs} run(s), {failures} failed, {queued} queued, {dropped} dropped; {health}"
+        );
+    }
+}
+
+fn one_line(text: &str) -> String {
+    const SHOWN: usize = 200;
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
 }
 
 async fn ban(manager: &ManagerProxy<'_>, args: &BanArgs) -> anyhow::Result<()> {

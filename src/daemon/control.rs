@@ -150,6 +150,13 @@ impl Daemon {
                     .collect();
                 let _ = reply.send(bans);
             }
+            Request::GetActions { jail, reply } => {
+                let actions = self
+                    .jails
+                    .index(&jail)
+                    .map(|_| self.enforcement.actions.jail_health(&jail));
+                let _ = reply.send(actions);
+            }
             Request::GetBans { jail, reply } => {
                 let bans = self.jails.index(&jail).map(|j| {
                     let mut bans: Vec<BanInfo> = self

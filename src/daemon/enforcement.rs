@@ -32,6 +32,7 @@ use super::jails::Jails;
 use super::origins::OriginHosts;
 use super::state::StoredBan;
 use super::state_writer::{Report as StateReport, StateWriter};
+use crate::action::lines::{Matched, NO_MATCH};
 use crate::action::{Actions, BanRecord};
 use crate::bus::{Event, Lifted};
 use crate::display::display_target;
@@ -66,9 +67,9 @@ pub struct BanNotice<'a> {
     /// The jail's findtime (the window the failures fell in).
     pub findtime: Duration,
     pub cause: Cause,
-    /// The log lines that led to it, neutralised (kept only for jails with actions; none
-    /// for manual and restored bans).
-    pub lines: &'a [String],
+    /// The log lines that led to it and their user, neutralised (kept only for jails with
+    /// actions; none for manual and restored bans).
+    pub matched: &'a Matched,
     /// The hosts its failures were logged on (`_HOSTNAME`, neutralised), when another host
     /// than this one is among them; empty otherwise. Labels only: they decided nothing.
     pub hosts: &'a OriginHosts,
@@ -77,8 +78,8 @@ pub struct BanNotice<'a> {
 /// What led to a ban decided from the logs, lent to its observers.
 #[derive(Debug, Default)]
 pub struct Evidence {
-    /// Its failures' lines (jails with actions only).
-    pub lines: Vec<String>,
+    /// Its failures' lines and user (jails with actions only).
+    pub matched: Matched,
     pub hosts: OriginHosts,
 }
 
@@ -98,12 +99,10 @@ pub trait Observer: Send {
 }
 
 /// Jail actions ([`crate::action`]) run for bans from the logs (with their lines) and from
-/// the bus, not for restored ones (they ran when the ban was new), and for every lift.
+/// the bus, for restored ones only where fail2ban gives them (they ran when the ban was new),
+/// and for every lift.
 impl Observer for Actions {
     fn banned(&mut self, ban: &BanNotice<'_>) {
-        if ban.cause == Cause::Restored {
-            return;
-        }
         let d = ban.decision;
         Actions::banned(
             self,
@@ -114,7 +113,9 @@ impl Observer for Actions {
                 bantime: d.bantime,
                 failures: d.failures,
                 offence: d.offence,
-                lines: ban.lines.to_vec(),
+                lines: ban.matched.lines.clone(),
+                user: ban.matched.user.clone(),
+                restored: ban.cause == Cause::Restored,
             },
         );
     }
@@ -341,7 +342,7 @@ impl Enforcement {
                 decision: d,
                 findtime: settings.policy.findtime,
                 cause,
-                lines: &evidence.lines,
+                matched: &evidence.matched,
                 hosts: &evidence.hosts,
             });
         }
@@ -400,7 +401,7 @@ impl Enforcement {
                 decision: &decision,
                 findtime,
                 cause: Cause::Restored,
-                lines: &[],
+                matched: &NO_MATCH,
                 hosts: &OriginHosts::default(),
             });
         }
@@ -632,7 +633,7 @@ mod tests {
                 decision: &d,
                 findtime: Duration::from_secs(600),
                 cause,
-                lines: &[],
+                matched: &NO_MATCH,
                 hosts: &OriginHosts::default(),
             });
         }

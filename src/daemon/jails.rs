@@ -18,7 +18,7 @@
 use super::origins::{FailureOrigins, OriginHosts};
 use super::DaemonError;
 use crate::action::config::ActionSpec;
-use crate::action::lines::MatchedLines;
+use crate::action::lines::{Matched, MatchedLines};
 use crate::action::Actions;
 use crate::bus::{ControlError, JailSnapshot};
 use crate::config::{DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings};
@@ -62,15 +62,16 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// The configuration's actions, started for the jails that have any (on the runtime).
-    pub(super) fn start_actions(&self) -> Actions {
+    /// The configuration's actions, started for the jails that have any (on the runtime),
+    /// taking over from those of the configuration before (see [`Actions::replace`]).
+    pub(super) fn start_actions(&self, previous: Actions) -> Actions {
         let jails = self
             .jails
             .iter()
             .filter(|j| !j.actions.is_empty())
             .map(|j| (j.name.clone(), j.actions.clone()))
             .collect();
-        Actions::start(&self.actions, jails)
+        previous.replace(&self.actions, jails)
     }
 
     pub(super) fn new(settings: Settings) -> Result<Prepared, DaemonError> {
@@ -463,11 +464,11 @@ impl Jails {
 
     /// The lines that led to `target`'s ban in jail `index`, for its actions (forgotten
     /// here); none when the jail keeps none.
-    pub(super) fn take_lines(&mut self, index: usize, target: &IpNet) -> Vec<String> {
+    pub(super) fn take_lines(&mut self, index: usize, target: &IpNet) -> Matched {
         let jail = &mut self.running[index];
         match &mut jail.matched {
             Some(matched) => matched.take(&jail.settings.name, target),
-            None => Vec::new(),
+            None => Matched::default(),
         }
     }
 
@@ -755,9 +756,9 @@ fn conclude_step(
                 let mut line = host_label(host).into_bytes();
                 line.push(b' ');
                 line.extend_from_slice(failure.text);
-                matched.note(&settings.name, target, &line);
+                matched.note(&settings.name, target, &line, failure.user);
             }
-            None => matched.note(&settings.name, target, failure.text),
+            None => matched.note(&settings.name, target, failure.text, failure.user),
         }
     }
     let jail = &settings.name;

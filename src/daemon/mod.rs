@@ -68,6 +68,7 @@ pub mod state_writer;
 
 pub use enforcement::{ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer};
 
+use crate::action::Actions;
 use crate::bus::service::StartError;
 use crate::bus::{Bus, ControlError, Event, Lifted, Request};
 use crate::config::error::ConfigError;
@@ -276,7 +277,7 @@ pub async fn run(
     let events = broadcast::channel(EVENT_BACKLOG).0;
     let mut enforcement = Enforcement::new(state);
     enforcement.observe(Box::new(Signals(events.clone())));
-    enforcement.actions = prepared.start_actions();
+    enforcement.actions = prepared.start_actions(Actions::none());
     let mut daemon = Daemon {
         source_key: source_key(&journal),
         journal,
@@ -422,6 +423,10 @@ pub async fn run(
     }
     // Unprocessed batches are dropped: their entries are after the committed positions.
     drop(feeds);
+    // Bounded: a hanging action does not hold the stop up.
+    std::mem::replace(&mut daemon.enforcement.actions, Actions::none())
+        .shut_down()
+        .await;
     if daemon.options.flush_on_stop {
         daemon.enforcement.teardown().await?;
         tracing::info!("flushed banhound's firewall objects (--flush-on-stop); bans stay in the state database");
@@ -704,7 +709,7 @@ impl Daemon {
         let evidence: Vec<Evidence> = decisions
             .iter()
             .map(|(j, d)| Evidence {
-                lines: self.jails.take_lines(*j, &d.target),
+                matched: self.jails.take_lines(*j, &d.target),
                 hosts: self.jails.take_hosts(*j, d),
             })
             .collect();
@@ -853,7 +858,8 @@ impl Daemon {
             self.schedule_reconcile();
         }
         // The old actions' queued work still runs; their workers end when it is done.
-        self.enforcement.actions = prepared.start_actions();
+        let previous = std::mem::replace(&mut self.enforcement.actions, Actions::none());
+        self.enforcement.actions = prepared.start_actions(previous);
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.
