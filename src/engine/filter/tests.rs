@@ -478,6 +478,32 @@ fn sessions_join_lines_of_the_same_id() {
 }
 
 #[test]
+fn address_tags_take_an_ipv4_address_in_brackets() {
+    let f = filter(&[
+        r"^client <HOST>: wrong password$",
+        r"^denied - <ADDR>\b",
+        r"^call \(TCP:<HOST>:\d+\) rejected$",
+        r"^bare <IP4> refused$",
+    ]);
+    for (line, expected) in [
+        ("client [192.0.2.1]: wrong password", Some("192.0.2.1")),
+        ("client 192.0.2.1: wrong password", Some("192.0.2.1")),
+        (
+            "denied - [192.0.2.2] File does not exist",
+            Some("192.0.2.2"),
+        ),
+        ("call (TCP:[192.0.2.3]:61470) rejected", Some("192.0.2.3")),
+        ("client [2001:db8::4]: wrong password", Some("2001:db8::4")),
+        // Brackets do not make a host name, nor an address of `<IP4>`.
+        ("client [evil.example]: wrong password", None),
+        ("bare [192.0.2.5] refused", None),
+        ("client [999.0.2.1]: wrong password", None),
+    ] {
+        assert_eq!(host_of(&f, line).as_deref(), expected, "{line}");
+    }
+}
+
+#[test]
 fn process_sessions_count_a_try_once_and_only_by_process() {
     let f = Filter::compile(&FilterSpec {
         failregex: vec![
