@@ -480,6 +480,60 @@ fn escalation_remembers_ended_bans_across_a_restart() {
     assert!(daemon.stop());
 }
 
+#[test]
+fn overall_jails_counts_the_bans_of_every_jail_and_random_extra_lengthens_them() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = |jail: &str| log_dir.path().join(format!("{jail}.log"));
+    let jail = |name: &str, escalation: &str| {
+        format!(
+            "[jail.{name}]\nenabled = true\nfilter = \"sshd\"\nlogpath = [\"{}\"]\nmaxretry = 1\nbantime = \"10m\"\nbackend = \"log-only\"\n{escalation}\n",
+            log(name).display()
+        )
+    };
+    for name in ["first", "overall", "own"] {
+        std::fs::write(log(name), "").unwrap();
+    }
+    let mut lab = Lab::new(
+        "overall",
+        &format!(
+            "[jail.sshd]\nenabled = false\n\n{}{}{}",
+            jail("first", ""),
+            jail(
+                "overall",
+                "[jail.overall.escalation]\nfactor = 2.0\noverall_jails = true\nrandom_extra = \"1m\"\n"
+            ),
+            jail("own", "[jail.own.escalation]\nfactor = 2.0\n"),
+        ),
+    );
+    let daemon = lab.start();
+    append_syslog_failures(&log("first"), ATTACKER, 1);
+    daemon.wait_log(
+        &format!("Banned {ATTACKER} in jail first for 10m after 1"),
+        1,
+    );
+    // The ban in `first` is a previous offence for `overall`: twice the ban time, plus up
+    // to a minute at random.
+    append_syslog_failures(&log("overall"), ATTACKER, 1);
+    daemon.wait_log(&format!("Banned {ATTACKER} in jail overall for 20m"), 1);
+    let text = daemon.log();
+    let length = text
+        .lines()
+        .find_map(|l| l.split("in jail overall for ").nth(1))
+        .and_then(|rest| rest.split(" after").next())
+        .unwrap()
+        .to_string();
+    let extra: u64 = match length.strip_prefix("20m") {
+        Some("") => 0,
+        Some(secs) => secs.strip_suffix('s').unwrap().parse().unwrap(),
+        None => panic!("{length}"),
+    };
+    assert!(extra < 60, "{length}");
+    // A jail that counts its own bans only starts at the plain ban time.
+    append_syslog_failures(&log("own"), ATTACKER, 1);
+    daemon.wait_log(&format!("Banned {ATTACKER} in jail own for 10m after 1"), 1);
+    assert!(daemon.stop());
+}
+
 /// Appends sshd syslog lines (local time, as syslog writes) to a log file.
 fn append_syslog_failures(path: &Path, addr: &str, n: usize) {
     use std::io::Write;

@@ -384,7 +384,41 @@ impl Jails {
                 }
             }
         }
+        self.share_offences(&decisions);
         decisions
+    }
+
+    /// A ban in one jail is a previous offence in every other jail that counts the bans of
+    /// all jails (`overall_jails`).
+    fn share_offences(&mut self, decisions: &[(usize, BanDecision)]) {
+        for (banned_in, decision) in decisions {
+            for (j, jail) in self.running.iter_mut().enumerate() {
+                if j != *banned_in {
+                    jail.tracker.offence_elsewhere(decision.target, decision.at);
+                }
+            }
+        }
+    }
+
+    /// Re-installs, from the state database, that `target` was banned `offences` times in
+    /// `jail`, the last ban starting at `last`: for that jail, and for every jail that counts
+    /// the bans of all jails.
+    pub(super) fn restore_offences(
+        &mut self,
+        jail: &str,
+        target: IpNet,
+        offences: u32,
+        last: Timestamp,
+    ) {
+        for running in &mut self.running {
+            if running.settings.name == jail {
+                running.tracker.restore_offences(target, offences, last);
+            } else {
+                running
+                    .tracker
+                    .restore_offences_elsewhere(target, offences, last);
+            }
+        }
     }
 
     /// The lines of a file chunk, to each jail reading that file; also how many lines it
@@ -422,6 +456,7 @@ impl Jails {
                 }
             }
         }
+        self.share_offences(&decisions);
         (decisions, lines)
     }
 

@@ -596,9 +596,7 @@ impl Daemon {
             ))
         })?;
         for (jail, target, offences, last) in offences {
-            if let Some(jail) = self.jails.by_name_mut(&jail) {
-                jail.tracker.restore_offences(target, offences, last);
-            }
+            self.jails.restore_offences(&jail, target, offences, last);
         }
         for (jail, target, until) in expired {
             if let Some(jail) = self.jails.by_name_mut(&jail) {
