@@ -55,6 +55,10 @@ pub struct Increment {
     pub factor: Option<f64>,
     pub multipliers: Vec<f64>,
     pub maxtime: Option<Duration>,
+    /// `bantime.rndtime`: up to this much more, at random.
+    pub rndtime: Option<Duration>,
+    /// `bantime.overalljails`: the bans of every jail count.
+    pub overalljails: bool,
 }
 
 /// The jail files of a fail2ban directory, in the order fail2ban reads them.
@@ -148,6 +152,8 @@ const MAPPED: &[&str] = &[
     "bantime.factor",
     "bantime.multipliers",
     "bantime.maxtime",
+    "bantime.rndtime",
+    "bantime.overalljails",
     "ignoreip",
     "ignoreself",
     "port",
@@ -239,15 +245,14 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
                     .into(),
             );
         }
-        for key in ["bantime.rndtime", "bantime.overalljails"] {
-            if get(key).is_some_and(|v| !v.is_empty() && v != "false") {
-                warnings.borrow_mut().push(format!("{key} is not imported"));
-            }
-        }
+        let rndtime = duration("bantime.rndtime");
+        let overalljails = get("bantime.overalljails").and_then(|v| truthy(&v)) == Some(true);
         Some(Increment {
             factor,
             multipliers,
             maxtime,
+            rndtime,
+            overalljails,
         })
     } else {
         None
@@ -427,7 +432,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("jail.local"),
-            "[DEFAULT]\nbanaction = firewallcmd-rich-rules\nbantime.increment = true\nbantime.multipliers = 1 2 4\nbantime.maxtime = 1w\n[sshd]\nmode = aggressive\nbantime = 1h\n",
+            "[DEFAULT]\nbanaction = firewallcmd-rich-rules\nbantime.increment = true\nbantime.multipliers = 1 2 4\nbantime.maxtime = 1w\nbantime.rndtime = 5m\nbantime.overalljails = true\n[sshd]\nmode = aggressive\nbantime = 1h\n",
         )
         .unwrap();
         std::fs::write(
@@ -454,6 +459,13 @@ mod tests {
         let inc = sshd.escalation.as_ref().unwrap();
         assert_eq!(inc.multipliers, vec![1.0, 2.0, 4.0]);
         assert_eq!(inc.maxtime, Some(Duration::from_secs(604_800)));
+        assert_eq!(inc.rndtime, Some(Duration::from_secs(300)));
+        assert!(inc.overalljails);
+        assert!(
+            !sshd.warnings.iter().any(|w| w.contains("bantime.")),
+            "{:?}",
+            sshd.warnings
+        );
         assert!(
             sshd.warnings.iter().any(|w| w.contains("destemail")),
             "{:?}",
