@@ -148,11 +148,6 @@ fn jail_toml(
         }
         JailSourceKind::Journal { .. } => {}
         JailSourceKind::Files { logpath } => {
-            if logpath.iter().any(|p| p.contains(['*', '?', '['])) {
-                report.push(
-                    "logpath has wildcards: banhound expands them when it starts and on reload (systemctl reload banhound), not when a matching file appears in between".into(),
-                );
-            }
             let _ = writeln!(t, "logpath = {}", toml_list(logpath));
         }
     }
