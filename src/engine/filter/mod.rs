@@ -223,7 +223,6 @@ impl Filter {
         let pref_has_address = pref
             .as_ref()
             .is_some_and(|(p, _)| !p.address_groups.is_empty());
-        let pref_has_session = pref.as_ref().is_some_and(|(p, _)| p.mlfid_group.is_some());
         let maxlines = maxlines.max(1);
         let multi_line = maxlines > 1;
         let mut fail = Vec::with_capacity(spec.failregex.len());
@@ -233,7 +232,6 @@ impl Filter {
                 .map_err(|kind| FilterError { role, kind })?;
             if compiled.address_groups.is_empty()
                 && !pref_has_address
-                && !pref_has_session
                 && spec.dialect == Dialect::Banhound
             {
                 return Err(FilterError {
@@ -242,19 +240,6 @@ impl Filter {
                 });
             }
             fail.push(compiled);
-        }
-        // With sessions (a prefregex with <F-MLFID>), a failregex may name no address: the
-        // session's is used (slapd logs the peer when the connection opens, the failed bind
-        // later). Some failregex must name it, or nobody could ever be banned.
-        if pref_has_session
-            && !pref_has_address
-            && spec.dialect == Dialect::Banhound
-            && fail.iter().all(|r| r.address_groups.is_empty())
-        {
-            return Err(FilterError {
-                role: RegexRole::Fail(0),
-                kind: FilterErrorKind::NoAddressTag,
-            });
         }
         let mut ignore = Vec::with_capacity(spec.ignoreregex.len());
         for (i, pattern) in spec.ignoreregex.iter().enumerate() {

@@ -89,41 +89,6 @@ fn refuses_regex_without_address_tag() {
 }
 
 #[test]
-fn with_sessions_a_failregex_may_take_the_address_of_its_session() {
-    let spec = |failregex: Vec<String>| FilterSpec {
-        prefregex: Some(r"^<F-MLFID>conn=\d+</F-MLFID> <F-CONTENT>.+</F-CONTENT>$".into()),
-        failregex,
-        ..Default::default()
-    };
-    let accept = r"^fd=\d+ <F-NOFAIL>ACCEPT</F-NOFAIL> from IP=<ADDR>:\d+$".to_string();
-    let bind = r"^op=\d+ RESULT tag=97 err=49\b".to_string();
-    // Alone, the address-less one could never ban anyone.
-    let err = Filter::compile(&spec(vec![bind.clone()])).unwrap_err();
-    assert_eq!(err.kind, FilterErrorKind::NoAddressTag);
-    let f = Filter::compile(&spec(vec![accept, bind])).unwrap();
-    let mut m = f.matcher();
-    let mut st = SourceState::new();
-    let s = &mut st;
-    assert_eq!(
-        record(&mut m, s, "conn=7 fd=9 ACCEPT from IP=198.51.100.7:4242"),
-        None
-    );
-    assert_eq!(
-        record(&mut m, s, "conn=8 fd=9 ACCEPT from IP=198.51.100.8:4242"),
-        None
-    );
-    assert_eq!(
-        record(&mut m, s, "conn=7 op=1 RESULT tag=97 err=49 text=").as_deref(),
-        Some("198.51.100.7")
-    );
-    // A connection whose opening was not seen names nobody.
-    assert_eq!(
-        record(&mut m, s, "conn=9 op=1 RESULT tag=97 err=49 text="),
-        None
-    );
-}
-
-#[test]
 fn reports_tag_and_syntax_errors() {
     let compile = |p: &str| {
         Filter::compile(&FilterSpec {
