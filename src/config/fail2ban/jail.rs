@@ -298,11 +298,18 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
             "usedns = {usedns}: banhound never resolves host names"
         ));
     }
-    if get("ignorecommand").is_some_and(|v| !v.is_empty()) {
-        warnings
-            .borrow_mut()
-            .push("ignorecommand is not imported".into());
+    // fail2ban runs the command for every address before banning it (apache-fakegooglebot's
+    // checks that a "Googlebot" is Google's). banhound runs nothing on what a log line
+    // says, and without the command the jail would ban everyone the command spared: it is
+    // imported disabled, for the admin to list those addresses in ignoreip first.
+    let spared_by_command = get("ignorecommand").is_some_and(|v| !v.is_empty());
+    if spared_by_command {
+        warnings.borrow_mut().push(
+            format!("ignorecommand is not imported: banhound runs no command to decide whom to spare, so the jail would ban every address the command spared; {}list those in ignoreip",
+                if enabled { "imported disabled: " } else { "" }),
+        );
     }
+    let enabled = enabled && !spared_by_command;
     for key in ini.keys(name) {
         // The mail keys reach the actions that use them through interpolation.
         let carried =
@@ -379,6 +386,35 @@ fn split_actions(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jail_that_needs_its_ignorecommand_is_imported_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("jail.d")).unwrap();
+        std::fs::write(
+            p.join("jail.conf"),
+            "[DEFAULT]\nbantime = 10m\nbanaction = nftables-multiport\n[apache-fakegooglebot]\nenabled = true\nport = http\nlogpath = /var/log/apache2/access.log\nignorecommand = /etc/fail2ban/filter.d/ignorecommands/apache-fakegooglebot <ip>\n[apache-auth]\nenabled = true\nport = http\nlogpath = /var/log/apache2/error.log\n",
+        )
+        .unwrap();
+        let (jails, _) = load_jails(p).unwrap();
+        let bot = jails
+            .iter()
+            .find(|j| j.name == "apache-fakegooglebot")
+            .unwrap();
+        assert!(!bot.enabled);
+        assert!(
+            bot.warnings.iter().any(|w| w.contains("imported disabled")),
+            "{:?}",
+            bot.warnings
+        );
+        let auth = jails.iter().find(|j| j.name == "apache-auth").unwrap();
+        assert!(
+            auth.enabled && auth.warnings.is_empty(),
+            "{:?}",
+            auth.warnings
+        );
+    }
 
     #[test]
     fn durations() {
