@@ -480,6 +480,60 @@ fn escalation_remembers_ended_bans_across_a_restart() {
     assert!(daemon.stop());
 }
 
+#[test]
+fn overall_jails_counts_the_bans_of_every_jail_and_random_extra_lengthens_them() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = |jail: &str| log_dir.path().join(format!("{jail}.log"));
+    let jail = |name: &str, escalation: &str| {
+        format!(
+            "[jail.{name}]\nenabled = true\nfilter = \"sshd\"\nlogpath = [\"{}\"]\nmaxretry = 1\nbantime = \"10m\"\nbackend = \"log-only\"\n{escalation}\n",
+            log(name).display()
+        )
+    };
+    for name in ["first", "overall", "own"] {
+        std::fs::write(log(name), "").unwrap();
+    }
+    let mut lab = Lab::new(
+        "overall",
+        &format!(
+            "[jail.sshd]\nenabled = false\n\n{}{}{}",
+            jail("first", ""),
+            jail(
+                "overall",
+                "[jail.overall.escalation]\nfactor = 2.0\noverall_jails = true\nrandom_extra = \"1m\"\n"
+            ),
+            jail("own", "[jail.own.escalation]\nfactor = 2.0\n"),
+        ),
+    );
+    let daemon = lab.start();
+    append_syslog_failures(&log("first"), ATTACKER, 1);
+    daemon.wait_log(
+        &format!("Banned {ATTACKER} in jail first for 10m after 1"),
+        1,
+    );
+    // The ban in `first` is a previous offence for `overall`: twice the ban time, plus up
+    // to a minute at random.
+    append_syslog_failures(&log("overall"), ATTACKER, 1);
+    daemon.wait_log(&format!("Banned {ATTACKER} in jail overall for 20m"), 1);
+    let text = daemon.log();
+    let length = text
+        .lines()
+        .find_map(|l| l.split("in jail overall for ").nth(1))
+        .and_then(|rest| rest.split(" after").next())
+        .unwrap()
+        .to_string();
+    let extra: u64 = match length.strip_prefix("20m") {
+        Some("") => 0,
+        Some(secs) => secs.strip_suffix('s').unwrap().parse().unwrap(),
+        None => panic!("{length}"),
+    };
+    assert!(extra < 60, "{length}");
+    // A jail that counts its own bans only starts at the plain ban time.
+    append_syslog_failures(&log("own"), ATTACKER, 1);
+    daemon.wait_log(&format!("Banned {ATTACKER} in jail own for 10m after 1"), 1);
+    assert!(daemon.stop());
+}
+
 /// Appends sshd syslog lines (local time, as syslog writes) to a log file.
 fn append_syslog_failures(path: &Path, addr: &str, n: usize) {
     use std::io::Write;
@@ -640,7 +694,7 @@ fn an_over_long_line_is_skipped_whole_not_split_and_test_filter_agrees() {
 }
 
 #[test]
-fn a_wildcard_logpath_follows_every_matching_file_and_a_reload_finds_new_ones() {
+fn a_wildcard_logpath_follows_every_matching_file_and_new_ones_without_a_reload() {
     let log_dir = tempfile::tempdir().unwrap();
     let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S").to_string();
     let failure = |addr: &str| {
@@ -661,12 +715,39 @@ fn a_wildcard_logpath_follows_every_matching_file_and_a_reload_finds_new_ones() 
     let daemon = lab.start();
     daemon.wait_log("Banned 192.0.2.81 in jail sshd-file", 1);
     daemon.wait_log("Banned 192.0.2.82 in jail sshd-file", 1);
-    // A file that appears later is followed from the next reload on.
+    // A file that appears later is followed at once, no reload needed: created in place,
+    // and renamed in under a matching name (as a rotation or a deployment does).
     std::fs::write(site("c"), failure("192.0.2.84")).unwrap();
-    daemon.signal(libc::SIGHUP);
     daemon.wait_log("Banned 192.0.2.84 in jail sshd-file", 1);
+    let staged = log_dir.path().join("d.tmp");
+    std::fs::write(&staged, failure("192.0.2.85")).unwrap();
+    std::fs::rename(&staged, site("d")).unwrap();
+    daemon.wait_log("Banned 192.0.2.85 in jail sshd-file", 1);
+    // The files followed before go on where they were: lines appended are read once.
+    let mut appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(site("a"))
+        .unwrap();
+    std::io::Write::write_all(&mut appended, failure("192.0.2.86").as_bytes()).unwrap();
+    daemon.wait_log("Banned 192.0.2.86 in jail sshd-file", 1);
+    // A file that does not match the pattern stays unread.
+    std::fs::write(log_dir.path().join("e-access.log"), failure("192.0.2.87")).unwrap();
+    std::fs::write(site("f"), failure("192.0.2.88")).unwrap();
+    daemon.wait_log("Banned 192.0.2.88 in jail sshd-file", 1);
     let log = daemon.log();
     assert!(!log.contains("192.0.2.83"), "{log}");
+    assert!(!log.contains("192.0.2.87"), "{log}");
+    for addr in ["192.0.2.81", "192.0.2.82", "192.0.2.84"] {
+        assert_eq!(log.matches(&format!("Banned {addr} ")).count(), 1, "{log}");
+    }
+    assert!(daemon.log().contains("matches a wildcard logpath"));
+    // A reload still finds them all, and reads none twice.
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("configuration reloaded", 1);
+    std::fs::write(site("g"), failure("192.0.2.89")).unwrap();
+    daemon.wait_log("Banned 192.0.2.89 in jail sshd-file", 1);
+    let log = daemon.log();
+    assert_eq!(log.matches("Banned ").count(), 7, "{log}");
     assert!(daemon.stop());
 }
 

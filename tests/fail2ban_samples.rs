@@ -40,7 +40,7 @@ use std::process::Command;
 
 /// The least share of cases that must agree, in tenths of a percent. Raise it when
 /// banhound agrees on more; it never goes down.
-const AGREEMENT_FLOOR: u64 = 989;
+const AGREEMENT_FLOOR: u64 = 996;
 /// The least share of matched cases with a time whose time must agree to the second, in
 /// tenths of a percent.
 const TIME_FLOOR: u64 = 1000;

@@ -45,11 +45,17 @@ const LINE_TIME: &str = "2026-11-22T02:26:07Z";
 const NOW: Timestamp = Timestamp::from_secs(1_795_348_800); // 2026-11-22T12:00:00Z
 const HOSTNAME: &[u8] = b"web1";
 /// Plain-format filters whose services write a date the date detector does not know yet
-/// (Asterisk's and Vaultwarden's bracketed ISO date, Nextcloud's JSON "time", Grafana's
-/// logfmt `t=`; issue #15 section 1): their lines
+/// (Asterisk's and Vaultwarden's bracketed ISO date, Nextcloud's JSON "time", MongoDB's
+/// JSON "$date", Grafana's logfmt `t=`; issue #15 section 1): their lines
 /// are counted when read. For them the first line must give no date or the line's own,
 /// never one from the client's text.
-const DATE_NOT_DETECTED_YET: &[&str] = &["asterisk", "grafana", "nextcloud", "vaultwarden"];
+const DATE_NOT_DETECTED_YET: &[&str] = &[
+    "asterisk",
+    "grafana",
+    "mongodb-auth",
+    "nextcloud",
+    "vaultwarden",
+];
 const PID: &[u8] = b"1234";
 
 /// rsyslog's default `$EscapeControlCharactersOnReceive on`: each control character

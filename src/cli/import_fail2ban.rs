@@ -8,7 +8,7 @@
 //! normal configuration loader, so what is written is known to be valid.
 
 use crate::cli::invalid;
-use crate::config::fail2ban::jail::{load_jails, Fail2banJail, JailSourceKind};
+use crate::config::fail2ban::jail::{load_jails, Fail2banJail, Increment, JailSourceKind};
 use crate::config::fail2ban::{load_by_reference, FilterReference};
 use crate::config::{self, ConfigPaths, FAIL2BAN_FILTER_PREFIX};
 use crate::engine::filter::{Dialect, Filter, FilterSpec};
@@ -148,11 +148,6 @@ fn jail_toml(
         }
         JailSourceKind::Journal { .. } => {}
         JailSourceKind::Files { logpath } => {
-            if logpath.iter().any(|p| p.contains(['*', '?', '['])) {
-                report.push(
-                    "logpath has wildcards: banhound expands them when it starts and on reload (systemctl reload banhound), not when a matching file appears in between".into(),
-                );
-            }
             let _ = writeln!(t, "logpath = {}", toml_list(logpath));
         }
     }
@@ -234,23 +229,50 @@ fn jail_toml(
     }
     if let Some(inc) = &jail.escalation {
         let _ = writeln!(t, "[jail.{}.escalation]", toml_key(&jail.name));
-        if !inc.multipliers.is_empty() {
-            let m: Vec<String> = inc.multipliers.iter().map(|x| format!("{x:?}")).collect();
-            let _ = writeln!(t, "multipliers = [{}]", m.join(", "));
-        } else {
-            // fail2ban's default formula doubles the ban each time (times bantime.factor).
-            let _ = writeln!(t, "factor = 2.0");
-            if let Some(f) = inc.factor.filter(|f| *f != 1.0) {
-                report.push(format!(
-                    "bantime.factor {f}: fail2ban multiplies every grown ban by it; banhound doubles without it"
-                ));
+        match escalation_multipliers(inc) {
+            Some(m) => {
+                let m: Vec<String> = m.iter().map(|x| format!("{x:?}")).collect();
+                let _ = writeln!(t, "multipliers = [{}]", m.join(", "));
+            }
+            // fail2ban's default formula doubles the ban each time.
+            None => {
+                let _ = writeln!(t, "factor = 2.0");
             }
         }
         if let Some(m) = inc.maxtime {
             let _ = writeln!(t, "maxtime = {}", m.as_secs().max(1));
         }
+        if let Some(r) = inc.rndtime.filter(|r| !r.is_zero()) {
+            let _ = writeln!(t, "random_extra = {}", r.as_secs().max(1));
+        }
+        if inc.overalljails {
+            let _ = writeln!(t, "overall_jails = true");
+        }
     }
     t
+}
+
+/// How fail2ban grows the bans of `inc`, as banhound's multipliers (the n-th ban lasts
+/// bantime times the n-th, the last repeating); `None` for fail2ban's plain doubling, which
+/// is banhound's `factor = 2`. fail2ban's first ban is always the plain bantime; later ones
+/// are bantime × `bantime.factor` × the multiplier of the bans before (`bantime.multipliers`),
+/// or by its default formula bantime × max(1, 2^bans × factor), the exponent stopping at 20.
+fn escalation_multipliers(inc: &Increment) -> Option<Vec<f64>> {
+    /// fail2ban's default formula stops doubling after this many bans.
+    const DOUBLINGS: i32 = 20;
+    let factor = inc
+        .factor
+        .filter(|f| f.is_finite() && *f > 0.0)
+        .unwrap_or(1.0);
+    if !inc.multipliers.is_empty() {
+        let grown = inc.multipliers.iter().skip(1).map(|m| m * factor);
+        return Some(std::iter::once(1.0).chain(grown).collect());
+    }
+    if factor == 1.0 {
+        return None;
+    }
+    let grown = (1..=DOUBLINGS).map(|n| (2f64.powi(n) * factor).max(1.0));
+    Some(std::iter::once(1.0).chain(grown).collect())
 }
 
 /// banhound's own recidive filter, which fail2ban's `[recidive]` is mapped onto: fail2ban's
@@ -407,4 +429,70 @@ pub fn run(_paths: &ConfigPaths, args: &ImportFail2banArgs) -> anyhow::Result<()
         .with_context(|| format!("writing {}", report_path.display()))?;
     print!("{report}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn increment(factor: Option<f64>, multipliers: &[f64]) -> Increment {
+        Increment {
+            factor,
+            multipliers: multipliers.to_vec(),
+            maxtime: Some(Duration::from_secs(86_400)),
+            rndtime: None,
+            overalljails: false,
+        }
+    }
+
+    #[test]
+    fn fail2bans_ban_growth_becomes_banhounds() {
+        // Plain doubling is banhound's factor 2.
+        assert_eq!(escalation_multipliers(&increment(None, &[])), None);
+        assert_eq!(escalation_multipliers(&increment(Some(1.0), &[])), None);
+        // The factor multiplies every grown ban, never the first.
+        assert_eq!(
+            escalation_multipliers(&increment(Some(3.0), &[1.0, 5.0, 30.0])),
+            Some(vec![1.0, 15.0, 90.0])
+        );
+        assert_eq!(
+            escalation_multipliers(&increment(None, &[2.0, 5.0])),
+            Some(vec![1.0, 5.0])
+        );
+        // The default formula with a factor: bantime × max(1, 2^bans × factor).
+        let m = escalation_multipliers(&increment(Some(0.25), &[])).unwrap();
+        assert_eq!(&m[..4], &[1.0, 1.0, 1.0, 2.0]);
+        assert_eq!(m.len(), 21);
+        assert_eq!(m[20], 262_144.0);
+    }
+
+    #[test]
+    fn random_extra_and_overall_jails_are_written() {
+        let mut inc = increment(None, &[]);
+        inc.rndtime = Some(Duration::from_secs(300));
+        inc.overalljails = true;
+        let jail = Fail2banJail {
+            name: "sshd".into(),
+            enabled: true,
+            filter: "sshd".into(),
+            source: JailSourceKind::Journal {
+                journalmatch: Vec::new(),
+            },
+            maxretry: None,
+            findtime: None,
+            bantime: None,
+            escalation: Some(inc),
+            ignoreip: Vec::new(),
+            ignoreself: None,
+            port: None,
+            protocol: None,
+            backend: "nftables",
+            actions: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut report = Vec::new();
+        let toml = jail_toml(&jail, "sshd", &[], &mut report);
+        assert!(toml.contains("[jail.sshd.escalation]\nfactor = 2.0\nmaxtime = 86400\nrandom_extra = 300\noverall_jails = true\n"), "{toml}");
+    }
 }

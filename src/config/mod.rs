@@ -316,6 +316,8 @@ struct RawEscalation {
     multipliers: Option<Spanned<Vec<f64>>>,
     maxtime: Option<DurationValue>,
     forget_after: Option<DurationValue>,
+    random_extra: Option<DurationValue>,
+    overall_jails: Option<bool>,
 }
 
 /// `filter = "name-or-path"`, or an inline filter table.
@@ -864,6 +866,8 @@ fn build_escalation(raw: &RawEscalation) -> Result<Option<Escalation>, String> {
         forget_after: raw
             .forget_after
             .map_or(Duration::from_secs(7 * 86_400), |d| d.0),
+        random_extra: raw.random_extra.map(|d| d.0),
+        overall_jails: raw.overall_jails.unwrap_or(false),
     }))
 }
 

@@ -220,7 +220,7 @@ fn inline_filter_and_ports() {
     let t = Tree::new();
     t.write(
         "etc/jail.d/app.toml",
-        "[jail.app]\nenabled = true\nlogpath = [\"/var/log/app.log\"]\nport = [\"http\", \"https\"]\nprotocol = \"tcp,udp\"\nblocktype = \"reject\"\nipv6_prefix = 64\n[jail.app.filter]\nformat = \"plain\"\nfailregex = ['^<ADDR> login failed$']\n[jail.app.escalation]\nmultipliers = [1, 4, 16]\nmaxtime = \"1w\"\n",
+        "[jail.app]\nenabled = true\nlogpath = [\"/var/log/app.log\"]\nport = [\"http\", \"https\"]\nprotocol = \"tcp,udp\"\nblocktype = \"reject\"\nipv6_prefix = 64\n[jail.app.filter]\nformat = \"plain\"\nfailregex = ['^<ADDR> login failed$']\n[jail.app.escalation]\nmultipliers = [1, 4, 16]\nmaxtime = \"1w\"\nrandom_extra = \"10m\"\noverall_jails = true\n",
     );
     let s = t.load().unwrap();
     let j = s.jail("app").unwrap();
@@ -245,6 +245,11 @@ fn inline_filter_and_ports() {
     );
     let esc = j.policy.escalation.as_ref().unwrap();
     assert_eq!(esc.maxtime, Some(Duration::from_secs(604_800)));
+    assert_eq!(esc.random_extra, Some(Duration::from_secs(600)));
+    assert!(esc.overall_jails);
+    // Both off unless set.
+    let sshd = s.jail("sshd").unwrap();
+    assert!(sshd.policy.escalation.is_none());
 }
 
 #[test]

@@ -34,6 +34,7 @@ use crate::engine::tracker::{BanDecision, Mode, Policy, Tracker, Verdict};
 use crate::firewall::firewalld::FirewalldBackend;
 use crate::firewall::{BackendKind, BanEntry};
 use crate::source::file_follow::{FileChunk, FilePosition};
+use crate::source::glob;
 use crate::source::journal::{host_label, Batch, MatchExpr, Phase};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -78,19 +79,10 @@ impl Prepared {
         let mut jails = Vec::new();
         let mut matches = Vec::new();
         let mut journal_jails = Vec::new();
-        let mut files: Vec<(PathBuf, Vec<usize>)> = Vec::new();
         for jail in settings.jails.into_iter().filter(|j| j.enabled) {
             let index = jails.len();
             match &jail.source {
-                JailSource::Files { paths } => {
-                    // A wildcard names the files that exist now; a reload looks again.
-                    for path in paths.iter().flat_map(|p| crate::source::glob::expand(p)) {
-                        match files.iter_mut().find(|(p, _)| *p == path) {
-                            Some((_, readers)) => readers.push(index),
-                            None => files.push((path, vec![index])),
-                        }
-                    }
-                }
+                JailSource::Files { .. } => {}
                 JailSource::Journal { matches: words } => {
                     let expr = MatchExpr::parse(words).map_err(|source| DaemonError::Match {
                         jail: jail.name.clone(),
@@ -112,6 +104,7 @@ impl Prepared {
             }
             jails.push(jail);
         }
+        let files = followed_files(&jails);
         Ok(Prepared {
             daemon: settings.daemon,
             metrics: settings.metrics,
@@ -122,6 +115,27 @@ impl Prepared {
             files,
         })
     }
+}
+
+/// The files the file jails of `jails` read, each with the indexes of its readers: a
+/// wildcard names the files that exist now.
+fn followed_files<'a>(
+    jails: impl IntoIterator<Item = &'a JailSettings>,
+) -> Vec<(PathBuf, Vec<usize>)> {
+    let mut files: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    for (index, jail) in jails.into_iter().enumerate() {
+        let JailSource::Files { paths } = &jail.source else {
+            continue;
+        };
+        for path in paths.iter().flat_map(|p| glob::expand(p)) {
+            match files.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, readers)) if !readers.contains(&index) => readers.push(index),
+                Some(_) => {}
+                None => files.push((path, vec![index])),
+            }
+        }
+    }
+    files
 }
 
 /// One running jail: its settings and everything its decisions change.
@@ -312,8 +326,54 @@ impl Jails {
     pub(super) fn reset_sources(&mut self) {
         for jail in &mut self.running {
             jail.journal = SourceState::default();
+        }
+        self.reset_file_sources();
+    }
+
+    /// Forgets what the files said (their feed is started anew).
+    pub(super) fn reset_file_sources(&mut self) {
+        for jail in &mut self.running {
             jail.files.clear();
         }
+    }
+
+    /// The wildcard `logpath`s of the file jails.
+    pub(super) fn wildcard_patterns(&self) -> Vec<PathBuf> {
+        self.running
+            .iter()
+            .filter_map(|j| match &j.settings.source {
+                JailSource::Files { paths } => Some(paths),
+                JailSource::Journal { .. } => None,
+            })
+            .flatten()
+            .filter(|p| glob::is_pattern(p))
+            .cloned()
+            .collect()
+    }
+
+    /// Expands the wildcards again and adds the files (or readers of a file) that appeared
+    /// since, after those already followed, whose indexes stay; returns the files added to.
+    /// A file that is gone stays followed (waited for, as a path written out) until the
+    /// next reload: a rotation renames it away before it is created anew.
+    pub(super) fn add_appeared_files(&mut self) -> Vec<PathBuf> {
+        let mut changed = Vec::new();
+        for (path, readers) in followed_files(self.running.iter().map(|j| &j.settings)) {
+            match self.files.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, known)) => {
+                    let new: Vec<usize> =
+                        readers.into_iter().filter(|r| !known.contains(r)).collect();
+                    if !new.is_empty() {
+                        known.extend(new);
+                        changed.push(path);
+                    }
+                }
+                None => {
+                    self.files.push((path.clone(), readers));
+                    changed.push(path);
+                }
+            }
+        }
+        changed
     }
 
     /// Gives each reader of file `file` its line preparation, judging ages as a file read
@@ -410,7 +470,41 @@ impl Jails {
                 }
             }
         }
+        self.share_offences(&decisions);
         decisions
+    }
+
+    /// A ban in one jail is a previous offence in every other jail that counts the bans of
+    /// all jails (`overall_jails`).
+    fn share_offences(&mut self, decisions: &[(usize, BanDecision)]) {
+        for (banned_in, decision) in decisions {
+            for (j, jail) in self.running.iter_mut().enumerate() {
+                if j != *banned_in {
+                    jail.tracker.offence_elsewhere(decision.target, decision.at);
+                }
+            }
+        }
+    }
+
+    /// Re-installs, from the state database, that `target` was banned `offences` times in
+    /// `jail`, the last ban starting at `last`: for that jail, and for every jail that counts
+    /// the bans of all jails.
+    pub(super) fn restore_offences(
+        &mut self,
+        jail: &str,
+        target: IpNet,
+        offences: u32,
+        last: Timestamp,
+    ) {
+        for running in &mut self.running {
+            if running.settings.name == jail {
+                running.tracker.restore_offences(target, offences, last);
+            } else {
+                running
+                    .tracker
+                    .restore_offences_elsewhere(target, offences, last);
+            }
+        }
     }
 
     /// The lines of a file chunk, to each jail reading that file; also how many lines it
@@ -449,6 +543,7 @@ impl Jails {
                 }
             }
         }
+        self.share_offences(&decisions);
         (decisions, lines)
     }
 

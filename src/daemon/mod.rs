@@ -79,6 +79,7 @@ use crate::firewall::firewalld::{FirewalldError, Reapplied};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
 use crate::source::file_follow::{self, FileChunk, FileError, FileFeed, FilePosition};
+use crate::source::glob::{self, WildcardWatch};
 use crate::source::journal::{
     parse_cursor, Batch, JournalError, JournalSource, MatchError, Start, StartReport,
 };
@@ -176,6 +177,8 @@ fn file_key(path: &Path) -> String {
 struct Feeds {
     journal: Option<Feed>,
     files: Option<FileFeed>,
+    /// Where files of the wildcard `logpath`s can appear.
+    wildcards: Option<WildcardWatch>,
 }
 
 /// The key of the journal position in the state database.
@@ -399,6 +402,9 @@ pub async fn run(
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(JournalError::FollowThread.into()),
             },
+            changed = glob::next_change(&feeds.wildcards) => {
+                daemon.wildcard_files_changed(changed, &mut feeds);
+            }
             message = next_chunk(&mut feeds.files) => match message {
                 Some(Ok(chunk)) => daemon.process_file_chunk(chunk).await,
                 // One unreadable file must not stop the protection given by the others.
@@ -530,7 +536,50 @@ impl Daemon {
         if journal.is_none() && files.is_none() {
             tracing::warn!("no enabled jail: nothing to follow");
         }
-        Ok(Feeds { journal, files })
+        Ok(Feeds {
+            journal,
+            files,
+            wildcards: self.watch_wildcards(),
+        })
+    }
+
+    /// Watches where files of the wildcard `logpath`s can appear (again: directories may
+    /// have appeared too).
+    fn watch_wildcards(&self) -> Option<WildcardWatch> {
+        WildcardWatch::new(&self.jails.wildcard_patterns())
+            .inspect_err(|e| {
+                tracing::warn!("cannot watch the directories of wildcard logpaths ({e}): files that appear are followed from the next reload")
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// A name appeared where a wildcard `logpath` looks: a file it now matches is followed
+    /// from its start (lines older than findtime skipped), without a reload. The other files'
+    /// followers restart from their committed positions, as on a reload.
+    fn wildcard_files_changed(&mut self, changed: std::io::Result<()>, feeds: &mut Feeds) {
+        if let Err(e) = changed {
+            tracing::warn!("cannot watch the directories of wildcard logpaths any more ({e}): files that appear are followed from the next reload");
+            feeds.wildcards = None;
+            return;
+        }
+        // Watched anew before the patterns are expanded: a file created in a directory
+        // that just appeared is either watched or already found.
+        feeds.wildcards = self.watch_wildcards();
+        let appeared = self.jails.add_appeared_files();
+        if appeared.is_empty() {
+            return;
+        }
+        for path in &appeared {
+            tracing::info!("{} matches a wildcard logpath", path.display());
+        }
+        feeds.files = None;
+        self.jails.reset_file_sources();
+        match self.start_files() {
+            Ok(files) => feeds.files = files,
+            Err(e) => tracing::error!("{e}; files are followed again from the next reload"),
+        }
+        self.update_status();
     }
 
     /// Files continue at their stored position (same inode), else from their start. Read
@@ -626,9 +675,7 @@ impl Daemon {
             ))
         })?;
         for (jail, target, offences, last) in offences {
-            if let Some(jail) = self.jails.by_name_mut(&jail) {
-                jail.tracker.restore_offences(target, offences, last);
-            }
+            self.jails.restore_offences(&jail, target, offences, last);
         }
         for (jail, target, until) in expired {
             if let Some(jail) = self.jails.by_name_mut(&jail) {

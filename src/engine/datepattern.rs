@@ -57,8 +57,12 @@ pub(crate) struct Prefix {
     pub(crate) regex: Regex,
     /// The pattern gives the date no group of its own (`^<W>{DATE}`), so, as in fail2ban,
     /// its whole match is the date and is cut from the line, the prefix with it; with a
-    /// group (`^[^\[]*\[({DATE})`) only the date is.
+    /// group (`^[^\[]*\[({DATE})`) the group is: from where it opens (the capture group
+    /// `group` of `regex`, in which the groups open at `{DATE}` are closed there) to where
+    /// it closes, after the date and `group_rest` (`\s*\]` in `(\[{DATE}\s*\])`).
     pub(crate) cut: bool,
+    pub(crate) group: Option<usize>,
+    pub(crate) group_rest: Option<Regex>,
 }
 
 /// The capture groups of a format regex.
@@ -133,15 +137,32 @@ fn parse_alternative(text: &str) -> Result<Alternative, DatePatternError> {
         "{NONE}" => return Ok(Alternative::NoDate),
         _ => {}
     }
-    if let Some((before, _after)) = rest.split_once("{DATE}") {
+    if let Some((before, after)) = rest.split_once("{DATE}") {
         let prefix = if before.is_empty() || before == "^" {
             None
         } else {
-            let balanced = balance(before);
-            Some(Prefix {
-                cut: balanced.len() == before.len(),
-                regex: compile(&balanced)?,
-            })
+            let open = unclosed_groups(before);
+            match open.first() {
+                None => Some(Prefix {
+                    cut: true,
+                    regex: compile(before)?,
+                    group: None,
+                    group_rest: None,
+                }),
+                Some(&outermost) => {
+                    let closed = format!("{before}{}", ")".repeat(open.len()));
+                    let rest_of_group = group_rest(after, open.len());
+                    Some(Prefix {
+                        cut: false,
+                        regex: compile(&closed)?,
+                        group: Some(capturing_groups_before(before, outermost) + 1),
+                        group_rest: match rest_of_group {
+                            "" => None,
+                            r => Some(compile(&format!("^(?:{r})"))?),
+                        },
+                    })
+                }
+            }
         };
         return Ok(Alternative::Standard {
             anchored: prefix.is_none() && (line_start || before == "^"),
@@ -194,8 +215,8 @@ fn compile(pattern: &str) -> Result<Regex, DatePatternError> {
         .map_err(|e| DatePatternError::Regex(e.to_string().lines().last().unwrap_or("").into()))
 }
 
-/// Drops the `(` that a cut at `{DATE}` left unclosed, so the prefix compiles on its own.
-fn balance(prefix: &str) -> String {
+/// Where the groups a cut at `{DATE}` leaves open start in `prefix`, outermost first.
+fn unclosed_groups(prefix: &str) -> Vec<usize> {
     let bytes = prefix.as_bytes();
     let mut open = Vec::new();
     let mut i = 0;
@@ -213,13 +234,58 @@ fn balance(prefix: &str) -> String {
         }
         i += 1;
     }
-    let mut out = String::with_capacity(prefix.len());
-    for (i, c) in prefix.char_indices() {
-        if !open.contains(&i) {
-            out.push(c);
+    open
+}
+
+/// How many capturing groups open in `pattern` before byte `at` (`(` not followed by `?`,
+/// or `(?P<`): the regex crate numbers groups by their opening parenthesis.
+fn capturing_groups_before(pattern: &str, at: usize) -> usize {
+    let bytes = &pattern.as_bytes()[..at];
+    let mut count = 0;
+    let mut i = 0;
+    let mut in_class = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'(' if !in_class => {
+                let rest = &pattern.as_bytes()[i + 1..];
+                if !rest.starts_with(b"?") || rest.starts_with(b"?P<") {
+                    count += 1;
+                }
+            }
+            _ => {}
         }
+        i += 1;
     }
-    out
+    count
+}
+
+/// The text of `after` (what follows `{DATE}`) up to where the `open` groups left open at
+/// `{DATE}` are all closed.
+fn group_rest(after: &str, open: usize) -> &str {
+    let bytes = after.as_bytes();
+    let mut depth = open;
+    let mut i = 0;
+    let mut in_class = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'[' if !in_class => in_class = true,
+            b']' if in_class => in_class = false,
+            b'(' if !in_class => depth += 1,
+            b')' if !in_class => {
+                depth -= 1;
+                if depth == 0 {
+                    return &after[..i];
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    after
 }
 
 struct Translated {
@@ -509,6 +575,9 @@ mod tests {
         ));
         let p = DatePattern::parse("^%b %d, %ExY %I:%M:%S %p\n{^LN-BEG}").unwrap();
         assert_eq!(p.alternatives.len(), 2);
-        assert_eq!(balance(r"^[^\[]*(\["), r"^[^\[]*\[");
+        assert_eq!(unclosed_groups(r"^[^\[(]*(\[(x)\("), vec![8]);
+        assert_eq!(capturing_groups_before(r"^(a)(?:b)(?P<c>d)\(([(])", 20), 3);
+        assert_eq!(group_rest(r"\s*(?:x)\]) tail", 1), r"\s*(?:x)\]");
+        assert_eq!(group_rest(r") tail", 1), "");
     }
 }

@@ -300,10 +300,18 @@ impl DateDetector {
                     ..
                 } => {
                     let window = &line[..line.len().min(SEARCH_WINDOW)];
-                    prefix.regex.find(window).and_then(|m| {
+                    prefix.regex.captures(window).and_then(|caps| {
+                        let m = caps.get(0)?;
                         let mut found = self.detect_at(line, m.end(), now)?;
                         if prefix.cut {
                             found.span.start = m.start();
+                        }
+                        // A group around the date is cut whole, as fail2ban cuts it.
+                        if let Some(g) = prefix.group.and_then(|g| caps.get(g)) {
+                            found.span.start = g.start();
+                        }
+                        if let Some(rest) = &prefix.group_rest {
+                            found.span.end += rest.find(&line[found.span.end..])?.end();
                         }
                         Some(found)
                     })
@@ -1192,6 +1200,20 @@ mod tests {
             .detect(line, now())
             .unwrap();
         assert_eq!(d.span, 3..26);
+        // A group that goes on after the date is cut whole, up to where it closes.
+        let line = b"192.0.2.1 - - - [31/Jan/2015:14:29:44 ] example.com \"GET / HTTP/1.1\"";
+        let group = DatePattern::parse(r"^[^\[]*(\[{DATE}\s*\])").unwrap();
+        let d = DateDetector::new(Zone::Utc)
+            .with_pattern(Some(group))
+            .detect(line, now())
+            .unwrap();
+        assert_eq!(&line[d.span.clone()], b"[31/Jan/2015:14:29:44 ]");
+        let earlier_group = DatePattern::parse(r"^(\S+) [^\[]*\[({DATE})").unwrap();
+        let d = DateDetector::new(Zone::Utc)
+            .with_pattern(Some(earlier_group))
+            .detect(line, now())
+            .unwrap();
+        assert_eq!(&line[d.span.clone()], b"31/Jan/2015:14:29:44");
     }
 
     #[test]

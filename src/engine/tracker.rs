@@ -20,6 +20,7 @@ use crate::engine::address::{
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -39,6 +40,13 @@ pub struct Escalation {
     pub maxtime: Option<Duration>,
     /// Bans older than this no longer count as previous offences.
     pub forget_after: Duration,
+    /// Up to this much, drawn at random, is added to every ban (after `maxtime`), so that
+    /// whoever runs many addresses cannot compute when one is free again (fail2ban's
+    /// `bantime.rndtime`).
+    pub random_extra: Option<Duration>,
+    /// The bans of every jail count as previous offences, not only this jail's (fail2ban's
+    /// `bantime.overalljails`).
+    pub overall_jails: bool,
 }
 
 impl Escalation {
@@ -59,6 +67,24 @@ impl Escalation {
             None => grown,
         })
     }
+
+    /// `bantime` with its random extra: `fraction` (in `[0, 1)`) of `random_extra`.
+    pub fn with_random_extra(&self, bantime: BanTime, fraction: f64) -> BanTime {
+        match (bantime, self.random_extra) {
+            // Whole seconds, as every other ban time.
+            (BanTime::For(d), Some(extra)) => BanTime::For(
+                d + Duration::from_secs((extra.as_secs_f64() * fraction.clamp(0.0, 1.0)) as u64),
+            ),
+            (other, _) => other,
+        }
+    }
+}
+
+/// A number drawn at random from `[0, 1)`: std's per-instance random hash keys, which is
+/// all an unpredictable ban length needs (no secret depends on it).
+fn random_fraction() -> f64 {
+    let bits = RandomState::new().hash_one(0u8);
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The settings of one jail that decide bans.
@@ -289,7 +315,9 @@ impl Tracker {
     ) -> BanDecision {
         let offence = self.next_offence(&target, at);
         let bantime = bantime.unwrap_or(match &self.policy.escalation {
-            Some(esc) => esc.bantime(self.policy.bantime, offence),
+            Some(esc) => {
+                esc.with_random_extra(esc.bantime(self.policy.bantime, offence), random_fraction())
+            }
             None => self.policy.bantime,
         });
         let decision = BanDecision {
@@ -379,6 +407,48 @@ impl Tracker {
         if last > known.last {
             *known = History { offences, last };
         }
+    }
+
+    /// Whether the bans of other jails count as offences here (`bantime.overalljails`).
+    pub fn counts_offences_of_all_jails(&self) -> bool {
+        self.policy
+            .escalation
+            .as_ref()
+            .is_some_and(|esc| esc.overall_jails)
+    }
+
+    /// Another jail banned `target` at `at`: with `overall_jails`, that is one more offence
+    /// here too (the target taken to this jail's IPv6 prefix); otherwise nothing.
+    pub fn offence_elsewhere(&mut self, target: IpNet, at: Timestamp) {
+        if !self.counts_offences_of_all_jails() {
+            return;
+        }
+        let target = ban_target_net(target, self.policy.ipv6_prefix);
+        let offences = self.next_offence(&target, at);
+        let known = self
+            .history
+            .entry(target)
+            .or_insert(History { offences, last: at });
+        if at >= known.last {
+            *known = History { offences, last: at };
+        }
+    }
+
+    /// Re-installs, from persistent history, that another jail banned `target` `offences`
+    /// times, the last at `last`: with `overall_jails`, the highest count of any jail and
+    /// the latest ban are kept (what the jails stored does not say how their bans
+    /// interleaved); otherwise nothing.
+    pub fn restore_offences_elsewhere(&mut self, target: IpNet, offences: u32, last: Timestamp) {
+        if !self.counts_offences_of_all_jails() {
+            return;
+        }
+        let target = ban_target_net(target, self.policy.ipv6_prefix);
+        let known = self
+            .history
+            .entry(target)
+            .or_insert(History { offences, last });
+        known.offences = known.offences.max(offences);
+        known.last = known.last.max(last);
     }
 
     /// Re-installs a ban that has ended by the wall clock, from persistent state, ending at
@@ -560,6 +630,8 @@ mod tests {
             growth: Growth::Factor(2.0),
             maxtime: Some(Duration::from_secs(1800)),
             forget_after: Duration::from_secs(86_400),
+            random_extra: None,
+            overall_jails: false,
         });
         let mut tr = Tracker::new(p);
         let a = ip("203.0.113.5");
@@ -593,6 +665,8 @@ mod tests {
             growth: Growth::Multipliers(vec![1.0, 5.0, 30.0]),
             maxtime: None,
             forget_after: Duration::from_secs(1),
+            random_extra: None,
+            overall_jails: false,
         };
         let base = BanTime::For(Duration::from_secs(60));
         assert_eq!(esc.bantime(base, 1), base);
@@ -605,12 +679,100 @@ mod tests {
     }
 
     #[test]
+    fn random_extra_lengthens_each_ban_by_at_most_its_value() {
+        let extra = Duration::from_secs(100);
+        let esc = Escalation {
+            growth: Growth::Factor(2.0),
+            maxtime: Some(Duration::from_secs(600)),
+            forget_after: Duration::from_secs(86_400),
+            random_extra: Some(extra),
+            overall_jails: false,
+        };
+        let base = BanTime::For(Duration::from_secs(600));
+        let secs = |s: f64| BanTime::For(Duration::from_secs_f64(s));
+        assert_eq!(esc.with_random_extra(base, 0.0), base);
+        assert_eq!(esc.with_random_extra(base, 0.5), secs(650.0));
+        // Added after maxtime, as fail2ban does.
+        assert_eq!(
+            esc.with_random_extra(esc.bantime(base, 3), 0.25),
+            secs(625.0)
+        );
+        assert_eq!(
+            esc.with_random_extra(BanTime::Permanent, 0.5),
+            BanTime::Permanent
+        );
+        // Through the tracker: every ban within [bantime, bantime + extra), not all equal.
+        let mut p = policy();
+        p.escalation = Some(esc);
+        let mut tr = Tracker::new(p);
+        let mut lengths = BTreeSet::new();
+        for i in 0..20u8 {
+            let d = tr
+                .ban_manually(ip(&format!("198.51.100.{i}")).into(), t(0), None)
+                .unwrap();
+            let BanTime::For(length) = d.bantime else {
+                panic!("{d:?}")
+            };
+            assert!(length >= Duration::from_secs(600) && length < Duration::from_secs(700));
+            lengths.insert(length);
+        }
+        assert!(lengths.len() > 1, "{lengths:?}");
+    }
+
+    #[test]
+    fn offences_elsewhere_count_only_with_overall_jails() {
+        let escalation = |overall_jails| Escalation {
+            growth: Growth::Factor(2.0),
+            maxtime: None,
+            forget_after: Duration::from_secs(86_400),
+            random_extra: None,
+            overall_jails,
+        };
+        let a = ip("2001:db8:7::1");
+        // Another jail banned the address alone; this one bans /64s.
+        let elsewhere = ban_target(a, 128);
+        for (overall, offence) in [(true, 3), (false, 1)] {
+            let mut p = policy();
+            p.escalation = Some(escalation(overall));
+            let mut tr = Tracker::new(p);
+            assert_eq!(tr.counts_offences_of_all_jails(), overall);
+            tr.offence_elsewhere(elsewhere, t(0));
+            tr.offence_elsewhere(elsewhere, t(10));
+            let d = tr.ban_manually(a.into(), t(1000), None).unwrap();
+            assert_eq!(d.target.to_string(), "2001:db8:7::/64");
+            assert_eq!(d.offence, offence, "overall_jails = {overall}");
+        }
+        // Restored from another jail's history: the highest count is kept.
+        let mut p = policy();
+        p.escalation = Some(escalation(true));
+        let mut tr = Tracker::new(p);
+        tr.restore_offences(ban_target(a, 64), 1, t(5));
+        tr.restore_offences_elsewhere(elsewhere, 3, t(0));
+        tr.restore_offences_elsewhere(elsewhere, 2, t(8));
+        assert_eq!(tr.ban_manually(a.into(), t(1000), None).unwrap().offence, 4);
+        let mut p = policy();
+        p.escalation = Some(escalation(false));
+        let mut tr = Tracker::new(p);
+        tr.restore_offences_elsewhere(elsewhere, 3, t(0));
+        assert_eq!(tr.ban_manually(a.into(), t(1000), None).unwrap().offence, 1);
+        // Offences older than forget_after are forgotten there too.
+        let mut p = policy();
+        p.escalation = Some(escalation(true));
+        let mut tr = Tracker::new(p);
+        tr.offence_elsewhere(elsewhere, t(0));
+        let d = tr.ban_manually(a.into(), t(100_000), None).unwrap();
+        assert_eq!(d.offence, 1);
+    }
+
+    #[test]
     fn restored_offences_escalate_the_next_ban() {
         let mut p = policy();
         p.escalation = Some(Escalation {
             growth: Growth::Factor(2.0),
             maxtime: None,
             forget_after: Duration::from_secs(86_400),
+            random_extra: None,
+            overall_jails: false,
         });
         let mut tr = Tracker::new(p);
         let a = ip("198.51.100.7");

@@ -55,6 +55,10 @@ pub struct Increment {
     pub factor: Option<f64>,
     pub multipliers: Vec<f64>,
     pub maxtime: Option<Duration>,
+    /// `bantime.rndtime`: up to this much more, at random.
+    pub rndtime: Option<Duration>,
+    /// `bantime.overalljails`: the bans of every jail count.
+    pub overalljails: bool,
 }
 
 /// The jail files of a fail2ban directory, in the order fail2ban reads them.
@@ -148,6 +152,8 @@ const MAPPED: &[&str] = &[
     "bantime.factor",
     "bantime.multipliers",
     "bantime.maxtime",
+    "bantime.rndtime",
+    "bantime.overalljails",
     "ignoreip",
     "ignoreself",
     "port",
@@ -239,15 +245,14 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
                     .into(),
             );
         }
-        for key in ["bantime.rndtime", "bantime.overalljails"] {
-            if get(key).is_some_and(|v| !v.is_empty() && v != "false") {
-                warnings.borrow_mut().push(format!("{key} is not imported"));
-            }
-        }
+        let rndtime = duration("bantime.rndtime");
+        let overalljails = get("bantime.overalljails").and_then(|v| truthy(&v)) == Some(true);
         Some(Increment {
             factor,
             multipliers,
             maxtime,
+            rndtime,
+            overalljails,
         })
     } else {
         None
@@ -293,11 +298,18 @@ fn jail_from(ini: &Ini, name: &str) -> Fail2banJail {
             "usedns = {usedns}: banhound never resolves host names"
         ));
     }
-    if get("ignorecommand").is_some_and(|v| !v.is_empty()) {
-        warnings
-            .borrow_mut()
-            .push("ignorecommand is not imported".into());
+    // fail2ban runs the command for every address before banning it (apache-fakegooglebot's
+    // checks that a "Googlebot" is Google's). banhound runs nothing on what a log line
+    // says, and without the command the jail would ban everyone the command spared: it is
+    // imported disabled, for the admin to list those addresses in ignoreip first.
+    let spared_by_command = get("ignorecommand").is_some_and(|v| !v.is_empty());
+    if spared_by_command {
+        warnings.borrow_mut().push(
+            format!("ignorecommand is not imported: banhound runs no command to decide whom to spare, so the jail would ban every address the command spared; {}list those in ignoreip",
+                if enabled { "imported disabled: " } else { "" }),
+        );
     }
+    let enabled = enabled && !spared_by_command;
     for key in ini.keys(name) {
         // The mail keys reach the actions that use them through interpolation.
         let carried =
@@ -376,6 +388,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_jail_that_needs_its_ignorecommand_is_imported_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir_all(p.join("jail.d")).unwrap();
+        std::fs::write(
+            p.join("jail.conf"),
+            "[DEFAULT]\nbantime = 10m\nbanaction = nftables-multiport\n[apache-fakegooglebot]\nenabled = true\nport = http\nlogpath = /var/log/apache2/access.log\nignorecommand = /etc/fail2ban/filter.d/ignorecommands/apache-fakegooglebot <ip>\n[apache-auth]\nenabled = true\nport = http\nlogpath = /var/log/apache2/error.log\n",
+        )
+        .unwrap();
+        let (jails, _) = load_jails(p).unwrap();
+        let bot = jails
+            .iter()
+            .find(|j| j.name == "apache-fakegooglebot")
+            .unwrap();
+        assert!(!bot.enabled);
+        assert!(
+            bot.warnings.iter().any(|w| w.contains("imported disabled")),
+            "{:?}",
+            bot.warnings
+        );
+        let auth = jails.iter().find(|j| j.name == "apache-auth").unwrap();
+        assert!(
+            auth.enabled && auth.warnings.is_empty(),
+            "{:?}",
+            auth.warnings
+        );
+    }
+
+    #[test]
     fn durations() {
         let d = |s: &str| parse_fail2ban_duration(s).unwrap().as_secs();
         assert_eq!(d("600"), 600);
@@ -427,7 +468,7 @@ mod tests {
         .unwrap();
         std::fs::write(
             p.join("jail.local"),
-            "[DEFAULT]\nbanaction = firewallcmd-rich-rules\nbantime.increment = true\nbantime.multipliers = 1 2 4\nbantime.maxtime = 1w\n[sshd]\nmode = aggressive\nbantime = 1h\n",
+            "[DEFAULT]\nbanaction = firewallcmd-rich-rules\nbantime.increment = true\nbantime.multipliers = 1 2 4\nbantime.maxtime = 1w\nbantime.rndtime = 5m\nbantime.overalljails = true\n[sshd]\nmode = aggressive\nbantime = 1h\n",
         )
         .unwrap();
         std::fs::write(
@@ -454,6 +495,13 @@ mod tests {
         let inc = sshd.escalation.as_ref().unwrap();
         assert_eq!(inc.multipliers, vec![1.0, 2.0, 4.0]);
         assert_eq!(inc.maxtime, Some(Duration::from_secs(604_800)));
+        assert_eq!(inc.rndtime, Some(Duration::from_secs(300)));
+        assert!(inc.overalljails);
+        assert!(
+            !sshd.warnings.iter().any(|w| w.contains("bantime.")),
+            "{:?}",
+            sshd.warnings
+        );
         assert!(
             sshd.warnings.iter().any(|w| w.contains("destemail")),
             "{:?}",

@@ -720,7 +720,9 @@ fn settle<'a>(
         SessionVerdict::Failure { host, user } => Outcome::Failure(Failure {
             regex: hit.regex,
             host,
-            user,
+            // A line that names an empty user, in a session that named none, reports the
+            // empty name, as fail2ban does (`Invalid user  from …`).
+            user: user.or(hit.user),
             text: hit.text,
         }),
         SessionVerdict::Pending => Outcome::Hostless { regex: hit.regex },

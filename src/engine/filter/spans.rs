@@ -53,7 +53,11 @@ pub(super) fn address_of<'a>(
     let Some((s, e)) = regex.address_groups.iter().find_map(|&g| locs.get(g)) else {
         return Ok(None);
     };
+    // The brackets an address tag may take around an address, each on its own: a regex
+    // that goes on with `\b` or `:` leaves the closing one to the text that follows.
     let span = &text[s..e];
+    let span = span.strip_prefix(b"[").unwrap_or(span);
+    let span = span.strip_suffix(b"]").unwrap_or(span);
     let as_str = std::str::from_utf8(span).map_err(|_| InvalidAddress)?;
     let ip = match parse_address(as_str) {
         Some(ip) => ip,

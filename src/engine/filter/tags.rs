@@ -393,10 +393,14 @@ pub(super) fn address_tag(tag: &str, engine: EngineKind) -> Option<String> {
         EngineKind::Linear => Cow::Borrowed(IP4),
         EngineKind::Backtracking => Cow::Owned(IP4.replace("(?-u:\\b)", "\\b")),
     };
+    // As fail2ban's, an address tag takes an IPv4 address in brackets too (`client
+    // [192.0.2.1]`, `(TCP:[192.0.2.1]:5060)`); `address_of` reads what is inside. The bare
+    // `<IP4>` does not, nor does a host name.
+    let bracketed_ip4 = format!(r"\[?{ip4}\]?");
     Some(match tag {
-        "HOST" => format!("{IP6}|{ip4}|{DNS}"),
-        "ADDR" => format!("{IP6}|{ip4}"),
-        "SUBNET" => format!("{IP6}|{ip4}"),
+        "HOST" => format!("{IP6}|{bracketed_ip4}|{DNS}"),
+        "ADDR" => format!("{IP6}|{bracketed_ip4}"),
+        "SUBNET" => format!("{IP6}|{bracketed_ip4}"),
         "IP4" => ip4.into_owned(),
         "IP6" => IP6.to_string(),
         "DNS" => DNS.to_string(),

@@ -478,6 +478,66 @@ fn sessions_join_lines_of_the_same_id() {
 }
 
 #[test]
+fn an_empty_user_is_reported_unless_the_session_named_one() {
+    let f = Filter::compile(&FilterSpec {
+        prefregex: Some(
+            r"^<F-MLFID>\s*\S+ sshd\[\d+\]: </F-MLFID><F-CONTENT>.+</F-CONTENT>$".into(),
+        ),
+        failregex: vec![r"^Invalid user <F-USER>\S*</F-USER> from <HOST>".into()],
+        dialect: Dialect::Fail2ban,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut m = f.matcher();
+    let mut st = SourceState::new();
+    let s = &mut st;
+    // fail2ban reports `""` for `Invalid user  from …`; an empty name never hides the
+    // one an earlier line of the session gave.
+    for (pid, earlier, expected) in [("11", None, &b""[..]), ("12", Some("eve"), b"eve")] {
+        if let Some(name) = earlier {
+            let line = format!(" web1 sshd[{pid}]: Invalid user {name} from 192.0.2.{pid}");
+            record(&mut m, s, &line);
+        }
+        let line = format!(" web1 sshd[{pid}]: Invalid user  from 192.0.2.{pid}");
+        match m.match_record(
+            s,
+            line.as_bytes(),
+            Origin::default(),
+            Timestamp::from_secs(1_795_000_000),
+        ) {
+            Outcome::Failure(fl) => assert_eq!(fl.user, Some(expected), "{line}"),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn address_tags_take_an_ipv4_address_in_brackets() {
+    let f = filter(&[
+        r"^client <HOST>: wrong password$",
+        r"^denied - <ADDR>\b",
+        r"^call \(TCP:<HOST>:\d+\) rejected$",
+        r"^bare <IP4> refused$",
+    ]);
+    for (line, expected) in [
+        ("client [192.0.2.1]: wrong password", Some("192.0.2.1")),
+        ("client 192.0.2.1: wrong password", Some("192.0.2.1")),
+        (
+            "denied - [192.0.2.2] File does not exist",
+            Some("192.0.2.2"),
+        ),
+        ("call (TCP:[192.0.2.3]:61470) rejected", Some("192.0.2.3")),
+        ("client [2001:db8::4]: wrong password", Some("2001:db8::4")),
+        // Brackets do not make a host name, nor an address of `<IP4>`.
+        ("client [evil.example]: wrong password", None),
+        ("bare [192.0.2.5] refused", None),
+        ("client [999.0.2.1]: wrong password", None),
+    ] {
+        assert_eq!(host_of(&f, line).as_deref(), expected, "{line}");
+    }
+}
+
+#[test]
 fn process_sessions_count_a_try_once_and_only_by_process() {
     let f = Filter::compile(&FilterSpec {
         failregex: vec![
