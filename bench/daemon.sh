@@ -11,12 +11,18 @@
 #
 # usage: bench/daemon.sh [--only idle,latency,startup] [--latency-runs N] [--bans N] ...
 #        (options are passed to bench/daemon_bench.py)
+#        BANHOUND_BIN=PATH bench/daemon.sh ...   (that binary instead of a fresh release build)
 set -eu
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench/daemon.sh: needs root" >&2; exit 1; }
 
-cargo build --release
-BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/banhound"
+# BANHOUND_BIN=PATH measures that binary (another build, for a before/after) instead.
+if [ -n "${BANHOUND_BIN:-}" ]; then
+    BIN=$BANHOUND_BIN
+else
+    cargo build --release
+    BIN="$PWD/${CARGO_TARGET_DIR:-target}/release/banhound"
+fi
 [ -x "$BIN" ] || { echo "bench/daemon.sh: no $BIN" >&2; exit 1; }
 
 TAG="bhbench$$"
