@@ -364,7 +364,8 @@ def fmt_stats(st):
             f"max {st['max']:.2f} ms")
 
 
-BATCH = re.compile(rb"batch of (\d+) entries: (\d+) ban\(s\), committed in (\d+) us")
+# "done in" since the state writer thread commits beside the owner task ("committed in" before).
+BATCH = re.compile(rb"batch of (\d+) entries: (\d+) ban\(s\), (?:committed|done) in (\d+) us")
 
 
 def bench_latency(args, results):
