@@ -6,8 +6,9 @@
 //!
 //! It runs on every line, so it is built for the common case: one file uses one format, the
 //! detector tries the template that matched last before the others, each template is a
-//! hand-written byte parser (no regex, no allocation), and converting a local wall-clock time
-//! to UTC usually hits a cached offset instead of asking the time zone database. Log text is
+//! hand-written byte parser (no regex, no allocation), converting a local wall-clock time
+//! to UTC usually hits a cached offset instead of asking the time zone database, and a syslog
+//! date that repeats the previous line's bytes is not parsed again at all. Log text is
 //! attacker-influenced, so every parser is bounds-checked and returns `None` on anything odd
 //! rather than guessing.
 //!

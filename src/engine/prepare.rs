@@ -4,6 +4,9 @@
 //! have to be taken apart. A syslog-format filter sees only the MESSAGE of lines written by
 //! the programs it names (as it would in the journal), so "Failed password" logged by some
 //! other program never counts; a plain-format filter sees the whole line.
+//!
+//! A file's lines come in runs from the same host and program, so a header that repeats one
+//! of the last few is compared rather than taken apart again (it reads the same either way).
 
 use std::ops::Range;
 
