@@ -6,6 +6,7 @@
 # `journalctl -o cat` over the same lines as a journal file.
 #
 #   bash bench/filter.sh [LINES (1000000)] [ROUNDS (5)] [CALLGRIND_LINES (100000, 0 = skip)]
+#   BANHOUND_BIN=PATH bash bench/filter.sh ...   (that binary instead of a fresh release build)
 #
 # The machine is shared, so CPU time (user+sys) is what is compared, and the commands run
 # interleaved, one round of each after the other: the ratio to banhound is taken round by round
@@ -37,8 +38,13 @@ if [ ${#need[@]} -gt 0 ]; then
   "$here/.ci/install-packages" "${need[@]}" >/dev/null
 fi
 [ -x "$f2brs" ] || cargo install --quiet --locked fail2ban-rs --root "$f2brs_root"
-(cd "$here" && cargo build --release --quiet --bin banhound)
-bin=$here/target/release/banhound
+# BANHOUND_BIN=PATH measures that binary (another build, for a before/after) instead.
+if [ -n "${BANHOUND_BIN:-}" ]; then
+  bin=$BANHOUND_BIN
+else
+  (cd "$here" && cargo build --release --quiet --bin banhound)
+  bin=$here/target/release/banhound
+fi
 
 work=$(mktemp -d /tmp/banhound-filter-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -6,8 +6,9 @@
 //!
 //! It runs on every line, so it is built for the common case: one file uses one format, the
 //! detector tries the template that matched last before the others, each template is a
-//! hand-written byte parser (no regex, no allocation), and converting a local wall-clock time
-//! to UTC usually hits a cached offset instead of asking the time zone database. Log text is
+//! hand-written byte parser (no regex, no allocation), converting a local wall-clock time
+//! to UTC usually hits a cached offset instead of asking the time zone database, and a syslog
+//! date that repeats the previous line's bytes is not parsed again at all. Log text is
 //! attacker-influenced, so every parser is bounds-checked and returns `None` on anything odd
 //! rather than guessing.
 //!
@@ -200,6 +201,67 @@ pub struct DateDetector {
     clf_date_end: Finder<'static>,
     /// The last date found, for a pattern that says a line has none of its own.
     previous: Option<Timestamp>,
+    /// The last syslog date read, by its text, for the next line to reuse.
+    repeated: Option<RepeatedDate>,
+}
+
+/// A syslog date's text and what it was read as. The lines of a busy log share their
+/// second, and a syslog date is a pure function of its bytes and of `now` (the year is
+/// inferred from it): a line that begins with the same bytes, read with the same `now`,
+/// has the same instant, so its date is compared instead of parsed and converted.
+#[derive(Debug)]
+struct RepeatedDate {
+    /// Where the date's text begins: the first non-blank byte of the line (a `[` included,
+    /// when the date is bracketed). Blanks before it must match in number as well.
+    start: usize,
+    /// The line's bytes from `start` to the end of the date, then the space after it: a
+    /// space there ends the date in every case (no fraction, no further digit follows), so
+    /// equal bytes up to and including it mean the syslog parser reads the same date.
+    text: [u8; REPEATED_DATE_MAX],
+    len: usize,
+    span: Range<usize>,
+    timestamp: Timestamp,
+    now: Timestamp,
+}
+
+/// Long enough for `[Mon dd HH:MM:SS.ffffff ` and any fraction up to nanoseconds; a longer
+/// date is parsed every time.
+const REPEATED_DATE_MAX: usize = 32;
+
+impl RepeatedDate {
+    /// The date of a line the syslog template read, if it can be reused.
+    fn new(
+        line: &[u8],
+        start: usize,
+        found: &DetectedDate,
+        now: Timestamp,
+    ) -> Option<RepeatedDate> {
+        let bytes = line.get(start..=found.span.end)?;
+        if bytes.last() != Some(&b' ') || bytes.len() > REPEATED_DATE_MAX {
+            return None;
+        }
+        let mut text = [0; REPEATED_DATE_MAX];
+        text[..bytes.len()].copy_from_slice(bytes);
+        Some(RepeatedDate {
+            start,
+            text,
+            len: bytes.len(),
+            span: found.span.clone(),
+            timestamp: found.timestamp,
+            now,
+        })
+    }
+
+    fn reuse(&self, line: &[u8], start: usize, now: Timestamp) -> Option<DetectedDate> {
+        let same = start == self.start
+            && now == self.now
+            && line.get(start..start + self.len) == Some(&self.text[..self.len]);
+        same.then(|| DetectedDate {
+            timestamp: self.timestamp,
+            span: self.span.clone(),
+            template: Template::Syslog,
+        })
+    }
 }
 
 impl DateDetector {
@@ -213,6 +275,7 @@ impl DateDetector {
             pattern_hits: 0,
             clf_date_end: Finder::new(CLF_DATE_END),
             previous: None,
+            repeated: None,
         }
     }
 
@@ -245,22 +308,33 @@ impl DateDetector {
 
     fn detect_standard(&mut self, line: &[u8], now: Timestamp) -> Option<DetectedDate> {
         let start = skip_blanks(line);
-        let last = self.last;
-        if let Some(found) = self.try_template(last, line, start, now) {
-            self.hits[last.index()] += 1;
+        // Only set while the syslog template is the last one that matched, so it is the
+        // template that would be tried first and give this very date.
+        if let Some(found) = self
+            .repeated
+            .as_ref()
+            .and_then(|r| r.reuse(line, start, now))
+        {
+            self.hits[Template::Syslog.index()] += 1;
             return Some(found);
         }
-        for template in Template::ALL {
-            if template == last {
-                continue;
-            }
-            if let Some(found) = self.try_template(template, line, start, now) {
-                self.last = template;
-                self.hits[template.index()] += 1;
-                return Some(found);
-            }
-        }
-        None
+        let last = self.last;
+        let found = self.try_template(last, line, start, now).or_else(|| {
+            Template::ALL
+                .into_iter()
+                .filter(|&template| template != last)
+                .find_map(|template| {
+                    let found = self.try_template(template, line, start, now)?;
+                    self.last = template;
+                    Some(found)
+                })
+        })?;
+        self.hits[found.template.index()] += 1;
+        self.repeated = match found.template {
+            Template::Syslog => RepeatedDate::new(line, start, &found, now),
+            _ => None,
+        };
+        Some(found)
     }
 
     /// How many lines each template matched, by name, in [`Template::ALL`] order, then
@@ -1003,6 +1077,47 @@ mod tests {
         let mut iso = b"2026-11-22T02:26:07.".to_vec();
         iso.resize(iso.len() + (1 << 20), b'1');
         assert_eq!(DateDetector::new(Zone::Utc).detect(&iso, now()), None);
+    }
+
+    #[test]
+    fn a_repeated_syslog_date_reads_as_a_parsed_one() {
+        let new_year = utc(2027, 1, 1, 0, 0, 10);
+        let cases: &[(&str, Timestamp)] = &[
+            ("Nov 22 10:00:00 web1 sshd[1]: a", now()),
+            ("Nov 22 10:00:00 web1 sshd[2]: b", now()),
+            ("Nov 22 10:00:00.5 web1 c", now()),
+            ("Nov 22 10:00:00.5 web1 d", now()),
+            ("Nov 22 10:00:00.55 web1 e", now()),
+            ("Nov 22 10:00:00.5", now()),
+            ("Nov 22 10:00:001 f", now()),
+            ("Nov 22 10:00:00 g", now()),
+            ("Nov 22 10:00:00", now()),
+            ("  Nov 22 10:00:00 h", now()),
+            (" Nov 22 10:00:00 i", now()),
+            ("[Nov 22 10:00:00] j", now()),
+            ("Nov 22 10:00:00 k", now()),
+            // The year follows `now`: the same text is another instant at another `now`.
+            ("Dec 31 23:59:59 l", new_year),
+            ("Dec 31 23:59:59 m", now()),
+            ("Dec 31 23:59:59 n", new_year),
+            ("2026-11-22 10:00:00 o", now()),
+            ("Nov 22 10:00:00 p", now()),
+            (
+                "Nov 22 10:00:00 q",
+                now() + std::time::Duration::from_secs(1),
+            ),
+        ];
+        let mut reading = DateDetector::new(Zone::Utc);
+        for (line, at) in cases {
+            // A detector that last read another syslog date: same template order, nothing
+            // of this line's to reuse.
+            let mut fresh = DateDetector::new(Zone::Utc);
+            fresh.detect(b"Jan  1 00:00:00 z", *at).unwrap();
+            let expected = fresh.detect(line.as_bytes(), *at);
+            assert_eq!(reading.detect(line.as_bytes(), *at), expected, "{line:?}");
+        }
+        assert_eq!(reading.hit_counts().nth(1), Some(("syslog", 17)));
+        assert_eq!(reading.hit_counts().next(), Some(("iso8601", 1)));
     }
 
     #[test]

@@ -79,6 +79,80 @@ impl<'a> SyslogLine<'a> {
     }
 }
 
+/// ` HOST IDENT` as it followed the date of a classic syslog line, for reading the next
+/// lines of the same program on the same host without taking the header apart again: a
+/// file holds runs of them. [`SyslogLine::parse_repeated`] reads a line with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepeatedHeader {
+    /// ` HOST IDENT`, both fields as the general parser accepted them.
+    text: Vec<u8>,
+    host_len: usize,
+}
+
+impl RepeatedHeader {
+    /// Holds the header of `parsed`, read by [`SyslogLine::parse`] from `line` with its
+    /// date at `date`, if the line is classic (its date first) and names a host; otherwise
+    /// gives `false` and holds what it held. Reuses its buffer.
+    pub fn hold(&mut self, line: &[u8], date: Range<usize>, parsed: &SyslogLine<'_>) -> bool {
+        if date.start != 0 || parsed.host.is_empty() {
+            return false;
+        }
+        let host_len = parsed.host.len();
+        let Some(text) = line.get(date.end..date.end + host_len + 2 + parsed.ident.len()) else {
+            return false;
+        };
+        // What the general parser took as host and ident, in this layout.
+        let layout = text[0] == b' '
+            && &text[1..=host_len] == parsed.host
+            && text[host_len + 1] == b' '
+            && &text[host_len + 2..] == parsed.ident;
+        if layout {
+            self.text.clear();
+            self.text.extend_from_slice(text);
+            self.host_len = host_len;
+        }
+        layout
+    }
+}
+
+impl<'a> SyslogLine<'a> {
+    /// [`SyslogLine::parse`] for a classic line whose header begins as `header`'s did, the
+    /// date starting the line: the host and ident are compared instead of checked byte by
+    /// byte. It reads exactly what `parse` would, or gives `None` (then `parse` decides):
+    /// only `[PID]: ` or `: ` may follow the ident, each ending the word as the general
+    /// parser splits it, so the host and ident it would find are these same bytes.
+    pub fn parse_repeated(
+        line: &'a [u8],
+        date: Range<usize>,
+        header: &RepeatedHeader,
+    ) -> Option<SyslogLine<'a>> {
+        if date.start != 0 || date.end > line.len() {
+            return None;
+        }
+        let after_date = &line[date.end..];
+        let rest = after_date.strip_prefix(header.text.as_slice())?;
+        let (pid, message) = match rest {
+            [b':', b' ', message @ ..] => (None, message),
+            [b'[', after_open @ ..] => {
+                let digits = after_open.iter().take_while(|c| c.is_ascii_digit()).count();
+                match &after_open[digits..] {
+                    [b']', b':', b' ', message @ ..] if digits > 0 => {
+                        (Some(&after_open[..digits]), message)
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        };
+        Some(SyslogLine {
+            host: &after_date[1..=header.host_len],
+            ident: &after_date[header.host_len + 2..header.text.len()],
+            pid,
+            message: strip_line_end(message),
+        })
+    }
+}
+
 fn trim_leading_blanks(b: &[u8]) -> &[u8] {
     let start = b
         .iter()

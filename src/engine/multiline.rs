@@ -195,7 +195,9 @@ pub(crate) enum SessionVerdict<'a> {
 
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
-    ids: HashMap<Box<[u8]>, Session>,
+    /// Looked up several times per matched line. The ids come from log text an attacker
+    /// can shape, so the hash has a random seed (foldhash's, far cheaper than SipHash).
+    ids: HashMap<Box<[u8]>, Session, foldhash::fast::RandomState>,
     /// A host name or user taken from a session, copied here so that the verdict can
     /// borrow it after the session is updated or forgotten.
     name: Vec<u8>,

@@ -4,9 +4,14 @@
 //! have to be taken apart. A syslog-format filter sees only the MESSAGE of lines written by
 //! the programs it names (as it would in the journal), so "Failed password" logged by some
 //! other program never counts; a plain-format filter sees the whole line.
+//!
+//! A file's lines come in runs from the same host and program, so a header that repeats one
+//! of the last few is compared rather than taken apart again (it reads the same either way).
+
+use std::ops::Range;
 
 use crate::engine::datetime::{DateDetector, Template};
-use crate::engine::logline::SyslogLine;
+use crate::engine::logline::{RepeatedHeader, SyslogLine};
 use crate::engine::multiline::Origin;
 use crate::engine::time::Timestamp;
 
@@ -51,7 +56,15 @@ pub struct LinePreparer {
     identifiers: Vec<Vec<u8>>,
     /// Holds an AfterDate line whose date sat between two pieces of text.
     joined: Vec<u8>,
+    /// The headers of recent syslog lines and whether the filter reads their program, for
+    /// the lines that repeat one: a few, as programs take turns in a file.
+    headers: Vec<(RepeatedHeader, bool)>,
+    /// The entry of `headers` the next new header replaces, once it is full.
+    replace_header: usize,
 }
+
+/// How many recent syslog headers a preparer keeps.
+const REPEATED_HEADERS: usize = 4;
 
 impl LinePreparer {
     pub fn new(detector: DateDetector, format: LineFormat, identifiers: &[String]) -> Self {
@@ -60,6 +73,8 @@ impl LinePreparer {
             format,
             identifiers: identifiers.iter().map(|s| s.as_bytes().to_vec()).collect(),
             joined: Vec::new(),
+            headers: Vec::new(),
+            replace_header: 0,
         }
     }
 
@@ -113,15 +128,28 @@ impl LinePreparer {
                 let Some(d) = date else {
                     return Prepared::NotSyslog;
                 };
-                let Some(parsed) = SyslogLine::parse(line, d.span) else {
-                    return Prepared::NotSyslog;
+                let repeated = self.headers.iter().find_map(|(header, read)| {
+                    Some((
+                        SyslogLine::parse_repeated(line, d.span.clone(), header)?,
+                        *read,
+                    ))
+                });
+                let (parsed, read) = match repeated {
+                    Some(known) => known,
+                    None => {
+                        let Some(parsed) = SyslogLine::parse(line, d.span.clone()) else {
+                            return Prepared::NotSyslog;
+                        };
+                        let read = self.identifiers.is_empty()
+                            || self
+                                .identifiers
+                                .iter()
+                                .any(|i| i.as_slice() == parsed.ident);
+                        self.hold_header(line, d.span, &parsed, read);
+                        (parsed, read)
+                    }
                 };
-                if !self.identifiers.is_empty()
-                    && !self
-                        .identifiers
-                        .iter()
-                        .any(|i| i.as_slice() == parsed.ident)
-                {
+                if !read {
                     return Prepared::OtherProgram;
                 }
                 Prepared::Message {
@@ -134,6 +162,23 @@ impl LinePreparer {
                     },
                 }
             }
+        }
+    }
+}
+
+impl LinePreparer {
+    fn hold_header(&mut self, line: &[u8], date: Range<usize>, parsed: &SyslogLine, read: bool) {
+        if self.headers.len() < REPEATED_HEADERS {
+            let mut header = RepeatedHeader::default();
+            if header.hold(line, date, parsed) {
+                self.headers.push((header, read));
+            }
+            return;
+        }
+        let entry = &mut self.headers[self.replace_header];
+        if entry.0.hold(line, date, parsed) {
+            entry.1 = read;
+            self.replace_header = (self.replace_header + 1) % REPEATED_HEADERS;
         }
     }
 }
@@ -180,6 +225,46 @@ mod tests {
             b"Nov 17 10:00:00 web1 evil[1]: Failed password for root from 192.0.2.1 port 22 ssh2";
         assert_eq!(p.prepare(other, NOW), Prepared::OtherProgram);
         assert_eq!(p.prepare(b"no date here", NOW), Prepared::NotSyslog);
+    }
+
+    #[test]
+    fn a_repeated_header_reads_as_a_parsed_one() {
+        let lines: &[&[u8]] = &[
+            b"Nov 17 10:00:00 web1 sshd[42]: Failed password for root from 192.0.2.1",
+            b"Nov 17 10:00:00 web1 sshd[43]: again",
+            b"Nov 17 10:00:00 web1 sshd: no pid",
+            b"Nov 17 10:00:01 web1 sshd[]: empty pid",
+            b"Nov 17 10:00:01 web1 sshd[4x]: not a pid",
+            b"Nov 17 10:00:01 web1 sshd[44]:glued",
+            b"Nov 17 10:00:01 web1 sshd[45]:",
+            b"Nov 17 10:00:01 web1 sshd[46]: ",
+            b"Nov 17 10:00:01 web1 sshd-session[47]: longer ident",
+            b"Nov 17 10:00:01 web1 sshd[48]: back\r\n\r\n",
+            b"Nov 17 10:00:01 web1 sshd[49]] : odd",
+            b"Nov 17 10:00:01 web1 evil[1]: Failed password for root from 192.0.2.2",
+            b"Nov 17 10:00:01 web1 evil[2]: Failed password for root from 192.0.2.2",
+            b"Nov 17 10:00:01 web1  sshd[50]: two blanks",
+            b"Nov 17 10:00:01 web2 sshd[51]: another host",
+            b"Nov 17 10:00:01 web1x sshd[52]: a longer host",
+            b" Nov 17 10:00:01 web1 sshd[53]: a blank first",
+            b"<34>1 2026-11-17T10:00:01Z web1 sshd 54 - - rfc 5424",
+            b"Nov 17 10:00:01 web1 sshd[55]: rfc 3164 again",
+            b"Nov 17 10:00:01 sshd[56]: no host",
+            b"Nov 17 10:00:01 sshd[57]: no host again",
+            b"Nov 17 10:00:02 w\xffb sshd[58]: a host with a bad byte",
+            b"Nov 17 10:00:02 web1 sshd[59]: \xff\xfe",
+        ];
+        let mut reading = preparer(LineFormat::Syslog, &["sshd", "sshd-session"]);
+        for line in lines {
+            let mut fresh = preparer(LineFormat::Syslog, &["sshd", "sshd-session"]);
+            let expected = fresh.prepare(line, NOW);
+            assert_eq!(
+                reading.prepare(line, NOW),
+                expected,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,13 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// The tracker's tables, keyed by address. The keys are chosen by whoever sends the packets
+/// that get logged, so a hash an attacker could predict would let them pile every address
+/// into one bucket (HashDoS). foldhash's `RandomState` draws a per-process random seed (and
+/// varies it per table), which keeps the keys unpredictable while hashing an address
+/// several times faster than SipHash.
+type AddressMap<V> = HashMap<IpNet, V, foldhash::fast::RandomState>;
+
 /// How ban times grow for an address banned before.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Growth {
@@ -196,16 +203,16 @@ pub struct Totals {
 #[derive(Debug)]
 pub struct Tracker {
     policy: Policy,
-    windows: HashMap<IpNet, Window>,
-    history: HashMap<IpNet, History>,
-    active: HashMap<IpNet, ActiveBan>,
+    windows: AddressMap<Window>,
+    history: AddressMap<History>,
+    active: AddressMap<ActiveBan>,
     expiries: BTreeSet<(Timestamp, IpNet)>,
     /// Bans lifted (by the wall clock) while the log being read was still inside them, with
     /// their end: catching up on old entries, a failure logged during a ban is not counted
     /// whether or not the wall clock has lifted that ban yet, so what is decided does not
     /// depend on when the lift ran (nor on a restart in between). Dropped once the log's
     /// time has passed their end.
-    lifted: HashMap<IpNet, Timestamp>,
+    lifted: AddressMap<Timestamp>,
     /// The newest log time of a failure recorded.
     newest: Timestamp,
     totals: Totals,
@@ -215,11 +222,11 @@ impl Tracker {
     pub fn new(policy: Policy) -> Self {
         Tracker {
             policy,
-            windows: HashMap::new(),
-            history: HashMap::new(),
-            active: HashMap::new(),
+            windows: AddressMap::default(),
+            history: AddressMap::default(),
+            active: AddressMap::default(),
             expiries: BTreeSet::new(),
-            lifted: HashMap::new(),
+            lifted: AddressMap::default(),
             newest: Timestamp::default(),
             totals: Totals::default(),
         }
@@ -283,7 +290,8 @@ impl Tracker {
         if decide {
             self.totals.failures += 1;
         }
-        if !self.windows.contains_key(&target) && self.windows.len() >= self.policy.max_tracked {
+        // The length first: a full table is rare, and the lookup costs a hash.
+        if self.windows.len() >= self.policy.max_tracked && !self.windows.contains_key(&target) {
             self.evict(at);
         }
         let findtime = self.policy.findtime;
