@@ -53,6 +53,7 @@
 mod control;
 mod enforcement;
 pub mod feed;
+mod fleet;
 mod health;
 pub mod host;
 mod ifaddrs;
@@ -64,7 +65,10 @@ mod private_tmpfs;
 pub mod state;
 pub mod state_writer;
 
-pub use enforcement::{ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer};
+pub use enforcement::{
+    ban_message, fleet_ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer,
+};
+pub use fleet::{FleetStatus, RemoteCounts};
 
 use crate::bus::service::StartError;
 use crate::bus::{Bus, ControlError, Event, Lifted, Request};
@@ -228,6 +232,8 @@ struct Daemon {
     /// being settled is repaired.
     nft_changes: Option<ChangeWatcher>,
     nft_repair_at: Option<Instant>,
+    /// `[fleet]`: ban sharing with other hosts ([`fleet`]).
+    fleet: Option<fleet::Fleet>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -256,6 +262,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         })
         .ok();
     let own_addresses = host::own_addresses();
+    let fleet_settings = prepared.fleet.clone();
     let events = broadcast::channel(EVENT_BACKLOG).0;
     let mut enforcement = Enforcement::new(state);
     enforcement.observe(Box::new(Signals(events.clone())));
@@ -274,6 +281,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         reconcile_at: None,
         nft_changes: None,
         nft_repair_at: None,
+        fleet: None,
         options,
     };
     // firewalld may start after banhound (ordered after it, never pulled in) or be
@@ -290,6 +298,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
             .firewall_failed("cannot set up the firewall", &e);
     }
     daemon.restore().await?;
+    daemon.configure_fleet(fleet_settings)?;
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
     daemon.journal_caught_up = feeds.journal.is_none();
@@ -364,6 +373,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 }
             },
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
+            batch = fleet::next_remote(&mut daemon.fleet) => daemon.apply_remote(batch).await,
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
@@ -811,6 +821,7 @@ impl Daemon {
         }
         // The old actions' queued work still runs; their workers end when it is done.
         self.enforcement.actions = prepared.start_actions();
+        let fleet = prepared.fleet.clone();
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.
@@ -840,6 +851,7 @@ impl Daemon {
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
         self.enforcement.refresh(&entries).await;
+        self.configure_fleet(fleet)?;
         *feeds = self.start_feeds(true)?;
         if feeds.journal.is_none() {
             // No journal jail left: no catch-up to wait for.
