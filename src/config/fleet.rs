@@ -30,6 +30,7 @@ pub(super) struct RawFleet {
     share: Option<Spanned<Vec<Spanned<String>>>>,
     publish_manual: Option<Spanned<bool>>,
     receive_jail: Option<Spanned<String>>,
+    peers: Option<Spanned<Vec<Spanned<String>>>>,
     max_bantime: Option<Spanned<DurationValue>>,
 }
 
@@ -59,6 +60,10 @@ pub struct FleetSettings {
     pub publish_manual: bool,
     /// The local jail other hosts' bans are applied in; `None`: this host only publishes.
     pub receive_jail: Option<String>,
+    /// Other hosts read from the start, whether their stream exists yet or not (a blocking
+    /// read waits on a key that does not exist too); others are found by looking for
+    /// streams.
+    pub peers: Vec<String>,
     /// Remote bans longer than this (permanent ones included) are cut down to it.
     pub max_bantime: Duration,
 }
@@ -213,6 +218,24 @@ pub(super) fn build_fleet(
     let receive_jail = last!(receive_jail)
         .map(|(file, j)| known(file, j, "receive_jail"))
         .transpose()?;
+    let peers = match last!(peers) {
+        Some((file, words)) => words
+            .get_ref()
+            .iter()
+            .map(|w| {
+                if valid_host_name(w.get_ref()) {
+                    Ok(w.get_ref().clone())
+                } else {
+                    Err(err(
+                        file,
+                        w.span(),
+                        format!("peers: invalid fleet host name {:?}", w.get_ref()),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
     let max_bantime = match last!(max_bantime) {
         Some((file, value)) => {
             let DurationValue(d) = *value.get_ref();
@@ -235,6 +258,7 @@ pub(super) fn build_fleet(
         share,
         publish_manual: last!(publish_manual).is_some_and(|(_, v)| *v.get_ref()),
         receive_jail,
+        peers,
         max_bantime,
     }))
 }

@@ -141,7 +141,7 @@ impl Daemon {
             .as_deref()
             .and_then(|name| self.jails.index(name).ok());
         let mut decisions = Vec::new();
-        let mut lags = Vec::new();
+        let mut since = Vec::new();
         for (id, entry) in batch.entries {
             let entry = match entry {
                 Ok(entry) => entry,
@@ -185,7 +185,7 @@ impl Daemon {
                             entry.until.map_or("permanent".into(), |_| format_duration(remaining))
                         );
                     }
-                    lags.push(now.since(entry.since));
+                    since.push(entry.since);
                     decisions.push((index, decision));
                 }
                 Err(refusal) => {
@@ -196,19 +196,6 @@ impl Daemon {
             }
         }
         fleet.counts.applied += decisions.len() as u64;
-        if let Some(lag) = lags.last() {
-            fleet.counts.last_lag = Some(*lag);
-        }
-        if !lags.is_empty() {
-            // One line per batch: the propagation figures of docs/fleet.md are read from it.
-            tracing::debug!(
-                ORIGIN = %origin,
-                "fleet: {} ban(s) from host {origin} applied, lag {} ms (first) to {} ms (last)",
-                lags.len(),
-                lags.first().map_or(0, Duration::as_millis),
-                lags.last().map_or(0, Duration::as_millis)
-            );
-        }
         let key = position_key(&origin);
         // Logged inside; a failed firewall call is retried by the next reconcile.
         let _ = self
@@ -219,9 +206,27 @@ impl Daemon {
                 &[],
                 Some((&key, &batch.position)),
                 now,
-                Cause::Fleet { origin },
+                Cause::Fleet {
+                    origin: origin.clone(),
+                },
             )
             .await;
+        // From the failure behind each ban at its origin to its enforcement here.
+        let done = wall_now();
+        let lags: Vec<Duration> = since.iter().map(|s| done.since(*s)).collect();
+        if let (Some(first), Some(last)) = (lags.first(), lags.last()) {
+            if let Some(fleet) = self.fleet.as_mut() {
+                fleet.counts.last_lag = Some(*last);
+            }
+            // One line per batch: the propagation figures of docs/fleet.md are read from it.
+            tracing::debug!(
+                ORIGIN = %origin,
+                "fleet: {} ban(s) from host {origin} applied, lag {} ms (first) to {} ms (last)",
+                lags.len(),
+                first.as_millis(),
+                last.as_millis()
+            );
+        }
         self.publish_changes();
     }
 }

@@ -186,7 +186,13 @@ pub fn connection_info(
 ) -> Result<redis::ConnectionInfo, redis::RedisError> {
     use redis::IntoConnectionInfo;
     let info = settings.url.as_str().into_connection_info()?;
-    let mut redis_settings = info.redis_settings().clone().set_username(&settings.user);
+    // No CLIENT SETINFO: Redis before 7.2 lacks it, and the ACL of docs/fleet.md need
+    // not allow it.
+    let mut redis_settings = info
+        .redis_settings()
+        .clone()
+        .set_username(&settings.user)
+        .set_skip_set_lib_name();
     if let Some(password) = &settings.password {
         redis_settings = redis_settings.set_password(&password.0);
     }

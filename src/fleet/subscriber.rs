@@ -1,10 +1,11 @@
 //! The subscriber: reads the other hosts' streams and hands their entries to the daemon.
 //!
 //! One task with its own connection, beside the owner task. It finds the fleet's streams
-//! (`SCAN MATCH banhound:bans:*`, this host's own left out) and waits on all of them in one
-//! blocking `XREAD … BLOCK`, from the positions the daemon stored: no polling. The wait
-//! ends after [`BLOCK`] without entries, and the streams are looked up again then, so a
-//! host that joins is followed within that time. Each stream's entries go to the daemon as
+//! (`SCAN MATCH banhound:bans:*`, this host's own left out, plus the configured `peers`,
+//! whose streams need not exist yet) and waits on all of them in one blocking
+//! `XREAD … BLOCK`, from the positions the daemon stored. The wait ends after [`BLOCK`]
+//! without entries, and the streams are looked up again then, so a host that joins and is
+//! not among the `peers` is followed within that time. Each stream's entries go to the daemon as
 //! one [`RemoteBatch`] with the id of its last entry; the daemon applies them and commits
 //! that id as the stream's position with the bans it led to, in one transaction
 //! (`source_positions`, key `fleet:<host>`), so a restart neither misses nor repeats one.
@@ -112,7 +113,7 @@ async fn run(
                     s.error = None;
                 });
                 backoff = Duration::from_millis(250);
-                match follow(&mut conn, &settings.host, &mut positions, &sender, &status).await {
+                match follow(&mut conn, &settings, &mut positions, &sender, &status).await {
                     Some(e) => e,
                     // The daemon is gone.
                     None => return,
@@ -136,18 +137,23 @@ async fn run(
 /// Reads until the connection fails (`Some(why)`) or the daemon is gone (`None`).
 async fn follow(
     conn: &mut MultiplexedConnection,
-    own: &str,
+    settings: &FleetSettings,
     positions: &mut BTreeMap<String, String>,
     sender: &mpsc::Sender<RemoteBatch>,
     status: &Mutex<SubscribeStatus>,
 ) -> Option<String> {
-    let own_key = stream_key(own);
+    let own_key = stream_key(&settings.host);
     let mut checked = BTreeSet::new();
     loop {
-        let hosts = match discover(conn, &own_key).await {
+        let mut hosts = match discover(conn, &own_key).await {
             Ok(hosts) => hosts,
             Err(e) => return Some(e),
         };
+        for peer in &settings.peers {
+            if *peer != settings.host && !hosts.contains(peer) {
+                hosts.push(peer.clone());
+            }
+        }
         for host in &hosts {
             if checked.insert(host.clone()) {
                 if let Some(position) = positions.get(host) {
