@@ -262,3 +262,100 @@ pub(super) fn build_fleet(
         max_bantime,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_sources, ConfigPaths};
+    use std::path::Path;
+
+    const JAIL: &str = "[jail.sshd]\nenabled = true\njournalmatch = [\"_COMM=sshd\"]\nfilter = { failregex = [\"^Failed password for \\\\S+ from <HOST>\"] }\n";
+
+    fn load(texts: &[&str]) -> Result<Option<FleetSettings>, String> {
+        let paths = ConfigPaths {
+            defaults_dir: Path::new("/nonexistent/usr").into(),
+            config_dir: Path::new("/nonexistent/etc").into(),
+            main_file: None,
+        };
+        let sources = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| SourceText {
+                path: format!("/etc/banhound/jail.d/{i}.toml").into(),
+                text: format!("{JAIL}{text}"),
+            })
+            .collect();
+        load_sources(&paths, sources)
+            .map(|s| s.fleet)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_section_is_read_with_its_defaults() {
+        let fleet = load(&["[fleet]\nurl = \"unix:///run/redis/redis.sock\"\nhost = \"web-1\"\nshare = [\"sshd\"]\nreceive_jail = \"sshd\"\n"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(fleet.host, "web-1");
+        assert_eq!(fleet.user, "web-1");
+        assert_eq!(fleet.share, ["sshd"]);
+        assert_eq!(fleet.receive_jail.as_deref(), Some("sshd"));
+        assert!(!fleet.publish_manual);
+        assert_eq!(fleet.max_bantime, DEFAULT_MAX_BANTIME);
+        assert_eq!(load(&[""]).unwrap(), None);
+    }
+
+    #[test]
+    fn later_files_override_key_by_key() {
+        let fleet = load(&[
+            "[fleet]\nurl = \"redis://10.0.0.5:6379\"\nhost = \"a\"\nuser = \"banhound-a\"\n",
+            "[fleet]\nurl = \"rediss://redis.example:6380\"\nmax_bantime = \"2h\"\npublish_manual = true\n",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(fleet.url, "rediss://redis.example:6380");
+        assert_eq!(
+            (fleet.host.as_str(), fleet.user.as_str()),
+            ("a", "banhound-a")
+        );
+        assert_eq!(fleet.max_bantime, Duration::from_secs(7200));
+        assert!(fleet.publish_manual);
+    }
+
+    #[test]
+    fn a_password_file_is_read_and_never_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let fleet = load(&[&format!(
+            "[fleet]\nurl = \"redis://r:6379\"\nhost = \"a\"\npassword_file = \"{}\"\n",
+            file.display()
+        )])
+        .unwrap()
+        .unwrap();
+        assert_eq!(fleet.password, Some(Password("s3cret".into())));
+        assert!(!format!("{fleet:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn errors_name_the_file_line_and_key() {
+        let file = "/etc/banhound/jail.d/0.toml";
+        for (text, line, key, says) in [
+            ("[fleet]\nhost = \"a\"\n", 5, "fleet", "needs url"),
+            ("[fleet]\nurl = \"http://r\"\n", 6, "fleet.url", "not a Redis URL"),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a*\"\n", 7, "fleet.host", "invalid fleet host name"),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a\"\nshare = [\"nginx\"]\n", 8, "fleet.share", "no jail named \"nginx\""),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a\"\nreceive_jail = \"x\"\n", 8, "fleet.receive_jail", "no jail named \"x\""),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a\"\npassword = \"p\"\npassword_file = \"/f\"\n", 8, "fleet.password", "not both"),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a\"\npassword_file = \"/nonexistent/pw\"\n", 8, "fleet.password_file", "cannot read"),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a\"\nmax_bantime = \"0s\"\n", 8, "fleet.max_bantime", "longer than 0s"),
+            ("[fleet]\nurl = \"redis://r\"\nhost = \"a\"\npeers = [\"b\", \"c d\"]\n", 8, "fleet.peers", "invalid fleet host name \"c d\""),
+            ("[fleet]\nurl = \"redis://r\"\nhots = \"a\"\n", 7, "fleet.hots", "unknown field"),
+        ] {
+            let err = load(&[text]).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{file}:{line}: {key}: ")) && err.contains(says),
+                "{text:?}: {err}"
+            );
+        }
+    }
+}
