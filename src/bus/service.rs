@@ -9,6 +9,7 @@
 //! mutating method checks the caller's UID again (GetConnectionUnixUser): a policy file left
 //! out, or a permissive bus, must not let anyone but root change bans.
 
+use super::proxy::FleetRecord;
 use super::read_only::ReadOnlyProperties;
 use super::{
     args, jail_path, BanInfo, Bus, ControlError, Event, Health, JailSnapshot, Request,
@@ -298,6 +299,50 @@ impl Manager {
             jails.iter().map(|j| j.total_failed).sum(),
             jails.iter().map(|j| j.currently_banned).sum(),
             jails.iter().map(|j| j.total_banned).sum(),
+        ))
+    }
+
+    /// GetFleet: fleet ban sharing ([fleet]): whether it is configured, this host's name,
+    /// whether the publisher is connected, the publish backlog (bans in the outbox), the
+    /// entries published, whether the subscriber is connected, the other hosts read, the
+    /// remote bans applied, refused, cut down (max_bantime) and skipped (over, or already
+    /// banned as long), the lag of the newest applied one in milliseconds (from the failure
+    /// at its origin to its enforcement here; 0: none yet), and the last error talking to
+    /// Redis ("" while there is none). Without [fleet]: false and zeros.
+    #[zbus(out_args(
+        "configured",
+        "host",
+        "publishing",
+        "backlog",
+        "published",
+        "subscribed",
+        "hosts",
+        "applied",
+        "refused",
+        "cut_down",
+        "skipped",
+        "lag_ms",
+        "error"
+    ))]
+    async fn get_fleet(&self) -> Result<FleetRecord, BusError> {
+        let info = self.owner.ask(|reply| Request::Fleet { reply }).await?;
+        let configured = info.is_some();
+        let f = info.unwrap_or_default();
+        Ok((
+            configured,
+            f.host,
+            f.publishing,
+            f.backlog,
+            f.published,
+            f.subscribed,
+            f.hosts,
+            f.applied,
+            f.refused,
+            f.cut_down,
+            f.skipped,
+            f.lag
+                .map_or(0, |l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+            f.error.unwrap_or_default(),
         ))
     }
 

@@ -11,28 +11,29 @@
 
 use super::enforcement::{Cause, Sharing};
 use super::{wall_now, Daemon, DaemonError};
+use crate::bus::FleetInfo;
 use crate::config::fleet::FleetSettings;
 use crate::display::display_target;
 use crate::engine::time::{format_duration, BanTime};
-use crate::fleet::publisher::{PublishStatus, Publisher};
-use crate::fleet::subscriber::{RemoteBatch, SubscribeStatus, Subscriber};
+use crate::fleet::publisher::Publisher;
+use crate::fleet::subscriber::{RemoteBatch, Subscriber};
 use crate::fleet::{position_key, STREAM_PREFIX};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What became of the other hosts' entries since the start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RemoteCounts {
+pub(super) struct RemoteCounts {
     /// Banned here.
-    pub applied: u64,
+    applied: u64,
     /// Refused by a local rule, or unreadable.
-    pub refused: u64,
+    refused: u64,
     /// Applied with a shorter ban time than the origin's (`max_bantime`).
-    pub cut_down: u64,
+    cut_down: u64,
     /// Not applied: already over, or already banned here at least as long.
-    pub skipped: u64,
+    skipped: u64,
     /// From the failure behind the newest applied ban at its origin to its enforcement here.
-    pub last_lag: Option<Duration>,
+    last_lag: Option<Duration>,
 }
 
 /// The fleet's state and its tasks.
@@ -43,22 +44,28 @@ pub(super) struct Fleet {
     pub(super) counts: RemoteCounts,
 }
 
-/// The fleet's figures, for the status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FleetStatus {
-    pub host: String,
-    pub publish: PublishStatus,
-    pub subscribe: Option<SubscribeStatus>,
-    pub remote: RemoteCounts,
-}
-
 impl Fleet {
-    pub(super) fn status(&self) -> FleetStatus {
-        FleetStatus {
+    /// The figures `banhound status` shows (over the bus's `GetFleet`).
+    pub(super) fn info(&self) -> FleetInfo {
+        let publish = self.publisher.status();
+        let subscribe = self
+            .subscriber
+            .as_ref()
+            .map(Subscriber::status)
+            .unwrap_or_default();
+        FleetInfo {
             host: self.settings.host.clone(),
-            publish: self.publisher.status(),
-            subscribe: self.subscriber.as_ref().map(Subscriber::status),
-            remote: self.counts.clone(),
+            publishing: publish.connected,
+            backlog: publish.backlog,
+            published: publish.published,
+            subscribed: subscribe.connected,
+            hosts: subscribe.hosts.into_iter().collect(),
+            applied: self.counts.applied,
+            refused: self.counts.refused,
+            cut_down: self.counts.cut_down,
+            skipped: self.counts.skipped,
+            lag: self.counts.last_lag,
+            error: publish.error.or(subscribe.error),
         }
     }
 }

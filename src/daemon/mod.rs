@@ -68,7 +68,6 @@ pub mod state_writer;
 pub use enforcement::{
     ban_message, fleet_ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer,
 };
-pub use fleet::{FleetStatus, RemoteCounts};
 
 use crate::bus::service::StartError;
 use crate::bus::{Bus, ControlError, Event, Lifted, Request};

@@ -792,6 +792,7 @@ fn read_only_arguments(interface: &str, method: &str) -> Option<Vec<&'static str
     Some(match (interface, method) {
         (MANAGER_INTERFACE, "ListJails") => vec![],
         (MANAGER_INTERFACE, "GetStatus") => vec![],
+        (MANAGER_INTERFACE, "GetFleet") => vec![],
         (MANAGER_INTERFACE, "GetMetrics") => vec!["s", "text"],
         (MANAGER_INTERFACE, "IsBanned") => vec!["s", "198.51.100.4"],
         (JAIL_INTERFACE, "GetBans") => vec![],
