@@ -9,7 +9,6 @@
 //! mutating method checks the caller's UID again (GetConnectionUnixUser): a policy file left
 //! out, or a permissive bus, must not let anyone but root change bans.
 
-use super::proxy::FleetRecord;
 use super::read_only::ReadOnlyProperties;
 use super::{
     args, jail_path, BanInfo, Bus, ControlError, Event, Health, JailSnapshot, Request,
@@ -324,7 +323,27 @@ impl Manager {
         "lag_ms",
         "error"
     ))]
-    async fn get_fleet(&self) -> Result<FleetRecord, BusError> {
+    #[allow(clippy::type_complexity)]
+    async fn get_fleet(
+        &self,
+    ) -> Result<
+        (
+            bool,
+            String,
+            bool,
+            u64,
+            u64,
+            bool,
+            Vec<String>,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            String,
+        ),
+        BusError,
+    > {
         let info = self.owner.ask(|reply| Request::Fleet { reply }).await?;
         let configured = info.is_some();
         let f = info.unwrap_or_default();
