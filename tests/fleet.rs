@@ -16,9 +16,12 @@
 mod daemon_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
+#[path = "support/private_bus.rs"]
+mod private_bus;
 
 use daemon_lab::{sshd_config, Daemon, Lab, ATTACKER, SERVER_ATTACKER_SIDE, SSHD_SET};
 use netlab::wait_for;
+use private_bus::{BusPolicy, DbusDaemon};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -184,6 +187,16 @@ impl Host {
         }
     }
 
+    /// As [`Host::start`], serving the control interface on `bus`.
+    fn start_on_bus(test: &str, name: &str, redis: &Redis, bus: &DbusDaemon) -> Host {
+        let mut lab = Lab::new(&format!("{test}{name}"), &host_config(redis, name, true));
+        let daemon = lab.start_with(false, &["--bus-address", &bus.address]);
+        Host {
+            lab,
+            daemon: Some(daemon),
+        }
+    }
+
     fn daemon(&self) -> &Daemon {
         self.daemon.as_ref().unwrap()
     }
@@ -248,7 +261,8 @@ fn a_ban_on_one_host_reaches_the_others_and_is_not_echoed() {
 #[test]
 fn hostile_entries_are_refused_or_cut_down_and_reported() {
     let redis = Redis::start(&["a", "b", "c"]);
-    let b = Host::start("fh", "b", &redis, true);
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let b = Host::start_on_bus("fh", "b", &redis, &bus);
     let now_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -341,6 +355,39 @@ fn hostile_entries_are_refused_or_cut_down_and_reported() {
     );
     assert!(forged.contains("NOPERM"), "{forged}");
     assert!(!b.lab.is_banned_in(SSHD_SET, "203.0.113.7"));
+    // What `banhound status` tells of it.
+    let out = Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .args(["--bus-address", &bus.address, "status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fleet = &status["fleet"];
+    assert_eq!(fleet["host"], "b", "{status}");
+    assert_eq!(fleet["publishing"], true, "{status}");
+    assert_eq!(fleet["subscribed"], true, "{status}");
+    assert_eq!(fleet["remote_applied"], 2, "{status}");
+    assert_eq!(fleet["remote_refused"], 7, "{status}");
+    assert_eq!(fleet["remote_cut_down"], 1, "{status}");
+    assert_eq!(fleet["publish_backlog"], 0, "{status}");
+    assert!(
+        fleet["hosts"].as_array().unwrap().contains(&"a".into()),
+        "{status}"
+    );
+    let text = Command::new(env!("CARGO_BIN_EXE_banhound"))
+        .args(["--bus-address", &bus.address, "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("|- Fleet:            host b, connected; 0 published, 0 waiting;")
+            && text.contains("remote bans: 2 applied, 7 refused, 1 cut down, 0 skipped"),
+        "{text}"
+    );
 }
 
 #[test]

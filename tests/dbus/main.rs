@@ -902,6 +902,7 @@ fn every_documented_method_is_covered_by_the_access_tests() {
             "org.banhound.Banhound1.Jail.GetBans",
             "org.banhound.Banhound1.Manager.ListJails",
             "org.banhound.Banhound1.Manager.GetStatus",
+            "org.banhound.Banhound1.Manager.GetFleet",
             "org.banhound.Banhound1.Manager.GetMetrics",
             "org.banhound.Banhound1.Manager.IsBanned",
         ]
