@@ -84,7 +84,7 @@ impl Outbox {
     }
 
     /// How many bans wait to be published.
-    pub fn len(&self) -> Result<u64, OutboxError> {
+    pub fn backlog(&self) -> Result<u64, OutboxError> {
         let n: i64 = self.wrap(self.conn.query_row(
             "SELECT COUNT(*) FROM fleet_outbox",
             [],
@@ -147,5 +147,57 @@ impl Outbox {
                 .execute("DELETE FROM fleet_outbox WHERE id <= ?1", [id]),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::state::{StateDb, StoredBan};
+
+    #[test]
+    fn rows_are_committed_with_their_ban_and_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = StateDb::open(dir.path()).unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let entry = |i: u8| FleetEntry {
+            jail: "sshd".into(),
+            target: format!("198.51.100.{i}/32").parse().unwrap(),
+            since: Timestamp::from_secs(100),
+            until: (i % 2 == 0).then(|| Timestamp::from_secs(700)),
+            offence: 1,
+            failures: 5,
+            reason: if i == 3 { Origin::Manual } else { Origin::Logs },
+        };
+        let ban = StoredBan {
+            jail: "sshd".into(),
+            target: "198.51.100.1/32".parse().unwrap(),
+            since: Timestamp::from_secs(100),
+            until: Some(Timestamp::from_secs(700)),
+            offence: 1,
+            failures: 5,
+        };
+        db.queue_batch(
+            &[ban],
+            Some(("journal:system", "c1")),
+            Timestamp::from_secs(100),
+        );
+        db.queue_publish(&[entry(1), entry(2), entry(3)]);
+        // Queued, not written: the other connection sees nothing yet.
+        assert_eq!(outbox.backlog().unwrap(), 0);
+        db.write_pending().unwrap();
+        assert_eq!(db.bans().unwrap().len(), 1);
+        let rows = outbox.oldest(10).unwrap();
+        let entries: Vec<FleetEntry> = rows.iter().map(|(_, e)| e.clone().unwrap()).collect();
+        assert_eq!(entries, [entry(1), entry(2), entry(3)]);
+        assert!(rows.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(outbox.epoch_ms().unwrap() > 1_600_000_000_000);
+        outbox.remove_through(rows[1].0).unwrap();
+        assert_eq!(outbox.backlog().unwrap(), 1);
+        // Row ids never come back after a deletion: they make the stream ids.
+        outbox.remove_through(rows[2].0).unwrap();
+        db.queue_publish(&[entry(4)]);
+        db.write_pending().unwrap();
+        assert!(outbox.oldest(1).unwrap()[0].0 > rows[2].0);
     }
 }

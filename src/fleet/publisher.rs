@@ -37,8 +37,6 @@ pub struct PublishStatus {
     pub backlog: u64,
     /// Entries Redis took since the start.
     pub published: u64,
-    /// Resends Redis already had (after a crash between XADD and the row's deletion).
-    pub already_there: u64,
     /// The last error talking to Redis, while it lasts.
     pub error: Option<String>,
 }
@@ -64,7 +62,7 @@ impl Publisher {
         self.wake.notify_one();
     }
 
-    /// A future that wakes the publisher; for the daemon to run once the commit is saved.
+    /// The publisher's wake-up, for enforcement to signal once a commit with outbox rows is saved.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
     }
@@ -221,10 +219,11 @@ async fn drain(
         if let Err(e) = with_outbox(outbox, move |o| o.remove_through(last)).await {
             return e;
         }
-        let backlog = with_outbox(outbox, Outbox::len).await.unwrap_or_default();
+        let backlog = with_outbox(outbox, Outbox::backlog)
+            .await
+            .unwrap_or_default();
         update(status, |s| {
             s.published += published;
-            s.already_there += already;
             s.backlog = backlog;
         });
         if already > 0 {
