@@ -164,7 +164,7 @@ mod tests {
             jail: "sshd".into(),
             target: format!("198.51.100.{i}/32").parse().unwrap(),
             since: Timestamp::from_secs(100),
-            until: (i % 2 == 0).then(|| Timestamp::from_secs(700)),
+            until: i.is_multiple_of(2).then(|| Timestamp::from_secs(700)),
             offence: 1,
             failures: 5,
             reason: if i == 3 { Origin::Manual } else { Origin::Logs },
