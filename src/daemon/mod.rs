@@ -10,9 +10,11 @@
 //!   [`crate::engine::jail::Jail::decide`], the engine's one record → verdict step (shared
 //!   with `banhound test-filter`). Decisions only, no I/O.
 //! - `enforcement` (enforcement.rs): the firewall backends, the state writer and the
-//!   [`Observer`]s (the bus's signals; jail actions and fleet sharing attach there): the only
-//!   place that bans and lifts.
+//!   [`Observer`]s (the bus's signals; jail actions attach there): the only place that bans
+//!   and lifts; it also writes the fleet's outbox rows with the bans they publish.
 //! - `health` (health.rs): firewall and state database failures, their retries, DEGRADED.
+//! - `fleet` (fleet.rs): `[fleet]`'s publisher and subscriber tasks, and the other hosts'
+//!   bans, decided by the receiving jail and applied through enforcement (one select arm).
 //!
 //! Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
