@@ -36,7 +36,13 @@ struct Redis {
     dir: tempfile::TempDir,
     child: Option<Child>,
     hosts: Vec<String>,
+    /// Also TLS on 127.0.0.1:[`TLS_PORT`] of this network namespace (a self-signed
+    /// certificate made with `openssl req`).
+    tls_in: Option<String>,
 }
+
+/// Redis's TLS port, inside the namespace of [`Redis::start_with_tls`].
+const TLS_PORT: u16 = 6380;
 
 impl Redis {
     /// Starts Redis with an ACL user per host in `hosts` (see docs/fleet.md).
@@ -45,7 +51,41 @@ impl Redis {
             dir: tempfile::tempdir().unwrap(),
             child: None,
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            tls_in: None,
         };
+        redis.spawn();
+        redis
+    }
+
+    /// As [`Redis::start`], run inside network namespace `netns` with TLS on its loopback
+    /// too (the unix socket stays reachable from every namespace).
+    fn start_with_tls(hosts: &[&str], netns: &str) -> Redis {
+        let mut redis = Redis {
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            tls_in: Some(netns.to_string()),
+        };
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+            ])
+            .arg(redis.dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(redis.dir.path().join("cert.pem"))
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
         redis.spawn();
         redis
     }
@@ -88,7 +128,27 @@ impl Redis {
             ),
         )
         .unwrap();
-        let child = Command::new("redis-server")
+        let mut command = match &self.tls_in {
+            Some(netns) => {
+                let dir = self.dir.path();
+                std::fs::write(
+                    &conf,
+                    std::fs::read_to_string(&conf).unwrap().replace("port 0\n", "")
+                        + &format!(
+                            "port 0\nbind 127.0.0.1\ntls-port {TLS_PORT}\ntls-cert-file {}\ntls-key-file {}\ntls-auth-clients no\n",
+                            dir.join("cert.pem").display(),
+                            dir.join("key.pem").display()
+                        ),
+                )
+                .unwrap();
+                // `ip netns exec` execs redis-server: the child's pid is Redis's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns, "redis-server"]);
+                c
+            }
+            None => Command::new("redis-server"),
+        };
+        let child = command
             .arg(&conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -573,4 +633,27 @@ fn a_burst_of_bans_reaches_the_other_host() {
         ms(a_first, b_last),
         ms(a_last, b_last)
     );
+}
+
+/// `rediss://`: A publishes over TLS (Redis in A's namespace, its loopback), B reads over the
+/// unix socket of the same Redis.
+#[test]
+fn bans_are_published_over_tls() {
+    let mut a_lab = Lab::new("fta", "");
+    let redis = Redis::start_with_tls(&["a", "b"], a_lab.server().name());
+    a_lab.write_config(&host_config(&redis, "a", false).replace(
+        &format!("url = \"{}\"", redis.url()),
+        &format!("url = \"rediss://127.0.0.1:{TLS_PORT}#insecure\""),
+    ));
+    let config = std::fs::read_to_string(a_lab.config_path()).unwrap();
+    assert!(
+        config.contains("url = \"rediss://127.0.0.1:") && !config.contains("unix://"),
+        "{config}"
+    );
+    let a = a_lab.start();
+    let b = Host::start("ft", "b", &redis, true);
+    a_lab.fail_logins(ATTACKER, 3);
+    b.wait_banned(ATTACKER, Duration::from_secs(15));
+    assert_eq!(redis.stream_len("a"), 1);
+    assert!(!a.log().contains("cannot publish"), "{}", a.log());
 }
