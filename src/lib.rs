@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod display;
 pub mod engine;
 pub mod firewall;
+pub mod fleet;
 pub mod metrics;
 pub mod multicast;
 pub mod source;

@@ -38,7 +38,7 @@ Version: $version-1
 Architecture: $arch
 Maintainer: banhound developers <banhound@localhost>
 Installed-Size: $size
-Depends: libc6 (>= 2.34), libgcc-s1, libsystemd0 (>= 245), libnftnl11 (>= 1.0.6), libmnl0
+Depends: libc6 (>= 2.34), libgcc-s1, libsystemd0 (>= 245), libnftnl11 (>= 1.0.6), libmnl0, libssl3
 Recommends: nftables | firewalld, dbus
 Section: net
 Priority: optional

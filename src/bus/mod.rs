@@ -137,6 +137,34 @@ pub struct ServerStatus {
     pub jails: Vec<JailSnapshot>,
 }
 
+/// Fleet ban sharing (`[fleet]`) as `GetFleet` answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetInfo {
+    /// This host's name in the fleet.
+    pub host: String,
+    /// The publisher is connected to Redis.
+    pub publishing: bool,
+    /// Bans in the outbox, waiting to be published.
+    pub backlog: u64,
+    /// Entries published since the start.
+    pub published: u64,
+    /// The subscriber is connected (false too when no `receive_jail` is set).
+    pub subscribed: bool,
+    /// The other hosts whose streams are read.
+    pub hosts: Vec<String>,
+    /// Remote bans applied, refused (local rules, unreadable), cut down to `max_bantime`,
+    /// and skipped (over already, or already banned here as long), since the start.
+    pub applied: u64,
+    pub refused: u64,
+    pub cut_down: u64,
+    pub skipped: u64,
+    /// From the failure behind the newest applied remote ban, at its origin, to its
+    /// enforcement here.
+    pub lag: Option<std::time::Duration>,
+    /// The last error talking to Redis, while it lasts.
+    pub error: Option<String>,
+}
+
 /// One active ban.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BanInfo {
@@ -234,6 +262,10 @@ impl Lifted {
 pub enum Request {
     Status {
         reply: oneshot::Sender<ServerStatus>,
+    },
+    /// `None` without `[fleet]`.
+    Fleet {
+        reply: oneshot::Sender<Option<FleetInfo>>,
     },
     JailStatus {
         jail: String,

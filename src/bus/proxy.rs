@@ -16,6 +16,23 @@ pub type JailBanRecord = (String, String, u64, u64, u32);
 pub type ActionRecord = (String, String, u64, u64, u64, u64, String, String);
 /// `(version, uptime, jails, currently_failed, total_failed, currently_banned, total_banned)`.
 pub type StatusRecord = (String, u64, u32, u32, u64, u32, u64);
+/// `(configured, host, publishing, backlog, published, subscribed, hosts, applied, refused,
+/// cut_down, skipped, lag_ms, error)`, as `GetFleet` answers.
+pub type FleetRecord = (
+    bool,
+    String,
+    bool,
+    u64,
+    u64,
+    bool,
+    Vec<String>,
+    u64,
+    u64,
+    u64,
+    u64,
+    u64,
+    String,
+);
 
 #[proxy(
     interface = "org.banhound.Banhound1.Manager",
@@ -27,6 +44,8 @@ pub trait Manager {
     fn list_jails(&self) -> zbus::Result<Vec<(String, OwnedObjectPath)>>;
 
     fn get_status(&self) -> zbus::Result<StatusRecord>;
+
+    fn get_fleet(&self) -> zbus::Result<FleetRecord>;
 
     /// `format`: "text" (Prometheus' text format 0.0.4) or "openmetrics".
     fn get_metrics(&self, format: &str) -> zbus::Result<String>;

@@ -301,6 +301,70 @@ impl Manager {
         ))
     }
 
+    /// GetFleet: fleet ban sharing ([fleet]): whether it is configured, this host's name,
+    /// whether the publisher is connected, the publish backlog (bans in the outbox), the
+    /// entries published, whether the subscriber is connected, the other hosts read, the
+    /// remote bans applied, refused, cut down (max_bantime) and skipped (over, or already
+    /// banned as long), the lag of the newest applied one in milliseconds (from the failure
+    /// at its origin to its enforcement here; 0: none yet), and the last error talking to
+    /// Redis ("" while there is none). Without [fleet]: false and zeros.
+    #[zbus(out_args(
+        "configured",
+        "host",
+        "publishing",
+        "backlog",
+        "published",
+        "subscribed",
+        "hosts",
+        "applied",
+        "refused",
+        "cut_down",
+        "skipped",
+        "lag_ms",
+        "error"
+    ))]
+    #[allow(clippy::type_complexity)]
+    async fn get_fleet(
+        &self,
+    ) -> Result<
+        (
+            bool,
+            String,
+            bool,
+            u64,
+            u64,
+            bool,
+            Vec<String>,
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            String,
+        ),
+        BusError,
+    > {
+        let info = self.owner.ask(|reply| Request::Fleet { reply }).await?;
+        let configured = info.is_some();
+        let f = info.unwrap_or_default();
+        Ok((
+            configured,
+            f.host,
+            f.publishing,
+            f.backlog,
+            f.published,
+            f.subscribed,
+            f.hosts,
+            f.applied,
+            f.refused,
+            f.cut_down,
+            f.skipped,
+            f.lag
+                .map_or(0, |l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
+            f.error.unwrap_or_default(),
+        ))
+    }
+
     /// GetMetrics: the daemon's figures for Prometheus, as `banhound metrics` prints them
     /// and the `[metrics] listen` endpoint serves them, in format "text" (the text
     /// exposition format 0.0.4, also for "") or "openmetrics". Errors: InvalidFormat.

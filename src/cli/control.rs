@@ -6,7 +6,7 @@
 //! the bus policy governs both. Errors are mapped to exit codes here: the daemon not running
 //! (3) and access denied (4) are told apart from invalid input (2) so scripts can react.
 
-use crate::bus::proxy::{ActionRecord, JailProxy, ManagerProxy};
+use crate::bus::proxy::{ActionRecord, FleetRecord, JailProxy, ManagerProxy};
 use crate::bus::{args, Bus, ControlError, ERROR_PREFIX, SERVICE_NAME};
 use crate::cli::{exit_with, invalid, ExitCode};
 use crate::engine::time::{format_duration, Timestamp};
@@ -279,6 +279,62 @@ async fn jail_proxy<'a>(
         .map_err(bus_error)
 }
 
+/// The fleet's figures of `GetFleet`, as `status` shows them.
+struct FleetShown {
+    text: String,
+    json: serde_json::Value,
+}
+
+fn fleet_status(record: FleetRecord) -> FleetShown {
+    let (
+        _,
+        host,
+        publishing,
+        backlog,
+        published,
+        subscribed,
+        hosts,
+        applied,
+        refused,
+        cut_down,
+        skipped,
+        lag_ms,
+        error,
+    ) = record;
+    let connection = match (publishing, subscribed) {
+        (true, true) => "connected",
+        (true, false) => "publishing only",
+        (false, true) => "reading only",
+        (false, false) => "not connected",
+    };
+    let mut text = format!(
+        "host {host}, {connection}; {published} published, {backlog} waiting; {} other host(s){}; remote bans: {applied} applied, {refused} refused, {cut_down} cut down, {skipped} skipped",
+        hosts.len(),
+        if hosts.is_empty() { String::new() } else { format!(" ({})", hosts.join(", ")) },
+    );
+    if lag_ms > 0 {
+        text.push_str(&format!("; last lag {lag_ms} ms"));
+    }
+    if !error.is_empty() {
+        text.push_str(&format!("; error: {error}"));
+    }
+    let json = json!({
+        "host": host,
+        "publishing": publishing,
+        "subscribed": subscribed,
+        "publish_backlog": backlog,
+        "published": published,
+        "hosts": hosts,
+        "remote_applied": applied,
+        "remote_refused": refused,
+        "remote_cut_down": cut_down,
+        "remote_skipped": skipped,
+        "lag_ms": (lag_ms > 0).then_some(lag_ms),
+        "error": (!error.is_empty()).then_some(error),
+    });
+    FleetShown { text, json }
+}
+
 async fn status(
     connection: &Connection,
     manager: &ManagerProxy<'_>,
@@ -301,6 +357,13 @@ async fn status(
             let unsaved = manager.unsaved_changes().await.map_err(e)?;
             let firewall_error = manager.firewall_error().await.map_err(e)?;
             let optional = |text: &str| (!text.is_empty()).then(|| text.to_string());
+            // A daemon from before fleet sharing does not know GetFleet: no fleet then.
+            let fleet = manager
+                .get_fleet()
+                .await
+                .ok()
+                .filter(|record| record.0)
+                .map(fleet_status);
             if args.json {
                 let doc = json!({
                     "version": version,
@@ -314,6 +377,7 @@ async fn status(
                     "state_error": optional(&state_error),
                     "unsaved_changes": unsaved,
                     "firewall_error": optional(&firewall_error),
+                    "fleet": fleet.as_ref().map(|f| f.json.clone()),
                 });
                 println!("{doc}");
             } else {
@@ -329,6 +393,9 @@ async fn status(
                 println!("|- Currently banned: {banned}\tTotal banned: {total_banned}");
                 println!("|- Number of jails:  {count}");
                 println!("|- Jail list:        {}", names.join(", "));
+                if let Some(fleet) = &fleet {
+                    println!("|- Fleet:            {}", fleet.text);
+                }
                 if !degraded {
                     println!("`- Health:           ok");
                 } else {

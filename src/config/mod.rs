@@ -16,6 +16,7 @@
 pub mod error;
 pub mod fail2ban;
 pub mod filter_file;
+pub mod fleet;
 pub mod values;
 
 use crate::action::config::{
@@ -231,6 +232,8 @@ pub struct Settings {
     pub files: Vec<PathBuf>,
     pub daemon: DaemonSettings,
     pub metrics: MetricsSettings,
+    /// `[fleet]`: ban sharing with other hosts; `None` without the section.
+    pub fleet: Option<fleet::FleetSettings>,
     pub jails: Vec<JailSettings>,
     /// The `[action.NAME]` tables, then the jails' fail2ban actions.
     pub actions: Vec<ActionSpec>,
@@ -251,6 +254,7 @@ impl Settings {
 struct RawFile {
     daemon: Option<RawDaemon>,
     metrics: Option<RawMetrics>,
+    fleet: Option<Spanned<fleet::RawFleet>>,
     defaults: Option<RawJail>,
     fail2ban: Option<RawFail2ban>,
     #[serde(default)]
@@ -496,10 +500,14 @@ pub fn load_sources(
     }
     let daemon = build_daemon(&sources, &raws)?;
     let metrics = build_metrics(&sources, &raws)?;
+    let jail_names: Vec<&str> = jails.iter().map(|j| j.name.as_str()).collect();
+    let fleet_raws: Vec<_> = raws.iter().map(|r| r.fleet.as_ref()).collect();
+    let fleet = fleet::build_fleet(&sources, &fleet_raws, &jail_names)?;
     Ok(Settings {
         files,
         daemon,
         metrics,
+        fleet,
         jails,
         actions,
     })

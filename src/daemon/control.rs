@@ -109,6 +109,9 @@ impl Daemon {
                         .collect(),
                 });
             }
+            Request::Fleet { reply } => {
+                let _ = reply.send(self.fleet.as_ref().map(super::fleet::Fleet::info));
+            }
             Request::JailStatus { jail, reply } => {
                 let _ = reply.send(self.jails.index(&jail).map(|j| self.jails.snapshot(j)));
             }

@@ -20,7 +20,8 @@
 //! [`Lifted`] reason, when), after the firewall call and in the owner task's order. This is
 //! the attachment point of effects: the bus's signals are one ([`Signals`]); the jail
 //! actions ([`crate::action`]: mail, command, webhook, fail2ban action.d) are the
-//! configuration's own, replaced at each reload; fleet ban sharing attaches the same way. A
+//! configuration's own, replaced at each reload. Fleet publishing is not an observer: its
+//! outbox row must be in the ban's own transaction ([`Sharing`], `crate::fleet`). A
 //! ban put back at start-up has [`Cause::Restored`], so an action does not alert it a second
 //! time. The tracker keeps failure times, not the matched lines: a running jail with actions
 //! keeps its failures' lines ([`super::jails`]) and the notice lends those of its target.
@@ -42,12 +43,13 @@ use crate::firewall::dispatch::Backends;
 use crate::firewall::firewalld::Reapplied;
 use crate::firewall::nftables::NftablesBackend;
 use crate::firewall::{BackendKind, BanEntry, FirewallError, JailRules};
+use crate::fleet::{FleetEntry, Origin};
 use ipnet::IpNet;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// Why a ban was made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Cause {
     /// Decided from the logs: `failures` within findtime.
@@ -56,6 +58,9 @@ pub enum Cause {
     Manual { caller_uid: u32 },
     /// A stored ban put back in place at start-up (it was announced when it was made).
     Restored,
+    /// Another host's ban, read from its fleet stream (`origin` is the stream's host,
+    /// which Redis's ACLs let no one else write); never published again.
+    Fleet { origin: String },
 }
 
 /// A ban that took effect, as observers see it.
@@ -137,7 +142,7 @@ pub(super) struct Signals(pub(super) broadcast::Sender<Event>);
 
 impl Observer for Signals {
     fn banned(&mut self, ban: &BanNotice<'_>) {
-        let reason = match ban.cause {
+        let reason = match &ban.cause {
             Cause::Logs => format!(
                 "{} failures within {}{}",
                 ban.decision.failures,
@@ -145,6 +150,7 @@ impl Observer for Signals {
                 ban.hosts.suffix()
             ),
             Cause::Manual { caller_uid } => format!("manual (uid {caller_uid})"),
+            Cause::Fleet { origin } => format!("fleet (host {origin})"),
             Cause::Restored => return,
         };
         // No subscriber (no bus, or not started yet) is normal.
@@ -186,6 +192,40 @@ pub fn manual_ban_message(jail: &str, decision: &BanDecision, caller_uid: u32) -
     )
 }
 
+/// The MESSAGE of a ban taken from another host of the fleet: not the form recidive reads
+/// either (the failures were counted there, not here).
+pub fn fleet_ban_message(jail: &str, decision: &BanDecision, origin: &str) -> String {
+    format!(
+        "Banned {} in jail {jail} for {} from the fleet (host {origin})",
+        display_target(&decision.target),
+        decision.bantime
+    )
+}
+
+/// Which bans are published to the fleet, and how the publisher is told.
+pub(super) struct Sharing {
+    /// Jails whose bans from the logs are published.
+    pub(super) jails: Vec<String>,
+    /// Manual bans in those jails too.
+    pub(super) manual: bool,
+    /// Woken once a commit with outbox rows is saved.
+    pub(super) publisher: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Sharing {
+    fn publishes(&self, jail: &str, cause: &Cause) -> Option<Origin> {
+        if !self.jails.iter().any(|j| j == jail) {
+            return None;
+        }
+        match cause {
+            Cause::Logs => Some(Origin::Logs),
+            Cause::Manual { .. } if self.manual => Some(Origin::Manual),
+            // Restored bans were published when made; fleet bans are the origin's to publish.
+            _ => None,
+        }
+    }
+}
+
 /// The log's wording of why a ban ended (the bus and the database have theirs).
 impl Lifted {
     fn log_text(self) -> String {
@@ -212,6 +252,8 @@ pub(super) struct Enforcement {
     /// at each reload.
     pub(super) actions: Actions,
     pub(super) health: Health,
+    /// Fleet publishing (`[fleet] share`); `None` publishes nothing.
+    pub(super) sharing: Option<Sharing>,
 }
 
 impl Enforcement {
@@ -222,6 +264,7 @@ impl Enforcement {
             observers: Vec::new(),
             actions: Actions::none(),
             health: Health::default(),
+            sharing: None,
         }
     }
 
@@ -299,10 +342,41 @@ impl Enforcement {
                 })
             })
             .collect();
-        // Sent, not waited for (the writer thread commits it with the position, in order):
-        // blocking matters more than remembering, and the ban goes to the firewall
-        // regardless of the disk.
-        self.state.commit_batch(stored, position, now);
+        let publish: Vec<FleetEntry> = match &self.sharing {
+            Some(sharing) => stored
+                .iter()
+                .filter_map(|b| {
+                    Some(FleetEntry {
+                        jail: b.jail.clone(),
+                        target: b.target,
+                        since: b.since,
+                        until: b.until,
+                        offence: b.offence,
+                        failures: b.failures,
+                        reason: sharing.publishes(&b.jail, &cause)?,
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let wake_publisher = self
+            .sharing
+            .as_ref()
+            .filter(|_| !publish.is_empty())
+            .map(|s| s.publisher.clone());
+        // Sent, not waited for (the writer thread commits it with the position and the
+        // fleet's outbox rows, in order): blocking matters more than remembering, and the
+        // ban goes to the firewall regardless of the disk.
+        self.state
+            .commit_shared_batch(stored, publish, position, now);
+        if let Some(publisher) = wake_publisher {
+            // The publisher reads the outbox over its own connection: only once committed.
+            let saved = self.state.saved();
+            tokio::spawn(async move {
+                saved.await;
+                publisher.notify_one();
+            });
+        }
         if decisions.is_empty() {
             return Ok(());
         }
@@ -316,10 +390,11 @@ impl Enforcement {
             let settings = &jails.get(*j).settings;
             let jail = settings.name.as_str();
             let evidence = evidence.get(i).unwrap_or(&none);
-            let (message, caller) = match cause {
+            let (message, caller) = match &cause {
                 Cause::Manual { caller_uid } => {
-                    (manual_ban_message(jail, d, caller_uid), Some(caller_uid))
+                    (manual_ban_message(jail, d, *caller_uid), Some(*caller_uid))
                 }
+                Cause::Fleet { origin } => (fleet_ban_message(jail, d, origin), None),
                 // Restored bans come through `restore`, which logs them at debug level.
                 Cause::Logs | Cause::Restored => (
                     format!("{}{}", ban_message(jail, d), evidence.hosts.suffix()),
@@ -341,7 +416,7 @@ impl Enforcement {
                 jail,
                 decision: d,
                 findtime: settings.policy.findtime,
-                cause,
+                cause: cause.clone(),
                 matched: &evidence.matched,
                 hosts: &evidence.hosts,
             });

@@ -52,6 +52,8 @@ const EVICTION_REPORT_EVERY: Duration = Duration::from_secs(60);
 pub(super) struct Prepared {
     pub(super) daemon: DaemonSettings,
     pub(super) metrics: MetricsSettings,
+    /// `[fleet]`, taken by the daemon (`super::fleet`).
+    pub(super) fleet: Option<crate::config::fleet::FleetSettings>,
     /// Every `[action.NAME]` of the configuration; jails name theirs by index.
     actions: Vec<ActionSpec>,
     jails: Vec<JailSettings>,
@@ -108,6 +110,7 @@ impl Prepared {
         Ok(Prepared {
             daemon: settings.daemon,
             metrics: settings.metrics,
+            fleet: settings.fleet,
             actions: settings.actions,
             jails,
             matches,

@@ -10,9 +10,11 @@
 //!   [`crate::engine::jail::Jail::decide`], the engine's one record → verdict step (shared
 //!   with `banhound test-filter`). Decisions only, no I/O.
 //! - `enforcement` (enforcement.rs): the firewall backends, the state writer and the
-//!   [`Observer`]s (the bus's signals; jail actions and fleet sharing attach there): the only
-//!   place that bans and lifts.
+//!   [`Observer`]s (the bus's signals; jail actions attach there): the only place that bans
+//!   and lifts; it also writes the fleet's outbox rows with the bans they publish.
 //! - `health` (health.rs): firewall and state database failures, their retries, DEGRADED.
+//! - `fleet` (fleet.rs): `[fleet]`'s publisher and subscriber tasks, and the other hosts'
+//!   bans, decided by the receiving jail and applied through enforcement (one select arm).
 //!
 //! Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
@@ -53,6 +55,7 @@
 mod control;
 mod enforcement;
 pub mod feed;
+mod fleet;
 mod health;
 pub mod host;
 mod ifaddrs;
@@ -66,7 +69,9 @@ mod private_tmpfs;
 pub mod state;
 pub mod state_writer;
 
-pub use enforcement::{ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer};
+pub use enforcement::{
+    ban_message, fleet_ban_message, manual_ban_message, BanNotice, Cause, LiftNotice, Observer,
+};
 
 use crate::action::Actions;
 use crate::bus::service::StartError;
@@ -239,6 +244,8 @@ struct Daemon {
     /// being settled is repaired.
     nft_changes: Option<ChangeWatcher>,
     nft_repair_at: Option<Instant>,
+    /// `[fleet]`: ban sharing with other hosts ([`fleet`]).
+    fleet: Option<fleet::Fleet>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -277,6 +284,7 @@ pub async fn run(
         })
         .ok();
     let own_addresses = host::own_addresses();
+    let fleet_settings = prepared.fleet.clone();
     let events = broadcast::channel(EVENT_BACKLOG).0;
     let mut enforcement = Enforcement::new(state);
     enforcement.observe(Box::new(Signals(events.clone())));
@@ -297,6 +305,7 @@ pub async fn run(
         reconcile_at: None,
         nft_changes: None,
         nft_repair_at: None,
+        fleet: None,
         options,
     };
     // firewalld may start after banhound (ordered after it, never pulled in) or be
@@ -313,6 +322,7 @@ pub async fn run(
             .firewall_failed("cannot set up the firewall", &e);
     }
     daemon.restore().await?;
+    daemon.configure_fleet(fleet_settings)?;
     daemon.schedule_reconcile();
     let mut feeds = daemon.start_feeds(false)?;
     daemon.journal_caught_up = feeds.journal.is_none();
@@ -387,6 +397,7 @@ pub async fn run(
                 }
             },
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
+            batch = fleet::next_remote(&mut daemon.fleet) => daemon.apply_remote(batch).await,
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => {
@@ -907,6 +918,7 @@ impl Daemon {
         // The old actions' queued work still runs; their workers end when it is done.
         let previous = std::mem::replace(&mut self.enforcement.actions, Actions::none());
         self.enforcement.actions = prepared.start_actions(previous);
+        let fleet = prepared.fleet.clone();
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.
@@ -936,6 +948,7 @@ impl Daemon {
             .filter(|e| e.timeout != Some(Duration::ZERO))
             .collect();
         self.enforcement.refresh(&entries).await;
+        self.configure_fleet(fleet)?;
         *feeds = self.start_feeds(true)?;
         if feeds.journal.is_none() {
             // No journal jail left: no catch-up to wait for.

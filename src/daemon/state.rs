@@ -24,6 +24,7 @@
 use crate::bus::Lifted;
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::ActiveBan;
+use crate::fleet::FleetEntry;
 use ipnet::IpNet;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -66,6 +67,29 @@ CREATE TABLE IF NOT EXISTS source_positions (
     cursor      TEXT    NOT NULL,
     updated_us  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Bans to publish to the fleet (src/fleet), written in the same transaction as the ban and
+-- removed once Redis has them. Row ids never repeat (AUTOINCREMENT): they make the entries'
+-- stream ids, so a resend is recognised.
+CREATE TABLE IF NOT EXISTS fleet_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    jail        TEXT    NOT NULL,
+    target      TEXT    NOT NULL,
+    started_us  INTEGER NOT NULL,
+    expires_us  INTEGER,           -- NULL = permanent
+    offence     INTEGER NOT NULL,
+    failures    INTEGER NOT NULL,
+    reason      TEXT    NOT NULL   -- 'logs' or 'manual'
+);
+
+-- When this database's outbox started, in milliseconds since the epoch: the first half of
+-- its entries' stream ids (see src/fleet/mod.rs, entry_id).
+CREATE TABLE IF NOT EXISTS fleet_meta (
+    key         TEXT    PRIMARY KEY,
+    value       INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO fleet_meta (key, value)
+    VALUES ('outbox_epoch_ms', CAST(unixepoch('subsec') * 1000 AS INTEGER));
 ";
 
 /// The database's wording of why a ban ended (`end_reason`). These strings are stored and
@@ -205,6 +229,28 @@ impl StateDb {
         )
     }
 
+    /// The positions of the sources whose key starts with `prefix` (the fleet's streams:
+    /// `fleet:`), the newest ones waiting to be written included.
+    pub fn cursors_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, StateError> {
+        let mut stmt = self.wrap(self.conn.prepare(
+            "SELECT source, cursor FROM source_positions WHERE substr(source, 1, length(?1)) = ?1",
+        ))?;
+        let rows = self.wrap(stmt.query_map([prefix], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        }))?;
+        let mut found = BTreeMap::new();
+        for row in rows {
+            let (source, cursor) = self.wrap(row)?;
+            found.insert(source, cursor);
+        }
+        for (source, (cursor, _)) in &self.backlog.positions {
+            if source.starts_with(prefix) {
+                found.insert(source.clone(), cursor.clone());
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// Every stored ban (expired ones included: the caller decides).
     pub fn bans(&self) -> Result<Vec<StoredBan>, StateError> {
         let mut stmt = self.wrap(self.conn.prepare(
@@ -309,6 +355,15 @@ impl StateDb {
             self.backlog
                 .positions
                 .insert(source.to_string(), (cursor.to_string(), now));
+        }
+    }
+
+    /// Queues bans to publish to the fleet: the next write puts them in the outbox, in the
+    /// same transaction as the bans queued with them.
+    pub fn queue_publish(&mut self, entries: &[FleetEntry]) {
+        for entry in entries {
+            self.backlog
+                .push(Change::Publish(entry.clone()), self.limit());
         }
     }
 
@@ -430,6 +485,8 @@ enum Change {
         reason: Lifted,
         at: Timestamp,
     },
+    /// A ban for the fleet's outbox.
+    Publish(FleetEntry),
 }
 
 /// What is waiting to be written. Healthy, it holds the change being committed; after a
@@ -493,6 +550,7 @@ fn write_changes(
             "UPDATE ban_history SET ended_us = ?3, end_reason = ?4
              WHERE jail = ?1 AND target = ?2 AND ended_us IS NULL",
         )?;
+        let mut publish = tx.prepare_cached(crate::fleet::outbox::INSERT)?;
         for change in &backlog.changes {
             match change {
                 Change::Ban(ban) => {
@@ -523,6 +581,9 @@ fn write_changes(
                         at.as_micros(),
                         reason.stored_reason()
                     ])?;
+                }
+                Change::Publish(entry) => {
+                    crate::fleet::outbox::insert(&mut publish, entry)?;
                 }
             }
         }

@@ -30,6 +30,7 @@
 use super::state::{CaughtUp, StateDb, StateError, StoredBan};
 use crate::bus::Lifted;
 use crate::engine::time::Timestamp;
+use crate::fleet::FleetEntry;
 use ipnet::IpNet;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -42,6 +43,7 @@ type Read = Box<dyn FnOnce(&StateDb) + Send>;
 enum Command {
     Commit {
         bans: Vec<StoredBan>,
+        publish: Vec<FleetEntry>,
         position: Option<(String, String)>,
         now: Timestamp,
     },
@@ -112,8 +114,21 @@ impl StateWriter {
         position: Option<(&str, &str)>,
         now: Timestamp,
     ) {
+        self.commit_shared_batch(bans, Vec::new(), position, now);
+    }
+
+    /// As [`Self::commit_batch`], with the bans to publish to the fleet (its outbox), all
+    /// in the same transaction.
+    pub fn commit_shared_batch(
+        &self,
+        bans: Vec<StoredBan>,
+        publish: Vec<FleetEntry>,
+        position: Option<(&str, &str)>,
+        now: Timestamp,
+    ) {
         self.send(Command::Commit {
             bans,
+            publish,
             position: position.map(|(source, cursor)| (source.to_string(), cursor.to_string())),
             now,
         });
@@ -214,11 +229,13 @@ fn serve(
             match command {
                 Command::Commit {
                     bans,
+                    publish,
                     position,
                     now,
                 } => {
                     let position = position.as_ref().map(|(s, c)| (s.as_str(), c.as_str()));
                     db.queue_batch(&bans, position, now);
+                    db.queue_publish(&publish);
                     queued = true;
                 }
                 Command::End {

@@ -792,6 +792,7 @@ fn read_only_arguments(interface: &str, method: &str) -> Option<Vec<&'static str
     Some(match (interface, method) {
         (MANAGER_INTERFACE, "ListJails") => vec![],
         (MANAGER_INTERFACE, "GetStatus") => vec![],
+        (MANAGER_INTERFACE, "GetFleet") => vec![],
         (MANAGER_INTERFACE, "GetMetrics") => vec!["s", "text"],
         (MANAGER_INTERFACE, "IsBanned") => vec!["s", "198.51.100.4"],
         (JAIL_INTERFACE, "GetBans") => vec![],
@@ -903,6 +904,7 @@ fn every_documented_method_is_covered_by_the_access_tests() {
             "org.banhound.Banhound1.Jail.GetActions",
             "org.banhound.Banhound1.Manager.ListJails",
             "org.banhound.Banhound1.Manager.GetStatus",
+            "org.banhound.Banhound1.Manager.GetFleet",
             "org.banhound.Banhound1.Manager.GetMetrics",
             "org.banhound.Banhound1.Manager.IsBanned",
         ]
