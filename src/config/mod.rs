@@ -185,7 +185,11 @@ pub struct JailSettings {
     pub source: JailSource,
     pub filter: FilterDefinition,
     pub policy: JailPolicy,
+    /// The backend in force. With `backend = "auto"` (the default) the daemon decides it,
+    /// and decides it again when firewalld starts or stops: nftables until it has.
     pub backend: BackendKind,
+    /// `backend = "auto"`: firewalld when it runs, nftables otherwise.
+    pub backend_auto: bool,
     pub rules: JailRules,
     /// Indexes into [`Settings::actions`].
     pub actions: Vec<usize>,
@@ -752,12 +756,15 @@ fn build_jail(
     ignoreip.dedup();
     let ignoreself = pick(layers, |j| j.ignoreself.as_ref()).is_none_or(|(_, v)| *v.get_ref());
 
-    let backend = match pick(layers, |j| j.backend.as_ref()) {
-        Some((f, v)) => v
-            .get_ref()
-            .parse::<BackendKind>()
-            .map_err(|m| err_at(f, v.span(), m))?,
-        None => BackendKind::Nftables,
+    let (backend, backend_auto) = match pick(layers, |j| j.backend.as_ref()) {
+        Some((_, v)) if v.get_ref() == "auto" => (BackendKind::Nftables, true),
+        Some((f, v)) => (
+            v.get_ref()
+                .parse::<BackendKind>()
+                .map_err(|m| err_at(f, v.span(), m))?,
+            false,
+        ),
+        None => (BackendKind::Nftables, true),
     };
     let blocktype = match pick(layers, |j| j.blocktype.as_ref()) {
         Some((f, v)) => v
@@ -797,6 +804,7 @@ fn build_jail(
             max_tracked,
         },
         backend,
+        backend_auto,
         rules,
         actions: Vec::new(),
     })

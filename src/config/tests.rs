@@ -59,7 +59,9 @@ fn shipped_defaults_alone() {
             matches: vec!["_COMM=sshd".into()]
         }
     );
+    // "auto": nftables until the daemon sees firewalld running.
     assert_eq!(j.backend, BackendKind::Nftables);
+    assert!(j.backend_auto);
     assert_eq!(j.filter.filter.failregex_count(), 1);
 }
 

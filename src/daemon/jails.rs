@@ -27,6 +27,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::{BanDecision, Mode, Policy, Tracker, Verdict};
+use crate::firewall::dispatch::auto_backend;
 use crate::firewall::firewalld::FirewalldBackend;
 use crate::firewall::{BackendKind, BanEntry};
 use crate::source::file_follow::{FileChunk, FilePosition};
@@ -67,6 +68,18 @@ impl Prepared {
             .map(|j| (j.name.clone(), j.actions.clone()))
             .collect();
         Actions::start(&self.actions, jails)
+    }
+
+    /// Whether a jail has `backend = "auto"`.
+    pub(super) fn has_auto_backend(&self) -> bool {
+        self.jails.iter().any(|j| j.backend_auto)
+    }
+
+    /// Decides the backend of the jails with `backend = "auto"` (see [`auto_choice`]).
+    pub(super) fn choose_auto_backends(&mut self, firewalld_running: bool) {
+        for jail in self.jails.iter_mut().filter(|j| j.backend_auto) {
+            jail.backend = auto_choice(jail, firewalld_running);
+        }
     }
 
     pub(super) fn new(settings: Settings) -> Result<Prepared, DaemonError> {
@@ -237,6 +250,24 @@ impl Jails {
 
     pub(super) fn len(&self) -> usize {
         self.running.len()
+    }
+
+    /// firewalld started or stopped: the jails with `backend = "auto"` whose backend changes
+    /// take the new one; they are returned with their bans in force (kept in their trackers),
+    /// which the caller moves.
+    pub(super) fn choose_auto_backends(
+        &mut self,
+        firewalld_running: bool,
+    ) -> Vec<(String, Vec<IpNet>)> {
+        let mut moved = Vec::new();
+        for jail in self.running.iter_mut().filter(|j| j.settings.backend_auto) {
+            let chosen = auto_choice(&jail.settings, firewalld_running);
+            if chosen != jail.settings.backend {
+                jail.settings.backend = chosen;
+                moved.push((jail.settings.name.clone(), active_targets(&jail.tracker)));
+            }
+        }
+        moved
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &RunningJail> {
@@ -552,7 +583,11 @@ impl Jails {
             maxretry: policy.maxretry,
             bantime: policy.bantime,
             filter: settings.filter.name.clone(),
-            backend: settings.backend.as_str().to_string(),
+            backend: if settings.backend_auto {
+                format!("{} (auto)", settings.backend)
+            } else {
+                settings.backend.to_string()
+            },
             ignoreip: policy.ignore.networks().to_vec(),
         }
     }
@@ -628,6 +663,24 @@ impl Jails {
         }
         lifted
     }
+}
+
+/// The backend of a jail with `backend = "auto"`: firewalld while it runs, unless the jail
+/// asks for what firewalld cannot represent (then nftables, and a warning: its rules sit
+/// beside firewalld's).
+fn auto_choice(jail: &JailSettings, firewalld_running: bool) -> BackendKind {
+    let chosen = auto_backend(firewalld_running);
+    if chosen == BackendKind::Firewalld {
+        if let Err(e) = FirewalldBackend::check_jail(&jail.rules) {
+            tracing::warn!(
+                JAIL = %jail.name,
+                "jail {}: backend \"auto\" stays on nftables although firewalld runs: {e}",
+                jail.name
+            );
+            return BackendKind::Nftables;
+        }
+    }
+    chosen
 }
 
 fn count(n: usize) -> u32 {

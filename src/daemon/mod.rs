@@ -13,6 +13,8 @@
 //!   [`Observer`]s (the bus's signals; jail actions and fleet sharing attach there): the only
 //!   place that bans and lifts.
 //! - `health` (health.rs): firewall and state database failures, their retries, DEGRADED.
+//! - `auto_backend` (auto_backend.rs): `backend = "auto"`, decided at start and reload and
+//!   again when firewalld starts or stops.
 //!
 //! Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
@@ -50,6 +52,7 @@
 //! ([`crate::metrics`]) is a second client of the same request channel; its address is read
 //! at start (a reload that changes it says so and keeps the running one).
 
+mod auto_backend;
 mod control;
 mod enforcement;
 pub mod feed;
@@ -72,6 +75,7 @@ use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths};
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::BanDecision;
+use crate::firewall::dispatch::FirewalldPresence;
 use crate::firewall::firewalld::{FirewalldError, Reapplied};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -228,6 +232,8 @@ struct Daemon {
     /// being settled is repaired.
     nft_changes: Option<ChangeWatcher>,
     nft_repair_at: Option<Instant>,
+    /// Whether firewalld runs, followed while a jail has `backend = "auto"` ([`auto_backend`]).
+    firewalld_presence: Option<FirewalldPresence>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -247,7 +253,9 @@ struct Following {
 pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result<(), DaemonError> {
     // Installed first: SIGHUP's default action would end the process during start-up.
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let prepared = Prepared::new(config::load(&options.config)?)?;
+    let mut prepared = Prepared::new(config::load(&options.config)?)?;
+    let mut firewalld_presence = None;
+    auto_backend::decide(&mut firewalld_presence, &mut prepared).await;
     let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
     // Subscribed before the addresses are read, so no change falls in between.
     let mut address_changes = host::AddressWatch::open()
@@ -274,6 +282,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         reconcile_at: None,
         nft_changes: None,
         nft_repair_at: None,
+        firewalld_presence,
         options,
     };
     // firewalld may start after banhound (ordered after it, never pulled in) or be
@@ -364,6 +373,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 }
             },
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
+            running = auto_backend::next_change(&mut daemon.firewalld_presence) => daemon.firewalld_changed(running).await,
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => daemon.process(batch).await,
@@ -796,7 +806,11 @@ impl Daemon {
     /// reconcile like any other, not a reason to stop half-way: the rest of the
     /// configuration, and above all the sources (stopped at the start of the reload), must
     /// still be applied.
-    async fn apply(&mut self, prepared: Prepared, feeds: &mut Feeds) -> Result<(), DaemonError> {
+    async fn apply(
+        &mut self,
+        mut prepared: Prepared,
+        feeds: &mut Feeds,
+    ) -> Result<(), DaemonError> {
         let now = wall_now();
         // What was not processed yet is read again from the committed positions.
         *feeds = Feeds::default();
@@ -811,6 +825,7 @@ impl Daemon {
         }
         // The old actions' queued work still runs; their workers end when it is done.
         self.enforcement.actions = prepared.start_actions();
+        auto_backend::decide(&mut self.firewalld_presence, &mut prepared).await;
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.
