@@ -254,7 +254,7 @@ fn config_errors_name_file_line_and_key() {
         ("[jail.sshd\nenabled = true\n", "banhound.toml:1:"),
         ("[jail.sshd]\nenabled = true\nchains = [\"input\", \"prerouting\"]\n", "banhound.toml:3: jail.sshd.chains: unknown chain \"prerouting\""),
         ("[jail.x]\nenabled = true\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login failed$']\n", "banhound.toml:5: jail.x.filter.failregex: filter inline in jail x: failregex #0: no address tag"),
-        ("[jail.x]\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login (failed from <HOST>$']\n", "banhound.toml:4: jail.x.filter.failregex: filter inline in jail x: failregex #0: does not compile"),
+        ("[jail.x]\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login (failed from <HOST>$']\n", "banhound.toml:4: jail.x.filter.failregex: filter inline in jail x: failregex #0: does not compile: unclosed group in `^login (failed from <HOST>$`"),
     ];
     for (config, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
