@@ -161,10 +161,10 @@ pub enum ControlError {
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
     #[error("{} is never banned: {reason}", crate::display::display_target(target))]
     Ignored { target: IpNet, reason: String },
-    /// A network wider than what one ban of the jail blocks (`/prefix`); on the bus an
+    /// A network wider than the jail bans (`/prefix`: one target, or its widest_ban); on the bus an
     /// `InvalidAddress`.
     #[error(
-        "{network} is wider than what one ban of this jail blocks (a /{prefix}): give an address"
+        "{network} is wider than what one ban of this jail blocks (a /{prefix}; widest_ban_v4 and widest_ban_v6 allow wider networks): give an address or a narrower network"
     )]
     TooWide { network: IpNet, prefix: u8 },
     #[error("invalid duration: {0}")]
@@ -241,7 +241,8 @@ pub enum Request {
     },
     /// Bans `address` in `jail` (its target per the jail's IPv6 prefix), for `duration` or
     /// the jail's ban time (with escalation). `address` is an address as a host network, or
-    /// a network as the caller gave it: refused with `TooWide` when wider than one target,
+    /// a network as the caller gave it: refused with `TooWide` when wider than one target
+    /// and the jail's widest_ban,
     /// with `Ignored` when it or its target covers an address never banned. The owner emits
     /// [`Event::Banned`] for it like for any other ban.
     Ban {

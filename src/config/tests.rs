@@ -99,7 +99,7 @@ fn unknown_key_names_file_line_and_key() {
     );
     assert_eq!(
         t.load().unwrap_err(),
-        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `chains`, `escalation`, `ipv6_prefix`, `max_tracked`, `actions`"
+        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `chains`, `escalation`, `ipv6_prefix`, `widest_ban_v4`, `widest_ban_v6`, `max_tracked`, `actions`"
     );
 }
 

@@ -16,6 +16,7 @@
 
 use crate::engine::address::{
     ban_target, ban_target_net, manual_ban_target, IgnoreList, IgnoreReason, ManualBanRefusal,
+    WidestBan,
 };
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
@@ -348,15 +349,21 @@ impl Tracker {
     }
 
     /// A ban ordered from outside (an admin) of an address (as a host network) or a network
-    /// no wider than one ban target, checked against the ignore list
+    /// no wider than `widest` (or one ban target), checked against the ignore list
     /// ([`manual_ban_target`]).
     pub fn ban_manually(
         &mut self,
         requested: IpNet,
+        widest: WidestBan,
         at: Timestamp,
         bantime: Option<BanTime>,
     ) -> Result<BanDecision, ManualBanRefusal> {
-        let target = manual_ban_target(requested, self.policy.ipv6_prefix, &self.policy.ignore)?;
+        let target = manual_ban_target(
+            requested,
+            self.policy.ipv6_prefix,
+            widest,
+            &self.policy.ignore,
+        )?;
         Ok(self.ban(target, at, 0, bantime))
     }
 
@@ -533,7 +540,7 @@ mod tests {
             );
         }
         assert_eq!(
-            tr.ban_manually(ip("::ffff:127.0.0.1").into(), t(0), None),
+            tr.ban_manually(ip("::ffff:127.0.0.1").into(), WidestBan::HOSTS, t(0), None),
             Err(ManualBanRefusal::Ignored {
                 network: "127.0.0.1/32".parse().unwrap(),
                 reason: IgnoreReason::Loopback
@@ -615,14 +622,19 @@ mod tests {
         let mut tr = Tracker::new(p);
         let a = ip("198.51.100.7");
         tr.restore_offences(ban_target(a, 64), 2, t(0));
-        let d = tr.ban_manually(a.into(), t(1000), None).unwrap();
+        let d = tr
+            .ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+            .unwrap();
         assert_eq!(d.offence, 3);
         assert_eq!(d.bantime, BanTime::For(Duration::from_secs(2400)));
         // Without escalation there is nothing to remember.
         let mut plain = Tracker::new(policy());
         plain.restore_offences(ban_target(a, 64), 2, t(0));
         assert_eq!(
-            plain.ban_manually(a.into(), t(1000), None).unwrap().offence,
+            plain
+                .ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+                .unwrap()
+                .offence,
             1
         );
     }
@@ -692,17 +704,23 @@ mod tests {
     fn expiry_is_ordered_and_unban_cancels_it() {
         let mut tr = Tracker::new(policy());
         let d1 = tr
-            .ban_manually(ip("198.51.100.1").into(), t(0), None)
+            .ban_manually(ip("198.51.100.1").into(), WidestBan::HOSTS, t(0), None)
             .unwrap();
         let d2 = tr
             .ban_manually(
                 ip("198.51.100.2").into(),
+                WidestBan::HOSTS,
                 t(0),
                 Some(BanTime::For(Duration::from_secs(60))),
             )
             .unwrap();
         let d3 = tr
-            .ban_manually(ip("198.51.100.3").into(), t(0), Some(BanTime::Permanent))
+            .ban_manually(
+                ip("198.51.100.3").into(),
+                WidestBan::HOSTS,
+                t(0),
+                Some(BanTime::Permanent),
+            )
             .unwrap();
         assert_eq!(tr.next_expiry(), Some(t(60)));
         assert!(tr.unban(&d2.target));
@@ -720,9 +738,14 @@ mod tests {
         let targets: Vec<IpNet> = (0..5u8)
             .map(|i| {
                 let ban = Some(BanTime::For(Duration::from_secs(60 + u64::from(i))));
-                tr.ban_manually(ip(&format!("198.51.100.{i}")).into(), t(0), ban)
-                    .unwrap()
-                    .target
+                tr.ban_manually(
+                    ip(&format!("198.51.100.{i}")).into(),
+                    WidestBan::HOSTS,
+                    t(0),
+                    ban,
+                )
+                .unwrap()
+                .target
             })
             .collect();
         assert_eq!(tr.take_expired_at_most(t(100), 2), targets[..2]);
