@@ -135,6 +135,29 @@ pub struct ServerStatus {
     /// When the daemon started, for the uptime.
     pub started: Timestamp,
     pub jails: Vec<JailSnapshot>,
+    /// What each jail's filter read, in the order of `jails` (for metrics; kept out of
+    /// [`JailSnapshot`], whose changes are signalled, as these change with every record).
+    pub reading: Vec<RecordCounts>,
+}
+
+/// What a jail's filter was given since the daemon started (journal entries replayed after
+/// a restart are not counted again), and why it found no failure in what it missed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Journal entries and file lines.
+    pub read: u64,
+    /// Matched no failregex (or not the prefregex).
+    pub no_match: u64,
+    /// Syslog lines of a program the filter does not read.
+    pub other_program: u64,
+    /// Not syslog lines, though the filter reads syslog lines.
+    pub not_syslog: u64,
+    /// File lines more than findtime older than the newest line of their file.
+    pub too_old: u64,
+    /// Matched a failregex and an ignoreregex.
+    pub ignoreregex: u64,
+    /// Time spent deciding them (filter and tracker).
+    pub deciding: Duration,
 }
 
 /// One active ban.

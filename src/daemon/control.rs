@@ -107,6 +107,7 @@ impl Daemon {
                     jails: (0..self.jails.len())
                         .map(|j| self.jails.snapshot(j))
                         .collect(),
+                    reading: self.jails.iter().map(|j| j.reading).collect(),
                 });
             }
             Request::JailStatus { jail, reply } => {

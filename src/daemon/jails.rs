@@ -16,7 +16,7 @@ use super::DaemonError;
 use crate::action::config::ActionSpec;
 use crate::action::lines::MatchedLines;
 use crate::action::Actions;
-use crate::bus::{ControlError, JailSnapshot};
+use crate::bus::{ControlError, JailSnapshot, RecordCounts};
 use crate::config::{DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings};
 use crate::display::display_target;
 use crate::engine::address::{ban_target, ban_target_net, IgnoreList, IgnoreReason};
@@ -151,6 +151,8 @@ pub(super) struct RunningJail {
     /// The lines of its failures, per target, for its actions' alerts (`None`: it has no
     /// actions, and nothing is kept).
     matched: Option<MatchedLines>,
+    /// What its filter read, for metrics ([`tally`]).
+    pub(super) reading: RecordCounts,
 }
 
 /// What a reload changed: the jails added, and the bans the firewall must drop.
@@ -205,8 +207,11 @@ impl Jails {
                 .iter_mut()
                 .find(|j| j.as_ref().is_some_and(|j| j.settings.name == settings.name))
                 .and_then(Option::take);
+            let mut reading = RecordCounts::default();
             let tracker = match kept {
                 Some(jail) => {
+                    // Counters go on under the jail's name: a scrape sees no reset.
+                    reading = jail.reading;
                     let mut tracker = jail.tracker;
                     tracker.set_policy(policy);
                     if jail.settings.backend != settings.backend {
@@ -230,6 +235,7 @@ impl Jails {
                 ignore_override: None,
                 evictions_reported: (0, None),
                 published: None,
+                reading,
             });
         }
         let removed = old
@@ -376,6 +382,7 @@ impl Jails {
                     &mut j.journal,
                     None,
                     &mut j.matched,
+                    &mut j.reading,
                 )
             })
             .collect();
@@ -387,7 +394,7 @@ impl Jails {
                 let Some(&j) = self.journal_jails.get(m) else {
                     continue;
                 };
-                let (settings, tracker, state, matcher, matched) = &mut jails[j];
+                let (settings, tracker, state, matcher, matched, reading) = &mut jails[j];
                 let matcher: &mut Matcher<'_> =
                     matcher.get_or_insert_with(|| settings.filter.filter.matcher());
                 let message = if settings.filter.format == LineFormat::AfterDate {
@@ -406,10 +413,12 @@ impl Jails {
                     origin: entry.entry.origin(),
                     time: entry.entry.timestamp,
                 };
+                let started = std::time::Instant::now();
                 let step = Jail { matcher, tracker }.decide(record, mode, now);
                 if mode == Mode::Replay {
                     continue;
                 }
+                tally(reading, &step, started.elapsed());
                 if let Some(decision) = conclude_step(settings, step, matched.as_mut()) {
                     decisions.push((j, decision));
                 }
@@ -440,14 +449,17 @@ impl Jails {
                 matcher: &mut matcher,
                 tracker: &mut jail.tracker,
             };
-            let (settings, mut matched) = (&jail.settings, jail.matched.as_mut());
+            let (settings, mut matched, reading) =
+                (&jail.settings, jail.matched.as_mut(), &mut jail.reading);
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
                 let record = Record::Line {
                     source: &mut *source,
                     line,
                 };
+                let started = std::time::Instant::now();
                 let step = running.decide(record, Mode::Live, now);
+                tally(reading, &step, started.elapsed());
                 if let Some(decision) = conclude_step(settings, step, matched.as_deref_mut()) {
                     decisions.push((j, decision));
                 }
@@ -681,6 +693,26 @@ fn auto_choice(jail: &JailSettings, firewalld_running: bool) -> BackendKind {
         }
     }
     chosen
+}
+
+/// Counts one record a jail decided on, and the time deciding took.
+fn tally(reading: &mut RecordCounts, step: &Step<'_>, took: Duration) {
+    reading.read += 1;
+    reading.deciding += took;
+    match step {
+        Step::OtherProgram => reading.other_program += 1,
+        Step::NotSyslog => reading.not_syslog += 1,
+        Step::TooOld => reading.too_old += 1,
+        Step::Seen {
+            seen: Seen::Missed { .. },
+            ..
+        } => reading.no_match += 1,
+        Step::Seen {
+            seen: Seen::Ignored { .. },
+            ..
+        } => reading.ignoreregex += 1,
+        Step::Seen { .. } => {}
+    }
 }
 
 fn count(n: usize) -> u32 {
