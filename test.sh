@@ -12,7 +12,7 @@ fi
 .ci/install-packages build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev \
   libsqlite3-dev systemd systemd-journal-remote nftables iproute2 dbus-daemon firewalld python3 \
   fail2ban debootstrap systemd-container sshpass openssh-client prometheus python3-prometheus-client \
-  rpm rpmlint exim4-daemon-light whois curl libssl-dev redis-server redis-tools
+  rpm rpmlint exim4-daemon-light whois curl libssl-dev redis-server redis-tools zsh fish
 # systemd-container may pull in libnss-mymachines, which edits this machine's
 # /etc/nsswitch.conf; the booted-host tests (tests/realhost) need nothing of it.
 if dpkg-query -W -f='${Status}' libnss-mymachines 2>/dev/null | grep -q "install ok installed"; then

@@ -254,7 +254,7 @@ fn config_errors_name_file_line_and_key() {
         ("[jail.sshd\nenabled = true\n", "banhound.toml:1:"),
         ("[jail.sshd]\nenabled = true\nchains = [\"input\", \"prerouting\"]\n", "banhound.toml:3: jail.sshd.chains: unknown chain \"prerouting\""),
         ("[jail.x]\nenabled = true\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login failed$']\n", "banhound.toml:5: jail.x.filter.failregex: filter inline in jail x: failregex #0: no address tag"),
-        ("[jail.x]\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login (failed from <HOST>$']\n", "banhound.toml:4: jail.x.filter.failregex: filter inline in jail x: failregex #0: does not compile"),
+        ("[jail.x]\nlogpath = [\"/var/log/x\"]\n[jail.x.filter]\nfailregex = ['^login (failed from <HOST>$']\n", "banhound.toml:4: jail.x.filter.failregex: filter inline in jail x: failregex #0: does not compile: unclosed group in `^login (failed from <HOST>$`"),
     ];
     for (config, expected) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -579,4 +579,117 @@ fn bash_completes_jail_names_from_the_configuration() {
         "{got:?}"
     );
     assert!(!complete("banhound ban sshd ''").contains(&"myapp".to_string()));
+}
+
+/// zsh and fish complete jail names from the configuration too. fish is asked as a user's
+/// shell would be (`complete -C`); zsh's completion system needs a terminal, so its script is
+/// checked by zsh itself (`zsh -n`), its jail arguments are seen to use `_banhound_jails`,
+/// and that function is run with `compadd` taking what it offers.
+#[test]
+fn zsh_and_fish_complete_jail_names_from_the_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("etc");
+    fs::create_dir_all(admin.join("jail.d")).unwrap();
+    fs::write(
+        admin.join("jail.d/mine.toml"),
+        "[jail.myapp]\nenabled = true\nfilter = \"sshd\"\n",
+    )
+    .unwrap();
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let wrapper = bin.join("banhound");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {} --defaults-dir {} --config-dir {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_banhound"),
+            root().join("conf").display(),
+            admin.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let script = |shell: &str| {
+        let out = run(
+            banhound(&admin).args(["generate", "completions", shell]),
+            None,
+        );
+        assert!(out.status.success());
+        let file = dir.path().join(format!("banhound.{shell}"));
+        fs::write(&file, &out.stdout).unwrap();
+        (file, text(&out.stdout))
+    };
+
+    let (fish, _) = script("fish");
+    let complete = |line: &str| -> Vec<String> {
+        let out = run(
+            Command::new("fish")
+                .arg("--no-config")
+                .arg("-c")
+                .arg(format!("source {}; complete -C '{line}'", fish.display()))
+                .env("PATH", &path),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    for line in [
+        "banhound status ",
+        "banhound ban ",
+        "banhound ignore add ",
+        "banhound unban 192.0.2.1 --jail ",
+        "banhound unban --all ",
+        "banhound --config-dir /x status ",
+    ] {
+        let got = complete(line);
+        assert!(
+            got.contains(&"myapp".to_string()) && got.contains(&"sshd".to_string()),
+            "fish {line:?}: {got:?}"
+        );
+    }
+    assert_eq!(complete("banhound status mya"), ["myapp"]);
+    let got = complete("banhound ");
+    assert!(
+        got.contains(&"status".to_string()) && !got.contains(&"myapp".to_string()),
+        "{got:?}"
+    );
+    assert!(!complete("banhound ban sshd ").contains(&"myapp".to_string()));
+
+    let (zsh, text_of_zsh) = script("zsh");
+    let out = run(Command::new("zsh").arg("-n").arg(&zsh), None);
+    assert!(out.status.success(), "zsh -n: {}", text(&out.stderr));
+    for spec in [
+        "'::jail -- Show this jail in detail",
+        "':jail -- The jail whose firewall rules block",
+        "':jail -- The jail whose ignore list changes",
+        "'(--all)--jail=[Only in this jail",
+    ] {
+        let line = text_of_zsh
+            .lines()
+            .find(|l| l.contains(spec))
+            .unwrap_or_else(|| panic!("no spec {spec}"));
+        assert!(line.ends_with(":_banhound_jails' \\"), "{line}");
+    }
+    let out = run(
+        Command::new("zsh")
+            .arg("-fc")
+            .arg(format!(
+                "compdef() {{ }}; compadd() {{ [[ $1 == -- ]] && shift; print -l -- \"$@\"; }}; \
+                 source {}; _banhound_jails",
+                zsh.display()
+            ))
+            .env("PATH", &path),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let offered: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    assert!(
+        offered.contains(&"myapp".to_string()) && offered.contains(&"sshd".to_string()),
+        "{offered:?}"
+    );
 }

@@ -1010,3 +1010,70 @@ fn without_a_bus_the_daemon_still_bans_and_a_taken_name_stops_it() {
     assert!(cli(&bus, &["status", "sshd"]).status.success());
     assert!(first.stop());
 }
+
+/// Issue 17: admins ban networks. With `widest_ban_v4 = 24` root bans a /26 around the
+/// attacker (real packets dropped, status lists it, unban of the network lifts it); a
+/// network covering the host's own address, or wider than the limit, is refused; and a ban
+/// covering an address the host gains while running is lifted.
+#[test]
+fn root_bans_networks_up_to_the_configured_width_never_over_own_addresses() {
+    let bus = DbusDaemon::start(BusPolicy::Shipped);
+    let config = format!("{}widest_ban_v4 = 24\n", sshd_config(3, "10m"));
+    let mut lab = Lab::new("netban", &config);
+    let daemon = lab.start_with(false, &["--bus-address", &bus.address]);
+    let network = "203.0.113.64/26";
+    // The set's elements as nft prints them (a prefix element in an interval set).
+    let in_set = || {
+        lab.server()
+            .nft(&["list", "set", "inet", "banhound", "sshd-v4"])
+            .contains(network)
+    };
+    let refused = |args: &[&str], needle: &str| {
+        let out = cli(&bus, args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    // 203.0.113.1 is the server's own address on the attacker's side.
+    refused(&["ban", "sshd", "203.0.113.0/24"], "is never banned");
+    refused(&["ban", "sshd", "10.99.0.0/16"], "is wider than");
+    assert!(!in_set());
+
+    assert!(lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+    let out = cli(&bus, &["ban", "sshd", network]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(in_set());
+    assert!(!lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+    assert!(lab.connects(lab.friend(), SERVER_FRIEND_SIDE));
+    let status = cli_json(&bus, &["status", "sshd", "--json"]);
+    assert_eq!(status["bans"][0]["target"], network, "{status}");
+    daemon.wait_log(&format!("Banned {network} in jail sshd"), 1);
+
+    // Unban of the network lifts it.
+    let out = cli(&bus, &["unban", network]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!in_set());
+    assert!(lab.connects(lab.attacker(), SERVER_ATTACKER_SIDE));
+
+    // The host gains an address inside a banned network: the ban goes.
+    let out = cli(&bus, &["ban", "sshd", network]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(in_set());
+    lab.server()
+        .ip(&["addr", "add", "203.0.113.70/32", "dev", "veth-a"]);
+    daemon.wait_log(&format!("Unbanned {network}"), 2);
+    assert!(!in_set());
+    refused(&["ban", "sshd", network], "is never banned");
+}

@@ -23,7 +23,7 @@ mod firewalld_lab;
 #[path = "support/netlab.rs"]
 mod netlab;
 
-use banhound::bus::proxy::ManagerProxy;
+use banhound::bus::proxy::{JailProxy, ManagerProxy};
 use daemon_lab::{
     sshd_config, Daemon, Lab, ATTACKER, PORT, SERVER_ATTACKER_SIDE, SERVER_FRIEND_SIDE,
 };
@@ -213,6 +213,28 @@ impl Bed {
             lab.connects(lab.attacker(), SERVER_V6_TO_ATTACKER),
             lab.connects(lab.friend(), SERVER_FRIEND_SIDE),
         ]
+    }
+
+    /// The sshd jail's `Backend` bus property, as `banhound status` shows it.
+    fn sshd_backend(&self) -> String {
+        let manager = self.manager.as_ref().unwrap();
+        self.runtime.block_on(async {
+            let (_, path) = manager
+                .list_jails()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(name, _)| name == "sshd")
+                .expect("the sshd jail on the bus");
+            let jail = JailProxy::builder(&self.bus)
+                .path(path)
+                .unwrap()
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .unwrap();
+            jail.backend().await.unwrap()
+        })
     }
 
     /// The daemon's log lines containing `needle`.
@@ -514,6 +536,70 @@ fn a_reload_while_firewalld_is_away_keeps_the_daemon_banning() {
     assert!(held.is_some_and(|t| t <= REAPPLY_LIMIT), "{held:?}");
     assert!(cleared.is_some_and(|t| t <= CLEARED_LIMIT), "{cleared:?}");
     assert_eq!(bed.reachability(), [false, false, true]);
+    assert!(
+        bed.daemon.take().unwrap().stop(),
+        "the daemon did not exit cleanly"
+    );
+}
+
+/// Issue 17, item 2: `backend = "auto"` (the shipped default) bans through firewalld while it
+/// runs and through nftables while it does not, decided at start and again when firewalld
+/// stops and starts (its bus name's owner): the bans in force move along, the attacker stays
+/// out, the friend gets in, and the backend given up keeps nothing of banhound's (an
+/// nftables table beside firewalld's is what a firewalld host got before). `Backend` on the
+/// bus (what `banhound status` shows) says which.
+#[test]
+fn auto_backend_follows_firewalld_starting_and_stopping() {
+    let mut bed = Bed::new("fwauto", true);
+    bed.lab.write_config(&config_with("auto"));
+    bed.start_daemon();
+    bed.daemon()
+        .wait_log("backend \"auto\": firewalld is running", 1);
+    assert_eq!(bed.sshd_backend(), "firewalld (auto)");
+    bed.lab.fail_logins(ATTACKER, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER} "), 1);
+    assert_eq!(bed.held().0, [ATTACKER]);
+    assert!(!bed.has_nft_table(), "an nftables table beside firewalld");
+    assert_eq!(bed.reachability(), [false, true, true]);
+
+    // firewalld stops: the ban moves to nftables.
+    bed.firewalld.stop();
+    bed.daemon()
+        .wait_log("backend \"auto\": firewalld is not running", 1);
+    bed.daemon().wait_log("jail sshd moved to nftables", 1);
+    let moved = bed.time_until(Duration::from_secs(10), |b| b.lab.is_banned(ATTACKER));
+    assert!(moved.is_some(), "the ban did not reach nftables");
+    assert_eq!(bed.sshd_backend(), "nftables (auto)");
+    assert_eq!(bed.reachability(), [false, true, true]);
+    // Bans decided now go to nftables.
+    bed.lab.fail_logins(ATTACKER_V6, 3);
+    bed.daemon().wait_log(&format!("Banned {ATTACKER_V6} "), 1);
+    assert_eq!(bed.reachability(), [false, false, true]);
+    assert_eq!(bed.firewall_error(), "");
+
+    // firewalld is back: both bans move to it, and the nftables table goes.
+    bed.start_firewalld();
+    bed.daemon().wait_log("jail sshd moved to firewalld", 1);
+    let held = bed.time_until_every_ban_held(Duration::from_secs(10));
+    assert!(held.is_some(), "firewalld holds {:?}", bed.held());
+    let gone = bed.time_until(Duration::from_secs(10), |b| !b.has_nft_table());
+    let ruleset = bed.lab.server().nft(&["list", "ruleset"]);
+    assert!(
+        gone.is_some(),
+        "nftables table left beside firewalld:\n{ruleset}"
+    );
+    assert_eq!(bed.sshd_backend(), "firewalld (auto)");
+    assert_eq!(bed.reachability(), [false, false, true]);
+    let cleared = bed.time_until(Duration::from_secs(10), |b| b.firewall_error().is_empty());
+    assert!(cleared.is_some(), "{}", bed.firewall_error());
+
+    // A reload decides again (firewalld still runs: nothing moves).
+    bed.daemon().signal(libc::SIGHUP);
+    bed.daemon().wait_log("configuration reloaded", 1);
+    bed.daemon()
+        .wait_log("backend \"auto\": firewalld is running", 3);
+    assert_eq!(bed.sshd_backend(), "firewalld (auto)");
+    assert!(bed.holds_every_ban() && !bed.has_nft_table());
     assert!(
         bed.daemon.take().unwrap().stop(),
         "the daemon did not exit cleanly"

@@ -133,6 +133,32 @@ fn the_endpoint_and_the_cli_serve_the_same_valid_figures_of_a_real_ban() {
     ] {
         assert!(has_line(&scraped, line), "{line} missing in:\n{scraped}");
     }
+    // What the filter read: at least the three failures, each decided in measured time.
+    let value = |name: &str| -> f64 {
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no sample {name} in:\n{scraped}"))
+    };
+    assert!(
+        value("banhound_records_total{jail=\"sshd\"}") >= 3.0,
+        "{scraped}"
+    );
+    assert!(
+        value("banhound_matcher_seconds_total{jail=\"sshd\"}") > 0.0,
+        "{scraped}"
+    );
+    for reason in [
+        "no_match",
+        "other_program",
+        "not_syslog",
+        "too_old",
+        "ignoreregex",
+    ] {
+        value(&format!(
+            "banhound_missed_total{{jail=\"sshd\",reason=\"{reason}\"}}"
+        ));
+    }
     assert!(!scraped.contains("# EOF"));
     let (valid, said) = promtool(&scraped);
     assert!(

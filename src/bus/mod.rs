@@ -135,6 +135,29 @@ pub struct ServerStatus {
     /// When the daemon started, for the uptime.
     pub started: Timestamp,
     pub jails: Vec<JailSnapshot>,
+    /// What each jail's filter read, in the order of `jails` (for metrics; kept out of
+    /// [`JailSnapshot`], whose changes are signalled, as these change with every record).
+    pub reading: Vec<RecordCounts>,
+}
+
+/// What a jail's filter was given since the daemon started (journal entries replayed after
+/// a restart are not counted again), and why it found no failure in what it missed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordCounts {
+    /// Journal entries and file lines.
+    pub read: u64,
+    /// Matched no failregex (or not the prefregex).
+    pub no_match: u64,
+    /// Syslog lines of a program the filter does not read.
+    pub other_program: u64,
+    /// Not syslog lines, though the filter reads syslog lines.
+    pub not_syslog: u64,
+    /// File lines more than findtime older than the newest line of their file.
+    pub too_old: u64,
+    /// Matched a failregex and an ignoreregex.
+    pub ignoreregex: u64,
+    /// Time spent deciding them (filter and tracker).
+    pub deciding: Duration,
 }
 
 /// Fleet ban sharing (`[fleet]`) as `GetFleet` answers it.
@@ -189,10 +212,10 @@ pub enum ControlError {
     /// Loopback, unspecified, `ignoreip`, or one of the host's own addresses.
     #[error("{} is never banned: {reason}", crate::display::display_target(target))]
     Ignored { target: IpNet, reason: String },
-    /// A network wider than what one ban of the jail blocks (`/prefix`); on the bus an
+    /// A network wider than the jail bans (`/prefix`: one target, or its widest_ban); on the bus an
     /// `InvalidAddress`.
     #[error(
-        "{network} is wider than what one ban of this jail blocks (a /{prefix}): give an address"
+        "{network} is wider than what one ban of this jail blocks (a /{prefix}; widest_ban_v4 and widest_ban_v6 allow wider networks): give an address or a narrower network"
     )]
     TooWide { network: IpNet, prefix: u8 },
     #[error("invalid duration: {0}")]
@@ -273,7 +296,8 @@ pub enum Request {
     },
     /// Bans `address` in `jail` (its target per the jail's IPv6 prefix), for `duration` or
     /// the jail's ban time (with escalation). `address` is an address as a host network, or
-    /// a network as the caller gave it: refused with `TooWide` when wider than one target,
+    /// a network as the caller gave it: refused with `TooWide` when wider than one target
+    /// and the jail's widest_ban,
     /// with `Ignored` when it or its target covers an address never banned. The owner emits
     /// [`Event::Banned`] for it like for any other ban.
     Ban {

@@ -1020,7 +1020,7 @@ mod tests {
         assert_eq!(e.name().as_str(), format!("{ERROR_PREFIX}.InvalidAddress"));
         assert_eq!(
             e.description(),
-            Some("198.51.100.0/24 is wider than what one ban of this jail blocks (a /32): give an address")
+            Some("198.51.100.0/24 is wider than what one ban of this jail blocks (a /32; widest_ban_v4 and widest_ban_v6 allow wider networks): give an address or a narrower network")
         );
     }
 }

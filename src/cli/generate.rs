@@ -136,13 +136,115 @@ _banhound_with_jails() {
 complete -F _banhound_with_jails -o bashdefault -o default banhound
 "#;
 
+/// Added to clap's zsh script, before its last lines (which run `_banhound` when the file is
+/// autoloaded): jail names from the configuration, as for bash. [`zsh_with_jails`] points
+/// the jail arguments' specs at it.
+const ZSH_JAIL_NAMES: &str = r#"
+(( $+functions[_banhound_jails] )) ||
+_banhound_jails() {
+    local -a jails
+    jails=(${(f)"$(banhound check-config 2>/dev/null | sed -n 's/^  jail \([^ ]*\) (.*/\1/p')"})
+    compadd -- "${jails[@]}"
+}
+
+"#;
+
+/// Appended to clap's fish script: jail names where a jail goes (the places of bash's),
+/// from the configuration; `--jail`'s own entries are changed by [`fish_with_jails`].
+const FISH_JAIL_NAMES: &str = r#"
+function __banhound_jails
+    banhound check-config 2>/dev/null | string replace -rf '^  jail (\S+) \(.*' '$1'
+end
+function __banhound_wants_jail
+    set -l words (commandline -opc)
+    set -l sub ""
+    set -l positional 0
+    set -l all 0
+    set -l skip 0
+    for word in $words[2..-1]
+        if test $skip = 1
+            set skip 0
+            continue
+        end
+        switch $word
+            case --config --config-dir --defaults-dir --bus-address --for --jail
+                set skip 1
+            case --all
+                set all 1
+            case '-*'
+            case '*'
+                if test -z "$sub"
+                    set sub $word
+                else
+                    set positional (math $positional + 1)
+                end
+        end
+    end
+    test "$words[-1]" = --jail; and return 0
+    switch "$sub:$positional"
+        case status:0 ban:0 ignore:1
+            return 0
+        case unban:0
+            test $all = 1; and return 0
+    end
+    return 1
+end
+complete -c banhound -n __banhound_wants_jail -f -a "(__banhound_jails)"
+"#;
+
+/// clap's fish script with every `--jail` taking jail names (an option that requires a
+/// value is completed only by its own entry), and [`FISH_JAIL_NAMES`] after it.
+fn fish_with_jails(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + FISH_JAIL_NAMES.len());
+    for line in script.lines() {
+        out.push_str(line);
+        if line.contains(" -l jail ") && line.ends_with(" -r") {
+            out.push_str(" -f -a \"(__banhound_jails)\"");
+        }
+        out.push('\n');
+    }
+    out.push_str(FISH_JAIL_NAMES);
+    out
+}
+
+/// clap's zsh script with the jail arguments (`status`'s, `ban`'s, `ignore`'s positional
+/// JAIL, every `--jail`) completed by `_banhound_jails` instead of `_default`.
+fn zsh_with_jails(script: &str) -> String {
+    let mut out = String::with_capacity(script.len() + ZSH_JAIL_NAMES.len());
+    for line in script.lines() {
+        let spec = line.trim_start();
+        let is_jail = spec.starts_with("':jail -- ")
+            || spec.starts_with("'::jail -- ")
+            || (spec.contains("--jail=[") && spec.contains("]:JAIL:"));
+        match line.strip_suffix(":_default' \\") {
+            Some(head) if is_jail => {
+                out.push_str(head);
+                out.push_str(":_banhound_jails' \\");
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    let tail = out
+        .rfind("\nif [ \"$funcstack[1]\" = \"_banhound\" ]")
+        .map_or(out.len(), |i| i + 1);
+    out.insert_str(tail, ZSH_JAIL_NAMES);
+    out
+}
+
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let mut command = Cli::command();
     match args {
         GenerateArgs::Completions { shell } => {
-            clap_complete::generate(*shell, &mut command, "banhound", &mut std::io::stdout());
-            if *shell == clap_complete::Shell::Bash {
-                print!("{BASH_JAIL_NAMES}");
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "banhound", &mut script);
+            let script =
+                String::from_utf8(script).context("clap wrote a script that is not UTF-8")?;
+            match shell {
+                clap_complete::Shell::Bash => print!("{script}{BASH_JAIL_NAMES}"),
+                clap_complete::Shell::Zsh => print!("{}", zsh_with_jails(&script)),
+                clap_complete::Shell::Fish => print!("{}", fish_with_jails(&script)),
+                _ => print!("{script}"),
             }
             Ok(())
         }

@@ -22,7 +22,7 @@ pub mod values;
 use crate::action::config::{
     build_action, resolve_jail_actions, valid_action_name, ActionSpec, RawAction,
 };
-use crate::engine::address::IgnoreList;
+use crate::engine::address::{IgnoreList, WidestBan};
 use crate::engine::time::BanTime;
 use crate::engine::tracker::{Escalation, Growth, Policy};
 use crate::firewall::{BackendKind, BlockType, Chains, JailRules, Protocol};
@@ -186,7 +186,13 @@ pub struct JailSettings {
     pub source: JailSource,
     pub filter: FilterDefinition,
     pub policy: JailPolicy,
+    /// The backend in force. With `backend = "auto"` (the default) the daemon decides it,
+    /// and decides it again when firewalld starts or stops: nftables until it has.
     pub backend: BackendKind,
+    /// `backend = "auto"`: firewalld when it runs, nftables otherwise.
+    pub backend_auto: bool,
+    /// The widest networks `banhound ban` may ban in this jail (`widest_ban_v4`/`_v6`).
+    pub widest_ban: WidestBan,
     pub rules: JailRules,
     /// Indexes into [`Settings::actions`].
     pub actions: Vec<usize>,
@@ -308,6 +314,8 @@ struct RawJail {
     chains: Option<Spanned<ChainsValue>>,
     escalation: Option<Spanned<RawEscalation>>,
     ipv6_prefix: Option<Spanned<u8>>,
+    widest_ban_v4: Option<Spanned<u8>>,
+    widest_ban_v6: Option<Spanned<u8>>,
     max_tracked: Option<Spanned<usize>>,
     actions: Option<Spanned<Vec<Spanned<String>>>>,
 }
@@ -765,6 +773,38 @@ fn build_jail(
         Some((_, v)) => *v.get_ref(),
         None => 128,
     };
+    // Networks wider than these would ban whole providers by a typo.
+    let widest = |key: &str,
+                  value: Option<(usize, &Spanned<u8>)>,
+                  range: std::ops::RangeInclusive<u8>,
+                  host: u8| match value {
+        Some((f, v)) if !range.contains(v.get_ref()) => Err(err_at(
+            f,
+            v.span(),
+            format!(
+                "{key} {} is out of range {}-{}",
+                v.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        )),
+        Some((_, v)) => Ok(*v.get_ref()),
+        None => Ok(host),
+    };
+    let widest_ban = WidestBan {
+        v4: widest(
+            "widest_ban_v4",
+            pick(layers, |j| j.widest_ban_v4.as_ref()),
+            8..=32,
+            32,
+        )?,
+        v6: widest(
+            "widest_ban_v6",
+            pick(layers, |j| j.widest_ban_v6.as_ref()),
+            16..=128,
+            128,
+        )?,
+    };
     let max_tracked = match pick(layers, |j| j.max_tracked.as_ref()) {
         Some((f, v)) if *v.get_ref() == 0 => {
             return Err(err_at(f, v.span(), "max_tracked must be at least 1".into()))
@@ -785,12 +825,15 @@ fn build_jail(
     ignoreip.dedup();
     let ignoreself = pick(layers, |j| j.ignoreself.as_ref()).is_none_or(|(_, v)| *v.get_ref());
 
-    let backend = match pick(layers, |j| j.backend.as_ref()) {
-        Some((f, v)) => v
-            .get_ref()
-            .parse::<BackendKind>()
-            .map_err(|m| err_at(f, v.span(), m))?,
-        None => BackendKind::Nftables,
+    let (backend, backend_auto) = match pick(layers, |j| j.backend.as_ref()) {
+        Some((_, v)) if v.get_ref() == "auto" => (BackendKind::Nftables, true),
+        Some((f, v)) => (
+            v.get_ref()
+                .parse::<BackendKind>()
+                .map_err(|m| err_at(f, v.span(), m))?,
+            false,
+        ),
+        None => (BackendKind::Nftables, true),
     };
     let blocktype = match pick(layers, |j| j.blocktype.as_ref()) {
         Some((f, v)) => v
@@ -811,7 +854,7 @@ fn build_jail(
         ports: blocked_ports(&ports, &protocols),
         blocktype,
         chains,
-        prefix_bans: ipv6_prefix < 128,
+        prefix_bans: ipv6_prefix < 128 || widest_ban.allows_networks(),
     };
 
     Ok(JailSettings {
@@ -830,6 +873,8 @@ fn build_jail(
             max_tracked,
         },
         backend,
+        backend_auto,
+        widest_ban,
         rules,
         actions: Vec::new(),
     })

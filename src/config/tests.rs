@@ -59,7 +59,9 @@ fn shipped_defaults_alone() {
             matches: vec!["_COMM=sshd".into()]
         }
     );
+    // "auto": nftables until the daemon sees firewalld running.
     assert_eq!(j.backend, BackendKind::Nftables);
+    assert!(j.backend_auto);
     assert_eq!(j.filter.filter.failregex_count(), 1);
 }
 
@@ -97,7 +99,7 @@ fn unknown_key_names_file_line_and_key() {
     );
     assert_eq!(
         t.load().unwrap_err(),
-        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `chains`, `escalation`, `ipv6_prefix`, `max_tracked`, `actions`"
+        "etc/jail.d/x.toml:3: jail.sshd.maxretires: unknown field `maxretires`, expected one of `enabled`, `filter`, `mode`, `journalmatch`, `logpath`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `port`, `protocol`, `backend`, `blocktype`, `chains`, `escalation`, `ipv6_prefix`, `widest_ban_v4`, `widest_ban_v6`, `max_tracked`, `actions`"
     );
 }
 

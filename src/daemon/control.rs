@@ -107,6 +107,7 @@ impl Daemon {
                     jails: (0..self.jails.len())
                         .map(|j| self.jails.snapshot(j))
                         .collect(),
+                    reading: self.jails.iter().map(|j| j.reading).collect(),
                 });
             }
             Request::Fleet { reply } => {
@@ -238,11 +239,11 @@ impl Daemon {
     ) -> Result<BanInfo, ControlError> {
         let index = self.jails.index(jail)?;
         let now = wall_now();
-        let decision = self
-            .jails
-            .get_mut(index)
+        let running = self.jails.get_mut(index);
+        let widest = running.settings.widest_ban;
+        let decision = running
             .tracker
-            .ban_manually(address, now, duration)?;
+            .ban_manually(address, widest, now, duration)?;
         let info = BanInfo {
             target: decision.target,
             since: decision.at,
@@ -278,11 +279,23 @@ impl Daemon {
         let mut lifted = Vec::new();
         let mut refused = None;
         for j in self.jails.scope(jail)? {
-            let target = self.jails.target(j, addr);
+            let host_target = self.jails.target(j, addr);
             let running = self.jails.get_mut(j);
-            if !running.tracker.unban(&target) {
-                continue;
-            }
+            // The address's own target, else a network ban covering it (`banhound ban` of a
+            // network, or a <SUBNET> failure).
+            let target = if running.tracker.unban(&host_target) {
+                host_target
+            } else {
+                let covering = running
+                    .tracker
+                    .active_bans()
+                    .map(|(target, _)| *target)
+                    .find(|target| target.contains(&addr));
+                match covering {
+                    Some(target) if running.tracker.unban(&target) => target,
+                    _ => continue,
+                }
+            };
             let name = &running.settings.name;
             if let Err(e) = self
                 .enforcement

@@ -552,6 +552,12 @@ impl Enforcement {
         }
     }
 
+    /// firewalld stopped: nothing can be lifted there, and it keeps none of our bans (see
+    /// [`Backends::forget_firewalld`]).
+    pub(super) fn firewalld_gone(&mut self) {
+        self.backends.forget_firewalld();
+    }
+
     /// Applies `entries` again (idempotent): after a reload, which may have recreated sets.
     pub(super) async fn refresh(&mut self, entries: &[BanEntry]) {
         if let Err(e) = self.backends.ban(entries).await {

@@ -14,6 +14,7 @@ use super::{wall_now, Daemon, DaemonError};
 use crate::bus::FleetInfo;
 use crate::config::fleet::FleetSettings;
 use crate::display::display_target;
+use crate::engine::address::WidestBan;
 use crate::engine::time::{format_duration, BanTime};
 use crate::fleet::publisher::Publisher;
 use crate::fleet::subscriber::{RemoteBatch, Subscriber};
@@ -181,7 +182,14 @@ impl Daemon {
                 fleet.counts.skipped += 1;
                 continue;
             }
-            match tracker.ban_manually(entry.target, now, Some(BanTime::For(bantime))) {
+            match // A remote ban is never wider than one ban of the receiving jail: the fleet carries no
+            // network bans, whatever this jail allows root to ban by hand.
+            tracker.ban_manually(
+                entry.target,
+                WidestBan::HOSTS,
+                now,
+                Some(BanTime::For(bantime)),
+            ) {
                 Ok(decision) => {
                     if bantime < remaining {
                         fleet.counts.cut_down += 1;

@@ -20,7 +20,7 @@ use super::DaemonError;
 use crate::action::config::ActionSpec;
 use crate::action::lines::{Matched, MatchedLines};
 use crate::action::Actions;
-use crate::bus::{ControlError, JailSnapshot};
+use crate::bus::{ControlError, JailSnapshot, RecordCounts};
 use crate::config::{DaemonSettings, JailSettings, JailSource, MetricsSettings, Settings};
 use crate::display::display_target;
 use crate::engine::address::{ban_target, ban_target_net, IgnoreList, IgnoreReason};
@@ -31,6 +31,7 @@ use crate::engine::multiline::SourceState;
 use crate::engine::prepare::{LineFormat, LinePreparer};
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::{BanDecision, Mode, Policy, Tracker, Verdict};
+use crate::firewall::dispatch::auto_backend;
 use crate::firewall::firewalld::FirewalldBackend;
 use crate::firewall::{BackendKind, BanEntry};
 use crate::source::file_follow::{FileChunk, FilePosition};
@@ -75,6 +76,18 @@ impl Prepared {
             .map(|j| (j.name.clone(), j.actions.clone()))
             .collect();
         previous.replace(&self.actions, jails)
+    }
+
+    /// Whether a jail has `backend = "auto"`.
+    pub(super) fn has_auto_backend(&self) -> bool {
+        self.jails.iter().any(|j| j.backend_auto)
+    }
+
+    /// Decides the backend of the jails with `backend = "auto"` (see [`auto_choice`]).
+    pub(super) fn choose_auto_backends(&mut self, firewalld_running: bool) {
+        for jail in self.jails.iter_mut().filter(|j| j.backend_auto) {
+            jail.backend = auto_choice(jail, firewalld_running);
+        }
     }
 
     pub(super) fn new(settings: Settings) -> Result<Prepared, DaemonError> {
@@ -162,6 +175,8 @@ pub(super) struct RunningJail {
     matched: Option<MatchedLines>,
     /// The hosts its journal failures were logged on, per target.
     origins: FailureOrigins,
+    /// What its filter read, for metrics ([`tally`]).
+    pub(super) reading: RecordCounts,
 }
 
 /// What a reload changed: the jails added, and the bans the firewall must drop.
@@ -221,8 +236,11 @@ impl Jails {
                 .iter_mut()
                 .find(|j| j.as_ref().is_some_and(|j| j.settings.name == settings.name))
                 .and_then(Option::take);
+            let mut reading = RecordCounts::default();
             let tracker = match kept {
                 Some(jail) => {
+                    // Counters go on under the jail's name: a scrape sees no reset.
+                    reading = jail.reading;
                     let mut tracker = jail.tracker;
                     tracker.set_policy(policy);
                     if jail.settings.backend != settings.backend {
@@ -247,6 +265,7 @@ impl Jails {
                 evictions_reported: (0, None),
                 published: None,
                 origins: FailureOrigins::default(),
+                reading,
             });
         }
         let removed = old
@@ -267,6 +286,24 @@ impl Jails {
 
     pub(super) fn len(&self) -> usize {
         self.running.len()
+    }
+
+    /// firewalld started or stopped: the jails with `backend = "auto"` whose backend changes
+    /// take the new one; they are returned with their bans in force (kept in their trackers),
+    /// which the caller moves.
+    pub(super) fn choose_auto_backends(
+        &mut self,
+        firewalld_running: bool,
+    ) -> Vec<(String, Vec<IpNet>)> {
+        let mut moved = Vec::new();
+        for jail in self.running.iter_mut().filter(|j| j.settings.backend_auto) {
+            let chosen = auto_choice(&jail.settings, firewalld_running);
+            if chosen != jail.settings.backend {
+                jail.settings.backend = chosen;
+                moved.push((jail.settings.name.clone(), active_targets(&jail.tracker)));
+            }
+        }
+        moved
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &RunningJail> {
@@ -422,6 +459,7 @@ impl Jails {
                     None,
                     &mut j.matched,
                     &mut j.origins,
+                    &mut j.reading,
                 )
             })
             .collect();
@@ -433,7 +471,7 @@ impl Jails {
                 let Some(&j) = self.journal_jails.get(m) else {
                     continue;
                 };
-                let (settings, tracker, state, matcher, matched, origins) = &mut jails[j];
+                let (settings, tracker, state, matcher, matched, origins, reading) = &mut jails[j];
                 let matcher: &mut Matcher<'_> =
                     matcher.get_or_insert_with(|| settings.filter.filter.matcher());
                 let message = if settings.filter.format == LineFormat::AfterDate {
@@ -452,6 +490,7 @@ impl Jails {
                     origin: entry.entry.origin(),
                     time: entry.entry.timestamp,
                 };
+                let started = std::time::Instant::now();
                 let step = Jail { matcher, tracker }.decide(record, mode, now);
                 // Replayed failures too: a ban after a restart names the hosts of the
                 // failures it counts.
@@ -468,6 +507,7 @@ impl Jails {
                     *h != self.this_host.as_slice()
                         && settings.filter.format != LineFormat::AfterDate
                 });
+                tally(reading, &step, started.elapsed());
                 if let Some(decision) = conclude_step(settings, step, matched.as_mut(), foreign) {
                     decisions.push((j, decision));
                 }
@@ -532,14 +572,17 @@ impl Jails {
                 matcher: &mut matcher,
                 tracker: &mut jail.tracker,
             };
-            let (settings, mut matched) = (&jail.settings, jail.matched.as_mut());
+            let (settings, mut matched, reading) =
+                (&jail.settings, jail.matched.as_mut(), &mut jail.reading);
             for line in chunk.lines.split_inclusive(|&b| b == b'\n') {
                 lines += 1;
                 let record = Record::Line {
                     source: &mut *source,
                     line,
                 };
+                let started = std::time::Instant::now();
                 let step = running.decide(record, Mode::Live, now);
+                tally(reading, &step, started.elapsed());
                 if let Some(decision) = conclude_step(settings, step, matched.as_deref_mut(), None)
                 {
                     decisions.push((j, decision));
@@ -699,7 +742,11 @@ impl Jails {
             maxretry: policy.maxretry,
             bantime: policy.bantime,
             filter: settings.filter.name.clone(),
-            backend: settings.backend.as_str().to_string(),
+            backend: if settings.backend_auto {
+                format!("{} (auto)", settings.backend)
+            } else {
+                settings.backend.to_string()
+            },
             ignoreip: policy.ignore.networks().to_vec(),
         }
     }
@@ -774,6 +821,44 @@ impl Jails {
             }
         }
         lifted
+    }
+}
+
+/// The backend of a jail with `backend = "auto"`: firewalld while it runs, unless the jail
+/// asks for what firewalld cannot represent (then nftables, and a warning: its rules sit
+/// beside firewalld's).
+fn auto_choice(jail: &JailSettings, firewalld_running: bool) -> BackendKind {
+    let chosen = auto_backend(firewalld_running);
+    if chosen == BackendKind::Firewalld {
+        if let Err(e) = FirewalldBackend::check_jail(&jail.rules) {
+            tracing::warn!(
+                JAIL = %jail.name,
+                "jail {}: backend \"auto\" stays on nftables although firewalld runs: {e}",
+                jail.name
+            );
+            return BackendKind::Nftables;
+        }
+    }
+    chosen
+}
+
+/// Counts one record a jail decided on, and the time deciding took.
+fn tally(reading: &mut RecordCounts, step: &Step<'_>, took: Duration) {
+    reading.read += 1;
+    reading.deciding += took;
+    match step {
+        Step::OtherProgram => reading.other_program += 1,
+        Step::NotSyslog => reading.not_syslog += 1,
+        Step::TooOld => reading.too_old += 1,
+        Step::Seen {
+            seen: Seen::Missed { .. },
+            ..
+        } => reading.no_match += 1,
+        Step::Seen {
+            seen: Seen::Ignored { .. },
+            ..
+        } => reading.ignoreregex += 1,
+        Step::Seen { .. } => {}
     }
 }
 

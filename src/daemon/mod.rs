@@ -15,6 +15,8 @@
 //! - `health` (health.rs): firewall and state database failures, their retries, DEGRADED.
 //! - `fleet` (fleet.rs): `[fleet]`'s publisher and subscriber tasks, and the other hosts'
 //!   bans, decided by the receiving jail and applied through enforcement (one select arm).
+//! - `auto_backend` (auto_backend.rs): `backend = "auto"`, decided at start and reload and
+//!   again when firewalld starts or stops.
 //!
 //! Unbans are driven by one `sleep_until`
 //! on the earliest expiry of all trackers, never by polling. Changes of the host's addresses
@@ -52,6 +54,7 @@
 //! ([`crate::metrics`]) is a second client of the same request channel; its address is read
 //! at start (a reload that changes it says so and keeps the running one).
 
+mod auto_backend;
 mod control;
 mod enforcement;
 pub mod feed;
@@ -80,6 +83,7 @@ use crate::config::error::ConfigError;
 use crate::config::{self, ConfigPaths};
 use crate::engine::time::Timestamp;
 use crate::engine::tracker::BanDecision;
+use crate::firewall::dispatch::FirewalldPresence;
 use crate::firewall::firewalld::{FirewalldError, Reapplied};
 use crate::firewall::nftables::ChangeWatcher;
 use crate::firewall::{BackendKind, BanEntry, FirewallError};
@@ -246,6 +250,8 @@ struct Daemon {
     nft_repair_at: Option<Instant>,
     /// `[fleet]`: ban sharing with other hosts ([`fleet`]).
     fleet: Option<fleet::Fleet>,
+    /// Whether firewalld runs, followed while a jail has `backend = "auto"` ([`auto_backend`]).
+    firewalld_presence: Option<FirewalldPresence>,
 }
 
 /// While catching up, expiries wait until sources have been quiet this long: lifting a past
@@ -268,7 +274,7 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     // Installed first: SIGHUP's default action would end the process during start-up.
     let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
-    let prepared = Prepared::new(config::load(&options.config)?)?;
+    let mut prepared = Prepared::new(config::load(&options.config)?)?;
     let journal = options.journal.take().unwrap_or_else(|| {
         prepared
             .daemon
@@ -276,6 +282,8 @@ pub async fn run(
             .clone()
             .map_or(JournalSource::System, JournalSource::Directory)
     });
+    let mut firewalld_presence = None;
+    auto_backend::decide(&mut firewalld_presence, &mut prepared).await;
     let state = StateWriter::start(StateDb::open(&options.state_dir)?)?;
     // Subscribed before the addresses are read, so no change falls in between.
     let mut address_changes = host::AddressWatch::open()
@@ -306,6 +314,7 @@ pub async fn run(
         nft_changes: None,
         nft_repair_at: None,
         fleet: None,
+        firewalld_presence,
         options,
     };
     // firewalld may start after banhound (ordered after it, never pulled in) or be
@@ -398,6 +407,7 @@ pub async fn run(
             },
             change = nft_watch::next_change(&mut daemon.nft_changes) => daemon.nftables_changed(change),
             batch = fleet::next_remote(&mut daemon.fleet) => daemon.apply_remote(batch).await,
+            running = auto_backend::next_change(&mut daemon.firewalld_presence) => daemon.firewalld_changed(running).await,
             () = sleep_until_some(daemon.nft_repair_at) => daemon.repair_foreign_change().await,
             message = next_batch(&mut feeds.journal) => match message {
                 Some(Ok(batch)) => {
@@ -894,7 +904,11 @@ impl Daemon {
     /// reconcile like any other, not a reason to stop half-way: the rest of the
     /// configuration, and above all the sources (stopped at the start of the reload), must
     /// still be applied.
-    async fn apply(&mut self, prepared: Prepared, feeds: &mut Feeds) -> Result<(), DaemonError> {
+    async fn apply(
+        &mut self,
+        mut prepared: Prepared,
+        feeds: &mut Feeds,
+    ) -> Result<(), DaemonError> {
         let now = wall_now();
         // What was not processed yet is read again from the committed positions.
         *feeds = Feeds::default();
@@ -919,6 +933,7 @@ impl Daemon {
         let previous = std::mem::replace(&mut self.enforcement.actions, Actions::none());
         self.enforcement.actions = prepared.start_actions(previous);
         let fleet = prepared.fleet.clone();
+        auto_backend::decide(&mut self.firewalld_presence, &mut prepared).await;
         let reloaded = self.jails.reload(prepared, host::own_addresses());
         for (jail, targets) in reloaded.moved {
             // Moving to another backend: lifted here, re-applied there below.

@@ -250,20 +250,49 @@ pub enum ManualBanRefusal {
         network: IpNet,
         reason: IgnoreReason,
     },
-    /// `network` is wider than what one ban of the jail blocks (a `/prefix`). Banning only
-    /// its first address is not what the caller asked for, so nothing is banned.
+    /// `network` is wider than the widest the jail bans (a `/prefix`: one ban target, or
+    /// its `widest_ban_v4`/`widest_ban_v6`). Banning only its first address is not what the
+    /// caller asked for, so nothing is banned.
     TooWide { network: IpNet, prefix: u8 },
 }
 
+/// The widest networks a manual ban may cover, as prefix lengths per family: the jail's
+/// `widest_ban_v4` and `widest_ban_v6`. [`WidestBan::HOSTS`], the default, bans no network
+/// wider than one ban target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WidestBan {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl WidestBan {
+    pub const HOSTS: WidestBan = WidestBan { v4: 32, v6: 128 };
+
+    /// The widest prefix for `network`'s family.
+    pub fn for_family_of(&self, network: &IpNet) -> u8 {
+        match network {
+            IpNet::V4(_) => self.v4,
+            IpNet::V6(_) => self.v6,
+        }
+    }
+
+    /// Whether networks wider than one host may be banned.
+    pub fn allows_networks(&self) -> bool {
+        *self != WidestBan::HOSTS
+    }
+}
+
 /// What a manual ban of `requested` (an address as a host network, or a network) blocks in
-/// a jail that bans IPv6 addresses by `ipv6_prefix`: the ban target around it, if it is no
-/// wider than one, and if neither the request nor the target covers anything `ignore` keeps.
+/// a jail that bans IPv6 addresses by `ipv6_prefix`: the ban target around it, or the
+/// network itself when it is wider than a target and no wider than `widest`; never
+/// anything that covers what `ignore` keeps (loopback, ignoreip, the host's addresses).
 ///
 /// The request itself is checked before its width, so `0.0.0.0/0` or `::/0` are refused for
 /// what they would block (loopback, the admin's own network), not just for being wide.
 pub fn manual_ban_target(
     requested: IpNet,
     ipv6_prefix: u8,
+    widest: WidestBan,
     ignore: &IgnoreList,
 ) -> Result<IpNet, ManualBanRefusal> {
     let requested = normalize_net(requested);
@@ -275,10 +304,14 @@ pub fn manual_ban_target(
                 reason,
             });
         }
-        return Err(ManualBanRefusal::TooWide {
-            network: requested,
-            prefix: target.prefix_len(),
-        });
+        let widest = widest.for_family_of(&requested).min(target.prefix_len());
+        if requested.prefix_len() < widest {
+            return Err(ManualBanRefusal::TooWide {
+                network: requested,
+                prefix: widest,
+            });
+        }
+        return Ok(requested);
     }
     match ignore.check(&target) {
         Some(reason) => Err(ManualBanRefusal::Ignored {
@@ -384,7 +417,7 @@ mod tests {
             vec![net("192.0.2.0/24"), net("2001:db8:aa::/48")],
             vec![ip("198.51.100.1"), ip("2001:db8:1:2::10")],
         );
-        let ban = |s: &str, prefix| manual_ban_target(net(s), prefix, &list);
+        let ban = |s: &str, prefix| manual_ban_target(net(s), prefix, WidestBan::HOSTS, &list);
         let ignored = |network: &str, reason| {
             Err(ManualBanRefusal::Ignored {
                 network: net(network),
@@ -454,5 +487,48 @@ mod tests {
             ban("::ffff:127.0.0.1/128", 128),
             ignored("127.0.0.1/32", IgnoreReason::Loopback)
         );
+    }
+
+    #[test]
+    fn network_bans_up_to_the_widest_configured_with_the_same_protections() {
+        let list = IgnoreList::new(vec![net("192.0.2.0/24")], vec![ip("198.51.100.1")]);
+        let widest = WidestBan { v4: 24, v6: 48 };
+        let ban = |s: &str| manual_ban_target(net(s), 64, widest, &list);
+        assert_eq!(ban("203.0.113.0/24"), Ok(net("203.0.113.0/24")));
+        assert_eq!(ban("203.0.113.64/26"), Ok(net("203.0.113.64/26")));
+        assert_eq!(ban("::ffff:203.0.113.0/120"), Ok(net("203.0.113.0/24")));
+        assert_eq!(ban("2001:db8:5::/48"), Ok(net("2001:db8:5::/48")));
+        // Inside one target: the target, as before.
+        assert_eq!(ban("2001:db8:5::/96"), Ok(net("2001:db8:5::/64")));
+        assert_eq!(
+            ban("203.0.0.0/16"),
+            Err(ManualBanRefusal::TooWide {
+                network: net("203.0.0.0/16"),
+                prefix: 24
+            })
+        );
+        assert_eq!(
+            ban("2001:db8::/32"),
+            Err(ManualBanRefusal::TooWide {
+                network: net("2001:db8::/32"),
+                prefix: 48
+            })
+        );
+        // Protected addresses first, whatever the width.
+        for (network, reason) in [
+            ("198.51.100.0/24", IgnoreReason::OwnAddress),
+            ("192.0.2.128/25", IgnoreReason::IgnoreIp),
+            ("127.0.0.0/24", IgnoreReason::Loopback),
+            ("0.0.0.0/0", IgnoreReason::Loopback),
+        ] {
+            assert_eq!(
+                ban(network),
+                Err(ManualBanRefusal::Ignored {
+                    network: net(network),
+                    reason
+                }),
+                "{network}"
+            );
+        }
     }
 }

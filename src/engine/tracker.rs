@@ -16,6 +16,7 @@
 
 use crate::engine::address::{
     ban_target, ban_target_net, manual_ban_target, IgnoreList, IgnoreReason, ManualBanRefusal,
+    WidestBan,
 };
 use crate::engine::time::{BanTime, Timestamp};
 use ipnet::IpNet;
@@ -384,15 +385,21 @@ impl Tracker {
     }
 
     /// A ban ordered from outside (an admin) of an address (as a host network) or a network
-    /// no wider than one ban target, checked against the ignore list
+    /// no wider than `widest` (or one ban target), checked against the ignore list
     /// ([`manual_ban_target`]).
     pub fn ban_manually(
         &mut self,
         requested: IpNet,
+        widest: WidestBan,
         at: Timestamp,
         bantime: Option<BanTime>,
     ) -> Result<BanDecision, ManualBanRefusal> {
-        let target = manual_ban_target(requested, self.policy.ipv6_prefix, &self.policy.ignore)?;
+        let target = manual_ban_target(
+            requested,
+            self.policy.ipv6_prefix,
+            widest,
+            &self.policy.ignore,
+        )?;
         Ok(self.ban(target, at, 0, bantime))
     }
 
@@ -611,7 +618,7 @@ mod tests {
             );
         }
         assert_eq!(
-            tr.ban_manually(ip("::ffff:127.0.0.1").into(), t(0), None),
+            tr.ban_manually(ip("::ffff:127.0.0.1").into(), WidestBan::HOSTS, t(0), None),
             Err(ManualBanRefusal::Ignored {
                 network: "127.0.0.1/32".parse().unwrap(),
                 reason: IgnoreReason::Loopback
@@ -716,7 +723,12 @@ mod tests {
         let mut lengths = BTreeSet::new();
         for i in 0..20u8 {
             let d = tr
-                .ban_manually(ip(&format!("198.51.100.{i}")).into(), t(0), None)
+                .ban_manually(
+                    ip(&format!("198.51.100.{i}")).into(),
+                    WidestBan::HOSTS,
+                    t(0),
+                    None,
+                )
                 .unwrap();
             let BanTime::For(length) = d.bantime else {
                 panic!("{d:?}")
@@ -746,7 +758,9 @@ mod tests {
             assert_eq!(tr.counts_offences_of_all_jails(), overall);
             tr.offence_elsewhere(elsewhere, t(0));
             tr.offence_elsewhere(elsewhere, t(10));
-            let d = tr.ban_manually(a.into(), t(1000), None).unwrap();
+            let d = tr
+                .ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+                .unwrap();
             assert_eq!(d.target.to_string(), "2001:db8:7::/64");
             assert_eq!(d.offence, offence, "overall_jails = {overall}");
         }
@@ -757,18 +771,30 @@ mod tests {
         tr.restore_offences(ban_target(a, 64), 1, t(5));
         tr.restore_offences_elsewhere(elsewhere, 3, t(0));
         tr.restore_offences_elsewhere(elsewhere, 2, t(8));
-        assert_eq!(tr.ban_manually(a.into(), t(1000), None).unwrap().offence, 4);
+        assert_eq!(
+            tr.ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+                .unwrap()
+                .offence,
+            4
+        );
         let mut p = policy();
         p.escalation = Some(escalation(false));
         let mut tr = Tracker::new(p);
         tr.restore_offences_elsewhere(elsewhere, 3, t(0));
-        assert_eq!(tr.ban_manually(a.into(), t(1000), None).unwrap().offence, 1);
+        assert_eq!(
+            tr.ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+                .unwrap()
+                .offence,
+            1
+        );
         // Offences older than forget_after are forgotten there too.
         let mut p = policy();
         p.escalation = Some(escalation(true));
         let mut tr = Tracker::new(p);
         tr.offence_elsewhere(elsewhere, t(0));
-        let d = tr.ban_manually(a.into(), t(100_000), None).unwrap();
+        let d = tr
+            .ban_manually(a.into(), WidestBan::HOSTS, t(100_000), None)
+            .unwrap();
         assert_eq!(d.offence, 1);
     }
 
@@ -785,14 +811,19 @@ mod tests {
         let mut tr = Tracker::new(p);
         let a = ip("198.51.100.7");
         tr.restore_offences(ban_target(a, 64), 2, t(0));
-        let d = tr.ban_manually(a.into(), t(1000), None).unwrap();
+        let d = tr
+            .ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+            .unwrap();
         assert_eq!(d.offence, 3);
         assert_eq!(d.bantime, BanTime::For(Duration::from_secs(2400)));
         // Without escalation there is nothing to remember.
         let mut plain = Tracker::new(policy());
         plain.restore_offences(ban_target(a, 64), 2, t(0));
         assert_eq!(
-            plain.ban_manually(a.into(), t(1000), None).unwrap().offence,
+            plain
+                .ban_manually(a.into(), WidestBan::HOSTS, t(1000), None)
+                .unwrap()
+                .offence,
             1
         );
     }
@@ -862,17 +893,23 @@ mod tests {
     fn expiry_is_ordered_and_unban_cancels_it() {
         let mut tr = Tracker::new(policy());
         let d1 = tr
-            .ban_manually(ip("198.51.100.1").into(), t(0), None)
+            .ban_manually(ip("198.51.100.1").into(), WidestBan::HOSTS, t(0), None)
             .unwrap();
         let d2 = tr
             .ban_manually(
                 ip("198.51.100.2").into(),
+                WidestBan::HOSTS,
                 t(0),
                 Some(BanTime::For(Duration::from_secs(60))),
             )
             .unwrap();
         let d3 = tr
-            .ban_manually(ip("198.51.100.3").into(), t(0), Some(BanTime::Permanent))
+            .ban_manually(
+                ip("198.51.100.3").into(),
+                WidestBan::HOSTS,
+                t(0),
+                Some(BanTime::Permanent),
+            )
             .unwrap();
         assert_eq!(tr.next_expiry(), Some(t(60)));
         assert!(tr.unban(&d2.target));
@@ -890,9 +927,14 @@ mod tests {
         let targets: Vec<IpNet> = (0..5u8)
             .map(|i| {
                 let ban = Some(BanTime::For(Duration::from_secs(60 + u64::from(i))));
-                tr.ban_manually(ip(&format!("198.51.100.{i}")).into(), t(0), ban)
-                    .unwrap()
-                    .target
+                tr.ban_manually(
+                    ip(&format!("198.51.100.{i}")).into(),
+                    WidestBan::HOSTS,
+                    t(0),
+                    ban,
+                )
+                .unwrap()
+                .target
             })
             .collect();
         assert_eq!(tr.take_expired_at_most(t(100), 2), targets[..2]);

@@ -19,12 +19,19 @@
 //! and closed, and at the first configuration the real firewalls nobody uses are cleared of
 //! banhound's objects (an earlier configuration's, before a switch from nftables to
 //! firewalld or back). A configuration with only log-only jails touches no firewall.
+//!
+//! `backend = "auto"` is decided by the daemon with [`auto_backend`] from what a
+//! [`FirewalldPresence`] sees: firewalld when it owns its bus name, nftables otherwise (a
+//! host without firewalld, or without a system bus). The presence follows the name's
+//! owner, so that the daemon decides again when firewalld starts or stops; moving the bans
+//! is the daemon's (enforcement lifts them on the old backend, applies them on the new).
 
 use crate::bus::Bus;
-use crate::firewall::firewalld::{FirewalldBackend, Reapplied, ReloadWatcher};
+use crate::firewall::firewalld::{self, FirewalldBackend, Reapplied, ReloadWatcher};
 use crate::firewall::log_only::LogOnlyBackend;
 use crate::firewall::nftables::NftablesBackend;
 use crate::firewall::{BackendKind, BanEntry, Firewall, FirewallError, JailRules, Repairs};
+use futures_util::StreamExt;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 
@@ -110,6 +117,65 @@ impl Firewall for Backend {
             Backend::Firewalld(b) => b.teardown().await,
             Backend::LogOnly(b) => b.teardown().await,
         }
+    }
+}
+
+/// The backend of a jail with `backend = "auto"`: firewalld while it runs, else nftables.
+pub fn auto_backend(firewalld_running: bool) -> BackendKind {
+    if firewalld_running {
+        BackendKind::Firewalld
+    } else {
+        BackendKind::Nftables
+    }
+}
+
+/// Whether firewalld runs (owns its bus name), followed: for `backend = "auto"`.
+pub struct FirewalldPresence {
+    running: bool,
+    changes: zbus::fdo::NameOwnerChangedStream,
+    /// The connection the subscription lives on.
+    _connection: zbus::Connection,
+}
+
+impl FirewalldPresence {
+    /// Connects to `bus` (firewalld's: the system bus) and subscribes to changes of the
+    /// owner of firewalld's name before asking who owns it now, so that no change falls in
+    /// between.
+    pub async fn watch(bus: &Bus) -> zbus::Result<FirewalldPresence> {
+        let connection = bus.builder()?.build().await?;
+        let dbus = zbus::fdo::DBusProxy::new(&connection).await?;
+        let changes = dbus
+            .receive_name_owner_changed_with_args(&[(0, firewalld::BUS_NAME)])
+            .await?;
+        let name = zbus::names::BusName::try_from(firewalld::BUS_NAME)?;
+        let running = dbus.name_has_owner(name).await?;
+        Ok(FirewalldPresence {
+            running,
+            changes,
+            _connection: connection,
+        })
+    }
+
+    /// Whether firewalld ran when last seen.
+    pub fn running(&self) -> bool {
+        self.running
+    }
+
+    /// Waits until firewalld starts or stops, and says which (`true`: it runs now). A new
+    /// owner replacing an old one at once (a restart seen as one signal) is no change.
+    /// Never returns once the bus connection is gone.
+    pub async fn next_change(&mut self) -> bool {
+        while let Some(signal) = self.changes.next().await {
+            let running = match signal.args() {
+                Ok(args) => args.new_owner().is_some(),
+                Err(_) => continue,
+            };
+            if running != self.running {
+                self.running = running;
+                return running;
+            }
+        }
+        std::future::pending().await
     }
 }
 
@@ -284,6 +350,16 @@ impl Backends {
                 Ok(false) => {}
                 Err(e) => tracing::debug!("cannot tell whether firewalld runs: {e}"),
             }
+        }
+    }
+
+    /// firewalld stopped: its backend is closed without a teardown, which firewalld can no
+    /// longer be asked for (it dropped its runtime ipsets, and their entries, as it stopped).
+    /// A jail still configured for it opens it again at the next set-up.
+    pub fn forget_firewalld(&mut self) {
+        if self.open.remove(BackendKind::Firewalld.as_str()).is_some() {
+            self.reapplied = None;
+            self.configured = false;
         }
     }
 

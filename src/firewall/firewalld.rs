@@ -41,6 +41,9 @@ mod proxies;
 
 pub use objects::JailNameError;
 
+/// The bus name firewalld owns while it runs.
+pub const BUS_NAME: &str = proxies::SERVICE;
+
 use crate::bus::Bus;
 use crate::firewall::Family;
 use crate::firewall::{

@@ -44,7 +44,7 @@ impl FromStr for BackendKind {
             "firewalld" => Ok(BackendKind::Firewalld),
             "log-only" => Ok(BackendKind::LogOnly),
             other => Err(format!(
-                "unknown backend {other:?}: expected \"nftables\", \"firewalld\" or \"log-only\""
+                "unknown backend {other:?}: expected \"auto\", \"nftables\", \"firewalld\" or \"log-only\""
             )),
         }
     }

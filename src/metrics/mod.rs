@@ -121,6 +121,7 @@ pub fn render(status: &ServerStatus, health: &Health, format: Format) -> String 
             out.sample(name, &[("jail", &jail.name)], value(jail));
         }
     }
+    render_reading(&mut out, status);
 
     out.family(
         "banhound_state_error",
@@ -184,7 +185,7 @@ impl Metrics {
         let _ = writeln!(self.text, "# TYPE {family} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         self.text.push_str(name);
         if !labels.is_empty() {
             self.text.push('{');
@@ -209,6 +210,55 @@ impl Metrics {
     }
 }
 
+/// What each jail's filter read: records, misses by reason, time spent deciding.
+fn render_reading(out: &mut Metrics, status: &ServerStatus) {
+    let jails = || status.jails.iter().zip(&status.reading);
+    out.family(
+        "banhound_records_total",
+        "counter",
+        "Journal entries and log lines the jail's filter was given since the daemon started.",
+    );
+    for (jail, reading) in jails() {
+        out.sample(
+            "banhound_records_total",
+            &[("jail", &jail.name)],
+            reading.read,
+        );
+    }
+    out.family(
+        "banhound_missed_total",
+        "counter",
+        "Records in which the jail found no failure, by reason.",
+    );
+    for (jail, reading) in jails() {
+        for (reason, n) in [
+            ("no_match", reading.no_match),
+            ("other_program", reading.other_program),
+            ("not_syslog", reading.not_syslog),
+            ("too_old", reading.too_old),
+            ("ignoreregex", reading.ignoreregex),
+        ] {
+            out.sample(
+                "banhound_missed_total",
+                &[("jail", &jail.name), ("reason", reason)],
+                n,
+            );
+        }
+    }
+    out.family(
+        "banhound_matcher_seconds_total",
+        "counter",
+        "Time the jail spent deciding its records (filter and failure window).",
+    );
+    for (jail, reading) in jails() {
+        out.sample(
+            "banhound_matcher_seconds_total",
+            &[("jail", &jail.name)],
+            reading.deciding.as_secs_f64(),
+        );
+    }
+}
+
 /// OpenMetrics label value escaping: backslash, double quote and line feed.
 fn escape_label(out: &mut String, value: &str) {
     for c in value.chars() {
@@ -224,6 +274,7 @@ fn escape_label(out: &mut String, value: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::RecordCounts;
     use crate::engine::time::BanTime;
     use std::time::Duration;
 
@@ -245,9 +296,20 @@ mod tests {
     }
 
     fn status(jails: Vec<JailSnapshot>) -> ServerStatus {
+        let reading = (0..jails.len() as u64)
+            .map(|i| RecordCounts {
+                read: 100 + i,
+                no_match: 90,
+                other_program: 3,
+                too_old: 1,
+                deciding: Duration::from_micros(1500),
+                ..RecordCounts::default()
+            })
+            .collect();
         ServerStatus {
             started: Timestamp::from_secs(1_700_000_000),
             jails,
+            reading,
         }
     }
 
@@ -288,6 +350,11 @@ mod tests {
             "banhound_bans_total{jail=\"nginx\"} 5",
             "banhound_failing_addresses{jail=\"sshd\"} 2",
             "banhound_failures_total{jail=\"nginx\"} 17",
+            "banhound_records_total{jail=\"nginx\"} 101",
+            "banhound_missed_total{jail=\"sshd\",reason=\"no_match\"} 90",
+            "banhound_missed_total{jail=\"sshd\",reason=\"not_syslog\"} 0",
+            "banhound_missed_total{jail=\"nginx\",reason=\"other_program\"} 3",
+            "banhound_matcher_seconds_total{jail=\"sshd\"} 0.0015",
             "banhound_state_error 0",
             "banhound_firewall_error 0",
         ] {

@@ -1163,6 +1163,7 @@ fn a_second_service_cannot_take_the_name() {
                     let _ = reply.send(banhound::bus::ServerStatus {
                         started: now(),
                         jails: vec![],
+                        reading: vec![],
                     });
                 }
             }

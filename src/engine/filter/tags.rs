@@ -59,7 +59,7 @@ pub(super) fn compile_tagged(
             .backtrack_limit(BACKTRACK_LIMIT)
             .delegate_size_limit(32 << 20)
             .build()
-            .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
+            .map_err(|e| compile_error(pattern, &e.to_string()))?;
         let gate = RegexBuilder::new(&relax_for_literals(&translated.pattern))
             .unicode(false)
             .multi_line(multi_line)
@@ -75,7 +75,7 @@ pub(super) fn compile_tagged(
             .multi_line(multi_line)
             .size_limit(32 << 20)
             .build()
-            .map_err(|e| FilterErrorKind::Regex(one_line(&e.to_string())))?;
+            .map_err(|e| compile_error(pattern, &e.to_string()))?;
         // A window's `^`/`$` are the lines', which the split does not model.
         let split = (!multi_line)
             .then(|| Split::new(&translated.pattern, &regex))
@@ -138,6 +138,28 @@ pub(super) fn compile_tagged(
         skip_groups,
         source: pattern.to_string(),
     })
+}
+
+/// A regex that does not compile, told as the user wrote it: the engines' messages quote
+/// the translated pattern (tags expanded into internal groups such as `(?P<__addr0>…)`) and
+/// point into it, which says nothing to whoever wrote `<HOST>`. Only their reason is kept.
+fn compile_error(written: &str, engine_message: &str) -> FilterErrorKind {
+    let reason = engine_message
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let message = one_line(engine_message);
+            // fancy-regex's own parser: "Parsing error at position N: reason".
+            match message.split_once(": ") {
+                Some((position, reason)) if position.starts_with("Parsing error at position") => {
+                    reason.to_string()
+                }
+                _ => message,
+            }
+        });
+    FilterErrorKind::Regex(format!("{reason} in `{written}`"))
 }
 
 pub(super) fn one_line(s: &str) -> String {
