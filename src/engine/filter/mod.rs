@@ -61,6 +61,7 @@ use prefilter::{build_gate, LiteralGate};
 use prefregex::{prefix_only, PrefixOnly};
 use regex::bytes::CaptureLocations;
 use spans::{address_of, user_of, Slots};
+pub use split::SpanPath;
 use std::fmt;
 use tags::{compile_tagged, CompiledRegex, CONTENT_FIELD, FIELD_GROUP_PREFIX};
 
@@ -352,6 +353,11 @@ impl Filter {
     /// Which engine runs failregex `i`.
     pub fn failregex_engine(&self, i: usize) -> EngineKind {
         self.fail[i].regex.kind()
+    }
+
+    /// How failregex `i`'s spans are read from a line it matches.
+    pub fn failregex_spans(&self, i: usize) -> SpanPath {
+        self.fail[i].regex.span_path()
     }
 
     /// Which engine runs the prefregex, if there is one.

@@ -31,6 +31,31 @@ use regex_automata::{Anchored, Input};
 
 const USER_GROUP: &str = "(?P<F_USER>.*)";
 
+/// How a failregex's spans are read from a line it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SpanPath {
+    /// `^PREFIX<F-USER>.*</F-USER>SUFFIX$`: DFAs find the user name's ends, and the capture
+    /// engine runs on SUFFIX alone.
+    AroundUser,
+    /// `^PREFIX REST`: a DFA finds PREFIX, and the capture engine runs from the first group on.
+    AfterPrefix,
+    /// The linear capture engine over the whole text.
+    WholeText,
+    /// The bounded backtracking engine (lookarounds, backreferences, conditionals).
+    Backtracking,
+}
+
+impl std::fmt::Display for SpanPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SpanPath::AroundUser => "around the user name",
+            SpanPath::AfterPrefix => "after a fixed prefix",
+            SpanPath::WholeText => "capture engine over the whole text",
+            SpanPath::Backtracking => "backtracking",
+        })
+    }
+}
+
 /// A regex split around its top-level `<F-USER>.*</F-USER>`, or before its first group.
 #[derive(Debug)]
 pub(super) struct Split {
@@ -116,6 +141,13 @@ impl Split {
             group_offset: 0,
             group_count,
         })
+    }
+
+    pub(super) fn path(&self) -> SpanPath {
+        match self.suffix_rev {
+            Some(_) => SpanPath::AroundUser,
+            None => SpanPath::AfterPrefix,
+        }
     }
 
     pub(super) fn cache(&self) -> SplitCache {
