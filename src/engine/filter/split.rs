@@ -262,9 +262,20 @@ fn first_group_item(pattern: &str) -> Option<usize> {
     None
 }
 
+/// Whether `group` opens a non-capturing group whose flags (if any) end with it: `(?:`,
+/// `(?i:`, `(?-u:`, ….
+fn scoped_group(group: &str) -> bool {
+    let flags = &group[2..];
+    let end = flags
+        .find(|c: char| !(c.is_ascii_alphabetic() || c == '-'))
+        .unwrap_or(flags.len());
+    flags[end..].starts_with(':')
+}
+
 /// Whether `part` of a pattern can stand alone: its groups balanced, no `|` outside a group,
-/// and no group but `(?:`, `(?P<` and `(?-u:` (an inline flag such as `(?i)` would scope over
-/// what follows it in the whole regex, not in the half).
+/// and no group but plain ones, `(?P<` and flags scoped to their group (`(?:`, `(?-u:`,
+/// `(?i:`); an inline flag such as `(?i)` would scope over what follows it in the whole
+/// regex, not in the half.
 fn plain_top_level(part: &str) -> bool {
     let b = part.as_bytes();
     let (mut depth, mut i, mut in_class) = (0usize, 0usize, false);
@@ -284,9 +295,7 @@ fn plain_top_level(part: &str) -> bool {
             b']' if in_class => in_class = false,
             b'(' if !in_class => {
                 let rest = &part[i..];
-                if rest.starts_with("(?")
-                    && !["(?:", "(?P<", "(?-u:"].iter().any(|g| rest.starts_with(g))
-                {
+                if rest.starts_with("(?") && !rest.starts_with("(?P<") && !scoped_group(rest) {
                     return false;
                 }
                 depth += 1;
@@ -448,7 +457,7 @@ mod tests {
             format!(
                 r"^pam_unix\(sshd:auth\): authentication failure; logname=\S* uid=\d+ rhost={host}(?: +user=(?P<F_USER>.*))? *$"
             ),
-            format!(r"^(?:a|ab)(?:b|) (?:x|(?P<F_X>y)) {host}(?: port \d+)?"),
+            format!(r"^(?i:a|ab)(?:b|) (?:x|(?P<F_X>y)) {host}(?: port \d+)?"),
             format!(r"^refused connect from \S+ \((?P<__addr0>{IP6}|{IP4})\)$"),
         ];
         let starts = [
