@@ -27,13 +27,13 @@
 
 use banhound::config::fail2ban;
 use banhound::engine::datetime::{DateDetector, Zone};
-use banhound::engine::filter::{Matcher, Outcome};
+use banhound::engine::filter::{Matcher, Outcome, SpanPath};
 use banhound::engine::multiline::{Origin, SourceState};
 use banhound::engine::prepare::{LinePreparer, Prepared};
 use banhound::engine::time::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -468,6 +468,23 @@ fn banhound_agrees_with_fail2bans_annotated_samples() {
         if let Err(e) = def {
             eprintln!("{} {:?}: does not load: {e}", set.filter, set.params());
         }
+    }
+
+    // How the failregexes' spans are read (distinct per filter over all parameter sets).
+    let mut paths: BTreeMap<SpanPath, BTreeSet<(&str, &str)>> = BTreeMap::new();
+    for (set, def) in sets.iter().zip(&definitions) {
+        let Ok(def) = def else { continue };
+        for i in 0..def.filter.failregex_count() {
+            paths
+                .entry(def.filter.failregex_spans(i))
+                .or_default()
+                .insert((set.filter.as_str(), def.filter.failregex_source(i)));
+        }
+    }
+    let regexes: usize = paths.values().map(BTreeSet::len).sum();
+    eprintln!("failregexes of the loaded filters (distinct per filter): {regexes}");
+    for (path, set) in &paths {
+        eprintln!("  {path}: {}", set.len());
     }
 
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();

@@ -13,7 +13,7 @@ mod shipped_filter;
 
 use banhound::engine::address::parse_address;
 use banhound::engine::datetime::{DateDetector, Zone};
-use banhound::engine::filter::{Filter, Host, Outcome};
+use banhound::engine::filter::{Filter, Host, Outcome, SpanPath};
 use banhound::engine::prepare::{LinePreparer, Prepared};
 use banhound::engine::time::Timestamp;
 use shipped_filter::{filter_files, ShippedFilter};
@@ -434,4 +434,47 @@ fn every_shipped_filter_has_a_disabled_default_jail() {
             "{name}: enabled = {enabled} by default"
         );
     }
+}
+
+/// How the shipped failregexes' spans are read: printed (the share that avoids the capture
+/// engine over the whole line is what the matching speed rests on); none may need the
+/// backtracking engine, and only those that open with the address may need the capture
+/// engine over the whole line.
+#[test]
+fn span_paths_of_the_shipped_failregexes() {
+    let mut paths: BTreeMap<SpanPath, BTreeSet<(String, String)>> = BTreeMap::new();
+    for (name, path) in filter_files() {
+        let shipped = ShippedFilter::load(&name, &path);
+        for (_, filter) in shipped.filters() {
+            for i in 0..filter.failregex_count() {
+                paths
+                    .entry(filter.failregex_spans(i))
+                    .or_default()
+                    .insert((name.clone(), filter.failregex_source(i).to_string()));
+            }
+        }
+    }
+    let total: usize = paths.values().map(BTreeSet::len).sum();
+    eprintln!("shipped failregexes (distinct per filter, all modes): {total}");
+    for (path, regexes) in &paths {
+        eprintln!("  {path}: {}", regexes.len());
+        if *path >= SpanPath::WholeText {
+            for (name, source) in regexes {
+                eprintln!("    {name}: {source}");
+            }
+        }
+    }
+    assert!(total > 50, "only {total} failregexes found");
+    // Only a regex that opens with its address has no fixed prefix to split after.
+    for (name, source) in paths.get(&SpanPath::WholeText).into_iter().flatten() {
+        assert!(
+            source.starts_with("^<"),
+            "{name}: {source} runs the capture engine over the whole line"
+        );
+    }
+    assert!(
+        !paths.contains_key(&SpanPath::Backtracking),
+        "{:?}",
+        paths.get(&SpanPath::Backtracking)
+    );
 }

@@ -4,7 +4,7 @@
 //! never reach it. [`Engine`] is the one type the matcher calls for either engine.
 
 use super::spans::Slots;
-use super::split::Split;
+use super::split::{SpanPath, Split};
 use regex::bytes::Regex;
 use std::fmt;
 
@@ -57,6 +57,16 @@ impl Engine {
         match self {
             Engine::Linear { .. } => EngineKind::Linear,
             Engine::Backtracking { .. } => EngineKind::Backtracking,
+        }
+    }
+
+    pub(super) fn span_path(&self) -> SpanPath {
+        match self {
+            Engine::Linear {
+                split: Some(split), ..
+            } => split.path(),
+            Engine::Linear { .. } => SpanPath::WholeText,
+            Engine::Backtracking { .. } => SpanPath::Backtracking,
         }
     }
 

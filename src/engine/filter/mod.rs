@@ -17,9 +17,13 @@
 //!
 //! Matching must stay cheap because log text is plentiful and attacker-controlled:
 //! - the `regex` crate never backtracks, so no line costs more than linear time;
-//! - before any regex runs, one Aho-Corasick pass looks for the literals each failregex
-//!   cannot match without (found by analysing the regex itself), so the lines that cannot
-//!   match — most of them — cost one scan;
+//! - one multi-pattern lazy DFA pass over all failregexes and ignoreregexes says which of
+//!   them match, so the lines that cannot match — most of them — cost one scan, and only
+//!   the first matching failregex (fail2ban's order decides) reads its spans;
+//! - a prefregex that needs the capture engine is kept from running on lines no failregex
+//!   can match by one Aho-Corasick pass for the literals they cannot match without;
+//! - the spans of the common shapes are taken without running the capture engine over the
+//!   whole line (see `split`);
 //! - captures go into reusable [`CaptureLocations`] held by a [`Matcher`], so a line that
 //!   matches allocates nothing either.
 //!
@@ -33,11 +37,13 @@
 //! (one byte for one, so every offset stays that of the original line).
 
 //!
-//! The parts: `tags` compiles the tags, `prefilter` rejects lines by their literals,
-//! `prefregex` takes the common prefregex shape without captures, `spans` reads what a
-//! match names, and `backtracking` is the bounded fallback engine.
+//! The parts: `tags` compiles the tags, `multipattern` is the one pass that says which regexes
+//! match, `prefilter` the literal gate before a costly prefregex, `prefregex` takes the
+//! common prefregex shape without captures, `split` and `spans` read what a match names,
+//! and `backtracking` is the bounded fallback engine.
 
 mod backtracking;
+mod multipattern;
 mod prefilter;
 mod prefregex;
 mod spans;
@@ -50,10 +56,12 @@ use crate::engine::multiline::{SessionLine, SessionVerdict, Sessions, SourceStat
 use crate::engine::time::Timestamp;
 use backtracking::{BacktrackScratch, Engine};
 pub use backtracking::{EngineKind, BACKTRACKING_MAX_LINE, BACKTRACK_LIMIT};
-use prefilter::{build_prefilter, Prefilter};
+use multipattern::{MultiCache, MultiPattern};
+use prefilter::{build_gate, LiteralGate};
 use prefregex::{prefix_only, PrefixOnly};
 use regex::bytes::CaptureLocations;
 use spans::{address_of, user_of, Slots};
+pub use split::SpanPath;
 use std::fmt;
 use tags::{compile_tagged, CompiledRegex, CONTENT_FIELD, FIELD_GROUP_PREFIX};
 
@@ -173,7 +181,11 @@ pub struct Filter {
     pref_prefix: Option<PrefixOnly>,
     fail: Vec<CompiledRegex>,
     ignore: Vec<Engine>,
-    prefilter: Option<Prefilter>,
+    /// Which failregexes and ignoreregexes match a text, in one pass (`None`: the set was too
+    /// big; every regex is tried in turn).
+    pass: Option<MultiPattern>,
+    /// Before a prefregex that needs the capture engine: the failregexes' literals.
+    gate: Option<LiteralGate>,
     /// Lines a failregex may span; above 1 lines are matched in a window.
     maxlines: usize,
     /// Some regex captures `<F-MLFID>`: lines are combined per session.
@@ -242,6 +254,7 @@ impl Filter {
             fail.push(compiled);
         }
         let mut ignore = Vec::with_capacity(spec.ignoreregex.len());
+        let mut ignore_supersets = Vec::with_capacity(spec.ignoreregex.len());
         for (i, pattern) in spec.ignoreregex.iter().enumerate() {
             let role = RegexRole::Ignore(i);
             let compiled = compile_tagged(pattern, spec.dialect, multi_line)
@@ -252,13 +265,22 @@ impl Filter {
                     kind: FilterErrorKind::AddressTagInIgnore,
                 });
             }
+            ignore_supersets.push(compiled.linear_superset().map(str::to_string));
             ignore.push(compiled.regex);
         }
-        let prefilter = build_prefilter(&fail);
+        let fail_supersets: Vec<Option<&str>> =
+            fail.iter().map(CompiledRegex::linear_superset).collect();
+        let ignore_supersets: Vec<Option<&str>> =
+            ignore_supersets.iter().map(Option::as_deref).collect();
+        let pass = MultiPattern::new(&fail_supersets, &ignore_supersets, multi_line);
         let pref_prefix = spec
             .prefregex
             .as_deref()
             .and_then(|p| prefix_only(p, spec.dialect));
+        // Windows run the prefregex on every line anyway (each joins the window).
+        let gate = (pref.is_some() && pref_prefix.is_none() && !multi_line)
+            .then(|| build_gate(&fail))
+            .flatten();
         let sessions = pref
             .as_ref()
             .map(|(p, _)| p)
@@ -270,7 +292,8 @@ impl Filter {
             pref_prefix,
             fail,
             ignore,
-            prefilter,
+            pass,
+            gate,
             maxlines,
             sessions,
             by_process: false,
@@ -332,6 +355,11 @@ impl Filter {
         self.fail[i].regex.kind()
     }
 
+    /// How failregex `i`'s spans are read from a line it matches.
+    pub fn failregex_spans(&self, i: usize) -> SpanPath {
+        self.fail[i].regex.span_path()
+    }
+
     /// Which engine runs the prefregex, if there is one.
     pub fn prefregex_engine(&self) -> Option<EngineKind> {
         self.pref.as_ref().map(|(p, _)| p.regex.kind())
@@ -342,9 +370,10 @@ impl Filter {
         self.ignore[i].kind()
     }
 
-    /// Whether the literal prefilter is in use (false when no failregex has a literal).
-    pub fn has_prefilter(&self) -> bool {
-        self.prefilter.is_some()
+    /// Whether one multi-pattern pass says which regexes match (false when the set is too
+    /// big to compile: every regex is then tried in turn).
+    pub fn has_multi_pattern_pass(&self) -> bool {
+        self.pass.is_some()
     }
 
     pub fn matcher(&self) -> Matcher<'_> {
@@ -356,7 +385,7 @@ impl Filter {
                 .as_ref()
                 .map(|p| p.prefix.capture_locations()),
             fail_locations: self.fail.iter().map(|f| f.regex.slots()).collect(),
-            candidates: vec![false; self.fail.len()],
+            pass_cache: self.pass.as_ref().map(MultiPattern::cache),
             scratch: BacktrackScratch::default(),
             process_id: Vec::new(),
         }
@@ -370,7 +399,7 @@ pub struct Matcher<'f> {
     /// For the prefregex shortcut when the session id is wanted.
     prefix_locations: Option<CaptureLocations>,
     fail_locations: Vec<Slots>,
-    candidates: Vec<bool>,
+    pass_cache: Option<MultiCache>,
     scratch: BacktrackScratch,
     /// The session id of a record's process ([`Origin::session_id`]).
     process_id: Vec<u8>,
@@ -422,7 +451,7 @@ impl<'f> Matcher<'f> {
     /// is taken as it stands (an `<F-MLFID>` failure without an address is
     /// [`Outcome::Hostless`]).
     pub fn match_line<'a>(&mut self, message: &'a [u8]) -> Outcome<'a> {
-        if !self.prefilter(message) {
+        if !self.gate(message) {
             return Outcome::Missed;
         }
         let Some(pref) = self.pref(message, false) else {
@@ -453,7 +482,7 @@ impl<'f> Matcher<'f> {
         if !self.filter.has_sessions() {
             return self.match_line(message);
         }
-        if !self.prefilter(message) {
+        if !self.gate(message) {
             return Outcome::Missed;
         }
         // The session id is only needed for a line a failregex matches: the prefregex
@@ -520,8 +549,6 @@ impl<'f> Matcher<'f> {
             consume_next,
             ..
         } = window;
-        // A failregex may need literals from several lines: every one is a candidate.
-        self.candidates.fill(true);
         let scan = self.scan(PrefParts {
             content: joined,
             ..pref
@@ -551,16 +578,13 @@ impl<'f> Matcher<'f> {
         }
     }
 
-    /// Runs the literal prefilter: false when no failregex can match `message`; otherwise
-    /// marks the candidates.
-    fn prefilter(&mut self, message: &[u8]) -> bool {
-        match &self.filter.prefilter {
-            Some(pre) => pre.mark_candidates(message, &mut self.candidates),
-            None => {
-                self.candidates.fill(true);
-                true
-            }
-        }
+    /// The literal gate before a costly prefregex: false when no failregex can match
+    /// `message`.
+    fn gate(&self, message: &[u8]) -> bool {
+        self.filter
+            .gate
+            .as_ref()
+            .is_none_or(|gate| gate.may_match(message))
     }
 
     /// Applies the prefregex; `None` when it does not match. `want_id`: the session id is
@@ -612,13 +636,21 @@ impl<'f> Matcher<'f> {
         })
     }
 
-    /// Runs the candidate failregexes over the prefregex's content; the first that matches
-    /// decides.
+    /// Runs the failregexes over the prefregex's content; the first that matches, in the
+    /// filter's order, decides. The multi-pattern pass says which ones match (or, for a
+    /// backtracking one, may), so only those run, and only the first reads its spans.
     fn scan<'a>(&mut self, pref: PrefParts<'a>) -> Scan<'a> {
         let filter = self.filter;
         let content = pref.content;
+        let pass = filter.pass.as_ref().zip(self.pass_cache.as_mut());
+        if let Some((pass, cache)) = pass {
+            if !pass.search(content, cache) {
+                return Scan::Missed;
+            }
+        }
+        let pass = filter.pass.as_ref().zip(self.pass_cache.as_ref());
         for (i, regex) in filter.fail.iter().enumerate() {
-            if !self.candidates[i] {
+            if pass.is_some_and(|(pass, cache)| !pass.may_fail(cache, i)) {
                 continue;
             }
             let locs = &mut self.fail_locations[i];
@@ -630,11 +662,16 @@ impl<'f> Matcher<'f> {
                 return Scan::Missed;
             };
             let scratch = &mut self.scratch;
-            if let Some(ignore) = filter
-                .ignore
-                .iter()
-                .position(|r| r.is_match(content, scratch))
-            {
+            if let Some(ignore) = filter.ignore.iter().enumerate().position(|(j, r)| {
+                match pass {
+                    // The pass is exact for a linear-time regex.
+                    Some((pass, cache)) => {
+                        pass.may_ignore(cache, j)
+                            && (r.kind() == EngineKind::Linear || r.is_match(content, scratch))
+                    }
+                    None => r.is_match(content, scratch),
+                }
+            }) {
                 return Scan::Ignored {
                     regex: i,
                     ignore,

@@ -1,52 +1,34 @@
-//! The literal prefilter: the literals each failregex cannot match without, found by
-//! analysing the regex, searched for in one Aho-Corasick pass, so that the lines no
-//! failregex can match — most of them — cost one scan and no regex.
+//! The literal gate: the literals each failregex cannot match without, found by analysing
+//! the regex, searched for in one Aho-Corasick pass over the whole message. The
+//! multi-pattern pass reads a prefregex's content, so it can only run after the prefregex;
+//! when that prefregex needs the capture engine, this gate keeps the lines no failregex can
+//! match — most of them — from paying for it.
 
 use super::tags::CompiledRegex;
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex_syntax::hir::{Hir, HirKind};
 
-/// Which failregexes a line could match, decided by literals alone.
+/// Whether any failregex could match a line, decided by literals alone.
 #[derive(Debug)]
-pub(super) struct Prefilter {
-    pub(super) automaton: AhoCorasick,
-    /// For each automaton pattern, the failregex it stands for.
-    pub(super) pattern_regex: Vec<usize>,
-    /// Failregexes without a usable literal: always candidates.
-    pub(super) always: Vec<usize>,
+pub(super) struct LiteralGate {
+    automaton: AhoCorasick,
 }
 
-impl Prefilter {
-    /// False when no failregex can match `message`; otherwise sets `candidates[i]` for
-    /// each failregex `i` that may.
-    pub(super) fn mark_candidates(&self, message: &[u8], candidates: &mut [bool]) -> bool {
-        // Most lines contain no literal at all: answer that with the automaton's fast
-        // (SIMD-accelerated) search before doing the slower overlapping one.
-        let literal_found = self.automaton.is_match(message);
-        if !literal_found && self.always.is_empty() {
-            return false;
-        }
-        candidates.fill(false);
-        for &i in &self.always {
-            candidates[i] = true;
-        }
-        if literal_found {
-            for m in self.automaton.find_overlapping_iter(message) {
-                candidates[self.pattern_regex[m.pattern().as_usize()]] = true;
-            }
-        }
-        true
+impl LiteralGate {
+    /// False when no failregex can match `message`.
+    pub(super) fn may_match(&self, message: &[u8]) -> bool {
+        self.automaton.is_match(message)
     }
 }
 
 /// Shortest literal worth prefiltering on: shorter ones hit nearly every line.
 pub(super) const MIN_LITERAL: usize = 3;
 
-pub(super) fn build_prefilter(fail: &[CompiledRegex]) -> Option<Prefilter> {
+/// The gate, when every failregex has a literal (a regex without one would let every line
+/// through).
+pub(super) fn build_gate(fail: &[CompiledRegex]) -> Option<LiteralGate> {
     let mut patterns: Vec<Vec<u8>> = Vec::new();
-    let mut pattern_regex = Vec::new();
-    let mut always = Vec::new();
-    for (i, compiled) in fail.iter().enumerate() {
+    for compiled in fail {
         let hir = regex_syntax::ParserBuilder::new()
             .unicode(false)
             .utf8(false)
@@ -55,12 +37,9 @@ pub(super) fn build_prefilter(fail: &[CompiledRegex]) -> Option<Prefilter> {
             .ok();
         match hir.as_ref().and_then(required_literals) {
             Some(set) if set.iter().all(|l| l.len() >= MIN_LITERAL) => {
-                for lit in set {
-                    patterns.push(lit);
-                    pattern_regex.push(i);
-                }
+                patterns.extend(set);
             }
-            _ => always.push(i),
+            _ => return None,
         }
     }
     if patterns.is_empty() {
@@ -70,11 +49,7 @@ pub(super) fn build_prefilter(fail: &[CompiledRegex]) -> Option<Prefilter> {
         .match_kind(MatchKind::Standard)
         .build(&patterns)
         .ok()?;
-    Some(Prefilter {
-        automaton,
-        pattern_regex,
-        always,
-    })
+    Some(LiteralGate { automaton })
 }
 
 /// A set of literals of which any match of `hir` contains at least one, preferring the set

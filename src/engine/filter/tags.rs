@@ -434,7 +434,8 @@ pub(super) fn address_tag(tag: &str, engine: EngineKind) -> Option<String> {
 #[derive(Debug)]
 pub(super) struct CompiledRegex {
     pub(super) regex: Engine,
-    /// The translated pattern, for the prefilter's literal analysis.
+    /// The translated pattern in the `regex` crate's syntax (for a backtracking regex, its
+    /// linear-time superset), for the multi-pattern pass and the literal analysis.
     pub(super) translated: String,
     /// Capture group indexes of the address tags, in pattern order.
     pub(super) address_groups: Vec<usize>,
@@ -454,6 +455,17 @@ pub(super) struct CompiledRegex {
 }
 
 impl CompiledRegex {
+    /// A linear-time pattern matching whatever this regex matches (exactly that, when it runs
+    /// on the linear engine); `None` when there is none (a superset that did not compile).
+    pub(super) fn linear_superset(&self) -> Option<&str> {
+        match &self.regex {
+            Engine::Linear { .. } | Engine::Backtracking { gate: Some(_), .. } => {
+                Some(&self.translated)
+            }
+            Engine::Backtracking { gate: None, .. } => None,
+        }
+    }
+
     pub(super) fn any_set(groups: &[usize], locs: &Slots) -> bool {
         groups.iter().any(|&g| locs.get(g).is_some())
     }

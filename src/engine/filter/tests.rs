@@ -167,16 +167,13 @@ fn custom_fields() {
 }
 
 #[test]
-fn prefilter_finds_required_literals() {
+fn one_pass_says_which_failregexes_match() {
     let f = filter(&[
         SSHD_PW,
         r"^Invalid user \S* from <HOST>",
         r"(?i)^bad from <HOST>",
     ]);
-    let pre = f.prefilter.as_ref().unwrap();
-    // The case-insensitive regex has no literal: it always runs.
-    assert_eq!(pre.always, vec![2]);
-    assert!(pre.pattern_regex.contains(&0) && pre.pattern_regex.contains(&1));
+    assert!(f.has_multi_pattern_pass());
     assert_eq!(
         host_of(&f, "BAD from 192.0.2.9").as_deref(),
         Some("192.0.2.9")
@@ -261,8 +258,8 @@ fn lookarounds_backreferences_and_conditionals_run_on_the_backtracking_engine() 
         Some("192.0.2.5")
     );
     assert_eq!(host_of(&f, "login x from 192.0.2.5"), None);
-    // The prefilter still knows their literals.
-    assert!(f.prefilter.as_ref().unwrap().always.is_empty());
+    // The one pass holds their linear-time supersets.
+    assert!(f.has_multi_pattern_pass());
 }
 
 #[test]
@@ -744,4 +741,43 @@ fn fail2ban_filter(fail: &[&str]) -> Filter {
         ..Default::default()
     })
     .unwrap()
+}
+
+#[test]
+fn the_first_matching_failregex_decides_and_ignores_are_exact() {
+    let f = Filter::compile(&FilterSpec {
+        failregex: vec![
+            r"^b from <HOST>$".into(),
+            r"^a <F-USER>\S+</F-USER> from <HOST>$".into(),
+            r"^a .* from <HOST>$".into(),
+        ],
+        ignoreregex: vec![r"nomatch$".into(), r"(?<=a )ignored\b".into(), r"ok".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(f.ignoreregex_engine(1), EngineKind::Backtracking);
+    let mut m = f.matcher();
+    match m.match_line(b"a u from 192.0.2.1") {
+        Outcome::Failure(fail) => assert_eq!((fail.regex, fail.user), (1, Some(&b"u"[..]))),
+        other => panic!("{other:?}"),
+    }
+    match m.match_line(b"a u v from 192.0.2.1") {
+        Outcome::Failure(fail) => assert_eq!((fail.regex, fail.user), (2, None)),
+        other => panic!("{other:?}"),
+    }
+    // The superset of the lookbehind matches "x ignored", the regex itself does not.
+    assert!(matches!(
+        m.match_line(b"a x ignored ok from 192.0.2.1"),
+        Outcome::Ignored {
+            regex: 2,
+            ignore: 2
+        }
+    ));
+    assert!(matches!(
+        m.match_line(b"a ignored from 192.0.2.1"),
+        Outcome::Ignored {
+            regex: 1,
+            ignore: 1
+        }
+    ));
 }
