@@ -199,6 +199,14 @@ pub fn connection_info(
     Ok(info.set_redis_settings(redis_settings))
 }
 
+/// Changes a task's shared status; a poisoned lock (a panicked reader) leaves it as it was,
+/// since status is only ever shown, never decided on.
+fn update<S>(status: &std::sync::Mutex<S>, change: impl FnOnce(&mut S)) {
+    if let Ok(mut s) = status.lock() {
+        change(&mut s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@
 //! it never polls.
 
 use super::outbox::Outbox;
-use super::{connection_info, entry_id, stream_key};
+use super::{connection_info, entry_id, stream_key, update};
 use crate::config::fleet::FleetSettings;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Value};
@@ -76,12 +76,6 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         // Rows not sent stay in the outbox for the next start.
         self.task.abort();
-    }
-}
-
-fn update(status: &Mutex<PublishStatus>, change: impl FnOnce(&mut PublishStatus)) {
-    if let Ok(mut s) = status.lock() {
-        change(&mut s);
     }
 }
 

@@ -16,7 +16,7 @@
 //! daemon. This is said in the log, naming the origin.
 
 use super::publisher::connect;
-use super::{stream_host, stream_key, EntryError, FleetEntry};
+use super::{stream_host, stream_key, update, EntryError, FleetEntry};
 use crate::config::fleet::FleetSettings;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
@@ -89,12 +89,6 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-fn update(status: &Mutex<SubscribeStatus>, change: impl FnOnce(&mut SubscribeStatus)) {
-    if let Ok(mut s) = status.lock() {
-        change(&mut s);
     }
 }
 
