@@ -27,7 +27,7 @@ fi
 
 section "Installing build and runtime dependencies"
 missing=()
-for pkg in build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev libsqlite3-dev \
+for pkg in build-essential pkg-config libsystemd-dev libnftnl-dev libmnl-dev libsqlite3-dev libssl-dev \
            nftables iproute2 systemd-journal-remote curl python3 dbus; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
