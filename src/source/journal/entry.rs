@@ -78,7 +78,7 @@ impl<'a> EntryView<'a> {
 }
 
 /// Host labels longer than this are cut: a name shown in a log line, not a payload.
-const HOST_LABEL_BYTES: usize = 64;
+pub const HOST_LABEL_BYTES: usize = 64;
 
 fn is_host_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')
